@@ -1,0 +1,122 @@
+"""Command line: `otids analyze`, `otids bench`, `otids version`. Reads top to bottom as the pipeline:
+config -> sinks -> detectors -> run over the captures -> summary.
+
+User mistakes (missing files, bad config, damaged captures) end in one line on stderr naming the file
+and the place, never a traceback. Exit codes: 0 done; 1 done, but some input was damaged (what came
+before the damage was analysed); 2 nothing analysed (usage, config or output error).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .config import load_config
+from .errors import UserError
+
+EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="otids",
+        description="Passive security monitor and IDS for industrial networks (Modbus/TCP, OPC UA, MQTT).",
+        epilog="Exit codes: 0 done, 1 done but some capture was damaged, 2 nothing analysed (bad usage, config "
+               "or output). See README.md.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    a = sub.add_parser("analyze", help="analyse capture files and write alerts (and events)",
+                       description="Analyse pcap/pcapng files (optionally gzip-compressed) as one continuous "
+                                   "capture, in the order given, and write alerts as ECS NDJSON.")
+    a.add_argument("pcaps", nargs="+", metavar="PCAP", help="capture files (pcap, pcapng, .gz)")
+    a.add_argument("-o", "--output", metavar="FILE", help="alerts NDJSON (default: otids-alerts.ndjson)")
+    a.add_argument("--events", metavar="FILE", help="also write every protocol event as ECS NDJSON")
+    a.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (see otids.example.yaml)")
+    a.add_argument("-q", "--quiet", action="store_true", help="no summary and no progress bar")
+
+    b = sub.add_parser("bench", help="benchmark the pipeline against tshark on the reference capture",
+                       description="Generate the 1M-packet reference capture with ../shared/bench/gen_modbus_pcap.py "
+                                   "(or use --pcap), run the full pipeline and tshark on it, print packets/s, "
+                                   "the ratio and peak RSS of both.")
+    b.add_argument("--pcap", help="use this capture instead of generating the reference one")
+    b.add_argument("--generator", default=None, help="path of gen_modbus_pcap.py (default: ../shared/bench/)")
+    b.add_argument("--connections", type=int, default=498)
+    b.add_argument("--txns", type=int, default=1000, help="transactions per connection")
+    b.add_argument("--runs", type=int, default=1, help="repeat each measurement and report the median")
+    b.add_argument("--workdir", default=None, help="where to write the generated capture (default: a temp dir)")
+
+    sub.add_parser("version", help="print the version")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    try:
+        if args.command == "analyze":
+            return cmd_analyze(args)
+        if args.command == "bench":
+            from .bench import cmd_bench
+            return cmd_bench(args)
+        if args.command == "version":
+            print(f"otids {__version__}")
+            return EXIT_OK
+        ap.print_help()
+        return EXIT_USAGE
+    except UserError as e:
+        print(f"otids: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("otids: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def cmd_analyze(args) -> int:
+    import os
+
+    from .detect.anomaly import AnomalyDetector
+    from .output.console import print_summary
+    from .output.ndjson import NdjsonSink
+    from .pipeline import Run
+
+    config = load_config(args.config)
+    missing = [p for p in args.pcaps if not os.path.isfile(p)]
+    if missing:
+        raise UserError(f"{missing[0]}: no such capture file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    alerts = NdjsonSink(args.output or config.output.alerts, "alerts")
+    sinks_e = []
+    events_path = args.events or config.output.events
+    if events_path:
+        sinks_e.append(NdjsonSink(events_path, "events"))
+    detectors = [AnomalyDetector(config.anomaly)] if config.anomaly.enabled else []
+    run = Run(config, detectors, [alerts], sinks_e)
+
+    quiet = args.quiet or not config.output.summary
+    progress = None
+    if not quiet and config.output.progress and sys.stderr.isatty():
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                            TimeRemainingColumn(), transient=True)
+        progress.start()
+    try:
+        for path in args.pcaps:
+            run.analyze_file(path, progress)
+        run.finish()
+    finally:
+        if progress is not None:
+            progress.stop()
+        for s in [alerts, *sinks_e]:
+            s.close()
+            run.outputs.append((s.path, s.count))
+    if not quiet:
+        print_summary(run)
+    else:
+        for err in run.errors:
+            print(f"otids: error: {err}", file=sys.stderr)
+    return EXIT_DAMAGED if run.errors else EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

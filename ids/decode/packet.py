@@ -1,0 +1,329 @@
+"""Decode link, network and transport headers into one compact record per packet.
+
+Link types Ethernet (802.1Q, 802.1ad/QinQ), Linux cooked SLL/SLL2, raw IP and BSD loopback; IPv4 (options,
+fragments reassembled by ids.decode.frag), IPv6 (extension headers), TCP and UDP. Each fixed header is one
+precompiled struct unpack. Checksums are verified and recorded, never a reason to drop. What the payload
+means is left to ids.flow and ids.protocols.
+"""
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from .frag import FragmentReassembler
+
+# Link types (tcpdump.org/linktypes.html)
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_RAW_12 = 12  # DLT_RAW on some BSDs
+LINKTYPE_RAW_14 = 14  # DLT_RAW on OpenBSD
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
+ETH_VLAN = (0x8100, 0x88A8, 0x9100)
+
+TCP, UDP = 6, 17
+
+
+class Packet(NamedTuple):
+    """One decoded TCP or UDP packet. Addresses stay bytes (4 or 16) until a flow needs text."""
+
+    ts: int  # nanoseconds since the epoch
+    proto: int  # 6 TCP, 17 UDP
+    src: bytes
+    dst: bytes
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int  # TCP flags byte (0 for UDP)
+    payload: bytes
+    src_mac: bytes | None
+    dst_mac: bytes | None
+    vlan: tuple[int, ...] | None
+    bad_checksum: bool
+
+
+# TCP flags
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+_ETH_IP4_TCP = struct.Struct("!6s6sHBBHHHBBH4s4sHHIIBBHHH")  # 14 + 20 + 20 bytes
+_ETH = struct.Struct("!6s6sH")
+_VLAN = struct.Struct("!HH")
+_IP4 = struct.Struct("!BBHHHBBH4s4s")
+_IP6 = struct.Struct("!IHBB16s16s")
+_TCP = struct.Struct("!HHIIBBHHH")
+_UDP = struct.Struct("!HHHH")
+_SLL = struct.Struct("!HHH8sH")
+_SLL2 = struct.Struct("!HHIHBB8s")
+_PSEUDO4 = struct.Struct("!4s4sBBH")
+_PSEUDO6 = struct.Struct("!16s16sIxxxB")
+_u32le = struct.Struct("<I").unpack_from
+_u32be = struct.Struct(">I").unpack_from
+
+_from_bytes = int.from_bytes
+
+
+def _csum_ok(data: bytes) -> bool:
+    """True when the one's-complement sum of `data` (16-bit big-endian words) is all ones.
+
+    The one's-complement sum is congruent to the whole buffer read as one integer modulo 0xFFFF, which
+    lets one C-level int conversion stand in for a Python loop over words.
+    """
+    if len(data) & 1:
+        data += b"\0"
+    return _from_bytes(data, "big") % 0xFFFF == 0
+
+
+class DecodeStats:
+    __slots__ = ("packets", "bytes", "not_ip", "not_tcp_udp", "malformed", "truncated", "bad_checksum",
+                 "fragments", "linktype_unknown", "checksum_checked")
+
+    def __init__(self):
+        for k in self.__slots__:
+            setattr(self, k, 0)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class Decoder:
+    """Turns (ts, linktype, frame) into a Packet, or None for what no flow consumes (counted in stats).
+
+    checksums: "on" verifies every IPv4/TCP/UDP checksum; "off" none; "auto" verifies and turns itself off
+    once the first `auto_sample` checked packets are mostly wrong (checksum offload on the capturing host,
+    as on loopback), saying so in `checksum_note`.
+    """
+
+    def __init__(self, checksums: str = "auto", frag: FragmentReassembler | None = None, auto_sample: int = 1000):
+        self.stats = DecodeStats()
+        self.frag = frag or FragmentReassembler()
+        self.verify = checksums != "off"
+        self.auto = checksums == "auto"
+        self.auto_sample = auto_sample
+        self.checksum_note: str | None = None
+        self.notices: list[tuple[int, str, dict]] = []  # (ts, action, details) for the flow stage to emit
+
+    # ------------------------------------------------------------------ entry point
+    def decode(self, ts: int, linktype: int, data: bytes) -> Packet | None:
+        st = self.stats
+        st.packets += 1
+        st.bytes += len(data)
+        # Fast path: untagged Ethernet, IPv4 without options, unfragmented TCP.
+        if linktype == 1 and len(data) >= 54 and data[12:14] == b"\x08\x00" and data[14] == 0x45 \
+                and data[23] == 6 and not (_from_bytes(data[20:22], "big") & 0x3FFF):
+            (dmac, smac, _et, _vhl, _tos, tot, _id, _frag, _ttl, _p, _ic, src, dst,
+             sport, dport, seq, ack, off, flags, _win, _tc, _urg) = _ETH_IP4_TCP.unpack_from(data)
+            thl = (off >> 4) * 4
+            end = 14 + tot
+            if thl >= 20 and 34 + thl <= end <= len(data):
+                bad = False
+                if self.verify:
+                    bad = self._check4(data, 14, 20, end, src, dst, 6, ts)
+                return Packet(ts, 6, src, dst, sport, dport, seq, ack, flags, data[34 + thl:end],
+                              smac, dmac, None, bad)
+        return self._decode_slow(ts, linktype, data)
+
+    # ------------------------------------------------------------------ general path
+    def _decode_slow(self, ts: int, linktype: int, data: bytes) -> Packet | None:
+        st = self.stats
+        smac = dmac = None
+        vlan: list[int] | None = None
+        n = len(data)
+        if linktype == LINKTYPE_ETHERNET:
+            if n < 14:
+                st.truncated += 1
+                return None
+            dmac, smac, etype = _ETH.unpack_from(data)
+            off = 14
+            while etype in ETH_VLAN:
+                if n < off + 4:
+                    st.truncated += 1
+                    return None
+                tci, etype = _VLAN.unpack_from(data, off)
+                (vlan := vlan or []).append(tci & 0x0FFF)
+                off += 4
+        elif linktype in (LINKTYPE_RAW, LINKTYPE_RAW_12, LINKTYPE_RAW_14, LINKTYPE_IPV4, LINKTYPE_IPV6):
+            if not n:
+                st.truncated += 1
+                return None
+            etype, off = (ETH_IPV4 if data[0] >> 4 == 4 else ETH_IPV6 if data[0] >> 4 == 6 else 0), 0
+        elif linktype == LINKTYPE_LINUX_SLL:
+            if n < 16:
+                st.truncated += 1
+                return None
+            _ptype, hatype, halen, addr, etype = _SLL.unpack_from(data)
+            if hatype == 1 and halen == 6:
+                smac = addr[:6]
+            off = 16
+        elif linktype == LINKTYPE_LINUX_SLL2:
+            if n < 20:
+                st.truncated += 1
+                return None
+            etype, _r, _ifi, hatype, _pt, halen, addr = _SLL2.unpack_from(data)
+            if hatype == 1 and halen == 6:
+                smac = addr[:6]
+            off = 20
+        elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+            if n < 4:
+                st.truncated += 1
+                return None
+            fam = _u32be(data)[0] if linktype == LINKTYPE_LOOP else _u32le(data)[0]
+            if fam > 0xFFFF:  # written in the other host byte order
+                fam = _u32be(data)[0] if linktype != LINKTYPE_LOOP else _u32le(data)[0]
+            etype = ETH_IPV4 if fam == 2 else ETH_IPV6 if fam in (10, 24, 28, 30) else 0
+            off = 4
+        else:
+            st.linktype_unknown += 1
+            return None
+        vl = tuple(vlan) if vlan else None
+        if etype == ETH_IPV4:
+            return self._ipv4(ts, data, off, smac, dmac, vl)
+        if etype == ETH_IPV6:
+            return self._ipv6(ts, data, off, smac, dmac, vl)
+        st.not_ip += 1
+        return None
+
+    def _ipv4(self, ts, data, off, smac, dmac, vlan) -> Packet | None:
+        st = self.stats
+        if len(data) < off + 20:
+            st.truncated += 1
+            return None
+        vhl, _tos, tot, ipid, frag, _ttl, proto, _csum, src, dst = _IP4.unpack_from(data, off)
+        ihl = (vhl & 0x0F) * 4
+        if vhl >> 4 != 4 or ihl < 20 or tot < ihl:
+            st.malformed += 1
+            return None
+        end = off + tot
+        if end > len(data):
+            st.truncated += 1  # snaplen cut the packet: decode what is there, the stream will see a gap
+            end = len(data)
+            if end < off + ihl:
+                return None
+        bad = False
+        if self.verify and not _csum_ok(data[off:off + ihl]):
+            bad = self._bad(ts)
+        l4 = off + ihl
+        if frag & 0x3FFF:  # MF set or offset non-zero
+            st.fragments += 1
+            key = (src, dst, ipid, proto)
+            whole = self.frag.add(ts, key, (frag & 0x1FFF) * 8, bool(frag & 0x2000), data[l4:end], self.notices)
+            if whole is None:
+                return None
+            return self._l4(ts, proto, src, dst, whole, 0, len(whole), smac, dmac, vlan, bad, 4)
+        return self._l4(ts, proto, src, dst, data, l4, end, smac, dmac, vlan, bad, 4)
+
+    def _ipv6(self, ts, data, off, smac, dmac, vlan) -> Packet | None:
+        st = self.stats
+        if len(data) < off + 40:
+            st.truncated += 1
+            return None
+        vtf, plen, nxt, _hop, src, dst = _IP6.unpack_from(data, off)
+        if vtf >> 28 != 6:
+            st.malformed += 1
+            return None
+        end = min(off + 40 + plen, len(data))
+        pos = off + 40
+        frag = None
+        # Extension headers: hop-by-hop, routing, destination options, AH; fragment handled below.
+        for _ in range(16):  # bounded: a chain of more than 16 headers is treated as malformed
+            if nxt in (0, 43, 60, 135, 139, 140):
+                if pos + 2 > end:
+                    st.truncated += 1
+                    return None
+                nxt, hlen = data[pos], (data[pos + 1] + 1) * 8
+                pos += hlen
+            elif nxt == 51:  # AH: length in 4-octet units minus 2
+                if pos + 2 > end:
+                    st.truncated += 1
+                    return None
+                nxt, hlen = data[pos], (data[pos + 1] + 2) * 4
+                pos += hlen
+            elif nxt == 44:
+                if pos + 8 > end:
+                    st.truncated += 1
+                    return None
+                nh, _r, offm, ident = struct.unpack_from("!BBHI", data, pos)
+                frag = (offm & 0xFFF8, bool(offm & 1), ident)
+                nxt = nh
+                pos += 8
+            else:
+                break
+        else:
+            st.malformed += 1
+            return None
+        if pos > end:
+            st.truncated += 1
+            return None
+        if frag is not None and (frag[0] or frag[1]):
+            st.fragments += 1
+            whole = self.frag.add(ts, (src, dst, frag[2], nxt), frag[0], frag[1], data[pos:end], self.notices)
+            if whole is None:
+                return None
+            return self._l4(ts, nxt, src, dst, whole, 0, len(whole), smac, dmac, vlan, False, 6)
+        return self._l4(ts, nxt, src, dst, data, pos, end, smac, dmac, vlan, False, 6)
+
+    def _l4(self, ts, proto, src, dst, data, pos, end, smac, dmac, vlan, bad, ipver) -> Packet | None:
+        st = self.stats
+        if proto == TCP:
+            if end - pos < 20:
+                st.truncated += 1
+                return None
+            sport, dport, seq, ack, offb, flags, _w, _c, _u = _TCP.unpack_from(data, pos)
+            thl = (offb >> 4) * 4
+            if thl < 20 or pos + thl > end:
+                st.malformed += 1
+                return None
+            if self.verify and not bad:
+                bad = self._check_l4(data, pos, end, src, dst, 6, ipver, ts)
+            return Packet(ts, 6, src, dst, sport, dport, seq, ack, flags, data[pos + thl:end], smac, dmac, vlan, bad)
+        if proto == UDP:
+            if end - pos < 8:
+                st.truncated += 1
+                return None
+            sport, dport, ulen, ucs = _UDP.unpack_from(data, pos)
+            if self.verify and not bad and ucs:
+                bad = self._check_l4(data, pos, end, src, dst, 17, ipver, ts)
+            return Packet(ts, 17, src, dst, sport, dport, 0, 0, 0, data[pos + 8:end], smac, dmac, vlan, bad)
+        st.not_tcp_udp += 1
+        return None
+
+    # ------------------------------------------------------------------ checksums
+    def _check4(self, data, ip_off, ihl, end, src, dst, proto, ts) -> bool:
+        if not _csum_ok(data[ip_off:ip_off + ihl]):
+            return self._bad(ts)
+        return self._check_l4(data, ip_off + ihl, end, src, dst, proto, 4, ts)
+
+    def _check_l4(self, data, pos, end, src, dst, proto, ipver, ts) -> bool:
+        self.stats.checksum_checked += 1
+        seg = data[pos:end]
+        if ipver == 4:
+            pseudo = _PSEUDO4.pack(src, dst, 0, proto, len(seg))
+        else:
+            pseudo = _PSEUDO6.pack(src, dst, len(seg), proto)
+        if _csum_ok(pseudo + seg):
+            self._auto_check()
+            return False
+        return self._bad(ts)
+
+    def _bad(self, ts) -> bool:
+        self.stats.bad_checksum += 1
+        self._auto_check()
+        return True
+
+    def _auto_check(self) -> None:
+        st = self.stats
+        if self.auto and st.checksum_checked >= self.auto_sample:
+            self.auto = False
+            if st.bad_checksum * 2 > st.checksum_checked:
+                self.verify = False
+                self.checksum_note = (f"checksum validation turned off after {st.bad_checksum} of the first "
+                                      f"{st.checksum_checked} packets had bad checksums (offload on the capturing host)")
+                self.notices.append((0, "checksum_validation_disabled", {"bad": st.bad_checksum,
+                                                                         "checked": st.checksum_checked}))

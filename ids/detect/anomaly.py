@@ -1,0 +1,177 @@
+"""Protocol-anomaly detector: turns anomalies that parsers put on events, and data-path notices, into
+alerts: malformed PDUs, unsolicited responses, exception floods, unanswered-request floods, caps hit.
+
+Repeats are rate-limited per (rule, client, server): the first occurrence alerts at once, the ones inside
+the re-alert window are counted and reported in one follow-up alert with their count (never dropped).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from ..config import AnomalyConfig
+from ..events import Alert, FlowNotice, ModbusTransaction
+from .attack import techniques
+
+NS = 1_000_000_000
+MAX_KEYS = 50_000  # bound on tracked (rule, pair) keys; the oldest are forgotten first
+
+
+@dataclass(frozen=True)
+class AnomalyRule:
+    id: str
+    name: str
+    severity: str
+    description: str
+    attack: tuple[str, ...] = ()
+
+
+RULES = {r.id: r for r in (
+    AnomalyRule("otids.anomaly.modbus.malformed", "Malformed Modbus PDU", "medium",
+                "A Modbus frame or PDU violates the specification (bad MBAP header, wrong length or byte count, "
+                "out-of-range quantity, invalid coil value). Fuzzing, exploitation attempts and broken devices "
+                "produce these.", ("T0866",)),
+    AnomalyRule("otids.anomaly.modbus.unsolicited_response", "Unsolicited Modbus response", "medium",
+                "A slave sent a response whose transaction id matches no outstanding request: spoofed or "
+                "injected replies, or a capture that started mid-exchange.", ("T0856",)),
+    AnomalyRule("otids.anomaly.modbus.exception_flood", "Modbus exception flood", "high",
+                "Many exception responses from one slave to one master in a short window: function-code, "
+                "address or unit-id scanning, or a master driving a device into errors.", ("T0846", "T0888")),
+    AnomalyRule("otids.anomaly.modbus.unanswered_flood", "Modbus unanswered-request flood", "high",
+                "Many requests without response from one master to one slave in a short window: a request "
+                "flood, probing of absent units, or a device that stopped answering.", ("T0814",)),
+    AnomalyRule("otids.anomaly.flow.stream_buffer_cap", "TCP reassembly buffer cap reached", "low",
+                "Out-of-order data for one stream exceeded the reassembly buffer; a gap was declared. Heavy loss "
+                "or deliberate segment games to evade inspection."),
+    AnomalyRule("otids.anomaly.flow.table_full", "Flow table full", "medium",
+                "The flow table reached its cap and evicted flows: the sensor is partly blind (flow flood or "
+                "undersized configuration)."),
+    AnomalyRule("otids.anomaly.ip.fragment_overlap", "Overlapping IP fragments", "medium",
+                "IP fragments overlapped; the first copy was kept. Overlaps are a classic IDS-evasion technique."),
+)}
+
+MALFORMED = frozenset(("malformed_mbap", "malformed_pdu", "byte_count_mismatch", "quantity_out_of_range",
+                       "invalid_coil_value", "exception_in_request", "function_code_mismatch",
+                       "response_mismatch", "invalid_device_id_code"))
+
+NOTICE_RULES = {"stream_buffer_cap": "otids.anomaly.flow.stream_buffer_cap",
+                "flow_table_full": "otids.anomaly.flow.table_full",
+                "ip_fragment_overlap": "otids.anomaly.ip.fragment_overlap"}
+
+
+class _Limiter:
+    """First alert per key at once; later ones within `window` counted and reported once it closes."""
+
+    __slots__ = ("start", "suppressed", "last_event")
+
+    def __init__(self, ts):
+        self.start = ts
+        self.suppressed = 0
+        self.last_event = None
+
+
+class AnomalyDetector:
+    def __init__(self, cfg: AnomalyConfig):
+        self.cfg = cfg
+        self.realert = cfg.realert_after * NS
+        self.limiters: dict[tuple, _Limiter] = {}
+        self.exc: dict[tuple, deque] = {}
+        self.unans: dict[tuple, deque] = {}
+
+    # ------------------------------------------------------------------ events
+    def on_event(self, ev):
+        if type(ev) is ModbusTransaction:
+            return self._modbus(ev)
+        if type(ev) is FlowNotice:
+            rid = NOTICE_RULES.get(ev.action)
+            if rid:
+                return self._fire(rid, ev, ev.ts, f"{RULES[rid].name}: {ev.details}")
+        return None
+
+    def _modbus(self, ev: ModbusTransaction):
+        out = None
+        an = ev.anomalies
+        if an:
+            bad = [a for a in an if a in MALFORMED]
+            if bad:
+                out = self._fire("otids.anomaly.modbus.malformed", ev, ev.ts,
+                                 f"malformed Modbus {ev.function} from {ev.flow.client_ip} to {ev.flow.server_ip}: "
+                                 f"{', '.join(bad)}", extra=("malformed", tuple(bad)))
+            if "unsolicited_response" in an:
+                r = self._fire("otids.anomaly.modbus.unsolicited_response", ev, ev.response_ts or ev.ts,
+                               f"response to transaction {ev.transaction_id} ({ev.function}) from "
+                               f"{ev.flow.server_ip} with no matching request")
+                out = (out or []) + (r or [])
+            if "unanswered_request" in an:
+                r = self._flood(self.unans, ev, self.cfg.unanswered_flood_count, self.cfg.unanswered_flood_window,
+                                "otids.anomaly.modbus.unanswered_flood", "requests without response")
+                out = (out or []) + (r or [])
+        if ev.exception_code is not None:
+            r = self._flood(self.exc, ev, self.cfg.exception_flood_count, self.cfg.exception_flood_window,
+                            "otids.anomaly.modbus.exception_flood", "exception responses")
+            if r:
+                out = (out or []) + r
+        return out
+
+    def _flood(self, table: dict, ev, count: int, window: int, rid: str, what: str):
+        f = ev.flow
+        key = (f.client_ip, f.server_ip)
+        q = table.get(key)
+        if q is None:
+            if len(table) >= MAX_KEYS:
+                table.pop(next(iter(table)))
+            q = table[key] = deque()
+        ts = ev.ts
+        q.append(ts)
+        lo = ts - window * NS
+        while q and q[0] < lo:
+            q.popleft()
+        if len(q) >= count:
+            n = len(q)
+            q.clear()
+            return self._fire(rid, ev, ts, f"{n} {what} from {f.client_ip} to {f.server_ip} within {window} s",
+                              count=n)
+        return None
+
+    # ------------------------------------------------------------------ alerting with repeat counts
+    def _fire(self, rid: str, ev, ts: int, reason: str, count: int = 1, extra=None):
+        flow = getattr(ev, "flow", None)
+        key = (rid, flow.client_ip, flow.server_ip) if flow is not None else (rid,)
+        lim = self.limiters.get(key)
+        out = []
+        if lim is not None and ts - lim.start < self.realert:
+            lim.suppressed += count
+            lim.last_event = ev
+            return None
+        if lim is not None and lim.suppressed:
+            out.append(self._repeat(rid, lim, ts))
+        if lim is None and len(self.limiters) >= MAX_KEYS:
+            old = next(iter(self.limiters))
+            ol = self.limiters.pop(old)
+            if ol.suppressed:
+                out.append(self._repeat(old[0], ol, ts))
+        self.limiters[key] = _Limiter(ts)
+        out.append(self._alert(rid, ev, ts, reason, count))
+        return out
+
+    def _alert(self, rid, ev, ts, reason, count):
+        r = RULES[rid]
+        proto = getattr(ev, "protocol", None)
+        return Alert(ts=ts, rule_id=r.id, rule_name=r.name, description=r.description, severity=r.severity,
+                     reason=reason, source="anomaly", techniques=techniques(*r.attack), event=ev,
+                     protocol=proto if isinstance(proto, str) else None, count=count)
+
+    def _repeat(self, rid, lim: _Limiter, ts):
+        r = RULES[rid]
+        n = lim.suppressed
+        lim.suppressed = 0
+        return self._alert(rid, lim.last_event, ts,
+                           f"{r.name}: {n} more occurrence(s) within {self.cfg.realert_after} s of the last alert",
+                           n)
+
+    def flush(self, ts: int):
+        out = []
+        for key, lim in self.limiters.items():
+            if lim.suppressed:
+                out.append(self._repeat(key[0], lim, ts))
+        return out

@@ -1,0 +1,350 @@
+"""Flow table: packets -> flows keyed by 5-tuple, client/server roles, protocol detection, TCP reassembly
+feeding protocol sessions, idle timeouts and hard caps (each cap hit is a FlowNotice, never silent).
+
+It owns flows and their streams; what the application bytes mean belongs to ids.protocols sessions, and
+what is suspicious to ids.detect.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..config import Config
+from ..decode.packet import ACK, FIN, RST, SYN, Packet
+from ..events import FlowContext, FlowNotice, community_id, ip_text, mac_text, TRANSPORT_NAMES
+from .tcp import Stream
+
+NS = 1_000_000_000
+PROBE_LIMIT = 1024  # bytes per direction looked at before a flow is declared unknown
+
+
+class Flow:
+    __slots__ = ("flow_id", "proto", "cip", "sip", "cport", "sport", "cmac", "smac", "vlan", "first_ts",
+                 "last_ts", "cs", "ss", "session", "app", "probe", "probing", "midstream", "closed",
+                 "fin", "pkts", "bytes", "ctx", "bad_checksums", "established", "notices")
+
+    def __init__(self, flow_id, proto, cip, cport, sip, sport, cmac, smac, vlan, ts, midstream):
+        self.flow_id = flow_id
+        self.proto = proto
+        self.cip, self.cport, self.sip, self.sport = cip, cport, sip, sport
+        self.cmac, self.smac, self.vlan = cmac, smac, vlan
+        self.first_ts = self.last_ts = ts
+        self.cs = Stream()  # client -> server
+        self.ss = Stream()  # server -> client
+        self.session = None
+        self.app: str | None = None
+        self.probe: list[bytes] | None = None  # [client bytes, server bytes] while probing
+        self.probing = False
+        self.midstream = midstream
+        self.closed = False
+        self.fin = 0  # bit 1: client FIN, bit 2: server FIN
+        self.pkts = [0, 0]
+        self.bytes = [0, 0]
+        self.ctx: FlowContext | None = None
+        self.bad_checksums = 0
+        self.established = False
+        self.notices = 0
+
+    @property
+    def context(self) -> FlowContext:
+        ctx = self.ctx
+        if ctx is None:
+            ctx = self.ctx = FlowContext(
+                self.flow_id, TRANSPORT_NAMES.get(self.proto, str(self.proto)),
+                community_id(self.proto, self.cip, self.sip, self.cport, self.sport),
+                ip_text(self.cip), self.cport, mac_text(self.cmac), ip_text(self.sip), self.sport,
+                mac_text(self.smac), self.vlan, self.midstream)
+        return ctx
+
+
+class FlowTable:
+    """Owns every live flow. `emit` receives events (FlowNotice here; sessions emit their own)."""
+
+    def __init__(self, config: Config, protocols: dict, emit: Callable, verify_checksums: bool = False):
+        self.config = config  # sessions read their own section (config.modbus, ...)
+        self.cfg = config.flow
+        self.protocols = protocols  # name -> Protocol
+        self.port_map = {p: n for p, n in config.port_map().items() if n in protocols}  # server port -> name
+        self.probe_order = [p for p in protocols.values() if getattr(p, "probe", None)] \
+            if config.protocols.probe else []
+        self.emit = emit
+        self.tcp: dict[tuple, tuple[Flow, bool]] = {}
+        self.udp: dict[tuple, tuple[Flow, bool]] = {}
+        self.nflows = 0
+        self.live = 0
+        self.next_sweep: int | None = None
+        self.report_checksums = verify_checksums
+        self.talkers: dict[tuple, list[int]] = {}
+        self.stats = {"flows": 0, "flows_evicted": 0, "flows_timed_out": 0, "tcp_gaps": 0, "tcp_gap_bytes": 0,
+                      "stream_cap_hits": 0, "retransmissions": 0, "packets_no_flow": 0}
+
+    # ------------------------------------------------------------------ packets
+    def packet(self, p: Packet) -> None:
+        ts = p.ts
+        if self.next_sweep is None:
+            self.next_sweep = ts + self.cfg.sweep_interval * NS
+        elif ts >= self.next_sweep:
+            self.sweep(ts)
+        if p.proto == 6:
+            self._tcp(p, ts)
+        else:
+            self._udp(p, ts)
+
+    def _tcp(self, p: Packet, ts: int) -> None:
+        key = (p.src, p.dst, p.sport, p.dport, p.vlan)
+        hit = self.tcp.get(key)
+        flags = p.flags
+        if hit is None or (hit[0].closed and flags & SYN and not flags & ACK):
+            if hit is not None:
+                self._remove(hit[0], ts, "reused")
+            if flags & RST:
+                self.stats["packets_no_flow"] += 1
+                return
+            flow, to_server = self._new_tcp(p, key, ts)
+        else:
+            flow, to_server = hit
+        flow.last_ts = ts
+        d = 0 if to_server else 1
+        flow.pkts[d] += 1
+        payload = p.payload
+        flow.bytes[d] += len(payload)
+        if p.bad_checksum:
+            flow.bad_checksums += 1
+            if self.report_checksums and flow.bad_checksums == 1:
+                self._notice(flow, ts, "bad_checksum", {"direction": "to_server" if to_server else "to_client"})
+        if flow.closed:
+            return
+        stream, other = (flow.cs, flow.ss) if to_server else (flow.ss, flow.cs)
+        if flags & SYN:
+            stream.next_seq = (p.seq + 1) & 0xFFFFFFFF
+            if flags & ACK:
+                flow.established = True
+            if not payload:
+                return
+            seq = (p.seq + 1) & 0xFFFFFFFF
+        else:
+            seq = p.seq
+        sess = flow.session
+        if flags & ACK and other.segs and (sess is not None or flow.probing) and other.ack_past(p.ack):
+            out: list = []
+            other.skip_gap(out)
+            self._deliver(flow, not to_server, out, ts)
+        if payload and (sess is not None or flow.probing):
+            out = []
+            if stream.add(seq, payload, self.cfg.max_stream_buffer, out):
+                self.stats["stream_cap_hits"] += 1
+                self._notice(flow, ts, "stream_buffer_cap", {"max_bytes": self.cfg.max_stream_buffer,
+                                                             "direction": "to_server" if to_server else "to_client"})
+            if out:
+                self._deliver(flow, to_server, out, ts)
+        if flags & (FIN | RST):
+            if flags & RST:
+                flow.fin = 3
+            else:
+                flow.fin |= 1 if to_server else 2
+            if flow.fin == 3:
+                self._close(flow, ts)
+
+    def _new_tcp(self, p: Packet, key: tuple, ts: int) -> tuple[Flow, bool]:
+        flags = p.flags
+        if flags & SYN and not flags & ACK:
+            client_is_src, mid = True, False
+        elif flags & SYN:  # SYN-ACK without the SYN
+            client_is_src, mid = False, False
+        else:
+            client_is_src, mid = self._guess_client(p.sport, p.dport), True
+        if self.live >= self.cfg.max_flows:
+            self._evict(ts)
+        self.nflows += 1
+        self.live += 1
+        self.stats["flows"] += 1
+        if client_is_src:
+            f = Flow(self.nflows, 6, p.src, p.sport, p.dst, p.dport, p.src_mac, p.dst_mac, p.vlan, ts, mid)
+        else:
+            f = Flow(self.nflows, 6, p.dst, p.dport, p.src, p.sport, p.dst_mac, p.src_mac, p.vlan, ts, mid)
+        ckey = (f.cip, f.sip, f.cport, f.sport, p.vlan)
+        skey = (f.sip, f.cip, f.sport, f.cport, p.vlan)
+        self.tcp[ckey] = (f, True)
+        self.tcp[skey] = (f, False)
+        self._assign(f)
+        return f, client_is_src
+
+    def _guess_client(self, sport: int, dport: int) -> bool:
+        """Mid-stream: is the sender the client? Well-known protocol port first, then the lower port."""
+        pm = self.port_map
+        if dport in pm and sport not in pm:
+            return True
+        if sport in pm and dport not in pm:
+            return False
+        return sport > dport or sport == dport
+
+    def _assign(self, f: Flow) -> None:
+        name = self.port_map.get(f.sport)
+        if name is not None and name in self.protocols:
+            f.app = name
+            f.session = self.protocols[name].session(f, self)
+        elif self.probe_order:
+            f.probing = True
+            f.probe = [b"", b""]
+        else:
+            f.app = ""
+
+    def _udp(self, p: Packet, ts: int) -> None:
+        key = (p.src, p.dst, p.sport, p.dport, p.vlan)
+        hit = self.udp.get(key)
+        if hit is None:
+            client_is_src = self._guess_client(p.sport, p.dport)
+            if self.live >= self.cfg.max_flows:
+                self._evict(ts)
+            self.nflows += 1
+            self.live += 1
+            self.stats["flows"] += 1
+            if client_is_src:
+                f = Flow(self.nflows, 17, p.src, p.sport, p.dst, p.dport, p.src_mac, p.dst_mac, p.vlan, ts, False)
+            else:
+                f = Flow(self.nflows, 17, p.dst, p.dport, p.src, p.sport, p.dst_mac, p.src_mac, p.vlan, ts, False)
+            self.udp[(f.cip, f.sip, f.cport, f.sport, p.vlan)] = (f, True)
+            self.udp[(f.sip, f.cip, f.sport, f.cport, p.vlan)] = (f, False)
+            f.app = ""  # no UDP protocol dissectors yet: flows are tracked and counted
+            hit = (f, client_is_src)
+        f, to_server = hit
+        f.last_ts = ts
+        d = 0 if to_server else 1
+        f.pkts[d] += 1
+        f.bytes[d] += len(p.payload)
+
+    # ------------------------------------------------------------------ delivery to sessions
+    def _deliver(self, flow: Flow, to_server: bool, chunks: list, ts: int) -> None:
+        for c in chunks:
+            if flow.probing:
+                if type(c) is int:
+                    flow.probe[0 if to_server else 1] = b""  # bytes around a gap are no start to probe
+                    continue
+                c = self._probe(flow, to_server, c, ts)
+                if c is None:
+                    continue
+            sess = flow.session
+            if sess is None:
+                return
+            if type(c) is int:
+                self.stats["tcp_gaps"] += 1
+                self.stats["tcp_gap_bytes"] += c
+                self._notice(flow, ts, "tcp_gap", {"bytes": c, "direction": "to_server" if to_server else "to_client"})
+                sess.gap(to_server, ts, c)
+            else:
+                sess.data(to_server, c, ts)
+
+    def _probe(self, flow: Flow, to_server: bool, data: bytes, ts: int) -> bytes | None:
+        """Accumulate the first bytes of each direction until a protocol claims the flow or none can.
+
+        Returns the buffered bytes for the session when the flow is claimed (so nothing seen is lost)."""
+        i = 0 if to_server else 1
+        buf = flow.probe[i] + data
+        flow.probe[i] = buf
+        undecided = False
+        for proto in self.probe_order:
+            r = proto.probe(buf, to_server)
+            if r > 0:
+                flow.probing = False
+                flow.app = proto.name
+                flow.session = proto.session(flow, self)
+                other = flow.probe[1 - i]
+                flow.probe = None
+                if other:  # the other direction's bytes came first: hand them over in order
+                    flow.session.data(not to_server, other, ts)
+                return buf
+            if r < 0:
+                undecided = True
+        if not undecided or len(buf) >= PROBE_LIMIT:
+            if not undecided or all(len(b) >= PROBE_LIMIT for b in flow.probe):
+                flow.probing = False
+                flow.probe = None
+                flow.app = ""
+        return None
+
+    # ------------------------------------------------------------------ notices, closing, expiry
+    def _notice(self, flow: Flow | None, ts: int, action: str, details: dict) -> None:
+        if flow is not None:
+            flow.notices += 1
+        self.emit(FlowNotice(ts, action, flow.context if flow is not None else None,
+                             flow.app or None if flow is not None else None, details))
+
+    def detach(self, flow: Flow, ts: int, reason: str) -> None:
+        """A session gave up on its flow (not its protocol after all): stop dissecting, say so."""
+        self._notice(flow, ts, "protocol_violation", {"protocol": flow.app, "reason": reason})
+        flow.session = None
+
+    def truncated(self, flow: Flow, ts: int, protocol: str, nbytes: int, to_server: bool) -> None:
+        """A session ended holding part of a PDU that never completed."""
+        self._notice(flow, ts, "truncated_pdu", {"protocol": protocol, "bytes": nbytes,
+                                                 "direction": "to_server" if to_server else "to_client"})
+
+    def _close(self, flow: Flow, ts: int) -> None:
+        if flow.closed:
+            return
+        flow.closed = True
+        for stream, to_server in ((flow.cs, True), (flow.ss, False)):
+            if stream.segs:  # data still waiting behind a hole: the hole will never fill now
+                out: list = []
+                while stream.segs:
+                    stream.skip_gap(out)
+                self._deliver(flow, to_server, out, ts)
+        if flow.probing:
+            flow.probing = False
+        if flow.session is not None:
+            flow.session.close(ts)
+        self.stats["retransmissions"] += flow.cs.retrans + flow.ss.retrans
+        k = (flow.cip, flow.sip, flow.app or "")
+        t = self.talkers.get(k)
+        if t is None:
+            t = self.talkers[k] = [0, 0, 0]
+        t[0] += 1
+        t[1] += flow.pkts[0] + flow.pkts[1]
+        t[2] += flow.bytes[0] + flow.bytes[1]
+
+    def _remove(self, flow: Flow, ts: int, why: str) -> None:
+        self._close(flow, ts)
+        table = self.tcp if flow.proto == 6 else self.udp
+        for key in ((flow.cip, flow.sip, flow.cport, flow.sport, flow.vlan),
+                    (flow.sip, flow.cip, flow.sport, flow.cport, flow.vlan)):
+            table.pop(key, None)
+        self.live -= 1
+
+    def sweep(self, now: int) -> None:
+        """Expire idle and closed flows, and let live sessions expire their pending transactions."""
+        cfg = self.cfg
+        self.next_sweep = now + cfg.sweep_interval * NS
+        idle_tcp, idle_udp, linger = cfg.tcp_idle_timeout * NS, cfg.udp_idle_timeout * NS, cfg.closed_linger * NS
+        dead = []
+        for table in (self.tcp, self.udp):
+            for key, (f, is_c) in table.items():
+                if not is_c:
+                    continue
+                age = now - f.last_ts
+                if f.closed:
+                    if age > linger:
+                        dead.append(f)
+                elif age > (idle_tcp if f.proto == 6 else idle_udp):
+                    dead.append(f)
+                elif f.session is not None:
+                    f.session.expire(now)
+        for f in dead:
+            if not f.closed:
+                self.stats["flows_timed_out"] += 1
+            self._remove(f, now, "timeout")
+
+    def _evict(self, ts: int) -> None:
+        """The flow table is full: close the least recently active tenth (at least one) and say so."""
+        flows = sorted((f for table in (self.tcp, self.udp) for f, is_c in table.values() if is_c),
+                       key=lambda f: (f.last_ts, f.flow_id))
+        n = max(1, len(flows) // 10)
+        for f in flows[:n]:
+            self._remove(f, ts, "evicted")
+        self.stats["flows_evicted"] += n
+        self._notice(None, ts, "flow_table_full", {"max_flows": self.cfg.max_flows, "evicted": n})
+
+    def finish(self, ts: int) -> None:
+        """End of input: close every flow so every pending exchange is emitted with its status."""
+        flows = sorted({id(f): f for table in (self.tcp, self.udp) for f, _ in table.values()}.values(),
+                       key=lambda f: f.flow_id)
+        for f in flows:
+            self._remove(f, ts, "end")

@@ -1,0 +1,1 @@
+"""Output: ECS documents to NDJSON files, the terminal summary, and (as it lands) Elasticsearch."""

@@ -1,0 +1,406 @@
+"""Modbus PDU parsers: pure functions from PDU bytes (after the function code) to typed request and
+response records plus a tuple of anomaly names. They never raise on bad input: a PDU that does not fit
+the specification still yields what could be read, with the anomaly that says why.
+
+MBAP framing, pairing and state live in session.py.
+"""
+from __future__ import annotations
+
+import struct
+
+from ...events import ModbusRequest, ModbusResponse
+from .consts import (DEVICE_ID_CODES, DEVICE_ID_OBJECTS, MAX_READ_BITS, MAX_READ_REGISTERS,
+                     MAX_RW_WRITE_REGISTERS, MAX_WRITE_COILS, MAX_WRITE_REGISTERS, UMAS_FUNCTIONS,
+                     diagnostic_name)
+
+_HH = struct.Struct(">HH").unpack_from
+_HHB = struct.Struct(">HHB").unpack_from
+_HHHHB = struct.Struct(">HHHHB").unpack_from
+_HHH = struct.Struct(">HHH").unpack_from
+_H = struct.Struct(">H").unpack_from
+
+#: byte -> its 8 bits, least significant first (coil order, section 6.1)
+_BITS = [tuple(bool(b >> i & 1) for i in range(8)) for b in range(256)]
+
+MALFORMED = "malformed_pdu"
+
+
+def _regs(buf: bytes, off: int, n: int, cap: int) -> tuple:
+    if n > cap:
+        n = cap
+    return struct.unpack_from(f">{n}H", buf, off)
+
+
+def _coils(buf: bytes, off: int, nbytes: int, count: int, cap: int) -> tuple:
+    bits: tuple = ()
+    for b in buf[off:off + nbytes]:
+        bits += _BITS[b]
+    return bits[:min(count, cap)]
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+# ---------------------------------------------------------------------------------------------- requests
+
+def parse_request(fc: int, pdu: bytes, cap: int) -> tuple[ModbusRequest, tuple]:
+    fn = _REQUEST.get(fc)
+    if fn is None:
+        return ModbusRequest(details={"data_length": len(pdu)} if pdu else None), ()
+    return fn(pdu, cap)
+
+
+def _req_read(limit):
+    def parse(pdu, cap):
+        if len(pdu) != 4:
+            return ModbusRequest(), (MALFORMED,)
+        addr, qty = _HH(pdu)
+        return ModbusRequest(addr, qty), (() if 1 <= qty <= limit else ("quantity_out_of_range",))
+    return parse
+
+
+def _req_write_coil(pdu, cap):
+    if len(pdu) != 4:
+        return ModbusRequest(), (MALFORMED,)
+    addr, val = _HH(pdu)
+    if val == 0xFF00:
+        return ModbusRequest(addr, 1, (True,)), ()
+    if val == 0:
+        return ModbusRequest(addr, 1, (False,)), ()
+    return ModbusRequest(addr, 1, (val,)), ("invalid_coil_value",)
+
+
+def _req_write_register(pdu, cap):
+    if len(pdu) != 4:
+        return ModbusRequest(), (MALFORMED,)
+    addr, val = _HH(pdu)
+    return ModbusRequest(addr, 1, (val,)), ()
+
+
+def _req_empty(pdu, cap):
+    return ModbusRequest(), (() if not pdu else (MALFORMED,))
+
+
+def _req_diagnostics(pdu, cap):
+    if len(pdu) < 2 or len(pdu) & 1:
+        return ModbusRequest(), (MALFORMED,)
+    sub = _H(pdu)[0]
+    data = _regs(pdu, 2, (len(pdu) - 2) // 2, cap)
+    return ModbusRequest(sub_function=sub, values=data,
+                         details={"sub_function_name": diagnostic_name(sub)}), ()
+
+
+def _req_write_coils(pdu, cap):
+    if len(pdu) < 5:
+        return ModbusRequest(), (MALFORMED,)
+    addr, qty, nb = _HHB(pdu)
+    an = ()
+    if nb != (qty + 7) // 8 or len(pdu) != 5 + nb:
+        an = ("byte_count_mismatch",)
+    if not 1 <= qty <= MAX_WRITE_COILS:
+        an += ("quantity_out_of_range",)
+    vals = _coils(pdu, 5, min(nb, len(pdu) - 5), qty, cap)
+    if qty > cap:
+        an += ("values_truncated",)
+    return ModbusRequest(addr, qty, vals), an
+
+
+def _req_write_registers(pdu, cap):
+    if len(pdu) < 5:
+        return ModbusRequest(), (MALFORMED,)
+    addr, qty, nb = _HHB(pdu)
+    an = ()
+    if nb != 2 * qty or len(pdu) != 5 + nb:
+        an = ("byte_count_mismatch",)
+    if not 1 <= qty <= MAX_WRITE_REGISTERS:
+        an += ("quantity_out_of_range",)
+    n = min(qty, (len(pdu) - 5) // 2)
+    vals = _regs(pdu, 5, n, cap)
+    if n > cap:
+        an += ("values_truncated",)
+    return ModbusRequest(addr, qty, vals), an
+
+
+def _req_mask_write(pdu, cap):
+    if len(pdu) != 6:
+        return ModbusRequest(), (MALFORMED,)
+    addr, and_m, or_m = _HHH(pdu)
+    return ModbusRequest(addr, 1, details={"and_mask": and_m, "or_mask": or_m}), ()
+
+
+def _req_read_write(pdu, cap):
+    if len(pdu) < 9:
+        return ModbusRequest(), (MALFORMED,)
+    raddr, rqty, waddr, wqty, nb = _HHHHB(pdu)
+    an = ()
+    if nb != 2 * wqty or len(pdu) != 9 + nb:
+        an = ("byte_count_mismatch",)
+    if not (1 <= rqty <= MAX_READ_REGISTERS and 1 <= wqty <= MAX_RW_WRITE_REGISTERS):
+        an += ("quantity_out_of_range",)
+    n = min(wqty, (len(pdu) - 9) // 2)
+    vals = _regs(pdu, 9, n, cap)
+    # address/quantity describe the write; the read half is in details (docs/EVENTS.md)
+    return ModbusRequest(waddr, wqty, vals, details={"read_address": raddr, "read_quantity": rqty}), an
+
+
+def _req_fifo(pdu, cap):
+    if len(pdu) != 2:
+        return ModbusRequest(), (MALFORMED,)
+    return ModbusRequest(address=_H(pdu)[0]), ()
+
+
+def _file_records(pdu: bytes, write: bool) -> tuple[list, bool]:
+    """Sub-requests of FC 20/21: reference type 6, file number, record number, record length (+ data)."""
+    if not pdu:
+        return [], False
+    nb = pdu[0]
+    end = 1 + nb
+    ok = len(pdu) == end
+    recs, off = [], 1
+    while off + 7 <= min(end, len(pdu)):
+        ref, fnum, rnum, rlen = pdu[off], *_HHH(pdu, off + 1)
+        rec = {"reference_type": ref, "file_number": fnum, "record_number": rnum, "record_length": rlen}
+        off += 7
+        if write:
+            rec["values"] = list(_regs(pdu, off, min(rlen, max(0, (len(pdu) - off) // 2)), 32))
+            off += 2 * rlen
+        ok = ok and ref == 6
+        recs.append(rec)
+    return recs, ok and off == end
+
+
+def _req_file(write):
+    def parse(pdu, cap):
+        recs, ok = _file_records(pdu, write)
+        return ModbusRequest(details={"file_records": recs}), (() if ok else (MALFORMED,))
+    return parse
+
+
+def _req_mei(pdu, cap):
+    if not pdu:
+        return ModbusRequest(), (MALFORMED,)
+    mei = pdu[0]
+    if mei == 14:
+        if len(pdu) != 3:
+            return ModbusRequest(details={"mei_type": 14}), (MALFORMED,)
+        code, obj = pdu[1], pdu[2]
+        return ModbusRequest(details={"mei_type": 14, "read_device_id_code": code,
+                                      "read_device_id": DEVICE_ID_CODES.get(code, f"unknown-{code}"),
+                                      "object_id": obj}), (() if 1 <= code <= 4 else ("invalid_device_id_code",))
+    return ModbusRequest(details={"mei_type": mei, "data_length": len(pdu) - 1}), ()
+
+
+def _req_umas(pdu, cap):
+    if len(pdu) < 2:
+        return ModbusRequest(), (MALFORMED,)
+    code = pdu[1]
+    return ModbusRequest(details={"umas": {"session": pdu[0], "function_code": code,
+                                           "function": UMAS_FUNCTIONS.get(code, f"unknown-{code}"),
+                                           "data_length": len(pdu) - 2}}), ()
+
+
+_REQUEST = {
+    1: _req_read(MAX_READ_BITS), 2: _req_read(MAX_READ_BITS),
+    3: _req_read(MAX_READ_REGISTERS), 4: _req_read(MAX_READ_REGISTERS),
+    5: _req_write_coil, 6: _req_write_register, 7: _req_empty, 8: _req_diagnostics,
+    11: _req_empty, 12: _req_empty, 15: _req_write_coils, 16: _req_write_registers, 17: _req_empty,
+    20: _req_file(False), 21: _req_file(True), 22: _req_mask_write, 23: _req_read_write, 24: _req_fifo,
+    43: _req_mei, 90: _req_umas,
+}
+
+
+# ---------------------------------------------------------------------------------------------- responses
+
+def parse_response(fc: int, pdu: bytes, req: ModbusRequest | None, cap: int) -> tuple[ModbusResponse, tuple]:
+    fn = _RESPONSE.get(fc)
+    if fn is None:
+        return ModbusResponse(details={"data_length": len(pdu)} if pdu else None), ()
+    return fn(pdu, req, cap)
+
+
+def _resp_bits(pdu, req, cap):
+    if not pdu:
+        return ModbusResponse(), (MALFORMED,)
+    nb = pdu[0]
+    an = () if len(pdu) == 1 + nb else ("byte_count_mismatch",)
+    count = req.quantity if req is not None and req.quantity else nb * 8
+    if req is not None and req.quantity and nb != (req.quantity + 7) // 8:
+        an += ("byte_count_mismatch",) if not an else ()
+    vals = _coils(pdu, 1, min(nb, len(pdu) - 1), count, cap)
+    if count > cap:
+        an += ("values_truncated",)
+    return ModbusResponse(quantity=count, values=vals), an
+
+
+def _resp_regs(pdu, req, cap):
+    if not pdu:
+        return ModbusResponse(), (MALFORMED,)
+    nb = pdu[0]
+    an = () if len(pdu) == 1 + nb and not nb & 1 else ("byte_count_mismatch",)
+    if req is not None and not an:
+        q = req.details["read_quantity"] if req.details and "read_quantity" in req.details else req.quantity
+        if q is not None and nb != 2 * q:
+            an = ("byte_count_mismatch",)
+    n = min(nb, len(pdu) - 1) // 2
+    if n > cap:
+        an += ("values_truncated",)
+    return ModbusResponse(quantity=n, values=_regs(pdu, 1, n, cap)), an
+
+
+def _resp_echo_coil(pdu, req, cap):
+    r, an = _req_write_coil(pdu, cap)
+    return ModbusResponse(r.address, r.quantity, r.values), an + _echo_check(r, req)
+
+
+def _resp_echo_register(pdu, req, cap):
+    r, an = _req_write_register(pdu, cap)
+    return ModbusResponse(r.address, r.quantity, r.values), an + _echo_check(r, req)
+
+
+def _echo_check(r, req) -> tuple:
+    if req is not None and req.address is not None and (r.address, r.values) != (req.address, req.values):
+        return ("response_mismatch",)
+    return ()
+
+
+def _resp_write_multiple(pdu, req, cap):
+    if len(pdu) != 4:
+        return ModbusResponse(), (MALFORMED,)
+    addr, qty = _HH(pdu)
+    an = ()
+    if req is not None and req.address is not None and (addr, qty) != (req.address, req.quantity):
+        an = ("response_mismatch",)
+    return ModbusResponse(addr, qty), an
+
+
+def _resp_exception_status(pdu, req, cap):
+    if len(pdu) != 1:
+        return ModbusResponse(), (MALFORMED,)
+    return ModbusResponse(values=(pdu[0],)), ()
+
+
+def _resp_diagnostics(pdu, req, cap):
+    r, an = _req_diagnostics(pdu, cap)
+    out = ModbusResponse(sub_function=r.sub_function, values=r.values, details=r.details)
+    if req is not None and req.sub_function is not None and r.sub_function != req.sub_function:
+        an += ("response_mismatch",)
+    return out, an
+
+
+def _resp_event_counter(pdu, req, cap):
+    if len(pdu) != 4:
+        return ModbusResponse(), (MALFORMED,)
+    status, count = _HH(pdu)
+    return ModbusResponse(details={"status": status, "event_count": count}), ()
+
+
+def _resp_event_log(pdu, req, cap):
+    if len(pdu) < 7:
+        return ModbusResponse(), (MALFORMED,)
+    nb = pdu[0]
+    status, evc, msgc = _HHH(pdu, 1)
+    ev = list(pdu[7:1 + nb][:64])
+    return ModbusResponse(details={"status": status, "event_count": evc, "message_count": msgc,
+                                   "events": ev}), (() if len(pdu) == 1 + nb else ("byte_count_mismatch",))
+
+
+def _resp_server_id(pdu, req, cap):
+    if not pdu:
+        return ModbusResponse(), (MALFORMED,)
+    nb = pdu[0]
+    data = pdu[1:1 + nb]
+    # The layout of the server id is device specific (6.13); the run indicator follows it (0x00 / 0xFF).
+    det = {"server_id": data[:-1].hex() if len(data) > 1 else data.hex(),
+           "server_id_text": _printable(data[:-1] if len(data) > 1 else data)}
+    if data and data[-1] in (0, 0xFF) and len(data) > 1:
+        det["run_indicator"] = data[-1] == 0xFF
+    return ModbusResponse(details=det), (() if len(pdu) == 1 + nb else ("byte_count_mismatch",))
+
+
+def _printable(raw: bytes) -> str:
+    return "".join(chr(c) if 32 <= c < 127 else "." for c in raw)
+
+
+def _resp_file(write):
+    def parse(pdu, req, cap):
+        if write:  # echo of the request (6.15)
+            recs, ok = _file_records(pdu, True)
+            return ModbusResponse(details={"file_records": recs}), (() if ok else (MALFORMED,))
+        if not pdu:
+            return ModbusResponse(), (MALFORMED,)
+        nb, off, recs = pdu[0], 1, []
+        while off + 2 <= min(1 + nb, len(pdu)):
+            flen, ref = pdu[off], pdu[off + 1]
+            n = max(0, flen - 1) // 2
+            recs.append({"reference_type": ref, "values": list(_regs(pdu, off + 2, min(n, (len(pdu) - off - 2) // 2), 32))})
+            off += 1 + flen
+            if flen == 0:
+                break
+        return ModbusResponse(details={"file_records": recs}), (() if off == 1 + nb == len(pdu) else (MALFORMED,))
+    return parse
+
+
+def _resp_mask_write(pdu, req, cap):
+    r, an = _req_mask_write(pdu, cap)
+    if req is not None and req.details and r.details and (r.address, r.details) != (req.address, req.details):
+        an += ("response_mismatch",)
+    return ModbusResponse(r.address, r.quantity, details=r.details), an
+
+
+def _resp_fifo(pdu, req, cap):
+    if len(pdu) < 4:
+        return ModbusResponse(), (MALFORMED,)
+    nb, cnt = _HH(pdu)
+    an = () if len(pdu) == 2 + nb and nb == 2 + 2 * cnt and cnt <= 31 else ("byte_count_mismatch",)
+    n = min(cnt, (len(pdu) - 4) // 2)
+    return ModbusResponse(quantity=cnt, values=_regs(pdu, 4, n, cap)), an
+
+
+def _resp_mei(pdu, req, cap):
+    if not pdu:
+        return ModbusResponse(), (MALFORMED,)
+    mei = pdu[0]
+    if mei != 14:
+        return ModbusResponse(details={"mei_type": mei, "data_length": len(pdu) - 1}), ()
+    if len(pdu) < 6:
+        return ModbusResponse(details={"mei_type": 14}), (MALFORMED,)
+    code, conformity, more, nxt, nobj = pdu[1], pdu[2], pdu[3], pdu[4], pdu[5]
+    off, objects, ident = 6, [], {}
+    an = ()
+    for _ in range(nobj):
+        if off + 2 > len(pdu):
+            an = (MALFORMED,)
+            break
+        oid, olen = pdu[off], pdu[off + 1]
+        raw = pdu[off + 2:off + 2 + olen]
+        if len(raw) < olen:
+            an = (MALFORMED,)
+        val = _text(raw)
+        name = DEVICE_ID_OBJECTS.get(oid, f"private_{oid}" if oid >= 0x80 else f"reserved_{oid}")
+        objects.append({"id": oid, "name": name, "value": val})
+        ident[name] = val
+        off += 2 + olen
+    if off != len(pdu) and not an:
+        an = ("byte_count_mismatch",)
+    det = {"mei_type": 14, "read_device_id_code": code, "conformity_level": conformity,
+           "more_follows": more == 0xFF, "next_object_id": nxt, "objects": objects,
+           "device_identification": ident}
+    return ModbusResponse(details=det), an
+
+
+def _resp_umas(pdu, req, cap):
+    if len(pdu) < 2:
+        return ModbusResponse(), (MALFORMED,)
+    code = pdu[1]
+    return ModbusResponse(details={"umas": {"session": pdu[0], "function_code": code,
+                                            "function": UMAS_FUNCTIONS.get(code, f"unknown-{code}"),
+                                            "data_length": len(pdu) - 2}}), ()
+
+
+_RESPONSE = {
+    1: _resp_bits, 2: _resp_bits, 3: _resp_regs, 4: _resp_regs, 5: _resp_echo_coil, 6: _resp_echo_register,
+    7: _resp_exception_status, 8: _resp_diagnostics, 11: _resp_event_counter, 12: _resp_event_log,
+    15: _resp_write_multiple, 16: _resp_write_multiple, 17: _resp_server_id, 20: _resp_file(False),
+    21: _resp_file(True), 22: _resp_mask_write, 23: _resp_regs, 24: _resp_fifo, 43: _resp_mei, 90: _resp_umas,
+}
