@@ -92,3 +92,37 @@ class Run:
         self.table.finish(self.last_ts)
         self.engine.flush(self.last_ts)
         self.elapsed += time.perf_counter() - t0
+
+
+class Collector:
+    """An in-memory sink: keeps every event and alert (tests, `otids assets`, `otids rules test`)."""
+
+    def __init__(self):
+        self.events: list = []
+        self.alerts: list = []
+        self.count = 0
+        self.path = "<memory>"
+
+    def write_event(self, ev) -> None:
+        self.events.append(ev)
+
+    def write_alert(self, a) -> None:
+        self.alerts.append(a)
+
+    def close(self) -> None:
+        pass
+
+
+def analyze(paths: list[str], config: Config | None = None, detectors: list | None = None) -> tuple[Run, Collector]:
+    """Run the whole pipeline over `paths` in memory; returns the finished Run and what it emitted."""
+    from .detect.anomaly import AnomalyDetector
+
+    config = config or Config()
+    if detectors is None:
+        detectors = [AnomalyDetector(config.anomaly)] if config.anomaly.enabled else []
+    col = Collector()
+    run = Run(config, detectors, [col], [col])
+    for p in paths:
+        run.analyze_file(p)
+    run.finish()
+    return run, col

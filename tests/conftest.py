@@ -1,0 +1,48 @@
+"""Shared test helpers. Third-party captures are read from ../shared/corpus (never copied here); a test
+that needs something absent fails with the reason instead of skipping (CI has everything)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+PCAPS = ROOT / "pcaps"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"required test input missing: {path} (the corpus lives in ../shared/corpus)")
+    return path
+
+
+def need_tool(name: str) -> str:
+    exe = shutil.which(name)
+    if exe is None:
+        pytest.fail(f"required tool '{name}' is not installed (.ci/run installs it)")
+    return exe
+
+
+def run_cli(*args: str, check_rc: int | None = 0, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python -m ids.cli ARGS` (the installed console script's code) and return the result."""
+    p = subprocess.run([sys.executable, "-m", "ids.cli", *args], capture_output=True, text=True,
+                       timeout=timeout, cwd=ROOT)
+    assert "Traceback (most recent call last)" not in p.stderr, p.stderr
+    if check_rc is not None:
+        assert p.returncode == check_rc, f"rc={p.returncode}\nstdout:{p.stdout}\nstderr:{p.stderr}"
+    return p
+
+
+def read_ndjson(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+@pytest.fixture
+def corpus() -> Path:
+    return need(CORPUS)
