@@ -16,6 +16,14 @@ from .errors import UserError
 
 EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
 
+#: Further subcommands: modules with `register(subparsers)`, which adds a parser and sets its handler with
+#: `parser.set_defaults(func=handler)`; handler(args) returns an exit code.
+COMMANDS: list[str] = []
+
+#: Extensions of `analyze` (rules, baseline, ML, certificate checks, Elasticsearch): modules with
+#: `add_arguments(parser)` and `build(args, config) -> (detectors, alert_sinks, event_sinks)`.
+ANALYZE_PLUGINS: list[str] = []
+
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
@@ -46,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workdir", default=None, help="where to write the generated capture (default: a temp dir)")
 
     sub.add_parser("version", help="print the version")
+
+    import importlib
+    for mod in ANALYZE_PLUGINS:
+        importlib.import_module(mod).add_arguments(a)
+    for mod in COMMANDS:
+        importlib.import_module(mod).register(sub)
     return ap
 
 
@@ -61,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "version":
             print(f"otids {__version__}")
             return EXIT_OK
+        if getattr(args, "func", None) is not None:
+            return args.func(args)
         ap.print_help()
         return EXIT_USAGE
     except UserError as e:
@@ -91,7 +107,14 @@ def cmd_analyze(args) -> int:
     if events_path:
         sinks_e.append(NdjsonSink(events_path, "events"))
     detectors = [AnomalyDetector(config.anomaly)] if config.anomaly.enabled else []
-    run = Run(config, detectors, [alerts], sinks_e)
+    sinks_a: list = [alerts]
+    import importlib
+    for mod in ANALYZE_PLUGINS:
+        d, sa, se = importlib.import_module(mod).build(args, config)
+        detectors += d
+        sinks_a += sa
+        sinks_e += se
+    run = Run(config, detectors, sinks_a, sinks_e)
 
     quiet = args.quiet or not config.output.summary
     progress = None
@@ -107,9 +130,9 @@ def cmd_analyze(args) -> int:
     finally:
         if progress is not None:
             progress.stop()
-        for s in [alerts, *sinks_e]:
+        for s in [*sinks_a, *sinks_e]:
             s.close()
-            run.outputs.append((s.path, s.count))
+            run.outputs.append((getattr(s, "path", type(s).__name__), getattr(s, "count", 0)))
     if not quiet:
         print_summary(run)
     else:
