@@ -48,7 +48,8 @@ class ModbusConfig:
 class AnomalyConfig:
     enabled: bool = True
     exception_flood_count: int = 20  # exceptions from one server to one client ...
-    exception_flood_window: int = 10  # ... within this many seconds
+    exception_flood_window: int = 10  # ... within this many seconds (tumbling windows) ...
+    exception_flood_ratio: float = 0.5  # ... that are at least this share of the pair's transactions
     unanswered_flood_count: int = 20
     unanswered_flood_window: int = 60
     realert_after: int = 300  # seconds before the same flood alert fires again for the same pair
@@ -147,7 +148,9 @@ def _build(cls, raw: dict, path: str, prefix: str):
 
 def _check(t, value, name, where):
     ts = str(t)
-    if ts in ("int", "<class 'int'>"):
+    if ts in ("float", "<class 'float'>"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif ts in ("int", "<class 'int'>"):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif ts in ("bool", "<class 'bool'>"):
         ok = isinstance(value, bool)

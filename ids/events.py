@@ -15,6 +15,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -22,11 +23,19 @@ from typing import Any, NamedTuple
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+_sec_cache: dict[int, str] = {}
+
+
 def rfc3339(ts_ns: int) -> str:
     """Nanosecond epoch timestamp -> RFC 3339 UTC with microseconds, e.g. 2024-01-31T12:00:00.123456Z."""
     sec, ns = divmod(ts_ns, 1_000_000_000)
-    t = datetime.fromtimestamp(sec, timezone.utc) if sec >= 0 else _EPOCH
-    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns // 1000:06d}Z"
+    head = _sec_cache.get(sec)
+    if head is None:  # events arrive in time order: the formatted second is reused many times
+        if len(_sec_cache) > 4096:
+            _sec_cache.clear()
+        t = datetime.fromtimestamp(sec, timezone.utc) if sec >= 0 else _EPOCH
+        head = _sec_cache[sec] = t.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{head}.{ns // 1000:06d}Z"
 
 
 def ip_text(raw: bytes) -> str:
@@ -102,6 +111,7 @@ class FlowNotice(NamedTuple):
     details: dict
 
     dataset = "otids.flow"
+    label = property(itemgetter(1))  # what the run summary counts events by
 
     def to_doc(self) -> dict:
         doc: dict[str, Any] = {"@timestamp": rfc3339(self.ts),
@@ -162,6 +172,7 @@ class ModbusTransaction(NamedTuple):
 
     dataset = "otids.modbus"
     protocol = "modbus"
+    label = property(itemgetter(5))  # function
 
     @property
     def outcome(self) -> str:

@@ -35,8 +35,9 @@ RULES = {r.id: r for r in (
                 "A slave sent a response whose transaction id matches no outstanding request: spoofed or "
                 "injected replies, or a capture that started mid-exchange.", ("T0856",)),
     AnomalyRule("otids.anomaly.modbus.exception_flood", "Modbus exception flood", "high",
-                "Many exception responses from one slave to one master in a short window: function-code, "
-                "address or unit-id scanning, or a master driving a device into errors.", ("T0846", "T0888")),
+                "Many exception responses from one slave to one master in a short window, and a large share "
+                "of their transactions: function-code, address or unit-id scanning, or a master driving a "
+                "device into errors.", ("T0846", "T0888")),
     AnomalyRule("otids.anomaly.modbus.unanswered_flood", "Modbus unanswered-request flood", "high",
                 "Many requests without response from one master to one slave in a short window: a request "
                 "flood, probing of absent units, or a device that stopped answering.", ("T0814",)),
@@ -75,7 +76,8 @@ class AnomalyDetector:
         self.cfg = cfg
         self.realert = cfg.realert_after * NS
         self.limiters: dict[tuple, _Limiter] = {}
-        self.exc: dict[tuple, deque] = {}
+        self.exc: dict[tuple, list] = {}  # (client, server) -> [window start, transactions, exceptions]
+        self.exc_window = cfg.exception_flood_window * NS
         self.unans: dict[tuple, deque] = {}
 
     # ------------------------------------------------------------------ events
@@ -106,11 +108,27 @@ class AnomalyDetector:
                 r = self._flood(self.unans, ev, self.cfg.unanswered_flood_count, self.cfg.unanswered_flood_window,
                                 "otids.anomaly.modbus.unanswered_flood", "requests without response")
                 out = (out or []) + (r or [])
+        # Exception share per (master, slave) in tumbling windows: one dict update per transaction.
+        f = ev.flow
+        key = (f.client_ip, f.server_ip)
+        w = self.exc.get(key)
+        ts = ev.ts
+        if w is None or ts - w[0] > self.exc_window:
+            if w is None and len(self.exc) >= MAX_KEYS:
+                self.exc.pop(next(iter(self.exc)))
+            w = self.exc[key] = [ts, 0, 0]
+        w[1] += 1
         if ev.exception_code is not None:
-            r = self._flood(self.exc, ev, self.cfg.exception_flood_count, self.cfg.exception_flood_window,
-                            "otids.anomaly.modbus.exception_flood", "exception responses")
-            if r:
-                out = (out or []) + r
+            w[2] += 1
+            cfg = self.cfg
+            if w[2] >= cfg.exception_flood_count and w[2] >= cfg.exception_flood_ratio * w[1]:
+                n, total = w[2], w[1]
+                self.exc[key] = [ts, 0, 0]
+                r = self._fire("otids.anomaly.modbus.exception_flood", ev, ts,
+                               f"{n} exception responses in {total} transactions from {f.server_ip} to "
+                               f"{f.client_ip} within {cfg.exception_flood_window} s", count=n)
+                if r:
+                    out = (out or []) + r
         return out
 
     def _flood(self, table: dict, ev, count: int, window: int, rid: str, what: str):
