@@ -85,3 +85,29 @@ def test_x509_fields_and_chain_split(pki):
     assert x.split_chain(chain) == [der, pki.intermediate.der]
     assert x.fields(b"\x30\x03abc")["parse_error"]
     assert x.split_chain(der + b"\x01\x02") == [der, b"\x01\x02"]
+
+
+def test_registry_example_loads_and_looks_up():
+    from ids.detect.auth.registry import load_registry
+    r = load_registry(str(ROOT / "deploy" / "registry.example.yaml"))
+    assert r.policy.opcua_min_security_mode == "Sign" and r.trust_store == "/etc/otids/trust"
+    assert r.device_at("10.10.2.1").name == "plc-line3"
+    assert r.by_app_uri["urn:plant:hmi-1"].name == "hmi-1" and r.by_client_id["line3-gw"].mqtt.usernames == ("line3",)
+    assert r.policy.cert_policy().min_rsa_bits == 2048
+
+
+@pytest.mark.parametrize("text,where,msg", [
+    ("devices:\n  - name: a\n    ipz: [1.2.3.4]\n", ":3:5", "unknown key in device"),
+    ("devices:\n  - name: a\n    ips: [1.2.3]\n", ":3:5", "'1.2.3' is not an IP address"),
+    ("policy:\n  opcua_min_security_mode: Encrypt\n", ":2:3", "must be one of"),
+    ("devices:\n  - name: a\n  - name: a\n", ":3:5", "duplicate device name"),
+    ("devices:\n  - name: a\n    opcua:\n      certificate_sha256: [abc]\n", ":4:7", "not a SHA-256"),
+    ("policy:\n  min_rsa_bits: lots\n", ":2:3", "must be int"),
+])
+def test_registry_errors_name_file_line_col(tmp_path, text, where, msg):
+    from ids.detect.auth.registry import load_registry
+    f = tmp_path / "reg.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_registry(str(f))
+    assert str(e.value).startswith(f"{f}{where}: ") and msg in str(e.value)
