@@ -640,6 +640,11 @@ class OpcuaSession:
             resp.update(rb.details)
             code = rh.get("status_code")
             status = rh.get("status")
+            res = rb.details.get("results")
+            if res and type(res[0]) is dict:
+                bad = sorted({x["status"] for x in res if x.get("status_code", 0) & 0xC0000000})
+                if bad:
+                    resp["operation_status"] = bad
             certs += rb.certs
             if ropn is not None and ropn[1]:
                 certs.append(("server", ropn[1]))
