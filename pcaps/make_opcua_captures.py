@@ -12,7 +12,7 @@ Writes (one capture per scenario, each its own server run):
   opcua-sign.pcap             Basic256Sha256 Sign with certificates generated here (CA-signed client and
                               server certificates): OPN encrypted, service bodies signed only (clear).
   opcua-encrypt.pcap          Basic256Sha256 SignAndEncrypt: every body after the OPN headers is ciphertext.
-  opcua-chunked.pcap          server limited to 8192-byte chunks: a 100 kB ByteString written and read back
+  opcua-chunked.pcap          server limited to 8192-byte chunks: a 60 kB ByteString written and read back
                               (multi-chunk request and response).
   opcua-err.pcap              raw HEL/ACK, then an OPN chunk larger than the server's 8192-byte receive
                               buffer: the server answers ERR Bad_RequestTooLarge.
@@ -220,7 +220,7 @@ async def run_client(port: int, idx: int, keydir: Path, *, user=None, policy=Non
     try:
         if chunked:
             blob = client.get_node(ua.NodeId("Line3.Blob", idx))
-            data = bytes(range(256)) * 400  # 102400 bytes: 13 chunks of 8192
+            data = bytes(range(256)) * 235  # 60160 bytes: 8 chunks of 8192 each way
             await blob.write_value(ua.DataValue(ua.Variant(data, ua.VariantType.ByteString)))
             back = await blob.read_value()
             assert back == data, "chunked read-back differs"

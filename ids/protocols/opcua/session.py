@@ -23,6 +23,7 @@ _II = struct.Struct("<II").unpack_from
 NONE_POLICY = POLICY_PREFIX + "None"
 #: A flow reached by port is declared "not OPC UA" after this many bad headers with no good one.
 VIOLATION_LIMIT = 3
+MAX_CHANNELS = 16  # secure channels remembered per flow (renewals keep the id; reconnects open new flows)
 #: Smallest legal size per message type: header 8 + fields (HEL: 5 UInt32 + String length).
 _MIN_SIZE = {b"HEL": 32, b"ACK": 28, b"ERR": 16, b"RHE": 16, b"OPN": 24, b"MSG": 24, b"CLO": 24}
 _MAX_HANDSHAKE = 8 + 20 + 4 + 4096 * 2  # HEL/ACK/ERR/RHE are small: strings at most 4096 bytes each
@@ -493,13 +494,20 @@ class OpcuaSession:
         if cid is not None and ropn is not None:
             ch = self.channels.get(cid)
             if ch is None or ch.policy_uri != uri:
-                ch = self.channels[cid] = _Channel(uri)
+                ch = self._new_channel(cid, uri)
             ch.client_cert, ch.server_cert = ccert, scert
         self.emit(OpcuaEvent(qts, self.flow.context, "OPN", "OpenSecureChannel", cid if cid is not None else qcid,
                              None, None, None, uri, ch.mode if ch else None, True, None, None, (), None, None,
                              None, req, resp, self._cert_docs(((("client", ccert),) if ccert else ()) +
                                                               ((("server", scert),) if scert else ())),
                              an, ts if ropn is not None else None))
+
+    def _new_channel(self, cid: int, uri: str | None) -> _Channel:
+        chans = self.channels
+        if len(chans) >= MAX_CHANNELS and cid not in chans:
+            del chans[next(iter(chans))]  # one TCP connection carries one channel at a time; old ones go
+        ch = chans[cid] = _Channel(uri)
+        return ch
 
     def _thumb_check(self, qopn, ropn, ccert, scert, req, resp) -> tuple:
         """ReceiverCertificateThumbprint is the SHA-1 of the peer's certificate (6.7.2.3): check it against
@@ -565,8 +573,8 @@ class OpcuaSession:
         hint = h.get("timeout_hint") or 0
         p.deadline = ts + max(self.timeout, hint * 1_000_000 + 5 * NS)
         if mt == b"CLO" or b.service == "CloseSecureChannel":  # no response follows (4: 5.5.3)
-            ch = self.channels.pop(cid, None)
-            self._emit_pair(p, None, None, ts, ch=ch)
+            # the channel stays known: requests still pending on it are reported with its policy and mode
+            self._emit_pair(p, None, None, ts)
             return
         if handle is None:
             self._emit_pair(p, None, None, ts)
@@ -674,7 +682,7 @@ class OpcuaSession:
                 ch = self.channels.get(cid)
                 uri = (qopn or ropn or (None,))[0]
                 if ch is None or (req or {}).get("request_type") == "issue":
-                    ch = self.channels[cid] = _Channel(uri)
+                    ch = self._new_channel(cid, uri)
                 ch.token_id = d.get("token_id")
                 token = ch.token_id
                 if req and req.get("security_mode"):
