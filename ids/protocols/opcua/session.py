@@ -167,6 +167,11 @@ class OpcuaSession:
         if st.lost:
             off = self._hunt(data, 0)
             if off < 0:
+                if self.valid == 0:  # nothing OPC UA seen yet and still no header: count it against the flow
+                    self.bad += 1
+                    if self.bad >= VIOLATION_LIMIT:
+                        self.table.detach(self.flow, ts, f"no OPC UA header in {self.bad} segments")
+                        return
                 keep = data[-7:]
                 st.parts, st.have, st.need = [keep], len(keep), 8
                 return
@@ -304,12 +309,15 @@ class OpcuaSession:
             self._emit_simple(ts, "RHE", "ReverseHello", d, i, an, url=d.get("endpoint_url"))
 
     def _hello_done(self, ts, resp: dict | None, an: tuple) -> None:
-        hts, hel, han = self.hello
+        if self.hello is None:  # ACK without a HEL (capture started between them)
+            hts, hel, han = ts, None, ("unsolicited_response",)
+        else:
+            hts, hel, han = self.hello
         self.hello = None
         code = resp.get("status_code") if resp else None
         self.emit(OpcuaEvent(hts, self.flow.context, "HEL", "Hello", None, None, None, None, None, None, False,
                              code, resp.get("status") if code is not None else None, (),
-                             hel.get("endpoint_url"), None, None, hel, resp, None, han + an,
+                             (hel or {}).get("endpoint_url"), None, None, hel, resp, None, han + an,
                              ts if resp is not None else None))
 
     def _emit_simple(self, ts, mt, service, d, i, an, cid=None, status=None, url=None) -> None:
