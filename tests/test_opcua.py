@@ -330,3 +330,36 @@ def test_cli_writes_opcua_events_and_alerts(tmp_path):
     assert any(d["opcua"].get("client_certificate", {}).get("x509", {}).get("subject") for d in docs)
     assert any(d["opcua"]["service"] == "Write" and d["opcua"]["request"]["chunks"] == 8 for d in docs)
     assert all(d["network"]["protocol"] == "opcua" for d in docs)
+
+
+def _leaves(d: dict, prefix: str = ""):
+    for k, v in d.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict):
+            yield from _leaves(v, path + ".")
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            yield path  # array of objects: must sit under a flattened field
+        else:
+            yield path
+
+
+def test_every_emitted_opcua_field_is_declared():
+    """ids/data/fields/opcua.yml declares every opcua.* field the documents carry (leaves under a
+    `flattened` field are covered by it)."""
+    import yaml
+    from conftest import CORPUS, ROOT
+    spec = yaml.safe_load((ROOT / "ids" / "data" / "fields" / "opcua.yml").read_text())
+    declared = {f["name"]: f["type"] for f in spec["fields"]}
+    flat = [n for n, t in declared.items() if t == "flattened"]
+    pcaps = sorted(PCAPS.glob("opcua-*.pcap")) + sorted((CORPUS / "icsnpp" / "icsnpp-opcua-binary").rglob("*.pcap"))
+    seen = set()
+    for p in pcaps:
+        for e in analyze([str(p)])[1].events:
+            if e.dataset != "otids.opcua":
+                continue
+            doc = e.to_doc()
+            for leaf in _leaves({"opcua": doc["opcua"], **({"user": doc["user"]} if "user" in doc else {})}):
+                seen.add(leaf)
+    missing = {s for s in seen if s not in declared and not any(s.startswith(f + ".") or s == f for f in flat)}
+    assert not missing, f"undeclared fields: {sorted(missing)}"
+    assert len(seen) > 40
