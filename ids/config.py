@@ -34,7 +34,7 @@ class FlowConfig:
 @dataclass(frozen=True)
 class ProtocolsConfig:
     probe: bool = True  # detect protocols by content on ports not in the map
-    ports: dict = field(default_factory=lambda: {"modbus": [502]})
+    ports: dict = field(default_factory=lambda: {"modbus": [502], "opcua": [4840]})
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,17 @@ class ModbusConfig:
     max_values: int = 125  # read/written values kept per transaction; more sets anomaly values_truncated
     max_pending: int = 256  # outstanding requests per flow before the oldest is emitted unanswered
     request_timeout: int = 30  # seconds before a request without response is emitted unanswered
+
+
+@dataclass(frozen=True)
+class OpcuaConfig:
+    max_message_size: int = 16 << 20  # reassembled message bytes kept; beyond: anomaly chunk_cap_hit
+    max_chunks: int = 4096  # chunks per message before chunk_cap_hit (negotiated limits checked as well)
+    max_chunk_size: int = 8 << 20  # one chunk larger than this is skipped unread (chunk_cap_hit)
+    max_partial_messages: int = 16  # messages being reassembled at once per direction
+    max_pending: int = 1024  # outstanding requests per flow before the oldest is emitted unanswered
+    request_timeout: int = 60  # seconds (or the request's timeoutHint if longer) before unanswered
+    max_values: int = 32  # array elements (nodes, values, results) kept per list in an event
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,7 @@ class Config:
     flow: FlowConfig = field(default_factory=FlowConfig)
     protocols: ProtocolsConfig = field(default_factory=ProtocolsConfig)
     modbus: ModbusConfig = field(default_factory=ModbusConfig)
+    opcua: OpcuaConfig = field(default_factory=OpcuaConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
