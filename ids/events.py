@@ -265,6 +265,8 @@ class OpcuaEvent(NamedTuple):
             out.append(ch.lower())
         return "".join(out).replace("-", "_")
 
+    label = property(itemgetter(3))  # service: what the run summary counts
+
     @property
     def outcome(self) -> str:
         if self.status_code is not None:

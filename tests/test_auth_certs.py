@@ -74,17 +74,21 @@ def test_bad_trust_store_file_named(tmp_path):
 
 def test_x509_fields_and_chain_split(pki):
     der = pki.leaves["valid"].der
-    f = x.fields(der)
+    d = x.describe(der)
+    f = d["x509"]
     assert f["subject"]["common_name"] == ["device-valid"]
     assert f["issuer"]["common_name"] == ["otids test issuing CA"]
     assert f["public_key_algorithm"] == "RSA" and f["public_key_size"] == 2048
-    assert f["signature_algorithm"] == "sha256WithRSAEncryption"
-    assert f["san_uris"] == ["urn:otids:test:device-valid"] and "localhost" in f["alternative_names"]
-    assert len(f["hash"]["sha1"]) == 40 and f["serial_number"] == format(pki.leaves["valid"].cert.serial_number, "X")
+    assert f["signature_algorithm"] == "SHA256-RSA"
+    assert "URI:urn:otids:test:device-valid" in f["alternative_names"] and "DNS:localhost" in f["alternative_names"]
+    assert len(d["hash"]["sha1"]) == 40 and f["serial_number"] == format(pki.leaves["valid"].cert.serial_number, "X")
+    assert x.san_uris(pki.leaves["valid"].cert) == ["urn:otids:test:device-valid"]
     chain = der + pki.intermediate.der
     assert x.split_chain(chain) == [der, pki.intermediate.der]
-    assert x.fields(b"\x30\x03abc")["parse_error"]
+    assert x.describe_chain(chain)["chain"][0]["x509"]["subject"]["common_name"] == ["otids test issuing CA"]
+    assert "error" in x.describe(b"\x30\x03abc")
     assert x.split_chain(der + b"\x01\x02") == [der, b"\x01\x02"]
+    assert x.describe(pki.leaves["sha1"].der)["x509"]["signature_algorithm"] == "SHA1-RSA"
 
 
 def test_registry_example_loads_and_looks_up():

@@ -94,8 +94,17 @@ def test_bad_config_names_file_and_line(tmp_path):
 
 def test_example_config_is_the_defaults(tmp_path):
     """otids.example.yaml documents every key with its default: loading it must give the defaults."""
+    import dataclasses
+
+    import yaml
+
     from ids.config import Config, load_config
     assert load_config(str(ROOT / "otids.example.yaml")) == Config()
+    raw = yaml.safe_load((ROOT / "otids.example.yaml").read_text())
+    for sec in dataclasses.fields(Config):  # every key is written out, not just defaulted
+        keys = {f.name for f in dataclasses.fields(sec.type if not isinstance(sec.type, str) else getattr(Config(), sec.name))}
+        assert set(raw[sec.name]) == keys, sec.name
+    assert raw["protocols"]["ports"] == Config().protocols.ports
 
 
 def test_version_and_help():

@@ -282,7 +282,7 @@ def test_garbage_detaches_a_flow_that_never_was_opcua():
 
 
 def test_thumbprint_mismatch_flagged():
-    from ids.protocols.opcua.certs import leaf_sha1
+    from ids.x509 import leaf_sha1
     srv = need(PCAPS / "opcua-certs" / "server.der").read_bytes()
     cli = need(PCAPS / "opcua-certs" / "client.der").read_bytes()
     t = Table()
@@ -322,7 +322,7 @@ def test_own_captures_through_pipeline_and_alerts():
 
 
 def test_cli_writes_opcua_events_and_alerts(tmp_path):
-    from ids.protocols.opcua.certs import describe  # noqa: F401  (import check: certs decode without asyncua)
+    from ids.x509 import describe  # noqa: F401  (import check: certs decode without asyncua)
     out, evf = tmp_path / "alerts.ndjson", tmp_path / "events.ndjson"
     run_cli("analyze", "-q", "-o", str(out), "--events", str(evf), str(need(PCAPS / "opcua-sign.pcap")),
             str(need(PCAPS / "opcua-chunked.pcap")))

@@ -393,7 +393,7 @@ CERT_PCAPS = [ICSNPP / "pcaps" / "open62541_client-server_encrypted.pcap",
 
 
 def tshark_certs(pcap: Path) -> set[bytes]:
-    from ids.protocols.opcua.certs import split_chain
+    from ids.x509 import split_chain
     exe = need_tool("tshark")
     out = subprocess.run([exe, "-r", str(pcap), "-Y", "opcua", "-T", "fields", "-E", "occurrence=a",
                           "-E", "aggregator=,", "-e", "opcua.security.scert", "-e", "opcua.ServerCertificate",
@@ -445,7 +445,7 @@ def test_every_certificate_decoded(pcap):
 
 def test_own_certificates_match_generated():
     from cryptography import x509 as cx
-    from ids.protocols.opcua.certs import describe
+    from ids.x509 import describe
     run, events = our_events(need(PCAPS / "opcua-sign.pcap"))
     docs = {d["hash"]["sha256"]: d for d in _all_cert_docs(events)}
     for role in ("client", "server"):

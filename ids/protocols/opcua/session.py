@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 from ...events import OpcuaEvent
-from . import certs as _certs
+from ... import x509 as _certs
 from .consts import CHUNK_TYPES, MESSAGE_TYPES, POLICY_PREFIX, SIGNATURE_SIZES, policy_name
 from .parser import (HEADER, Bad, is_service_start, parse_ack, parse_asymmetric_header, parse_body,
                      parse_error, parse_hello, parse_reverse_hello)
