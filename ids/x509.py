@@ -18,6 +18,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 MAX_CHAIN = 8
 _CACHE: "OrderedDict[bytes, dict]" = OrderedDict()
 _CACHE_MAX = 512
+_BY_SHA256: dict[str, bytes] = {}
 
 _NAME_KEYS = ((NameOID.COMMON_NAME, "common_name"), (NameOID.ORGANIZATION_NAME, "organization"),
               (NameOID.ORGANIZATIONAL_UNIT_NAME, "organizational_unit"), (NameOID.COUNTRY_NAME, "country"),
@@ -131,9 +132,17 @@ def describe(der: bytes) -> dict:
     except Exception as e:  # noqa: BLE001 - any malformed certificate is data, not a crash
         doc["error"] = f"unparsable_certificate: {type(e).__name__}"
     _CACHE[der] = doc
+    _BY_SHA256[doc["hash"]["sha256"]] = der
     if len(_CACHE) > _CACHE_MAX:
-        _CACHE.popitem(last=False)
+        old, od = _CACHE.popitem(last=False)
+        _BY_SHA256.pop(od["hash"]["sha256"], None)
     return doc
+
+
+def der_by_sha256(sha256_hex: str) -> bytes | None:
+    """The DER of a certificate described recently (events carry descriptions; the checks that verify
+    signatures need the bytes). Bounded like the description cache; detectors run right after emission."""
+    return _BY_SHA256.get(sha256_hex.upper())
 
 
 def describe_chain(blob: bytes) -> dict:
