@@ -146,7 +146,11 @@ class FlowTable:
 
     def _new_tcp(self, p: Packet, key: tuple, ts: int) -> tuple[Flow, bool]:
         flags = p.flags
-        if flags & SYN and not flags & ACK:
+        if flags & (FIN | RST) and flags & SYN or p.bad_checksum:
+            # SYN+FIN/RST is no handshake (fuzzers, scans) and a corrupt packet proves nothing about who
+            # connected: decide roles as on mid-stream pickup, by port
+            client_is_src, mid = self._guess_client(p.sport, p.dport), True
+        elif flags & SYN and not flags & ACK:
             client_is_src, mid = True, False
         elif flags & SYN:  # SYN-ACK without the SYN
             client_is_src, mid = False, False
