@@ -95,7 +95,9 @@ class Stream:
                 if d == 0:
                     best = s
             if best is None:
-                return
+                if nxt not in segs:  # a segment trimmed to start at next_seq above is deliverable now
+                    return
+                best = nxt
             data = segs.pop(best)
             self.buffered -= len(data)
             self.next_seq = (nxt + len(data)) & M32
