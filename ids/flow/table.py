@@ -126,7 +126,7 @@ class FlowTable:
         sess = flow.session
         if flags & ACK and other.segs and (sess is not None or flow.probing) and other.ack_past(p.ack):
             out: list = []
-            other.skip_gap(out)
+            other.skip_gap(out, p.ack)
             self._deliver(flow, not to_server, out, ts)
         if payload and (sess is not None or flow.probing):
             out = []
