@@ -151,9 +151,10 @@ class FlowTable:
 
     def _new_tcp(self, p: Packet, key: tuple, ts: int) -> tuple[Flow, bool]:
         flags = p.flags
-        if flags & (FIN | RST) and flags & SYN or p.bad_checksum:
-            # SYN+FIN/RST is no handshake (fuzzers, scans) and a corrupt packet proves nothing about who
-            # connected: decide roles as on mid-stream pickup, by port
+        if flags & SYN and flags & (FIN | RST):
+            # SYN+FIN/RST is no handshake (fuzzers, scans): decide roles as on mid-stream pickup, by port.
+            # (A bad checksum alone proves nothing: captures on the sending host, loopback above all, carry
+            # offloaded checksums on every packet.)
             client_is_src, mid = self._guess_client(p.sport, p.dport), True
         elif flags & SYN and not flags & ACK:
             client_is_src, mid = True, False
