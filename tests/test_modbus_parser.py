@@ -656,3 +656,22 @@ def test_document_contract_fields(tmp_path):
     assert m["response"] == {"address": 10, "quantity": 2}
     assert "exception_code" not in m and doc["otids"]["anomalies"] == []
     assert doc["@timestamp"].endswith("Z") and len(doc["@timestamp"]) == 27
+
+
+def test_resync_ignores_header_lookalikes_inside_register_values(tmp_path):
+    """After a gap the stream resumes inside a frame whose register values read like an MBAP header
+    (tid 5, protocol 0, length 6, unit 1, fc 3): not taken, since what follows that "frame" is no header."""
+    c = conv()
+    c.send(True, adu(1, 1, 3, "00000001"))
+    c.send(False, adu(1, 1, 3, "020001"))
+    regs = "0005" "0000" "0006" "0103" "1234" "5678" "9999" "8888"
+    frame = adu(2, 1, 16, "00000008" "10" + regs)
+    c.lose(True, 13)  # the header, address, quantity and byte count never captured
+    c.send(True, frame[13:])
+    c.ack(False)
+    c.send(False, adu(2, 1, 16, "00000008"))
+    c.send(True, adu(3, 1, 4, "00000001"))
+    c.send(False, adu(3, 1, 4, "020003"))
+    txs, _ = run(tmp_path, c.close())
+    assert [(t.transaction_id, t.function_code, t.anomalies) for t in txs] == [
+        (1, 3, ()), (2, 16, ("unsolicited_response",)), (3, 4, ())]

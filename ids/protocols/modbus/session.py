@@ -97,7 +97,15 @@ class ModbusSession:
             end = off + 6 + length
             if end > n:
                 break
-            self.resync[i] = False
+            if self.resync[i]:
+                # Where the stream resumes after a gap (or a mid-stream pickup starts) data inside a frame
+                # can look like a header: demand the probe's evidence before trusting it.
+                if not probe(data[off:off + 270], to_server) or (to_server and fc & 0x80):
+                    off = self._bad_frame(data, off, to_server, ts, tid, pid, length, unit, fc)
+                    if off < 0:
+                        return
+                    continue
+                self.resync[i] = False
             self.valid += 1
             if to_server:
                 self._request(ts, tid, unit, fc, data[off + 8:end], an)
@@ -139,8 +147,10 @@ class ModbusSession:
 
     @staticmethod
     def _hunt(data: bytes, off: int, to_server: bool) -> int:
-        """Next offset after `off` that may start a frame: protocol id 0, a length in bounds and a non-zero
-        function code (requests: without the exception bit). Keeps a 7-byte tail that may hold the start."""
+        """Next offset after `off` that may start a frame: protocol id 0, a length in bounds, a non-zero
+        function code (requests: without the exception bit), and a frame that ends the buffer or is followed
+        by another plausible header (the probe's test: register values full of zeros look like headers too).
+        Keeps a 7-byte tail that may hold the start."""
         n = len(data)
         q = off + 3
         while True:
@@ -150,9 +160,8 @@ class ModbusSession:
             start = p - 2
             if start + 8 > n:
                 return max(off + 1, start)
-            length = (data[p + 2] << 8) | data[p + 3]
             fc = data[p + 5]
-            if MIN_MBAP_LENGTH <= length <= MAX_MBAP_LENGTH and fc and not (to_server and fc & 0x80):
+            if fc and not (to_server and fc & 0x80) and probe(data[start:start + 270], to_server):
                 return start
             q = p + 1
 
