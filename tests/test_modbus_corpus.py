@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CORPUS, PCAPS, ROOT, need, need_tool
+from conftest import CORPUS, ROOT, need, need_tool
 from ids.events import FlowNotice, ModbusTransaction
 from modbus_reference import (Msg, field_mismatches, match, our_name_ok, ours, tshark, zeek_exception,
                               zeek_function, zeek_log)
@@ -570,8 +570,10 @@ def test_every_function_code_against_tshark(tmp_path):
     # registers) each. tshark 4.0 gives the first group's data as the whole rest of the PDU (both groups),
     # ignoring that length; the second group it reads right. We follow the length: 0x0DFE, 0x0020.
     assert [(t.ref, k, ov, tv) for o, t, k, ov, tv in field_mismatches(c.matched)] == [
-        (35, "file_records", [{"reference_type": 6, "values": [0x0DFE, 0x20]}, {"reference_type": 6, "values": [0x33CD, 0x40]}],
-         [{"reference_type": 6, "values": [0x0DFE, 0x20, 0x0506, 0x33CD, 0x40]}, {"reference_type": 6, "values": [0x33CD, 0x40]}])]
+        (35, "file_records",
+         [{"reference_type": 6, "values": [0x0DFE, 0x20]}, {"reference_type": 6, "values": [0x33CD, 0x40]}],
+         [{"reference_type": 6, "values": [0x0DFE, 0x20, 0x0506, 0x33CD, 0x40]},
+          {"reference_type": 6, "values": [0x33CD, 0x40]}])]
     txs = [e for e in events if type(e) is ModbusTransaction]
     assert [t.anomalies for t in txs] == [()] * len(txs)
     assert [t.function for t in txs[:len(EVERY_FUNCTION)]][-4:] == [
