@@ -149,6 +149,10 @@ class ModbusResponse(NamedTuple):
     details: dict | None = None
 
 
+#: Anomalies that describe the record, not a fault of the exchange: they do not make it a failure.
+INFORMATIONAL_ANOMALIES = frozenset(("values_truncated",))
+
+
 class ModbusTransaction(NamedTuple):
     """One Modbus/TCP request and its response (dataset `otids.modbus`).
 
@@ -178,7 +182,10 @@ class ModbusTransaction(NamedTuple):
     def outcome(self) -> str:
         if self.response is None and self.exception_code is None:
             return "unknown"
-        return "failure" if self.exception_code is not None or self.anomalies else "success"
+        if self.exception_code is not None:
+            return "failure"
+        an = self.anomalies
+        return "failure" if an and not INFORMATIONAL_ANOMALIES.issuperset(an) else "success"
 
     def to_doc(self) -> dict:
         m: dict[str, Any] = {"transaction_id": self.transaction_id, "unit_id": self.unit_id,

@@ -3,6 +3,7 @@ that needs something absent fails with the reason instead of skipping (CI has ev
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
+
+
+def _corpus() -> Path:
+    """../shared/corpus beside the repository; from a git worktree one level deeper (wt/NAME), the one
+    beside its parent; OTIDS_CORPUS overrides both."""
+    if os.environ.get("OTIDS_CORPUS"):
+        return Path(os.environ["OTIDS_CORPUS"])
+    for base in (ROOT.parent, ROOT.parent.parent):
+        if (base / "shared" / "corpus").is_dir():
+            return base / "shared" / "corpus"
+    return ROOT.parent / "shared" / "corpus"
+
+
+CORPUS = _corpus()
 PCAPS = ROOT / "pcaps"
 
 

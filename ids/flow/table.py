@@ -126,7 +126,7 @@ class FlowTable:
         sess = flow.session
         if other.segs and flags & ACK and (sess is not None or flow.probing) and other.ack_past(p.ack):
             out: list = []
-            other.skip_gap(out)
+            other.skip_gap(out, p.ack)
             self._deliver(flow, not to_server, out, ts)
         if payload and sess is not None and stream.next_seq == seq and not stream.segs:
             # In order with nothing waiting (nearly every packet): straight to the session.
@@ -151,7 +151,12 @@ class FlowTable:
 
     def _new_tcp(self, p: Packet, key: tuple, ts: int) -> tuple[Flow, bool]:
         flags = p.flags
-        if flags & SYN and not flags & ACK:
+        if flags & SYN and flags & (FIN | RST):
+            # SYN+FIN/RST is no handshake (fuzzers, scans): decide roles as on mid-stream pickup, by port.
+            # (A bad checksum alone proves nothing: captures on the sending host, loopback above all, carry
+            # offloaded checksums on every packet.)
+            client_is_src, mid = self._guess_client(p.sport, p.dport), True
+        elif flags & SYN and not flags & ACK:
             client_is_src, mid = True, False
         elif flags & SYN:  # SYN-ACK without the SYN
             client_is_src, mid = False, False

@@ -95,20 +95,27 @@ class Stream:
                 if d == 0:
                     best = s
             if best is None:
-                return
+                if nxt not in segs:  # a segment trimmed to start at next_seq above is deliverable now
+                    return
+                best = nxt
             data = segs.pop(best)
             self.buffered -= len(data)
             self.next_seq = (nxt + len(data)) & M32
             self.bytes += len(data)
             out.append(data)
 
-    def skip_gap(self, out: list) -> None:
-        """Give up on the hole before the earliest buffered segment: report it and deliver what follows."""
+    def skip_gap(self, out: list, upto: int | None = None) -> None:
+        """Give up on the hole before the earliest buffered segment: report it and deliver what follows.
+
+        `upto`: the peer acknowledged bytes up to here; when that falls inside the hole only the part before
+        it is lost (the rest may still arrive), so the gap ends there."""
         if not self.segs:
             return
         nxt = self.next_seq
         first = min(self.segs, key=lambda s: (s - nxt) & M32)
         missing = (first - nxt) & M32
+        if upto is not None and 0 < ((upto - nxt) & M32) < missing:
+            first, missing = upto, (upto - nxt) & M32
         self.gaps += 1
         self.gap_bytes += missing
         out.append(missing)  # an int in the output list marks a gap of that many bytes

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 SEV_ORDER = ("critical", "high", "medium", "low")
@@ -67,5 +68,5 @@ def print_summary(run, console: Console | None = None) -> None:
         c.print("[bold]Alerts:[/bold] none")
     for path, n in run.outputs:
         c.print(f"  wrote {n:,} document(s) to {path}")
-    for err in run.errors:
-        c.print(f"[red]error:[/red] {err}")
+    for err in run.errors:  # one unwrapped line each, the same as with --quiet: scripts grep for it
+        c.print(f"[red]otids: error:[/red] {escape(str(err))}", soft_wrap=True)

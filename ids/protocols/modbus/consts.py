@@ -156,4 +156,9 @@ MAX_WRITE_COILS = 1968
 MAX_WRITE_REGISTERS = 123
 MAX_RW_WRITE_REGISTERS = 121
 #: MBAP length field: unit id + PDU, PDU at most 253 bytes (section 4.1 / TCP guide 3.1.3).
+MIN_MBAP_LENGTH = 2  # unit id + function code
 MAX_MBAP_LENGTH = 254
+#: Longest length field still framed (with anomaly bad_length) once a stream is in sync: vendor stacks send
+#: slightly longer PDUs (Schneider UMAS echoes of length 255 in the ITI modicon capture). Anything longer, or
+#: any over-long frame before the first valid one, is treated as a broken header.
+MAX_TOLERATED_LENGTH = 260

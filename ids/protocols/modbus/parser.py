@@ -7,6 +7,7 @@ MBAP framing, pairing and state live in session.py.
 from __future__ import annotations
 
 import struct
+from itertools import chain
 
 from ...events import ModbusRequest, ModbusResponse
 from .consts import (DEVICE_ID_CODES, DEVICE_ID_OBJECTS, MAX_READ_BITS, MAX_READ_REGISTERS,
@@ -18,6 +19,7 @@ _HHB = struct.Struct(">HHB").unpack_from
 _HHHHB = struct.Struct(">HHHHB").unpack_from
 _HHH = struct.Struct(">HHH").unpack_from
 _H = struct.Struct(">H").unpack_from
+_chain = chain.from_iterable
 
 #: byte -> its 8 bits, least significant first (coil order, section 6.1)
 _BITS = [tuple(bool(b >> i & 1) for i in range(8)) for b in range(256)]
@@ -32,14 +34,20 @@ def _regs(buf: bytes, off: int, n: int, cap: int) -> tuple:
 
 
 def _coils(buf: bytes, off: int, nbytes: int, count: int, cap: int) -> tuple:
-    bits: tuple = ()
-    for b in buf[off:off + nbytes]:
-        bits += _BITS[b]
-    return bits[:min(count, cap)]
+    """The first min(count, cap) bits of `nbytes` bytes at `off`; only the bytes needed are expanded."""
+    n = min(count, cap)
+    raw = buf[off:off + min(nbytes, (n + 7) >> 3)]
+    return tuple(_chain(map(_BITS.__getitem__, raw)))[:n]
 
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
+
+
+def _words(pdu: bytes, n: int) -> tuple:
+    """The first `n` 16-bit words of a PDU that may be short: what is missing is None."""
+    k = min(n, len(pdu) >> 1)
+    return struct.unpack_from(f">{k}H", pdu) + (None,) * (n - k)
 
 
 # ---------------------------------------------------------------------------------------------- requests
@@ -53,29 +61,31 @@ def parse_request(fc: int, pdu: bytes, cap: int) -> tuple[ModbusRequest, tuple]:
 
 def _req_read(limit):
     def parse(pdu, cap):
-        if len(pdu) != 4:
-            return ModbusRequest(), (MALFORMED,)
-        addr, qty = _HH(pdu)
-        return ModbusRequest(addr, qty), (() if 1 <= qty <= limit else ("quantity_out_of_range",))
+        if len(pdu) == 4:
+            addr, qty = _HH(pdu)
+            return ModbusRequest(addr, qty), (() if 1 <= qty <= limit else ("quantity_out_of_range",))
+        addr, qty = _words(pdu, 2)
+        an = (MALFORMED,) if qty is None or 1 <= qty <= limit else (MALFORMED, "quantity_out_of_range")
+        return ModbusRequest(addr, qty), an
     return parse
 
 
 def _req_write_coil(pdu, cap):
-    if len(pdu) != 4:
-        return ModbusRequest(), (MALFORMED,)
-    addr, val = _HH(pdu)
+    addr, val = _HH(pdu) if len(pdu) == 4 else _words(pdu, 2)
+    an = () if len(pdu) == 4 else (MALFORMED,)
+    if val is None:
+        return ModbusRequest(addr), an
     if val == 0xFF00:
-        return ModbusRequest(addr, 1, (True,)), ()
+        return ModbusRequest(addr, 1, (True,)), an
     if val == 0:
-        return ModbusRequest(addr, 1, (False,)), ()
-    return ModbusRequest(addr, 1, (val,)), ("invalid_coil_value",)
+        return ModbusRequest(addr, 1, (False,)), an
+    return ModbusRequest(addr, 1, (val,)), an + ("invalid_coil_value",)
 
 
 def _req_write_register(pdu, cap):
-    if len(pdu) != 4:
-        return ModbusRequest(), (MALFORMED,)
-    addr, val = _HH(pdu)
-    return ModbusRequest(addr, 1, (val,)), ()
+    addr, val = _HH(pdu) if len(pdu) == 4 else _words(pdu, 2)
+    an = () if len(pdu) == 4 else (MALFORMED,)
+    return ModbusRequest(addr, None if val is None else 1, None if val is None else (val,)), an
 
 
 def _req_empty(pdu, cap):
@@ -83,17 +93,22 @@ def _req_empty(pdu, cap):
 
 
 def _req_diagnostics(pdu, cap):
-    if len(pdu) < 2 or len(pdu) & 1:
+    # Sub-function (2 bytes) and data of N x 2 bytes (6.8); an odd length is malformed but still named.
+    if len(pdu) < 2:
         return ModbusRequest(), (MALFORMED,)
     sub = _H(pdu)[0]
-    data = _regs(pdu, 2, (len(pdu) - 2) // 2, cap)
-    return ModbusRequest(sub_function=sub, values=data,
-                         details={"sub_function_name": diagnostic_name(sub)}), ()
+    n = (len(pdu) - 2) // 2
+    an = () if not len(pdu) & 1 else (MALFORMED,)
+    if n > cap:
+        an += ("values_truncated",)
+    return ModbusRequest(sub_function=sub, values=_regs(pdu, 2, n, cap),
+                         details={"sub_function_name": diagnostic_name(sub)}), an
 
 
 def _req_write_coils(pdu, cap):
     if len(pdu) < 5:
-        return ModbusRequest(), (MALFORMED,)
+        addr, qty = _words(pdu, 2)
+        return ModbusRequest(addr, qty), (MALFORMED,)
     addr, qty, nb = _HHB(pdu)
     an = ()
     if nb != (qty + 7) // 8 or len(pdu) != 5 + nb:
@@ -108,7 +123,8 @@ def _req_write_coils(pdu, cap):
 
 def _req_write_registers(pdu, cap):
     if len(pdu) < 5:
-        return ModbusRequest(), (MALFORMED,)
+        addr, qty = _words(pdu, 2)
+        return ModbusRequest(addr, qty), (MALFORMED,)
     addr, qty, nb = _HHB(pdu)
     an = ()
     if nb != 2 * qty or len(pdu) != 5 + nb:
@@ -123,15 +139,19 @@ def _req_write_registers(pdu, cap):
 
 
 def _req_mask_write(pdu, cap):
-    if len(pdu) != 6:
-        return ModbusRequest(), (MALFORMED,)
-    addr, and_m, or_m = _HHH(pdu)
-    return ModbusRequest(addr, 1, details={"and_mask": and_m, "or_mask": or_m}), ()
+    if len(pdu) == 6:
+        addr, and_m, or_m = _HHH(pdu)
+        return ModbusRequest(addr, 1, details={"and_mask": and_m, "or_mask": or_m}), ()
+    addr, and_m, or_m = _words(pdu, 3)
+    det = {k: v for k, v in (("and_mask", and_m), ("or_mask", or_m)) if v is not None}
+    return ModbusRequest(addr, None if addr is None else 1, details=det or None), (MALFORMED,)
 
 
 def _req_read_write(pdu, cap):
     if len(pdu) < 9:
-        return ModbusRequest(), (MALFORMED,)
+        raddr, rqty, waddr, wqty = _words(pdu, 4)
+        det = {k: v for k, v in (("read_address", raddr), ("read_quantity", rqty)) if v is not None}
+        return ModbusRequest(waddr, wqty, details=det or None), (MALFORMED,)
     raddr, rqty, waddr, wqty, nb = _HHHHB(pdu)
     an = ()
     if nb != 2 * wqty or len(pdu) != 9 + nb:
@@ -140,40 +160,49 @@ def _req_read_write(pdu, cap):
         an += ("quantity_out_of_range",)
     n = min(wqty, (len(pdu) - 9) // 2)
     vals = _regs(pdu, 9, n, cap)
+    if n > cap:
+        an += ("values_truncated",)
     # address/quantity describe the write; the read half is in details (docs/EVENTS.md)
     return ModbusRequest(waddr, wqty, vals, details={"read_address": raddr, "read_quantity": rqty}), an
 
 
 def _req_fifo(pdu, cap):
-    if len(pdu) != 2:
-        return ModbusRequest(), (MALFORMED,)
-    return ModbusRequest(address=_H(pdu)[0]), ()
+    return ModbusRequest(address=_words(pdu, 1)[0]), (() if len(pdu) == 2 else (MALFORMED,))
 
 
-def _file_records(pdu: bytes, write: bool) -> tuple[list, bool]:
-    """Sub-requests of FC 20/21: reference type 6, file number, record number, record length (+ data)."""
+def _file_records(pdu: bytes, write: bool, cap: int) -> tuple[list, tuple]:
+    """Sub-requests of FC 20 (6.14: byte count 7..245; reference type 6, file number, record number
+    0..9999, record length) and FC 21 (6.15: byte count 9..251; the same plus the record data)."""
     if not pdu:
-        return [], False
+        return [], (MALFORMED,)
     nb = pdu[0]
-    end = 1 + nb
-    ok = len(pdu) == end
+    end = min(1 + nb, len(pdu))
+    an = [] if len(pdu) == 1 + nb else ["byte_count_mismatch"]
+    if not ((9 if write else 7) <= nb <= (251 if write else 245)):
+        an.append(MALFORMED)
     recs, off = [], 1
-    while off + 7 <= min(end, len(pdu)):
+    while off + 7 <= end:
         ref, fnum, rnum, rlen = pdu[off], *_HHH(pdu, off + 1)
         rec = {"reference_type": ref, "file_number": fnum, "record_number": rnum, "record_length": rlen}
         off += 7
         if write:
-            rec["values"] = list(_regs(pdu, off, min(rlen, max(0, (len(pdu) - off) // 2)), 32))
+            k = min(rlen, (end - off) // 2)
+            rec["values"] = list(_regs(pdu, off, k, cap))
+            if k > cap:
+                an.append("values_truncated")
             off += 2 * rlen
-        ok = ok and ref == 6
+        if ref != 6 or rnum > 9999:
+            an.append(MALFORMED)
         recs.append(rec)
-    return recs, ok and off == end
+    if off != 1 + nb:
+        an.append(MALFORMED)
+    return recs, tuple(dict.fromkeys(an))
 
 
 def _req_file(write):
     def parse(pdu, cap):
-        recs, ok = _file_records(pdu, write)
-        return ModbusRequest(details={"file_records": recs}), (() if ok else (MALFORMED,))
+        recs, an = _file_records(pdu, write, cap)
+        return ModbusRequest(details={"file_records": recs}), an
     return parse
 
 
@@ -181,13 +210,18 @@ def _req_mei(pdu, cap):
     if not pdu:
         return ModbusRequest(), (MALFORMED,)
     mei = pdu[0]
-    if mei == 14:
-        if len(pdu) != 3:
-            return ModbusRequest(details={"mei_type": 14}), (MALFORMED,)
-        code, obj = pdu[1], pdu[2]
-        return ModbusRequest(details={"mei_type": 14, "read_device_id_code": code,
-                                      "read_device_id": DEVICE_ID_CODES.get(code, f"unknown-{code}"),
-                                      "object_id": obj}), (() if 1 <= code <= 4 else ("invalid_device_id_code",))
+    if mei == 14:  # Read Device Identification (6.21): read device id code, object id
+        det: dict = {"mei_type": 14}
+        an = () if len(pdu) == 3 else (MALFORMED,)
+        if len(pdu) > 1:
+            code = pdu[1]
+            det["read_device_id_code"] = code
+            det["read_device_id"] = DEVICE_ID_CODES.get(code, f"unknown-{code}")
+            if not 1 <= code <= 4:
+                an += ("invalid_device_id_code",)
+        if len(pdu) > 2:
+            det["object_id"] = pdu[2]
+        return ModbusRequest(details=det), an
     return ModbusRequest(details={"mei_type": mei, "data_length": len(pdu) - 1}), ()
 
 
@@ -265,9 +299,9 @@ def _echo_check(r, req) -> tuple:
 
 
 def _resp_write_multiple(pdu, req, cap):
+    addr, qty = _HH(pdu) if len(pdu) == 4 else _words(pdu, 2)
     if len(pdu) != 4:
-        return ModbusResponse(), (MALFORMED,)
-    addr, qty = _HH(pdu)
+        return ModbusResponse(addr, qty), (MALFORMED,)
     an = ()
     if req is not None and req.address is not None and (addr, qty) != (req.address, req.quantity):
         an = ("response_mismatch",)
@@ -275,9 +309,7 @@ def _resp_write_multiple(pdu, req, cap):
 
 
 def _resp_exception_status(pdu, req, cap):
-    if len(pdu) != 1:
-        return ModbusResponse(), (MALFORMED,)
-    return ModbusResponse(values=(pdu[0],)), ()
+    return ModbusResponse(values=(pdu[0],) if pdu else None), (() if len(pdu) == 1 else (MALFORMED,))
 
 
 def _resp_diagnostics(pdu, req, cap):
@@ -289,10 +321,9 @@ def _resp_diagnostics(pdu, req, cap):
 
 
 def _resp_event_counter(pdu, req, cap):
-    if len(pdu) != 4:
-        return ModbusResponse(), (MALFORMED,)
-    status, count = _HH(pdu)
-    return ModbusResponse(details={"status": status, "event_count": count}), ()
+    status, count = _words(pdu, 2)
+    det = {k: v for k, v in (("status", status), ("event_count", count)) if v is not None}
+    return ModbusResponse(details=det or None), (() if len(pdu) == 4 else (MALFORMED,))
 
 
 def _resp_event_log(pdu, req, cap):
@@ -324,20 +355,33 @@ def _printable(raw: bytes) -> str:
 
 def _resp_file(write):
     def parse(pdu, req, cap):
-        if write:  # echo of the request (6.15)
-            recs, ok = _file_records(pdu, True)
-            return ModbusResponse(details={"file_records": recs}), (() if ok else (MALFORMED,))
+        if write:  # an echo of the request (6.15)
+            recs, an = _file_records(pdu, True, cap)
+            return ModbusResponse(details={"file_records": recs}), an
+        # 6.14: response data length 7..245, then per sub-request: file response length (1 + 2N),
+        # reference type 6, N registers.
         if not pdu:
             return ModbusResponse(), (MALFORMED,)
-        nb, off, recs = pdu[0], 1, []
-        while off + 2 <= min(1 + nb, len(pdu)):
+        nb = pdu[0]
+        end = min(1 + nb, len(pdu))
+        an = [] if len(pdu) == 1 + nb else ["byte_count_mismatch"]
+        if not 7 <= nb <= 245:
+            an.append(MALFORMED)
+        off, recs = 1, []
+        while off + 2 <= end:
             flen, ref = pdu[off], pdu[off + 1]
-            n = max(0, flen - 1) // 2
-            recs.append({"reference_type": ref, "values": list(_regs(pdu, off + 2, min(n, (len(pdu) - off - 2) // 2), 32))})
-            off += 1 + flen
+            if flen == 0 or not flen & 1 or ref != 6:
+                an.append(MALFORMED)
+            k = min((flen - 1) // 2 if flen else 0, (end - off - 2) // 2)
+            recs.append({"reference_type": ref, "values": list(_regs(pdu, off + 2, k, cap))})
+            if k > cap:
+                an.append("values_truncated")
             if flen == 0:
                 break
-        return ModbusResponse(details={"file_records": recs}), (() if off == 1 + nb == len(pdu) else (MALFORMED,))
+            off += 1 + flen
+        if off != 1 + nb:
+            an.append(MALFORMED)
+        return ModbusResponse(details={"file_records": recs}), tuple(dict.fromkeys(an))
     return parse
 
 
@@ -350,7 +394,7 @@ def _resp_mask_write(pdu, req, cap):
 
 def _resp_fifo(pdu, req, cap):
     if len(pdu) < 4:
-        return ModbusResponse(), (MALFORMED,)
+        return ModbusResponse(quantity=_words(pdu, 2)[1]), (MALFORMED,)
     nb, cnt = _HH(pdu)
     an = () if len(pdu) == 2 + nb and nb == 2 + 2 * cnt and cnt <= 31 else ("byte_count_mismatch",)
     n = min(cnt, (len(pdu) - 4) // 2)
@@ -364,7 +408,12 @@ def _resp_mei(pdu, req, cap):
     if mei != 14:
         return ModbusResponse(details={"mei_type": mei, "data_length": len(pdu) - 1}), ()
     if len(pdu) < 6:
-        return ModbusResponse(details={"mei_type": 14}), (MALFORMED,)
+        det = {"mei_type": 14}
+        if len(pdu) > 1:
+            det["read_device_id_code"] = pdu[1]
+        if len(pdu) > 2:
+            det["conformity_level"] = pdu[2]
+        return ModbusResponse(details=det), (MALFORMED,)
     code, conformity, more, nxt, nobj = pdu[1], pdu[2], pdu[3], pdu[4], pdu[5]
     off, objects, ident = 6, [], {}
     an = ()

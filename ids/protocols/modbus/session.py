@@ -2,20 +2,22 @@
 id, resynchronisation after gaps and garbage, and every bound a long-lived session needs.
 
 Each exchange becomes one ids.events.ModbusTransaction; requests that never get an answer are emitted on
-timeout or flow end with outcome "unknown", never dropped. Parsing of the PDU body is in parser.py.
+timeout or flow end with outcome "unknown", never dropped. Parsing of the PDU body is in parser.py; what
+is suspicious is for ids.detect.
 """
 from __future__ import annotations
 
 import struct
 
-from ...events import ModbusTransaction
-from .consts import MAX_MBAP_LENGTH, exception_name, function_name
-from .parser import parse_request, parse_response
+from ...events import ModbusRequest, ModbusResponse, ModbusTransaction
+from .consts import MAX_MBAP_LENGTH, MAX_TOLERATED_LENGTH, MIN_MBAP_LENGTH, exception_name, function_name
+from .parser import MALFORMED, parse_request, parse_response
 
 _MBAP = struct.Struct(">HHHBB").unpack_from  # transaction id, protocol id, length, unit id, function code
 NS = 1_000_000_000
-#: A flow reached by port is declared "not Modbus" after this many bad headers with no good one.
+#: A flow picked up mid-stream is declared "not Modbus" after this many broken headers with no good one.
 VIOLATION_LIMIT = 3
+_BAD_LENGTH = ("malformed_mbap", "bad_length")
 
 
 def probe(buf: bytes, to_server: bool) -> int:
@@ -24,13 +26,14 @@ def probe(buf: bytes, to_server: bool) -> int:
     if len(buf) < 8:
         return -1 if (len(buf) < 4 or buf[2:4] == b"\0\0") else 0
     tid, pid, length, unit, fc = _MBAP(buf)
-    if pid != 0 or not 2 <= length <= MAX_MBAP_LENGTH:
+    if pid != 0 or not MIN_MBAP_LENGTH <= length <= MAX_MBAP_LENGTH:
         return 0
     if len(buf) < 6 + length:
         return -1
-    f = fc & 0x7F
-    if f == 0 or (fc & 0x80 and to_server):
+    if fc & 0x7F == 0:
         return 0
+    # An exception PDU from the connection's opener is no proof against Modbus: a device that opens the
+    # connection from port 502 and answers (QuickDraw test data) is still Modbus, and worth seeing.
     # One frame of six header bytes is thin evidence: require the frame to end the buffer or be followed
     # by the start of another plausible frame.
     rest = buf[6 + length:]
@@ -53,7 +56,7 @@ MODBUS = _Protocol()
 
 class ModbusSession:
     __slots__ = ("flow", "table", "emit", "buf", "pending", "valid", "bad", "resync", "cap", "max_pending",
-                 "timeout", "stats")
+                 "timeout")
 
     def __init__(self, flow, table):
         self.flow = flow
@@ -63,11 +66,14 @@ class ModbusSession:
         self.cap = cfg.max_values
         self.max_pending = cfg.max_pending
         self.timeout = cfg.request_timeout * NS
-        self.buf = [b"", b""]  # partial frame per direction (at most one MBAP frame, 260 bytes)
+        self.buf = [b"", b""]  # partial frame per direction (at most one MBAP frame, 266 bytes)
         self.pending: dict[int, tuple] = {}  # transaction id -> (ts, unit, fc, request, anomalies)
-        self.valid = 0
-        self.bad = 0
-        self.resync = [False, False]  # after a gap: hunt for the next frame quietly
+        self.valid = 0  # well-formed frames seen (both directions)
+        self.bad = 0  # broken headers seen before the first well-formed frame
+        # Hunting for the next frame boundary, quietly: after a gap, and from the start on a flow picked up
+        # mid-stream (its first byte need not start a frame).
+        mid = bool(getattr(flow, "midstream", False))
+        self.resync = [mid, mid]
 
     # ------------------------------------------------------------------ stream input
     def data(self, to_server: bool, data: bytes, ts: int) -> None:
@@ -78,47 +84,84 @@ class ModbusSession:
         off = 0
         while n - off >= 8:
             tid, pid, length, unit, fc = _MBAP(data, off)
-            if pid or length < 2 or length > MAX_MBAP_LENGTH:
-                off = self._bad_frame(data, off, to_server, ts, tid, pid, length, unit, fc)
-                if off < 0:  # flow handed back: not Modbus
-                    return
-                continue
+            an = ()
+            if pid or length < MIN_MBAP_LENGTH or length > MAX_MBAP_LENGTH:
+                if not pid and MAX_MBAP_LENGTH < length <= MAX_TOLERATED_LENGTH and self.valid \
+                        and not self.resync[i]:
+                    an = _BAD_LENGTH  # framed all the same: the stream is in sync, the overshoot small
+                else:
+                    off = self._bad_frame(data, off, to_server, ts, tid, pid, length, unit, fc)
+                    if off < 0:  # flow handed back: not Modbus
+                        return
+                    continue
             end = off + 6 + length
             if end > n:
                 break
-            self.resync[i] = False
+            if self.resync[i]:
+                # Where the stream resumes after a gap (or a mid-stream pickup starts) data inside a frame
+                # can look like a header: demand the probe's evidence before trusting it.
+                if not probe(data[off:off + 270], to_server) or (to_server and fc & 0x80):
+                    off = self._bad_frame(data, off, to_server, ts, tid, pid, length, unit, fc)
+                    if off < 0:
+                        return
+                    continue
+                self.resync[i] = False
             self.valid += 1
             if to_server:
-                self._request(ts, tid, unit, fc, data[off + 8:end])
+                self._request(ts, tid, unit, fc, data[off + 8:end], an)
             else:
-                self._response(ts, tid, unit, fc, data[off + 8:end])
+                self._response(ts, tid, unit, fc, data[off + 8:end], an)
             off = end
         self.buf[i] = data[off:] if off < n else b""
 
     def _bad_frame(self, data, off, to_server, ts, tid, pid, length, unit, fc) -> int:
+        """A header that cannot start a frame. Returns where to look next, or -1 when the flow was handed
+        back as not Modbus."""
         i = 0 if to_server else 1
-        if not self.resync[i]:
+        if not self.valid:
+            # Nothing on this flow was ever Modbus. From the first byte of a connection that is a protocol
+            # violation at once (as Zeek's &enforce on the protocol id): scanners and other protocols on
+            # port 502 yield no transactions. Mid-stream, allow a few tries to find a frame boundary.
             self.bad += 1
-            if self.valid == 0 and self.bad >= VIOLATION_LIMIT:
-                self.table.detach(self.flow, ts, f"{self.bad} invalid MBAP headers and no valid one")
-                return -1
-            if self.valid or self.bad == 1:
-                why = "bad_protocol_id" if pid else "bad_length"
-                self.emit(ModbusTransaction(ts, self.flow.context, tid, unit, fc & 0x7F,
-                                            function_name(fc & 0x7F), None, None, None, None,
-                                            ("malformed_mbap", why), None))
-        # Hunt for the next plausible header: protocol id 0 and a sane length, at least one byte on.
+            if not self.resync[i]:
+                why = f"protocol id {pid:#06x}" if pid else f"length {length}"
+                reason = f"invalid MBAP header ({why}) at the start of the {'client' if to_server else 'server'} stream"
+            elif self.bad >= VIOLATION_LIMIT:
+                reason = f"no valid MBAP frame ({self.bad} invalid headers)"
+            else:
+                return self._hunt(data, off, to_server)
+            self.table.detach(self.flow, ts, reason)
+            self.buf = [b"", b""]
+            return -1
+        elif not self.resync[i]:
+            # In sync until now: report the broken frame once, with the header values, then hunt quietly.
+            why = "bad_protocol_id" if pid else "bad_length"
+            mbap = {"protocol_id": pid, "length": length}
+            req = ModbusRequest(details=mbap) if to_server else None
+            resp = None if to_server else ModbusResponse(details=mbap)
+            self.emit(ModbusTransaction(ts, self.flow.context, tid, unit, fc & 0x7F, function_name(fc & 0x7F),
+                                        req, resp, None, None, ("malformed_mbap", why),
+                                        None if to_server else ts))
+            self.resync[i] = True
+        return self._hunt(data, off, to_server)
+
+    @staticmethod
+    def _hunt(data: bytes, off: int, to_server: bool) -> int:
+        """Next offset after `off` that may start a frame: protocol id 0, a length in bounds, a non-zero
+        function code (requests: without the exception bit), and a frame that ends the buffer or is followed
+        by another plausible header (the probe's test: register values full of zeros look like headers too).
+        Keeps a 7-byte tail that may hold the start."""
         n = len(data)
         q = off + 3
         while True:
             p = data.find(b"\0\0", q)
             if p < 0:
-                return max(off + 1, n - 7)  # keep a tail that may hold the start of the next header
+                return max(off + 1, n - 7)
             start = p - 2
             if start + 8 > n:
-                return start
-            length = (data[p + 2] << 8) | data[p + 3]
-            if 2 <= length <= MAX_MBAP_LENGTH:
+                return max(off + 1, start)
+            fc = data[p + 5]
+            if fc and not (to_server and fc & 0x80) and probe(data[start:start + 270], to_server):
                 return start
             q = p + 1
 
@@ -128,11 +171,16 @@ class ModbusSession:
         self.resync[i] = True
 
     # ------------------------------------------------------------------ pairing
-    def _request(self, ts, tid, unit, fc, pdu) -> None:
+    def _request(self, ts, tid, unit, fc, pdu, an0=()) -> None:
         if fc & 0x80:
-            self._emit(ts, tid, unit, fc & 0x7F, None, None, None, ("exception_in_request",), None)
+            # An exception PDU sent by the master: not a request anyone can answer; reported as it stands.
+            an = an0 + (("exception_in_request",) if len(pdu) == 1 else ("exception_in_request", MALFORMED))
+            code = pdu[0] if pdu else None
+            self._emit(ts, tid, unit, fc & 0x7F, None, None, code, an, None)
             return
         req, an = parse_request(fc, pdu, self.cap)
+        if an0:
+            an = an0 + an
         pending = self.pending
         old = pending.pop(tid, None)
         if old is not None:  # the transaction id was reused before an answer: the old one got none
@@ -142,21 +190,25 @@ class ModbusSession:
             self._unanswered(pending.pop(otid), otid, ("too_many_pending",))
         pending[tid] = (ts, unit, fc, req, an)
 
-    def _response(self, ts, tid, unit, fc, pdu) -> None:
+    def _response(self, ts, tid, unit, fc, pdu, an0=()) -> None:
         base = fc & 0x7F
-        p = self.pending.pop(tid, None)
+        p = self.pending.get(tid)
         if p is None:
-            req, an0, rts = None, ("unsolicited_response",), ts
+            req, an0, rts = None, an0 + ("unsolicited_response",), ts
+        elif p[2] != base:
+            # Same transaction id, other function: not the answer to that request (a response repeats the
+            # request's function code, section 4.1), which stays pending.
+            req, an0, rts = None, an0 + ("function_code_mismatch",), ts
         else:
-            rts, runit, rfc, req, an0 = p
-            if rfc != base:
-                an0 += ("function_code_mismatch",)
+            del self.pending[tid]
+            rts, runit, _, req, ran = p
+            an0 = ran + an0
             if runit != unit:
                 an0 += ("unit_id_mismatch",)
         if fc & 0x80:
             if len(pdu) != 1:
-                an0 += ("malformed_pdu",)
-            code = pdu[0] if pdu else 0
+                an0 += (MALFORMED,)
+            code = pdu[0] if pdu else None
             self._emit(rts, tid, unit, base, req, None, code, an0, ts)
             return
         resp, an = parse_response(fc, pdu, req, self.cap)
@@ -187,7 +239,11 @@ class ModbusSession:
     def close(self, ts: int) -> None:
         for tid in list(self.pending):
             self._unanswered(self.pending.pop(tid), tid)
-        for i, b in enumerate(self.buf):
-            if b:
-                self.table.truncated(self.flow, ts, "modbus", len(b), i == 0)
+        if not self.valid and self.bad:  # picked up mid-stream and never found a frame: not Modbus
+            self.table.detach(self.flow, ts, f"no valid MBAP frame ({self.bad} invalid "
+                                             f"header{'s' if self.bad > 1 else ''})")
+        else:
+            for i, b in enumerate(self.buf):
+                if b:
+                    self.table.truncated(self.flow, ts, "modbus", len(b), i == 0)
         self.buf = [b"", b""]
