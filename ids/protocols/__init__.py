@@ -8,7 +8,9 @@ after a session touches bytes.
 from __future__ import annotations
 
 from .modbus import MODBUS
+from .mqtt import MQTT
+from .tls import TLS
 
-PROTOCOLS = {p.name: p for p in (MODBUS,)}
+PROTOCOLS = {p.name: p for p in (MODBUS, MQTT, TLS)}
 
 __all__ = ["PROTOCOLS"]
