@@ -412,7 +412,7 @@ class MqttExchange(NamedTuple):
         if self.status != "complete":
             return "failure"
         for m in self.messages:
-            if m.type == "connack" and m.return_code:
+            if type(m) is MqttConnack and m.return_code:
                 return "failure"
             rc = getattr(m, "reason_code", None)
             if rc is not None and rc >= 0x80:
@@ -437,7 +437,7 @@ class MqttExchange(NamedTuple):
             ev["duration"] = msgs[-1].ts - first.ts
         doc: dict[str, Any] = {"@timestamp": rfc3339(self.ts), "event": ev}
         doc.update(self.flow.network_doc("mqtt"))
-        if first.type == "connect" and first.username is not None:
+        if type(first) is MqttConnect and first.username is not None:
             doc["user"] = {"name": first.username}
             doc["related"]["user"] = [first.username]
         doc["mqtt"] = m
@@ -732,7 +732,7 @@ class TlsHandshake(NamedTuple):
     server_hello: TlsServerHello | None
     server_certs: tuple  # X509Cert, leaf first (TLS <= 1.2 only)
     client_certs: tuple
-    certificate_requested: bool  # CertificateRequest seen (TLS <= 1.2)
+    certificate_requested: bool | None  # CertificateRequest seen (TLS <= 1.2); None when encrypted (1.3)
     established: bool  # both sides switched to encrypted records
     resumed: bool  # abbreviated handshake (TLS <= 1.2 session resumption)
     alert: tuple | None  # (level, description) of a cleartext alert
@@ -814,7 +814,8 @@ class TlsHandshake(NamedTuple):
         if obs is not None:
             o["client_identity_observable"] = obs
             o["server_identity_observable"] = obs
-        o["certificate_requested"] = self.certificate_requested
+        if self.certificate_requested is not None:
+            o["certificate_requested"] = self.certificate_requested
         if self.alert is not None:
             lvl, desc = self.alert
             o["alert"] = {"level": "fatal" if lvl == 2 else "warning" if lvl == 1 else f"unknown-{lvl}",

@@ -43,12 +43,14 @@ def probe(buf: bytes, to_server: bool) -> int:
         if hdr is None:
             return -1
         rlen, p = hdr
-        if n < p + 8:
-            return -1
-        if buf[p:p + 6] == b"\x00\x04MQTT":
-            return 1 if buf[p + 6] in (4, 5) and rlen >= 12 else 0
-        if buf[p:p + 8] == b"\x00\x06MQIsdp":
-            return -1 if n < p + 9 else (1 if buf[p + 8] == 3 else 0)
+        head = buf[p:p + 9]
+        for name, levels in ((b"\x00\x04MQTT", (4, 5)), (b"\x00\x06MQIsdp", (3,))):
+            k = len(name)
+            if len(head) <= k:
+                if name.startswith(head):
+                    return -1
+            elif head[:k] == name:
+                return 1 if head[k] in levels and rlen >= k + 4 else 0
         return 0
     if b0 != 0x20:
         return 0

@@ -248,7 +248,8 @@ class TlsSession:
                     break
         an = tuple(dict.fromkeys(self.anomalies))
         self.emit(TlsHandshake(self.first_ts or ts, self.flow.context, self.ch, self.sh, self.server_certs,
-                               self.client_certs, self.cert_req, established, resumed, self.alert, an,
+                               self.client_certs, None if self.tls13 else self.cert_req, established, resumed,
+                               self.alert, an,
                                max(ts, self.first_ts or ts), app))
 
     def expire(self, now: int) -> None:
