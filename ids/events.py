@@ -426,13 +426,15 @@ class MqttExchange(NamedTuple):
         for msg in msgs:
             if msg.type not in m:  # a type seen twice in one exchange (v5 AUTH rounds): the first is written
                 m[msg.type] = _MQTT_DOC[type(msg)](msg, v, self.log_limit, include_secrets)
-        m["types"] = self.types
+        m["types"] = list(m)
         if v:
             m["protocol_version"] = v
         m["status"] = self.status
         first = msgs[0]
         ev: dict[str, Any] = {"kind": "event", "category": ["network"], "type": ["protocol"],
-                              "dataset": self.dataset, "action": first.type, "outcome": self.outcome}
+                              "dataset": self.dataset, "action": first.type,
+                              "outcome": "success" if self.status == "complete" and len(msgs) == 1
+                              and type(first) is MqttPublish else self.outcome}
         if len(msgs) > 1:
             ev["duration"] = msgs[-1].ts - first.ts
         doc: dict[str, Any] = {"@timestamp": rfc3339(self.ts), "event": ev}

@@ -313,11 +313,13 @@ class MqttSession:
 
     # ------------------------------------------------------------------ pairing
     def _emit(self, msgs: list, anomalies, status: str) -> None:
-        if MALFORMED_TRAFFIC in anomalies:
-            status = "malformed"
-        self.emit(MqttExchange(msgs[0].ts, self.ctx, self.version, tuple(msgs), status,
-                               tuple(dict.fromkeys(anomalies)) if len(anomalies) > 1 else tuple(anomalies),
-                               self.limit))
+        if anomalies:
+            if MALFORMED_TRAFFIC in anomalies:
+                status = "malformed"
+            anomalies = tuple(dict.fromkeys(anomalies)) if len(anomalies) > 1 else tuple(anomalies)
+        else:
+            anomalies = ()
+        self.emit(MqttExchange(msgs[0].ts, self.ctx, self.version, tuple(msgs), status, anomalies, self.limit))
 
     def _finish(self, pend: _Pending, status: str = "complete", extra=()) -> None:
         self._emit(pend.msgs, pend.anomalies + list(extra) if extra else pend.anomalies, status)
@@ -353,11 +355,15 @@ class MqttSession:
         self._finish(pend)
 
     def _publish(self, msg, an, to_server: bool) -> None:
+        qos = msg.qos
+        if qos == 0 and not an and self.connected and msg.properties is None:
+            # The hot path (mosquitto forwarding QoS 0 telemetry): one finished exchange, nothing to check.
+            self.emit(MqttExchange(msg.ts, self.ctx, self.version, (msg,), "complete", (), self.limit))
+            return
         if self.version == 5 and msg.properties and "topic_alias" in msg.properties:
             msg, an = self._alias(msg, an, to_server)
         if not self.connected:
             an = an + (UNINTRODUCED_MESSAGE,)
-        qos = msg.qos
         if qos == 0 or qos == 3:  # nothing answers QoS 0; QoS 3 does not exist (invalid_qos_level)
             self._emit([msg], an, "complete")
             return
