@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from .modbus import MODBUS
 from .mqtt import MQTT
+from .opcua import OPCUA
 from .tls import TLS
 
-PROTOCOLS = {p.name: p for p in (MODBUS, MQTT, TLS)}
+PROTOCOLS = {p.name: p for p in (MODBUS, OPCUA, MQTT, TLS)}
 
 __all__ = ["PROTOCOLS"]
