@@ -527,15 +527,19 @@ class MqttExchange(NamedTuple):
     def to_doc(self, include_secrets: bool = False) -> dict:
         msgs = self.messages
         v = self.protocol_version
-        m: dict[str, Any] = {}
-        for msg in msgs:
-            if msg.type not in m:  # a type seen twice in one exchange (v5 AUTH rounds): the first is written
-                m[msg.type] = _MQTT_DOC[type(msg)](msg, v, self.log_limit, include_secrets)
-        m["types"] = list(m)
+        first = msgs[0]
+        if len(msgs) == 1:  # most exchanges (QoS 0 telemetry)
+            t = first.type
+            m: dict[str, Any] = {t: _MQTT_DOC[type(first)](first, v, self.log_limit, include_secrets), "types": [t]}
+        else:
+            m = {}
+            for msg in msgs:
+                if msg.type not in m:  # a type seen twice (v5 AUTH rounds): the first is written
+                    m[msg.type] = _MQTT_DOC[type(msg)](msg, v, self.log_limit, include_secrets)
+            m["types"] = list(m)
         if v:
             m["protocol_version"] = v
         m["status"] = self.status
-        first = msgs[0]
         ev: dict[str, Any] = {"kind": "event", "category": ["network"], "type": ["protocol"],
                               "dataset": self.dataset, "action": first.type,
                               "outcome": "success" if self.status == "complete" and len(msgs) == 1
