@@ -251,6 +251,23 @@ def test_zeek_payload_cap():
     assert ours == want and ours[0] == "Hello MQ[truncated 2 additional bytes]"
 
 
+# ---------------------------------------------------------------------------------------------- nDPI
+@pytest.mark.parametrize("name", ["mqtt.pcap", "coap_mqtt.pcap"])
+def test_ndpi_flow_classification(name):
+    """ntop/nDPI (LGPL-3.0) result files: every flow nDPI calls MQTT is dissected as MQTT here, including
+    the three coap_mqtt.pcap flows on tcp/17501 that start mid-session with PINGREQ/PINGRESP (found by the
+    mid-stream chain probe), and no other flow is."""
+    res = need(CORPUS / "ndpi" / "result" / f"{name}.out").read_text()
+    theirs = set()
+    for m in re.finditer(r"TCP ([\d.]+):(\d+) <?-> ([\d.]+):(\d+) .*?\[proto: [\d.]*222/MQTT\]", res):
+        a, pa, b, pb = m.groups()
+        theirs.add(frozenset(((a, int(pa)), (b, int(pb)))))
+    _, col = analyze([str(need(CORPUS / "ndpi" / "pcap" / name))])
+    ours = {frozenset(((e.flow.client_ip, e.flow.client_port), (e.flow.server_ip, e.flow.server_port)))
+            for e in col.events if e.dataset == "otids.mqtt"}
+    assert ours == theirs and len(ours) == {"mqtt.pcap": 2, "coap_mqtt.pcap": 4}[name]
+
+
 # ---------------------------------------------------------------------------------------------- robustness
 def _captures() -> list[Path]:
     return sorted(p for p in need(CORPUS).rglob("*") if p.suffix in (".pcap", ".pcapng"))

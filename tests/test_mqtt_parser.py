@@ -246,6 +246,16 @@ def test_reason_names_have_unknown_fallback():
     (H("20020009"), False, 0),
     (H("200600000322000a"), False, 1),  # v5 CONNACK with properties
     (H("474554202f20"), True, 0),  # HTTP
+    # mid-stream: a chain of whole packets with a printable topic, nothing thinner
+    (H("d000") + H("320a0004742f7878") + H("0001") + b"{}", False, 1),
+    (H("c000"), True, -1),  # a PINGREQ alone: wait
+    (H("c000c000"), True, -1),
+    (H("c001"), True, 0),  # PINGREQ has no body
+    (H("3005000274ff00"), True, 0),  # topic not printable UTF-8
+    (H("3005000274"), True, -1),  # PUBLISH not whole yet
+    (H("8206000100017800"), True, 1),  # SUBSCRIBE "x"
+    (H("8006000100017800"), True, 0),  # SUBSCRIBE with flags 0000
+    (H("3209000474"), True, -1),
     (H("16030100"), True, 0),  # TLS
 ])
 def test_probe(raw, to_server, want):

@@ -23,37 +23,51 @@ NS = 1_000_000_000
 MAX_TOPIC_ALIASES = 4096
 #: A flow reached by port is declared "not MQTT" when its first bytes cannot be framed.
 _CONNECT_KEY = "connect"
+#: Mid-stream probing: a packet claiming more than this is not taken as evidence.
+PROBE_MAX_PACKET = 1 << 20
 
 
 def probe(buf: bytes, to_server: bool) -> int:
-    """Content probe for MQTT on other ports: a client's first packet is CONNECT with a known protocol name
-    ("MQTT" level 4/5, "MQIsdp" level 3); a server's first is a 3.1/3.1.1 CONNACK or a v5 CONNACK.
-    Returns 1 (yes), 0 (no) or -1 (need more bytes)."""
+    """Content probe for MQTT on other ports. A client's first packet is CONNECT with a known protocol name
+    ("MQTT" level 4/5, "MQIsdp" level 3); a server's first is a CONNACK. Mid-stream (no CONNECT seen), the
+    bytes must frame as a chain of plausible packets that ends exactly where the data ends and holds at
+    least one PUBLISH, SUBSCRIBE or UNSUBSCRIBE with a printable topic (PINGREQ/PINGRESP alone are too thin
+    to decide on). Returns 1 (yes), 0 (no) or -1 (need more bytes)."""
     n = len(buf)
-    if n < 2:
-        return -1 if n == 0 or buf[0] in (0x10, 0x20) else 0
+    if n == 0:
+        return -1
     b0 = buf[0]
-    if to_server:
-        if b0 != 0x10:
-            return 0
-        try:
-            hdr = fixed_header(buf, 0, n)
-        except FramingError:
-            return 0
-        if hdr is None:
-            return -1
-        rlen, p = hdr
-        head = buf[p:p + 9]
-        for name, levels in ((b"\x00\x04MQTT", (4, 5)), (b"\x00\x06MQIsdp", (3,))):
-            k = len(name)
-            if len(head) <= k:
-                if name.startswith(head):
-                    return -1
-            elif head[:k] == name:
-                return 1 if head[k] in levels and rlen >= k + 4 else 0
+    if b0 == 0x10 and to_server:
+        return _probe_connect(buf, n)
+    if b0 == 0x20 and not to_server:
+        r = _probe_connack(buf, n)
+        if r:
+            return r
+    return _probe_chain(buf, n)
+
+
+def _probe_connect(buf: bytes, n: int) -> int:
+    try:
+        hdr = fixed_header(buf, 0, n)
+    except FramingError:
         return 0
-    if b0 != 0x20:
-        return 0
+    if hdr is None:
+        return -1
+    rlen, p = hdr
+    head = buf[p:p + 9]
+    for name, levels in ((b"\x00\x04MQTT", (4, 5)), (b"\x00\x06MQIsdp", (3,))):
+        k = len(name)
+        if len(head) <= k:
+            if name.startswith(head):
+                return -1
+        elif head[:k] == name:
+            return 1 if head[k] in levels and rlen >= k + 4 else 0
+    return 0
+
+
+def _probe_connack(buf: bytes, n: int) -> int:
+    if n < 2:
+        return -1
     rlen = buf[1]
     if rlen == 2:  # 3.1/3.1.1: ack flags 0/1, return code 0-5
         if n < 4:
@@ -64,6 +78,49 @@ def probe(buf: bytes, to_server: bool) -> int:
             return -1
         return 1 if buf[2] <= 1 and (buf[3] == 0 or buf[3] >= 0x80) and buf[4] == rlen - 3 else 0
     return 0
+
+
+def _printable(raw: bytes) -> bool:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return bool(text) and text.isprintable()
+
+
+def _probe_chain(buf: bytes, n: int) -> int:
+    off = 0
+    strong = False
+    while off < n:
+        b0 = buf[off]
+        t = b0 >> 4
+        req = REQUIRED_FLAGS.get(t)
+        if t == 0 or t == 1 or t == 2 or (req is not None and (b0 & 15) != req) or (t == 3 and b0 & 6 == 6):
+            return 0
+        try:
+            hdr = fixed_header(buf, off, n)
+        except FramingError:
+            return 0
+        if hdr is None:
+            return -1
+        rlen, p = hdr
+        if rlen > PROBE_MAX_PACKET or (t in (12, 13) and rlen) or (4 <= t <= 11 and rlen < 2):
+            return 0
+        end = p + rlen
+        if t in (3, 8, 10) and end <= n:
+            q = p if t == 3 else p + 2  # topic first in PUBLISH; after the packet id in (UN)SUBSCRIBE
+            if q + 2 > end:
+                return 0
+            tl = (buf[q] << 8) | buf[q + 1]
+            if q + 2 + tl > end or not _printable(buf[q + 2:q + 2 + tl]):
+                if t == 3 or q + 2 + tl > end:
+                    return 0
+            else:
+                strong = True
+        if end > n:
+            return -1
+        off = end
+    return 1 if strong else -1
 
 
 class _Protocol:
