@@ -61,7 +61,8 @@ def test_packed_publishes_from_one_segment():
     """sensor-01 sent 40 QoS 0 PUBLISHes in one segment and mosquitto forwarded 28 in one segment:
     every one becomes its own exchange, in order."""
     ex, _ = _exchanges()
-    burst = [e.message("publish") for e in ex if e.message("publish") and e.message("publish").topic == "plant/line2/temp"]
+    burst = [e.message("publish") for e in ex
+             if e.message("publish") and e.message("publish").topic == "plant/line2/temp"]
     sent = [p.payload for p in burst if p.to_server]
     got = [p.payload for p in burst if not p.to_server]
     want = [f"{20 + i / 10:.1f}".encode() for i in range(40)]

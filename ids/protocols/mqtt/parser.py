@@ -10,9 +10,8 @@ import struct
 
 from ...events import (MqttAck, MqttBare, MqttConnack, MqttConnect, MqttDisconnect, MqttPublish, MqttSuback,
                        MqttSubscribe, MqttUnsuback, MqttUnsubscribe)
-from .consts import (BIN, BYTE, INVALID_FLAGS, INVALID_QOS_LEVEL, MALFORMED_TRAFFIC, PAIR, PROP_NAMES,
-                     PROP_TYPES, PROTOCOL_NAMES, STR, TYPE_NAMES, U16, U32, UNKNOWN_PROTOCOL, VARINT,
-                     REQUIRED_FLAGS)
+from .consts import (BIN, BYTE, INVALID_FLAGS, INVALID_QOS_LEVEL, MALFORMED_TRAFFIC, PROP_NAMES, PROP_TYPES,
+                     PROTOCOL_NAMES, REQUIRED_FLAGS, STR, TYPE_NAMES, U16, U32, UNKNOWN_PROTOCOL, VARINT)
 
 _U32 = struct.Struct(">I").unpack_from
 MALFORMED = (MALFORMED_TRAFFIC,)
