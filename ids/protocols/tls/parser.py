@@ -7,7 +7,7 @@ Records, fragments and state are session.py's; certificate decoding is x509.py's
 from __future__ import annotations
 
 from ...events import TlsClientHello, TlsServerHello
-from .consts import GREASE
+from .consts import GREASE, HRR_RANDOM
 
 
 class _Bad(Exception):
@@ -113,7 +113,6 @@ def parse_client_hello(b: bytes) -> TlsClientHello | None:
 
 def parse_server_hello(b: bytes) -> tuple[TlsServerHello | None, bool]:
     """ServerHello (RFC 8446 4.1.3) -> (record, is a HelloRetryRequest)."""
-    from .consts import HRR_RANDOM
     try:
         end = len(b)
         if end < 34:

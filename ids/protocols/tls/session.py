@@ -205,12 +205,10 @@ class TlsSession:
                 if hrr:  # HelloRetryRequest: the real ServerHello follows a second ClientHello
                     return
                 self.sh = sh
-                if (sh.selected_version or sh.version) >= 0x0304 and (sh.selected_version or 0) & 0xFF00 != 0x7F00:
+                v = sh.selected_version or sh.version
+                if v >= 0x0304 or v & 0xFF00 == 0x7F00:  # 1.3 (or one of its drafts)
                     self.tls13 = True
                     self.stop = [True, True]  # everything after ServerHello is encrypted in 1.3
-                elif (sh.selected_version or 0) & 0xFF00 == 0x7F00:
-                    self.tls13 = True
-                    self.stop = [True, True]
             elif htype == 11:
                 self.server_certs = self._certs(body)
             elif htype == 12:
