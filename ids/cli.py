@@ -105,7 +105,7 @@ def cmd_analyze(args) -> int:
     sinks_e = []
     events_path = args.events or config.output.events
     if events_path:
-        sinks_e.append(NdjsonSink(events_path, "events"))
+        sinks_e.append(NdjsonSink(events_path, "events", include_secrets=config.mqtt.log_passwords))
     detectors = [AnomalyDetector(config.anomaly)] if config.anomaly.enabled else []
     sinks_a: list = [alerts]
     import importlib

@@ -34,7 +34,7 @@ class FlowConfig:
 @dataclass(frozen=True)
 class ProtocolsConfig:
     probe: bool = True  # detect protocols by content on ports not in the map
-    ports: dict = field(default_factory=lambda: {"modbus": [502], "opcua": [4840]})
+    ports: dict = field(default_factory=lambda: {"modbus": [502], "opcua": [4840], "mqtt": [1883], "tls": [8883]})
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,30 @@ class ModbusConfig:
     max_values: int = 125  # read/written values kept per transaction; more sets anomaly values_truncated
     max_pending: int = 256  # outstanding requests per flow before the oldest is emitted unanswered
     request_timeout: int = 30  # seconds before a request without response is emitted unanswered
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    # Control packets longer than this (remaining length, bytes) are not parsed whole: a PUBLISH keeps its
+    # topic, packet id and properties, the rest is skipped and recorded as truncated with its size
+    # (Suricata app-layer.protocols.mqtt.max-msg-length). Also bounds the bytes buffered per direction.
+    max_message_length: int = 1 << 20
+    # Longest PUBLISH payload / will message kept on the event and written, and the bytes of SUBSCRIBE and
+    # UNSUBSCRIBE topic filters written per packet, all filters together; longer text ends in
+    # "[truncated N additional bytes]" (Suricata eve mqtt string-log-limit).
+    string_log_limit: int = 1024
+    max_pending: int = 1024  # open exchanges per flow; more ends the oldest (anomaly too_many_transactions)
+    exchange_timeout: int = 60  # seconds an exchange waits for its answer before it is written incomplete
+    log_passwords: bool = False  # write CONNECT passwords and v5 authentication data to the events output
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    # Handshake bytes buffered per direction (a handshake message in progress, e.g. a certificate chain);
+    # a longer message stops the dissection of that direction (anomaly handshake_too_large).
+    max_handshake_bytes: int = 1 << 16
+    max_certificates: int = 8  # certificates decoded per chain; the rest are counted
+    handshake_timeout: int = 60  # seconds without progress before an unfinished handshake is written
 
 
 @dataclass(frozen=True)
@@ -80,6 +104,8 @@ class Config:
     flow: FlowConfig = field(default_factory=FlowConfig)
     protocols: ProtocolsConfig = field(default_factory=ProtocolsConfig)
     modbus: ModbusConfig = field(default_factory=ModbusConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     opcua: OpcuaConfig = field(default_factory=OpcuaConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -200,6 +226,8 @@ def _validate(obj, path, prefix, lines):
                 if p in seen and seen[p] != name:
                     raise ConfigError(f"port {p} is mapped to both {seen[p]} and {name}", where("ports"))
                 seen[p] = name
+    if isinstance(obj, MqttConfig) and obj.max_pending < 1:
+        raise ConfigError(f"'{prefix}max_pending' must be at least 1", where("max_pending"))
     if isinstance(obj, FlowConfig):
         for k in ("max_flows", "sweep_interval", "max_stream_buffer"):
             if getattr(obj, k) < 1:

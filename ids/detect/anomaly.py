@@ -10,7 +10,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..config import AnomalyConfig
-from ..events import Alert, FlowNotice, ModbusTransaction, OpcuaEvent
+from ..events import Alert, FlowNotice, ModbusTransaction, MqttExchange, OpcuaEvent, TlsHandshake
 from .attack import techniques
 
 NS = 1_000_000_000
@@ -77,6 +77,66 @@ MALFORMED = frozenset(("malformed_mbap", "malformed_pdu", "byte_count_mismatch",
                        "invalid_coil_value", "exception_in_request", "function_code_mismatch",
                        "response_mismatch", "invalid_device_id_code"))
 
+# MQTT: one rule per anomaly name on MqttExchange, named as Suricata's app-layer events are
+# (rules/mqtt-events.rules), so `app-layer-event:mqtt.<name>` and otids.anomaly.mqtt.<name> agree.
+_MQTT = (
+    ("missing_connect", "MQTT CONNACK without CONNECT", "low",
+     "A broker acknowledged a CONNECT that was never seen: the capture started mid-session, or replies are "
+     "injected or spoofed.", ("T0856",)),
+    ("missing_publish", "MQTT acknowledgement without PUBLISH", "low",
+     "A PUBACK, PUBREC, PUBREL or PUBCOMP names a packet id with no PUBLISH in flight: mid-session pickup, "
+     "lost packets, or injected acknowledgements.", ("T0856",)),
+    ("missing_subscribe", "MQTT SUBACK without SUBSCRIBE", "low",
+     "A SUBACK names a packet id with no SUBSCRIBE in flight.", ("T0856",)),
+    ("missing_unsubscribe", "MQTT UNSUBACK without UNSUBSCRIBE", "low",
+     "An UNSUBACK names a packet id with no UNSUBSCRIBE in flight.", ("T0856",)),
+    ("double_connect", "MQTT duplicate CONNECT", "medium",
+     "A second CONNECT on a connected session, a protocol violation (MQTT-3.1.0-2): session takeover "
+     "attempts, fuzzing or broken clients.", ("T0866",)),
+    ("unintroduced_message", "MQTT message before CONNECT/CONNACK completion", "low",
+     "A packet other than CONNECT/CONNACK before the connection handshake completed. Clients may send "
+     "before CONNACK (3.1.1 section 3.1.4), so this is often benign; on a flow whose start was seen it also "
+     "catches traffic injected into a session.", ()),
+    ("invalid_qos_level", "MQTT invalid QoS level", "medium",
+     "A fixed header with QoS 3, which does not exist: fuzzing or exploitation attempts against brokers.",
+     ("T0866",)),
+    ("missing_msg_id", "MQTT missing message id", "medium",
+     "A QoS 1/2 PUBLISH without a packet identifier.", ("T0866",)),
+    ("unassigned_msg_type", "MQTT unassigned message type", "medium",
+     "A control packet of a reserved type (0, or 15 before MQTT 5.0): fuzzing or a non-MQTT peer.",
+     ("T0866",)),
+    ("too_many_transactions", "MQTT too many open exchanges", "medium",
+     "More exchanges waiting for an answer than mqtt.max_pending on one connection: a flood of unanswered "
+     "QoS 1/2 publishes or subscriptions (resource exhaustion against the broker or the sensor).",
+     ("T0814",)),
+    ("malformed_traffic", "Malformed MQTT packet", "medium",
+     "A control packet that does not parse (bad lengths, property blocks, strings or reserved bits): "
+     "fuzzing, exploitation attempts against broker parsers, or broken devices.", ("T0866",)),
+    ("invalid_flags", "MQTT invalid fixed-header flags", "low",
+     "Fixed-header flag bits other than the specification requires for the packet type (5.0 section "
+     "2.1.3).", ("T0866",)),
+    ("unknown_protocol", "MQTT CONNECT with unknown protocol name or level", "low",
+     "A CONNECT that claims neither MQIsdp 3 nor MQTT 4/5.", ()),
+    ("message_too_large", "MQTT packet over the size limit", "low",
+     "A control packet longer than mqtt.max_message_length: only its head was inspected. Large payloads can "
+     "be legitimate (firmware, images) or an attempt to hide content from inspection.", ()),
+    ("unknown_topic_alias", "MQTT unknown topic alias", "low",
+     "An MQTT 5 PUBLISH uses a topic alias never defined on this connection.", ()),
+)
+for _name, _title, _sev, _desc, _att in _MQTT:
+    RULES[f"otids.anomaly.mqtt.{_name}"] = AnomalyRule(f"otids.anomaly.mqtt.{_name}", _title, _sev, _desc, _att)
+MQTT_RULES = {n: f"otids.anomaly.mqtt.{n}" for n, *_ in _MQTT}
+
+RULES["otids.anomaly.tls.malformed"] = AnomalyRule(
+    "otids.anomaly.tls.malformed", "Malformed TLS handshake", "medium",
+    "A record or handshake message that is not valid TLS on a flow that started as TLS: fuzzing, "
+    "exploitation attempts against TLS stacks, or a non-TLS protocol tunnelled on a TLS port.", ("T0866",))
+RULES["otids.anomaly.tls.handshake_too_large"] = AnomalyRule(
+    "otids.anomaly.tls.handshake_too_large", "TLS handshake message over the size limit", "low",
+    "A handshake message longer than tls.max_handshake_bytes (huge certificate chains or extensions): "
+    "its content was not inspected.")
+TLS_RULES = {"malformed_record": "otids.anomaly.tls.malformed", "malformed_handshake": "otids.anomaly.tls.malformed",
+             "handshake_too_large": "otids.anomaly.tls.handshake_too_large"}
 OPCUA_MALFORMED = frozenset(("malformed_message", "malformed_body", "depth_limit", "unknown_service",
                              "request_from_server", "response_from_client", "malformed_identity_token",
                              "service_mismatch", "request_id_mismatch", "buffer_size_below_minimum"))
@@ -110,8 +170,13 @@ class AnomalyDetector:
 
     # ------------------------------------------------------------------ events
     def on_event(self, ev):
-        if type(ev) is ModbusTransaction:
+        t = type(ev)
+        if t is ModbusTransaction:
             return self._modbus(ev)
+        if t is MqttExchange:
+            return self._named(ev, MQTT_RULES, "MQTT") if ev.anomalies else None
+        if t is TlsHandshake:
+            return self._named(ev, TLS_RULES, "TLS") if ev.anomalies else None
         if type(ev) is OpcuaEvent:
             return self._opcua(ev) if ev.anomalies else None
         if type(ev) is FlowNotice:
@@ -161,6 +226,20 @@ class AnomalyDetector:
                     out = (out or []) + r
         return out
 
+    def _named(self, ev, rules: dict, proto: str):
+        """One alert per anomaly name that has a rule (MQTT and TLS: the names are the rules)."""
+        out = None
+        f = ev.flow
+        what = "/".join(ev.types) if type(ev) is MqttExchange else "handshake"
+        for name in ev.anomalies:
+            rid = rules.get(name)
+            if rid is None:
+                continue
+            r = self._fire(rid, ev, ev.ts, f"{proto} {name} in {what} between client {f.client_ip}:{f.client_port} "
+                                            f"and server {f.server_ip}:{f.server_port}")
+            if r:
+                out = (out or []) + r
+        return out
     def _opcua(self, ev: OpcuaEvent):
         out: list = []
         an = ev.anomalies

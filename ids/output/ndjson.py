@@ -1,8 +1,8 @@
 """NDJSON sinks: one ECS document per line, byte-identical for the same input and config.
 
 Each document gets a deterministic `event.id` (hash of its content and its position among identical
-documents), so a re-run or a replay into a cluster never duplicates. Secrets never reach this stage: the
-parsers leave them out of the events.
+documents), so a re-run or a replay into a cluster never duplicates. Secrets (MQTT passwords) are
+written only by a sink built with include_secrets, which the CLI does only for `mqtt.log_passwords: true`.
 """
 from __future__ import annotations
 
@@ -25,9 +25,11 @@ def doc_id(body: str, seq: int) -> str:
 
 
 class NdjsonSink:
-    def __init__(self, path: str, kind: str):
+    def __init__(self, path: str, kind: str, include_secrets: bool = False):
         self.path = path
         self.kind = kind  # "alerts" or "events"
+        # Events that carry secrets (`has_secrets`: MQTT passwords) write them only when the config says so.
+        self.include_secrets = include_secrets
         try:
             self.fh = open(path, "w", encoding="utf-8", buffering=1 << 20)
         except OSError as e:
@@ -46,7 +48,10 @@ class NdjsonSink:
         self._write(alert.to_doc())
 
     def write_event(self, ev) -> None:
-        self._write(ev.to_doc())
+        if self.include_secrets and getattr(ev, "has_secrets", False):
+            self._write(ev.to_doc(include_secrets=True))
+        else:
+            self._write(ev.to_doc())
 
     def close(self) -> None:
         self.fh.close()

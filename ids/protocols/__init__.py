@@ -8,8 +8,10 @@ after a session touches bytes.
 from __future__ import annotations
 
 from .modbus import MODBUS
+from .mqtt import MQTT
 from .opcua import OPCUA
+from .tls import TLS
 
-PROTOCOLS = {p.name: p for p in (MODBUS, OPCUA)}
+PROTOCOLS = {p.name: p for p in (MODBUS, OPCUA, MQTT, TLS)}
 
 __all__ = ["PROTOCOLS"]
