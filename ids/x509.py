@@ -9,6 +9,7 @@ there. Judging certificates (expiry, weak keys, self-signed) belongs to ids/dete
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
 
 from cryptography import x509
@@ -68,7 +69,7 @@ def _key(cert: x509.Certificate) -> tuple[str, int | None, dict]:
     if isinstance(key, rsa.RSAPublicKey):
         return "RSA", key.key_size, {"public_key_exponent": key.public_numbers().e}
     if isinstance(key, ec.EllipticCurvePublicKey):
-        return "ECDSA", key.key_size, {"public_key_curve": key.curve.name}
+        return "EC", key.key_size, {"public_key_curve": key.curve.name}
     if isinstance(key, dsa.DSAPublicKey):
         return "DSA", key.key_size, {}
     if isinstance(key, ed25519.Ed25519PublicKey):
@@ -101,7 +102,10 @@ def describe(der: bytes) -> dict:
     doc: dict = {"hash": {"sha1": hashlib.sha1(der).hexdigest().upper(),
                           "sha256": hashlib.sha256(der).hexdigest().upper()}}
     try:
-        cert = x509.load_der_x509_certificate(der)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. negative serial numbers: decoded all the same
+            cert = x509.load_der_x509_certificate(der)
+            cert.serial_number
         algo, size, extra = _key(cert)
         x: dict = {
             "version_number": str(cert.version.value + 1),
@@ -118,9 +122,10 @@ def describe(der: bytes) -> dict:
         x.update(extra)
         try:
             san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
-            names = [f"URI:{v}" for v in san.get_values_for_type(x509.UniformResourceIdentifier)]
-            names += [f"DNS:{v}" for v in san.get_values_for_type(x509.DNSName)]
-            names += [f"IP:{v}" for v in san.get_values_for_type(x509.IPAddress)]
+            # ECS lists plain values (no "DNS:" prefixes); URIs carry their scheme (urn:, opc.tcp:)
+            names = [str(v) for v in san.get_values_for_type(x509.UniformResourceIdentifier)]
+            names += [str(v) for v in san.get_values_for_type(x509.DNSName)]
+            names += [str(v) for v in san.get_values_for_type(x509.IPAddress)]
             if names:
                 x["alternative_names"] = names
         except x509.ExtensionNotFound:

@@ -458,7 +458,7 @@ def test_own_certificates_match_generated():
         assert x["issuer"]["common_name"] == ["otids test CA"]
         assert x["public_key_algorithm"] == "RSA" and x["public_key_size"] == 2048
         assert x["signature_algorithm"] == "SHA256-RSA"
-        assert f"URI:urn:otids:test:{role}" in x["alternative_names"] and "IP:127.0.0.1" in x["alternative_names"]
+        assert f"urn:otids:test:{role}" in x["alternative_names"] and "127.0.0.1" in x["alternative_names"]
         assert x["serial_number"] == format(c.serial_number, "X")
 
 

@@ -154,7 +154,7 @@ def _tshark_certs(path, extra=()) -> dict[int, list[bytes]]:
 
 def _check_cert(ours, der: bytes):
     ref = x509.load_der_x509_certificate(der)
-    assert ours.sha256 == hashlib.sha256(der).hexdigest() and ours.error is None
+    assert ours.sha256 == hashlib.sha256(der).hexdigest().upper() and ours.error is None
     assert ours.serial_number == format(ref.serial_number, "X")
     assert ours.subject["distinguished_name"] == ref.subject.rfc4514_string()
     assert ours.issuer["distinguished_name"] == ref.issuer.rfc4514_string()
@@ -166,7 +166,7 @@ def test_zeek_client_certificate_trace_both_chains_decoded():
     _, col = analyze([str(path)])
     (ev,) = [e for e in col.events if e.dataset == "otids.tls"]
     ref = _tshark_certs(path)
-    assert [c.sha256 for c in ev.server_certs] == [hashlib.sha256(d).hexdigest() for d in ref[443]]
+    assert [c.sha256 for c in ev.server_certs] == [hashlib.sha256(d).hexdigest().upper() for d in ref[443]]
     for ours, der in zip(ev.server_certs + ev.client_certs, ref[443] + ref[ev.flow.client_port]):
         _check_cert(ours, der)
     d = ev.to_doc()
