@@ -18,6 +18,13 @@ def doc_id(body: str, seq: int) -> str:
     return hashlib.sha256(f"{seq}:{body}".encode()).hexdigest()[:32]
 
 
+def stamp(doc: dict, seq: int) -> str:
+    """Give `doc` its deterministic event.id (`seq`: its 1-based position in its output) and return the
+    compact JSON line. Every sink uses this, so a document has the same id in NDJSON and in the cluster."""
+    doc["event"]["id"] = doc_id(_dumps(doc), seq)
+    return _dumps(doc)
+
+
 class NdjsonSink:
     def __init__(self, path: str, kind: str):
         self.path = path
@@ -30,9 +37,7 @@ class NdjsonSink:
 
     def _write(self, doc: dict) -> None:
         self.count += 1
-        body = _dumps(doc)
-        doc["event"]["id"] = doc_id(body, self.count)
-        self.fh.write(_dumps(doc))
+        self.fh.write(stamp(doc, self.count))
         self.fh.write("\n")
 
     def write_alert(self, alert) -> None:
