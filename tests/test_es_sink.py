@@ -74,6 +74,10 @@ def test_cli_demo_capture_into_osmem(osmem, tmp_path):
     summary = " ".join(p.stderr.split())
     assert "wrote 27 document(s) to " + osmem.url + " logs-otids.<protocol>-default (sent 27, duplicates 0, " \
            "retried 0, spooled 0, rejected 0, dropped 0)" in summary, summary
+    # docs/ELASTICSEARCH.md shows this very line
+    doc = (ROOT / "docs/ELASTICSEARCH.md").read_text()
+    shown = next(x.strip() for x in doc.splitlines() if "wrote 27 document(s)" in x)
+    assert shown.replace("http://127.0.0.1:9200", osmem.url) in summary
     m = osmem.request("GET", "/logs-otids.modbus-default-2026.11/_mapping")
     props = m["logs-otids.modbus-default-2026.11"]["mappings"]["properties"]
     assert props["modbus"]["properties"]["response"]["properties"]["device_identification"] == {"type": "flat_object"}
@@ -314,6 +318,10 @@ def test_credentials_precedence_and_errors(tmp_path):
     assert credentials(replace(cfg, username="u", password_file=str(pf)), {}) == {"basic_auth": ("u", "pw-file")}
     assert credentials(cfg, {"OTIDS_ES_USERNAME": "u", "OTIDS_ES_PASSWORD_FILE": str(pf)}) == \
         {"basic_auth": ("u", "pw-file")}
+    # the environment wins over the config: an admin password for `otids es setup` beats the sensor's key file
+    assert credentials(replace(cfg, api_key_file=str(kf)), {"OTIDS_ES_USERNAME": "elastic",
+                                                            "OTIDS_ES_PASSWORD": "pw"}) == \
+        {"basic_auth": ("elastic", "pw")}
     with pytest.raises(Exception, match="a username needs a password"):
         credentials(replace(cfg, username="u"), {})
     with pytest.raises(Exception, match=f"cannot read password file {tmp_path}/nope: No such file"):

@@ -108,20 +108,22 @@ def _read_secret(path: str, what: str) -> str:
 
 
 def credentials(cfg, env=None) -> dict:
-    """{'api_key': key} or {'basic_auth': (user, password)} or {} -- from the environment first, then
-    the files named in the config. Secrets are never logged or echoed; errors name the file, not the value."""
+    """{'api_key': key} or {'basic_auth': (user, password)} or {}. The environment wins over the config
+    (an API key over a password at each level): OTIDS_ES_API_KEY(_FILE), then OTIDS_ES_PASSWORD(_FILE) with
+    the user from OTIDS_ES_USERNAME or the config, then the config's api_key_file, then its password_file.
+    Secrets are never logged or echoed; errors name the file, not the value."""
     env = os.environ if env is None else env
     key = env.get("OTIDS_ES_API_KEY")
     if not key and env.get("OTIDS_ES_API_KEY_FILE"):
         key = _read_secret(env["OTIDS_ES_API_KEY_FILE"], "API key")
-    if not key and cfg.api_key_file:
-        key = _read_secret(cfg.api_key_file, "API key")
     if key:
         return {"api_key": key}
     user = env.get("OTIDS_ES_USERNAME") or cfg.username
     password = env.get("OTIDS_ES_PASSWORD")
     if not password and env.get("OTIDS_ES_PASSWORD_FILE"):
         password = _read_secret(env["OTIDS_ES_PASSWORD_FILE"], "password")
+    if not password and cfg.api_key_file:
+        return {"api_key": _read_secret(cfg.api_key_file, "API key")}
     if not password and cfg.password_file:
         password = _read_secret(cfg.password_file, "password")
     if user and password:
