@@ -5,7 +5,6 @@ Kibana). Imported by the test modules (fixtures are plain functions here, wrappe
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess

@@ -13,7 +13,6 @@ import pytest
 from conftest import PCAPS, ROOT, read_ndjson, run_cli
 from es_helpers import Osmem, PlainJsonNode, Recorder, es_config, free_port
 
-from ids.events import Alert
 from ids.output import esgen
 from ids.output.elasticsearch import (AlertSink, EventSink, OsBackend, Shipper, credentials, install)
 from ids.output.fields import load_fields

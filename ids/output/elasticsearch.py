@@ -361,7 +361,6 @@ class Shipper:
         self.q: queue.Queue = queue.Queue(cfg.queue_size)
         self.spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
         self.stats = {"alerts": Counter(), "events": Counter()}
-        self.replayed_at_start = self.spool.pending()
         self.backend: Backend | None = None
         self.layout: Layout | None = None
         self.info: dict = {}
