@@ -99,6 +99,39 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class ElasticsearchConfig:
+    """Elasticsearch / OpenSearch output (ids/output/elasticsearch.py, docs/ELASTICSEARCH.md)."""
+
+    url: str | None = None  # e.g. https://es.example:9200; setting it (or --es URL) turns the output on
+    flavor: str = "auto"  # auto | elasticsearch | opensearch (auto asks the cluster at connect time)
+    mode: str = "auto"  # auto | data_stream | index (auto: data streams on Elasticsearch, indices on OpenSearch)
+    namespace: str = "default"  # logs-otids.alert-<namespace>, logs-otids.<protocol>-<namespace>
+    events: bool = False  # also ship every protocol event, not only alerts
+    setup: bool = True  # (re)install lifecycle policies and templates on each connect; false for least-privilege keys
+    username: str | None = None  # basic auth; or OTIDS_ES_USERNAME
+    password_file: str | None = None  # file holding the password; or OTIDS_ES_PASSWORD(_FILE)
+    api_key_file: str | None = None  # file holding an encoded API key; or OTIDS_ES_API_KEY(_FILE)
+    ca_file: str | None = None  # PEM CA bundle to verify the cluster's certificate
+    verify_certs: bool = True  # false only for tests; says so on every start
+    kibana_url: str | None = None  # for `otids es setup` (saved objects import)
+    kibana_space: str | None = None
+    timeout: int = 30  # seconds per request
+    batch_size: int = 500  # documents per bulk request
+    flush_interval_ms: int = 1000  # longest a document waits for its batch to fill
+    queue_size: int = 10_000  # in-memory queue; when full, documents go to the disk spool
+    retries: int = 3  # retries of a failed batch (429, 5xx, connection) before spooling it
+    backoff_initial_ms: int = 500  # first retry delay; doubles up to backoff_max_ms
+    backoff_max_ms: int = 30_000
+    spool_dir: str = "otids-spool"  # documents wait here while the cluster is down
+    spool_max_bytes: int = 512 << 20  # cap: events are dropped first, then new alerts (counted)
+    dead_letter: str = "otids-dead-letter.ndjson"  # documents the cluster rejected, with the reason
+    shutdown_timeout: int = 30  # seconds a shutdown keeps delivering before leaving the rest in the spool
+    alert_retention_days: int = 365  # lifecycle delete phase; 0 keeps forever
+    event_retention_days: int = 30
+    ignore_malformed: bool = False  # true: index a document even when a field has the wrong type
+
+
+@dataclass(frozen=True)
 class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
@@ -109,6 +142,7 @@ class Config:
     opcua: OpcuaConfig = field(default_factory=OpcuaConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    elasticsearch: ElasticsearchConfig = field(default_factory=ElasticsearchConfig)
 
     def port_map(self) -> dict[int, str]:
         out: dict[int, str] = {}
@@ -228,6 +262,11 @@ def _validate(obj, path, prefix, lines):
                 seen[p] = name
     if isinstance(obj, MqttConfig) and obj.max_pending < 1:
         raise ConfigError(f"'{prefix}max_pending' must be at least 1", where("max_pending"))
+    if isinstance(obj, ElasticsearchConfig):
+        from .output.elasticsearch import config_problem
+        problem = config_problem(obj)
+        if problem:
+            raise ConfigError(f"'{prefix}{problem[0]}' {problem[1]}", where(problem[0]))
     if isinstance(obj, FlowConfig):
         for k in ("max_flows", "sweep_interval", "max_stream_buffer"):
             if getattr(obj, k) < 1:

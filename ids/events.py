@@ -216,7 +216,9 @@ def _part_doc(p: NamedTuple) -> dict:
         if k == "details":
             d.update(v)
         elif k == "values":
-            d[k] = list(v)
+            # Coil states are bools on the typed event but 0/1 in the document: one Elasticsearch field
+            # holds either registers or coils, and a `long` field rejects JSON true/false.
+            d[k] = [int(x) for x in v]
         else:
             d[k] = v
     return d

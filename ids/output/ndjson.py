@@ -24,6 +24,18 @@ def doc_id(body: str, seq: int) -> str:
     return hashlib.sha256(f"{seq}:{body}".encode()).hexdigest()[:32]
 
 
+def stamp(doc: dict, seq: int) -> str:
+    """Give `doc` its deterministic event.id (`seq`: its 1-based position in its output) and return the
+    compact JSON line. Every sink uses this, so a document has the same id in NDJSON and in the cluster.
+
+    Every document starts {"@timestamp":..,"event":{..}: the id is spliced first into event in the text
+    rather than encoding the document a second time (and set on the dict for sinks that need it)."""
+    body = dumps(doc)
+    i = doc_id(body, seq)
+    doc["event"]["id"] = i
+    return body.replace('"event":{', f'"event":{{"id":"{i}",', 1)
+
+
 class NdjsonSink:
     def __init__(self, path: str, kind: str, include_secrets: bool = False):
         self.path = path
@@ -38,10 +50,7 @@ class NdjsonSink:
 
     def _write(self, doc: dict) -> None:
         self.count += 1
-        body = dumps(doc)
-        # Every document starts {"@timestamp":..,"event":{..}: the id goes first inside event, spliced
-        # into the text rather than encoding the document a second time.
-        self.fh.write(body.replace('"event":{', f'"event":{{"id":"{doc_id(body, self.count)}",', 1))
+        self.fh.write(stamp(doc, self.count))
         self.fh.write("\n")
 
     def write_alert(self, alert) -> None:

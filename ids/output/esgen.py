@@ -1,0 +1,181 @@
+"""What the cluster needs, generated from the field definitions (fields.py): lifecycle policies (ILM on
+Elasticsearch, ISM on OpenSearch), component and composable index templates, and the field reference
+docs/FIELDS.md; `otids es generate` writes them (with the Kibana objects of kibana.py) under deploy/ and
+docs/, and `otids es setup` / the sink install the very same bodies. Nothing here is written by hand twice.
+
+Layout in the cluster (names are stable; sites customise through the optional `otids@custom` component):
+  logs-otids.alert-<namespace>        alerts       (template logs-otids.alert, lifecycle otids-alerts)
+  logs-otids.<protocol>-<namespace>   events       (template logs-otids.events, lifecycle otids-events)
+In `index` mode the same names get a `-YYYY.MM` suffix from each document's @timestamp and are plain indices.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from .fields import FieldSet
+
+ALERT_STREAM_PREFIX = "logs-otids.alert"
+EVENT_STREAM_GLOB = "logs-otids.*-*"
+ALERT_TEMPLATE = "logs-otids.alert"
+EVENT_TEMPLATE = "logs-otids.events"
+MAPPINGS_COMPONENT = "otids@mappings"
+CUSTOM_COMPONENT = "otids@custom"
+ALERT_POLICY = "otids-alerts"
+EVENT_POLICY = "otids-events"
+ROLLOVER = {"max_age": "30d", "max_primary_shard_size": "50gb"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The knobs that change what is installed: product, data streams or plain indices, retention."""
+
+    flavor: str = "elasticsearch"  # elasticsearch | opensearch
+    mode: str = "data_stream"  # data_stream | index
+    alert_retention_days: int = 365  # 0: keep forever
+    event_retention_days: int = 30
+    lifecycle: bool = True
+    ignore_malformed: bool = False
+
+
+@dataclass(frozen=True)
+class ClusterObject:
+    """One PUT request: `path` on the cluster, its JSON `body`, and the file under deploy/ holding it."""
+
+    kind: str  # ilm | ism | component_template | index_template
+    name: str
+    path: str
+    body: dict
+    file: str
+
+
+def dumps(obj) -> str:
+    """Canonical JSON for generated files: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def fields_hash(fs: FieldSet) -> str:
+    return hashlib.sha256(json.dumps([(f.name, f.type) for f in fs.fields.values()]).encode()).hexdigest()[:16]
+
+
+def cluster_objects(fs: FieldSet, layout: Layout = Layout()) -> list[ClusterObject]:
+    """Everything to install, in dependency order (policies, components, then index templates)."""
+    es = layout.flavor == "elasticsearch"
+    ds = layout.mode == "data_stream"
+    root = "elasticsearch" if es else "opensearch"
+    meta = {"managed_by": "otids", "fields_hash": fields_hash(fs)}
+    out: list[ClusterObject] = []
+    policies = {}
+    for name, days, pattern, prio in ((ALERT_POLICY, layout.alert_retention_days, ALERT_STREAM_PREFIX + "-*", 110),
+                                      (EVENT_POLICY, layout.event_retention_days, "logs-otids.*", 100)):
+        if not layout.lifecycle:
+            break
+        if es:
+            phases: dict = {"hot": {"min_age": "0ms", "actions": {"rollover": dict(ROLLOVER)} if ds else {}}}
+            if days:
+                phases["delete"] = {"min_age": f"{days}d", "actions": {"delete": {}}}
+            body = {"policy": {"_meta": dict(meta), "phases": phases}}
+            out.append(ClusterObject("ilm", name, f"/_ilm/policy/{name}", body, f"{root}/ilm/{name}.json"))
+            policies[name] = name
+        else:
+            hot: dict = {"name": "hot", "actions": [{"rollover": {"min_index_age": ROLLOVER["max_age"],
+                                                                  "min_primary_shard_size": ROLLOVER["max_primary_shard_size"]}}]
+                         if ds else [], "transitions": []}
+            states = [hot]
+            if days:
+                hot["transitions"] = [{"state_name": "delete", "conditions": {"min_index_age": f"{days}d"}}]
+                states.append({"name": "delete", "actions": [{"delete": {}}], "transitions": []})
+            if not days and not ds:
+                continue  # nothing to manage: plain indices kept forever
+            body = {"policy": {"description": f"otids {'alerts' if name == ALERT_POLICY else 'protocol events'}"
+                                              f" ({'kept forever' if not days else f'deleted after {days} days'})",
+                               "default_state": "hot", "states": states,
+                               "ism_template": [{"index_patterns": [pattern], "priority": prio}]}}
+            out.append(ClusterObject("ism", name, f"/_plugins/_ism/policies/{name}", body, f"{root}/ism/{name}.json"))
+            policies[name] = name
+
+    mappings = {"dynamic": False, "date_detection": False, "properties": fs.properties(layout.flavor)}
+    out.append(ClusterObject("component_template", MAPPINGS_COMPONENT, f"/_component_template/{MAPPINGS_COMPONENT}",
+                             {"template": {"mappings": mappings},
+                              "_meta": dict(meta, description="otids field mappings, generated from ids/data/fields")},
+                             f"{root}/component_template/{MAPPINGS_COMPONENT}.json"))
+    for kind, policy in (("alerts", ALERT_POLICY), ("events", EVENT_POLICY)):
+        settings: dict = {"index.mapping.ignore_malformed": layout.ignore_malformed}
+        if es:
+            settings["index.codec"] = "best_compression"
+            if policy in policies:
+                settings["index.lifecycle.name"] = policy
+        name = f"otids-{kind}@settings"
+        out.append(ClusterObject("component_template", name, f"/_component_template/{name}",
+                                 {"template": {"settings": settings},
+                                  "_meta": dict(meta, description=f"otids {kind} index settings")},
+                                 f"{root}/component_template/{name}.json"))
+    for name, patterns, prio, kind in ((ALERT_TEMPLATE, [ALERT_STREAM_PREFIX + "-*"], 210, "alerts"),
+                                       (EVENT_TEMPLATE, [EVENT_STREAM_GLOB], 200, "events")):
+        body: dict = {"index_patterns": patterns, "priority": prio,
+                      "composed_of": [MAPPINGS_COMPONENT, f"otids-{kind}@settings"],
+                      "_meta": dict(meta, description=f"otids {kind}: {'data streams' if ds else 'indices'} "
+                                                      f"{patterns[0]}")}
+        if es:
+            # A site's own settings or extra fields go into otids@custom; it need not exist.
+            body["composed_of"].append(CUSTOM_COMPONENT)
+            body["ignore_missing_component_templates"] = [CUSTOM_COMPONENT]
+        if ds:
+            body["data_stream"] = {}
+        out.append(ClusterObject("index_template", name, f"/_index_template/{name}", body,
+                                 f"{root}/index_template/{name}.json"))
+    return out
+
+
+def stream_name(dataset: str, namespace: str) -> str:
+    """Data stream (or index base name) for a document of `dataset` (otids.alert, otids.modbus, ...)."""
+    return f"logs-{dataset}-{namespace}"
+
+
+# ---------------------------------------------------------------------------------------------- docs
+
+def fields_markdown(fs: FieldSet) -> str:
+    lines = ["# Field reference", "",
+             "<!-- Generated by `otids es generate` from ids/data/fields/*.yml; edit those files, not this one. -->",
+             "",
+             "Every field an otids document (alert, protocol event, flow notice) can carry, with its Elasticsearch",
+             "type. The index templates under deploy/, the Kibana objects and the document validator are generated",
+             "from the same definitions. Arrays are not a type of their own: any field may hold a list of values of",
+             "its type. `flattened` fields hold objects whose keys vary; their keys are searched as keywords.", ""]
+    lines.append("| Group | Fields | Description |")
+    lines.append("|---|---:|---|")
+    for g in fs.groups.values():
+        lines.append(f"| [{g.name}](#{g.name}) | {len(g.fields)} | {g.description} |")
+    lines.append("")
+    for g in fs.groups.values():
+        lines += [f"## {g.name}", "", g.description, "", f"Defined in `{_rel(g.path)}`.", "",
+                  "| Field | Type | Description |", "|---|---|---|"]
+        for name in g.fields:
+            f = fs.fields[name]
+            desc = f.description.replace("|", "\\|")
+            if f.example is not None:
+                desc += f" Example: `{f.example}`".replace("|", "\\|")
+            lines.append(f"| `{name}` | {f.type} | {desc} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _rel(path: str) -> str:
+    p = path.replace("\\", "/")
+    i = p.rfind("ids/data/fields/")
+    return p[i:] if i >= 0 else p
+
+
+def generated_files(fs: FieldSet) -> dict[str, str]:
+    """Every generated file, relative path under the repository root -> content."""
+    from . import kibana
+
+    out: dict[str, str] = {}
+    for flavor, mode in (("elasticsearch", "data_stream"), ("opensearch", "index")):
+        for obj in cluster_objects(fs, Layout(flavor=flavor, mode=mode)):
+            out["deploy/" + obj.file] = dumps(obj.body)
+    out["deploy/kibana/otids.ndjson"] = kibana.ndjson(kibana.saved_objects(fs, "kibana"))
+    out["deploy/opensearch-dashboards/otids.ndjson"] = kibana.ndjson(kibana.saved_objects(fs, "opensearch"))
+    out["docs/FIELDS.md"] = fields_markdown(fs)
+    return out

@@ -1,0 +1,175 @@
+"""Files generated from the field definitions (templates, lifecycle policies, Kibana objects, FIELDS.md):
+regenerating gives the committed bytes, the mappings carry every declared field, OpenSearch (osmem)
+accepts its templates, and every saved object uses only defined fields."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli
+from es_helpers import Osmem
+
+from ids.output import esgen, kibana
+from ids.output.elasticsearch import OsBackend, install
+from ids.output.fields import load_fields
+
+
+@pytest.fixture(scope="module")
+def fs():
+    return load_fields()
+
+
+def test_committed_files_equal_a_fresh_generation(fs):
+    files = esgen.generated_files(fs)
+    assert len(files) == 17
+    stale = [rel for rel, content in files.items()
+             if not (ROOT / rel).exists() or (ROOT / rel).read_text(encoding="utf-8") != content]
+    assert stale == [], "run `python -m ids.cli es generate` and commit the result"
+    p = run_cli("es", "generate", "--check")
+    assert p.returncode == 0
+
+
+def test_generate_check_reports_a_stale_file(tmp_path):
+    p = run_cli("es", "generate", "--out", str(tmp_path))
+    assert "17 changed" in p.stdout
+    target = tmp_path / "deploy/elasticsearch/index_template/logs-otids.alert.json"
+    target.write_text(target.read_text().replace('"priority": 210', '"priority": 1'))
+    p = run_cli("es", "generate", "--check", "--out", str(tmp_path), check_rc=1)
+    assert p.stderr.strip() == ("otids: deploy/elasticsearch/index_template/logs-otids.alert.json is stale: "
+                                "run `otids es generate`")
+
+
+def _leaf(props: dict, name: str) -> dict:
+    node = {"properties": props}
+    for part in name.split("."):
+        node = node["properties"][part]
+    return node
+
+
+def test_mappings_carry_every_field_with_its_type(fs):
+    es = fs.properties("elasticsearch")
+    os_ = fs.properties("opensearch")
+    for f in fs.fields.values():
+        m = _leaf(es, f.name)
+        if f.type == "object":
+            assert "properties" in m
+        else:
+            assert m["type"] == f.type, f.name
+            assert _leaf(os_, f.name)["type"] == {"flattened": "flat_object"}.get(f.type, f.type), f.name
+    assert _leaf(es, "event.kind") == {"type": "keyword", "ignore_above": 1024}
+
+
+def test_elasticsearch_templates_use_data_streams_and_ilm(fs):
+    objs = {o.name: o for o in esgen.cluster_objects(fs)}
+    alert = objs["logs-otids.alert"].body
+    assert alert["data_stream"] == {} and alert["index_patterns"] == ["logs-otids.alert-*"]
+    assert alert["composed_of"] == ["otids@mappings", "otids-alerts@settings", "otids@custom"]
+    assert objs["logs-otids.events"].body["index_patterns"] == ["logs-otids.*-*"]
+    assert alert["priority"] > objs["logs-otids.events"].body["priority"] > 100  # above the built-in logs-*-*
+    assert objs["otids-alerts@settings"].body["template"]["settings"]["index.lifecycle.name"] == "otids-alerts"
+    ilm = objs["otids-alerts"].body["policy"]["phases"]
+    assert ilm["hot"]["actions"]["rollover"] == {"max_age": "30d", "max_primary_shard_size": "50gb"}
+    assert ilm["delete"] == {"min_age": "365d", "actions": {"delete": {}}}
+    assert objs["otids-events"].body["policy"]["phases"]["delete"]["min_age"] == "30d"
+    mappings = objs["otids@mappings"].body["template"]["mappings"]
+    assert mappings["dynamic"] is False and mappings["date_detection"] is False
+    # index mode: no data stream, and no rollover (plain indices cannot roll over without an alias)
+    idx = {o.name: o for o in esgen.cluster_objects(fs, esgen.Layout(mode="index", alert_retention_days=0))}
+    assert "data_stream" not in idx["logs-otids.alert"].body
+    assert idx["otids-alerts"].body["policy"]["phases"] == {"hot": {"min_age": "0ms", "actions": {}}}
+
+
+def test_opensearch_templates_install_on_osmem_and_map_documents(fs, tmp_path):
+    srv = Osmem(tmp_path).start()
+    try:
+        from ids.config import ElasticsearchConfig
+        backend = OsBackend(srv.url, ElasticsearchConfig(), {})
+        done = install(backend, esgen.Layout(flavor="opensearch", mode="index"), fs)
+        assert done == ["skipped ism otids-alerts: ISM not available (no handler found for uri "
+                        "[/_plugins/_ism/policies/otids-alerts] and method [GET])",
+                        "skipped ism otids-events: ISM not available (no handler found for uri "
+                        "[/_plugins/_ism/policies/otids-events] and method [GET])",
+                        "installed component_template otids@mappings",
+                        "installed component_template otids-alerts@settings",
+                        "installed component_template otids-events@settings",
+                        "installed index_template logs-otids.alert",
+                        "installed index_template logs-otids.events"]
+        got = srv.request("GET", "/_index_template/logs-otids.alert")["index_templates"][0]["index_template"]
+        assert got["composed_of"] == ["otids@mappings", "otids-alerts@settings"]
+        srv.request("PUT", "/logs-otids.modbus-default-2024.01", {})
+        m = srv.request("GET", "/logs-otids.modbus-default-2024.01/_mapping")
+        props = m["logs-otids.modbus-default-2024.01"]["mappings"]["properties"]
+        assert props == fs.properties("opensearch")
+    finally:
+        srv.stop()
+
+
+def test_fields_doc_lists_every_field(fs):
+    text = (ROOT / "docs/FIELDS.md").read_text()
+    for f in fs.fields.values():
+        assert f"| `{f.name}` | {f.type} |" in text
+
+
+# ---------------------------------------------------------------------------------------------- Kibana
+
+def _committed(target: str) -> list[dict]:
+    rel = "deploy/kibana/otids.ndjson" if target == "kibana" else "deploy/opensearch-dashboards/otids.ndjson"
+    return [json.loads(x) for x in (ROOT / rel).read_text().splitlines()]
+
+
+@pytest.mark.parametrize("target", ["kibana", "opensearch"])
+def test_saved_objects_use_only_defined_fields(fs, target):
+    objs = _committed(target)
+    assert kibana.check(objs, fs) == []
+    by_type = {}
+    for o in objs:
+        by_type.setdefault(o["type"], []).append(o)
+    assert [o["attributes"]["title"] for o in by_type["index-pattern"]] == ["logs-otids.*"]
+    assert sorted(o["id"] for o in by_type["dashboard"]) == ["otids-alerts", "otids-assets", "otids-certificates",
+                                                             "otids-protocols"]
+    used = {f for o in objs for f, _ in kibana.fields_used(o)}
+    # what the dashboards must show, per issue #7
+    assert {"otids.alert.severity", "rule.name", "threat.technique.name", "source.ip", "modbus.function_code",
+            "modbus.response.device_identification.vendor_name", "otids.alert.detector"} <= used
+    for d in by_type["dashboard"]:
+        panels = json.loads(d["attributes"]["panelsJSON"])
+        assert len(panels) == len(d["references"]) >= 3
+        for p in panels:
+            g = p["gridData"]
+            assert g["x"] + g["w"] <= 48
+
+
+def test_check_catches_unknown_and_unaggregatable_fields(fs):
+    objs = kibana.saved_objects(fs)
+    vis = next(o for o in objs if o["id"] == "otids-alerts-sources")
+    state = json.loads(vis["attributes"]["visState"])
+    state["aggs"][-1]["params"]["field"] = "source.address"
+    vis["attributes"]["visState"] = json.dumps(state)
+    search = next(o for o in objs if o["type"] == "search")
+    search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"] = json.dumps(
+        {"query": {"query": 'event.kind : "alert" and rule.nam : "x"', "language": "kuery"}, "filter": []})
+    pie = next(o for o in objs if o["id"] == "otids-modbus-functions")
+    state = json.loads(pie["attributes"]["visState"])
+    state["aggs"][-1]["params"]["field"] = "modbus.response.objects"
+    pie["attributes"]["visState"] = json.dumps(state)
+    dash = next(o for o in objs if o["id"] == "otids-assets")
+    dash["references"][0]["id"] = "otids-gone"
+    assert kibana.check(objs, fs) == [
+        "visualization otids-alerts-sources: field 'source.address' is not defined in ids/data/fields",
+        "search otids-alerts-list: field 'rule.nam' is not defined in ids/data/fields",
+        "visualization otids-modbus-functions: field 'modbus.response.objects' (object) cannot be aggregated",
+        "dashboard otids-assets: reference 1:panel_1 -> visualization otids-gone is missing",
+    ]
+
+
+def test_protocol_panels_present_and_valid(fs):
+    """The OPC UA, MQTT and TLS panels appear now that their field groups exist, and name only real fields."""
+    assert kibana.missing_panels(fs) == []
+    objs = kibana.saved_objects(fs)
+    titles = {o["attributes"].get("title") for o in objs}
+    assert {"OPC UA services per pair", "OPC UA services", "MQTT topics published",
+            "TLS server certificates with findings"} <= titles
+    assert kibana.check(objs, fs) == []
+
+
