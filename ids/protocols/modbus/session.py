@@ -15,6 +15,8 @@ from .parser import MALFORMED, parse_request, parse_response
 
 _MBAP = struct.Struct(">HHHBB").unpack_from  # transaction id, protocol id, length, unit id, function code
 NS = 1_000_000_000
+_FUNCTION_NAMES = [function_name(f) for f in range(128)]  # per transaction: a list index, not a call
+_new = tuple.__new__  # builds the event without the NamedTuple constructor's argument handling
 #: A flow picked up mid-stream is declared "not Modbus" after this many broken headers with no good one.
 VIOLATION_LIMIT = 3
 _BAD_LENGTH = ("malformed_mbap", "bad_length")
@@ -56,7 +58,7 @@ MODBUS = _Protocol()
 
 class ModbusSession:
     __slots__ = ("flow", "table", "emit", "buf", "pending", "valid", "bad", "resync", "cap", "max_pending",
-                 "timeout")
+                 "timeout", "ctx")
 
     def __init__(self, flow, table):
         self.flow = flow
@@ -74,6 +76,7 @@ class ModbusSession:
         # mid-stream (its first byte need not start a frame).
         mid = bool(getattr(flow, "midstream", False))
         self.resync = [mid, mid]
+        self.ctx = None  # the flow's FlowContext, fetched once at the first event
 
     # ------------------------------------------------------------------ stream input
     def data(self, to_server: bool, data: bytes, ts: int) -> None:
@@ -215,12 +218,16 @@ class ModbusSession:
         self._emit(rts, tid, unit, base, req, resp, None, an0 + an if an else an0, ts)
 
     def _emit(self, ts, tid, unit, fc, req, resp, exc, anomalies, rts) -> None:
-        mei = None
         if fc == 43:
             d = (req.details if req is not None else None) or (resp.details if resp is not None else None)
-            mei = d.get("mei_type") if d else None
-        self.emit(ModbusTransaction(ts, self.flow.context, tid, unit, fc, function_name(fc, mei), req, resp,
-                                    exc, exception_name(exc) if exc is not None else None, anomalies, rts))
+            name = function_name(fc, d.get("mei_type") if d else None)
+        else:
+            name = _FUNCTION_NAMES[fc]
+        ctx = self.ctx
+        if ctx is None:
+            ctx = self.ctx = self.flow.context
+        self.emit(_new(ModbusTransaction, (ts, ctx, tid, unit, fc, name, req, resp, exc,
+                                           exception_name(exc) if exc is not None else None, anomalies, rts)))
 
     def _unanswered(self, p, tid, extra=()) -> None:
         ts, unit, fc, req, an = p
