@@ -114,7 +114,7 @@ def test_interval_sample_is_bounded_and_keeps_the_period():
     for i in range(3 * SAMPLE_CAP):
         s.add(i * 2 * NS + (NS // 100 if i % 2 else 0), 0)
     assert len(s.sample) == SAMPLE_CAP and s.n == 3 * SAMPLE_CAP - 1
-    period, jitter = s.period(5, 10)
+    period, jitter = s.period(BaselineConfig())
     # a two-valued distribution: the median is either value (or between), the MAD at most their spread
     assert period == pytest.approx(2.0, abs=0.011) and jitter <= 0.0201
     mix = sorted(s.sample)  # both phases of the alternation are in the sample, in about equal numbers
@@ -126,6 +126,24 @@ def test_irregular_requests_are_not_polls():
     evs = [txn(t, fl, 3, 0, 10) for t in (0, 1, 5, 6, 14, 15, 29, 30, 50)]
     e = learned(events=evs).section("modbus")[f"{HMI}|{PLC}|1"]
     assert "polls" not in e
+
+
+@pytest.mark.parametrize("case", ["burst", "stops", "starts_late"])
+def test_polls_contradicted_by_their_own_learning_traffic_are_not_learned(case):
+    """Learning keeps a period only if enforcing it on the learning traffic would have been quiet."""
+    fl, other = flow(1, HMI, PLC), flow(2, "10.0.0.3", PLC2)
+    times = [0.5 + i for i in range(60)]
+    if case == "burst":
+        times += [30.6 + 0.01 * i for i in range(12)]  # a burst of fast requests (retries, a script)
+    elif case == "stops":
+        times = [t for t in times if not 20 < t < 35]
+    else:
+        times = [t for t in times if t > 15]
+    evs = [txn(t, fl, 3, 0, 10) for t in sorted(times)] + normal(0, 60, other)
+    e = learned(events=evs).section("modbus")[f"{HMI}|{PLC}|1"]
+    assert "polls" not in e
+    alerts, _ = enforce(learned(events=evs), sorted(evs, key=lambda x: x.ts))
+    assert alerts == []  # and so the learning traffic enforces itself quietly
 
 
 def test_ranges_edges():

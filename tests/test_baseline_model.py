@@ -160,7 +160,7 @@ def test_load_invalid_yaml_names_line():
     ("reads", {"holding_registers": ["9-3"]}, "bad address range '9-3'"),
     ("reads", {"holding_registers": ["0-65536"]}, "bad address range"),
     ("reads", {"holding_registerz": [1]}, "unknown table 'holding_registerz'"),
-    ("functions", {128: "x"}, "functions must map function codes (1-127)"),
+    ("functions", {128: "x"}, "functions must map function codes (0-127)"),
     ("values", {"holding_registers": {20: {"band": [60, 40]}}}, "LOW <= HIGH"),
     ("polls", [{"function": 3, "address": 0, "period": 0}], "period > 0"),
 ])

@@ -99,6 +99,11 @@ def cmd_learn(args) -> int:
             for label, added in rep.reviewed_with_new[:20]:
                 print(f"  note: {label} is reviewed, but the traffic also shows {', '.join(added[:6])}"
                       f"{' ...' if len(added) > 6 else ''}; set its status to learned to take them in")
+        mb = learner.protocols.get("modbus")
+        if mb is not None and mb.untracked:
+            from .modbus import MAX_POLL_KEYS
+            print(f"  note: {mb.untracked} Modbus requests were not followed for polling periods (more than "
+                  f"{MAX_POLL_KEYS} distinct blocks per master, slave and unit)", file=sys.stderr)
         mq = learner.protocols.get("mqtt")
         if mq is not None and mq.skipped_no_direction:
             print(f"  warning: {mq.skipped_no_direction} MQTT PUBLISH events carried no direction and were not "

@@ -28,6 +28,7 @@ class Learner:
         self._flows: dict[int, list] = {}
         self.protocols = {name: m.Learner(cfg) for name, m in PROTOCOL_MODULES.items()}
         self.epoch = 0
+        self.epochs: dict[int, list[int]] = {}  # stretch of capture without a gap -> [first, last] event time
         self.gap = cfg.capture_gap * NS
         self.first_ts: int | None = None
         self.last_ts: int | None = None
@@ -42,13 +43,18 @@ class Learner:
         last = self.last_ts
         if last is None:
             self.first_ts = self.last_ts = ts
+            self.epochs[0] = [ts, ts]
         else:
             if ts - last > self.gap:
                 self.epoch += 1  # a gap in the capture: no interval spans it
+                self.epochs[self.epoch] = [ts, ts]
+            span = self.epochs[self.epoch]
             if ts > last:
-                self.last_ts = ts
-            elif ts < self.first_ts:
-                self.first_ts = ts
+                self.last_ts = span[1] = ts
+            elif ts < span[0]:
+                span[0] = ts
+                if ts < self.first_ts:
+                    self.first_ts = ts
         self.events += 1
         self.observe(ev)
         t = self._flows.get(ctx.flow_id)
@@ -98,7 +104,7 @@ class Learner:
         for name, pl in self.protocols.items():
             spec = specs[PROTOCOL_MODULES[name].SECTION.name]
             sec = b.section(spec.name)
-            for e in pl.entries():
+            for e in pl.entries(self.epochs):
                 sec["|".join(str(e[k]) for k in spec.key)] = e
         return b
 

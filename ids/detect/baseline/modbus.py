@@ -31,6 +31,9 @@ ACCESS = {1: ("read", "coils"), 2: ("read", "discrete_inputs"), 3: ("read", "hol
           15: ("write", "coils"), 16: ("write", "holding_registers"), 22: ("write", "holding_registers"),
           23: ("write", "holding_registers"), 24: ("read", "holding_registers")}
 REGISTER_WRITES = (6, 16, 23)
+#: requests (function, start address) per (master, slave, unit) followed for periods while learning; a
+#: master polling more distinct blocks of one slave than this gets the rest learned as plain requests
+MAX_POLL_KEYS = 256
 
 
 def usable(ev: ModbusTransaction) -> bool:
@@ -155,6 +158,7 @@ class Learner:
     def __init__(self, cfg):
         self.cfg = cfg
         self.triples: dict[tuple, _Triple] = {}
+        self.untracked = 0  # requests not followed for periods (MAX_POLL_KEYS reached)
 
     def learn(self, ev, epoch: int) -> None:
         if type(ev) is not ModbusTransaction or not usable(ev):
@@ -193,10 +197,13 @@ class Learner:
         pk = (fc, ev.request.address)
         s = t.polls.get(pk)
         if s is None:
-            s = t.polls[pk] = IntervalSample()
+            if len(t.polls) >= MAX_POLL_KEYS:
+                self.untracked += 1
+                return
+            s = t.polls[pk] = IntervalSample(self.cfg.poll_window)
         s.add(ts, epoch)
 
-    def entries(self) -> list[dict]:
+    def entries(self, epochs: dict | None = None) -> list[dict]:
         cfg = self.cfg
         out = []
         for (m, s, u), t in self.triples.items():
@@ -217,7 +224,7 @@ class Learner:
                 e["values"] = vals
             polls = []
             for (fc, addr) in sorted(t.polls, key=lambda k: (k[0], -1 if k[1] is None else k[1])):
-                p = t.polls[(fc, addr)].period(cfg.poll_min_samples, cfg.poll_max_jitter_percent)
+                p = t.polls[(fc, addr)].period(cfg, epochs)
                 if p is not None:
                     polls.append({"function": fc, "address": addr, "period": seconds(p[0]),
                                   "jitter": seconds(p[1]), "samples": t.polls[(fc, addr)].n})
@@ -241,8 +248,8 @@ def _compile(b: Baseline, eid: str, e: dict, cfg) -> _Compiled:
     fns = e.get("functions") or {}
     if isinstance(fns, list):
         fns = {f: None for f in fns}
-    if not isinstance(fns, dict) or not all(isinstance(f, int) and 0 < f < 128 for f in fns):
-        raise b.error("functions must map function codes (1-127) to names, e.g. `3: read_holding_registers`",
+    if not isinstance(fns, dict) or not all(isinstance(f, int) and 0 <= f < 128 for f in fns):
+        raise b.error("functions must map function codes (0-127) to names, e.g. `3: read_holding_registers`",
                       *where, "functions")
     c.functions = frozenset(fns)
     for name in ("reads", "writes"):

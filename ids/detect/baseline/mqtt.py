@@ -113,7 +113,7 @@ class Learner:
             elif f["from_client"]:
                 t = c.topics.get(f["topic"])
                 if t is None:
-                    t = c.topics[f["topic"]] = [set(), 0, IntervalSample()]
+                    t = c.topics[f["topic"]] = [set(), 0, IntervalSample(self.cfg.poll_window)]
                 if isinstance(f["qos"], int):
                     t[0].add(f["qos"])
                 t[1] += 1
@@ -123,7 +123,7 @@ class Learner:
             if q is not None:
                 s.add(q)
 
-    def entries(self) -> list[dict]:
+    def entries(self, epochs: dict | None = None) -> list[dict]:
         cfg = self.cfg
         out = []
         for (cl, br), c in self.clients.items():
@@ -138,7 +138,7 @@ class Learner:
                 for topic in sorted(c.topics):
                     qos, n, sample = c.topics[topic]
                     d: dict = {"qos": sorted(qos), "messages": n}
-                    p = sample.period(cfg.poll_min_samples, cfg.poll_max_jitter_percent)
+                    p = sample.period(cfg, epochs)
                     if p is not None:
                         d["period"], d["jitter"] = seconds(p[0]), seconds(p[1])
                     pubs[topic] = d

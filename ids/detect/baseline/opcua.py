@@ -106,7 +106,7 @@ class Learner:
         p.written.update(f["written"])
         p.called.update(f["called"])
 
-    def entries(self) -> list[dict]:
+    def entries(self, epochs: dict | None = None) -> list[dict]:
         out = []
         for (c, s), p in self.pairs.items():
             e = {"client": c, "server": s, "status": "learned", "first_seen": rfc3339(p.first),

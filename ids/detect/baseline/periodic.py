@@ -6,6 +6,11 @@ keeps a bounded reservoir sample of intervals (Vitter's algorithm R), so a week 
 same memory as an hour; its random choices come from a fixed-seed generator per key, so the result
 depends on nothing but the traffic. (Keeping every k-th interval instead would alias with cycles in the
 traffic: an HMI alternating 0.99 s and 1.01 s would be learned as one of the two.)
+
+A request is only learned as periodic if enforcing its period on the learning traffic itself would have
+been quiet: every sliding-window median within the tolerance, no silence longer than the stop limit, and
+present from the start to the end of every stretch of capture. A baseline asserts nothing its own
+traffic contradicts (bursty pollers and polls that come and go are learned as requests, not as polls).
 """
 from __future__ import annotations
 
@@ -26,40 +31,86 @@ def median(xs) -> float:
 
 
 class IntervalSample:
-    """Intervals between occurrences of one key: all of them up to SAMPLE_CAP, then a uniform reservoir."""
+    """Intervals between occurrences of one key: all of them up to SAMPLE_CAP, then a uniform reservoir;
+    plus what the self-check needs: the extremes of the sliding-window medians, the longest interval, and
+    when the key was first and last seen in each stretch of capture (epoch)."""
 
-    __slots__ = ("last", "epoch", "sample", "rng", "n")
+    __slots__ = ("last", "epoch", "sample", "rng", "n", "win", "wpos", "wsize", "wmin", "wmax", "max_gap", "seen")
 
-    def __init__(self):
+    def __init__(self, window: int = 8):
         self.last = None
         self.epoch = -1
-        self.sample: list[int] = []
+        self.sample: list[int] | None = None  # allocated at the first interval: most keys never repeat
         self.rng = 0x9E3779B97F4A7C15  # fixed seed: same traffic, same sample
         self.n = 0  # intervals seen
+        self.win: list[int] = []  # the last `window` intervals, as a ring (a deque costs 600 bytes a key)
+        self.wpos = 0
+        self.wsize = window
+        self.wmin = self.wmax = None
+        self.max_gap = 0
+        self.seen: dict[int, list[int]] = {}  # epoch -> [first, last]
 
     def add(self, ts: int, epoch: int) -> None:
         if self.last is not None and self.epoch == epoch and ts >= self.last:
+            iv = ts - self.last
             n = self.n = self.n + 1
-            if n <= SAMPLE_CAP:
-                self.sample.append(ts - self.last)
+            if n == 1:
+                self.sample = [iv]
+            elif n <= SAMPLE_CAP:
+                self.sample.append(iv)
             else:
                 self.rng = (self.rng * 6364136223846793005 + 1442695040888963407) & _M64
                 j = (self.rng >> 11) % n
                 if j < SAMPLE_CAP:
-                    self.sample[j] = ts - self.last
+                    self.sample[j] = iv
+            if iv > self.max_gap:
+                self.max_gap = iv
+            w = self.win
+            if len(w) < self.wsize:
+                w.append(iv)
+            else:
+                w[self.wpos] = iv
+                self.wpos = (self.wpos + 1) % self.wsize
+            if len(w) == self.wsize:
+                m = median(w)
+                if self.wmin is None or m < self.wmin:
+                    self.wmin = m
+                if self.wmax is None or m > self.wmax:
+                    self.wmax = m
+        elif self.epoch != epoch:
+            self.win = []
+            self.wpos = 0
+        span = self.seen.get(epoch)
+        if span is None:
+            self.seen[epoch] = [ts, ts]
+        elif ts > span[1]:
+            span[1] = ts
         self.last = ts
         self.epoch = epoch
 
-    def period(self, min_samples: int, max_jitter_pct: int) -> tuple[float, float] | None:
-        """(period, jitter) in seconds when the key is periodic, else None."""
-        if self.n < min_samples or not self.sample:
+    def period(self, cfg, epochs: dict[int, list[int]] | None = None) -> tuple[float, float] | None:
+        """(period, jitter) in seconds when the key is periodic, else None. `cfg` is the baseline
+        configuration (poll_* keys); `epochs` maps each stretch of the learning capture to its [first,
+        last] event time, for the presence check."""
+        if self.n < cfg.poll_min_samples or not self.sample:
             return None
         p = median(self.sample)
         if p <= 0:
             return None
         jitter = median(abs(x - p) for x in self.sample)
-        if jitter * 100 > max_jitter_pct * p:
+        if jitter * 100 > cfg.poll_max_jitter_percent * p:
             return None
+        tol = max(p * cfg.poll_tolerance_percent / 100, 3 * jitter)
+        if self.wmin is not None and (p - self.wmin > tol or self.wmax - p > tol):
+            return None  # enforcing would have called its own learning traffic a period change
+        limit = max(cfg.poll_stop_factor * p, cfg.poll_stop_min * NS)
+        if self.max_gap > limit:
+            return None  # it stopped for a while during learning
+        if epochs:
+            for e, (first, last) in epochs.items():
+                span = self.seen.get(e)
+                if span is None or span[0] - first > limit or last - span[1] > limit:
+                    return None  # absent from the start, the end, or a whole stretch of the learning capture
         return p / NS, jitter / NS
 
 
