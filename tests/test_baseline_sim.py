@@ -184,3 +184,13 @@ def test_analyze_learn_then_enforce_cli(tmp_path):
     ids = sorted(d["rule"]["id"] for d in read_ndjson(out) if d["rule"]["category"] == "baseline")
     assert ids == ["otids.baseline.modbus.address_out_of_range", "otids.baseline.modbus.poll_period_changed",
                    "otids.baseline.modbus.value_out_of_band", "otids.baseline.new_asset"]
+
+
+def test_learn_refuses_to_overwrite_a_broken_baseline(tmp_path):
+    out = tmp_path / "b.yaml"
+    out.write_text("version: 1\nassets:\n  - ip: 10.0.0.1\n    status: aproved\n")
+    before = out.read_text()
+    p = run_cli("learn", str(need(SIM / "clean1.pcap")), "-o", str(out), check_rc=2)
+    assert p.stderr.strip() == (f"otids: error: {out}:4:5: status must be one of approved, denied, learned "
+                                f"(got 'aproved')")
+    assert out.read_text() == before
