@@ -91,6 +91,26 @@ class AnomalyConfig:
 
 
 @dataclass(frozen=True)
+class BaselineConfig:
+    """Learning and enforcing the baseline (models/README.md)."""
+
+    file: str | None = None  # baseline to enforce in `otids analyze` (the --baseline option overrides it)
+    learn_period: int = 0  # seconds: with no baseline file yet, learn this long from the start, write the file, enforce
+    require_approved: bool = False  # only `status: approved` entries count as known; `learned` ones alert like new
+    hold: int = 30  # seconds a new deviation is watched before its alert is written, to carry a repeat count
+    realert_after: int = 3600  # seconds; a deviation still seen this long after its alert is reported again (0: never)
+    value_margin_percent: int = 10  # learned value bands are widened by this share of their span on each side
+    poll_min_samples: int = 5  # intervals needed before a repeated request counts as periodic
+    poll_max_jitter_percent: int = 10  # ... and its median deviation may be at most this share of its period
+    poll_window: int = 8  # enforcing: intervals whose median is compared with the learned period
+    poll_tolerance_percent: int = 25  # enforcing: how far that median may drift (at least 3 x learned jitter)
+    poll_stop_factor: int = 5  # enforcing: silent for this many periods (and at least poll_stop_min s) = stopped
+    poll_stop_min: int = 10
+    capture_gap: int = 60  # seconds without any event: a capture or sensor gap; periods restart after it
+    max_tracked: int = 100_000  # deviations remembered (held and alerted); the oldest are forgotten first
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     alerts: str = "otids-alerts.ndjson"
     events: str | None = None
@@ -141,6 +161,7 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     opcua: OpcuaConfig = field(default_factory=OpcuaConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     elasticsearch: ElasticsearchConfig = field(default_factory=ElasticsearchConfig)
 
@@ -267,6 +288,10 @@ def _validate(obj, path, prefix, lines):
         problem = config_problem(obj)
         if problem:
             raise ConfigError(f"'{prefix}{problem[0]}' {problem[1]}", where(problem[0]))
+    if isinstance(obj, BaselineConfig):
+        for k in ("poll_window", "poll_min_samples", "poll_stop_factor"):
+            if getattr(obj, k) < 2:
+                raise ConfigError(f"'{prefix}{k}' must be at least 2", where(k))
     if isinstance(obj, FlowConfig):
         for k in ("max_flows", "sweep_interval", "max_stream_buffer"):
             if getattr(obj, k) < 1:

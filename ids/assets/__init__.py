@@ -1,0 +1,320 @@
+"""Passive asset inventory: every device seen in protocol events, by IP, with its MACs (and their vendor
+from the IEEE registry), VLANs, first and last time seen, roles (Modbus master/slave, OPC UA client/server,
+MQTT client/broker), the services it offers and uses, and what the traffic says about it: Modbus device
+identification (FC 43/14) and server id (FC 17), OPC UA application descriptions, certificates, MQTT client
+ids and usernames.
+
+It reads typed events only (never bytes), so a protocol contributes as soon as it emits events: any event
+with a `flow` (FlowContext) and a `protocol` gives roles and services; the identity extractors below add
+the protocol-specific facts. `otids assets` prints it; the baseline learner keeps its `assets` section
+from it.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+from ..events import ModbusTransaction, rfc3339
+
+#: protocol -> (role of the flow's client, role of its server)
+ROLES = {
+    "modbus": ("modbus_master", "modbus_slave"),
+    "opcua": ("opcua_client", "opcua_server"),
+    "mqtt": ("mqtt_client", "mqtt_broker"),
+}
+NO_MAC = "00-00-00-00-00-00"  # loopback and some tunnels: no hardware address
+MAX_PEERS = 1024  # per asset; beyond it peers are counted, not listed
+FLOW_CACHE = 65536
+
+#: Modbus FC 43/14 object names (ids.protocols.modbus.consts) shown first, in this order
+MODBUS_ID_ORDER = ("vendor_name", "product_code", "major_minor_revision", "vendor_url", "product_name",
+                   "model_name", "user_application_name")
+
+
+def roles_for(protocol: str) -> tuple[str, str]:
+    return ROLES.get(protocol, (f"{protocol}_client", f"{protocol}_server"))
+
+
+def ip_sort_key(ip: str):
+    try:
+        a = ipaddress.ip_address(ip)
+        return (a.version, int(a))
+    except ValueError:
+        return (9, ip)
+
+
+def printable_runs(raw: bytes, min_len: int = 3) -> str:
+    """The readable text in a device-specific byte string (FC 17 server id): runs of printable ASCII of
+    at least `min_len` characters, joined by spaces."""
+    runs, cur = [], []
+    for b in raw:
+        if 32 <= b < 127:
+            cur.append(chr(b))
+        else:
+            if len(cur) >= min_len:
+                runs.append("".join(cur).strip())
+            cur = []
+    if len(cur) >= min_len:
+        runs.append("".join(cur).strip())
+    return " ".join(r for r in runs if r)
+
+
+def get(doc: dict, dotted: str):
+    """Field `a.b.c` of an event document, nested or flat."""
+    if dotted in doc:
+        return doc[dotted]
+    cur = doc
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+# ---------------------------------------------------------------------------------------------- identity
+
+def modbus_identity(ev: ModbusTransaction) -> tuple[str, dict] | None:
+    """(kind, facts) from a Modbus FC 43/14 or FC 17 response, about the slave (unit in the facts)."""
+    resp = ev.response
+    if resp is None or not resp.details or ev.exception_code is not None:
+        return None
+    d = resp.details
+    if ev.function_code == 43 and d.get("mei_type") == 14:
+        ident = {k: v.strip() for k, v in (d.get("device_identification") or {}).items()
+                 if isinstance(v, str) and v.strip()}
+        return ("modbus", ident) if ident else None
+    if ev.function_code == 17:
+        raw = d.get("data") or d.get("server_id")
+        try:
+            text = printable_runs(bytes.fromhex(raw)) if isinstance(raw, str) else ""
+        except ValueError:
+            text = ""
+        return ("modbus_server_id", {"text": text}) if text else None
+    return None
+
+
+def norm_service(s) -> str:
+    s = str(s or "").replace("_", "").replace(" ", "").lower()
+    for suffix in ("request", "response"):
+        if s.endswith(suffix) and len(s) > len(suffix):
+            s = s[: -len(suffix)]
+    return s
+
+
+OPCUA_CLIENT_DESC = {"createsession", "activatesession"}
+OPCUA_SERVER_DESC = {"getendpoints", "findservers", "findserversonnetwork"}
+
+
+def doc_identity(doc: dict) -> list[tuple[str, str, object]]:
+    """Facts from an OPC UA or MQTT event document: (side "client"/"server", fact, value). Field names are
+    the ones the OPC UA and MQTT dissectors publish (models/README.md, "Events the baseline reads")."""
+    out: list[tuple[str, str, object]] = []
+    if isinstance(doc.get("opcua"), dict) or any(k.startswith("opcua.") for k in doc):
+        svc = norm_service(get(doc, "opcua.service"))
+        side = "client" if svc in OPCUA_CLIENT_DESC else "server" if svc in OPCUA_SERVER_DESC else None
+        if side:
+            for f in ("application_uri", "product_uri", "application_name"):
+                v = get(doc, f"opcua.{f}")
+                if isinstance(v, dict):
+                    v = v.get("text") or v.get("name")
+                if isinstance(v, str) and v:
+                    out.append((side, f"opcua_{f}", v))
+    if isinstance(doc.get("mqtt"), dict) or any(k.startswith("mqtt.") for k in doc):
+        for f in ("client_id", "username"):
+            v = get(doc, f"mqtt.connect.{f}")
+            if isinstance(v, str) and v:
+                out.append(("client", f"mqtt_{f}", v))
+    for path, x509 in _x509s(doc, ()):
+        side = "client" if "client" in path else "server" if "server" in path else None
+        if side:
+            out.append((side, "certificate", _cert_summary(x509)))
+    return out
+
+
+def _x509s(d, path):
+    if isinstance(d, dict):
+        for k, v in d.items():
+            if k == "x509" and isinstance(v, dict):
+                yield path, v
+            elif isinstance(v, dict):
+                yield from _x509s(v, path + (str(k).lower(),))
+
+
+def _cert_summary(x: dict) -> dict:
+    def find(d, want):
+        if isinstance(d, dict):
+            for k, v in d.items():
+                if want in str(k).lower() and isinstance(v, str):
+                    return v
+                r = find(v, want) if isinstance(v, dict) else None
+                if r:
+                    return r
+        return None
+    subj = get(x, "subject.common_name") or get(x, "subject.distinguished_name") or find(x.get("subject", {}), "")
+    if isinstance(subj, list):
+        subj = subj[0] if subj else None
+    return {"subject": subj, "issuer": get(x, "issuer.common_name") or get(x, "issuer.distinguished_name"),
+            "not_after": x.get("not_after"), "sha256": find(x, "sha256"), "serial": x.get("serial_number")}
+
+
+# ---------------------------------------------------------------------------------------------- inventory
+
+class Asset:
+    __slots__ = ("ip", "macs", "vlans", "first_seen", "last_seen", "events", "roles", "services", "uses",
+                 "peers", "peer_overflow", "identity", "certificates")
+
+    def __init__(self, ip: str, ts: int):
+        self.ip = ip
+        self.macs: set[str] = set()
+        self.vlans: set[str] = set()
+        self.first_seen = self.last_seen = ts
+        self.events = 0
+        self.roles: set[str] = set()
+        self.services: set[tuple] = set()  # (protocol, transport, port) offered
+        self.uses: set[tuple] = set()  # (protocol, transport, server port) used as client
+        self.peers: set[str] = set()
+        self.peer_overflow = 0
+        self.identity: dict = {}  # see Inventory.identity_doc
+        self.certificates: dict[str, dict] = {}
+
+
+class Inventory:
+    """Builds assets from events. Call `observe(ev)` for every event (it ignores what it cannot use)."""
+
+    def __init__(self):
+        self.assets: dict[str, Asset] = {}
+        self._flows: dict[int, tuple[Asset, Asset]] = {}
+
+    def _asset(self, ip: str, ts: int) -> Asset:
+        a = self.assets.get(ip)
+        if a is None:
+            a = self.assets[ip] = Asset(ip, ts)
+        return a
+
+    def observe(self, ev) -> None:
+        ctx = getattr(ev, "flow", None)
+        proto = getattr(ev, "protocol", None)
+        if ctx is None or not isinstance(proto, str):
+            return
+        ts = ev.ts
+        pair = self._flows.get(ctx.flow_id)
+        if pair is None:
+            pair = self._new_flow(ctx, proto, ts)
+        c, s = pair
+        for a in pair:
+            a.events += 1
+            if ts > a.last_seen:
+                a.last_seen = ts
+            elif ts < a.first_seen:
+                a.first_seen = ts
+        if type(ev) is ModbusTransaction:
+            if ev.function_code in (43, 17):
+                got = modbus_identity(ev)
+                if got:
+                    kind, facts = got
+                    units = s.identity.setdefault(kind, {})
+                    if kind == "modbus_server_id":
+                        units[ev.unit_id] = facts["text"]
+                    else:
+                        units.setdefault(ev.unit_id, {}).update(facts)
+        elif getattr(ev, "dataset", None) in ("otids.opcua", "otids.mqtt") and hasattr(ev, "to_doc"):
+            for side, fact, value in doc_identity(ev.to_doc()):
+                a = c if side == "client" else s
+                if fact == "certificate":
+                    key = value.get("sha256") or value.get("subject") or "?"
+                    a.certificates.setdefault(str(key), value)
+                else:
+                    vals = a.identity.setdefault(fact, [])
+                    if value not in vals and len(vals) < 32:
+                        vals.append(value)
+
+    def _new_flow(self, ctx, proto: str, ts: int) -> tuple[Asset, Asset]:
+        if len(self._flows) >= FLOW_CACHE:
+            self._flows.clear()
+        c, s = self._asset(ctx.client_ip, ts), self._asset(ctx.server_ip, ts)
+        crole, srole = roles_for(proto)
+        c.roles.add(crole)
+        s.roles.add(srole)
+        svc = (proto, ctx.transport, ctx.server_port)
+        s.services.add(svc)
+        c.uses.add(svc)
+        for a, mac, peer in ((c, ctx.client_mac, s.ip), (s, ctx.server_mac, c.ip)):
+            if mac and mac != NO_MAC:
+                a.macs.add(mac)
+            if ctx.vlan:
+                a.vlans.add("/".join(str(v) for v in ctx.vlan))
+            if peer not in a.peers:
+                if len(a.peers) < MAX_PEERS:
+                    a.peers.add(peer)
+                else:
+                    a.peer_overflow += 1
+        pair = (c, s)
+        self._flows[ctx.flow_id] = pair
+        return pair
+
+    # ------------------------------------------------------------------ views
+    def sorted(self) -> list[Asset]:
+        return sorted(self.assets.values(), key=lambda a: ip_sort_key(a.ip))
+
+    @staticmethod
+    def identity_doc(a: Asset) -> dict:
+        """The asset's identity facts as plain, deterministic data (baseline `identity`, JSON)."""
+        out: dict = {}
+        mb = a.identity.get("modbus")
+        if mb:
+            out["modbus"] = {u: {k: mb[u][k] for k in sorted(mb[u], key=_id_order)} for u in sorted(mb)}
+        sid = a.identity.get("modbus_server_id")
+        if sid:
+            out["modbus_server_id"] = {u: sid[u] for u in sorted(sid)}
+        for k in sorted(a.identity):
+            if k not in ("modbus", "modbus_server_id"):
+                out[k] = sorted(a.identity[k])
+        return out
+
+    def records(self, oui=None) -> list[dict]:
+        """JSON-ready inventory, sorted by IP."""
+        from .oui import mac_vendor
+        lookup = oui.lookup if oui is not None else mac_vendor
+        out = []
+        for a in self.sorted():
+            r: dict = {"ip": a.ip,
+                       "macs": [{"mac": m, "vendor": lookup(m)} for m in sorted(a.macs)],
+                       "vlans": sorted(a.vlans), "roles": sorted(a.roles),
+                       "services": [_svc(x) for x in sorted(a.services)],
+                       "uses": [_svc(x) for x in sorted(a.uses)],
+                       "identity": self.identity_doc(a),
+                       "certificates": [a.certificates[k] for k in sorted(a.certificates)],
+                       "peers": len(a.peers) + a.peer_overflow,
+                       "first_seen": rfc3339(a.first_seen), "last_seen": rfc3339(a.last_seen),
+                       "events": a.events}
+            r["summary"] = summary(r)
+            out.append(r)
+        return out
+
+
+def _id_order(k: str):
+    return (MODBUS_ID_ORDER.index(k) if k in MODBUS_ID_ORDER else len(MODBUS_ID_ORDER), k)
+
+
+def _svc(t: tuple) -> str:
+    proto, transport, port = t
+    return f"{proto}/{transport}/{port}"
+
+
+def summary(r: dict) -> str:
+    """One line of vendor / product / revision for tables: Modbus identification first, then FC 17 text,
+    then OPC UA application, then MQTT client ids."""
+    idn = r.get("identity") or {}
+    parts: list[str] = []
+    for unit, objs in (idn.get("modbus") or {}).items():
+        vals = [objs[k] for k in ("vendor_name", "product_code", "major_minor_revision") if objs.get(k)]
+        extra = [objs[k] for k in ("product_name", "model_name") if objs.get(k)]
+        s = " ".join(vals) + (f" ({', '.join(extra)})" if extra else "")
+        if s:
+            parts.append(s if len(idn["modbus"]) == 1 else f"unit {unit}: {s}")
+    if not parts:
+        for unit, text in (idn.get("modbus_server_id") or {}).items():
+            parts.append(text if len(idn["modbus_server_id"]) == 1 else f"unit {unit}: {text}")
+    for k in ("opcua_application_uri", "opcua_product_uri", "mqtt_client_id"):
+        if idn.get(k):
+            parts.append(", ".join(idn[k]))
+    return "; ".join(parts)

@@ -1,0 +1,193 @@
+"""Command line of the baseline: `otids learn`, `otids baseline diff|check`, and `otids analyze --baseline`
+(an analyze plug-in: add_arguments / build)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from ...errors import UserError
+from . import model
+
+
+def register(sub) -> None:
+    p = sub.add_parser("learn", help="learn a baseline from captures of normal traffic",
+                       description="Learn what normal traffic looks like from pcap/pcapng files and write it as "
+                                   "a reviewable YAML baseline (models/README.md). If the output exists it is "
+                                   "re-learned: status, notes and comments carry over; approved and denied "
+                                   "entries stay as reviewed.")
+    p.add_argument("pcaps", nargs="+", metavar="PCAP", help="capture files of normal traffic")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="baseline YAML to write (e.g. "
+                                                                         "models/baseline.yaml)")
+    p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (baseline and protocol settings)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    p.set_defaults(func=cmd_learn)
+
+    b = sub.add_parser("baseline", help="review baselines: diff, check",
+                       description="Work with baseline files written by `otids learn`.")
+    bs = b.add_subparsers(dest="baseline_command", metavar="ACTION")
+    d = bs.add_parser("diff", help="what changed between two baselines, entry by entry",
+                      description="Compare two baselines by entry identity (order does not matter). Exit code 0 "
+                                  "when they are the same, 1 when they differ, 2 on error.")
+    d.add_argument("old", metavar="OLD")
+    d.add_argument("new", metavar="NEW")
+    d.add_argument("--json", action="store_true", help="JSON list of changes")
+    d.add_argument("--ignore-counts", action="store_true",
+                   help="ignore times and traffic counts (first_seen, last_seen, events, ...)")
+    d.set_defaults(func=cmd_diff)
+    c = bs.add_parser("check", help="validate a baseline file",
+                      description="Load a baseline as `otids analyze --baseline` would and report the first "
+                                  "problem with file:line:col, or a summary of its entries.")
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("-c", "--config", metavar="FILE")
+    c.set_defaults(func=cmd_check)
+    b.set_defaults(func=lambda args: (b.print_help(), 2)[1])
+
+
+# ---------------------------------------------------------------------------------------------- learn
+
+def learn_paths(paths: list[str], config):
+    from ...pipeline import Run
+    from .learner import Learner, LearnerDetector, capture_info
+
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise UserError(f"{missing[0]}: no such capture file")
+    learner = Learner(config.baseline)
+    run = Run(config, [LearnerDetector(learner)], [], [])
+    for p in paths:
+        run.analyze_file(p)
+    run.finish()
+    return learner.baseline([capture_info(p) for p in paths]), learner, run
+
+
+def write_baseline(b: model.Baseline, path: str, old_text: str | None = None) -> None:
+    comments = model.read_comments(old_text) if old_text else None
+    text = b.dump(comments)
+    tmp = f"{path}.tmp"
+    try:
+        d = os.path.dirname(path)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write baseline: {e.strerror}") from None
+
+
+def cmd_learn(args) -> int:
+    from ...config import load_config
+
+    config = load_config(args.config)
+    old = None
+    if os.path.exists(args.output):
+        old = model.load(args.output)  # a broken file stops here, before anything is overwritten
+    b, learner, run = learn_paths(args.pcaps, config)
+    rep = model.merge_review(b, old) if old is not None else None
+    write_baseline(b, args.output, old.text if old is not None else None)
+    if not args.quiet:
+        counts = ", ".join(f"{len(v)} {k}" for k, v in b.entries.items() if v) or "no entries"
+        print(f"otids learn: {args.output}: {counts} from {learner.events} events "
+              f"({len(args.pcaps)} capture(s))")
+        if rep is not None:
+            print(f"  re-learned: {rep.kept_reviewed} reviewed entries kept as they were, "
+                  f"{rep.carried_status} entries kept their status/notes, "
+                  f"{len(rep.dropped_learned)} learned entries not seen again were dropped")
+            for label in rep.dropped_learned[:20]:
+                print(f"  dropped: {label}")
+            for label, added in rep.reviewed_with_new[:20]:
+                print(f"  note: {label} is reviewed, but the traffic also shows {', '.join(added[:6])}"
+                      f"{' ...' if len(added) > 6 else ''}; set its status to learned to take them in")
+        mb = learner.protocols.get("modbus")
+        if mb is not None and mb.untracked:
+            from .modbus import MAX_POLL_KEYS
+            print(f"  note: {mb.untracked} Modbus requests were not followed for polling periods (more than "
+                  f"{MAX_POLL_KEYS} distinct blocks per master, slave and unit)", file=sys.stderr)
+        mq = learner.protocols.get("mqtt")
+        if mq is not None and mq.skipped_no_direction:
+            print(f"  warning: {mq.skipped_no_direction} MQTT PUBLISH events carried no direction and were not "
+                  f"learned", file=sys.stderr)
+    for err in run.errors:
+        print(f"otids: error: {err}", file=sys.stderr)
+    return 1 if run.errors else 0
+
+
+# ---------------------------------------------------------------------------------------------- review
+
+VOLATILE = ("first_seen", "last_seen", "events", "transactions", "messages", "samples", "count", "seen",
+            "jitter", "captures", "by")
+
+
+def _strip(x):
+    if isinstance(x, dict):
+        return {k: _strip(v) for k, v in x.items() if k not in VOLATILE}
+    if isinstance(x, list):
+        return [_strip(v) for v in x]
+    return x
+
+
+def cmd_diff(args) -> int:
+    old, new = model.load(args.old), model.load(args.new)
+    if args.ignore_counts:
+        for b in (old, new):
+            for sec in b.entries.values():
+                for k in sec:
+                    sec[k] = _strip(sec[k])
+    changes = model.diff(old, new)
+    if args.json:
+        print(json.dumps([{"section": c.section, "entry": c.entry, "label": c.label, "op": c.op,
+                           "details": list(c.details)} for c in changes], indent=2))
+    else:
+        sign = {"added": "+", "removed": "-", "changed": "~"}
+        for c in changes:
+            print(f"{sign[c.op]} {c.label}" + (f" ({'; '.join(c.details)})" if c.op != "changed" else ""))
+            if c.op == "changed":
+                for d in c.details:
+                    print(f"    {d}")
+        if not changes:
+            print("no differences")
+    return 1 if changes else 0
+
+
+def cmd_check(args) -> int:
+    from ...config import load_config
+    from .enforcer import BaselineDetector
+
+    config = load_config(args.config)
+    b = model.load(args.file)
+    BaselineDetector(b, config.baseline, args.file)  # compiles every section: reports the first problem
+    counts = ", ".join(f"{len(v)} {k}" for k, v in b.entries.items() if v) or "no entries"
+    status = {s: sum(1 for sec in b.entries.values() for e in sec.values() if e.get("status") == s)
+              for s in model.STATUSES}
+    print(f"{args.file}: ok: {counts}; " + ", ".join(f"{n} {s}" for s, n in status.items()))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- analyze plug-in
+
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group("baseline")
+    g.add_argument("--baseline", metavar="FILE", help="alert on deviations from this baseline (otids learn)")
+    g.add_argument("--baseline-learn", metavar="SECONDS", type=int,
+                   help="with --baseline FILE not existing yet: learn for SECONDS of capture time, write FILE, "
+                        "then enforce it")
+
+
+def build(args, config):
+    import dataclasses
+
+    from .enforcer import BaselineDetector, LearnThenEnforce
+
+    path = getattr(args, "baseline", None) or config.baseline.file
+    learn = getattr(args, "baseline_learn", None)
+    if learn is None:
+        learn = config.baseline.learn_period
+    if not path and not learn:
+        return [], [], []
+    cfg = config.baseline
+    if path and os.path.exists(path):
+        return [BaselineDetector(model.load(path), cfg, path)], [], []
+    if learn:
+        return [LearnThenEnforce(dataclasses.replace(cfg), learn, path)], [], []
+    raise UserError(f"{path}: no such baseline file (make one with `otids learn`, or add --baseline-learn SECONDS)")

@@ -1,0 +1,348 @@
+"""Enforcing: events compared with a Baseline; every deviation becomes one alert saying what was expected
+and what was seen, with how often it happened.
+
+One alert per new thing, not one per packet: a deviation is identified by a key (e.g. master, slave, unit,
+function code). Its first occurrence opens a hold window (`baseline.hold` seconds of capture time); the
+alert is written when the window closes (or at the end of input) and carries the repeat count, the
+first and last time and the distinct values seen. Later occurrences are counted; if the deviation is still
+going on `realert_after` seconds after its alert, one follow-up alert reports the count since.
+
+Checks go from the general to the specific and stop at the first finding for an event, so one change
+gives one alert: a new asset is not also a new talker pair, new function code and out-of-range access.
+Order: denied entries, assets (new, MAC changed), talker pair and port, device identity, then the
+protocol's own checks (protocols.py).
+"""
+from __future__ import annotations
+
+from ...assets import NO_MAC, doc_identity, modbus_identity, roles_for
+from ...events import Alert, ModbusTransaction, rfc3339
+from ..attack import techniques as attack
+from .model import Baseline
+from .protocols import PROTOCOL_MODULES
+from .rules import RULES
+
+NS = 1_000_000_000
+MAX_ITEMS = 16  # distinct values listed per deviation
+SWEEP_NS = NS  # time-based checks (stopped polling) run at most once per second of capture time
+
+
+class _Dev:
+    __slots__ = ("rule", "key", "first_ts", "last_ts", "count", "event", "flow", "protocol", "expected", "seen",
+                 "entry", "items", "item_fmt", "techniques", "alert_ts")
+
+    def __init__(self, rule, key, ts, ev, expected, seen, entry, techniques, flow, protocol):
+        self.rule, self.key = rule, key
+        self.first_ts = self.last_ts = ts
+        self.count = 1
+        self.event = ev
+        self.flow = flow if flow is not None else getattr(ev, "flow", None)
+        p = getattr(ev, "protocol", None) if protocol is None else protocol
+        self.protocol = p if isinstance(p, str) else None
+        self.expected, self.seen, self.entry = expected, seen, entry
+        self.items: list = []
+        self.item_fmt = None
+        self.techniques = techniques
+        self.alert_ts = None
+
+
+class _Asset:
+    __slots__ = ("status", "macs", "identity")
+
+
+class BaselineDetector:
+    """Detector interface (ids.detect.engine): on_event(ev) -> alerts or None, flush(ts) -> alerts."""
+
+    def __init__(self, baseline: Baseline, cfg, path: str | None = None):
+        self.cfg = cfg
+        self.path = path or baseline.path
+        usable = ("approved",) if cfg.require_approved else ("approved", "learned")
+        self.usable = usable
+        self.assets: dict[str, _Asset] = {}
+        for eid, e in baseline.section("assets").items():
+            a = _Asset()
+            a.status = e["status"]
+            macs = e.get("macs") or {}
+            a.macs = frozenset(str(m).upper() for m in (macs if isinstance(macs, (dict, list)) else [macs]))
+            idn = e.get("identity") or {}
+            if not isinstance(idn, dict):
+                raise baseline.error("identity must be a mapping", "assets", eid, "identity")
+            a.identity = idn
+            if a.status in usable or a.status == "denied":
+                self.assets[str(e["ip"])] = a
+        self.talkers: dict[tuple, tuple[str, frozenset]] = {}
+        for eid, e in baseline.section("talkers").items():
+            ports = e.get("ports") or []
+            if not isinstance(ports, list) or not all(isinstance(p, int) and 0 < p < 65536 for p in ports):
+                raise baseline.error("ports must be a list of port numbers", "talkers", eid, "ports")
+            if e["status"] in usable or e["status"] == "denied":
+                self.talkers[(str(e["client"]), str(e["server"]), str(e["protocol"]))] = (e["status"],
+                                                                                         frozenset(ports))
+        self.protocols = {name: m.Enforcer(baseline, cfg, usable + ("denied",))
+                          for name, m in PROTOCOL_MODULES.items()}
+        self.hold = cfg.hold * NS
+        self.realert = cfg.realert_after * NS
+        self.gap = cfg.capture_gap * NS
+        self.pending: dict[tuple, _Dev] = {}
+        self.alerted: dict[tuple, _Dev] = {}
+        self._verdicts: dict[int, tuple] = {}
+        self.epoch = 0
+        self.epoch_start: int | None = None
+        self.last_ts: int | None = None
+        self.next_sweep: int | None = None
+        self.out: list = []
+        self.stats = {"deviations": 0, "alerts": 0, "forgotten": 0}
+
+    # ------------------------------------------------------------------ events
+    def on_event(self, ev):
+        ctx = getattr(ev, "flow", None)
+        proto = getattr(ev, "protocol", None)
+        if ctx is None or not isinstance(proto, str):
+            return None
+        ts = ev.ts
+        self._clock(ts)
+        v = self._verdicts.get(ctx.flow_id)
+        if v is None:
+            v = self._flow_verdict(ctx, proto)
+        blocking, devs = v
+        for rule, key, expected, seen, entry, tech in devs:
+            self.report(rule, key, ev, expected, seen, entry, tech)
+        if not blocking:
+            if type(ev) is ModbusTransaction:
+                if ev.function_code in (43, 17) and ev.response is not None:
+                    self._modbus_identity(ev)
+            elif proto == "opcua" and getattr(ev, "dataset", None) == "otids.opcua":
+                self._doc_identity(ev)
+            enf = self.protocols.get(proto)
+            if enf is not None:
+                enf.check(ev, self)
+        if self.out:
+            out, self.out = self.out, []
+            return out
+        return None
+
+    def _clock(self, ts: int) -> None:
+        last = self.last_ts
+        if last is None:
+            self.epoch_start = self.last_ts = ts
+            self.next_sweep = ts + SWEEP_NS
+        else:
+            if ts - last > self.gap:  # capture or sensor gap: periods restart, silence is not "stopped"
+                self.epoch += 1
+                self.epoch_start = ts
+            if ts > last:
+                self.last_ts = ts
+        if self.pending:
+            self._release(ts)
+        if ts >= self.next_sweep:
+            self.next_sweep = ts + SWEEP_NS
+            for enf in self.protocols.values():
+                enf.sweep(ts, self)
+
+    def _flow_verdict(self, ctx, proto: str) -> tuple:
+        """Checks that depend only on the flow (its hosts, MACs, protocol and port): once per flow."""
+        devs: list[tuple] = []
+        blocking = False
+        crole, srole = roles_for(proto)
+        c, s, port = ctx.client_ip, ctx.server_ip, ctx.server_port
+        what = f"{proto} {c} -> {s}:{port}"
+        for ip, role, mac in ((c, crole, ctx.client_mac), (s, srole, ctx.server_mac)):
+            a = self.assets.get(ip)
+            if a is None:
+                known = sum(1 for x in self.assets.values() if x.status != "denied")
+                devs.append(("otids.baseline.new_asset", ("asset", ip), f"{known} known assets",
+                             f"{ip} as {role} ({what})", None,
+                             ("T0848",) if role == crole else ()))
+                blocking = True
+            elif a.status == "denied":
+                devs.append(("otids.baseline.denied", ("asset.denied", ip), "no traffic (asset denied)",
+                             f"{ip} as {role} ({what})", f"asset {ip}", None))
+                blocking = True
+            elif mac and mac != NO_MAC and a.macs and mac.upper() not in a.macs:
+                devs.append(("otids.baseline.asset_mac_changed", ("asset.mac", ip, mac), "MAC " + ", ".join(
+                    sorted(a.macs)), f"MAC {mac}", f"asset {ip}", None))
+        if not blocking:
+            t = self.talkers.get((c, s, proto))
+            if t is None:
+                devs.append(("otids.baseline.new_talker_pair", ("talker", c, s, proto),
+                             f"no {proto} from {c} to {s}", what, None, None))
+                blocking = True
+            elif t[0] == "denied":
+                devs.append(("otids.baseline.denied", ("talker.denied", c, s, proto), "no traffic (entry denied)",
+                             what, f"{proto} talkers {c} -> {s}", None))
+                blocking = True
+            elif port not in t[1]:
+                devs.append(("otids.baseline.new_port", ("talker.port", c, s, proto, port),
+                             "ports " + ", ".join(map(str, sorted(t[1]))), f"port {port}",
+                             f"{proto} talkers {c} -> {s}", None))
+        v = (blocking, tuple(devs))
+        if len(self._verdicts) >= 65536:
+            self._verdicts.clear()
+        self._verdicts[ctx.flow_id] = v
+        return v
+
+    def _modbus_identity(self, ev) -> None:
+        got = modbus_identity(ev)
+        a = self.assets.get(ev.flow.server_ip)
+        if not got or a is None:
+            return
+        kind, facts = got
+        learned = (a.identity.get(kind) or {}).get(ev.unit_id)
+        if learned is None:
+            return
+        ip = ev.flow.server_ip
+        if kind == "modbus_server_id":
+            if facts["text"] != learned:
+                self.report("otids.baseline.asset_identity_changed", ("identity", ip, ev.unit_id, "server_id"), ev,
+                            f"FC 17 server id {learned!r}", f"{facts['text']!r}", f"asset {ip}")
+            return
+        if not isinstance(learned, dict):
+            return
+        for k, v in facts.items():
+            old = learned.get(k)
+            if old is not None and str(old) != v:
+                self.report("otids.baseline.asset_identity_changed", ("identity", ip, ev.unit_id, k), ev,
+                            f"unit {ev.unit_id} {k} {old!r}", f"{k} {v!r}", f"asset {ip}")
+
+    def _doc_identity(self, ev) -> None:
+        for side, fact, value in doc_identity(ev.to_doc()):
+            if fact == "certificate":
+                continue
+            ip = ev.flow.client_ip if side == "client" else ev.flow.server_ip
+            a = self.assets.get(ip)
+            learned = a.identity.get(fact) if a is not None else None
+            if learned and value not in learned:
+                self.report("otids.baseline.asset_identity_changed", ("identity", ip, fact, value), ev,
+                            f"{fact} {', '.join(map(str, learned))}", f"{fact} {value}", f"asset {ip}")
+
+    # ------------------------------------------------------------------ deviations -> alerts
+    def report(self, rule: str, key: tuple, ev, expected: str, seen: str, entry: str | None = None,
+               techniques=None, item=None, item_fmt=None, ts: int | None = None, flow=None, protocol=None) -> None:
+        """One occurrence of deviation `key`. Protocol enforcers call this."""
+        ts = ts if ts is not None else ev.ts
+        d = self.pending.get(key)
+        if d is None:
+            d = self.alerted.get(key)
+            if d is None:
+                self.stats["deviations"] += 1
+                d = _Dev(rule, key, ts, ev, expected, seen, entry, techniques, flow, protocol)
+                d.item_fmt = item_fmt
+                if item is not None:
+                    d.items.append(item)
+                if len(self.pending) >= self.cfg.max_tracked:
+                    self._emit(self.pending.pop(next(iter(self.pending))))
+                self.pending[key] = d
+                if not self.hold:
+                    self._emit(self.pending.pop(key))
+                return
+            # already alerted: count, and report again once realert_after has passed
+            d.count += 1
+            d.last_ts = ts
+            if item is not None and item not in d.items and len(d.items) < MAX_ITEMS:
+                d.items.append(item)
+            if self.realert and ts - d.alert_ts >= self.realert:
+                self._emit(d, follow_up=True)
+            return
+        d.count += 1
+        if ts > d.last_ts:
+            d.last_ts = ts
+        if item is not None and item not in d.items and len(d.items) < MAX_ITEMS:
+            d.items.append(item)
+
+    def _release(self, now: int) -> None:
+        hold = self.hold
+        pending = self.pending
+        while pending:
+            key = next(iter(pending))
+            d = pending[key]
+            if d.first_ts + hold > now:
+                break
+            del pending[key]
+            self._emit(d)
+
+    def _emit(self, d: _Dev, follow_up: bool = False) -> None:
+        r = RULES[d.rule]
+        seen = d.item_fmt(d.items) if (d.item_fmt and d.items) else d.seen
+        subject = d.entry or (f"{d.protocol} {d.flow.client_ip} -> {d.flow.server_ip}" if d.flow else r.name)
+        if follow_up:
+            reason = (f"{r.name} ({subject}) still seen: {d.count} more time(s) since the alert of "
+                      f"{rfc3339(d.alert_ts)}; expected {d.expected}")
+            ts = d.last_ts
+        else:
+            reason = f"{r.name} ({subject}): seen {seen}; expected {d.expected}"
+            if d.count > 1:
+                reason += f" ({d.count} times, {rfc3339(d.first_ts)} to {rfc3339(d.last_ts)})"
+            ts = d.first_ts
+        tech = attack(*(d.techniques if d.techniques is not None else r.attack))
+        extra = {"baseline": {"deviation": d.rule.rsplit(".", 1)[-1], "expected": d.expected, "seen": seen,
+                              "first_seen": rfc3339(d.first_ts), "last_seen": rfc3339(d.last_ts),
+                              "entry": d.entry, "file": self.path, "follow_up": follow_up}}
+        if d.flow is None and d.event is None and len(d.key) > 2:
+            # no traffic to point at (polling stopped before anything was seen): name the hosts instead
+            extra["baseline"]["hosts"] = [x for x in d.key[1:3] if isinstance(x, str)]
+        self.out.append(Alert(ts=ts, rule_id=r.id, rule_name=r.name, description=r.description,
+                              severity=r.severity, reason=reason, source="baseline", techniques=tech,
+                              event=d.event, flow=d.flow, protocol=d.protocol, count=d.count, extra=extra))
+        self.stats["alerts"] += 1
+        d.alert_ts = ts if not follow_up else d.last_ts
+        d.count = 0
+        d.items = []
+        if not follow_up:
+            if len(self.alerted) >= self.cfg.max_tracked:
+                self.alerted.pop(next(iter(self.alerted)))
+                self.stats["forgotten"] += 1
+            self.alerted[d.key] = d
+
+    def flush(self, ts: int):
+        """End of input: time-based checks one last time, then every held deviation is written."""
+        if self.last_ts is not None:
+            for enf in self.protocols.values():
+                enf.sweep(max(ts, self.last_ts), self)
+        for key in list(self.pending):
+            self._emit(self.pending.pop(key))
+        out, self.out = self.out, []
+        return out
+
+
+class LearnThenEnforce:
+    """Long runs without a baseline yet: learn for `seconds` of capture time, write the baseline to `path`
+    (when given), then enforce it on the rest of the input."""
+
+    def __init__(self, cfg, seconds: int, path: str | None, on_learned=None):
+        from .learner import Learner
+        self.cfg = cfg
+        self.learner = Learner(cfg)
+        self.span = seconds * NS
+        self.path = path
+        self.start: int | None = None
+        self.enforcer: BaselineDetector | None = None
+        self.on_learned = on_learned
+
+    def on_event(self, ev):
+        if self.enforcer is not None:
+            return self.enforcer.on_event(ev)
+        ts = getattr(ev, "ts", None)
+        if ts is None:
+            return None
+        if self.start is None:
+            self.start = ts
+        if ts - self.start < self.span:
+            self.learner.learn(ev)
+            return None
+        b = self.learner.baseline()
+        b.path = self.path
+        if self.path:
+            from .cli import write_baseline
+            write_baseline(b, self.path)
+        if self.on_learned is not None:
+            self.on_learned(b)
+        self.enforcer = BaselineDetector(b, self.cfg, self.path)
+        return self.enforcer.on_event(ev)
+
+    def flush(self, ts: int):
+        if self.enforcer is None:
+            if self.path and self.learner.events:
+                from .cli import write_baseline
+                b = self.learner.baseline()
+                write_baseline(b, self.path)
+            return None
+        return self.enforcer.flush(ts)

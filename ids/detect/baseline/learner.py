@@ -1,0 +1,129 @@
+"""Learning: events -> a Baseline. The generic part (assets from the inventory, talker pairs with their
+ports) takes any event with a flow and a protocol; each protocol's learner (protocols.py) adds its section.
+
+Deterministic by construction: entries are keyed by identity and sorted when written, statistics are
+medians over all (or evenly thinned) samples, and nothing depends on wall-clock time or dict order.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+from ... import __version__
+from ...assets import Inventory
+from ...assets.oui import mac_vendor
+from ...events import rfc3339
+from .model import Baseline, sections
+from .protocols import PROTOCOL_MODULES
+
+NS = 1_000_000_000
+
+
+class Learner:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.inventory = Inventory()
+        self.observe = self.inventory.observe
+        self.talkers: dict[tuple, list] = {}  # (client, server, protocol) -> [first, last, events, ports]
+        self._flows: dict[int, list] = {}
+        self.protocols = {name: m.Learner(cfg) for name, m in PROTOCOL_MODULES.items()}
+        self.epoch = 0
+        self.epochs: dict[int, list[int]] = {}  # stretch of capture without a gap -> [first, last] event time
+        self.gap = cfg.capture_gap * NS
+        self.first_ts: int | None = None
+        self.last_ts: int | None = None
+        self.events = 0
+
+    def learn(self, ev) -> None:
+        ctx = getattr(ev, "flow", None)
+        proto = getattr(ev, "protocol", None)
+        if ctx is None or not isinstance(proto, str):
+            return
+        ts = ev.ts
+        last = self.last_ts
+        if last is None:
+            self.first_ts = self.last_ts = ts
+            self.epochs[0] = [ts, ts]
+        else:
+            if ts - last > self.gap:
+                self.epoch += 1  # a gap in the capture: no interval spans it
+                self.epochs[self.epoch] = [ts, ts]
+            span = self.epochs[self.epoch]
+            if ts > last:
+                self.last_ts = span[1] = ts
+            elif ts < span[0]:
+                span[0] = ts
+                if ts < self.first_ts:
+                    self.first_ts = ts
+        self.events += 1
+        self.observe(ev)
+        t = self._flows.get(ctx.flow_id)
+        if t is None:
+            if len(self._flows) >= 65536:
+                self._flows.clear()
+            key = (ctx.client_ip, ctx.server_ip, proto)
+            t = self.talkers.get(key)
+            if t is None:
+                t = self.talkers[key] = [ts, ts, 0, set()]
+            t[3].add(ctx.server_port)
+            self._flows[ctx.flow_id] = t
+        t[2] += 1
+        if ts > t[1]:
+            t[1] = ts
+        elif ts < t[0]:
+            t[0] = ts
+        pl = self.protocols.get(proto)
+        if pl is not None:
+            pl.learn(ev, self.epoch)
+
+    # ------------------------------------------------------------------ result
+    def baseline(self, captures: list[dict] | None = None) -> Baseline:
+        b = Baseline()
+        b.learned = {"first_seen": rfc3339(self.first_ts) if self.first_ts is not None else None,
+                     "last_seen": rfc3339(self.last_ts) if self.last_ts is not None else None,
+                     "events": self.events, "captures": captures or [], "by": f"otids {__version__}"}
+        specs = sections()
+        assets = b.section("assets")
+        for a in self.inventory.sorted():
+            e: dict = {"ip": a.ip, "status": "learned"}
+            if a.macs:
+                e["macs"] = {m: mac_vendor(m) or "unknown vendor" for m in sorted(a.macs)}
+            if a.vlans:
+                e["vlans"] = sorted(a.vlans)
+            e["roles"] = sorted(a.roles)
+            idn = self.inventory.identity_doc(a)
+            if idn:
+                e["identity"] = idn
+            e.update(first_seen=rfc3339(a.first_seen), last_seen=rfc3339(a.last_seen), events=a.events)
+            assets[a.ip] = e
+        talkers = b.section("talkers")
+        for (c, s, p), (first, last, n, ports) in self.talkers.items():
+            e = {"client": c, "server": s, "protocol": p, "status": "learned", "ports": sorted(ports),
+                 "first_seen": rfc3339(first), "last_seen": rfc3339(last), "events": n}
+            talkers[f"{c}|{s}|{p}"] = e
+        for name, pl in self.protocols.items():
+            spec = specs[PROTOCOL_MODULES[name].SECTION.name]
+            sec = b.section(spec.name)
+            for e in pl.entries(self.epochs):
+                sec["|".join(str(e[k]) for k in spec.key)] = e
+        return b
+
+
+class LearnerDetector:
+    """The learner in the detector slot of a pipeline run: learns every event, raises nothing."""
+
+    def __init__(self, learner: Learner):
+        self.learner = learner
+        self.on_event = learner.learn
+
+    def flush(self, ts):
+        return None
+
+
+def capture_info(path: str) -> dict:
+    """Name (not the directory: the file must not depend on where the capture lies), size and SHA-256."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return {"name": os.path.basename(path), "bytes": os.path.getsize(path), "sha256": h.hexdigest()}

@@ -1,0 +1,391 @@
+"""The baseline file: what normal traffic looks like, as entries an engineer reviews (models/README.md).
+
+This module owns the file: its sections and entry identities, loading with `file:line:col` errors,
+writing (deterministic, comments kept, see yamlio), carrying review state over a re-learn, and the
+semantic diff behind `otids baseline diff`. What an entry *means* on the wire belongs to the protocol
+modules (modbus.py, opcua.py, mqtt.py), which validate and compile their own sections.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+import yaml
+
+from ...errors import SourceLocation, UserError
+from . import yamlio
+
+FORMAT_VERSION = 1
+STATUSES = ("approved", "denied", "learned")
+REVIEWED = ("approved", "denied")
+
+HEADER = [
+    "# otids baseline: the traffic this network is expected to carry (format: models/README.md).",
+    "# Written by `otids learn`. Review each entry: set `status: approved` or `status: denied`, add a",
+    "# `note:` or comments. Re-learning keeps status, notes and comments; approved and denied entries are",
+    "# kept as reviewed. Enforce with `otids analyze --baseline FILE`; compare with `otids baseline diff`.",
+]
+
+
+class BaselineError(UserError):
+    """The baseline file is invalid; `source` names file:line:col."""
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """One section of the file: its entries' identity fields (in order) and field order when written."""
+
+    name: str
+    key: tuple[str, ...]
+    order: tuple[str, ...]  # fields after the identity, status and note
+    count_field: str  # how much traffic the entry was learned from
+    protocol: str | None = None  # None for the generic sections (assets, talkers)
+
+
+COMMON_HEAD = ("status", "note")
+COMMON_SEEN = ("first_seen", "last_seen")
+
+GENERIC_SECTIONS = (
+    SectionSpec("assets", ("ip",), ("macs", "vlans", "roles", "identity", "first_seen", "last_seen", "events"),
+                "events"),
+    SectionSpec("talkers", ("client", "server", "protocol"), ("ports", "first_seen", "last_seen", "events"),
+                "events"),
+)
+
+
+def _protocol_sections() -> tuple[SectionSpec, ...]:
+    from .protocols import PROTOCOL_MODULES
+    return tuple(m.SECTION for m in PROTOCOL_MODULES.values())
+
+
+def sections() -> dict[str, SectionSpec]:
+    return {s.name: s for s in GENERIC_SECTIONS + _protocol_sections()}
+
+
+#: fields of nested lists whose items have an identity (so comments and diffs follow them)
+LIST_ITEM_KEYS = {"polls": ("function", "address")}
+
+
+def item_id(path: tuple, item, index: int) -> str:
+    if len(path) == 1 and isinstance(item, dict):
+        spec = sections().get(path[0])
+        if spec is not None:
+            return "|".join(str(item.get(k)) for k in spec.key)
+    if path and path[-1] in LIST_ITEM_KEYS and isinstance(item, dict):
+        return "|".join(str(item.get(k)) for k in LIST_ITEM_KEYS[path[-1]])
+    if isinstance(item, (str, int, float)):
+        return str(item)
+    return f"#{index}"
+
+
+def entry_id(spec: SectionSpec, entry: dict) -> str:
+    return "|".join(str(entry.get(k)) for k in spec.key)
+
+
+def entry_label(spec: SectionSpec, entry: dict) -> str:
+    """How an entry is named to people: `modbus 127.0.0.2 -> 127.0.0.11 unit 1`."""
+    k = spec.key
+    if spec.name == "assets":
+        return f"asset {entry.get('ip')}"
+    if spec.name == "talkers":
+        return f"{entry.get('protocol')} talkers {entry.get('client')} -> {entry.get('server')}"
+    if spec.name == "modbus":
+        return f"modbus {entry.get('master')} -> {entry.get('slave')} unit {entry.get('unit')}"
+    return f"{spec.name} " + " -> ".join(str(entry.get(x)) for x in k)
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+@dataclass
+class Baseline:
+    """A baseline in memory: the `learned` summary and, per section, entries by identity (YAML-shaped
+    dicts, in file order). `marks` maps semantic paths to (line, col) when loaded from a file."""
+
+    path: str | None = None
+    learned: dict = field(default_factory=dict)
+    entries: dict[str, dict[str, dict]] = field(default_factory=dict)
+    marks: dict[tuple, tuple[int, int]] = field(default_factory=dict)
+    text: str | None = None
+
+    def section(self, name: str) -> dict[str, dict]:
+        return self.entries.setdefault(name, {})
+
+    def where(self, *path) -> SourceLocation:
+        """File location of `path` (or its nearest ancestor) for error messages."""
+        p = tuple(str(x) for x in path)
+        while p:
+            if p in self.marks:
+                line, col = self.marks[p]
+                return SourceLocation(self.path or "<baseline>", line, col)
+            p = p[:-1]
+        return SourceLocation(self.path or "<baseline>")
+
+    def error(self, msg: str, *path) -> BaselineError:
+        return BaselineError(msg, self.where(*path))
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.entries.values())
+
+    # ------------------------------------------------------------------ writing
+    def to_doc(self) -> dict:
+        doc: dict = {"version": FORMAT_VERSION, "learned": self.learned}
+        for name, spec in sections().items():
+            entries = self.entries.get(name)
+            doc[name] = [_ordered(spec, e) for e in _sorted(spec, entries.values())] if entries else []
+        return doc
+
+    def dump(self, comments: yamlio.Comments | None = None) -> str:
+        return yamlio.dump(self.to_doc(), item_id, HEADER, comments)
+
+
+def _ordered(spec: SectionSpec, e: dict) -> dict:
+    out = {k: e[k] for k in spec.key if k in e}
+    for k in COMMON_HEAD:
+        if k in e and (k != "note" or e[k] not in (None, "")):
+            out[k] = e[k]
+    for k in spec.order:
+        if k in e:
+            out[k] = e[k]
+    for k in e:  # fields this version does not know stay, after the known ones
+        if k not in out and k != "note":
+            out[k] = e[k]
+    return out
+
+
+def _ip_key(v):
+    try:
+        a = ipaddress.ip_address(str(v))
+        return (0, a.version, int(a))
+    except ValueError:
+        return (1, 0, str(v))
+
+
+def sort_key(spec: SectionSpec, e: dict):
+    return tuple(_ip_key(e.get(k)) if not isinstance(e.get(k), int) else (0, 0, e.get(k)) for k in spec.key)
+
+
+def _sorted(spec: SectionSpec, entries) -> list:
+    return sorted(entries, key=lambda e: sort_key(spec, e))
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+def load(path: str) -> Baseline:
+    """Read and check a baseline file. Errors name file:line:col; the protocol modules check their own
+    sections' fields when the enforcer compiles them (compile_sections)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as e:
+        raise BaselineError(f"cannot read baseline: {e.strerror}", SourceLocation(path)) from None
+    return parse(text, path)
+
+
+def parse(text: str, path: str = "<baseline>") -> Baseline:
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise BaselineError(f"invalid YAML: {getattr(e, 'problem', None) or e}",
+                            SourceLocation(path, mark.line + 1 if mark else None,
+                                           mark.column + 1 if mark else None)) from None
+    b = Baseline(path=path, text=text)
+    if node is not None:
+        _marks(node, data, (), b.marks)
+    if data is None:
+        return b
+    if not isinstance(data, dict):
+        raise b.error("the top level must be a mapping (version, learned, and the sections)")
+    specs = sections()
+    known = {"version", "learned", *specs}
+    for k in data:
+        if k not in known:
+            raise b.error(f"unknown top-level key '{k}' (known: {', '.join(sorted(known))})", k)
+    v = data.get("version", FORMAT_VERSION)
+    if v != FORMAT_VERSION:
+        raise b.error(f"unsupported format version {v!r} (this otids reads version {FORMAT_VERSION})", "version")
+    learned = data.get("learned") or {}
+    if not isinstance(learned, dict):
+        raise b.error("'learned' must be a mapping", "learned")
+    b.learned = learned
+    for name, spec in specs.items():
+        raw = data.get(name)
+        if raw is None:
+            continue
+        if not isinstance(raw, list):
+            raise b.error(f"'{name}' must be a list of entries", name)
+        sec = b.section(name)
+        for i, e in enumerate(raw):
+            eid = item_id((name,), e, i)
+            if not isinstance(e, dict):
+                raise b.error(f"each {name} entry must be a mapping", name, eid)
+            for k in spec.key:
+                if e.get(k) is None:
+                    raise b.error(f"{name} entry lacks its identity field '{k}' "
+                                  f"(identity: {', '.join(spec.key)})", name, eid)
+            _check_identity(b, spec, e, eid)
+            st = e.get("status")
+            if st not in STATUSES:
+                raise b.error(f"status must be one of {', '.join(STATUSES)} (got {st!r})", name, eid,
+                              "status" if "status" in e else "")
+            if "note" in e and e["note"] is not None and not isinstance(e["note"], str):
+                raise b.error("note must be text", name, eid, "note")
+            if eid in sec:
+                raise b.error(f"duplicate {name} entry {eid}", name, eid)
+            sec[eid] = e
+    return b
+
+
+def _check_identity(b: Baseline, spec: SectionSpec, e: dict, eid: str) -> None:
+    for k in spec.key:
+        v = e[k]
+        if k in ("ip", "client", "server", "master", "slave", "broker"):
+            try:
+                ipaddress.ip_address(str(v))
+            except ValueError:
+                raise b.error(f"'{k}' must be an IP address (got {v!r})", spec.name, eid, k) from None
+        elif k == "unit" and not (isinstance(v, int) and 0 <= v <= 255):
+            raise b.error(f"'unit' must be a Modbus unit id 0-255 (got {v!r})", spec.name, eid, k)
+
+
+def _marks(node, data, path, marks) -> None:
+    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode) and isinstance(data, dict):
+        for (kn, vn), k in zip(node.value, list(data.keys())):
+            kp = path + (str(k),)
+            marks[kp] = (kn.start_mark.line + 1, kn.start_mark.column + 1)
+            _marks(vn, data[k], kp, marks)
+            marks[kp] = (kn.start_mark.line + 1, kn.start_mark.column + 1)
+    elif isinstance(node, yaml.SequenceNode) and isinstance(data, list):
+        for i, (vn, item) in enumerate(zip(node.value, data)):
+            _marks(vn, item, path + (item_id(path, item, i),), marks)
+
+
+# ---------------------------------------------------------------------------------------------- re-learn
+
+@dataclass
+class MergeReport:
+    kept_reviewed: int = 0  # approved/denied entries kept unchanged
+    carried_status: int = 0  # entries whose status/note came over from the old file
+    dropped_learned: list = field(default_factory=list)  # labels of learned entries not seen again
+    reviewed_with_new: list = field(default_factory=list)  # (label, what the new traffic added)
+    comments: int = 0
+
+
+def merge_review(new: Baseline, old: Baseline) -> MergeReport:
+    """Carry review state from `old` into freshly learned `new` (in place): approved and denied entries
+    stay exactly as reviewed; status and note of other matching entries come over; learned entries the
+    new traffic no longer shows are dropped (listed in the report)."""
+    rep = MergeReport()
+    for name, spec in sections().items():
+        olds = old.entries.get(name, {})
+        news = new.section(name)
+        for eid, oe in olds.items():
+            ne = news.get(eid)
+            if oe.get("status") in REVIEWED:
+                if ne is not None:
+                    added = _added_facts(ne, oe)
+                    if added:
+                        rep.reviewed_with_new.append((entry_label(spec, oe), added))
+                news[eid] = oe
+                rep.kept_reviewed += 1
+            elif ne is not None:
+                if oe.get("note"):
+                    ne["note"] = oe["note"]
+                ne["status"] = oe.get("status", "learned")
+                rep.carried_status += 1
+            else:
+                rep.dropped_learned.append(entry_label(spec, oe))
+    return rep
+
+
+_VOLATILE = {"first_seen", "last_seen", "events", "transactions", "messages", "samples", "count", "status",
+             "note", "seen", "jitter", "period"}
+
+
+def _added_facts(new, old, path="") -> list[str]:
+    """Facts present in `new` but not in `old` (ignoring counts and times): what a re-learn would add to a
+    reviewed entry."""
+    out: list[str] = []
+    if isinstance(new, dict) and isinstance(old, dict):
+        for k, v in new.items():
+            if k in _VOLATILE:
+                continue
+            p = f"{path}.{k}" if path else str(k)
+            if k not in old:
+                out.append(p)
+            else:
+                out += _added_facts(v, old[k], p)
+    elif isinstance(new, list) and isinstance(old, list):
+        olds = {yaml.safe_dump(x, sort_keys=True) for x in old}
+        for x in new:
+            if yaml.safe_dump(x, sort_keys=True) not in olds:
+                out.append(f"{path} {yamlio._flow(x)}")
+    return out
+
+
+def read_comments(text: str) -> yamlio.Comments:
+    return yamlio.read_comments(text, item_id, HEADER)
+
+
+# ---------------------------------------------------------------------------------------------- diff
+
+@dataclass(frozen=True)
+class Change:
+    section: str
+    entry: str  # identity
+    label: str
+    op: str  # added | removed | changed
+    details: tuple[str, ...] = ()
+
+
+def diff(old: Baseline, new: Baseline) -> list[Change]:
+    """Entry-by-entry differences, by identity (so re-ordering is no difference); within an entry, field
+    paths with old -> new values. Times and counts are compared too: they say how an entry was learned."""
+    out: list[Change] = []
+    for name, spec in sections().items():
+        o, n = old.entries.get(name, {}), new.entries.get(name, {})
+        for eid in sorted(set(o) | set(n), key=lambda i: sort_key(spec, (o.get(i) or n.get(i)))):
+            if eid not in o:
+                out.append(Change(name, eid, entry_label(spec, n[eid]), "added", _summary(spec, n[eid])))
+            elif eid not in n:
+                out.append(Change(name, eid, entry_label(spec, o[eid]), "removed", _summary(spec, o[eid])))
+            else:
+                d = _field_diff(o[eid], n[eid], "")
+                if d:
+                    out.append(Change(name, eid, entry_label(spec, n[eid]), "changed", tuple(d)))
+    return out
+
+
+def _summary(spec: SectionSpec, e: dict) -> tuple[str, ...]:
+    parts = [f"status {e.get('status')}"]
+    if spec.count_field in e:
+        parts.append(f"{e[spec.count_field]} {spec.count_field}")
+    return tuple(parts)
+
+
+def _field_diff(a, b, path: str) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in list(a) + [k for k in b if k not in a]:
+            p = f"{path}.{k}" if path else str(k)
+            if k not in b:
+                out.append(f"{p}: removed (was {yamlio._flow(a[k])})")
+            elif k not in a:
+                out.append(f"{p}: added {yamlio._flow(b[k])}")
+            else:
+                out += _field_diff(a[k], b[k], p)
+        return out
+    if isinstance(a, list) and isinstance(b, list) and a != b:
+        pair = len(a) == len(b) == 2 and all(isinstance(x, (int, float)) for x in a + b)  # a band: [low, high]
+        if not pair and all(yamlio._is_scalar(x) for x in a + b):
+            sa, sb = [yamlio._flow(x) for x in a], [yamlio._flow(x) for x in b]
+            plus = [x for x in sb if x not in sa]
+            minus = [x for x in sa if x not in sb]
+            if plus or minus:
+                return [f"{path}: " + " ".join([f"+{x}" for x in plus] + [f"-{x}" for x in minus])]
+        return [f"{path}: {yamlio._flow(a)} -> {yamlio._flow(b)}"]
+    if a != b:
+        return [f"{path}: {yamlio._flow(a)} -> {yamlio._flow(b)}"]
+    return []

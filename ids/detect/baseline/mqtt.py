@@ -1,0 +1,243 @@
+"""MQTT part of the baseline: per (client, broker) the client ids and usernames it connected with, the topics
+it published (QoS levels, message count, period and jitter when periodic) and the filters it subscribed to.
+
+It reads the event *documents* of dataset `otids.mqtt` (fields below, as published by the MQTT dissector,
+issue #4). A PUBLISH counts for its publisher only: the broker delivering it to subscribers is not the
+subscribers publishing, so the direction of each PUBLISH must be known (publishes without it are skipped
+and counted in `skipped_no_direction`).
+"""
+from __future__ import annotations
+
+from ...assets import get
+from ...events import rfc3339
+from .model import Baseline, SectionSpec
+from .modbus import period_seen
+from .periodic import IntervalSample, PeriodTracker, seconds
+
+SECTION = SectionSpec("mqtt", ("client", "broker"),
+                      ("first_seen", "last_seen", "messages", "client_ids", "usernames", "publishes", "subscribes"),
+                      "messages", "mqtt")
+ROLES = ("mqtt_client", "mqtt_broker")
+DATASETS = ("otids.mqtt",)
+EVENT_FIELDS = """dataset otids.mqtt, document fields: mqtt.connect.client_id, mqtt.connect.username (on
+CONNECT), mqtt.publish.topic, mqtt.publish.qos (on PUBLISH), mqtt.subscribe.topics (on SUBSCRIBE: filters as
+strings or {topic|filter, qos}), and the direction of a PUBLISH: mqtt.publish.from_client (bool, as Zeek's
+mqtt_publish.log) or mqtt.direction / mqtt.publish.direction ("to_server" | "to_client"). Flow client =
+MQTT client, server = broker."""
+
+
+def publish_from_client(doc: dict) -> bool | None:
+    v = get(doc, "mqtt.publish.from_client")
+    if isinstance(v, bool):
+        return v
+    for f in ("mqtt.publish.direction", "mqtt.direction"):
+        d = get(doc, f)
+        if isinstance(d, str):
+            d = d.lower()
+            if d in ("to_server", "client_to_server", "from_client", "outbound_to_broker"):
+                return True
+            if d in ("to_client", "server_to_client", "from_server", "from_broker"):
+                return False
+    return None
+
+
+def sub_filters(v) -> list[tuple[str, int | None]]:
+    if v is None:
+        return []
+    if isinstance(v, (str, dict)):
+        v = [v]
+    out = []
+    for x in v:
+        if isinstance(x, dict):
+            t = x.get("topic") or x.get("filter")
+            q = x.get("qos")
+            if isinstance(t, str):
+                out.append((t, q if isinstance(q, int) else None))
+        elif isinstance(x, str):
+            out.append((x, None))
+    return out
+
+
+def facts(doc: dict) -> dict | None:
+    m = get(doc, "mqtt")
+    if not isinstance(m, dict) and not any(k.startswith("mqtt.") for k in doc):
+        return None
+    out = {"client_id": get(doc, "mqtt.connect.client_id"), "username": get(doc, "mqtt.connect.username"),
+           "topic": get(doc, "mqtt.publish.topic"), "qos": get(doc, "mqtt.publish.qos"),
+           "from_client": None, "subscribe": sub_filters(get(doc, "mqtt.subscribe.topics"))}
+    if isinstance(out["topic"], str):
+        out["from_client"] = publish_from_client(doc)
+    return out
+
+
+def _is_mqtt(ev) -> bool:
+    return getattr(ev, "dataset", None) == "otids.mqtt" and hasattr(ev, "to_doc") and getattr(ev, "flow", None)
+
+
+class _Client:
+    __slots__ = ("first", "last", "n", "ids", "users", "topics", "subs")
+
+    def __init__(self, ts):
+        self.first = self.last = ts
+        self.n = 0
+        self.ids, self.users = set(), set()
+        self.topics: dict[str, list] = {}  # topic -> [qos set, count, IntervalSample]
+        self.subs: dict[str, set] = {}
+
+
+class Learner:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.clients: dict[tuple, _Client] = {}
+        self.skipped_no_direction = 0
+
+    def learn(self, ev, epoch: int) -> None:
+        if not _is_mqtt(ev):
+            return
+        f = facts(ev.to_doc())
+        if f is None:
+            return
+        key = (ev.flow.client_ip, ev.flow.server_ip)
+        c = self.clients.get(key)
+        if c is None:
+            c = self.clients[key] = _Client(ev.ts)
+        c.n += 1
+        c.first, c.last = min(c.first, ev.ts), max(c.last, ev.ts)
+        if isinstance(f["client_id"], str):
+            c.ids.add(f["client_id"])
+        if isinstance(f["username"], str) and f["username"]:
+            c.users.add(f["username"])
+        if isinstance(f["topic"], str):
+            if f["from_client"] is None:
+                self.skipped_no_direction += 1
+            elif f["from_client"]:
+                t = c.topics.get(f["topic"])
+                if t is None:
+                    t = c.topics[f["topic"]] = [set(), 0, IntervalSample(self.cfg.poll_window)]
+                if isinstance(f["qos"], int):
+                    t[0].add(f["qos"])
+                t[1] += 1
+                t[2].add(ev.ts, epoch)
+        for flt, q in f["subscribe"]:
+            s = c.subs.setdefault(flt, set())
+            if q is not None:
+                s.add(q)
+
+    def entries(self, epochs: dict | None = None) -> list[dict]:
+        cfg = self.cfg
+        out = []
+        for (cl, br), c in self.clients.items():
+            e: dict = {"client": cl, "broker": br, "status": "learned", "first_seen": rfc3339(c.first),
+                       "last_seen": rfc3339(c.last), "messages": c.n}
+            if c.ids:
+                e["client_ids"] = sorted(c.ids)
+            if c.users:
+                e["usernames"] = sorted(c.users)
+            if c.topics:
+                pubs = {}
+                for topic in sorted(c.topics):
+                    qos, n, sample = c.topics[topic]
+                    d: dict = {"qos": sorted(qos), "messages": n}
+                    p = sample.period(cfg, epochs)
+                    if p is not None:
+                        d["period"], d["jitter"] = seconds(p[0]), seconds(p[1])
+                    pubs[topic] = d
+                e["publishes"] = pubs
+            if c.subs:
+                e["subscribes"] = {flt: {"qos": sorted(c.subs[flt])} for flt in sorted(c.subs)}
+            out.append(e)
+        return out
+
+
+class _Compiled:
+    __slots__ = ("label", "status", "ids", "users", "topics", "subs", "periods")
+
+
+class Enforcer:
+    section = "mqtt"
+
+    def __init__(self, b: Baseline, cfg, usable_status):
+        self.cfg = cfg
+        self.clients: dict[tuple, _Compiled] = {}
+        for eid, e in b.section("mqtt").items():
+            c = _Compiled()
+            c.label, c.status = f"mqtt {e['client']} -> {e['broker']}", e["status"]
+            for name, attr in (("client_ids", "ids"), ("usernames", "users")):
+                v = e.get(name) or []
+                if not isinstance(v, list):
+                    raise b.error(f"{name} must be a list", "mqtt", eid, name)
+                setattr(c, attr, frozenset(str(x) for x in v))
+            pubs = e.get("publishes") or {}
+            if not isinstance(pubs, dict):
+                raise b.error("publishes must map topics to {qos: [...]}", "mqtt", eid, "publishes")
+            c.topics, c.periods = {}, {}
+            for topic, d in pubs.items():
+                d = d if isinstance(d, dict) else {}
+                c.topics[str(topic)] = frozenset(d.get("qos") or ())
+                if isinstance(d.get("period"), (int, float)) and d["period"] > 0:
+                    c.periods[str(topic)] = PeriodTracker(float(d["period"]), float(d.get("jitter") or 0),
+                                                          cfg.poll_window)
+            subs = e.get("subscribes") or {}
+            if not isinstance(subs, dict):
+                raise b.error("subscribes must map topic filters to {qos: [...]}", "mqtt", eid, "subscribes")
+            c.subs = {str(k): frozenset((v or {}).get("qos") or ()) for k, v in subs.items()}
+            if c.status in usable_status:
+                self.clients[(str(e["client"]), str(e["broker"]))] = c
+
+    def check(self, ev, det) -> None:
+        if not _is_mqtt(ev):
+            return
+        f = facts(ev.to_doc())
+        if f is None:
+            return
+        key = (ev.flow.client_ip, ev.flow.server_ip)
+        c = self.clients.get(key)
+        if c is None:
+            c = self.clients[key] = _Compiled()
+            c.label, c.status = f"mqtt {key[0]} -> {key[1]}", "learned"
+            c.ids = c.users = frozenset()
+            c.topics, c.subs, c.periods = {}, {}, {}
+        if c.status == "denied":
+            det.report("otids.baseline.denied", ("mqtt.denied",) + key, ev, "no traffic (entry denied)",
+                       "MQTT traffic", entry=c.label)
+            return
+        for what, val, known in (("client id", f["client_id"], c.ids), ("username", f["username"], c.users)):
+            if isinstance(val, str) and (val or what == "client id") and val not in known:
+                det.report("otids.baseline.mqtt.new_client_id", ("mqtt.id",) + key + (what, val), ev,
+                           f"{what}s " + (", ".join(sorted(known)) or "none"), f"{what} {val!r}", entry=c.label)
+        topic = f["topic"]
+        if isinstance(topic, str) and f["from_client"]:
+            qos = c.topics.get(topic)
+            if qos is None:
+                det.report("otids.baseline.mqtt.new_topic", ("mqtt.topic",) + key + (topic,), ev,
+                           "publishes to " + (", ".join(sorted(c.topics)) or "no topic"), f"publish to {topic}",
+                           entry=c.label)
+            else:
+                if qos and isinstance(f["qos"], int) and f["qos"] not in qos:
+                    det.report("otids.baseline.mqtt.qos_changed", ("mqtt.qos",) + key + (topic, f["qos"]), ev,
+                               f"{topic} with QoS {', '.join(map(str, sorted(qos)))}",
+                               f"{topic} with QoS {f['qos']}", entry=c.label)
+                t = c.periods.get(topic)
+                if t is not None:
+                    t.ctx = ev.flow
+                    m = t.observe(ev.ts, det.epoch, self.cfg.poll_tolerance_percent)
+                    if m is not None:
+                        det.report("otids.baseline.mqtt.publish_period_changed", ("mqtt.period",) + key + (topic,),
+                                   ev, f"{topic} every {t.period / 1e9:g} s", f"every {m / 1e9:.3g} s",
+                                   entry=c.label, item=m, item_fmt=lambda xs, p=t.period: period_seen(xs, p))
+        for flt, q in f["subscribe"]:
+            if flt not in c.subs:
+                det.report("otids.baseline.mqtt.new_subscription", ("mqtt.sub",) + key + (flt,), ev,
+                           "subscriptions " + (", ".join(sorted(c.subs)) or "none"), f"subscribe {flt}",
+                           entry=c.label)
+
+    def sweep(self, now: int, det) -> None:
+        stop_min = self.cfg.poll_stop_min * 1_000_000_000
+        for key, c in self.clients.items():
+            for topic, t in c.periods.items():
+                silent = t.silent_for(now, det.epoch, det.epoch_start)
+                if silent > max(self.cfg.poll_stop_factor * t.period, stop_min) and not t.stopped:
+                    t.stopped = True
+                    det.report("otids.baseline.mqtt.publish_stopped", ("mqtt.stopped",) + key + (topic,), None,
+                               f"{topic} every {t.period / 1e9:g} s", f"none for {silent / 1e9:.0f} s",
+                               entry=c.label, ts=now, flow=t.ctx, protocol="mqtt")

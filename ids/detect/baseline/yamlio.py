@@ -1,0 +1,264 @@
+"""Deterministic YAML for baseline files, with reviewers' comments that follow their entries across a
+re-learn.
+
+Why not a general round-trip library (ruamel.yaml): it keeps comments by position, attached to the token
+before them, so when a re-learn adds, removes or re-sorts entries the comments drift onto the wrong
+entries. Here every line the emitter writes carries the *semantic path* of what starts on it (section,
+entry identity such as `127.0.0.2|127.0.0.11|1`, field); comments read from the old file are keyed by the
+same paths, so a comment stays with its entry wherever the entry moves. Comments whose entry is gone are
+kept at the end of the file under a marker, never silently dropped. The emitter writes one canonical
+layout (key order given by the caller, flow style for short leaf mappings, minimal quoting), so learning
+the same traffic twice gives byte-identical files.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Callable
+
+import yaml
+
+Path = tuple[str, ...]
+#: (path of a sequence, item, index) -> the item's identity within that sequence
+ItemId = Callable[[Path, object, int], str]
+
+ORPHAN_MARK = "# -- comments kept from entries no longer in this file:"
+
+_PLAIN_BAD = re.compile(r"[\x00-\x1f\x7f]|: |\s#|^[\s\-?:,\[\]{}#&*!|>'\"%@`]|\s$|:$")
+_plain_cache: dict[str, bool] = {}
+
+
+def scalar(v) -> str:
+    """One scalar in canonical form; strings are plain when YAML would read them back unchanged."""
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        r = repr(v)
+        return r if ("." in r or "e" in r or "n" in r) else r + ".0"
+    s = str(v)
+    ok = _plain_cache.get(s)
+    if ok is None:
+        ok = bool(s) and not _PLAIN_BAD.search(s)
+        if ok:
+            try:
+                ok = yaml.safe_load(s) == s
+            except yaml.YAMLError:
+                ok = False
+        if len(_plain_cache) < 100_000:
+            _plain_cache[s] = ok
+    return s if ok else json.dumps(s, ensure_ascii=False)
+
+
+def _is_scalar(v) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _flow(v) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{scalar(k)}: {_flow(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_flow(x) for x in v) + "]"
+    return scalar(v)
+
+
+def _leafy(v) -> bool:
+    """A mapping or list that may be written on one line: scalars and lists of scalars only."""
+    if isinstance(v, dict):
+        return all(_is_scalar(x) or (isinstance(x, (list, tuple)) and all(_is_scalar(y) for y in x))
+                   for x in v.values())
+    return isinstance(v, (list, tuple)) and all(_is_scalar(x) for x in v)
+
+
+class Line:
+    __slots__ = ("text", "paths", "indent")
+
+    def __init__(self, text: str, paths: list, indent: int):
+        self.text, self.paths, self.indent = text, paths, indent
+
+
+class Emitter:
+    """Writes nested dicts/lists as block YAML. Mappings at depth >= `flow_depth` (and list items at depth
+    >= `flow_depth` - 1) that hold only scalars go on one line when short."""
+
+    def __init__(self, item_id: ItemId, flow_depth: int = 4, width: int = 110):
+        self.item_id = item_id
+        self.flow_depth = flow_depth
+        self.width = width
+
+    def lines(self, doc: dict) -> list[Line]:
+        out: list[Line] = []
+        self._map(doc, (), 0, out)
+        return out
+
+    def _map(self, m: dict, path: Path, ind: int, out: list) -> None:
+        pad = " " * ind
+        for k, v in m.items():
+            kp = path + (str(k),)
+            head = f"{pad}{scalar(k)}:"
+            if _is_scalar(v):
+                out.append(Line(f"{head} {scalar(v)}", [kp], ind))
+            elif not v:
+                out.append(Line(f"{head} {'{}' if isinstance(v, dict) else '[]'}", [kp], ind))
+            elif isinstance(v, (list, tuple)) and _leafy(v):
+                out.append(Line(f"{head} {_flow(v)}", [kp], ind))
+            elif isinstance(v, dict) and len(kp) >= self.flow_depth and _leafy(v) \
+                    and len(head) + len(_flow(v)) < self.width:
+                out.append(Line(f"{head} {_flow(v)}", [kp], ind))
+            else:
+                out.append(Line(head, [kp], ind))
+                if isinstance(v, dict):
+                    self._map(v, kp, ind + 2, out)
+                else:
+                    self._seq(v, kp, ind + 2, out)
+
+    def _seq(self, s: list, path: Path, ind: int, out: list) -> None:
+        pad = " " * ind
+        for i, item in enumerate(s):
+            ip = path + (self.item_id(path, item, i),)
+            if isinstance(item, dict) and item and not (len(ip) >= self.flow_depth and _leafy(item)
+                                                        and len(_flow(item)) + ind < self.width):
+                sub: list[Line] = []
+                self._map(item, ip, ind + 2, sub)
+                first = sub[0]
+                first.text = f"{pad}- {first.text.lstrip()}"
+                first.paths = [ip] + first.paths
+                first.indent = ind
+                out.extend(sub)
+            elif isinstance(item, (list, tuple)) and item and not _leafy(item):
+                raise ValueError(f"nested list at {'/'.join(ip)} is not supported")
+            else:
+                out.append(Line(f"{pad}- {_flow(item)}", [ip], ind))
+
+
+# ---------------------------------------------------------------------------------------------- comments
+
+class Comments:
+    """Comments read from an earlier version of a file, keyed by semantic path."""
+
+    def __init__(self):
+        self.before: dict[Path, list[str]] = {}  # full-line comments above the line where `path` starts
+        self.trailing: list[tuple[list[Path], str]] = []  # end-of-line comments, with every path on that line
+        self.end: list[str] = []  # after the last content line
+        self.orphans: list[str] = []  # kept from entries that were gone at an earlier re-learn
+
+    def __bool__(self) -> bool:
+        return bool(self.before or self.trailing or self.end or self.orphans)
+
+
+_CONTENT_TOKENS = (yaml.ScalarToken, yaml.FlowSequenceStartToken, yaml.FlowSequenceEndToken,
+                   yaml.FlowMappingStartToken, yaml.FlowMappingEndToken, yaml.FlowEntryToken, yaml.ValueToken,
+                   yaml.BlockEntryToken, yaml.AnchorToken, yaml.AliasToken, yaml.TagToken)
+
+
+def read_comments(text: str, item_id: ItemId, header: list[str] | None = None) -> Comments:
+    """Find every comment in `text` (a YAML document) and key it by the path of the content it belongs to:
+    a full-line comment to the outermost path starting on the next content line, an end-of-line comment to
+    every path starting on its line. Lines equal to the generated `header` are not comments to keep."""
+    lines = text.split("\n")
+    n = len(lines)
+    covered = [False] * n
+    content_end = [-1] * n
+    for tok in yaml.scan(text):
+        if not isinstance(tok, _CONTENT_TOKENS):
+            continue
+        s, e = tok.start_mark, tok.end_mark
+        for ln in range(s.line, min(e.line, n - 1) + 1):
+            covered[ln] = True
+        if e.line < n:
+            content_end[e.line] = max(content_end[e.line], e.column)
+    starts: dict[int, list[Path]] = {}
+    node = yaml.compose(text)
+    if node is not None:
+        data = yaml.safe_load(text)
+        _walk(node, data, (), starts, item_id)
+    out = Comments()
+    pending: list[str] = []
+    header_set = set(header or ())
+    orphan_mode = False
+    at_top = True
+    for ln in range(n):
+        raw = lines[ln]
+        stripped = raw.strip()
+        if not covered[ln]:
+            if stripped.startswith("#"):
+                if at_top and raw.rstrip() in header_set:
+                    continue
+                if stripped == ORPHAN_MARK:
+                    orphan_mode = True
+                elif orphan_mode:
+                    out.orphans.append(stripped)
+                else:
+                    pending.append(stripped)
+            continue
+        at_top = orphan_mode = False
+        paths = starts.get(ln)
+        if paths and pending:
+            out.before.setdefault(paths[0], []).extend(pending)
+            pending = []
+        rest = raw[content_end[ln]:] if content_end[ln] >= 0 else ""
+        i = rest.find("#")
+        if i >= 0 and paths and not rest[:i].strip():
+            out.trailing.append((paths, rest[i:].strip()))
+    out.end = pending
+    return out
+
+
+def _walk(node, data, path: Path, starts: dict, item_id: ItemId) -> None:
+    if isinstance(node, yaml.MappingNode) and isinstance(data, dict):
+        keys = list(data.keys())
+        for (kn, vn), k in zip(node.value, keys):
+            kp = path + (str(k),)
+            starts.setdefault(kn.start_mark.line, []).append(kp)
+            _walk(vn, data[k], kp, starts, item_id)
+    elif isinstance(node, yaml.SequenceNode) and isinstance(data, list):
+        for i, (vn, item) in enumerate(zip(node.value, data)):
+            ip = path + (item_id(path, item, i),)
+            starts.setdefault(vn.start_mark.line, []).append(ip)
+            _walk(vn, item, ip, starts, item_id)
+
+
+# ---------------------------------------------------------------------------------------------- dump
+
+def dump(doc: dict, item_id: ItemId, header: list[str], comments: Comments | None = None,
+         flow_depth: int = 4) -> str:
+    """The document as YAML text: `header` lines first, then the body with `comments` put back."""
+    body = Emitter(item_id, flow_depth).lines(doc)
+    out = list(header)
+    used_before: set[Path] = set()
+    used_trailing: set[int] = set()
+    trailing_at: dict[Path, list[int]] = {}
+    if comments:
+        for idx, (paths, _) in enumerate(comments.trailing):
+            for p in paths:
+                trailing_at.setdefault(p, []).append(idx)
+    for line in body:
+        if comments:
+            for p in line.paths:
+                cs = comments.before.get(p)
+                if cs and p not in used_before:
+                    used_before.add(p)
+                    out.extend(" " * line.indent + c for c in cs)
+        text = line.text
+        if comments:
+            for p in reversed(line.paths):
+                got = [i for i in trailing_at.get(p, ()) if i not in used_trailing]
+                if got:
+                    used_trailing.update(got)
+                    text += "  " + " ".join(comments.trailing[i][1] for i in got)
+                    break
+        out.append(text)
+    if comments:
+        orphans = list(comments.orphans)
+        orphans += [c for p, cs in comments.before.items() if p not in used_before for c in cs]
+        orphans += [c for i, (_, c) in enumerate(comments.trailing) if i not in used_trailing]
+        if orphans:
+            out.append(ORPHAN_MARK)
+            out.extend(orphans)
+        out.extend(comments.end)
+    return "\n".join(out) + "\n"

@@ -1,0 +1,232 @@
+"""Baseline file: canonical YAML, comments that follow entries across a re-learn, loading errors with
+file:line:col, review-state merge and the semantic diff."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from ids.detect.baseline import model, yamlio
+from ids.detect.baseline.model import Baseline, BaselineError, merge_review, parse
+
+
+# ---------------------------------------------------------------------------------------------- scalars
+
+@pytest.mark.parametrize("value,text", [
+    ("plain", "plain"),
+    ("true", '"true"'),  # would read back as a bool
+    ("1", '"1"'),  # as an int
+    ("1.12", '"1.12"'),  # a revision string must stay a string
+    ("2026-11-22T05:46:27.725689Z", '"2026-11-22T05:46:27.725689Z"'),  # as a timestamp
+    ("a: b", '"a: b"'),
+    ("x #y", '"x #y"'),
+    ("#x", '"#x"'),
+    ("", '""'),
+    (" lead", '" lead"'),
+    ("plant/#", "plant/#"),  # "#" not after a space starts no comment
+    ("ns=2;s=Line1.Setpoint", "ns=2;s=Line1.Setpoint"),
+    ("0-9", "0-9"),
+    ("null", '"null"'),
+    ("tab\tin", '"tab\\tin"'),
+    (None, "null"), (True, "true"), (0, "0"), (1.0, "1.0"), (0.0003, "0.0003"),
+])
+def test_scalar_reads_back_unchanged(value, text):
+    assert yamlio.scalar(value) == text
+    assert yaml.safe_load(f"k: {text}")["k"] == value
+
+
+def _doc():
+    return {
+        "version": 1,
+        "learned": {"events": 3},
+        "assets": [{"ip": "10.0.0.2", "status": "learned", "roles": ["modbus_master"]},
+                   {"ip": "10.0.0.10", "status": "learned", "roles": ["modbus_slave"]}],
+        "talkers": [],
+        "modbus": [{"master": "10.0.0.2", "slave": "10.0.0.10", "unit": 1, "status": "learned",
+                    "functions": {3: "read_holding_registers"},
+                    "reads": {"holding_registers": ["0-9", 20]},
+                    "values": {"holding_registers": {20: {"band": [40, 60], "seen": [41, 59], "count": 9}}},
+                    "polls": [{"function": 3, "address": 0, "period": 1.0, "jitter": 0.001, "samples": 9}]}],
+        "opcua": [], "mqtt": [],
+    }
+
+
+def test_dump_reads_back_and_is_canonical():
+    text = yamlio.dump(_doc(), model.item_id, model.HEADER)
+    assert yaml.safe_load(text) == _doc()
+    assert "        20: {band: [40, 60], seen: [41, 59], count: 9}\n" in text
+    assert "      - {function: 3, address: 0, period: 1.0, jitter: 0.001, samples: 9}\n" in text
+    assert yamlio.dump(yaml.safe_load(text), model.item_id, model.HEADER) == text
+
+
+# ---------------------------------------------------------------------------------------------- comments
+
+def test_comments_follow_entries_when_entries_move_and_change():
+    text = yamlio.dump(_doc(), model.item_id, model.HEADER)
+    text = text.replace("  - ip: 10.0.0.10\n", "  # the boiler PLC, cabinet 3\n  - ip: 10.0.0.10  # fixed IP\n")
+    text = text.replace("    functions:\n", "    # reviewed by J. on 2026-11-02\n    functions:\n")
+    text = text.replace("samples: 9}\n", "samples: 9}  # the HMI's main poll\n")
+    text = text.replace("version: 1\n", "version: 1\n# about assets\n")
+    comments = model.read_comments(text)
+    doc = _doc()
+    # a re-learn: a new asset sorts in between, facts change
+    doc["assets"].insert(1, {"ip": "10.0.0.5", "status": "learned", "roles": ["modbus_master"]})
+    doc["modbus"][0]["functions"][6] = "write_single_register"
+    doc["modbus"][0]["polls"][0]["samples"] = 99
+    out = yamlio.dump(doc, model.item_id, model.HEADER, comments)
+    lines = out.splitlines()
+    i = lines.index("  # the boiler PLC, cabinet 3")
+    assert lines[i + 1] == "  - ip: 10.0.0.10  # fixed IP"
+    assert lines[lines.index("    # reviewed by J. on 2026-11-02") + 1] == "    functions:"
+    assert any(ln.endswith("samples: 99}  # the HMI's main poll") for ln in lines)
+    assert lines[lines.index("# about assets") + 1] == "learned:"
+    assert out.count("# otids baseline:") == 1  # the generated header is not kept as a comment
+    assert yaml.safe_load(out) == doc
+    # and again: stable
+    assert yamlio.dump(doc, model.item_id, model.HEADER, model.read_comments(out)) == out
+
+
+def test_comment_of_a_removed_entry_is_kept_at_the_end():
+    text = yamlio.dump(_doc(), model.item_id, model.HEADER)
+    text = text.replace("  - ip: 10.0.0.2\n", "  # old laptop, remove\n  - ip: 10.0.0.2\n")
+    doc = _doc()
+    del doc["assets"][0]
+    out = yamlio.dump(doc, model.item_id, model.HEADER, model.read_comments(text))
+    assert out.rstrip().endswith(yamlio.ORPHAN_MARK + "\n# old laptop, remove")
+    again = yamlio.dump(doc, model.item_id, model.HEADER, model.read_comments(out))
+    assert again == out  # the orphan block is not duplicated or moved on the next re-learn
+
+
+def test_hash_inside_quoted_value_is_not_a_comment():
+    doc = {"version": 1, "mqtt": [{"client": "10.0.0.5", "broker": "10.0.0.9", "status": "learned",
+                                   "subscribes": {"plant/#": {"qos": [1]}}}]}
+    text = yamlio.dump(doc, model.item_id, [])
+    c = model.read_comments(text)
+    assert not c
+    out = yamlio.dump(doc, model.item_id, [], c)
+    assert out == text
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+def _text(**changes):
+    doc = _doc()
+    for k, v in changes.items():
+        doc["modbus"][0][k] = v
+    return yamlio.dump(doc, model.item_id, model.HEADER)
+
+
+def test_load_ok():
+    b = parse(_text(), "b.yaml")
+    assert b.count() == 3
+    assert set(b.section("modbus")) == {"10.0.0.2|10.0.0.10|1"}
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, ln in enumerate(text.splitlines(), 1) if needle in ln)
+
+
+@pytest.mark.parametrize("mutate,message,needle", [
+    (lambda t: t.replace("    status: learned\n    functions", "    status: reviewed\n    functions"),
+     "status must be one of approved, denied, learned (got 'reviewed')", "status: reviewed"),
+    (lambda t: t.replace("slave: 10.0.0.10", "slave: plc-1"), "'slave' must be an IP address", "slave: plc-1"),
+    (lambda t: t.replace("unit: 1\n", "unit: 256\n"), "'unit' must be a Modbus unit id 0-255", "unit: 256"),
+    (lambda t: t.replace("opcua: []", "opcua: []\nmodbuz: []"), "unknown top-level key 'modbuz'", "modbuz"),
+    (lambda t: t.replace("version: 1", "version: 2"), "unsupported format version 2", "version: 2"),
+    (lambda t: t.replace("  - ip: 10.0.0.10\n", "  - ip: 10.0.0.2\n"), "duplicate assets entry 10.0.0.2",
+     None),
+    (lambda t: t.replace("    status: learned\n    roles: [modbus_slave]", "    roles: [modbus_slave]"),
+     "status must be one of", None),
+])
+def test_load_errors_name_the_place(mutate, message, needle):
+    text = mutate(_text())
+    with pytest.raises(BaselineError) as ei:
+        parse(text, "b.yaml")
+    e = ei.value
+    assert message in e.message
+    assert e.source.path == "b.yaml" and e.source.line is not None
+    if needle:
+        assert e.source.line == _line_of(text, needle), (str(e), text)
+
+
+def test_load_invalid_yaml_names_line():
+    with pytest.raises(BaselineError) as ei:
+        parse("version: 1\nassets: [\n", "b.yaml")
+    assert ei.value.source.line is not None and "invalid YAML" in ei.value.message
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("reads", {"holding_registers": ["9-3"]}, "bad address range '9-3'"),
+    ("reads", {"holding_registers": ["0-65536"]}, "bad address range"),
+    ("reads", {"holding_registerz": [1]}, "unknown table 'holding_registerz'"),
+    ("functions", {128: "x"}, "functions must map function codes (0-127)"),
+    ("values", {"holding_registers": {20: {"band": [60, 40]}}}, "LOW <= HIGH"),
+    ("polls", [{"function": 3, "address": 0, "period": 0}], "period > 0"),
+])
+def test_modbus_section_errors(field, value, message):
+    from ids.config import BaselineConfig
+    from ids.detect.baseline.enforcer import BaselineDetector
+    text = _text(**{field: value})
+    b = parse(text, "b.yaml")
+    with pytest.raises(BaselineError) as ei:
+        BaselineDetector(b, BaselineConfig())
+    assert message in ei.value.message
+    assert ei.value.source.line is not None and ei.value.source.line >= _line_of(text, f"{field}:")
+
+
+def test_modbus_range_edges_accepted():
+    from ids.config import BaselineConfig
+    from ids.detect.baseline.enforcer import BaselineDetector
+    b = parse(_text(reads={"holding_registers": ["0-65535", 7, [3, 4]]}), "b.yaml")
+    BaselineDetector(b, BaselineConfig())
+
+
+# ---------------------------------------------------------------------------------------------- re-learn
+
+def _baseline(doc) -> Baseline:
+    return parse(yamlio.dump(doc, model.item_id, model.HEADER), "x.yaml")
+
+
+def test_merge_keeps_review_and_drops_unseen_learned_entries():
+    old_doc = _doc()
+    old_doc["assets"][0]["status"] = "approved"
+    old_doc["assets"][0]["note"] = "HMI, approved"
+    old_doc["assets"][1]["note"] = "PLC"
+    old_doc["modbus"][0]["status"] = "denied"
+    old_doc["assets"].append({"ip": "10.0.0.99", "status": "learned", "roles": ["modbus_master"]})
+    new_doc = _doc()
+    new_doc["assets"][0]["roles"] = ["modbus_master", "mqtt_client"]  # more facts for an approved entry
+    new_doc["modbus"][0]["functions"][16] = "write_multiple_registers"
+    old, new = _baseline(old_doc), _baseline(new_doc)
+    rep = merge_review(new, old)
+    a = new.section("assets")
+    assert a["10.0.0.2"]["roles"] == ["modbus_master"] and a["10.0.0.2"]["status"] == "approved"
+    assert a["10.0.0.10"]["note"] == "PLC" and a["10.0.0.10"]["status"] == "learned"
+    assert "10.0.0.99" not in a and rep.dropped_learned == ["asset 10.0.0.99"]
+    assert new.section("modbus")["10.0.0.2|10.0.0.10|1"]["status"] == "denied"
+    assert 16 not in new.section("modbus")["10.0.0.2|10.0.0.10|1"]["functions"]
+    assert rep.kept_reviewed == 2 and rep.carried_status == 1
+    labels = dict(rep.reviewed_with_new)
+    assert labels["asset 10.0.0.2"] == ["roles mqtt_client"]
+    assert labels["modbus 10.0.0.2 -> 10.0.0.10 unit 1"] == ["functions.16"]
+
+
+# ---------------------------------------------------------------------------------------------- diff
+
+def test_diff_by_identity():
+    a = _doc()
+    b = copy.deepcopy(a)
+    b["assets"].reverse()  # order is no difference
+    assert model.diff(_baseline(a), _baseline(b)) == []
+    b["assets"].append({"ip": "10.0.0.7", "status": "learned", "roles": ["modbus_master"]})
+    b["modbus"][0]["reads"]["holding_registers"] = ["0-19", 20]
+    b["modbus"][0]["status"] = "approved"
+    del b["assets"][0]
+    ch = model.diff(_baseline(a), _baseline(b))
+    got = {(c.op, c.label): c.details for c in ch}
+    assert ("added", "asset 10.0.0.7") in got
+    assert ("removed", "asset 10.0.0.10") in got
+    d = got[("changed", "modbus 10.0.0.2 -> 10.0.0.10 unit 1")]
+    assert "status: learned -> approved" in d
+    assert "reads.holding_registers: +0-19 -0-9" in d
