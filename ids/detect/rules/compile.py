@@ -322,6 +322,8 @@ def _num(x) -> bool:
 
 #: Per protocol: the field the engine indexes rules by.
 INDEX_FIELD = {"modbus": "modbus.function_code", "mqtt": "mqtt.types", "opcua": "opcua.service"}
+#: Protocols whose index field holds several keys per event (all of an exchange's message types).
+MULTI_KEY = {"mqtt"}
 
 
 def _modbus_code_of_name(name: str) -> int | None:
@@ -345,6 +347,8 @@ def keys_of(cond, protocol: str, lists: dict | None = None):
         ks = [k for k in (keys_of(c, protocol, lists) for c in cond.items) if k is not None]
         if not ks:
             return None
+        if protocol in MULTI_KEY:  # an MQTT exchange has several types: each required one is a valid key
+            return set(min(ks, key=len))
         out = set(ks[0])
         for k in ks[1:]:
             out &= k
