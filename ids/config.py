@@ -34,7 +34,7 @@ class FlowConfig:
 @dataclass(frozen=True)
 class ProtocolsConfig:
     probe: bool = True  # detect protocols by content on ports not in the map
-    ports: dict = field(default_factory=lambda: {"modbus": [502]})
+    ports: dict = field(default_factory=lambda: {"modbus": [502], "opcua": [4840]})
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,22 @@ class ModbusConfig:
 
 
 @dataclass(frozen=True)
+class OpcuaConfig:
+    max_message_size: int = 16 << 20  # reassembled message bytes kept; beyond: anomaly chunk_cap_hit
+    max_chunks: int = 4096  # chunks per message before chunk_cap_hit (negotiated limits checked as well)
+    max_chunk_size: int = 8 << 20  # one chunk larger than this is skipped unread (chunk_cap_hit)
+    max_partial_messages: int = 16  # messages being reassembled at once per direction
+    max_pending: int = 1024  # outstanding requests per flow before the oldest is emitted unanswered
+    request_timeout: int = 60  # seconds (or the request's timeoutHint if longer) before unanswered
+    max_values: int = 32  # array elements (nodes, values, results) kept per list in an event
+
+
+@dataclass(frozen=True)
 class AnomalyConfig:
     enabled: bool = True
     exception_flood_count: int = 20  # exceptions from one server to one client ...
-    exception_flood_window: int = 10  # ... within this many seconds
+    exception_flood_window: int = 10  # ... within this many seconds (tumbling windows) ...
+    exception_flood_ratio: float = 0.5  # ... that are at least this share of the pair's transactions
     unanswered_flood_count: int = 20
     unanswered_flood_window: int = 60
     realert_after: int = 300  # seconds before the same flood alert fires again for the same pair
@@ -68,6 +80,7 @@ class Config:
     flow: FlowConfig = field(default_factory=FlowConfig)
     protocols: ProtocolsConfig = field(default_factory=ProtocolsConfig)
     modbus: ModbusConfig = field(default_factory=ModbusConfig)
+    opcua: OpcuaConfig = field(default_factory=OpcuaConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -147,7 +160,9 @@ def _build(cls, raw: dict, path: str, prefix: str):
 
 def _check(t, value, name, where):
     ts = str(t)
-    if ts in ("int", "<class 'int'>"):
+    if ts in ("float", "<class 'float'>"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif ts in ("int", "<class 'int'>"):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif ts in ("bool", "<class 'bool'>"):
         ok = isinstance(value, bool)

@@ -15,6 +15,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -22,11 +23,19 @@ from typing import Any, NamedTuple
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+_sec_cache: dict[int, str] = {}
+
+
 def rfc3339(ts_ns: int) -> str:
     """Nanosecond epoch timestamp -> RFC 3339 UTC with microseconds, e.g. 2024-01-31T12:00:00.123456Z."""
     sec, ns = divmod(ts_ns, 1_000_000_000)
-    t = datetime.fromtimestamp(sec, timezone.utc) if sec >= 0 else _EPOCH
-    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns // 1000:06d}Z"
+    head = _sec_cache.get(sec)
+    if head is None:  # events arrive in time order: the formatted second is reused many times
+        if len(_sec_cache) > 4096:
+            _sec_cache.clear()
+        t = datetime.fromtimestamp(sec, timezone.utc) if sec >= 0 else _EPOCH
+        head = _sec_cache[sec] = t.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{head}.{ns // 1000:06d}Z"
 
 
 def ip_text(raw: bytes) -> str:
@@ -102,6 +111,7 @@ class FlowNotice(NamedTuple):
     details: dict
 
     dataset = "otids.flow"
+    label = property(itemgetter(1))  # what the run summary counts events by
 
     def to_doc(self) -> dict:
         doc: dict[str, Any] = {"@timestamp": rfc3339(self.ts),
@@ -162,6 +172,7 @@ class ModbusTransaction(NamedTuple):
 
     dataset = "otids.modbus"
     protocol = "modbus"
+    label = property(itemgetter(5))  # function
 
     @property
     def outcome(self) -> str:
@@ -202,6 +213,100 @@ def _part_doc(p: NamedTuple) -> dict:
         else:
             d[k] = v
     return d
+
+
+# ---------------------------------------------------------------------------------------------- OPC UA
+
+class OpcuaEvent(NamedTuple):
+    """One OPC UA Binary exchange (dataset `otids.opcua`): a service request with its response (paired by
+    request handle), a secure-channel open (OPN pair) or close (CLO), the HEL/ACK handshake, an ERR, a
+    ReverseHello, or one message that cannot be read because the channel encrypts it (`encrypted`).
+
+    Emitted when the response arrives, or without one (anomaly unanswered_request) on timeout or flow
+    end. `request` / `response` hold the service parameters otids decodes (documented in
+    ids/data/fields/opcua.yml); `certificates` maps a role (client, server, user) to the decoded
+    certificate (ECS x509 + hash). Secrets (passwords, token data, nonces, authentication tokens) are
+    never stored here.
+    """
+
+    ts: int  # request time (message time for one-way messages)
+    flow: FlowContext
+    message_type: str  # HEL, OPN, MSG, CLO, ERR, RHE
+    service: str  # Part 4 service name (Read, CreateSession, OpenSecureChannel ...), Hello, Error, ...
+    secure_channel_id: int | None
+    token_id: int | None
+    request_id: int | None
+    request_handle: int | None
+    security_policy_uri: str | None
+    security_mode: str | None  # None | Sign | SignAndEncrypt (inferred when the OPN is encrypted)
+    encrypted: bool
+    status_code: int | None
+    status: str | None
+    nodes: tuple[str, ...]
+    endpoint_url: str | None
+    application_uri: str | None
+    user_token_type: str | None
+    request: dict | None
+    response: dict | None
+    certificates: dict | None
+    anomalies: tuple[str, ...]
+    response_ts: int | None
+
+    dataset = "otids.opcua"
+    protocol = "opcua"
+
+    @property
+    def action(self) -> str:
+        s = self.service
+        out = [s[0].lower()] if s else []
+        for ch in s[1:]:
+            if ch.isupper() and out and out[-1] != "_":
+                out.append("_")
+            out.append(ch.lower())
+        return "".join(out).replace("-", "_")
+
+    label = property(itemgetter(3))  # service: what the run summary counts
+
+    @property
+    def outcome(self) -> str:
+        if self.status_code is not None:
+            return "failure" if self.status_code & 0x80000000 else "success"
+        if self.response is None and self.request is not None and self.message_type in ("MSG", "OPN", "HEL"):
+            return "unknown"
+        return "failure" if self.anomalies else "success"
+
+    def to_doc(self) -> dict:
+        o: dict[str, Any] = {"message_type": self.message_type, "service": self.service,
+                             "encrypted": self.encrypted}
+        for k in ("secure_channel_id", "token_id", "request_id", "request_handle", "security_mode",
+                  "status_code", "status", "endpoint_url", "application_uri", "user_token_type"):
+            v = getattr(self, k)
+            if v is not None:
+                o[k] = v
+        if self.security_policy_uri is not None:
+            uri = self.security_policy_uri
+            o["security_policy"] = {"uri": uri, "name": uri.rsplit("#", 1)[-1] if "#" in uri else uri}
+        if self.nodes:
+            o["nodes"] = list(self.nodes)
+        if self.request is not None:
+            o["request"] = self.request
+        if self.response is not None:
+            o["response"] = self.response
+        if self.certificates:
+            for role, c in self.certificates.items():
+                o[f"{role}_certificate"] = c
+        ev: dict[str, Any] = {"kind": "event", "category": ["network"], "type": ["protocol"],
+                              "dataset": self.dataset, "action": self.action, "outcome": self.outcome}
+        if self.response_ts is not None:
+            ev["duration"] = self.response_ts - self.ts
+        doc = {"@timestamp": rfc3339(self.ts), "event": ev}
+        doc.update(self.flow.network_doc("opcua"))
+        doc["opcua"] = o
+        user = (self.request or {}).get("identity", {}).get("user_name")
+        if user:
+            doc["user"] = {"name": user}
+        doc["otids"] = {"anomalies": list(self.anomalies)}
+        return doc
 
 
 # ---------------------------------------------------------------------------------------------- alerts

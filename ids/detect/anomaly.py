@@ -10,7 +10,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..config import AnomalyConfig
-from ..events import Alert, FlowNotice, ModbusTransaction
+from ..events import Alert, FlowNotice, ModbusTransaction, OpcuaEvent
 from .attack import techniques
 
 NS = 1_000_000_000
@@ -35,11 +35,34 @@ RULES = {r.id: r for r in (
                 "A slave sent a response whose transaction id matches no outstanding request: spoofed or "
                 "injected replies, or a capture that started mid-exchange.", ("T0856",)),
     AnomalyRule("otids.anomaly.modbus.exception_flood", "Modbus exception flood", "high",
-                "Many exception responses from one slave to one master in a short window: function-code, "
-                "address or unit-id scanning, or a master driving a device into errors.", ("T0846", "T0888")),
+                "Many exception responses from one slave to one master in a short window, and a large share "
+                "of their transactions: function-code, address or unit-id scanning, or a master driving a "
+                "device into errors.", ("T0846", "T0888")),
     AnomalyRule("otids.anomaly.modbus.unanswered_flood", "Modbus unanswered-request flood", "high",
                 "Many requests without response from one master to one slave in a short window: a request "
                 "flood, probing of absent units, or a device that stopped answering.", ("T0814",)),
+    AnomalyRule("otids.anomaly.opcua.malformed", "Malformed OPC UA message", "medium",
+                "An OPC UA Binary message violates OPC 10000-6: bad transport header, impossible length, "
+                "undecodable service body, nesting beyond the depth limit, a request sent by the server. Fuzzing "
+                "and exploitation attempts against OPC UA stacks produce these.", ("T0866",)),
+    AnomalyRule("otids.anomaly.opcua.chunk_cap", "OPC UA chunk limit exceeded", "high",
+                "A chunked OPC UA message exceeded the limits negotiated in HEL/ACK or otids's own reassembly cap "
+                "(or one chunk exceeded the chunk-size cap): resource-exhaustion attempts against a server or "
+                "client. The message was not kept beyond the cap.", ("T0814",)),
+    AnomalyRule("otids.anomaly.opcua.sequence", "OPC UA sequence number gap or replay", "medium",
+                "On a secure channel whose headers are readable, a SequenceNumber did not follow the previous one "
+                "(OPC 10000-6 6.7.2.4): a replayed or injected message, or a message removed in transit.",
+                ("T0830", "T0855")),
+    AnomalyRule("otids.anomaly.opcua.thumbprint_mismatch", "OPC UA certificate thumbprint mismatch", "high",
+                "The ReceiverCertificateThumbprint of an OpenSecureChannel does not match the certificate the peer "
+                "actually presented: a certificate substitution by a man in the middle, or a misconfigured "
+                "client talking to the wrong server.", ("T0830",)),
+    AnomalyRule("otids.anomaly.opcua.unsolicited_response", "Unsolicited OPC UA response", "medium",
+                "A response whose request handle matches no outstanding request: injected responses, or a capture "
+                "that started mid-exchange.", ("T0856",)),
+    AnomalyRule("otids.anomaly.opcua.unanswered_flood", "OPC UA unanswered-request flood", "high",
+                "Many OPC UA requests without response from one client to one server in a short window (Publish "
+                "requests, which servers legitimately hold, are not counted).", ("T0814",)),
     AnomalyRule("otids.anomaly.flow.stream_buffer_cap", "TCP reassembly buffer cap reached", "low",
                 "Out-of-order data for one stream exceeded the reassembly buffer; a gap was declared. Heavy loss "
                 "or deliberate segment games to evade inspection."),
@@ -53,6 +76,12 @@ RULES = {r.id: r for r in (
 MALFORMED = frozenset(("malformed_mbap", "malformed_pdu", "byte_count_mismatch", "quantity_out_of_range",
                        "invalid_coil_value", "exception_in_request", "function_code_mismatch",
                        "response_mismatch", "invalid_device_id_code"))
+
+OPCUA_MALFORMED = frozenset(("malformed_message", "malformed_body", "depth_limit", "unknown_service",
+                             "request_from_server", "response_from_client", "malformed_identity_token",
+                             "service_mismatch", "request_id_mismatch", "buffer_size_below_minimum"))
+OPCUA_CHUNK = frozenset(("chunk_cap_hit", "chunk_limit_exceeded"))
+OPCUA_SEQUENCE = frozenset(("sequence_gap", "sequence_replay"))
 
 NOTICE_RULES = {"stream_buffer_cap": "otids.anomaly.flow.stream_buffer_cap",
                 "flow_table_full": "otids.anomaly.flow.table_full",
@@ -75,13 +104,16 @@ class AnomalyDetector:
         self.cfg = cfg
         self.realert = cfg.realert_after * NS
         self.limiters: dict[tuple, _Limiter] = {}
-        self.exc: dict[tuple, deque] = {}
+        self.exc: dict[tuple, list] = {}  # (client, server) -> [window start, transactions, exceptions]
+        self.exc_window = cfg.exception_flood_window * NS
         self.unans: dict[tuple, deque] = {}
 
     # ------------------------------------------------------------------ events
     def on_event(self, ev):
         if type(ev) is ModbusTransaction:
             return self._modbus(ev)
+        if type(ev) is OpcuaEvent:
+            return self._opcua(ev) if ev.anomalies else None
         if type(ev) is FlowNotice:
             rid = NOTICE_RULES.get(ev.action)
             if rid:
@@ -106,16 +138,60 @@ class AnomalyDetector:
                 r = self._flood(self.unans, ev, self.cfg.unanswered_flood_count, self.cfg.unanswered_flood_window,
                                 "otids.anomaly.modbus.unanswered_flood", "requests without response")
                 out = (out or []) + (r or [])
+        # Exception share per (master, slave) in tumbling windows: one dict update per transaction.
+        f = ev.flow
+        key = (f.client_ip, f.server_ip)
+        w = self.exc.get(key)
+        ts = ev.ts
+        if w is None or ts - w[0] > self.exc_window:
+            if w is None and len(self.exc) >= MAX_KEYS:
+                self.exc.pop(next(iter(self.exc)))
+            w = self.exc[key] = [ts, 0, 0]
+        w[1] += 1
         if ev.exception_code is not None:
-            r = self._flood(self.exc, ev, self.cfg.exception_flood_count, self.cfg.exception_flood_window,
-                            "otids.anomaly.modbus.exception_flood", "exception responses")
-            if r:
-                out = (out or []) + r
+            w[2] += 1
+            cfg = self.cfg
+            if w[2] >= cfg.exception_flood_count and w[2] >= cfg.exception_flood_ratio * w[1]:
+                n, total = w[2], w[1]
+                self.exc[key] = [ts, 0, 0]
+                r = self._fire("otids.anomaly.modbus.exception_flood", ev, ts,
+                               f"{n} exception responses in {total} transactions from {f.server_ip} to "
+                               f"{f.client_ip} within {cfg.exception_flood_window} s", count=n)
+                if r:
+                    out = (out or []) + r
         return out
+
+    def _opcua(self, ev: OpcuaEvent):
+        out: list = []
+        an = ev.anomalies
+        f = ev.flow
+        pair = f"{f.client_ip} to {f.server_ip}"
+        checks = (
+            (OPCUA_MALFORMED, "otids.anomaly.opcua.malformed", "malformed OPC UA {svc} from " + pair),
+            (OPCUA_CHUNK, "otids.anomaly.opcua.chunk_cap", "OPC UA {svc} message over the chunk limits, " + pair),
+            (OPCUA_SEQUENCE, "otids.anomaly.opcua.sequence", "OPC UA sequence number anomaly on channel "
+                                                             f"{ev.secure_channel_id}, " + pair),
+            (frozenset(("thumbprint_mismatch",)), "otids.anomaly.opcua.thumbprint_mismatch",
+             "OPC UA receiver certificate thumbprint does not match the peer's certificate, " + pair),
+            (frozenset(("unsolicited_response",)), "otids.anomaly.opcua.unsolicited_response",
+             "OPC UA {svc} response with no matching request, " + pair),
+        )
+        for names, rid, text in checks:
+            hit = [a for a in an if a in names]
+            if hit:
+                r = self._fire(rid, ev, ev.ts, text.format(svc=ev.service) + f": {', '.join(hit)}")
+                if r:
+                    out += r
+        if "unanswered_request" in an and ev.service != "Publish":
+            r = self._flood(self.unans, ev, self.cfg.unanswered_flood_count, self.cfg.unanswered_flood_window,
+                            "otids.anomaly.opcua.unanswered_flood", "OPC UA requests without response")
+            if r:
+                out += r
+        return out or None
 
     def _flood(self, table: dict, ev, count: int, window: int, rid: str, what: str):
         f = ev.flow
-        key = (f.client_ip, f.server_ip)
+        key = (rid, f.client_ip, f.server_ip)
         q = table.get(key)
         if q is None:
             if len(table) >= MAX_KEYS:

@@ -2,7 +2,8 @@
 
 Detectors own one kind of finding each (anomaly here; rules/, baseline/, ml/, auth/ as they land) and
 share one interface: `on_event(event) -> iterable of Alert` (or None), `flush(ts) -> iterable of Alert`
-at the end of input. The engine keeps no state of its own beyond counters.
+at the end of input. Every event type has `dataset` and `label` (function, service or action), which is
+what the run summary counts. The engine keeps no state of its own beyond counters.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class Engine:
         self.last_ts = 0
 
     def on_event(self, ev) -> None:
-        self.events[(ev.dataset, getattr(ev, "function", None) or getattr(ev, "action", ""))] += 1
+        self.events[ev.dataset, ev.label] += 1
         for s in self.event_sinks:
             s.write_event(ev)
         for d in self.detectors:

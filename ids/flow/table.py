@@ -124,11 +124,16 @@ class FlowTable:
         else:
             seq = p.seq
         sess = flow.session
-        if flags & ACK and other.segs and (sess is not None or flow.probing) and other.ack_past(p.ack):
+        if other.segs and flags & ACK and (sess is not None or flow.probing) and other.ack_past(p.ack):
             out: list = []
             other.skip_gap(out)
             self._deliver(flow, not to_server, out, ts)
-        if payload and (sess is not None or flow.probing):
+        if payload and sess is not None and stream.next_seq == seq and not stream.segs:
+            # In order with nothing waiting (nearly every packet): straight to the session.
+            stream.next_seq = (seq + len(payload)) & 0xFFFFFFFF
+            stream.bytes += len(payload)
+            sess.data(to_server, payload, ts)
+        elif payload and (sess is not None or flow.probing):
             out = []
             if stream.add(seq, payload, self.cfg.max_stream_buffer, out):
                 self.stats["stream_cap_hits"] += 1

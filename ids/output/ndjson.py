@@ -11,7 +11,13 @@ import json
 
 from ..errors import UserError
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+try:  # orjson: same compact JSON as the json module below, an order of magnitude faster
+    import orjson
+
+    def dumps(doc: dict) -> str:
+        return orjson.dumps(doc).decode()
+except ImportError:  # pragma: no cover - orjson is a declared dependency
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 def doc_id(body: str, seq: int) -> str:
@@ -30,9 +36,10 @@ class NdjsonSink:
 
     def _write(self, doc: dict) -> None:
         self.count += 1
-        body = _dumps(doc)
-        doc["event"]["id"] = doc_id(body, self.count)
-        self.fh.write(_dumps(doc))
+        body = dumps(doc)
+        # Every document starts {"@timestamp":..,"event":{..}: the id goes first inside event, spliced
+        # into the text rather than encoding the document a second time.
+        self.fh.write(body.replace('"event":{', f'"event":{{"id":"{doc_id(body, self.count)}",', 1))
         self.fh.write("\n")
 
     def write_alert(self, alert) -> None:

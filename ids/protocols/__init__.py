@@ -8,7 +8,8 @@ after a session touches bytes.
 from __future__ import annotations
 
 from .modbus import MODBUS
+from .opcua import OPCUA
 
-PROTOCOLS = {p.name: p for p in (MODBUS,)}
+PROTOCOLS = {p.name: p for p in (MODBUS, OPCUA)}
 
 __all__ = ["PROTOCOLS"]

@@ -1,0 +1,178 @@
+"""X.509 certificates seen on the wire (OPC UA secure channels and services, TLS handshakes) decoded with
+`cryptography` into ECS `x509` fields plus SHA-1 and SHA-256 thumbprints; shared by the protocol sessions
+and the certificate checks in ids/detect/auth.
+
+Decoding is cached by certificate bytes (a device presents the same certificate on every connection) and
+never raises: a certificate that does not parse yields {"error": ...} so the event still says one was
+there. Judging certificates (expiry, weak keys, self-signed) belongs to ids/detect/auth.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import ExtensionOID, NameOID
+
+MAX_CHAIN = 8
+_CACHE: "OrderedDict[bytes, dict]" = OrderedDict()
+_CACHE_MAX = 512
+
+_NAME_KEYS = ((NameOID.COMMON_NAME, "common_name"), (NameOID.ORGANIZATION_NAME, "organization"),
+              (NameOID.ORGANIZATIONAL_UNIT_NAME, "organizational_unit"), (NameOID.COUNTRY_NAME, "country"),
+              (NameOID.STATE_OR_PROVINCE_NAME, "state_or_province"), (NameOID.LOCALITY_NAME, "locality"))
+
+
+def split_chain(blob: bytes) -> list[bytes]:
+    """A SenderCertificate may be a chain: DER certificates back to back (OPC 10000-6 6.7.2.3). Split on
+    the outer SEQUENCE lengths; whatever does not parse as one is returned as one trailing piece."""
+    out, off, n = [], 0, len(blob)
+    while off < n and len(out) < MAX_CHAIN:
+        if blob[off] != 0x30 or off + 2 > n:
+            out.append(blob[off:])
+            break
+        ln = blob[off + 1]
+        hdr = 2
+        if ln & 0x80:
+            k = ln & 0x7F
+            if k == 0 or k > 4 or off + 2 + k > n:
+                out.append(blob[off:])
+                break
+            ln = int.from_bytes(blob[off + 2:off + 2 + k], "big")
+            hdr = 2 + k
+        end = off + hdr + ln
+        if end > n:
+            out.append(blob[off:])
+            break
+        out.append(blob[off:end])
+        off = end
+    return out
+
+
+def _name(name: x509.Name) -> dict:
+    d: dict = {"distinguished_name": name.rfc4514_string()}
+    for oid, key in _NAME_KEYS:
+        vals = [a.value for a in name.get_attributes_for_oid(oid)]
+        if vals:
+            d[key] = [v if isinstance(v, str) else v.decode("utf-8", "replace") for v in vals]
+    return d
+
+
+def _key(cert: x509.Certificate) -> tuple[str, int | None, dict]:
+    try:
+        key = cert.public_key()
+    except Exception:  # unsupported or broken key: still describe the rest
+        return "unknown", None, {}
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size, {"public_key_exponent": key.public_numbers().e}
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ECDSA", key.key_size, {"public_key_curve": key.curve.name}
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size, {}
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256, {}
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", 456, {}
+    return type(key).__name__, None, {}
+
+
+def _sig_name(cert: x509.Certificate) -> str:
+    """ECS writes e.g. SHA256-RSA; map the OID's name (sha256WithRSAEncryption) to that form."""
+    try:
+        h = cert.signature_hash_algorithm
+    except Exception:
+        h = None
+    oid_name = getattr(cert.signature_algorithm_oid, "_name", None) or cert.signature_algorithm_oid.dotted_string
+    low = oid_name.lower()
+    kind = "RSA" if "rsa" in low else "ECDSA" if "ecdsa" in low else "DSA" if "dsa" in low else None
+    if h is not None and kind:
+        return f"{h.name.upper()}-{kind}"
+    return oid_name
+
+
+def describe(der: bytes) -> dict:
+    """One DER certificate -> {"x509": {...ECS...}, "hash": {"sha1", "sha256"}} (or a parse error)."""
+    hit = _CACHE.get(der)
+    if hit is not None:
+        _CACHE.move_to_end(der)
+        return hit
+    doc: dict = {"hash": {"sha1": hashlib.sha1(der).hexdigest().upper(),
+                          "sha256": hashlib.sha256(der).hexdigest().upper()}}
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        algo, size, extra = _key(cert)
+        x: dict = {
+            "version_number": str(cert.version.value + 1),
+            "serial_number": format(cert.serial_number, "X"),
+            "subject": _name(cert.subject),
+            "issuer": _name(cert.issuer),
+            "not_before": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "public_key_algorithm": algo,
+            "signature_algorithm": _sig_name(cert),
+        }
+        if size is not None:
+            x["public_key_size"] = size
+        x.update(extra)
+        try:
+            san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+            names = [f"URI:{v}" for v in san.get_values_for_type(x509.UniformResourceIdentifier)]
+            names += [f"DNS:{v}" for v in san.get_values_for_type(x509.DNSName)]
+            names += [f"IP:{v}" for v in san.get_values_for_type(x509.IPAddress)]
+            if names:
+                x["alternative_names"] = names
+        except x509.ExtensionNotFound:
+            pass
+        except Exception:
+            doc["error"] = "bad_subject_alternative_name"
+        doc["x509"] = x
+        doc["self_signed"] = cert.subject == cert.issuer
+    except Exception as e:  # noqa: BLE001 - any malformed certificate is data, not a crash
+        doc["error"] = f"unparsable_certificate: {type(e).__name__}"
+    _CACHE[der] = doc
+    if len(_CACHE) > _CACHE_MAX:
+        _CACHE.popitem(last=False)
+    return doc
+
+
+def describe_chain(blob: bytes) -> dict:
+    """Leaf described in full; any further certificates of a chain under `chain` (same shape)."""
+    parts = split_chain(blob)
+    doc = dict(describe(parts[0])) if parts else {"error": "empty"}
+    if len(parts) > 1:
+        doc["chain"] = [describe(p) for p in parts[1:]]
+    return doc
+
+
+def leaf_sha1(blob: bytes) -> bytes:
+    parts = split_chain(blob)
+    return hashlib.sha1(parts[0] if parts else blob).digest()
+
+
+# ---------------------------------------------------------------------------------------------- for checks
+
+def load(der: bytes) -> x509.Certificate | None:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except (ValueError, TypeError):
+        return None
+
+
+def key_info(cert: x509.Certificate) -> tuple[str, int | None, str | None]:
+    """(algorithm, size in bits, curve name) of the certificate's public key."""
+    algo, size, extra = _key(cert)
+    return algo, size, extra.get("public_key_curve")
+
+
+def signature_algorithm(cert: x509.Certificate) -> str:
+    return _sig_name(cert)
+
+
+def san_uris(cert: x509.Certificate) -> list[str]:
+    """Subject alternative name URIs: where an OPC UA certificate carries its ApplicationUri."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return []
+    return [str(v) for v in san.get_values_for_type(x509.UniformResourceIdentifier)]

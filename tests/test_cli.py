@@ -1,0 +1,113 @@
+"""System tests of `otids analyze` on the demo capture: declared expectations, byte-identical reruns, the
+event-field contract of issue #2, and one-line errors with the documented exit codes."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from conftest import PCAPS, ROOT, read_ndjson, run_cli
+
+DEMO = str(PCAPS / "modbus-demo.pcap")
+
+# What pcaps/make_modbus_demo.py recorded (its docstring): function code -> transactions.
+EXPECTED_FUNCTIONS = {1: 3, 2: 3, 3: 5, 4: 4, 5: 1, 6: 1, 8: 1, 15: 1, 16: 1, 17: 1, 22: 1, 23: 1, 43: 3, 65: 1}
+
+
+def test_demo_events_match_what_was_recorded(tmp_path):
+    ev, al = tmp_path / "e.ndjson", tmp_path / "a.ndjson"
+    p = run_cli("analyze", DEMO, "-o", str(al), "--events", str(ev))
+    docs = read_ndjson(ev)
+    assert Counter(d["modbus"]["function_code"] for d in docs) == EXPECTED_FUNCTIONS
+    exc = {(d["modbus"]["function"], d["modbus"]["exception"]) for d in docs if "exception" in d["modbus"]}
+    assert exc == {("read_holding_registers", "illegal_data_address"), ("user_defined_65", "illegal_function"),
+                   ("canopen_general_reference", "illegal_function")}
+    ident = [d["modbus"]["response"]["device_identification"] for d in docs
+             if d["modbus"]["function"] == "read_device_identification" and "response" in d["modbus"]]
+    assert ident[0]["vendor_name"] == "otids demo" and ident[0]["product_code"] == "OTD-PLC"
+    assert ident[0]["major_minor_revision"] == "1.0"
+    w = [d for d in docs if d["modbus"]["function_code"] == 16][0]
+    assert w["source"]["ip"] == "127.0.0.20" and w["modbus"]["request"]["values"] == [100, 200, 300, 400]
+    probed = [d for d in docs if d["destination"]["port"] == 5020]
+    assert len(probed) == 2  # Modbus on a port not in the map, found by content
+    assert all(d["event"]["outcome"] == ("failure" if "exception" in d["modbus"] else "success") for d in docs)
+    assert "Events by protocol and function" in p.stderr and "Top talkers" in p.stderr
+
+
+def test_event_field_contract(tmp_path):
+    """The fields issue #2 item 8 declares a contract, with their types, on every event."""
+    ev = tmp_path / "e.ndjson"
+    run_cli("analyze", DEMO, "-q", "-o", str(tmp_path / "a.ndjson"), "--events", str(ev))
+    for d in read_ndjson(ev):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", d["@timestamp"])
+        assert d["event"]["kind"] == "event" and d["event"]["dataset"] == "otids.modbus"
+        assert d["event"]["outcome"] in ("success", "failure", "unknown")
+        assert d["network"]["protocol"] == "modbus" and d["network"]["transport"] == "tcp"
+        assert d["network"]["community_id"].startswith("1:")
+        for side in ("source", "destination"):
+            assert set(d[side]) >= {"ip", "port", "mac"}
+        m = d["modbus"]
+        assert all(isinstance(m[k], int) for k in ("transaction_id", "unit_id", "function_code"))
+        assert m["function_code"] < 128 and isinstance(m["function"], str)
+        assert ("exception_code" in m) == ("exception" in m)
+        assert isinstance(d["otids"]["anomalies"], list)
+        assert re.fullmatch(r"[0-9a-f]{32}", d["event"]["id"])
+
+
+def test_deterministic_output(tmp_path):
+    outs = []
+    for i in range(2):
+        ev, al = tmp_path / f"e{i}.ndjson", tmp_path / f"a{i}.ndjson"
+        run_cli("analyze", DEMO, str(ROOT / "pcaps" / "modbus-demo.pcap"), "-q", "-o", str(al), "--events", str(ev))
+        outs.append((ev.read_bytes(), al.read_bytes()))
+    assert outs[0] == outs[1] and outs[0][0]
+
+
+def test_missing_file_is_one_line_exit_2(tmp_path):
+    p = run_cli("analyze", str(tmp_path / "nope.pcap"), check_rc=2)
+    assert p.stderr == f"otids: error: {tmp_path / 'nope.pcap'}: no such capture file\n"
+
+
+def test_damaged_capture_analysed_up_to_the_damage_exit_1(tmp_path):
+    raw = (PCAPS / "modbus-demo.pcap").read_bytes()
+    bad = tmp_path / "cut.pcap"
+    bad.write_bytes(raw[: len(raw) // 2])
+    ev = tmp_path / "e.ndjson"
+    p = run_cli("analyze", str(bad), "-q", "-o", str(tmp_path / "a.ndjson"), "--events", str(ev), check_rc=1)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(rf"otids: error: {re.escape(str(bad))}: byte \d+: truncated record .*",
+                                            lines[0])
+    assert 0 < len(read_ndjson(ev)) < 27  # what came before the damage was analysed
+
+
+def test_bad_config_names_file_and_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("flow:\n  max_flows: 10\n  tcp_idel_timeout: 5\n")
+    p = run_cli("analyze", DEMO, "-c", str(cfg), check_rc=2)
+    assert p.stderr.startswith(f"otids: error: {cfg}:3:3: unknown key 'flow.tcp_idel_timeout'")
+    cfg.write_text("decode:\n  checksums: maybe\n")
+    p = run_cli("analyze", DEMO, "-c", str(cfg), check_rc=2)
+    assert "c.yaml:2:3: 'decode.checksums' must be auto, on or off" in p.stderr
+    cfg.write_text("flow: [1, 2\n")
+    p = run_cli("analyze", DEMO, "-c", str(cfg), check_rc=2)
+    assert re.search(r"c\.yaml:\d+:\d+: invalid YAML", p.stderr) and len(p.stderr.splitlines()) == 1
+
+
+def test_example_config_is_the_defaults(tmp_path):
+    """otids.example.yaml documents every key with its default: loading it must give the defaults."""
+    import dataclasses
+
+    import yaml
+
+    from ids.config import Config, load_config
+    assert load_config(str(ROOT / "otids.example.yaml")) == Config()
+    raw = yaml.safe_load((ROOT / "otids.example.yaml").read_text())
+    for sec in dataclasses.fields(Config):  # every key is written out, not just defaulted
+        keys = {f.name for f in dataclasses.fields(sec.type if not isinstance(sec.type, str) else getattr(Config(), sec.name))}
+        assert set(raw[sec.name]) == keys, sec.name
+    assert raw["protocols"]["ports"] == Config().protocols.ports
+
+
+def test_version_and_help():
+    assert run_cli("version").stdout.startswith("otids ")
+    h = run_cli("analyze", "--help").stdout
+    assert "--events" in h and "--config" in h
