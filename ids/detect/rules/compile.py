@@ -62,20 +62,39 @@ def resolve(node, parts, i: int = 0):
 
 
 class DocView:
-    """One event's document, flattened on demand, path lookups cached for the rules that share a field."""
+    """One event's document, read on demand: paths with a typed fast path (fastpath.py) come straight from
+    the event record, anything else from the ECS document, built once, the first time a rule needs it.
+    Lookups are cached for the rules that share a field."""
 
-    __slots__ = ("doc", "cache")
+    __slots__ = ("ev", "fast", "build", "_doc", "cache")
 
-    def __init__(self, doc: dict):
-        self.doc = doc
+    def __init__(self, doc: dict | None = None, ev=None, fast: dict | None = None, build=None):
+        self._doc = doc
+        self.ev = ev
+        self.fast = fast or _NOFAST
+        self.build = build
         self.cache: dict = {}
+
+    @property
+    def doc(self) -> dict:
+        if self._doc is None:
+            self._doc = self.build(self.ev)
+        return self._doc
 
     def get(self, path: str):
         try:
             return self.cache[path]
         except KeyError:
-            v = self.cache[path] = resolve(self.doc, path.split("."))
+            f = self.fast.get(path)
+            if f is not None:
+                v = f(self.ev)
+            else:
+                v = resolve(self.doc, path.split("."))
+            self.cache[path] = v
             return v
+
+
+_NOFAST: dict = {}
 
 
 # ---------------------------------------------------------------------------------------------- IP sets

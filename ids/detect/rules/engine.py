@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from ...events import Alert
 from ..attack import techniques
 from .compile import INDEX_FIELD, MISSING, Compiler, DocView, keys_of
+from .fastpath import FAST
 from .fields import SECRET_FIELDS
 from .loader import RuleSet, is_lists_file, load_lists, load_paths, rule_files
 from .model import PROTOCOLS, Issue, Rule, SiteLists, fields_of, warning
@@ -60,6 +61,9 @@ class ProtoIndex:
         self.wildcard: list = []
         self.merged: dict = {}
         self.needs_secrets = False
+
+    def build(self, ev) -> dict:
+        return _doc_of(ev, self.needs_secrets)
 
     def finish(self):
         self.wildcard.sort(key=lambda c: c.order)
@@ -339,16 +343,10 @@ class RulesDetector:
         pi = self.c.index.get(ev.dataset)
         if pi is None:
             return None
-        if pi.protocol == "modbus":
-            cands = pi.candidates(ev.function_code)
-            if not cands:
-                return None
-            view = DocView(_doc_of(ev, pi.needs_secrets))
-        else:
-            view = DocView(_doc_of(ev, pi.needs_secrets))
-            cands = pi.candidates(view.get(pi.field))
-            if not cands:
-                return None
+        view = DocView(None, ev, FAST.get(type(ev)), pi.build)
+        cands = pi.candidates(view.get(pi.field))
+        if not cands:
+            return None
         return self._run(cands, view, ev, ev.ts)
 
     def on_doc(self, doc: dict, ts: int | None = None):
@@ -414,8 +412,7 @@ class RulesDetector:
             reason = f"{r.title}{where}"
         extra["rule_source"] = str(r.source)
         if r.origin == "suricata":
-            extra["suricata"] = {"sid": r.meta.get("sid"), "rev": r.meta.get("rev"),
-                                 "classtype": r.meta.get("classtype")}
+            extra["suricata"] = {k: r.meta[k] for k in ("sid", "rev", "classtype") if r.meta.get(k) is not None}
         return Alert(ts=ts, rule_id=r.id, rule_name=r.title, description=r.description, severity=r.severity,
                      reason=reason, source="rules", techniques=cr.techniques, event=ev if ev is not None else view.doc,
                      protocol=r.protocol, count=count, references=r.references, extra=extra)

@@ -80,12 +80,13 @@ _MQTT.update({
     "mqtt.disconnect.reason_code": "long", "mqtt.auth.reason_code": "long",
 })
 
-# OPC UA: the fields named in the OPC UA contract (issue #3); the protocol's fields file extends this.
+# OPC UA: ids/data/fields/opcua.yml is the authority; this subset only bridges a checkout without it.
 _OPCUA = {
-    "opcua": "object", "opcua.service": "keyword", "opcua.nodes": "keyword", "opcua.security_policy": "keyword",
+    "opcua": "object", "opcua.service": "keyword", "opcua.nodes": "keyword", "opcua.security_policy": "object",
+    "opcua.security_policy.uri": "keyword", "opcua.security_policy.name": "keyword",
     "opcua.security_mode": "keyword", "opcua.user_token_type": "keyword", "opcua.status_code": "long",
     "opcua.status": "keyword", "opcua.message_type": "keyword", "opcua.endpoint_url": "keyword",
-    "opcua.session_id": "keyword", "opcua.request_handle": "long",
+    "opcua.request_handle": "long",
 }
 
 BUILTIN = {"modbus": _MODBUS, "mqtt": _MQTT, "opcua": _OPCUA}
@@ -123,11 +124,20 @@ def shared_fields() -> dict[str, str]:
 @functools.lru_cache(maxsize=None)
 def catalog(protocol: str) -> dict[str, str]:
     cat = dict(_COMMON)
-    cat.update(BUILTIN.get(protocol, {}))
     prefix = protocol + "."
-    for name, t in shared_fields().items():
-        if name.startswith(prefix) or name in _COMMON or not any(name.startswith(p + ".") for p in BUILTIN):
-            cat.setdefault(name, t)
+    shared = shared_fields()
+    own = {n: t for n, t in shared.items() if n.startswith(prefix)}
+    # The protocol's own fields file, once it exists, is the authority; the built-in table only bridges.
+    cat.update(own if own else BUILTIN.get(protocol, {}))
+    if own:
+        for part in {n.rsplit(".", 1)[0] for n in own}:  # parents of declared fields are objects
+            while part.startswith(prefix) and part not in cat:
+                cat[part] = "object"
+                part = part.rsplit(".", 1)[0]
+        cat.setdefault(protocol, "object")
+    for name, t in shared.items():
+        if not any(name.startswith(p + ".") for p in BUILTIN):
+            cat.setdefault(name, t)  # shared non-protocol fields (user.name, ...)
     return cat
 
 
