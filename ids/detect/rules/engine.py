@@ -117,12 +117,15 @@ def compile_rules(rs: RuleSet, site: SiteLists, extra_issues: list | None = None
     if lists_override:
         lists.update(lists_override)
     compiled, index = [], {}
+    bad = {i.rule_id for i in issues if i.severity == "error" and i.rule_id}
+    seen = {(i.source, i.rule_id) for i in issues}
     for i, r in enumerate(rs.rules):
-        cx = Compiler(r.protocol, lists, site.positions, site.item_positions, r.id, issues)
+        found: list = []
+        cx = Compiler(r.protocol, lists, site.positions, site.item_positions, r.id, found)
         pred = cx.compile(r.match)
-        if cx.failed or not r.enabled:
-            continue
-        if any(x.severity == "error" and x.rule_id == r.id for x in issues):
+        # problems validation already reported at the same place are not repeated
+        issues += [x for x in found if (x.source, x.rule_id) not in seen]
+        if cx.failed or not r.enabled or r.id in bad:
             continue
         cr = CompiledRule(r, pred, i)
         compiled.append(cr)
@@ -343,7 +346,11 @@ class RulesDetector:
         pi = self.c.index.get(ev.dataset)
         if pi is None:
             return None
-        view = DocView(None, ev, FAST.get(type(ev)), pi.build)
+        t = type(ev)
+        fast = FAST.get(t)
+        if fast is None:
+            fast = FAST[t] = next((FAST[b] for b in t.__mro__ if b in FAST), {})
+        view = DocView(None, ev, fast, pi.build)
         cands = pi.candidates(view.get(pi.field))
         if not cands:
             return None
