@@ -672,52 +672,63 @@ def parse_rule_text(text: str, path: str, line: int) -> Rule:
     else:
         raise SuricataError(f"'{proto}' rule without modbus: or mqtt.* keywords has nothing otids can match",
                             m.start(2) + 1)
-    msg = sid = None
-    rev, classtype, priority, refs, meta = None, None, None, [], {}
+    state = {"msg": None, "sid": None, "rev": None, "classtype": None, "priority": None, "refs": [],
+             "meta": {}, "swap": False, "thr": None}
     conds: list = []
     buf: _Buffer | None = None
     bufs: list[_Buffer] = []
-    swap = False
-    thr_spec = None
     for key, val, col in opts:
+        try:
+            buf = _option(key, val, col, loc, protocol, state, conds, bufs, buf)
+        except SuricataError as e:
+            raise SuricataError(e.message, e.col or col) from None
+    msg, sid, rev, classtype, priority = (state[k] for k in ("msg", "sid", "rev", "classtype", "priority"))
+    refs, meta, swap, thr_spec = state["refs"], state["meta"], state["swap"], state["thr"]
+    return _finish(m, path, line, loc, protocol, msg, sid, rev, classtype, priority, refs, meta, swap,
+                   thr_spec, conds, bufs, src_a, src_p, direction, dst_a, dst_p)
+
+
+def _option(key, val, col, loc, protocol, state, conds, bufs, buf):
+    """Apply one rule option; returns the current sticky buffer."""
+    if True:
         src = loc(col)
         if key == "msg":
-            msg = unquote(val or "")
+            state["msg"] = unquote(val or "")
         elif key == "sid":
             if not (val or "").isdigit():
                 raise SuricataError("sid must be a number", col)
-            sid = val
+            state["sid"] = val
         elif key == "rev":
-            rev = val
+            state["rev"] = val
         elif key == "classtype":
-            classtype = (val or "").strip()
+            state["classtype"] = classtype = (val or "").strip()
             if classtype not in CLASSTYPE_PRIORITY:
                 raise SuricataError(f"unknown classtype '{classtype}'", col)
         elif key == "priority":
             if not (val or "").strip().isdigit():
                 raise SuricataError("priority must be a number", col)
-            priority = int(val)
+            state["priority"] = int(val)
         elif key == "reference":
             kind, _, ref = (val or "").partition(",")
             pre = REFERENCE_PREFIX.get(kind.strip(), "")
-            refs.append((pre + ref.strip()) if pre else f"{kind.strip()},{ref.strip()}")
+            state["refs"].append((pre + ref.strip()) if pre else f"{kind.strip()},{ref.strip()}")
         elif key in INERT:
             if key == "metadata":
-                meta["metadata"] = val
+                state["meta"]["metadata"] = val
             if key == "fast_pattern" and buf is not None and buf.items:
                 pass  # a matching hint only
         elif key == "flow":
             for f in (val or "").split(","):
                 f = f.strip()
                 if f in ("to_client", "from_server"):
-                    swap = True
+                    state["swap"] = True
                 elif f in ("to_server", "from_client", "established", "stateless", ""):
                     continue
                 else:
                     raise SuricataError(f"flow option '{f}' is not supported (to_server, to_client, "
                                         "from_server, from_client, established)", col)
         elif key == "threshold":
-            thr_spec = (val or "", col)
+            state["thr"] = (val or "", col)
         elif key == "modbus":
             if protocol != "modbus":
                 raise SuricataError("modbus: in a non-modbus rule", col)
@@ -755,6 +766,11 @@ def parse_rule_text(text: str, path: str, line: int) -> Rule:
                 raise SuricataError(e.message, e.col or col) from None
         else:
             raise SuricataError(f"keyword '{key}' is not supported by the otids importer", col)
+    return buf
+
+
+def _finish(m, path, line, loc, protocol, msg, sid, rev, classtype, priority, refs, meta, swap, thr_spec,
+            conds, bufs, src_a, src_p, direction, dst_a, dst_p) -> Rule:
     if sid is None:
         raise SuricataError("rule has no sid", 1)
     if msg is None:
