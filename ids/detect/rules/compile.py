@@ -189,8 +189,9 @@ class Compiler:
         for v in vals:
             if isinstance(v, ListRef):
                 if v.name not in self.lists:
-                    self.err("undefined-list", f"list ${v.name} is not defined (lists file"
-                             f"{'' if not self.lists else ' has: ' + ', '.join(sorted(self.lists))})", v.source)
+                    where = (f"the lists file has: {', '.join(sorted(self.lists))}" if self.lists else
+                             "no site lists loaded: give --lists FILE, template rules/lists.example.yml")
+                    self.err("undefined-list", f"list ${v.name} is not defined ({where})", v.source)
                     continue
                 ipos = self.item_positions.get(v.name) or []
                 out += [(x, ipos[i] if i < len(ipos) else v.source) for i, x in enumerate(self.lists[v.name])]
