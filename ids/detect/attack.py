@@ -1,7 +1,14 @@
 """MITRE ATT&CK for ICS techniques used by otids's detectors and shipped rules.
 
-Ids and names follow the published ICS matrix (attack.mitre.org/matrices/ics/, ATT&CK v15). Every id a
+Ids and names follow the published ICS matrix (attack.mitre.org/matrices/ics/, ATT&CK v15-v17). Every id a
 detector or rule uses must be listed here; the rule loader rejects others.
+
+Checked against attack.mitre.org technique pages (2025): T0814, T0816, T0836, T0855, T0858, T0859, T0861,
+T0871 (ids, names, tactics). A technique that serves several tactics is listed under the one otids reports:
+T0858 Change Operating Mode is Execution and Evasion, T0859 Valid Accounts Persistence and Lateral Movement,
+T0866/T0886 Initial Access and Lateral Movement. ATT&CK v18 (October 2025) regrouped message techniques: T0855
+Unauthorized Command Message became T1692.001 Command Message (of T1692 Unauthorized Message); ids here stay
+on the v15-v17 numbering until the ECS output moves with it.
 """
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ _T = [
     ("T0866", "Exploitation of Remote Services", "TA0109", "Lateral Movement"),
     ("T0868", "Detect Operating Mode", "TA0100", "Collection"),
     ("T0869", "Standard Application Layer Protocol", "TA0101", "Command and Control"),
+    ("T0871", "Execution through API", "TA0104", "Execution"),
     ("T0881", "Service Stop", "TA0107", "Inhibit Response Function"),
     ("T0882", "Theft of Operational Information", "TA0105", "Impact"),
     ("T0883", "Internet Accessible Device", "TA0108", "Initial Access"),

@@ -1,0 +1,274 @@
+"""`otids rules lint|test|dry-run|bench` and the `otids analyze --rules PATH` extension.
+
+lint reports every problem of every file in one run (exit 1 if any error); test runs the cases rules carry
+(inline documents that must / must not match, pcaps with an exact alert count); dry-run shows how often each
+rule would have fired per day on recorded traffic; bench prints engine throughput with 10 and 1,000 rules.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from ...errors import RuleError, UserError
+from .engine import RulesDetector, compile_rules, default_lists, load_ruleset
+from .loader import RuleSet, load_lists, load_paths
+from .model import PROTOCOLS, SiteLists
+
+NS = 1_000_000_000
+
+
+# ---------------------------------------------------------------------------------------------- analyze
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("signature rules")
+    g.add_argument("--rules", action="append", metavar="PATH", default=[],
+                   help="YAML rule files or directories, or Suricata .rules files (repeatable)")
+    g.add_argument("--lists", metavar="FILE", help="site lists and suppressions (default: lists.yml in the rules dir)")
+    g.add_argument("--rules-reload", type=float, default=5.0, metavar="SECONDS",
+                   help="check rule files for changes this often and reload them (0: never; default 5)")
+
+
+def build(args, config):
+    paths = getattr(args, "rules", None) or []
+    if not paths:
+        return [], [], []
+    lists = args.lists or default_lists(paths)
+    c = load_ruleset(paths, lists)
+    fatal = [i for i in c.errors if i.code != "suricata"]
+    for i in c.errors:
+        if i.code == "suricata":
+            print(f"otids: rules: not loaded: {i}", file=sys.stderr)
+    if fatal:
+        for i in fatal:
+            print(f"otids: {i}", file=sys.stderr)
+        raise RuleError(f"{len(fatal)} error(s) in the rules; nothing analysed (otids rules lint shows them all)")
+    if not c.rules:
+        raise RuleError("no rules loaded from " + ", ".join(paths))
+    return [RulesDetector(c, paths, lists, args.rules_reload)], [], []
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+def register(sub) -> None:
+    p = sub.add_parser("rules", help="lint, test, dry-run and benchmark signature rules",
+                       description="Work with signature rules (YAML in rules/, or Suricata .rules).")
+    rs = p.add_subparsers(dest="rules_command", metavar="ACTION")
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    lint = rs.add_parser("lint", help="check rules and report every problem with file:line:col")
+    lint.add_argument("paths", nargs="*", default=["rules"], metavar="PATH")
+    lint.add_argument("--lists", metavar="FILE", help="site lists file to check list references against")
+    lint.add_argument("--strict", action="store_true", help="warnings fail the check too")
+    lint.set_defaults(func=cmd_lint)
+
+    t = rs.add_parser("test", help="run the test cases the rules carry")
+    t.add_argument("paths", nargs="*", default=["rules"], metavar="PATH")
+    t.add_argument("--lists", metavar="FILE", help="site lists used where a rule file has no test_lists")
+    t.add_argument("-v", "--verbose", action="store_true", help="one line per test case")
+    t.set_defaults(func=cmd_test)
+
+    d = rs.add_parser("dry-run", help="how many alerts each rule would raise per day on recorded traffic")
+    d.add_argument("rules", metavar="RULES", help="rule file or directory (repeat with commas)")
+    d.add_argument("inputs", nargs="+", metavar="EVENTS|PCAP", help="events NDJSON (otids analyze --events) or captures")
+    d.add_argument("--lists", metavar="FILE")
+    d.add_argument("--json", action="store_true", help="print the table as JSON")
+    d.set_defaults(func=cmd_dry_run)
+
+    b = rs.add_parser("bench", help="engine events/s with 10 and with 1,000 rules")
+    b.add_argument("--events", type=int, default=200_000, help="events per measurement")
+    b.add_argument("--counts", default="0,10,1000", help="rule counts to measure (comma-separated)")
+    b.add_argument("--pcap", default=None, help="capture whose Modbus events are replayed (default pcaps/modbus-demo.pcap)")
+    b.set_defaults(func=cmd_bench)
+
+
+def _print_issues(issues, out=sys.stdout) -> None:
+    for i in sorted(issues, key=lambda i: (i.source.path, i.source.line or 0, i.source.col or 0)):
+        print(str(i), file=out)
+
+
+def cmd_lint(args) -> int:
+    lists = args.lists or default_lists(args.paths)
+    rs = load_paths(args.paths)
+    site, li = load_lists(lists)
+    merged = dict(site.lists)
+    if lists is None:  # without a site file, the lists a rule file defines for its tests stand in
+        for r in rs.rules:
+            merged.update(r.test_lists or {})
+    site2 = SiteLists(site.path, merged, site.positions, site.item_positions, site.suppressions)
+    c = compile_rules(rs, site2, li)
+    issues = c.issues
+    if lists is None:
+        issues = [i if i.code != "undefined-list" else type(i)("warning", i.code, i.message + " (no --lists given)",
+                                                               i.source, i.rule_id) for i in issues]
+    _print_issues(issues)
+    errs = sum(1 for i in issues if i.severity == "error")
+    warns = len(issues) - errs
+    files = len(rs.files)
+    print(f"{len(rs.rules)} rules in {files} file(s): {errs} error(s), {warns} warning(s)", file=sys.stderr)
+    return 1 if errs or (args.strict and warns) else 0
+
+
+# ---------------------------------------------------------------------------------------------- test
+
+def _case_lists(rule, case, site: SiteLists) -> dict:
+    lists = dict(site.lists)
+    lists.update(rule.test_lists or {})
+    lists.update(case.lists or {})
+    return lists
+
+
+def _resolve_pcap(pcap: str, rule) -> str:
+    base = os.path.dirname(rule.source.path)
+    for cand in (os.path.join(base, pcap), pcap):
+        if os.path.isfile(cand):
+            return cand
+    return os.path.join(base, pcap)
+
+
+def run_case(rule, case, site: SiteLists) -> tuple[bool, str]:
+    """Run one test case; returns (passed, description)."""
+    lists = _case_lists(rule, case, site)
+    c = compile_rules(RuleSet(rules=[rule]), SiteLists(lists=lists))
+    errs = [i for i in c.errors if i.code not in ("no-firing-test", "no-quiet-test")]
+    if errs or not c.rules:
+        return False, f"rule does not compile: {errs[0] if errs else 'disabled'}"
+    det = RulesDetector(c)
+    if case.kind == "pcap":
+        from ...pipeline import analyze
+        path = _resolve_pcap(case.pcap, rule)
+        if not os.path.isfile(path):
+            return False, f"{case.pcap}: no such capture"
+        _, col = analyze([path], detectors=[det])
+        n = sum(1 for a in col.alerts if a.rule_id == rule.id)
+        return n == case.alerts, f"{case.pcap}: {n} alert(s), expected {case.alerts}"
+    docs, interval = case.doc
+    n = 0
+    base = 1_700_000_000 * NS
+    for i, d in enumerate(docs):
+        d = dict(d)
+        ev = dict(d.get("event") or {})
+        ev.setdefault("dataset", PROTOCOLS[rule.protocol])
+        d["event"] = ev
+        for a in det.on_doc(d, base + int(i * interval * NS)) or ():
+            n += 1
+    what = {"match": "must match", "no_match": "must not match", "events": "events"}[case.kind]
+    return n == case.alerts, f"{what} ({len(docs)} event(s)): {n} alert(s), expected {case.alerts}"
+
+
+def cmd_test(args) -> int:
+    rs = load_paths(args.paths)
+    lists_path = args.lists or default_lists(args.paths)
+    site, li = load_lists(lists_path)
+    bad = [i for i in rs.issues + li if i.severity == "error"]
+    if bad:
+        _print_issues(bad, sys.stderr)
+        raise RuleError(f"{len(bad)} error(s) while loading rules (otids rules lint)")
+    passed = failed = untested = 0
+    for r in rs.rules:
+        if not r.tests:
+            if r.origin == "yaml":
+                untested += 1
+                print(f"{r.source}: {r.id}: no tests")
+            continue
+        for case in r.tests:
+            ok, desc = run_case(r, case, site)
+            if ok:
+                passed += 1
+                if args.verbose:
+                    print(f"PASS {r.id}: {desc}")
+            else:
+                failed += 1
+                print(f"FAIL {case.source or r.source}: {r.id}: {desc}")
+    print(f"{passed} passed, {failed} failed, {untested} rule(s) without tests", file=sys.stderr)
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------------------------- dry run
+
+def cmd_dry_run(args) -> int:
+    paths = [p for p in args.rules.split(",") if p]
+    lists = args.lists or default_lists(paths)
+    c = load_ruleset(paths, lists)
+    errs = [i for i in c.errors]
+    if errs:
+        _print_issues(errs, sys.stderr)
+        raise RuleError(f"{len(errs)} error(s) in the rules (otids rules lint)")
+    det = RulesDetector(c)
+    counts: dict = {}
+    first = last = None
+    n_events = 0
+    for inp in args.inputs:
+        if not os.path.isfile(inp):
+            raise UserError(f"{inp}: no such file")
+        if inp.endswith((".ndjson", ".json", ".jsonl")):
+            with open(inp, encoding="utf-8") as fh:
+                for ln, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        doc = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise UserError(f"{inp}:{ln}: not JSON ({e.msg})") from None
+                    if not isinstance(doc, dict) or (doc.get("event") or {}).get("kind") == "alert":
+                        continue
+                    n_events += 1
+                    from .engine import _doc_ts
+                    ts = _doc_ts(doc)
+                    first = ts if first is None else min(first, ts)
+                    last = ts if last is None else max(last, ts)
+                    for a in det.on_doc(doc, ts) or ():
+                        counts[a.rule_id] = counts.get(a.rule_id, 0) + 1
+        else:
+            from ...pipeline import Collector, Run
+            from ...config import Config
+
+            class _Span:
+                def write_event(self, ev):
+                    nonlocal first, last, n_events
+                    n_events += 1
+                    ts = getattr(ev, "ts", None)
+                    if ts:
+                        first = ts if first is None else min(first, ts)
+                        last = ts if last is None else max(last, ts)
+
+                def write_alert(self, a):
+                    counts[a.rule_id] = counts.get(a.rule_id, 0) + 1
+
+                def close(self):
+                    pass
+            sp = _Span()
+            run = Run(Config(), [det], [sp], [sp])
+            run.analyze_file(inp)
+            run.finish()
+            for e in run.errors:
+                print(f"otids: {e}", file=sys.stderr)
+    span_s = ((last - first) / NS) if first is not None and last is not None else 0.0
+    days = max(span_s, 1.0) / 86400
+    rows = []
+    for cr in c.rules:
+        n = counts.get(cr.rule.id, 0)
+        rows.append({"rule": cr.rule.id, "title": cr.rule.title, "severity": cr.rule.severity, "alerts": n,
+                     "per_day": round(n / days, 1)})
+    rows.sort(key=lambda r: (-r["alerts"], r["rule"]))
+    if args.json:
+        print(json.dumps({"events": n_events, "span_seconds": span_s, "rules": rows}, indent=2))
+        return 0
+    print(f"{n_events} events over {span_s:,.1f} s of traffic; {sum(counts.values())} alerts from "
+          f"{sum(1 for r in rows if r['alerts'])} of {len(rows)} rules")
+    if span_s < 3600:
+        print("note: less than an hour of traffic; per-day figures are extrapolated and rough")
+    w = max([len(r["rule"]) for r in rows] + [4])
+    print(f"{'rule':<{w}}  {'severity':<8}  {'alerts':>7}  {'per day':>12}  title")
+    for r in rows:
+        print(f"{r['rule']:<{w}}  {r['severity']:<8}  {r['alerts']:>7}  {r['per_day']:>12,.1f}  {r['title']}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- bench
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+    return run_bench(args)

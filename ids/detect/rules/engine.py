@@ -1,0 +1,436 @@
+"""The rules detector: compiled rules indexed by protocol and by function code / OPC UA service / MQTT
+message type, so an event is tested only against rules that can match it; thresholds, suppressions with
+expiry, and hot reload that keeps the running rules when a changed file is broken.
+
+An event's ECS document is built only when some indexed rule can apply to it (for Modbus the function code
+is read from the typed event first), and once per event whatever the number of rules.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from ...events import Alert
+from ..attack import techniques
+from .compile import INDEX_FIELD, MISSING, Compiler, DocView, keys_of
+from .fastpath import FAST
+from .fields import SECRET_FIELDS
+from .loader import RuleSet, is_lists_file, load_lists, load_paths, rule_files
+from .model import PROTOCOLS, Issue, Rule, SiteLists, fields_of, warning
+from .validators import SuppressionValidator, validate
+
+NS = 1_000_000_000
+MAX_GROUPS = 100_000  # threshold groups kept per rule; the oldest are forgotten first (counted)
+
+
+# ---------------------------------------------------------------------------------------------- compiled set
+
+class CompiledRule:
+    __slots__ = ("rule", "pred", "order", "techniques", "threshold", "suppressions", "group_by")
+
+    def __init__(self, rule: Rule, pred, order: int):
+        self.rule = rule
+        self.pred = pred
+        self.order = order
+        self.techniques = techniques(*rule.attack)
+        self.threshold = None
+        self.suppressions: tuple = ()
+        self.group_by = rule.threshold.group_by if rule.threshold else ()
+
+
+class CompiledSuppression:
+    __slots__ = ("s", "pred", "hits")
+
+    def __init__(self, s, pred):
+        self.s = s
+        self.pred = pred
+        self.hits = 0
+
+
+class ProtoIndex:
+    """Rules of one protocol: by index key, plus those that can match any key (wildcard)."""
+
+    def __init__(self, protocol: str):
+        self.protocol = protocol
+        self.field = INDEX_FIELD[protocol]
+        self.by_key: dict = {}
+        self.wildcard: list = []
+        self.merged: dict = {}
+        self.needs_secrets = False
+
+    def build(self, ev) -> dict:
+        return _doc_of(ev, self.needs_secrets)
+
+    def finish(self):
+        self.wildcard.sort(key=lambda c: c.order)
+        self.wild = tuple(self.wildcard)
+        for k, rs in self.by_key.items():
+            self.merged[k] = tuple(sorted(rs + self.wildcard, key=lambda c: c.order))
+
+    def candidates(self, key):
+        if type(key) is list:
+            if len(key) == 1:
+                return self.merged.get(key[0], self.wild)
+            ck = frozenset(key)
+            got = self.merged.get(ck)
+            if got is None:
+                seen = {}
+                for k in key:
+                    for c in self.merged.get(k, ()):
+                        seen[c.order] = c
+                for c in self.wild:
+                    seen[c.order] = c
+                got = tuple(seen[o] for o in sorted(seen))
+                if len(self.merged) < 4096:
+                    self.merged[ck] = got
+            return got
+        if key is MISSING:
+            return self.wild
+        return self.merged.get(key, self.wild)
+
+
+@dataclass
+class Compiled:
+    """A ruleset ready to run: the index, and what loading and validation reported."""
+
+    index: dict  # dataset -> ProtoIndex
+    rules: list  # CompiledRule, in load order
+    site: SiteLists
+    issues: list
+    files: list
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+
+def compile_rules(rs: RuleSet, site: SiteLists, extra_issues: list | None = None,
+                  lists_override: dict | None = None) -> Compiled:
+    issues = list(rs.issues) + list(extra_issues or [])
+    issues += validate(rs.rules)
+    issues += SuppressionValidator().validate(site)
+    lists = dict(site.lists)
+    if lists_override:
+        lists.update(lists_override)
+    compiled, index = [], {}
+    bad = {i.rule_id for i in issues if i.severity == "error" and i.rule_id}
+    seen = {(i.source, i.rule_id) for i in issues}
+    for i, r in enumerate(rs.rules):
+        found: list = []
+        cx = Compiler(r.protocol, lists, site.positions, site.item_positions, r.id, found)
+        pred = cx.compile(r.match)
+        # problems validation already reported at the same place are not repeated
+        issues += [x for x in found if (x.source, x.rule_id) not in seen]
+        if cx.failed or not r.enabled or r.id in bad:
+            continue
+        cr = CompiledRule(r, pred, i)
+        compiled.append(cr)
+        pi = index.get(r.dataset)
+        if pi is None:
+            pi = index[r.dataset] = ProtoIndex(r.protocol)
+        ks = keys_of(r.match, r.protocol, lists)
+        if ks is None:
+            pi.wildcard.append(cr)
+        else:
+            for k in ks:
+                pi.by_key.setdefault(k, []).append(cr)
+        if fields_of(r.match) & SECRET_FIELDS:
+            pi.needs_secrets = True
+    by_rule: dict = {}
+    for s in site.suppressions:
+        pred = (lambda g: True)
+        if s.match is not None:
+            protos = {cr.rule.protocol for cr in compiled if cr.rule.id in s.rules or "*" in s.rules} or {"modbus"}
+            cx = Compiler(sorted(protos)[0], lists, site.positions, site.item_positions, None, issues)
+            pred = cx.compile(s.match)
+            if cx.failed:
+                continue
+        cs = CompiledSuppression(s, pred)
+        for rid in s.rules:
+            by_rule.setdefault(rid, []).append(cs)
+        known = {r.id for r in rs.rules}
+        for rid in s.rules:
+            if rid != "*" and rid not in known:
+                issues.append(warning("unknown-rule", f"suppression names rule '{rid}', which is not loaded", s.source))
+    for cr in compiled:
+        cr.suppressions = tuple(by_rule.get(cr.rule.id, []) + by_rule.get("*", []))
+    for pi in index.values():
+        pi.finish()
+    return Compiled(index, compiled, site, issues, list(rs.files) + ([site.path] if site.path else []))
+
+
+def load_ruleset(paths: list[str], lists_path: str | None) -> Compiled:
+    rs = load_paths(paths)
+    site, li = load_lists(lists_path)
+    return compile_rules(rs, site, li)
+
+
+def default_lists(paths: list[str]) -> str | None:
+    """Without --lists: a `lists.yml` in (the first) rules directory given, if there is one."""
+    for p in paths:
+        if os.path.isdir(p) and os.path.isfile(os.path.join(p, "lists.yml")):
+            return os.path.join(p, "lists.yml")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- thresholds
+
+class ThresholdState:
+    """Counts matches per group in a sliding window. Types as Suricata's `threshold`: `threshold` alerts
+    every time `count` matches fall within `window` (then starts over), `limit` alerts on the first `count`
+    matches per window, `both` alerts once per window when `count` is reached."""
+
+    __slots__ = ("thr", "window", "groups", "evicted")
+
+    def __init__(self, thr):
+        self.thr = thr
+        self.window = int(thr.window_s * NS)
+        self.groups: dict = {}
+        self.evicted = 0
+
+    def hit(self, key, ts: int, value=None) -> int:
+        """Record a match; returns how many matches the alert stands for, 0 for no alert."""
+        g = self.groups.get(key)
+        if g is None:
+            if len(self.groups) >= MAX_GROUPS:
+                self.groups.pop(next(iter(self.groups)))
+                self.evicted += 1
+            g = self.groups[key] = [deque(), {}, 0, -1 << 62]  # times, distinct values, alerts, window start
+        t = self.thr
+        lo = ts - self.window
+        q, seen = g[0], g[1]
+        if t.type == "limit":
+            if ts - g[3] > self.window:
+                g[3], g[2] = ts, 0
+            if g[2] < t.count:
+                g[2] += 1
+                return 1
+            return 0
+        if t.distinct is not None:
+            seen[value] = ts
+            if len(seen) > 4 * t.count:  # bound: forget the oldest beyond what can ever be needed
+                for k in sorted(seen, key=seen.get)[: len(seen) - 2 * t.count]:
+                    del seen[k]
+            for k in [k for k, v in seen.items() if v < lo]:
+                del seen[k]
+            n = len(seen)
+        else:
+            q.append(ts)
+            while q and q[0] < lo:
+                q.popleft()
+            n = len(q)
+        if n < t.count:
+            return 0
+        if t.type == "both":
+            if ts - g[3] <= self.window:
+                return 0
+            g[3] = ts
+            return n
+        q.clear()
+        seen.clear()
+        return n
+
+
+# ---------------------------------------------------------------------------------------------- detector
+
+_SECRETS_OK: dict = {}
+
+
+def _doc_of(ev, secrets: bool) -> dict:
+    if type(ev) is dict:
+        return ev
+    if secrets:
+        t = type(ev)
+        ok = _SECRETS_OK.get(t)
+        if ok is None:
+            try:
+                ok = "include_secrets" in inspect.signature(t.to_doc).parameters
+            except (TypeError, ValueError):
+                ok = False
+            _SECRETS_OK[t] = ok
+        if ok:
+            return ev.to_doc(include_secrets=True)
+    return ev.to_doc()
+
+
+def _doc_ts(doc: dict) -> int:
+    from datetime import datetime
+    ts = doc.get("@timestamp")
+    if isinstance(ts, str):
+        try:
+            t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+            return int(t.timestamp()) * NS + t.microsecond * 1000
+        except ValueError:
+            pass
+    return 0
+
+
+class RulesDetector:
+    """Detector interface (`on_event`, `flush`) over a compiled ruleset, with optional hot reload."""
+
+    def __init__(self, compiled: Compiled, paths: list[str] | None = None, lists_path: str | None = None,
+                 reload_s: float = 0.0, report=None):
+        self.c = compiled
+        self.paths = paths or []
+        self.lists_path = lists_path
+        self.reload_s = reload_s
+        self.report = report or (lambda msg: print(f"otids: rules: {msg}", file=sys.stderr))
+        self.states: dict = {}
+        self._init_states()
+        self.matches: dict = {}  # rule id -> matches (before thresholds and suppressions)
+        self.suppressed = 0
+        self.reloads = 0
+        self.reload_failures = 0
+        self._tick = 0
+        self._next_check = time.monotonic() + reload_s
+        self._sig = self._signature() if reload_s > 0 else None
+
+    def _init_states(self, old: dict | None = None):
+        states = {}
+        for cr in self.c.rules:
+            t = cr.rule.threshold
+            if t is None:
+                continue
+            prev = (old or {}).get(cr.rule.id)
+            states[cr.rule.id] = prev if prev is not None and prev.thr == t else ThresholdState(t)
+        self.states = states
+
+    # ------------------------------------------------------------------ reload
+    def _signature(self):
+        files, _ = rule_files(self.paths)
+        if self.lists_path:
+            files.append(self.lists_path)
+        sig = []
+        for f in files:
+            try:
+                st = os.stat(f)
+                sig.append((f, st.st_mtime_ns, st.st_size))
+            except OSError:
+                sig.append((f, None, None))
+        return tuple(sig)
+
+    def check_reload(self, force: bool = False) -> bool:
+        """Reload if a rule or lists file changed; a broken set keeps the running rules. True if reloaded."""
+        if not self.paths:
+            return False
+        sig = self._signature()
+        if sig == self._sig and not force:
+            return False
+        self._sig = sig
+        new = load_ruleset(self.paths, self.lists_path)
+        if new.errors:
+            self.reload_failures += 1
+            self.report(f"reload failed, keeping the {len(self.c.rules)} running rules; "
+                        f"{len(new.errors)} error(s):")
+            for e in new.errors:
+                self.report(f"  {e}")
+            return False
+        old = self.states
+        self.c = new
+        self._init_states(old)
+        self.reloads += 1
+        self.report(f"reloaded {len(new.rules)} rules from {len(new.files)} file(s)")
+        return True
+
+    # ------------------------------------------------------------------ matching
+    def on_event(self, ev):
+        if self.reload_s > 0:
+            self._tick += 1
+            if not self._tick & 0x3FF and time.monotonic() >= self._next_check:
+                self._next_check = time.monotonic() + self.reload_s
+                self.check_reload()
+        pi = self.c.index.get(ev.dataset)
+        if pi is None:
+            return None
+        t = type(ev)
+        fast = FAST.get(t)
+        if fast is None:
+            fast = FAST[t] = next((FAST[b] for b in t.__mro__ if b in FAST), {})
+        view = DocView(None, ev, fast, pi.build)
+        cands = pi.candidates(view.get(pi.field))
+        if not cands:
+            return None
+        return self._run(cands, view, ev, ev.ts)
+
+    def on_doc(self, doc: dict, ts: int | None = None):
+        """Match a document (NDJSON events, inline test cases); returns the alerts it raises."""
+        ev = doc.get("event") if isinstance(doc.get("event"), dict) else {}
+        pi = self.c.index.get(ev.get("dataset"))
+        if pi is None:
+            return None
+        view = DocView(doc)
+        cands = pi.candidates(view.get(pi.field))
+        if not cands:
+            return None
+        return self._run(cands, view, None, _doc_ts(doc) if ts is None else ts)
+
+    def _run(self, cands, view: DocView, ev, ts: int):
+        g = view.get
+        out = None
+        for cr in cands:
+            if not cr.pred(g):
+                continue
+            rid = cr.rule.id
+            self.matches[rid] = self.matches.get(rid, 0) + 1
+            if cr.suppressions and self._suppressed(cr, g, ts):
+                continue
+            count = 1
+            extra = {}
+            st = self.states.get(rid)
+            if st is not None:
+                key = tuple(_key(g(f)) for f in cr.group_by)
+                val = _key(g(st.thr.distinct)) if st.thr.distinct else None
+                count = st.hit(key, ts, val)
+                if not count:
+                    continue
+                extra = {"threshold": {"count": count, "window": st.thr.window_s,
+                                       "group": {f: k for f, k in zip(cr.group_by, key)}}}
+            a = self._alert(cr, view, ev, ts, count, extra)
+            if out is None:
+                out = [a]
+            else:
+                out.append(a)
+        return out
+
+    def _suppressed(self, cr, g, ts) -> bool:
+        for cs in cr.suppressions:
+            exp = cs.s.expires_ns
+            if exp is not None and ts > exp:
+                continue
+            if cs.pred(g):
+                cs.hits += 1
+                self.suppressed += 1
+                return True
+        return False
+
+    def _alert(self, cr: CompiledRule, view: DocView, ev, ts: int, count: int, extra: dict) -> Alert:
+        r = cr.rule
+        src, dst = view.get("source.ip"), view.get("destination.ip")
+        where = f" ({src} -> {dst})" if src is not MISSING and dst is not MISSING else ""
+        if r.threshold is not None:
+            t = r.threshold
+            what = f"distinct {t.distinct} values" if t.distinct else "matching events"
+            reason = f"{r.title}: {count} {what} within {t.window_s:g} s{where}"
+        else:
+            reason = f"{r.title}{where}"
+        extra["rule_source"] = str(r.source)
+        if r.origin == "suricata":
+            extra["suricata"] = {k: r.meta[k] for k in ("sid", "rev", "classtype") if r.meta.get(k) is not None}
+        return Alert(ts=ts, rule_id=r.id, rule_name=r.title, description=r.description, severity=r.severity,
+                     reason=reason, source="rules", techniques=cr.techniques, event=ev if ev is not None else view.doc,
+                     protocol=r.protocol, count=count, references=r.references, extra=extra)
+
+    def flush(self, ts: int):
+        return None
+
+
+def _key(v):
+    if v is MISSING:
+        return None
+    if type(v) is list:
+        return tuple(v)
+    return v

@@ -1,0 +1,88 @@
+"""YAML with positions: every mapping key, mapping value and list item keeps its `line:col`, so rule
+errors can name the exact place (pySigma style). Built on PyYAML's composer, whose nodes carry marks.
+
+Only plain data comes out (dict/list/str/int/float/bool/None, no tags beyond the YAML 1.1 core): rules are
+data, never code.
+"""
+from __future__ import annotations
+
+import yaml
+
+from ...errors import SourceLocation
+
+
+class LMap(dict):
+    """A mapping that remembers where its keys and values stand."""
+
+    __slots__ = ("pos", "kpos", "vpos")
+
+    def key_at(self, key) -> SourceLocation:
+        return self.kpos.get(key, self.pos)
+
+    def value_at(self, key) -> SourceLocation:
+        return self.vpos.get(key, self.pos)
+
+
+class LList(list):
+    __slots__ = ("pos", "ipos")
+
+    def item_at(self, i: int) -> SourceLocation:
+        return self.ipos[i] if 0 <= i < len(self.ipos) else self.pos
+
+
+class YamlProblem(Exception):
+    def __init__(self, message: str, source: SourceLocation):
+        super().__init__(message)
+        self.message = message
+        self.source = source
+
+
+def _loc(path: str, node) -> SourceLocation:
+    m = node.start_mark
+    return SourceLocation(path, m.line + 1, m.column + 1)
+
+
+_ctor = yaml.SafeLoader(""); _ctor.dispose()  # scalar resolution (ints, bools, dates) as SafeLoader does
+
+
+def _convert(path: str, node):
+    if isinstance(node, yaml.MappingNode):
+        out = LMap()
+        out.pos, out.kpos, out.vpos = _loc(path, node), {}, {}
+        for knode, vnode in node.value:
+            if knode.tag == "tag:yaml.org,2002:merge":
+                raise YamlProblem("YAML merge keys (<<) are not supported in rule files", _loc(path, knode))
+            key = _convert(path, knode)
+            if isinstance(key, (dict, list)):
+                raise YamlProblem("a mapping key must be a plain value", _loc(path, knode))
+            if key in out:
+                raise YamlProblem(f"duplicate key '{key}' (first at line {out.kpos[key].line})", _loc(path, knode))
+            out[key] = _convert(path, vnode)
+            out.kpos[key] = _loc(path, knode)
+            out.vpos[key] = _loc(path, vnode)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        out = LList(_convert(path, n) for n in node.value)
+        out.pos = _loc(path, node)
+        out.ipos = [_loc(path, n) for n in node.value]
+        return out
+    try:
+        return _ctor.construct_object(node, deep=True)
+    except yaml.YAMLError as e:
+        raise YamlProblem(f"invalid value: {getattr(e, 'problem', e)}", _loc(path, node)) from None
+
+
+def load_documents(path: str, text: str | None = None) -> list:
+    """Every YAML document in `path` as located data. Raises YamlProblem (with line:col) or OSError."""
+    if text is None:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as e:
+        m = e.problem_mark or e.context_mark
+        raise YamlProblem(f"invalid YAML: {e.problem or e.context}",
+                          SourceLocation(path, m.line + 1 if m else None, m.column + 1 if m else None)) from None
+    except yaml.YAMLError as e:
+        raise YamlProblem(f"invalid YAML: {e}", SourceLocation(path)) from None
+    return [_convert(path, n) for n in nodes if n is not None]
