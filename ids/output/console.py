@@ -7,8 +7,8 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-SEV_ORDER = ("critical", "high", "medium", "low")
-SEV_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+SEV_ORDER = ("critical", "high", "medium", "low", "info")
+SEV_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 
 def print_summary(run, console: Console | None = None) -> None:
