@@ -19,6 +19,7 @@ from .views import SeenCert, opcua_certificates, tls_certificates, tls_handshake
 
 EXIT_OK, EXIT_DAMAGED = 0, 1
 MAX_ROWS = 100_000
+MAX_FLOWS_PER_ROW = 4096  # beyond: connections are counted by change of flow, not remembered
 SEV_ORDER = ("info", "low", "medium", "high", "critical")
 
 
@@ -132,8 +133,13 @@ class CertInventory:
             for fi in self.judge.findings(doc, ev.ts):
                 row["_verdicts"][(fi.check, fi.message)] = fi
         row["last_seen"] = _iso(ev.ts)
-        if len(row["_flows"]) < 1_000_000:
-            row["_flows"].add(f.flow_id)
+        flows = row["_flows"]
+        if f.flow_id not in flows:
+            if len(flows) >= MAX_FLOWS_PER_ROW:  # count on, remember no more
+                row["_more_flows"] = row.get("_more_flows", 0) + (f.flow_id != row.get("_last_flow"))
+            else:
+                flows.add(f.flow_id)
+        row["_last_flow"] = f.flow_id
         for fi in self._identity(sc):
             row["_verdicts"].setdefault((fi.check, fi.message), fi)
         if row.get("device") is None:
@@ -167,7 +173,7 @@ class CertInventory:
         out = []
         for row in self.rows.values():
             r = {k: v for k, v in row.items() if not k.startswith("_")}
-            r["connections"] = len(row["_flows"])
+            r["connections"] = len(row["_flows"]) + row.get("_more_flows", 0)
             vs = sorted(row["_verdicts"].values(), key=lambda f: (-SEV_ORDER.index(f.severity), f.check, f.message))
             r["verdicts"] = [{"check": v.check, "severity": v.severity, "message": v.message} for v in vs]
             threats = [v for v in vs if v.severity != "info"]
