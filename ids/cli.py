@@ -18,11 +18,11 @@ EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
 
 #: Further subcommands: modules with `register(subparsers)`, which adds a parser and sets its handler with
 #: `parser.set_defaults(func=handler)`; handler(args) returns an exit code.
-COMMANDS: list[str] = ["ids.output.elasticsearch", "ids.assets.cli", "ids.detect.baseline.cli", "ids.detect.rules.cli"]
+COMMANDS: list[str] = ["ids.output.elasticsearch", "ids.assets.cli", "ids.detect.baseline.cli", "ids.detect.rules.cli", "ids.detect.auth.cli"]
 
 #: Extensions of `analyze` (rules, baseline, ML, certificate checks, Elasticsearch): modules with
 #: `add_arguments(parser)` and `build(args, config) -> (detectors, alert_sinks, event_sinks)`.
-ANALYZE_PLUGINS: list[str] = ["ids.output.elasticsearch", "ids.detect.baseline.cli", "ids.detect.rules.cli"]
+ANALYZE_PLUGINS: list[str] = ["ids.output.elasticsearch", "ids.detect.baseline.cli", "ids.detect.rules.cli", "ids.detect.auth.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

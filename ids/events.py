@@ -956,7 +956,9 @@ class TlsHandshake(NamedTuple):
 
 # ---------------------------------------------------------------------------------------------- alerts
 
-SEVERITY_SCORE = {"low": 21, "medium": 47, "high": 73, "critical": 99}  # Elastic detection-rule convention
+# Elastic detection-rule convention; "info" marks findings that are facts to know, not threats (e.g. "this TLS 1.3
+# client's identity cannot be observed"): below every threat score so severity filters leave them out.
+SEVERITY_SCORE = {"info": 1, "low": 21, "medium": 47, "high": 73, "critical": 99}
 
 
 @dataclass(frozen=True, slots=True)
@@ -985,7 +987,7 @@ class Alert:
     rule_id: str
     rule_name: str
     description: str
-    severity: str  # low | medium | high | critical
+    severity: str  # info | low | medium | high | critical
     reason: str
     source: str  # which detector: anomaly, rules, baseline, ml, auth
     techniques: tuple[Technique, ...] = ()

@@ -9,6 +9,8 @@ there. Judging certificates (expiry, weak keys, self-signed) belongs to ids/dete
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import re
 import warnings
 from collections import OrderedDict
 
@@ -18,7 +20,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 
 MAX_CHAIN = 8
 _CACHE: "OrderedDict[bytes, dict]" = OrderedDict()
-_CACHE_MAX = 512
+_CACHE_MAX = 4096  # distinct certificates remembered (and their DER, for chain checks)
 _BY_SHA256: dict[str, bytes] = {}
 
 _NAME_KEYS = ((NameOID.COMMON_NAME, "common_name"), (NameOID.ORGANIZATION_NAME, "organization"),
@@ -190,3 +192,19 @@ def san_uris(cert: x509.Certificate) -> list[str]:
     except (x509.ExtensionNotFound, ValueError):
         return []
     return [str(v) for v in san.get_values_for_type(x509.UniformResourceIdentifier)]
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def uris_in(alternative_names) -> list[str]:
+    """The URIs among a description's plain alternative_names (DNS names hold no ':', IP addresses parse
+    as such): where an OPC UA certificate carries its ApplicationUri."""
+    out = []
+    for a in alternative_names or ():
+        if _SCHEME.match(a):
+            try:
+                ipaddress.ip_address(a)
+            except ValueError:
+                out.append(a)
+    return out

@@ -112,9 +112,10 @@ def _resign_sha1(cert: x509.Certificate, signer: rsa.RSAPrivateKey) -> x509.Cert
     return x509.load_der_x509_certificate(new)
 
 
-def crl(issuer: Issued, revoked: list[Issued], next_update: dt.datetime | None = None) -> x509.CertificateRevocationList:
+def crl(issuer: Issued, revoked: list[Issued], next_update: dt.datetime | None = None,
+        last_update: dt.datetime | None = None) -> x509.CertificateRevocationList:
     b = (x509.CertificateRevocationListBuilder().issuer_name(issuer.cert.subject)
-         .last_update(NOW - DAY).next_update(next_update or NOW + 30 * DAY))
+         .last_update(last_update or NOW - DAY).next_update(next_update or NOW + 30 * DAY))
     for r in revoked:
         b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(r.cert.serial_number)
                                       .revocation_date(NOW - DAY).build())

@@ -115,3 +115,22 @@ def test_registry_errors_name_file_line_col(tmp_path, text, where, msg):
     with pytest.raises(ConfigError) as e:
         load_registry(str(f))
     assert str(e.value).startswith(f"{f}{where}: ") and msg in str(e.value)
+
+
+def test_expired_intermediate_is_ca_expired(pki, store):
+    """The sent intermediate was outside its validity when the leaf was presented; the valid chain is not."""
+    from certgen import DAY, NOW, issue
+    old = issue("otids old issuing CA", pki.root, ca=True, not_before=NOW - 400 * DAY, not_after=NOW - 10 * DAY)
+    leaf = issue("device-oldca", old)
+    assert {f.check for f in check_certificate(leaf.cert, [old.cert], store, CheckPolicy())} == {"ca_expired"}
+    assert checks(pki, store, "valid") == set()
+
+
+def test_ec_keys_are_named_and_judged(pki, store):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from certgen import issue
+    small = issue("device-p192", pki.intermediate, key=ec.generate_private_key(ec.SECP192R1()))
+    ok = issue("device-p256", pki.intermediate, key=ec.generate_private_key(ec.SECP256R1()))
+    sent = [pki.intermediate.cert]
+    assert {f.check for f in check_certificate(small.cert, sent, store, CheckPolicy())} == {"weak_key"}
+    assert {f.check for f in check_certificate(ok.cert, sent, store, CheckPolicy())} == set()

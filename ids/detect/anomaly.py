@@ -53,10 +53,6 @@ RULES = {r.id: r for r in (
                 "On a secure channel whose headers are readable, a SequenceNumber did not follow the previous one "
                 "(OPC 10000-6 6.7.2.4): a replayed or injected message, or a message removed in transit.",
                 ("T0830", "T0855")),
-    AnomalyRule("otids.anomaly.opcua.thumbprint_mismatch", "OPC UA certificate thumbprint mismatch", "high",
-                "The ReceiverCertificateThumbprint of an OpenSecureChannel does not match the certificate the peer "
-                "actually presented: a certificate substitution by a man in the middle, or a misconfigured "
-                "client talking to the wrong server.", ("T0830",)),
     AnomalyRule("otids.anomaly.opcua.unsolicited_response", "Unsolicited OPC UA response", "medium",
                 "A response whose request handle matches no outstanding request: injected responses, or a capture "
                 "that started mid-exchange.", ("T0856",)),
@@ -250,8 +246,8 @@ class AnomalyDetector:
             (OPCUA_CHUNK, "otids.anomaly.opcua.chunk_cap", "OPC UA {svc} message over the chunk limits, " + pair),
             (OPCUA_SEQUENCE, "otids.anomaly.opcua.sequence", "OPC UA sequence number anomaly on channel "
                                                              f"{ev.secure_channel_id}, " + pair),
-            (frozenset(("thumbprint_mismatch",)), "otids.anomaly.opcua.thumbprint_mismatch",
-             "OPC UA receiver certificate thumbprint does not match the peer's certificate, " + pair),
+            # thumbprint_mismatch is alerted by the auth detector (otids.auth.opcua.thumbprint_mismatch),
+            # which adds the certificate and both thumbprints: one finding, one alert.
             (frozenset(("unsolicited_response",)), "otids.anomaly.opcua.unsolicited_response",
              "OPC UA {svc} response with no matching request, " + pair),
         )

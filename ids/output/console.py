@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-SEV_ORDER = ("critical", "high", "medium", "low")
-SEV_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+SEV_ORDER = ("critical", "high", "medium", "low", "info")
+SEV_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 
 def print_summary(run, console: Console | None = None) -> None:

@@ -1,3 +1,4 @@
-"""Certificate-based device authentication: certificate checks (certs.py) against a trust store, and a
-device registry (registry.py) of expected identities. The detector that consumes OPC UA and MQTT/TLS
-events lands with those dissectors."""
+"""Certificate-based device authentication (docs/AUTH.md): certificate checks (certs.py) against a trust
+store, the device registry of expected identities (registry.py), verdicts shared by alerts and audits
+(verdicts.py), what is read from OPC UA, MQTT and TLS events (views.py), the detector (detector.py) and the
+command line: `otids analyze --registry/--trust-store`, `otids certs` (cli.py)."""

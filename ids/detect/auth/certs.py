@@ -167,6 +167,48 @@ def check_certificate(cert: x509.Certificate, sent_chain: list[x509.Certificate]
     return sorted(out)
 
 
+def _parse_time(s) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(s).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def check_description(x: dict, policy: CheckPolicy, now: dt.datetime, store: TrustStore | None = None) -> list[Finding]:
+    """The checks that an ECS x509 description allows when the certificate's bytes are not at hand (a
+    dissector that kept only the description): validity, key, signature algorithm, self-signed by name.
+    Signatures, chain and revocation cannot be checked and an `unverified` finding says so."""
+    out = [Finding("unverified", "info", "certificate bytes not available: signature, chain and revocation not checked")]
+    nb, na = _parse_time(x.get("not_before")), _parse_time(x.get("not_after"))
+    if nb is not None and now < nb:
+        out.append(Finding("not_yet_valid", "high", f"not valid before {nb:%Y-%m-%d}"))
+    elif na is not None and now > na:
+        out.append(Finding("expired", "high", f"expired {na:%Y-%m-%d} ({(now - na).days} days ago)"))
+    elif na is not None and (na - now).days < policy.expiry_warning_days:
+        out.append(Finding("expiring_soon", "low", f"expires {na:%Y-%m-%d} (in {(na - now).days} days)"))
+    alg, size = str(x.get("public_key_algorithm") or ""), x.get("public_key_size")
+    if alg.upper() == "RSA" and isinstance(size, int) and size < policy.min_rsa_bits:
+        out.append(Finding("weak_key", "high", f"RSA key of {size} bits (< {policy.min_rsa_bits})"))
+    elif alg.upper() in ("EC", "ECDSA") and isinstance(size, int) and size < MIN_EC_BITS:
+        out.append(Finding("weak_key", "high", f"EC key of {size} bits (< {MIN_EC_BITS})"))
+    elif alg.upper() == "DSA":
+        out.append(Finding("weak_key", "medium", "DSA key"))
+    sig = str(x.get("signature_algorithm") or "").lower().replace("-", "")
+    if any(h in sig for h in WEAK_HASHES):
+        out.append(Finding("weak_signature", "high", f"signed with {x.get('signature_algorithm')}"))
+    subj = (x.get("subject") or {}).get("distinguished_name")
+    if subj and subj == (x.get("issuer") or {}).get("distinguished_name"):
+        if store is not None and any(c.subject.rfc4514_string() == subj for c in store.cas):
+            pass
+        elif policy.require_ca_issued:
+            out.append(Finding("self_signed", "high", "self-signed (by its names), but the site requires CA-issued certificates"))
+        else:
+            out.append(Finding("self_signed", "info", "self-signed (by its names)"))
+    if store is None or not store.cas:
+        out.append(Finding("no_trust_store", "info", "no trust store configured: chain not verified"))
+    return sorted(out)
+
+
 def _chain(cert, sent, store: TrustStore, now) -> list[Finding]:
     """Walk issuer by issuer through the certificates sent on the wire to a trust anchor."""
     out: list[Finding] = []

@@ -54,6 +54,7 @@ class AuthPolicy:
     opcua_min_security_mode: str = "Sign"
     mqtt_require_auth: bool = True
     mqtt_require_tls: bool = False
+    realert_after: int = 3600  # seconds before the same finding alerts again (repeats are counted)
 
     def cert_policy(self) -> CheckPolicy:
         return CheckPolicy(self.expiry_warning_days, self.require_ca_issued, self.min_rsa_bits)
