@@ -111,3 +111,20 @@ def test_version_and_help():
     assert run_cli("version").stdout.startswith("otids ")
     h = run_cli("analyze", "--help").stdout
     assert "--events" in h and "--config" in h
+
+
+def test_readme_demo_command_raises_the_expected_alerts(tmp_path):
+    """README command 1: the shipped rules with the demo plant's lists. The workstation 127.0.0.20 is not
+    listed, so its writes, diagnostics and device identification alert; the listed HMI's polling does not."""
+    readme = (ROOT / "README.md").read_text()
+    assert ("otids analyze pcaps/modbus-demo.pcap --rules rules/ --lists pcaps/modbus-demo.lists.yml "
+            "--events demo-events.ndjson") in readme
+    al = tmp_path / "a.ndjson"
+    run_cli("analyze", DEMO, "--rules", str(ROOT / "rules"), "--lists", str(PCAPS / "modbus-demo.lists.yml"),
+            "-q", "-o", str(al))
+    alerts = read_ndjson(al)
+    assert Counter(a["rule"]["id"] for a in alerts) == {
+        "otids.modbus.write_from_unauthorized_host": 6, "otids.modbus.device_identification": 3,
+        "otids.modbus.diagnostics": 1, "otids.modbus.function_code_scan": 1}
+    assert {a["source"]["ip"] for a in alerts} == {"127.0.0.20"}
+    assert all(a["event"]["kind"] == "alert" and a["threat"]["technique"]["id"] for a in alerts)
