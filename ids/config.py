@@ -56,6 +56,16 @@ class AnomalyConfig:
 
 
 @dataclass(frozen=True)
+class MlConfig:
+    model: str | None = None  # model directory from `otids train` (analyze --model overrides); none: ML off
+    batch: int = 256  # windows scored together in one call
+    max_delay: int = 60  # capture seconds a finished window may wait for its batch to fill
+    explain: int = 3  # features reported as the drivers of each alert
+    realert_after: int = 300  # seconds before the same pair alerts again (windows in between are counted)
+    max_pairs: int = 10_000  # (client, server, protocol) pairs tracked at once; idle ones are forgotten first
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     alerts: str = "otids-alerts.ndjson"
     events: str | None = None
@@ -70,6 +80,7 @@ class Config:
     protocols: ProtocolsConfig = field(default_factory=ProtocolsConfig)
     modbus: ModbusConfig = field(default_factory=ModbusConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
+    ml: MlConfig = field(default_factory=MlConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def port_map(self) -> dict[int, str]:
@@ -188,6 +199,10 @@ def _validate(obj, path, prefix, lines):
                 if p in seen and seen[p] != name:
                     raise ConfigError(f"port {p} is mapped to both {seen[p]} and {name}", where("ports"))
                 seen[p] = name
+    if isinstance(obj, MlConfig):
+        for k in ("batch", "max_pairs"):
+            if getattr(obj, k) < 1:
+                raise ConfigError(f"'{prefix}{k}' must be at least 1", where(k))
     if isinstance(obj, FlowConfig):
         for k in ("max_flows", "sweep_interval", "max_stream_buffer"):
             if getattr(obj, k) < 1:
