@@ -157,8 +157,10 @@ def record(name: str, bpf: str, scenario, args) -> None:
     labels = Labels(clock)
     try:
         asyncio.run(scenario(clock, labels, random.Random(f"{args.seed}:{name}")))
-    finally:
-        raw = cap.stop()
+    except BaseException:
+        os.unlink(cap.stop())
+        raise
+    raw = cap.stop()
     base = datetime.fromisoformat(BASES[name]).replace(tzinfo=timezone.utc).timestamp()
     out = Path(args.out) / f"{name}.pcap.gz"
     n = stretch(raw, out, clock.t0, args.speed, base)

@@ -470,7 +470,7 @@ class Windower:
                 p.buckets.clear()
                 del self.active[key]
                 continue
-            if emit_rows:
+            if emit_rows and any(oldest <= i <= k for i in p.buckets):  # (not only in hops still open)
                 metas.append(RowMeta(end, end - nb_max * self.hop, key[0], key[1], key[2], p.flow))
                 rows.append(self._row(p, k))
             for i in [i for i in p.buckets if i <= k + 1 - nb_max]:  # not needed by the next row

@@ -26,6 +26,7 @@ LOF_NEIGHBORS = 20
 GUARD_WEIGHT = 0.05  # iforest score per robust scale beyond the training range (docs/ML.md "Range guard")
 PAIR_MIN_ROWS = 20  # training rows a pair needs before its own medians and scales are used
 _CHUNK = 64  # rows per LOF distance block (64 x training rows x 8 bytes)
+_IF_CHUNK = 256  # rows per isolation-forest walk (trees x 256 node indices stay in cache)
 
 _LN2 = 0.6931471805599453
 _SQRT1_2 = 0.7071067811865476
@@ -169,6 +170,10 @@ class Scorer:
         self.scale = per_pair("scale")
         if algorithm == "iforest":
             self.max_depth = int(params["max_depth"])
+            self.if_feature = arrays["if_feature"].astype(np.int64)
+            self.if_left = arrays["if_left"].astype(np.int64)
+            self.if_right = arrays["if_right"].astype(np.int64)
+            self.if_roots = arrays["if_roots"].astype(np.int64)
             self.guard_weight = float(params.get("guard_weight", 0.0))
             self.lo, self.hi = per_pair("min"), per_pair("max")
         if algorithm == "robust":
@@ -187,19 +192,26 @@ class Scorer:
         return self._robust(X, pair_index)
 
     def _iforest(self, X: np.ndarray) -> np.ndarray:
+        out = np.empty(len(X))
+        for lo in range(0, len(X), _IF_CHUNK):  # chunks keep the (trees x rows) node arrays in cache
+            out[lo:lo + _IF_CHUNK] = self._iforest_chunk(X[lo:lo + _IF_CHUNK])
+        return out
+
+    def _iforest_chunk(self, X: np.ndarray) -> np.ndarray:
         a = self.a
         # scikit-learn's trees compare float32 features with float64 thresholds: do the same.
-        X32 = X.astype(np.float32).astype(np.float64)
-        feat, thr, left, right = a["if_feature"], a["if_threshold"], a["if_left"], a["if_right"]
-        n = len(X)
-        rows = np.arange(n)[:, None]
-        nodes = np.broadcast_to(a["if_roots"][None, :], (n, len(a["if_roots"]))).copy()
-        for _ in range(self.max_depth):
-            nodes = np.where(X32[rows, feat[nodes]] <= thr[nodes], left[nodes], right[nodes])
-        vals = a["if_leafval"][nodes]
+        n, F = X.shape
+        Xf = X.astype(np.float32).astype(np.float64).ravel()
+        feat, thr, left, right = self.if_feature, a["if_threshold"], self.if_left, self.if_right
+        base = np.arange(n, dtype=np.int64)[None, :] * F
+        nodes = np.repeat(self.if_roots[:, None], n, axis=1)  # (trees, rows): one walk per tree and row
+        for _ in range(self.max_depth):  # leaves point to themselves, so extra steps stay put
+            go = Xf.take(base + feat.take(nodes)) <= thr.take(nodes)
+            nodes = np.where(go, left.take(nodes), right.take(nodes))
+        vals = a["if_leafval"].take(nodes)
         total = np.zeros(n)
-        for t in range(vals.shape[1]):  # trees in order, as sklearn sums them
-            total = total + vals[:, t]
+        for t in range(len(vals)):  # trees in order, as sklearn sums them
+            total = total + vals[t]
         return exp2_neg(total / a["if_denominator"][0])
 
     def guard(self, X: np.ndarray, pair_index: np.ndarray) -> np.ndarray:

@@ -146,14 +146,30 @@ def extract(paths: list[str], config: Config, spec: WindowSpec, holdout: float) 
 
 
 def calibrate(scores: np.ndarray, target: float) -> dict:
-    """Threshold = (1 - target) quantile of held-back benign scores (alerts fire above it)."""
+    """Threshold from held-back benign scores: alerts fire above it for about `target` of benign windows.
+
+    With at least 10 held-back windows expected above it, the empirical (1 - target) quantile. With fewer,
+    the quantile is beyond what the sample shows (its largest score only says "about 1/n"), so the tail is
+    extrapolated: peaks over the 90th percentile u, modelled as exponential (mean excess m), give
+    u + m ln(0.1 / target); never below the empirical quantile.
+    """
     n = len(scores)
-    thr = float(np.quantile(scores, 1.0 - target, method="higher"))
+    emp = float(np.quantile(scores, 1.0 - target, method="higher"))
+    method = "empirical quantile"
+    thr = emp
+    if target * n < 10:
+        u = float(np.quantile(scores, 0.9))
+        exc = scores[scores > u] - u
+        if len(exc) >= 5 and exc.mean() > 0:
+            pu = len(exc) / n
+            thr = max(emp, u + float(exc.mean()) * float(np.log(pu / target)))
+            method = "exponential tail over the 90th percentile"
     med = float(np.median(scores))
     high = thr + max(thr - med, 1e-9)
     return {"threshold": thr, "threshold_high": high,
-            "calibration": {"target_far": target, "holdout_windows": n, "observed_far": float(np.mean(scores > thr)),
-                            "resolved": target * n >= 1, "benign_median": med, "benign_max": float(scores.max())}}
+            "calibration": {"target_far": target, "holdout_windows": n, "method": method,
+                            "observed_far": float(np.mean(scores > thr)), "benign_median": med,
+                            "benign_max": float(scores.max())}}
 
 
 def fit_model(ts: TrainingSet, algorithm: str, seed: int, target: float, pcaps: list[dict],
@@ -274,9 +290,8 @@ def cmd_train(args) -> int:
         print(f"training: {i['events']} exchanges, {i['pairs']} pairs, {i['hours']:.2f} h; windows: {i['rows_fit']} "
               f"fitted, {i['rows_holdout']} held back, {i['rows_dropped']} dropped at block edges")
         per_hour = i["rows"] / max(i["hours"], 1e-9)  # windows per hour of this traffic
-        print(f"threshold {meta['threshold']:.6g}: {c['observed_far']:.4%} of {c['holdout_windows']} held-back benign "
-              f"windows above it (target {c['target_far']:.4%}"
-              + ("" if c["resolved"] else "; too few held-back windows to resolve it, the largest held-back score is used")
-              + f"); about {c['observed_far'] * per_hour:.2f} anomalous benign windows per hour at this traffic")
+        print(f"threshold {meta['threshold']:.6g} ({c['method']}; target {c['target_far']:.4%} of benign windows, "
+              f"about {c['target_far'] * per_hour:.2f} per hour at this traffic): {c['observed_far']:.4%} of "
+              f"{c['holdout_windows']} held-back benign windows above it, largest {c['benign_max']:.6g}")
         print(f"done in {dt:.1f} s")
     return 1 if ts.errors else 0
