@@ -3,8 +3,8 @@ scores -> alerts that say which features drove them, observed against typical.
 
 Rows wait until `ml.batch` of them are ready or the oldest has waited `ml.max_delay` capture seconds, then
 one scorer call handles them all (never one call per event). A pair alerts at once, then stays quiet for
-`ml.realert_after` seconds: anomalous windows in between are counted into the next alert (or a follow-up at
-the end), never dropped. Explanations occlude features greedily: the feature whose typical value lowers the
+`ml.realert_after` seconds (unless a window crosses the high-severity threshold after a medium alert): anomalous windows in between are reported in one follow-up alert (their count and
+the worst of them) once that window has passed (or at the end of input); never dropped. Explanations occlude features greedily: the feature whose typical value lowers the
 score most is the first driver, and so on, all candidates of one step scored in one batch.
 """
 from __future__ import annotations
@@ -25,16 +25,24 @@ DESCRIPTION = ("The traffic between a client and a server over the last windows 
                "training traffic, by the model's score against its calibrated threshold. The drivers list the "
                "features that made the difference, observed against typical values for that pair.")
 
-#: ATT&CK for ICS hints from the first driver: what such a deviation most often means (docs/ML.md).
-HINTS = {
-    "new_write_key_count": ("T0855", "T0836"), "wval_dev": ("T0836", "T0831"), "write_share": ("T0855",),
-    "wval_rate": ("T0855",), "wval_mean": ("T0836",), "wval_max": ("T0836",), "wval_min": ("T0836",),
-    "wval_std": ("T0836",),
-    "op_distinct": ("T0846", "T0888"), "new_op_count": ("T0888",), "op_diversity": ("T0888",),
-    "error_share": ("T0846", "T0888"), "new_key_count": ("T0846", "T0861"), "key_distinct": ("T0861",),
-    "txn_rate": ("T0814",), "byte_rate": ("T0814",), "response_balance": ("T0814",), "latency_mean": ("T0814",),
-    "new_pair": ("T0848",), "period_error": ("T0855",), "iat_cv": ("T0855",), "iat_mean": ("T0814",),
-}
+#: ATT&CK for ICS hints from the drivers: the first class (in this order) that any driver belongs to, plus
+#: Rogue Master when the pair itself is new. Hints, not verdicts (docs/ML.md "Alerts").
+HINT_CLASSES = (
+    (frozenset(("new_write_key_count", "wval_dev", "write_share", "wval_rate", "wval_mean", "wval_max", "wval_min",
+                "wval_std")), ("T0855", "T0836")),
+    (frozenset(("op_distinct", "new_op_count", "op_diversity", "error_share", "anomaly_share", "new_key_count",
+                "key_distinct")), ("T0846", "T0888")),
+    (frozenset(("txn_rate", "byte_rate", "response_balance", "latency_mean")), ("T0814",)),
+)
+
+
+def hints(groups: list[str]) -> tuple[str, ...]:
+    out: tuple[str, ...] = ()
+    for members, ids in HINT_CLASSES:
+        if members.intersection(groups):
+            out = ids
+            break
+    return out + ("T0848",) if "new_pair" in groups else out
 
 
 def explain(model: Model, X: np.ndarray, pidx: np.ndarray, k: int) -> list[list[dict]]:
@@ -96,42 +104,55 @@ class Alerter:
         self.realert = cfg.realert_after * NS
         self.k = cfg.explain
         self.max_pairs = cfg.max_pairs
-        self.state: dict[tuple, list] = {}  # pair -> [last alert end, suppressed, best suppressed (score, meta, row)]
+        # pair -> [last alert end, windows counted since, worst of them (score, meta, row), last alert was high]
+        self.state: dict[tuple, list] = {}
 
     def process(self, metas: list[RowMeta], X: np.ndarray, scores: np.ndarray, pidx: np.ndarray) -> list[Alert]:
         thr = self.model.threshold
-        picks: list[tuple[int, int]] = []
+        picks: list[int] = []
+        # states whose re-alert window has closed with windows still to report: report them now
+        now = metas[-1].end if metas else 0
+        ended = [st for st in self.state.values() if st[1] and now - st[0] >= self.realert]
         for i in np.nonzero(scores > thr)[0]:
             m = metas[i]
             key = (m.client, m.server, m.protocol)
             st = self.state.get(key)
-            if st is not None and m.end - st[0] < self.realert:
+            high = scores[i] >= self.model.threshold_high
+            # within the re-alert window: counted, unless it is the first high one after a medium alert
+            if st is not None and m.end - st[0] < self.realert and (st[3] or not high):
                 st[1] += 1
                 if st[2] is None or scores[i] > st[2][0]:
                     st[2] = (float(scores[i]), m, X[i].copy())
                 continue
-            folded = st[1] if st is not None else 0
-            if st is None and len(self.state) >= self.max_pairs:
-                self.state.pop(next(iter(self.state)))
-            self.state[key] = [m.end, 0, None]
-            picks.append((int(i), 1 + folded))
-        if not picks:
-            return []
-        idx = np.array([i for i, _ in picks])
-        why = explain(self.model, X[idx], pidx[idx], self.k)
-        return [self._alert(metas[i], float(scores[i]), n, d) for (i, n), d in zip(picks, why)]
+            if st is not None and st[1] and not any(e is st for e in ended):
+                ended.append(st)  # its follow-up reports the old episode's windows
+            elif st is None and len(self.state) >= self.max_pairs:
+                old = self.state.pop(next(iter(self.state)))
+                if old[1]:
+                    ended.append(old)
+            self.state[key] = [m.end, 0, None, bool(high)]
+            picks.append(int(i))
+        out = self._follow_ups(ended)
+        if picks:
+            idx = np.array(picks)
+            why = explain(self.model, X[idx], pidx[idx], self.k)
+            out += [self._alert(metas[i], float(scores[i]), 1, d) for i, d in zip(picks, why)]
+        return out
 
     def flush(self) -> list[Alert]:
-        rows = [(key, st) for key, st in self.state.items() if st[1]]
-        if not rows:
+        return self._follow_ups([st for st in self.state.values() if st[1]])
+
+    def _follow_ups(self, states: list[list]) -> list[Alert]:
+        """One alert per closed re-alert window: how many more anomalous windows, and the worst of them."""
+        if not states:
             return []
-        X = np.array([st[2][2] for _, st in rows])
-        metas = [st[2][1] for _, st in rows]
+        X = np.array([st[2][2] for st in states])
+        metas = [st[2][1] for st in states]
         why = explain(self.model, X, self.model.pair_index(metas), self.k)
         out = []
-        for (key, st), d in zip(rows, why):
+        for st, d in zip(states, why):
             out.append(self._alert(st[2][1], st[2][0], st[1], d, follow_up=True))
-            st[1] = 0
+            st[1], st[2] = 0, None
         return out
 
     def _alert(self, m: RowMeta, score: float, count: int, drivers: list[dict], follow_up: bool = False) -> Alert:
@@ -140,10 +161,10 @@ class Alerter:
         sev = "high" if score >= model.threshold_high else "medium"
         top = "; ".join(f"{d['feature']} {d['observed']:g} (typical {d['typical']:g})" for d in drivers)
         w = (m.end - m.start) // NS
-        lead = f"{count} anomalous windows, the worst" if follow_up else "ML"
+        lead = f"{count} more anomalous windows after the last alert, the worst:" if follow_up else "ML"
         reason = (f"{lead} {model.algorithm} score {score:.4g} > threshold {thr:.4g} for {m.client} -> {m.server} "
                   f"({m.protocol}), {w} s ending {rfc3339(m.end)}" + (f": {top}" if top else ""))
-        hint = HINTS.get(_group(drivers[0]["feature"], model)) if drivers else None
+        hint = hints([_group(d["feature"], model) for d in drivers])
         extra = {"ml": {"score": _r(score), "threshold": _r(thr), "algorithm": model.algorithm, "model_id": model.id,
                         "window": {"start": rfc3339(m.start), "end": rfc3339(m.end), "seconds": int(w)},
                         "drivers": drivers}}
