@@ -311,3 +311,26 @@ def test_recorded_captures_match_their_labels(name, port):
 def test_eval_bench_prints_windows_per_second(model_dir):
     p = run_cli("eval", str(TEST), "--model", str(model_dir), "--bench")
     assert "windows/s" in p.stdout and "scoring iforest" in p.stdout and "exchanges/s" in p.stdout
+
+
+def test_docs_describe_every_feature_and_alert_field():
+    from ids.detect.ml.features import PAIR_FEATURES, WINDOW_FEATURES
+
+    doc = (ROOT / "docs/ML.md").read_text()
+    for f in WINDOW_FEATURES + PAIR_FEATURES:
+        assert f"| `{f.name}` | {f.unit} | {f.floor:g} |" in doc, f.name
+    for name in ("score", "threshold", "algorithm", "model_id", "drivers", "typical_low", "contribution"):
+        assert f"`{name}`" in doc, name
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "pcaps/modbus-demo.pcap", "-o", "{tmp}/m"], "too little benign traffic"),
+    (["train", "pcaps/ml/mqtt-train.pcap.gz", "-o", "{tmp}/m"], "no traffic the ML detector reads"),
+    (["train", "pcaps/ml/modbus-train.pcap.gz", "-o", "{tmp}/m", "--windows", "10,15"], "not a multiple of the hop"),
+    (["train", "pcaps/ml/modbus-train.pcap.gz", "-o", "{tmp}/m", "--algorithm", "svm"], "unknown algorithm 'svm'"),
+    (["train", "nothere.pcap", "-o", "{tmp}/m"], "nothere.pcap: no such capture file"),
+    (["eval", "pcaps/ml/modbus-test.pcap.gz", "--model", "{tmp}"], "--labels FILE is needed"),
+])
+def test_training_and_eval_mistakes_are_one_line(tmp_path, args, message):
+    p = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in args], check_rc=2)
+    assert len(p.stderr.strip().splitlines()) == 1 and message in p.stderr, p.stderr
