@@ -280,7 +280,8 @@ class Windower:
     """Turns FeatureViews into rows. `emit(metas, rows)` receives each hop boundary's rows, sorted by pair.
 
     Rows are produced only for pairs with exchanges inside the longest window, and only once the longest
-    window lies wholly after the first hop the windower saw (warm-up). A hop closes when an exchange at least
+    window lies wholly after the first hop the windower saw (warm-up). At the end of input the open hop is
+    partial and is never closed (it would read as a sudden silence). A hop closes when an exchange at least
     `lateness` seconds past its end arrives; exchanges for closed hops count in the oldest open hop (`late`).
     """
 
@@ -487,9 +488,6 @@ class Windower:
             out += _window_features(bs, float(w))
         out.append(0.0 if p.known else 1.0)
         return out
-
-    def finish(self) -> None:
-        """End of input: the open hop is partial and is not reported (it would read as a sudden silence)."""
 
 
 def _window_features(bs: list[_Bucket], w: float) -> list[float]:
