@@ -18,11 +18,13 @@ EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
 
 #: Further subcommands: modules with `register(subparsers)`, which adds a parser and sets its handler with
 #: `parser.set_defaults(func=handler)`; handler(args) returns an exit code.
-COMMANDS: list[str] = ["ids.output.elasticsearch", "ids.assets.cli", "ids.detect.baseline.cli", "ids.detect.rules.cli", "ids.detect.auth.cli"]
+COMMANDS: list[str] = ["ids.output.elasticsearch", "ids.assets.cli", "ids.detect.baseline.cli",
+                       "ids.detect.rules.cli", "ids.detect.auth.cli", "ids.detect.ml.train", "ids.detect.ml.evaluate"]
 
 #: Extensions of `analyze` (rules, baseline, ML, certificate checks, Elasticsearch): modules with
 #: `add_arguments(parser)` and `build(args, config) -> (detectors, alert_sinks, event_sinks)`.
-ANALYZE_PLUGINS: list[str] = ["ids.output.elasticsearch", "ids.detect.baseline.cli", "ids.detect.rules.cli", "ids.detect.auth.cli"]
+ANALYZE_PLUGINS: list[str] = ["ids.output.elasticsearch", "ids.detect.baseline.cli", "ids.detect.rules.cli",
+                              "ids.detect.auth.cli", "ids.detect.ml.detector"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -111,6 +111,16 @@ class BaselineConfig:
 
 
 @dataclass(frozen=True)
+class MlConfig:
+    model: str | None = None  # model directory from `otids train` (analyze --model overrides); none: ML off
+    batch: int = 256  # windows scored together in one call
+    max_delay: int = 60  # capture seconds a finished window may wait for its batch to fill
+    explain: int = 3  # features reported as the drivers of each alert
+    realert_after: int = 300  # seconds before the same pair alerts again (windows in between are counted)
+    max_pairs: int = 10_000  # (client, server, protocol) pairs tracked at once; idle ones are forgotten first
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     alerts: str = "otids-alerts.ndjson"
     events: str | None = None
@@ -162,6 +172,7 @@ class Config:
     opcua: OpcuaConfig = field(default_factory=OpcuaConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    ml: MlConfig = field(default_factory=MlConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     elasticsearch: ElasticsearchConfig = field(default_factory=ElasticsearchConfig)
 
@@ -292,6 +303,10 @@ def _validate(obj, path, prefix, lines):
         for k in ("poll_window", "poll_min_samples", "poll_stop_factor"):
             if getattr(obj, k) < 2:
                 raise ConfigError(f"'{prefix}{k}' must be at least 2", where(k))
+    if isinstance(obj, MlConfig):
+        for k in ("batch", "max_pairs"):
+            if getattr(obj, k) < 1:
+                raise ConfigError(f"'{prefix}{k}' must be at least 1", where(k))
     if isinstance(obj, FlowConfig):
         for k in ("max_flows", "sweep_interval", "max_stream_buffer"):
             if getattr(obj, k) < 1:

@@ -1,0 +1,299 @@
+"""`otids eval PCAP... --labels FILE`: how well a model separates labelled attacks from benign traffic.
+
+The captures go through the same windowing, scoring and alerting as `otids analyze --model` (one pass per
+feature set, every model scored on the same rows). Row level: precision, recall, F1 and ROC-AUC over
+windows (a window is an attack window when a label's hosts and time overlap it, labels.py). Alert level:
+false alerts per benign hour, counting what an analyst would see (re-alert window applied), over the capture
+time not covered by any label. Per attack type: instances with at least one window above the threshold,
+windows above it, and the delay from the attack's start to its first such window.
+
+`--bench` prints throughput figures: feature extraction (exchanges/s, windows/s), scoring (windows/s in
+batches of ml.batch and in one call), explanations (alerts/s) and the whole pipeline with and without the
+ML detector. Figures only, nothing is asserted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from ...config import Config, load_config
+from ...errors import UserError
+from .detector import Alerter, MlDetector, explain
+from .features import NS, Windower, WindowSpec
+from .labels import Label, load_labels
+from .store import Model, load
+from .train import add_training_arguments, in_memory_models, run_views
+
+
+class Scored:
+    """Rows of one capture pass, and what each model made of them."""
+
+    def __init__(self, metas, X, views, first_ts, last_ts, seconds):
+        self.metas = metas
+        self.X = X
+        self.views = views  # kept only for --bench
+        self.first_ts = first_ts
+        self.last_ts = last_ts
+        self.seconds = seconds
+
+
+def extract_rows(paths: list[str], config: Config, model: Model, keep_views: bool = False) -> Scored:
+    metas, rows, views, first = [], [], [], []
+
+    def collect(m, r):
+        metas.extend(m)
+        rows.extend(r)
+
+    win = Windower(model.spec, model.profiles, collect, config.ml.max_pairs)
+
+    def feed(v):
+        if not first:
+            first.append(v.ts)
+        if keep_views:
+            views.append(v)
+        win.add(v)
+
+    t0 = time.perf_counter()
+    run, _ = run_views(paths, config, feed)
+    win.advance(run.last_ts)
+    dt = time.perf_counter() - t0
+    for e in run.errors:
+        print(f"otids: error: {e}", file=sys.stderr)
+    X = np.array(rows, dtype=np.float64).reshape(len(rows), len(model.names))
+    return Scored(metas, X, views, first[0] if first else 0, run.last_ts, dt)
+
+
+def row_labels(metas, labels: list[Label]) -> tuple[list[str | None], list[int]]:
+    """Attack type (or None) and label index (or -1) of every row."""
+    kinds, which = [], []
+    by_start = sorted(range(len(labels)), key=lambda i: labels[i].start)
+    for m in metas:
+        hit = -1
+        for i in by_start:
+            lb = labels[i]
+            if lb.start > m.end:
+                break
+            if m.start <= lb.end and m.end > lb.start and lb.matches(m.client, m.server):
+                hit = i
+                break
+        which.append(hit)
+        kinds.append(labels[hit].attack if hit >= 0 else None)
+    return kinds, which
+
+
+def benign_hours(first: int, last: int, labels: list[Label]) -> float:
+    spans = sorted((max(lb.start, first), min(lb.end, last)) for lb in labels)
+    covered, cur_s, cur_e = 0, None, None
+    for s, e in spans:
+        if e <= s:
+            continue
+        if cur_e is None or s > cur_e:
+            if cur_e is not None:
+                covered += cur_e - cur_s
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    if cur_e is not None:
+        covered += cur_e - cur_s
+    return max(last - first - covered, 0) / NS / 3600
+
+
+def evaluate(model: Model, sc: Scored, labels: list[Label], config: Config) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    metas, X = sc.metas, sc.X
+    pidx = model.pair_index(metas)
+    scores = model.scorer.score(X, pidx)
+    alerter = Alerter(model, config.ml)
+    alerts = alerter.process(metas, X, scores, pidx) + alerter.flush()
+    kinds, which = row_labels(metas, labels)
+    y = np.array([k is not None for k in kinds])
+    flag = scores > model.threshold
+    tp = int((flag & y).sum())
+    fp = int((flag & ~y).sum())
+    fn = int((~flag & y).sum())
+    prec = tp / (tp + fp) if tp + fp else 0.0
+    rec = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    auc = float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else None
+    row_of = {(m.end, m.client, m.server, m.protocol): i for i, m in enumerate(metas)}
+    false_alerts = 0
+    for a in alerts:
+        f = a.flow
+        i = row_of.get((a.ts, f.client_ip if f else None, f.server_ip if f else None, a.protocol))
+        # an alert's row is the window it reports (follow-ups: the worst of the folded windows)
+        if i is None or kinds[i] is None:
+            false_alerts += 1
+    hours = benign_hours(sc.first_ts, sc.last_ts, labels)
+    per_type: dict[str, dict] = {}
+    for li, lb in enumerate(labels):
+        t = per_type.setdefault(lb.attack, {"instances": 0, "detected": 0, "windows": 0, "flagged": 0, "delays": []})
+        t["instances"] += 1
+        rows = [i for i, w in enumerate(which) if w == li]
+        hit = [i for i in rows if flag[i]]
+        t["windows"] += len(rows)
+        t["flagged"] += len(hit)
+        if hit:
+            t["detected"] += 1
+            t["delays"].append(max(0.0, (metas[hit[0]].end - lb.start) / NS))
+    for t in per_type.values():
+        d = t.pop("delays")
+        t["median_delay_s"] = statistics.median(d) if d else None
+    return {"model": model.id, "algorithm": model.algorithm, "threshold": model.threshold,
+            "windows": len(metas), "attack_windows": int(y.sum()), "benign_windows": int((~y).sum()),
+            "precision": prec, "recall": rec, "f1": f1, "roc_auc": auc, "true_positives": tp, "false_positives": fp,
+            "false_negatives": fn, "benign_hours": hours, "alerts": len(alerts), "false_alerts": false_alerts,
+            "false_alerts_per_benign_hour": false_alerts / hours if hours else None,
+            "benign_windows_flagged_per_benign_hour": fp / hours if hours else None,
+            "attack_types": dict(sorted(per_type.items()))}
+
+
+def print_report(r: dict, name: str) -> None:
+    auc = f"{r['roc_auc']:.3f}" if r["roc_auc"] is not None else "n/a (one class)"
+    fah = r["false_alerts_per_benign_hour"]
+    print(f"\nmodel {r['model']} ({r['algorithm']}, threshold {r['threshold']:.4g}) on {name}")
+    print(f"  windows {r['windows']} ({r['benign_windows']} benign, {r['attack_windows']} attack); "
+          f"benign time {r['benign_hours']:.2f} h")
+    print(f"  precision {r['precision']:.3f}  recall {r['recall']:.3f}  F1 {r['f1']:.3f}  ROC-AUC {auc}")
+    print(f"  alerts {r['alerts']}, false {r['false_alerts']}"
+          + (f" = {fah:.2f} per benign hour" if fah is not None else "")
+          + f"; benign windows above threshold {r['false_positives']}")
+    print(f"  {'attack type':22s} {'detected':>9s} {'windows flagged':>16s} {'first alert after':>18s}")
+    for k, t in r["attack_types"].items():
+        d = f"{t['median_delay_s']:.0f} s (median)" if t["median_delay_s"] is not None else "-"
+        print(f"  {k:22s} {t['detected']:>4d}/{t['instances']:<4d} {t['flagged']:>8d}/{t['windows']:<7d} {d:>18s}")
+
+
+# ---------------------------------------------------------------------------------------------- benchmark
+
+def _best(fn, runs: int = 3) -> float:
+    """Fastest of `runs` timings: the machine's other load only ever slows a run down."""
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench(models: list[Model], sc: Scored, paths: list[str], config: Config) -> None:
+    from ...pipeline import Run
+
+    model = models[0]
+    print(f"\nbenchmark ({os.cpu_count()} CPUs; best of 3 runs each; figures only)")
+    if sc.views:
+        n = len(sc.views)
+        count = [0]
+
+        def features():
+            count[0] = 0
+            win = Windower(model.spec, model.profiles, lambda m, r: count.__setitem__(0, count[0] + len(r)),
+                           config.ml.max_pairs)
+            for v in sc.views:
+                win.add(v)
+            win.advance(sc.last_ts)
+        dt = _best(features)
+        print(f"  features: {n:,} exchanges -> {count[0]:,} windows in {dt:.3f} s: {n / dt:,.0f} exchanges/s, "
+              f"{count[0] / dt:,.0f} windows/s")
+    if len(sc.X) == 0:
+        print("  no windows to score")
+        return
+    reps = max(1, 50_000 // len(sc.X))
+    X = np.tile(sc.X, (reps, 1))
+    P = np.tile(model.pair_index(sc.metas), reps)
+    batch = config.ml.batch
+    for m in models:
+        s = m.scorer
+        Xs, Ps = (X[:5000], P[:5000]) if m.algorithm == "lof" else (X, P)
+
+        def batches():
+            for lo in range(0, len(Xs), batch):
+                s.score(Xs[lo:lo + batch], Ps[lo:lo + batch])
+        t_b = _best(batches)
+        t_1 = _best(lambda: s.score(Xs, Ps))
+        print(f"  scoring {m.algorithm:8s}: {len(Xs):,} windows; batches of {batch}: {len(Xs) / t_b:,.0f} windows/s; "
+              f"one call: {len(Xs) / t_1:,.0f} windows/s")
+    k = min(200, len(sc.X))
+    dt = _best(lambda: explain(model, sc.X[:k], model.pair_index(sc.metas[:k]), config.ml.explain))
+    print(f"  explanations ({model.algorithm}, {config.ml.explain} drivers): {k / dt:,.0f} alerts/s")
+    for label, with_ml in (("pipeline without ML", False), (f"pipeline with ML ({model.algorithm})", True)):
+        box = {}
+
+        def pipeline():
+            det = [MlDetector(model, config.ml)] if with_ml else []
+            run = Run(config, det, [], [])
+            for p in paths:
+                run.analyze_file(p)
+            run.finish()
+            box["run"], box["det"] = run, det
+        dt = _best(pipeline)
+        ev = sum(box["run"].engine.events.values())
+        det = box["det"]
+        extra = f", {det[0].windows:,} windows in {det[0].calls} scoring calls" if det else ""
+        print(f"  {label:28s}: {dt:.2f} s, {ev / dt:,.0f} events/s{extra}")
+
+
+# ---------------------------------------------------------------------------------------------- command
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate ML models on labelled captures (precision, recall, per attack type)",
+                       description="Score labelled captures with a model (--model DIR) or with models trained here "
+                                   "(--train PCAP..., --algorithm iforest,lof,robust) and print precision, recall, "
+                                   "F1, ROC-AUC, false alerts per benign hour and detection per attack type. "
+                                   "docs/ML.md.")
+    p.add_argument("pcaps", nargs="+", metavar="PCAP", help="labelled captures, one continuous capture")
+    p.add_argument("--labels", metavar="FILE", help="labels CSV: start,end,src,dst,attack or [file,]frame,attack")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", metavar="DIR", action="append", help="model directory (repeat to compare)")
+    src.add_argument("--train", metavar="PCAP", nargs="+", help="benign captures to train on, in memory")
+    add_training_arguments(p)
+    p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+    p.add_argument("--bench", action="store_true", help="print throughput figures (windows/s) too")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> int:
+    config = load_config(args.config)
+    if not args.labels and not args.bench:
+        raise UserError("--labels FILE is needed (or --bench for throughput alone)")
+    if args.model:
+        models = [load(d) for d in args.model]
+    else:
+        algos = [a.strip() for a in args.algorithm.split(",") if a.strip()]
+        spec = WindowSpec(args.hop, tuple(args.windows), args.lateness)
+        t0 = time.perf_counter()
+        models, _ = in_memory_models(args.train, config, spec, algos, args.seed, args.target_far, args.holdout,
+                                     args.guard_weight)
+        print(f"trained {', '.join(algos)} on {', '.join(os.path.basename(p) for p in args.train)} "
+              f"in {time.perf_counter() - t0:.1f} s")
+    labels = load_labels(args.labels, args.pcaps) if args.labels else []
+    name = ", ".join(os.path.basename(p) for p in args.pcaps)
+    groups: dict[tuple, list[Model]] = {}
+    for m in models:  # models that compute the same rows share one pass over the captures
+        key = (m.meta["feature_set"]["id"], json.dumps(m.meta["profiles"], sort_keys=True))
+        groups.setdefault(key, []).append(m)
+    results = []
+    last_sc = None
+    for ms in groups.values():
+        sc = extract_rows(args.pcaps, config, ms[0], keep_views=args.bench)
+        last_sc = (ms, sc)
+        if args.labels:
+            for m in ms:
+                r = evaluate(m, sc, labels, config)
+                r["captures"] = [os.path.basename(p) for p in args.pcaps]
+                results.append(r)
+                print_report(r, name)
+    if args.json:
+        try:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(results, fh, indent=1, sort_keys=True)
+        except OSError as e:
+            raise UserError(f"{args.json}: cannot write: {e.strerror}") from None
+    if args.bench and last_sc is not None:
+        bench(models, last_sc[1], args.pcaps, config)
+    return 0

@@ -1,0 +1,297 @@
+"""`otids train PCAP... -o DIR`: fit a model on benign traffic and calibrate its alert threshold.
+
+Two passes over the captures: the first builds the per-pair profiles (operations, keys, written values),
+the second cuts the traffic into window rows. Time is divided into blocks (5 longest windows, at least
+5 minutes); every k-th block is held back (k = 1/holdout). Rows whose longest window straddles two blocks
+are dropped, so no held-back row shares traffic with a fitted one. The model is fitted on the other blocks'
+rows, with never-seen counts taken against the profiles of those blocks alone, and the threshold is the
+(1 - target) quantile of the held-back rows' scores: what the model will say about benign traffic it has not
+seen. The model then ships the profiles of all the training traffic.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ... import __version__
+from ...config import Config, load_config
+from ...errors import UserError
+from ...events import rfc3339
+from ...pipeline import Run
+from . import adapters  # noqa: F401  (registers the protocol adapters)
+from .features import NS, FEATURE_VERSION, ProfileBuilder, Windower, WindowSpec, profiles_from_json
+from .models import ALGORITHMS, DEFAULT_ALGORITHM, GUARD_WEIGHT, Scorer, fit, pair_stats, robust_stats
+from .store import FORMAT, build, finalize, save
+from .view import ADAPTERS
+
+MIN_FIT_ROWS = 50
+MIN_HOLDOUT_ROWS = 20
+
+
+class ViewTap:
+    """A detector that hands each event's feature view to `fn` (training, evaluation, benchmarks)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.views = 0
+        self.last_ts = 0
+
+    def on_event(self, ev):
+        a = ADAPTERS.get(type(ev))
+        if a is not None:
+            v = a(ev)
+            if v is not None:
+                self.views += 1
+                self.fn(v)
+        return None
+
+    def flush(self, ts):
+        self.last_ts = ts
+        return None
+
+
+def run_views(paths: list[str], config: Config, fn) -> tuple[Run, ViewTap]:
+    """Run the pipeline over `paths` (one continuous capture) feeding every feature view to fn."""
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise UserError(f"{missing[0]}: no such capture file")
+    tap = ViewTap(fn)
+    run = Run(config, [tap], [], [])
+    for p in paths:
+        run.analyze_file(p)
+    run.finish()
+    return run, tap
+
+
+def file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class TrainingSet:
+    spec: WindowSpec
+    profiles: list  # profile JSON of all the training traffic (shipped with the model)
+    pairs: list[tuple]
+    X: np.ndarray
+    pidx: np.ndarray
+    fit: np.ndarray  # bool mask of fitted rows
+    hold: np.ndarray  # bool mask of held-back rows
+    info: dict = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def extract(paths: list[str], config: Config, spec: WindowSpec, holdout: float) -> TrainingSet:
+    bad = spec.check()
+    if bad:
+        raise UserError(f"invalid windowing: {bad}")
+    if not 0 < holdout <= 0.5:
+        raise UserError(f"--holdout must be above 0 and at most 0.5 (got {holdout})")
+    period = max(2, round(1 / holdout))
+    block = max(300, 5 * spec.longest) * NS
+    origin: list[int] = []
+
+    def held(ts: int) -> bool:
+        return ((ts - origin[0]) // block) % period == period - 1
+
+    everything, fitted = ProfileBuilder(), ProfileBuilder()
+
+    def profile(v):
+        if not origin:
+            origin.append(v.ts // (spec.hop * NS) * spec.hop * NS)
+        everything.add(v)
+        if not held(v.ts):
+            fitted.add(v)
+
+    run, tap = run_views(paths, config, profile)
+    if not origin:
+        raise UserError(f"{paths[0]}: no traffic the ML detector reads (Modbus/TCP) in the training captures")
+    errors = list(run.errors)
+
+    metas, rows = [], []
+
+    def collect(m, r):
+        metas.extend(m)
+        rows.extend(r)
+
+    win = Windower(spec, profiles_from_json(fitted.to_json()), collect, max_pairs=1 << 30)
+    run2, _ = run_views(paths, config, win.add)
+    win.advance(run2.last_ts)
+    all_json = everything.to_json()
+    pairs = [(p["client"], p["server"], p["protocol"]) for p in all_json]
+    pos = {p: i for i, p in enumerate(pairs)}
+    X = np.array(rows, dtype=np.float64).reshape(len(rows), len(spec.feature_names()))
+    pidx = np.array([pos.get((m.client, m.server, m.protocol), -1) for m in metas], dtype=np.int64)
+    bstart = np.array([(m.start - origin[0]) // block for m in metas], dtype=np.int64)
+    bend = np.array([(m.end - 1 - origin[0]) // block for m in metas], dtype=np.int64)
+    whole = bstart == bend
+    hold = whole & (bstart % period == period - 1)
+    fitm = whole & ~hold
+    first = origin[0]
+    info = {"events": tap.views, "rows": len(rows), "rows_fit": int(fitm.sum()), "rows_holdout": int(hold.sum()),
+            "rows_dropped": int((~whole).sum()), "pairs": len(pairs), "holdout": holdout, "block_seconds": block // NS,
+            "span": {"start": rfc3339(first), "end": rfc3339(run2.last_ts)},
+            "hours": (run2.last_ts - first) / NS / 3600, "late_events": win.late}
+    return TrainingSet(spec, all_json, pairs, X, pidx, fitm, hold, info, errors)
+
+
+def calibrate(scores: np.ndarray, target: float) -> dict:
+    """Threshold from held-back benign scores: alerts fire above it for about `target` of benign windows.
+
+    With at least 10 held-back windows expected above it, the empirical (1 - target) quantile. With fewer,
+    the quantile is beyond what the sample shows (its largest score only says "about 1/n"), so the tail is
+    extrapolated: peaks over the 90th percentile u, modelled as exponential (mean excess m), give
+    u + m ln(0.1 / target); never below the empirical quantile.
+    """
+    n = len(scores)
+    emp = float(np.quantile(scores, 1.0 - target, method="higher"))
+    method = "empirical quantile"
+    thr = emp
+    if target * n < 10:
+        u = float(np.quantile(scores, 0.9))
+        exc = scores[scores > u] - u
+        if len(exc) >= 5 and exc.mean() > 0:
+            pu = len(exc) / n
+            thr = max(emp, u + float(exc.mean()) * float(np.log(pu / target)))
+            method = "exponential tail over the 90th percentile"
+    med = float(np.median(scores))
+    high = thr + max(thr - med, 1e-9)
+    return {"threshold": thr, "threshold_high": high,
+            "calibration": {"target_far": target, "holdout_windows": n, "method": method,
+                            "observed_far": float(np.mean(scores > thr)), "benign_median": med,
+                            "benign_max": float(scores.max())}}
+
+
+def fit_model(ts: TrainingSet, algorithm: str, seed: int, target: float, pcaps: list[dict],
+              guard_weight: float = GUARD_WEIGHT) -> tuple[dict, dict]:
+    """Fit one algorithm on a TrainingSet; returns finalized (meta, arrays)."""
+    if algorithm not in ALGORITHMS:
+        raise UserError(f"unknown algorithm {algorithm!r} (known: {', '.join(ALGORITHMS)})")
+    nfit, nhold = int(ts.fit.sum()), int(ts.hold.sum())
+    if nfit < MIN_FIT_ROWS or nhold < MIN_HOLDOUT_ROWS:
+        raise UserError(f"too little benign traffic: {nfit} windows to fit and {nhold} held back (need at least "
+                        f"{MIN_FIT_ROWS} and {MIN_HOLDOUT_ROWS}); train on a longer capture, a shorter --hop or a "
+                        f"larger --holdout")
+    if not 0 < target < 1:
+        raise UserError(f"--target-far must be between 0 and 1 (got {target})")
+    spec = ts.spec
+    floors = np.array([f.floor for f in spec.features()])
+    Xf, pf = ts.X[ts.fit], ts.pidx[ts.fit]
+    Xh, ph = ts.X[ts.hold], ts.pidx[ts.hold]
+    stats = robust_stats(Xf, floors)
+    pstats = pair_stats(Xf, pf, len(ts.pairs), floors)
+    arrays, params = fit(algorithm, Xf, seed, stats, pstats, guard_weight)
+    scorer = Scorer(algorithm, arrays, params, stats, pstats)
+    cal = calibrate(scorer.score(Xh, ph), target)
+    for k, v in stats.items():
+        arrays[f"stats_{k}"] = v
+    for k, v in pstats.items():
+        arrays[f"pair_{k}"] = v
+    import sklearn
+    data = hashlib.sha256()
+    data.update(np.ascontiguousarray(ts.X).tobytes())
+    data.update(ts.fit.tobytes())
+    data.update(ts.hold.tobytes())
+    meta = {
+        "format": FORMAT, "algorithm": algorithm, "params": params,
+        "feature_set": {"id": spec.feature_set_id(), "version": FEATURE_VERSION, "names": spec.feature_names(),
+                        "hop": spec.hop, "windows": list(spec.windows), "lateness": spec.lateness},
+        **cal,
+        "training": {**ts.info, "pcaps": pcaps, "data_sha256": data.hexdigest(), "seed": seed},
+        "libraries": {"python": platform.python_version(), "numpy": np.__version__,
+                      "scikit-learn": sklearn.__version__, "otids": __version__},
+        "pairs": [list(p) for p in ts.pairs],
+        "profiles": ts.profiles,
+    }
+    return finalize(meta, arrays), arrays
+
+
+def pcap_info(paths: list[str]) -> list[dict]:
+    return [{"file": os.path.basename(p), "bytes": os.path.getsize(p), "sha256": file_digest(p)} for p in paths]
+
+
+def train_models(paths: list[str], config: Config, spec: WindowSpec, algorithms: list[str], seed: int,
+                 target: float, holdout: float, guard_weight: float = GUARD_WEIGHT):
+    """Extract once, fit each algorithm: [(meta, arrays)], TrainingSet."""
+    ts = extract(paths, config, spec, holdout)
+    pcaps = pcap_info(paths)
+    return [fit_model(ts, a, seed, target, pcaps, guard_weight) for a in algorithms], ts
+
+
+def in_memory_models(paths, config, spec, algorithms, seed, target, holdout, guard_weight=GUARD_WEIGHT):
+    fitted, ts = train_models(paths, config, spec, algorithms, seed, target, holdout, guard_weight)
+    return [build(f"<trained in memory: {a}>", meta, arrays) for a, (meta, arrays) in zip(algorithms, fitted)], ts
+
+
+# ---------------------------------------------------------------------------------------------- command
+
+def parse_windows(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds separated by commas, e.g. 10,60 (got {text!r})") from None
+
+
+def add_training_arguments(p) -> None:
+    p.add_argument("--algorithm", default=DEFAULT_ALGORITHM,
+                   help=f"{', '.join(ALGORITHMS)} (default {DEFAULT_ALGORITHM}); `otids eval --train` takes a comma list")
+    p.add_argument("--hop", type=int, default=WindowSpec.hop, help="seconds between rows of a pair (default 10)")
+    p.add_argument("--windows", type=parse_windows, default=WindowSpec.windows,
+                   help="window lengths in seconds, multiples of the hop (default 10,60)")
+    p.add_argument("--lateness", type=int, default=WindowSpec.lateness,
+                   help="seconds a hop waits for late exchanges (default 2)")
+    p.add_argument("--holdout", type=float, default=0.25,
+                   help="share of the benign traffic held back to calibrate the threshold (default 0.25)")
+    p.add_argument("--target-far", type=float, default=0.001,
+                   help="target share of benign windows above the threshold (default 0.001)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--guard-weight", type=float, default=GUARD_WEIGHT,
+                   help=f"iforest: score added per robust scale a feature lies outside the pair's training range "
+                        f"(default {GUARD_WEIGHT}; 0: the isolation forest alone)")
+    p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (decode, flow and protocol settings)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="fit an ML anomaly model on benign captures",
+                       description="Fit a model on benign traffic (pcap/pcapng, .gz) and calibrate its alert threshold "
+                                   "on held-back windows; write it to DIR for `otids analyze --model DIR`. docs/ML.md.")
+    p.add_argument("pcaps", nargs="+", metavar="PCAP", help="benign training captures, one continuous capture")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="model directory to write (e.g. models/ml/)")
+    add_training_arguments(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    config = load_config(args.config)
+    spec = WindowSpec(args.hop, tuple(args.windows), args.lateness)
+    t0 = time.perf_counter()
+    fitted, ts = train_models(args.pcaps, config, spec, [args.algorithm], args.seed, args.target_far, args.holdout,
+                              args.guard_weight)
+    meta, arrays = fitted[0]
+    save(args.output, meta, arrays)
+    dt = time.perf_counter() - t0
+    for e in ts.errors:
+        print(f"otids: error: {e}", file=sys.stderr)
+    if not args.quiet:
+        i, c = ts.info, meta["calibration"]
+        print(f"model {meta['id']} ({meta['algorithm']}, {len(spec.feature_names())} features, feature set "
+              f"{spec.feature_set_id()}) -> {args.output}")
+        print(f"training: {i['events']} exchanges, {i['pairs']} pairs, {i['hours']:.2f} h; windows: {i['rows_fit']} "
+              f"fitted, {i['rows_holdout']} held back, {i['rows_dropped']} dropped at block edges")
+        per_hour = i["rows"] / max(i["hours"], 1e-9)  # windows per hour of this traffic
+        print(f"threshold {meta['threshold']:.6g} ({c['method']}; target {c['target_far']:.4%} of benign windows, "
+              f"about {c['target_far'] * per_hour:.2f} per hour at this traffic): {c['observed_far']:.4%} of "
+              f"{c['holdout_windows']} held-back benign windows above it, largest {c['benign_max']:.6g}")
+        print(f"done in {dt:.1f} s")
+    return 1 if ts.errors else 0
