@@ -969,6 +969,11 @@ class Technique:
     name: str
     tactic_id: str
     tactic: str
+    other_tactics: tuple[tuple[str, str], ...] = ()  # (id, name) of further tactics the technique serves
+
+    @property
+    def tactics(self) -> tuple[tuple[str, str], ...]:
+        return ((self.tactic_id, self.tactic),) + self.other_tactics
 
     @property
     def reference(self) -> str:
@@ -1024,8 +1029,8 @@ class Alert:
                 "framework": "MITRE ATT&CK for ICS",
                 "technique": {"id": [t.id for t in self.techniques], "name": [t.name for t in self.techniques],
                               "reference": [t.reference for t in self.techniques]},
-                "tactic": {"id": sorted({t.tactic_id for t in self.techniques}),
-                           "name": sorted({t.tactic for t in self.techniques})},
+                "tactic": {"id": sorted({i for t in self.techniques for i, _ in t.tactics}),
+                           "name": sorted({n for t in self.techniques for _, n in t.tactics})},
             }
         ot = doc.setdefault("otids", {})
         ot["alert"] = {"severity": self.severity, "detector": self.source, "count": self.count, **self.extra}

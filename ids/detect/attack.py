@@ -4,9 +4,8 @@ Ids and names follow the published ICS matrix (attack.mitre.org/matrices/ics/, A
 detector or rule uses must be listed here; the rule loader rejects others.
 
 Checked against attack.mitre.org technique pages (2025): T0814, T0816, T0836, T0855, T0858, T0859, T0861,
-T0871 (ids, names, tactics). A technique that serves several tactics is listed under the one otids reports:
-T0858 Change Operating Mode is Execution and Evasion, T0859 Valid Accounts Persistence and Lateral Movement,
-T0866/T0886 Initial Access and Lateral Movement. ATT&CK v18 (October 2025) regrouped message techniques: T0855
+T0871 (ids, names, tactics). A technique that serves several tactics lists the further ones after its first
+(T0856, T0858, T0859, T0866, T0886); alerts carry every tactic in threat.tactic. ATT&CK v18 (October 2025) regrouped message techniques: T0855
 Unauthorized Command Message became T1692.001 Command Message (of T1692 Unauthorized Message); ids here stay
 on the v15-v17 numbering until the ECS output moves with it.
 """
@@ -15,7 +14,7 @@ from __future__ import annotations
 from ..events import Technique
 
 _T = [
-    # id, name, tactic id, tactic
+    # id, name, tactic id, tactic[, further (tactic id, tactic) pairs]
     ("T0801", "Monitor Process State", "TA0100", "Collection"),
     ("T0802", "Automated Collection", "TA0100", "Collection"),
     ("T0803", "Block Command Message", "TA0107", "Inhibit Response Function"),
@@ -34,18 +33,18 @@ _T = [
     ("T0846", "Remote System Discovery", "TA0102", "Discovery"),
     ("T0848", "Rogue Master", "TA0108", "Initial Access"),
     ("T0855", "Unauthorized Command Message", "TA0106", "Impair Process Control"),
-    ("T0856", "Spoof Reporting Message", "TA0103", "Evasion"),
-    ("T0858", "Change Operating Mode", "TA0103", "Evasion"),
-    ("T0859", "Valid Accounts", "TA0110", "Persistence"),
+    ("T0856", "Spoof Reporting Message", "TA0103", "Evasion", (("TA0106", "Impair Process Control"),)),
+    ("T0858", "Change Operating Mode", "TA0103", "Evasion", (("TA0104", "Execution"),)),
+    ("T0859", "Valid Accounts", "TA0110", "Persistence", (("TA0109", "Lateral Movement"),)),
     ("T0861", "Point & Tag Identification", "TA0100", "Collection"),
-    ("T0866", "Exploitation of Remote Services", "TA0109", "Lateral Movement"),
+    ("T0866", "Exploitation of Remote Services", "TA0109", "Lateral Movement", (("TA0108", "Initial Access"),)),
     ("T0868", "Detect Operating Mode", "TA0100", "Collection"),
     ("T0869", "Standard Application Layer Protocol", "TA0101", "Command and Control"),
     ("T0871", "Execution through API", "TA0104", "Execution"),
     ("T0881", "Service Stop", "TA0107", "Inhibit Response Function"),
     ("T0882", "Theft of Operational Information", "TA0105", "Impact"),
     ("T0883", "Internet Accessible Device", "TA0108", "Initial Access"),
-    ("T0886", "Remote Services", "TA0109", "Lateral Movement"),
+    ("T0886", "Remote Services", "TA0109", "Lateral Movement", (("TA0108", "Initial Access"),)),
     ("T0888", "Remote System Information Discovery", "TA0102", "Discovery"),
 ]
 
