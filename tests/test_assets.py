@@ -100,18 +100,25 @@ def test_vendor_data_wherever_the_corpus_traffic_carries_it():
             assert vals <= got, (pcap.name, ip, vals, got)
             found += 1
         for ip, text in fc17.items():
-            ours = recs[ip]["identity"]["modbus_server_id"]
-            # The foundation's FC 17 parser takes the last byte for the run indicator (spec 6.13 puts it right
-            # after the server id, before additional data) and drops it from server_id: Wingpath's
-            # "Wingpath Limited" arrives as "Wingpath Limite". Reported; the inventory reads details.data
-            # (whole payload) once the parser offers it.
-            assert any(text.startswith(v) and len(v) >= len(text) - 1 for v in ours.values()), (pcap.name, ip,
-                                                                                                  text, ours)
+            # tshark shows FC 17 as raw data; its readable runs are the whole identity. Wingpath sends
+            # `00 ff "Wingpath Limited"` (id, run indicator, additional data: spec 6.13), pymodbus the id
+            # text with the run indicator last: both read in full (see test_modbus_parser).
+            assert text in recs[ip]["identity"]["modbus_server_id"].values(), (pcap.name, ip, text,
+                                                                                 recs[ip]["identity"])
             found += 1
         for ip, r in recs.items():
             if ip not in objs and ip not in fc17:
                 assert not r["identity"].get("modbus") and not r["identity"].get("modbus_server_id"), (pcap, ip)
     assert found >= 3  # icsnpp modbus_example (43/14 and 17), quickdraw part1 (17)
+
+
+def test_wingpath_server_id_in_full():
+    """Corpus quickdraw part 1 (ITI ICS-Security-Tools): 10.0.0.3 answers FC 17 with a one-byte id, the
+    run indicator and "Wingpath Limited" (the spec's order), not truncated to "Wingpath Limite"."""
+    p = need(CORPUS / "collections/ITI-ICS-Security-Tools/pcaps/quickdraw/modbus_test_data_part1.pcap")
+    rec = {r["ip"]: r for r in run_inventory([str(p)], Config())[0].records()}["10.0.0.3"]
+    assert rec["identity"] == {"modbus_server_id": {10: "Wingpath Limited"}}  # unit 10
+    assert rec["summary"] == "Wingpath Limited"
 
 
 def test_corpus_inventory_rows():

@@ -82,12 +82,10 @@ def modbus_identity(ev: ModbusTransaction) -> tuple[str, dict] | None:
         ident = {k: v.strip() for k, v in (d.get("device_identification") or {}).items()
                  if isinstance(v, str) and v.strip()}
         return ("modbus", ident) if ident else None
-    if ev.function_code == 17:
-        raw = d.get("data") or d.get("server_id")
-        try:
-            text = printable_runs(bytes.fromhex(raw)) if isinstance(raw, str) else ""
-        except ValueError:
-            text = ""
+    if ev.function_code == 17:  # server id, then the additional data some devices put their name in
+        runs = [printable_runs(bytes.fromhex(d[k])) for k in ("server_id", "additional_data")
+                if isinstance(d.get(k), str)]
+        text = " ".join(r for r in runs if r)
         return ("modbus_server_id", {"text": text}) if text else None
     return None
 
