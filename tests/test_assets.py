@@ -121,6 +121,31 @@ def test_wingpath_server_id_in_full():
     assert rec["summary"] == "Wingpath Limited"
 
 
+def test_opcua_application_descriptions_wherever_the_corpus_carries_them():
+    """Every corpus OPC UA capture: each ApplicationUri tshark sees in a CreateSession request (the client's),
+    CreateSession response or GetEndpoints response (the server's own) is an identity of the host that sent
+    it. FindServers answers are not compared: a discovery server lists other servers too (the inventory
+    takes only entries whose discovery URL names the answering address)."""
+    need_tool("tshark")
+    found = 0
+    caps = sorted(p for p in need(CORPUS).rglob("*") if p.suffix in (".pcap", ".pcapng", ".cap")
+                  and "opc" in str(p).lower())
+    assert len(caps) >= 25
+    for pcap in caps:
+        out = subprocess.run(["tshark", "-r", str(pcap), "-Y", " || ".join(
+            f"opcua.servicenodeid.numeric == {n}" for n in (461, 464, 431)), "-T", "fields", "-e", "ip.src", "-e",
+            "ipv6.src", "-e", "opcua.ApplicationUri"], capture_output=True, text=True, check=True).stdout
+        want = {(v4 or v6, u) for v4, v6, uris in (ln.split("\t") for ln in out.splitlines())
+                for u in uris.split(",") if u}
+        if not want:
+            continue
+        inv, _ = run_inventory([str(pcap)], Config())
+        ours = {(r["ip"], u) for r in inv.records() for u in r["identity"].get("opcua_application_uri", [])}
+        assert want <= ours, (pcap.name, want - ours)
+        found += len(want)
+    assert found >= 45, found  # 50 (host, URI) pairs in 27 captures
+
+
 def test_corpus_inventory_rows():
     p = need(CORPUS / "icsnpp/icsnpp-modbus/testing/traces/modbus_example.pcap")
     inv, _ = run_inventory([str(p)], Config())
