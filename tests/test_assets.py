@@ -15,7 +15,7 @@ import yaml
 
 from conftest import CORPUS, PCAPS, ROOT, need, need_tool, run_cli
 from ids.assets import Inventory, printable_runs
-from ids.assets.cli import run_inventory
+from ids.assets.cli import run_inventory, to_csv
 from ids.assets.oui import OuiTable, mac_vendor
 from ids.config import Config
 
@@ -161,7 +161,7 @@ def test_corpus_inventory_rows():
     assert recs["192.168.2.42"]["uses"] == ["modbus/tcp/502"]
 
 
-def test_simulated_plcs_identify_as_configured():
+def test_simulated_plant_identifies_as_configured():
     inv, _ = run_inventory([str(need(PCAPS / "sim" / "clean1.pcap"))], Config())
     recs = {r["ip"]: r for r in inv.records()}
     plant = yaml.safe_load((ROOT / "sim" / "plant.yaml").read_text())
@@ -173,6 +173,23 @@ def test_simulated_plcs_identify_as_configured():
             want["vendor"], want["product_code"], want["revision"], want["product_name"], want["model"],
             want["application"])
         assert recs[plc["ip"]]["roles"] == ["modbus_slave"]
+    srv = plant["opcua"]["server"]
+    assert recs[srv["ip"]]["roles"] == ["opcua_server"] and recs[srv["ip"]]["services"] == ["opcua/tcp/4840"]
+    assert recs[srv["ip"]]["summary"] == ("otids plant simulator; urn:otids:sim:opcua-server; "
+                                          "urn:freeopcua.github.io:python:server")  # asyncua's product URI
+    for c in plant["opcua"]["clients"]:
+        assert recs[c["ip"]]["identity"]["opcua_application_uri"] == [c["application_uri"]]
+        assert recs[c["ip"]]["identity"]["opcua_application_name"] == [c["name"]]
+    for c in plant["mqtt"]["publishers"] + plant["mqtt"]["subscribers"]:
+        assert recs[c["ip"]]["identity"] == {"mqtt_client_id": [c["client_id"]], "mqtt_username": [c["username"]]}
+        assert recs[c["ip"]]["roles"] == ["mqtt_client"] and recs[c["ip"]]["uses"] == ["mqtt/tcp/1883"]
+    broker = recs[plant["mqtt"]["broker"]["ip"]]
+    assert broker["roles"] == ["mqtt_broker"] and broker["identity"] == {} and broker["peers"] == 3
+    rows = {r["ip"]: r for r in csv.DictReader(io.StringIO(to_csv(inv.records())))}
+    assert (rows[srv["ip"]]["opcua_application_uri"], rows[srv["ip"]]["opcua_product_uri"],
+            rows[srv["ip"]]["opcua_application_name"]) == (srv["application_uri"],
+                                                           "urn:freeopcua.github.io:python:server",
+                                                           "otids plant simulator")
 
 
 # ---------------------------------------------------------------------------------------------- CLI
