@@ -15,7 +15,7 @@ import yaml
 
 from conftest import CORPUS, PCAPS, ROOT, need, need_tool, run_cli
 from ids.assets import Inventory, printable_runs
-from ids.assets.cli import run_inventory
+from ids.assets.cli import run_inventory, to_csv
 from ids.assets.oui import OuiTable, mac_vendor
 from ids.config import Config
 
@@ -100,18 +100,50 @@ def test_vendor_data_wherever_the_corpus_traffic_carries_it():
             assert vals <= got, (pcap.name, ip, vals, got)
             found += 1
         for ip, text in fc17.items():
-            ours = recs[ip]["identity"]["modbus_server_id"]
-            # The foundation's FC 17 parser takes the last byte for the run indicator (spec 6.13 puts it right
-            # after the server id, before additional data) and drops it from server_id: Wingpath's
-            # "Wingpath Limited" arrives as "Wingpath Limite". Reported; the inventory reads details.data
-            # (whole payload) once the parser offers it.
-            assert any(text.startswith(v) and len(v) >= len(text) - 1 for v in ours.values()), (pcap.name, ip,
-                                                                                                  text, ours)
+            # tshark shows FC 17 as raw data; its readable runs are the whole identity. Wingpath sends
+            # `00 ff "Wingpath Limited"` (id, run indicator, additional data: spec 6.13), pymodbus the id
+            # text with the run indicator last: both read in full (see test_modbus_parser).
+            assert text in recs[ip]["identity"]["modbus_server_id"].values(), (pcap.name, ip, text,
+                                                                                 recs[ip]["identity"])
             found += 1
         for ip, r in recs.items():
             if ip not in objs and ip not in fc17:
                 assert not r["identity"].get("modbus") and not r["identity"].get("modbus_server_id"), (pcap, ip)
     assert found >= 3  # icsnpp modbus_example (43/14 and 17), quickdraw part1 (17)
+
+
+def test_wingpath_server_id_in_full():
+    """Corpus quickdraw part 1 (ITI ICS-Security-Tools): 10.0.0.3 answers FC 17 with a one-byte id, the
+    run indicator and "Wingpath Limited" (the spec's order), not truncated to "Wingpath Limite"."""
+    p = need(CORPUS / "collections/ITI-ICS-Security-Tools/pcaps/quickdraw/modbus_test_data_part1.pcap")
+    rec = {r["ip"]: r for r in run_inventory([str(p)], Config())[0].records()}["10.0.0.3"]
+    assert rec["identity"] == {"modbus_server_id": {10: "Wingpath Limited"}}  # unit 10
+    assert rec["summary"] == "Wingpath Limited"
+
+
+def test_opcua_application_descriptions_wherever_the_corpus_carries_them():
+    """Every corpus OPC UA capture: each ApplicationUri tshark sees in a CreateSession request (the client's),
+    CreateSession response or GetEndpoints response (the server's own) is an identity of the host that sent
+    it. FindServers answers are not compared: a discovery server lists other servers too (the inventory
+    takes only entries whose discovery URL names the answering address)."""
+    need_tool("tshark")
+    found = 0
+    caps = sorted(p for p in need(CORPUS).rglob("*") if p.suffix in (".pcap", ".pcapng", ".cap")
+                  and "opc" in str(p).lower())
+    assert len(caps) >= 25
+    for pcap in caps:
+        out = subprocess.run(["tshark", "-r", str(pcap), "-Y", " || ".join(
+            f"opcua.servicenodeid.numeric == {n}" for n in (461, 464, 431)), "-T", "fields", "-e", "ip.src", "-e",
+            "ipv6.src", "-e", "opcua.ApplicationUri"], capture_output=True, text=True, check=True).stdout
+        want = {(v4 or v6, u) for v4, v6, uris in (ln.split("\t") for ln in out.splitlines())
+                for u in uris.split(",") if u}
+        if not want:
+            continue
+        inv, _ = run_inventory([str(pcap)], Config())
+        ours = {(r["ip"], u) for r in inv.records() for u in r["identity"].get("opcua_application_uri", [])}
+        assert want <= ours, (pcap.name, want - ours)
+        found += len(want)
+    assert found >= 45, found  # 50 (host, URI) pairs in 27 captures
 
 
 def test_corpus_inventory_rows():
@@ -129,7 +161,7 @@ def test_corpus_inventory_rows():
     assert recs["192.168.2.42"]["uses"] == ["modbus/tcp/502"]
 
 
-def test_simulated_plcs_identify_as_configured():
+def test_simulated_plant_identifies_as_configured():
     inv, _ = run_inventory([str(need(PCAPS / "sim" / "clean1.pcap"))], Config())
     recs = {r["ip"]: r for r in inv.records()}
     plant = yaml.safe_load((ROOT / "sim" / "plant.yaml").read_text())
@@ -141,6 +173,23 @@ def test_simulated_plcs_identify_as_configured():
             want["vendor"], want["product_code"], want["revision"], want["product_name"], want["model"],
             want["application"])
         assert recs[plc["ip"]]["roles"] == ["modbus_slave"]
+    srv = plant["opcua"]["server"]
+    assert recs[srv["ip"]]["roles"] == ["opcua_server"] and recs[srv["ip"]]["services"] == ["opcua/tcp/4840"]
+    assert recs[srv["ip"]]["summary"] == ("otids plant simulator; urn:otids:sim:opcua-server; "
+                                          "urn:freeopcua.github.io:python:server")  # asyncua's product URI
+    for c in plant["opcua"]["clients"]:
+        assert recs[c["ip"]]["identity"]["opcua_application_uri"] == [c["application_uri"]]
+        assert recs[c["ip"]]["identity"]["opcua_application_name"] == [c["name"]]
+    for c in plant["mqtt"]["publishers"] + plant["mqtt"]["subscribers"]:
+        assert recs[c["ip"]]["identity"] == {"mqtt_client_id": [c["client_id"]], "mqtt_username": [c["username"]]}
+        assert recs[c["ip"]]["roles"] == ["mqtt_client"] and recs[c["ip"]]["uses"] == ["mqtt/tcp/1883"]
+    broker = recs[plant["mqtt"]["broker"]["ip"]]
+    assert broker["roles"] == ["mqtt_broker"] and broker["identity"] == {} and broker["peers"] == 3
+    rows = {r["ip"]: r for r in csv.DictReader(io.StringIO(to_csv(inv.records())))}
+    assert (rows[srv["ip"]]["opcua_application_uri"], rows[srv["ip"]]["opcua_product_uri"],
+            rows[srv["ip"]]["opcua_application_name"]) == (srv["application_uri"],
+                                                           "urn:freeopcua.github.io:python:server",
+                                                           "otids plant simulator")
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -3,8 +3,6 @@ band limits, range borders, hold window, re-alert, period tolerance, capture gap
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
-
 import pytest
 
 from ids.config import BaselineConfig
@@ -13,7 +11,8 @@ from ids.detect.baseline.enforcer import BaselineDetector, LearnThenEnforce
 from ids.detect.baseline.learner import Learner
 from ids.detect.baseline.modbus import Ranges
 from ids.detect.baseline.periodic import SAMPLE_CAP, IntervalSample
-from ids.events import FlowContext, ModbusRequest, ModbusResponse, ModbusTransaction
+from ids.events import (FlowContext, ModbusRequest, ModbusResponse, ModbusTransaction, MqttConnect,
+                        MqttExchange, MqttPublish, MqttSubscribe, OpcuaEvent)
 from ids.protocols.modbus.consts import function_name
 
 NS = 1_000_000_000
@@ -318,36 +317,34 @@ def test_learn_then_enforce(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- OPC UA / MQTT
-# Their dissectors are built in parallel; these events carry the documented document fields
-# (models/README.md "Events the baseline reads") so the learners and enforcers are tested on that contract.
+# Records as the OPC UA and MQTT dissectors emit them (ids.events.OpcuaEvent, MqttExchange); the real
+# captures are in test_baseline_sim.py.
 
-class DocEvent(NamedTuple):
-    ts: int
-    flow: FlowContext
-    doc: dict
-    dataset: str
-    protocol: str
-
-    def to_doc(self):
-        return self.doc
+def mqtt(t, fl, *msgs):
+    ts = int((T0 + t) * NS)
+    return MqttExchange(ts, fl, 4, tuple(m._replace(ts=ts) for m in msgs), "complete", (), 256)
 
 
-def mqtt(t, fl, **fields):
-    return DocEvent(int((T0 + t) * NS), fl, {"mqtt": fields}, "otids.mqtt", "mqtt")
+def connect(client_id, username=None):
+    return MqttConnect("connect", 0, True, 0, False, False, 30, "MQTT", 4, 0x82, 60, client_id, username)
 
 
-def opcua(t, fl, **fields):
-    return DocEvent(int((T0 + t) * NS), fl, {"opcua": fields}, "otids.opcua", "opcua")
+def publish(topic, qos=0, from_client=True):
+    """from_client=False: the broker delivering the message to a subscriber."""
+    return MqttPublish("publish", 0, from_client, qos, False, False, 20, topic, 1 if qos else None, b"1", 1)
+
+
+def subscribe(*filters):
+    return MqttSubscribe("subscribe", 0, True, 1, False, False, 20, 1, tuple(filters))
 
 
 def mqtt_normal(start, n):
     pub, sub = flow(11, "10.0.0.51", "10.0.0.31", 1883), flow(12, "10.0.0.61", "10.0.0.31", 1883)
-    evs = [mqtt(start, pub, connect={"client_id": "sensor-1", "username": "sensors"}),
-           mqtt(start, sub, connect={"client_id": "historian"}),
-           mqtt(start + 0.1, sub, subscribe={"topics": [{"topic": "plant/#", "qos": 1}]})]
+    evs = [mqtt(start, pub, connect("sensor-1", "sensors")), mqtt(start, sub, connect("historian")),
+           mqtt(start + 0.1, sub, subscribe(("plant/#", 1)))]
     for i in range(n):
-        evs.append(mqtt(start + 1 + i, pub, publish={"topic": "plant/t", "qos": 0, "from_client": True}))
-        evs.append(mqtt(start + 1.001 + i, sub, publish={"topic": "plant/t", "qos": 0, "from_client": False}))
+        evs.append(mqtt(start + 1 + i, pub, publish("plant/t")))
+        evs.append(mqtt(start + 1.001 + i, sub, publish("plant/t", from_client=False)))
     return evs
 
 
@@ -361,42 +358,63 @@ def test_mqtt_learn_and_new_topic_once():
     pub, sub = flow(11, "10.0.0.51", "10.0.0.31", 1883), flow(12, "10.0.0.61", "10.0.0.31", 1883)
     evs = mqtt_normal(1000, 20)
     for i in range(3):  # the new topic, and the broker delivering it to the historian
-        evs.append(mqtt(1005.5 + i, pub, publish={"topic": "plant/debug", "qos": 0, "from_client": True}))
-        evs.append(mqtt(1005.6 + i, sub, publish={"topic": "plant/debug", "qos": 0, "direction": "to_client"}))
+        evs.append(mqtt(1005.5 + i, pub, publish("plant/debug")))
+        evs.append(mqtt(1005.6 + i, sub, publish("plant/debug", from_client=False)))
     evs.sort(key=lambda e: e.ts)
     alerts, _ = enforce(b, evs)
     assert rules(alerts) == ["otids.baseline.mqtt.new_topic"]
     assert alerts[0].count == 3 and alerts[0].extra["baseline"]["seen"] == "publish to plant/debug"
+    assert alerts[0].flow.client_ip == "10.0.0.51"
+
+
+def test_mqtt_delivery_is_not_the_subscriber_publishing():
+    """The broker forwarding a topic to a subscriber that never published it raises nothing; the same
+    subscriber publishing it does (a subscriber turned publisher)."""
+    b = learned(events=mqtt_normal(0, 30))
+    sub = flow(12, "10.0.0.61", "10.0.0.31", 1883)
+    alerts, _ = enforce(b, [mqtt(1000 + i, sub, publish("plant/other", from_client=False)) for i in range(5)])
+    assert alerts == []
+    alerts, _ = enforce(b, [mqtt(1000, sub, publish("plant/other"))])
+    assert rules(alerts) == ["otids.baseline.mqtt.new_topic"] and alerts[0].flow.client_ip == "10.0.0.61"
 
 
 def test_mqtt_client_id_subscription_qos():
     b = learned(events=mqtt_normal(0, 30))
     pub, sub = flow(11, "10.0.0.51", "10.0.0.31", 1883), flow(12, "10.0.0.61", "10.0.0.31", 1883)
-    evs = [mqtt(1000, pub, connect={"client_id": "sensor-9", "username": "sensors"}),
-           mqtt(1001, sub, subscribe={"topics": ["#"]}),
-           mqtt(1002, pub, publish={"topic": "plant/t", "qos": 2, "from_client": True})]
+    evs = [mqtt(1000, pub, connect("sensor-9", "sensors")),
+           mqtt(1001, sub, subscribe(("#", 0))),
+           mqtt(1002, pub, publish("plant/t", qos=2))]
     alerts, _ = enforce(b, evs)
     assert rules(alerts) == ["otids.baseline.mqtt.new_client_id", "otids.baseline.mqtt.new_subscription",
                              "otids.baseline.mqtt.qos_changed"]
 
 
-def test_mqtt_publish_without_direction_is_not_learned():
-    pub = flow(11, "10.0.0.51", "10.0.0.31", 1883)
-    lr = Learner(BaselineConfig())
-    lr.learn(mqtt(0, pub, publish={"topic": "plant/t", "qos": 0}))
-    assert lr.protocols["mqtt"].skipped_no_direction == 1
-    assert "publishes" not in lr.baseline().section("mqtt")["10.0.0.51|10.0.0.31"]
+NONE_POLICY = "http://opcfoundation.org/UA/SecurityPolicy#None"
 
 
-def opcua_normal(start, n, policy="http://opcfoundation.org/UA/SecurityPolicy#None"):
+def opcua(t, fl, service, nodes=(), policy=NONE_POLICY, mode="None", app=None, request=None, response=None):
+    ts = int((T0 + t) * NS)
+    mt = "OPN" if service == "OpenSecureChannel" else "MSG"
+    return OpcuaEvent(ts, fl, mt, service, 1, 1, 1, 1, policy, mode, False, 0, "Good", tuple(nodes), None, app,
+                      None, request, response, None, (), ts + 1000)
+
+
+def create_session(t, fl, app_uri):
+    client = {"application_uri": app_uri, "product_uri": "urn:vendor:client", "application_name": "scada",
+              "application_type": "Client"}
+    server = {"application_uri": "urn:plant:server", "product_uri": "urn:vendor:server",
+              "application_name": "plant server", "application_type": "Server"}
+    return opcua(t, fl, "CreateSession", app=app_uri, request={"client": client},
+                 response={"server_endpoints": [{"endpoint_url": "opc.tcp://10.0.0.21:4840", "server": server}]})
+
+
+def opcua_normal(start, n):
     fl = flow(21, "10.0.0.4", "10.0.0.21", 4840)
-    evs = [opcua(start, fl, service="OpenSecureChannel", security_policy={"name": "None", "uri": policy},
-                 security_mode="None"),
-           opcua(start + 0.1, fl, service="CreateSessionRequest", application_uri="urn:scada1")]
+    evs = [opcua(start, fl, "OpenSecureChannel"), create_session(start + 0.1, fl, "urn:scada1")]
     for i in range(n):
-        evs.append(opcua(start + 1 + i, fl, service="Read", nodes=["ns=2;s=Line1.Speed"]))
+        evs.append(opcua(start + 1 + i, fl, "Read", ["ns=2;s=Line1.Speed"]))
         if i % 5 == 0:
-            evs.append(opcua(start + 1.5 + i, fl, service="Write", nodes=["ns=2;s=Line1.Setpoint"]))
+            evs.append(opcua(start + 1.5 + i, fl, "Write", ["ns=2;s=Line1.Setpoint"]))
     return evs
 
 
@@ -406,16 +424,25 @@ def test_opcua_learn_and_enforce():
     assert e["security_policies"] == ["None"] and e["security_modes"] == ["None"]
     assert e["services"] == ["createsession", "opensecurechannel", "read", "write"]
     assert e["nodes_written"] == ["ns=2;s=Line1.Setpoint"] and e["application_uris"] == ["urn:scada1"]
-    assert b.section("assets")["10.0.0.4"]["identity"] == {"opcua_application_uri": ["urn:scada1"]}
+    assert b.section("assets")["10.0.0.4"]["identity"] == {
+        "opcua_application_name": ["scada"], "opcua_application_uri": ["urn:scada1"],
+        "opcua_product_uri": ["urn:vendor:client"]}
+    assert b.section("assets")["10.0.0.21"]["identity"] == {
+        "opcua_application_name": ["plant server"], "opcua_application_uri": ["urn:plant:server"],
+        "opcua_product_uri": ["urn:vendor:server"]}
     fl = flow(21, "10.0.0.4", "10.0.0.21", 4840)
     evs = opcua_normal(1000, 10) + [
-        opcua(1003.7, fl, service="WriteRequest", nodes=["ns=2;s=Line1.MotorEnable"]),
-        opcua(1003.8, fl, service="Call", nodes=["ns=2;s=Line1.Reset"]),
-        opcua(1003.9, fl, service="DeleteNodes"),
-        opcua(1004.0, fl, service="OpenSecureChannel", security_policy="Basic128Rsa15", security_mode=3),
-        opcua(1004.1, fl, service="CreateSession", application_uri="urn:evil")]
+        opcua(1003.7, fl, "Write", ["ns=2;s=Line1.MotorEnable"]),
+        opcua(1003.8, fl, "Call", ["ns=2;s=Line1.Reset"]),
+        opcua(1003.9, fl, "DeleteNodes"),
+        opcua(1004.0, fl, "OpenSecureChannel", policy="http://opcfoundation.org/UA/SecurityPolicy#Basic128Rsa15",
+              mode="SignAndEncrypt"),
+        create_session(1004.1, fl, "urn:evil")]
     evs.sort(key=lambda e: e.ts)
     alerts, _ = enforce(b, evs)
     assert rules(alerts) == ["otids.baseline.asset_identity_changed", "otids.baseline.opcua.new_method_called",
                              "otids.baseline.opcua.new_node_written", "otids.baseline.opcua.new_service",
                              "otids.baseline.opcua.security_changed", "otids.baseline.opcua.security_changed"]
+    by = {a.rule_id: a for a in alerts}
+    assert by["otids.baseline.asset_identity_changed"].extra["baseline"]["seen"] == "opcua_application_uri urn:evil"
+    assert by["otids.baseline.opcua.new_node_written"].extra["baseline"]["seen"] == "write to ns=2;s=Line1.MotorEnable"

@@ -29,11 +29,96 @@ from ids.detect.baseline.model import Baseline, BaselineError, merge_review, par
     ("0-9", "0-9"),
     ("null", '"null"'),
     ("tab\tin", '"tab\\tin"'),
+    ("a?b", '"a?b"'),  # inside a flow collection "?" would end a plain scalar (the corpus mqtt.pcap bug)
+    ("x]", '"x]"'), ("a,b", '"a,b"'),
+    ("ns=2;s=a:b", "ns=2;s=a:b"),
+    ("<<", '"<<"'),  # a merge key when plain
+    ("\u2028", '"\\L"'), ("\ufeff", '"\\uFEFF"'), ("\ud800", '"\\uD800"'), ("\x00", '"\\0"'),
+    ("caf\u00e9", "caf\u00e9"),
     (None, "null"), (True, "true"), (0, "0"), (1.0, "1.0"), (0.0003, "0.0003"),
 ])
 def test_scalar_reads_back_unchanged(value, text):
     assert yamlio.scalar(value) == text
     assert yaml.safe_load(f"k: {text}")["k"] == value
+
+
+# Strings from the traffic end up as YAML keys and values (MQTT topics and client ids, OPC UA NodeIds and
+# application URIs, device identity text): every one must read back exactly, in block and flow context,
+# as a key and as a value. An explicit list of the hard cases, then seeded random strings built from them.
+NASTY = [
+    "", " ", "  ", "\t", "\n", "\r\n", " lead", "trail ", " both ", "a  b", "null", "Null", "NULL", "~", "true",
+    "False", "yes", "no", "on", "off", "y", "n", "1", "-1", "+1", "0x1F", "0o17", "017", "1_000", "1.0", "1e3",
+    ".5", "-.inf", ".NaN", "1:20", "2026-11-22", "2026-11-22T05:46:27Z", "12:30:45", "<<", "=", "-", "--", "---",
+    "...", "- x", "? x", "?", ":", "::", "a:", ":a", "a: b", "a:b", "a :b", "#", "#x", "x#", "x #y", "x# y", "&a",
+    "*a", "!tag", "!!str", "|", ">", "'", '"', "''", '""', "'a'", '"a"', "%TAG", "@at", "`tick`", "a,b", "[a]",
+    "{a}", "a[0]", "a{b}", "a}", "a]", "a?b", "a? b", "plant/#", "plant/+/temp", "+/+/#", "+", "/", "//", "a/b/",
+    "$SYS/broker/load", "sensor/12/?raw", "topic with spaces", "ns=2;s=a:b", "ns=2;s=Line1.Setpoint",
+    "ns=3;s=Tank[1].Level", "ns=1;g=09087e75-8e5e-499b-954f-f2a9603db28a", "i=85", "nsu=urn:x:y;s={a, b}",
+    "urn:otids:sim:scada1", "http://opcfoundation.org/UA/SecurityPolicy#None", "a\\b", "\\", "\\n", "a\"b",
+    "a'b", "\x00", "nul\x00in", "\x01\x02\x1f", "\x7f", "\x80", "\x85", "\x9f", "\xa0", "nb\xa0sp", "\u2028",
+    "\u2029", "\ufeff", "\ufeffbom", "\ufffe", "\uffff", "\ud800", "lone\udcffsurrogate", "\u200b", "\u00e9t\u00e9",
+    "\u6e29\u5ea6/\u30bb\u30f3\u30b5", "\U0001F600", "e\u0301", "\u202eRTL", "x" * 1100, "k:" * 600, "\u00e9" * 1030,
+]
+_PIECES = NASTY[:-3] + list(" \t\n#:,?[]{}&*!|>'\"%@`-~=<\\/+$;.") + ["ns=", "s=", "plant", "1.0", "null"]
+
+
+def _random_strings(n: int, seed: int = 6) -> list[str]:
+    import random
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        s = "".join(rnd.choice(_PIECES) for _ in range(rnd.randint(1, 6)))
+        if rnd.random() < 0.2:
+            s += "".join(chr(rnd.randint(0, 0x10FFFF)) for _ in range(rnd.randint(1, 3)))  # any code point
+        out.append(s)
+    return out
+
+
+def _string_doc(strings: list[str]) -> dict:
+    """Each string as a block value, block key, flow-sequence item, and key and value of a flow mapping."""
+    keys = list(dict.fromkeys(strings))
+    return {"values": {f"v{i}": s for i, s in enumerate(strings)},
+            "keys": {s: i for i, s in enumerate(keys)},
+            "lists": {f"l{i}": [s, 1, s] for i, s in enumerate(strings)},
+            "deep": {"a": {"b": {s: {"qos": [0], "text": s} for s in keys}}},
+            "items": [{"function": s, "n": 1} for s in strings]}
+
+
+@pytest.mark.parametrize("strings", [NASTY, _random_strings(600)], ids=["explicit", "random"])
+def test_any_string_round_trips_in_every_context(strings):
+    doc = _string_doc(strings)
+    text = yamlio.dump(doc, lambda path, item, i: f"#{i}", [])
+    text.encode("utf-8")  # writable as UTF-8 (lone surrogates are escaped)
+    back = yaml.safe_load(text)
+    for part in doc:
+        assert back[part] == doc[part], part
+    assert yamlio.dump(back, lambda path, item, i: f"#{i}", []) == text
+
+
+def test_any_string_round_trips_through_a_baseline_file():
+    """Topics, filters, client ids, NodeIds and notes in a real baseline: dump, parse, dump again."""
+    strings = list(dict.fromkeys(NASTY + _random_strings(200, seed=7)))
+    b = Baseline()
+    b.section("mqtt")["10.0.0.5|10.0.0.9"] = {
+        "client": "10.0.0.5", "broker": "10.0.0.9", "status": "learned", "note": strings[5],
+        "client_ids": strings, "usernames": strings[::-1],
+        "publishes": {s: {"qos": [0, 1], "messages": 3} for s in strings},
+        "subscribes": {s: {"qos": [1]} for s in strings}}
+    b.section("opcua")["10.0.0.5|10.0.0.20"] = {
+        "client": "10.0.0.5", "server": "10.0.0.20", "status": "learned", "nodes_written": strings,
+        "application_uris": strings}
+    text = b.dump()
+    b2 = parse(text, "x.yaml")
+    assert b2.entries["mqtt"] == b.entries["mqtt"] and b2.entries["opcua"] == b.entries["opcua"]
+    assert b2.dump() == text
+    assert b2.dump(model.read_comments(text)) == text  # the comment reader copes with every escape
+
+
+def test_long_key_is_written_as_an_explicit_key():
+    k = "t/" * 600
+    text = yamlio.dump({"m": {k: {"qos": [0]}, "short": {"qos": [1]}}}, lambda *a: "#", [])
+    assert f'm:\n  ? {k}\n  :\n    qos: [0]\n  short:\n    qos: [1]\n' == text
+    assert yaml.safe_load(text) == {"m": {k: {"qos": [0]}, "short": {"qos": [1]}}}
 
 
 def _doc():

@@ -239,11 +239,32 @@ def test_comm_event_counter_and_log():
 
 
 def test_report_server_id():
-    r, an = resp(17, "064f54494453ff")  # device-specific id "OTIDS", run indicator ON (6.13)
+    # pymodbus layout: the id string, the run indicator last (6.13 leaves the id's length to the device)
+    r, an = resp(17, "064f54494453ff")
     assert r.details == {"server_id": "4f54494453", "server_id_text": "OTIDS", "run_indicator": True}
     assert an == ()
     assert resp(17, "074f54494453ff")[1] == ("byte_count_mismatch",)
     assert resp(17, "")[1] == (MAL,)
+
+
+@pytest.mark.parametrize("pdu,details", [
+    # Wingpath (corpus quickdraw modbus_test_data_part1.pcap) and libmodbus: the spec order, a one-byte id,
+    # the run indicator, then additional data. Read with the last byte as the indicator it was "Wingpath Limite".
+    ("1200ff57696e6770617468204c696d69746564",
+     {"server_id": "00", "server_id_text": ".", "run_indicator": True,
+      "additional_data": "57696e6770617468204c696d69746564", "additional_data_text": "Wingpath Limited"}),
+    ("04110041ff", {"server_id": "11", "server_id_text": ".", "run_indicator": False,
+                    "additional_data": "41ff", "additional_data_text": "A."}),  # OFF; the data may end in 0xff
+    ("0211ff", {"server_id": "11", "server_id_text": ".", "run_indicator": True}),  # both layouts agree
+    ("024100", {"server_id": "41", "server_id_text": "A", "run_indicator": False}),
+    ("0141", {"server_id": "41", "server_id_text": "A"}),  # one byte: no room for an indicator
+    ("01ff", {"server_id": "ff", "server_id_text": "."}),
+    ("03414243", {"server_id": "414243", "server_id_text": "ABC"}),  # no 0x00/0xff: all of it is the id
+    ("00", {"server_id": "", "server_id_text": ""}),
+])
+def test_report_server_id_layouts(pdu, details):
+    r, an = resp(17, pdu)
+    assert r.details == details and an == ()
 
 
 # ============================================================================================ files 20, 21; 22; 23; 24

@@ -4,16 +4,17 @@ MQTT client/broker), the services it offers and uses, and what the traffic says 
 identification (FC 43/14) and server id (FC 17), OPC UA application descriptions, certificates, MQTT client
 ids and usernames.
 
-It reads typed events only (never bytes), so a protocol contributes as soon as it emits events: any event
-with a `flow` (FlowContext) and a `protocol` gives roles and services; the identity extractors below add
-the protocol-specific facts. `otids assets` prints it; the baseline learner keeps its `assets` section
+It reads typed events only (ids.events, never bytes or documents): any event with a `flow` (FlowContext)
+and a `protocol` gives roles and services; the identity extractors below add the protocol-specific facts
+(Modbus FC 43/14 and 17, OPC UA application descriptions and certificates, MQTT CONNECT, TLS
+certificates). `otids assets` prints it; the baseline learner keeps its `assets` section
 from it.
 """
 from __future__ import annotations
 
 import ipaddress
 
-from ..events import ModbusTransaction, rfc3339
+from ..events import ModbusTransaction, MqttConnect, MqttExchange, OpcuaEvent, TlsHandshake, rfc3339
 
 #: protocol -> (role of the flow's client, role of its server)
 ROLES = {
@@ -24,6 +25,7 @@ ROLES = {
 NO_MAC = "00-00-00-00-00-00"  # loopback and some tunnels: no hardware address
 MAX_PEERS = 1024  # per asset; beyond it peers are counted, not listed
 FLOW_CACHE = 65536
+MAX_FACTS = 32  # values per identity fact, and certificates, per asset
 
 #: Modbus FC 43/14 object names (ids.protocols.modbus.consts) shown first, in this order
 MODBUS_ID_ORDER = ("vendor_name", "product_code", "major_minor_revision", "vendor_url", "product_name",
@@ -58,18 +60,6 @@ def printable_runs(raw: bytes, min_len: int = 3) -> str:
     return " ".join(r for r in runs if r)
 
 
-def get(doc: dict, dotted: str):
-    """Field `a.b.c` of an event document, nested or flat."""
-    if dotted in doc:
-        return doc[dotted]
-    cur = doc
-    for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur
-
-
 # ---------------------------------------------------------------------------------------------- identity
 
 def modbus_identity(ev: ModbusTransaction) -> tuple[str, dict] | None:
@@ -82,12 +72,10 @@ def modbus_identity(ev: ModbusTransaction) -> tuple[str, dict] | None:
         ident = {k: v.strip() for k, v in (d.get("device_identification") or {}).items()
                  if isinstance(v, str) and v.strip()}
         return ("modbus", ident) if ident else None
-    if ev.function_code == 17:
-        raw = d.get("data") or d.get("server_id")
-        try:
-            text = printable_runs(bytes.fromhex(raw)) if isinstance(raw, str) else ""
-        except ValueError:
-            text = ""
+    if ev.function_code == 17:  # server id, then the additional data some devices put their name in
+        runs = [printable_runs(bytes.fromhex(d[k])) for k in ("server_id", "additional_data")
+                if isinstance(d.get(k), str)]
+        text = " ".join(r for r in runs if r)
         return ("modbus_server_id", {"text": text}) if text else None
     return None
 
@@ -100,60 +88,100 @@ def norm_service(s) -> str:
     return s
 
 
-OPCUA_CLIENT_DESC = {"createsession", "activatesession"}
-OPCUA_SERVER_DESC = {"getendpoints", "findservers", "findserversonnetwork"}
+#: OPC UA ApplicationDescription fields kept as identity facts (asset fact `opcua_<field>`)
+OPCUA_APP_FIELDS = ("application_uri", "product_uri", "application_name")
 
 
-def doc_identity(doc: dict) -> list[tuple[str, str, object]]:
-    """Facts from an OPC UA or MQTT event document: (side "client"/"server", fact, value). Field names are
-    the ones the OPC UA and MQTT dissectors publish (models/README.md, "Events the baseline reads")."""
-    out: list[tuple[str, str, object]] = []
-    if isinstance(doc.get("opcua"), dict) or any(k.startswith("opcua.") for k in doc):
-        svc = norm_service(get(doc, "opcua.service"))
-        side = "client" if svc in OPCUA_CLIENT_DESC else "server" if svc in OPCUA_SERVER_DESC else None
-        if side:
-            for f in ("application_uri", "product_uri", "application_name"):
-                v = get(doc, f"opcua.{f}")
-                if isinstance(v, dict):
-                    v = v.get("text") or v.get("name")
-                if isinstance(v, str) and v:
-                    out.append((side, f"opcua_{f}", v))
-    if isinstance(doc.get("mqtt"), dict) or any(k.startswith("mqtt.") for k in doc):
-        for f in ("client_id", "username"):
-            v = get(doc, f"mqtt.connect.{f}")
+def _app_facts(side: str, desc, out: list) -> None:
+    if isinstance(desc, dict):
+        for f in OPCUA_APP_FIELDS:
+            v = desc.get(f)
             if isinstance(v, str) and v:
-                out.append(("client", f"mqtt_{f}", v))
-    for path, x509 in _x509s(doc, ()):
-        side = "client" if "client" in path else "server" if "server" in path else None
-        if side:
-            out.append((side, "certificate", _cert_summary(x509)))
+                out.append((side, f"opcua_{f}", v))
+
+
+def _url_host(url) -> str | None:
+    if not isinstance(url, str) or "://" not in url:
+        return None
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def opcua_identity(ev: OpcuaEvent) -> list[tuple[str, str, object]]:
+    """(side, fact, value) from an OPC UA exchange: the client's ApplicationDescription in CreateSession,
+    the server's in the CreateSession response endpoints and GetEndpoints (a server describing itself),
+    FindServers entries only where a discovery URL names the server's own address (a discovery server lists
+    others too), and the client and server certificates."""
+    out: list[tuple[str, str, object]] = []
+    svc = ev.service
+    req, resp = ev.request, ev.response
+    if svc == "CreateSession":
+        if req:
+            _app_facts("client", req.get("client"), out)
+        if resp:
+            for e in resp.get("server_endpoints") or ():
+                _app_facts("server", e.get("server"), out)
+    elif svc == "GetEndpoints" and resp:
+        for e in resp.get("endpoints") or ():
+            _app_facts("server", e.get("server"), out)
+    elif svc == "FindServers" and resp:
+        for d in resp.get("servers") or ():
+            if any(_url_host(u) == ev.flow.server_ip for u in d.get("discovery_urls") or ()):
+                _app_facts("server", d, out)
+    if ev.certificates:
+        for role in ("client", "server"):
+            c = ev.certificates.get(role)
+            if isinstance(c, dict) and c.get("hash"):
+                x = c.get("x509") or {}
+                out.append((role, "certificate", _cert_summary((x.get("subject") or {}),
+                                                              (x.get("issuer") or {}), x.get("not_after"),
+                                                              c["hash"].get("sha256"), x.get("serial_number"))))
     return out
 
 
-def _x509s(d, path):
-    if isinstance(d, dict):
-        for k, v in d.items():
-            if k == "x509" and isinstance(v, dict):
-                yield path, v
-            elif isinstance(v, dict):
-                yield from _x509s(v, path + (str(k).lower(),))
+def mqtt_identity(ev: MqttExchange) -> list[tuple[str, str, object]]:
+    """(side, fact, value) from an MQTT exchange: the client id and username of the client's CONNECT."""
+    m = ev.messages[0]
+    if type(m) is not MqttConnect or not m.to_server:
+        return []
+    return [("client", f"mqtt_{f}", v) for f, v in (("client_id", m.client_id), ("username", m.username))
+            if isinstance(v, str) and v]
 
 
-def _cert_summary(x: dict) -> dict:
-    def find(d, want):
-        if isinstance(d, dict):
-            for k, v in d.items():
-                if want in str(k).lower() and isinstance(v, str):
-                    return v
-                r = find(v, want) if isinstance(v, dict) else None
-                if r:
-                    return r
-        return None
-    subj = get(x, "subject.common_name") or get(x, "subject.distinguished_name") or find(x.get("subject", {}), "")
-    if isinstance(subj, list):
-        subj = subj[0] if subj else None
-    return {"subject": subj, "issuer": get(x, "issuer.common_name") or get(x, "issuer.distinguished_name"),
-            "not_after": x.get("not_after"), "sha256": find(x, "sha256"), "serial": x.get("serial_number")}
+def tls_identity(ev: TlsHandshake) -> list[tuple[str, str, object]]:
+    """(side, "certificate", summary) for the leaf certificates a TLS <= 1.2 handshake carries in clear."""
+    out: list[tuple[str, str, object]] = []
+    for side, certs in (("client", ev.client_certs), ("server", ev.server_certs)):
+        if certs:
+            c = certs[0]
+            out.append((side, "certificate", _cert_summary(c.subject or {}, c.issuer or {},
+                                                           rfc3339(c.not_after) if c.not_after else None,
+                                                           c.sha256, c.serial_number)))
+    return out
+
+
+def identity_facts(ev) -> list[tuple[str, str, object]]:
+    """Identity facts of an OPC UA, MQTT or TLS event (typed records, ids.events); [] for others."""
+    t = type(ev)
+    if t is OpcuaEvent:
+        return opcua_identity(ev)
+    if t is MqttExchange:
+        return mqtt_identity(ev)
+    if t is TlsHandshake:
+        return tls_identity(ev)
+    return []
+
+
+def _cert_summary(subject: dict, issuer: dict, not_after, sha256, serial) -> dict:
+    def name(n: dict):
+        cn = n.get("common_name")
+        if isinstance(cn, list):
+            cn = cn[0] if cn else None
+        return cn or n.get("distinguished_name")
+    return {"subject": name(subject), "issuer": name(issuer), "not_after": not_after, "sha256": sha256,
+            "serial": serial}
 
 
 # ---------------------------------------------------------------------------------------------- inventory
@@ -216,15 +244,16 @@ class Inventory:
                         units[ev.unit_id] = facts["text"]
                     else:
                         units.setdefault(ev.unit_id, {}).update(facts)
-        elif getattr(ev, "dataset", None) in ("otids.opcua", "otids.mqtt") and hasattr(ev, "to_doc"):
-            for side, fact, value in doc_identity(ev.to_doc()):
+        else:
+            for side, fact, value in identity_facts(ev):
                 a = c if side == "client" else s
                 if fact == "certificate":
-                    key = value.get("sha256") or value.get("subject") or "?"
-                    a.certificates.setdefault(str(key), value)
+                    key = str(value.get("sha256") or value.get("subject") or "?")
+                    if key in a.certificates or len(a.certificates) < MAX_FACTS:
+                        a.certificates[key] = value
                 else:
                     vals = a.identity.setdefault(fact, [])
-                    if value not in vals and len(vals) < 32:
+                    if value not in vals and len(vals) < MAX_FACTS:
                         vals.append(value)
 
     def _new_flow(self, ctx, proto: str, ts: int) -> tuple[Asset, Asset]:
@@ -302,7 +331,7 @@ def _svc(t: tuple) -> str:
 
 def summary(r: dict) -> str:
     """One line of vendor / product / revision for tables: Modbus identification first, then FC 17 text,
-    then OPC UA application, then MQTT client ids."""
+    then OPC UA application (name, URI, product URI), then MQTT client ids."""
     idn = r.get("identity") or {}
     parts: list[str] = []
     for unit, objs in (idn.get("modbus") or {}).items():
@@ -314,7 +343,7 @@ def summary(r: dict) -> str:
     if not parts:
         for unit, text in (idn.get("modbus_server_id") or {}).items():
             parts.append(text if len(idn["modbus_server_id"]) == 1 else f"unit {unit}: {text}")
-    for k in ("opcua_application_uri", "opcua_product_uri", "mqtt_client_id"):
+    for k in ("opcua_application_name", "opcua_application_uri", "opcua_product_uri", "mqtt_client_id"):
         if idn.get(k):
             parts.append(", ".join(idn[k]))
     return "; ".join(parts)

@@ -81,7 +81,7 @@ def cmd_assets(args) -> int:
 
 CSV_FIELDS = ["ip", "macs", "mac_vendors", "vlans", "roles", "services", "uses", "vendor", "product_code",
               "revision", "product_name", "model_name", "modbus_server_id", "opcua_application_uri",
-              "mqtt_client_ids", "mqtt_usernames", "certificates", "peers", "first_seen", "last_seen", "events"]
+              "opcua_product_uri", "opcua_application_name", "mqtt_client_ids", "mqtt_usernames", "certificates", "peers", "first_seen", "last_seen", "events"]
 
 
 def _modbus_field(r: dict, name: str) -> str:
@@ -105,6 +105,8 @@ def to_csv(recs: list[dict]) -> str:
             "model_name": _modbus_field(r, "model_name"),
             "modbus_server_id": ";".join(v for _, v in sorted((idn.get("modbus_server_id") or {}).items())),
             "opcua_application_uri": ";".join(idn.get("opcua_application_uri", [])),
+            "opcua_product_uri": ";".join(idn.get("opcua_product_uri", [])),
+            "opcua_application_name": ";".join(idn.get("opcua_application_name", [])),
             "mqtt_client_ids": ";".join(idn.get("mqtt_client_id", [])),
             "mqtt_usernames": ";".join(idn.get("mqtt_username", [])),
             "certificates": ";".join(str(c.get("subject") or c.get("sha256")) for c in r["certificates"]),

@@ -104,10 +104,6 @@ def cmd_learn(args) -> int:
             from .modbus import MAX_POLL_KEYS
             print(f"  note: {mb.untracked} Modbus requests were not followed for polling periods (more than "
                   f"{MAX_POLL_KEYS} distinct blocks per master, slave and unit)", file=sys.stderr)
-        mq = learner.protocols.get("mqtt")
-        if mq is not None and mq.skipped_no_direction:
-            print(f"  warning: {mq.skipped_no_direction} MQTT PUBLISH events carried no direction and were not "
-                  f"learned", file=sys.stderr)
     for err in run.errors:
         print(f"otids: error: {err}", file=sys.stderr)
     return 1 if run.errors else 0

@@ -14,8 +14,8 @@ protocol's own checks (protocols.py).
 """
 from __future__ import annotations
 
-from ...assets import NO_MAC, doc_identity, modbus_identity, roles_for
-from ...events import Alert, ModbusTransaction, rfc3339
+from ...assets import NO_MAC, modbus_identity, opcua_identity, roles_for
+from ...events import Alert, ModbusTransaction, OpcuaEvent, rfc3339
 from ..attack import techniques as attack
 from .model import Baseline
 from .protocols import PROTOCOL_MODULES
@@ -110,8 +110,8 @@ class BaselineDetector:
             if type(ev) is ModbusTransaction:
                 if ev.function_code in (43, 17) and ev.response is not None:
                     self._modbus_identity(ev)
-            elif proto == "opcua" and getattr(ev, "dataset", None) == "otids.opcua":
-                self._doc_identity(ev)
+            elif type(ev) is OpcuaEvent and ev.service in ("CreateSession", "GetEndpoints", "FindServers"):
+                self._opcua_identity(ev)
             enf = self.protocols.get(proto)
             if enf is not None:
                 enf.check(ev, self)
@@ -203,8 +203,8 @@ class BaselineDetector:
                 self.report("otids.baseline.asset_identity_changed", ("identity", ip, ev.unit_id, k), ev,
                             f"unit {ev.unit_id} {k} {old!r}", f"{k} {v!r}", f"asset {ip}")
 
-    def _doc_identity(self, ev) -> None:
-        for side, fact, value in doc_identity(ev.to_doc()):
+    def _opcua_identity(self, ev) -> None:
+        for side, fact, value in opcua_identity(ev):
             if fact == "certificate":
                 continue
             ip = ev.flow.client_ip if side == "client" else ev.flow.server_ip

@@ -1,15 +1,14 @@
 """MQTT part of the baseline: per (client, broker) the client ids and usernames it connected with, the topics
 it published (QoS levels, message count, period and jitter when periodic) and the filters it subscribed to.
 
-It reads the event *documents* of dataset `otids.mqtt` (fields below, as published by the MQTT dissector,
-issue #4). A PUBLISH counts for its publisher only: the broker delivering it to subscribers is not the
-subscribers publishing, so the direction of each PUBLISH must be known (publishes without it are skipped
-and counted in `skipped_no_direction`).
+It reads ids.events.MqttExchange records. A PUBLISH counts for its publisher only: each message says which
+way it went (`to_server`, in the document `mqtt.publish.from_client`), and the broker delivering a message
+to a subscriber (to_client) is not the subscriber publishing, so deliveries are neither learned nor
+checked; the publisher's own PUBLISH is.
 """
 from __future__ import annotations
 
-from ...assets import get
-from ...events import rfc3339
+from ...events import MqttConnect, MqttExchange, MqttPublish, MqttSubscribe, rfc3339
 from .model import Baseline, SectionSpec
 from .modbus import period_seen
 from .periodic import IntervalSample, PeriodTracker, seconds
@@ -19,59 +18,36 @@ SECTION = SectionSpec("mqtt", ("client", "broker"),
                       "messages", "mqtt")
 ROLES = ("mqtt_client", "mqtt_broker")
 DATASETS = ("otids.mqtt",)
-EVENT_FIELDS = """dataset otids.mqtt, document fields: mqtt.connect.client_id, mqtt.connect.username (on
-CONNECT), mqtt.publish.topic, mqtt.publish.qos (on PUBLISH), mqtt.subscribe.topics (on SUBSCRIBE: filters as
-strings or {topic|filter, qos}), and the direction of a PUBLISH: mqtt.publish.from_client (bool, as Zeek's
-mqtt_publish.log) or mqtt.direction / mqtt.publish.direction ("to_server" | "to_client"). Flow client =
-MQTT client, server = broker."""
+EVENT_FIELDS = """ids.events.MqttExchange (flow client = MQTT client, server = broker), its messages: MqttConnect
+sent by the client (`client_id`, `username`), MqttPublish (`topic`, `qos`, `to_server`: true when the client
+published, false when the broker delivered to the client), MqttSubscribe sent by the client (`topics`: (filter,
+options) with the requested QoS in bits 0-1)."""
 
 
-def publish_from_client(doc: dict) -> bool | None:
-    v = get(doc, "mqtt.publish.from_client")
-    if isinstance(v, bool):
-        return v
-    for f in ("mqtt.publish.direction", "mqtt.direction"):
-        d = get(doc, f)
-        if isinstance(d, str):
-            d = d.lower()
-            if d in ("to_server", "client_to_server", "from_client", "outbound_to_broker"):
-                return True
-            if d in ("to_client", "server_to_client", "from_server", "from_broker"):
-                return False
-    return None
+class Facts:
+    """What one exchange says, from the client's side."""
+
+    __slots__ = ("client_id", "username", "topic", "qos", "subscribe")
+
+    def __init__(self):
+        self.client_id = self.username = self.topic = self.qos = None
+        self.subscribe: list[tuple[str, int]] = []
 
 
-def sub_filters(v) -> list[tuple[str, int | None]]:
-    if v is None:
-        return []
-    if isinstance(v, (str, dict)):
-        v = [v]
-    out = []
-    for x in v:
-        if isinstance(x, dict):
-            t = x.get("topic") or x.get("filter")
-            q = x.get("qos")
-            if isinstance(t, str):
-                out.append((t, q if isinstance(q, int) else None))
-        elif isinstance(x, str):
-            out.append((x, None))
-    return out
-
-
-def facts(doc: dict) -> dict | None:
-    m = get(doc, "mqtt")
-    if not isinstance(m, dict) and not any(k.startswith("mqtt.") for k in doc):
-        return None
-    out = {"client_id": get(doc, "mqtt.connect.client_id"), "username": get(doc, "mqtt.connect.username"),
-           "topic": get(doc, "mqtt.publish.topic"), "qos": get(doc, "mqtt.publish.qos"),
-           "from_client": None, "subscribe": sub_filters(get(doc, "mqtt.subscribe.topics"))}
-    if isinstance(out["topic"], str):
-        out["from_client"] = publish_from_client(doc)
-    return out
-
-
-def _is_mqtt(ev) -> bool:
-    return getattr(ev, "dataset", None) == "otids.mqtt" and hasattr(ev, "to_doc") and getattr(ev, "flow", None)
+def facts(ev: MqttExchange) -> Facts:
+    f = Facts()
+    for m in ev.messages:
+        t = type(m)
+        if t is MqttPublish:
+            if m.to_server and m.topic is not None and f.topic is None:  # client -> broker only
+                f.topic, f.qos = m.topic, m.qos
+        elif t is MqttConnect:
+            if m.to_server:
+                f.client_id, f.username = m.client_id, m.username
+        elif t is MqttSubscribe:
+            if m.to_server:
+                f.subscribe = [(name, opts & 3) for name, opts in m.topics]
+    return f
 
 
 class _Client:
@@ -89,39 +65,30 @@ class Learner:
     def __init__(self, cfg):
         self.cfg = cfg
         self.clients: dict[tuple, _Client] = {}
-        self.skipped_no_direction = 0
 
     def learn(self, ev, epoch: int) -> None:
-        if not _is_mqtt(ev):
+        if type(ev) is not MqttExchange:
             return
-        f = facts(ev.to_doc())
-        if f is None:
-            return
+        f = facts(ev)
         key = (ev.flow.client_ip, ev.flow.server_ip)
         c = self.clients.get(key)
         if c is None:
             c = self.clients[key] = _Client(ev.ts)
         c.n += 1
         c.first, c.last = min(c.first, ev.ts), max(c.last, ev.ts)
-        if isinstance(f["client_id"], str):
-            c.ids.add(f["client_id"])
-        if isinstance(f["username"], str) and f["username"]:
-            c.users.add(f["username"])
-        if isinstance(f["topic"], str):
-            if f["from_client"] is None:
-                self.skipped_no_direction += 1
-            elif f["from_client"]:
-                t = c.topics.get(f["topic"])
-                if t is None:
-                    t = c.topics[f["topic"]] = [set(), 0, IntervalSample(self.cfg.poll_window)]
-                if isinstance(f["qos"], int):
-                    t[0].add(f["qos"])
-                t[1] += 1
-                t[2].add(ev.ts, epoch)
-        for flt, q in f["subscribe"]:
-            s = c.subs.setdefault(flt, set())
-            if q is not None:
-                s.add(q)
+        if f.client_id is not None:
+            c.ids.add(f.client_id)
+        if f.username:
+            c.users.add(f.username)
+        if f.topic is not None:
+            t = c.topics.get(f.topic)
+            if t is None:
+                t = c.topics[f.topic] = [set(), 0, IntervalSample(self.cfg.poll_window)]
+            t[0].add(f.qos)
+            t[1] += 1
+            t[2].add(ev.ts, epoch)
+        for flt, q in f.subscribe:
+            c.subs.setdefault(flt, set()).add(q)
 
     def entries(self, epochs: dict | None = None) -> list[dict]:
         cfg = self.cfg
@@ -185,11 +152,9 @@ class Enforcer:
                 self.clients[(str(e["client"]), str(e["broker"]))] = c
 
     def check(self, ev, det) -> None:
-        if not _is_mqtt(ev):
+        if type(ev) is not MqttExchange:
             return
-        f = facts(ev.to_doc())
-        if f is None:
-            return
+        f = facts(ev)
         key = (ev.flow.client_ip, ev.flow.server_ip)
         c = self.clients.get(key)
         if c is None:
@@ -201,22 +166,22 @@ class Enforcer:
             det.report("otids.baseline.denied", ("mqtt.denied",) + key, ev, "no traffic (entry denied)",
                        "MQTT traffic", entry=c.label)
             return
-        for what, val, known in (("client id", f["client_id"], c.ids), ("username", f["username"], c.users)):
+        for what, val, known in (("client id", f.client_id, c.ids), ("username", f.username, c.users)):
             if isinstance(val, str) and (val or what == "client id") and val not in known:
                 det.report("otids.baseline.mqtt.new_client_id", ("mqtt.id",) + key + (what, val), ev,
                            f"{what}s " + (", ".join(sorted(known)) or "none"), f"{what} {val!r}", entry=c.label)
-        topic = f["topic"]
-        if isinstance(topic, str) and f["from_client"]:
+        topic = f.topic
+        if topic is not None:
             qos = c.topics.get(topic)
             if qos is None:
                 det.report("otids.baseline.mqtt.new_topic", ("mqtt.topic",) + key + (topic,), ev,
                            "publishes to " + (", ".join(sorted(c.topics)) or "no topic"), f"publish to {topic}",
                            entry=c.label)
             else:
-                if qos and isinstance(f["qos"], int) and f["qos"] not in qos:
-                    det.report("otids.baseline.mqtt.qos_changed", ("mqtt.qos",) + key + (topic, f["qos"]), ev,
+                if qos and f.qos not in qos:
+                    det.report("otids.baseline.mqtt.qos_changed", ("mqtt.qos",) + key + (topic, f.qos), ev,
                                f"{topic} with QoS {', '.join(map(str, sorted(qos)))}",
-                               f"{topic} with QoS {f['qos']}", entry=c.label)
+                               f"{topic} with QoS {f.qos}", entry=c.label)
                 t = c.periods.get(topic)
                 if t is not None:
                     t.ctx = ev.flow
@@ -225,7 +190,7 @@ class Enforcer:
                         det.report("otids.baseline.mqtt.publish_period_changed", ("mqtt.period",) + key + (topic,),
                                    ev, f"{topic} every {t.period / 1e9:g} s", f"every {m / 1e9:.3g} s",
                                    entry=c.label, item=m, item_fmt=lambda xs, p=t.period: period_seen(xs, p))
-        for flt, q in f["subscribe"]:
+        for flt, q in f.subscribe:
             if flt not in c.subs:
                 det.report("otids.baseline.mqtt.new_subscription", ("mqtt.sub",) + key + (flt,), ev,
                            "subscriptions " + (", ".join(sorted(c.subs)) or "none"), f"subscribe {flt}",

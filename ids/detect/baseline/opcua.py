@@ -1,13 +1,12 @@
 """OPC UA part of the baseline: per (client, server) the security policies and modes, the services used,
 the nodes written and the methods called, and the client's application URIs.
 
-It reads the event *documents* of dataset `otids.opcua` (fields below, as published by the OPC UA
-dissector, issue #3), so it depends on field names only, not on the dissector's record classes.
+It reads ids.events.OpcuaEvent records (one per exchange), fields listed in EVENT_FIELDS.
 """
 from __future__ import annotations
 
-from ...assets import norm_service, get
-from ...events import rfc3339
+from ...assets import norm_service
+from ...events import OpcuaEvent, rfc3339
 from .model import Baseline, SectionSpec
 
 SECTION = SectionSpec("opcua", ("client", "server"),
@@ -16,19 +15,16 @@ SECTION = SectionSpec("opcua", ("client", "server"),
                       "messages", "opcua")
 ROLES = ("opcua_client", "opcua_server")
 DATASETS = ("otids.opcua",)
-EVENT_FIELDS = """dataset otids.opcua, document fields: opcua.service (service name, e.g. Write or
-WriteRequest; compared case-insensitively without Request/Response), opcua.nodes (NodeIds in standard
-string form; on Write the nodes written, on Call the methods called unless opcua.methods is given),
-opcua.security_policy (short name, URI, or {name, uri}), opcua.security_mode (None, Sign, SignAndEncrypt),
-opcua.application_uri (on CreateSession: the client's). Flow client = OPC UA client."""
+EVENT_FIELDS = """ids.events.OpcuaEvent (flow client = OPC UA client): `service` (Part 4 name: Write, Call,
+CreateSession ...; kept lower-case, e.g. `write`), `nodes` (NodeIds in standard string form: on Write the nodes
+written, on Call the methods called), `security_policy_uri` (kept by its short name, e.g. Basic256Sha256),
+`security_mode` (None, Sign, SignAndEncrypt), `application_uri` (on CreateSession: the client's)."""
 
 MODES = {1: "None", 2: "Sign", 3: "SignAndEncrypt", "none": "None", "sign": "Sign",
          "signandencrypt": "SignAndEncrypt"}
 
 
 def policy_name(v) -> str | None:
-    if isinstance(v, dict):
-        v = v.get("name") or v.get("short_name") or v.get("uri")
     if not isinstance(v, str) or not v:
         return None
     return v.rsplit("#", 1)[-1] if "#" in v else v
@@ -42,33 +38,19 @@ def mode_name(v) -> str | None:
     return MODES.get(v, str(v))
 
 
-def node_list(v) -> list[str]:
-    if v is None:
-        return []
-    if isinstance(v, (str, dict)):
-        v = [v]
-    out = []
-    for x in v:
-        if isinstance(x, dict):
-            x = x.get("node_id") or x.get("id") or x.get("method_id")
-        if isinstance(x, str) and x:
-            out.append(x)
-    return out
+class Facts:
+    __slots__ = ("service", "policy", "mode", "written", "called", "app_uri")
 
 
-def facts(doc: dict) -> dict:
-    svc = norm_service(get(doc, "opcua.service"))
-    methods = node_list(get(doc, "opcua.methods"))
-    nodes = node_list(get(doc, "opcua.nodes"))
-    return {"service": svc or None, "policy": policy_name(get(doc, "opcua.security_policy")),
-            "mode": mode_name(get(doc, "opcua.security_mode")),
-            "written": nodes if svc == "write" else [],
-            "called": (methods or nodes) if svc == "call" else [],
-            "app_uri": get(doc, "opcua.application_uri") if svc == "createsession" else None}
-
-
-def _is_opcua(ev) -> bool:
-    return getattr(ev, "dataset", None) == "otids.opcua" and hasattr(ev, "to_doc") and getattr(ev, "flow", None)
+def facts(ev: OpcuaEvent) -> Facts:
+    f = Facts()
+    f.service = svc = norm_service(ev.service) or None
+    f.policy = policy_name(ev.security_policy_uri)
+    f.mode = mode_name(ev.security_mode)
+    f.written = ev.nodes if svc == "write" else ()
+    f.called = ev.nodes if svc == "call" else ()  # the parser lists the method ids of a Call
+    f.app_uri = ev.application_uri if svc == "createsession" else None
+    return f
 
 
 class _Pair:
@@ -86,25 +68,25 @@ class Learner:
         self.pairs: dict[tuple, _Pair] = {}
 
     def learn(self, ev, epoch: int) -> None:
-        if not _is_opcua(ev):
+        if type(ev) is not OpcuaEvent:
             return
-        f = facts(ev.to_doc())
+        f = facts(ev)
         key = (ev.flow.client_ip, ev.flow.server_ip)
         p = self.pairs.get(key)
         if p is None:
             p = self.pairs[key] = _Pair(ev.ts)
         p.n += 1
         p.first, p.last = min(p.first, ev.ts), max(p.last, ev.ts)
-        if f["policy"]:
-            p.policies.add(f["policy"])
-        if f["mode"]:
-            p.modes.add(f["mode"])
-        if isinstance(f["app_uri"], str) and f["app_uri"]:
-            p.uris.add(f["app_uri"])
-        if f["service"]:
-            p.services.add(f["service"])
-        p.written.update(f["written"])
-        p.called.update(f["called"])
+        if f.policy:
+            p.policies.add(f.policy)
+        if f.mode:
+            p.modes.add(f.mode)
+        if f.app_uri:
+            p.uris.add(f.app_uri)
+        if f.service:
+            p.services.add(f.service)
+        p.written.update(f.written)
+        p.called.update(f.called)
 
     def entries(self, epochs: dict | None = None) -> list[dict]:
         out = []
@@ -149,7 +131,7 @@ class Enforcer:
                 self.pairs[(str(e["client"]), str(e["server"]))] = c
 
     def check(self, ev, det) -> None:
-        if not _is_opcua(ev):
+        if type(ev) is not OpcuaEvent:
             return
         key = (ev.flow.client_ip, ev.flow.server_ip)
         c = self.pairs.get(key)
@@ -161,24 +143,24 @@ class Enforcer:
             det.report("otids.baseline.denied", ("opcua.denied",) + key, ev, "no traffic (entry denied)",
                        "OPC UA traffic", entry=c.label)
             return
-        f = facts(ev.to_doc())
-        if f["policy"] and f["policy"] not in c.policies:
-            det.report("otids.baseline.opcua.security_changed", ("opcua.policy",) + key + (f["policy"],), ev,
+        f = facts(ev)
+        if f.policy and f.policy not in c.policies:
+            det.report("otids.baseline.opcua.security_changed", ("opcua.policy",) + key + (f.policy,), ev,
                        "security policy " + (", ".join(sorted(c.policies)) or "none learned"),
-                       f"security policy {f['policy']}", entry=c.label)
-        if f["mode"] and f["mode"] not in c.modes:
-            det.report("otids.baseline.opcua.security_changed", ("opcua.mode",) + key + (f["mode"],), ev,
+                       f"security policy {f.policy}", entry=c.label)
+        if f.mode and f.mode not in c.modes:
+            det.report("otids.baseline.opcua.security_changed", ("opcua.mode",) + key + (f.mode,), ev,
                        "security mode " + (", ".join(sorted(c.modes)) or "none learned"),
-                       f"security mode {f['mode']}", entry=c.label)
-        svc = f["service"]
+                       f"security mode {f.mode}", entry=c.label)
+        svc = f.service
         if svc == "write":
-            for n in f["written"]:
+            for n in f.written:
                 if n not in c.written:
                     det.report("otids.baseline.opcua.new_node_written", ("opcua.write",) + key + (n,), ev,
                                "writes to " + (", ".join(sorted(c.written)) or "no node"), f"write to {n}",
                                entry=c.label)
         elif svc == "call":
-            for m in f["called"]:
+            for m in f.called:
                 if m not in c.called:
                     det.report("otids.baseline.opcua.new_method_called", ("opcua.call",) + key + (m,), ev,
                                "calls of " + (", ".join(sorted(c.called)) or "no method"), f"call of {m}",

@@ -24,12 +24,53 @@ ItemId = Callable[[Path, object, int], str]
 
 ORPHAN_MARK = "# -- comments kept from entries no longer in this file:"
 
-_PLAIN_BAD = re.compile(r"[\x00-\x1f\x7f]|: |\s#|^[\s\-?:,\[\]{}#&*!|>'\"%@`]|\s$|:$")
-_plain_cache: dict[str, bool] = {}
+#: Never plain: indicators that start a token (first character), ": " and " #" (mapping value, comment),
+#: trailing space or colon, and the flow indicators , [ ] { } ? anywhere (inside a flow collection they end
+#: a plain scalar, and the emitter writes the same scalar in block and flow context).
+_PLAIN_BAD = re.compile(r": |\s#|^[\s\-?:,\[\]{}#&*!|>'\"%@`]|\s$|:$|[,\[\]{}?]")
+#: YAML limits implicit keys to 1024 characters on one line (PyYAML enforces it); longer keys are written
+#: as explicit keys (`? key` / `: value`), and mappings holding one are never written in flow style.
+MAX_IMPLICIT_KEY = 1000
+_CACHE_MAX = 100_000
+_scalar_cache: dict[str, str] = {}
+#: YAML double-quoted escapes (YAML 1.1 5.7; PyYAML reads them all)
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\0": "\\0", "\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n",
+            "\v": "\\v", "\f": "\\f", "\r": "\\r", "\x1b": "\\e", "\x85": "\\N", "\xa0": "\\_",
+            "\u2028": "\\L", "\u2029": "\\P"}
+
+
+def quote(s: str) -> str:
+    """`s` as a one-line YAML double-quoted scalar that reads back as exactly `s`: quotes and backslashes
+    escaped, and every character that is not printable (controls, line and paragraph separators, BOM,
+    non-ASCII spaces, lone surrogates, unassigned code points) written as an escape, so the file is
+    plain printable UTF-8 whatever the traffic carried."""
+    if s.isprintable():
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    out = []
+    for c in s:
+        e = _ESCAPES.get(c)
+        if e is None:
+            if c.isprintable():
+                e = c
+            else:
+                o = ord(c)
+                e = f"\\x{o:02X}" if o < 0x100 else f"\\u{o:04X}" if o < 0x10000 else f"\\U{o:08X}"
+        out.append(e)
+    return '"' + "".join(out) + '"'
+
+
+def _plain_ok(s: str) -> bool:
+    if not s or not s.isprintable() or _PLAIN_BAD.search(s) or s == "<<":  # "<<" as a key is a merge
+        return False
+    try:
+        return yaml.safe_load(s) == s  # not a number, bool, null, date, ... to the resolver
+    except yaml.YAMLError:
+        return False
 
 
 def scalar(v) -> str:
-    """One scalar in canonical form; strings are plain when YAML would read them back unchanged."""
+    """One scalar in canonical form, valid in block and flow context alike: strings are plain when YAML
+    would read them back unchanged, double-quoted otherwise."""
     if v is None:
         return "null"
     if v is True:
@@ -42,17 +83,16 @@ def scalar(v) -> str:
         r = repr(v)
         return r if ("." in r or "e" in r or "n" in r) else r + ".0"
     s = str(v)
-    ok = _plain_cache.get(s)
-    if ok is None:
-        ok = bool(s) and not _PLAIN_BAD.search(s)
-        if ok:
-            try:
-                ok = yaml.safe_load(s) == s
-            except yaml.YAMLError:
-                ok = False
-        if len(_plain_cache) < 100_000:
-            _plain_cache[s] = ok
-    return s if ok else json.dumps(s, ensure_ascii=False)
+    out = _scalar_cache.get(s)
+    if out is None:
+        out = s if _plain_ok(s) else quote(s)
+        if len(_scalar_cache) < _CACHE_MAX:
+            _scalar_cache[s] = out
+    return out
+
+
+def _short_keys(m: dict) -> bool:
+    return all(len(scalar(k)) <= MAX_IMPLICIT_KEY for k in m)
 
 
 def _is_scalar(v) -> bool:
@@ -70,8 +110,8 @@ def _flow(v) -> str:
 def _leafy(v) -> bool:
     """A mapping or list that may be written on one line: scalars and lists of scalars only."""
     if isinstance(v, dict):
-        return all(_is_scalar(x) or (isinstance(x, (list, tuple)) and all(_is_scalar(y) for y in x))
-                   for x in v.values())
+        return _short_keys(v) and all(_is_scalar(x) or (isinstance(x, (list, tuple)) and all(_is_scalar(y) for y in x))
+                                      for x in v.values())
     return isinstance(v, (list, tuple)) and all(_is_scalar(x) for x in v)
 
 
@@ -100,18 +140,25 @@ class Emitter:
         pad = " " * ind
         for k, v in m.items():
             kp = path + (str(k),)
-            head = f"{pad}{scalar(k)}:"
+            key = scalar(k)
+            if len(key) > MAX_IMPLICIT_KEY:  # explicit key: `? key`, then `: value` on the next line
+                out.append(Line(f"{pad}? {key}", [kp], ind))
+                head = f"{pad}:"
+                kp_line: list = []
+            else:
+                head = f"{pad}{key}:"
+                kp_line = [kp]
             if _is_scalar(v):
-                out.append(Line(f"{head} {scalar(v)}", [kp], ind))
+                out.append(Line(f"{head} {scalar(v)}", kp_line, ind))
             elif not v:
-                out.append(Line(f"{head} {'{}' if isinstance(v, dict) else '[]'}", [kp], ind))
+                out.append(Line(f"{head} {'{}' if isinstance(v, dict) else '[]'}", kp_line, ind))
             elif isinstance(v, (list, tuple)) and _leafy(v):
-                out.append(Line(f"{head} {_flow(v)}", [kp], ind))
+                out.append(Line(f"{head} {_flow(v)}", kp_line, ind))
             elif isinstance(v, dict) and len(kp) >= self.flow_depth and _leafy(v) \
                     and len(head) + len(_flow(v)) < self.width:
-                out.append(Line(f"{head} {_flow(v)}", [kp], ind))
+                out.append(Line(f"{head} {_flow(v)}", kp_line, ind))
             else:
-                out.append(Line(head, [kp], ind))
+                out.append(Line(head, kp_line, ind))
                 if isinstance(v, dict):
                     self._map(v, kp, ind + 2, out)
                 else:

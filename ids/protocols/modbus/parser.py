@@ -341,12 +341,32 @@ def _resp_server_id(pdu, req, cap):
         return ModbusResponse(), (MALFORMED,)
     nb = pdu[0]
     data = pdu[1:1 + nb]
-    # The layout of the server id is device specific (6.13); the run indicator follows it (0x00 / 0xFF).
-    det = {"server_id": data[:-1].hex() if len(data) > 1 else data.hex(),
-           "server_id_text": _printable(data[:-1] if len(data) > 1 else data)}
-    if data and data[-1] in (0, 0xFF) and len(data) > 1:
-        det["run_indicator"] = data[-1] == 0xFF
+    sid, run, extra = server_id_parts(data)
+    det = {"server_id": sid.hex(), "server_id_text": _printable(sid)}
+    if run is not None:
+        det["run_indicator"] = run
+    if extra:
+        det["additional_data"] = extra.hex()
+        det["additional_data_text"] = _printable(extra)
     return ModbusResponse(details=det), (() if len(pdu) == 1 + nb else ("byte_count_mismatch",))
+
+
+def server_id_parts(data: bytes) -> tuple[bytes, bool | None, bytes]:
+    """FC 17 payload -> (server id, run indicator ON/OFF or None, additional data).
+
+    The spec (6.13) orders it server id (device specific length), run indicator status (0x00 OFF, 0xFF ON),
+    additional data (device specific), so the split is a guess; two layouts are common in practice:
+    - a one-byte id, the run indicator, then text: libmodbus and Wingpath (`00 ff "Wingpath Limited"`), taken
+      when the second byte is 0x00 or 0xFF;
+    - an id string with the run indicator last and no additional data: pymodbus (`"Zeek ... 1.2.3.6" ff`),
+      taken when the last byte is 0x00 or 0xFF.
+    Anything else is all server id, with no run indicator. Both layouts agree on two-byte payloads."""
+    n = len(data)
+    if n >= 2 and data[1] in (0, 0xFF):
+        return data[:1], data[1] == 0xFF, data[2:]
+    if n >= 2 and data[-1] in (0, 0xFF):
+        return data[:-1], data[-1] == 0xFF, b""
+    return data, None, b""
 
 
 def _printable(raw: bytes) -> str:
