@@ -162,21 +162,24 @@ class FlowTable:
             client_is_src, mid = False, False
         else:
             client_is_src, mid = self._guess_client(p.sport, p.dport), True
+        f = self._make_flow(p, ts, client_is_src, mid, self.tcp)
+        self._assign(f)
+        return f, client_is_src
+
+    def _make_flow(self, p: Packet, ts: int, client_is_src: bool, mid: bool, table: dict) -> Flow:
+        """A new flow in `table` under both directions' keys, after making room under the flow cap."""
         if self.live >= self.cfg.max_flows:
             self._evict(ts)
         self.nflows += 1
         self.live += 1
         self.stats["flows"] += 1
         if client_is_src:
-            f = Flow(self.nflows, 6, p.src, p.sport, p.dst, p.dport, p.src_mac, p.dst_mac, p.vlan, ts, mid)
+            f = Flow(self.nflows, p.proto, p.src, p.sport, p.dst, p.dport, p.src_mac, p.dst_mac, p.vlan, ts, mid)
         else:
-            f = Flow(self.nflows, 6, p.dst, p.dport, p.src, p.sport, p.dst_mac, p.src_mac, p.vlan, ts, mid)
-        ckey = (f.cip, f.sip, f.cport, f.sport, p.vlan)
-        skey = (f.sip, f.cip, f.sport, f.cport, p.vlan)
-        self.tcp[ckey] = (f, True)
-        self.tcp[skey] = (f, False)
-        self._assign(f)
-        return f, client_is_src
+            f = Flow(self.nflows, p.proto, p.dst, p.dport, p.src, p.sport, p.dst_mac, p.src_mac, p.vlan, ts, mid)
+        table[(f.cip, f.sip, f.cport, f.sport, p.vlan)] = (f, True)
+        table[(f.sip, f.cip, f.sport, f.cport, p.vlan)] = (f, False)
+        return f
 
     def _guess_client(self, sport: int, dport: int) -> bool:
         """Mid-stream: is the sender the client? Well-known protocol port first, then the lower port."""
@@ -203,17 +206,7 @@ class FlowTable:
         hit = self.udp.get(key)
         if hit is None:
             client_is_src = self._guess_client(p.sport, p.dport)
-            if self.live >= self.cfg.max_flows:
-                self._evict(ts)
-            self.nflows += 1
-            self.live += 1
-            self.stats["flows"] += 1
-            if client_is_src:
-                f = Flow(self.nflows, 17, p.src, p.sport, p.dst, p.dport, p.src_mac, p.dst_mac, p.vlan, ts, False)
-            else:
-                f = Flow(self.nflows, 17, p.dst, p.dport, p.src, p.sport, p.dst_mac, p.src_mac, p.vlan, ts, False)
-            self.udp[(f.cip, f.sip, f.cport, f.sport, p.vlan)] = (f, True)
-            self.udp[(f.sip, f.cip, f.sport, f.cport, p.vlan)] = (f, False)
+            f = self._make_flow(p, ts, client_is_src, False, self.udp)
             f.app = ""  # no UDP protocol dissectors yet: flows are tracked and counted
             hit = (f, client_is_src)
         f, to_server = hit
