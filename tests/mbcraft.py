@@ -15,6 +15,8 @@ import ipaddress
 import struct
 from pathlib import Path
 
+import craft
+
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _MAC = {True: b"\x02\x00\x00\x00\x00\x01", False: b"\x02\x00\x00\x00\x00\x02"}
 
@@ -27,24 +29,13 @@ def adu(tid: int, unit: int, fc: int, data: str | bytes = b"", pid: int = 0, len
     return struct.pack(">HHHBB", tid, pid, length, unit, fc) + body
 
 
-def _csum(data: bytes) -> int:
-    if len(data) & 1:
-        data += b"\0"
-    s = sum(struct.unpack(f">{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def frame(src: tuple, dst: tuple, seq: int, ack: int, flags: int, payload: bytes = b"",
           src_mac: bytes = _MAC[True], dst_mac: bytes = _MAC[False]) -> bytes:
+    """One Ethernet/IPv4/TCP frame with correct checksums (built by craft.py's primitives)."""
     sip, dip = ipaddress.ip_address(src[0]).packed, ipaddress.ip_address(dst[0]).packed
-    tcp = struct.pack(">HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
-    pseudo = struct.pack(">4s4sBBH", sip, dip, 0, 6, len(tcp) + len(payload))
-    tcp = tcp[:16] + struct.pack(">H", _csum(pseudo + tcp + payload)) + tcp[18:]
-    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 1, 0x4000, 64, 6, 0, sip, dip)
-    ip = ip[:10] + struct.pack(">H", _csum(ip)) + ip[12:]
-    return dst_mac + src_mac + b"\x08\x00" + ip + tcp + payload
+    names = "".join(c for bit, c in ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "A")) if flags & bit)
+    return craft.eth(craft.ipv4(sip, dip, 6, craft.tcp(sip, dip, src[1], dst[1], seq, ack, names, payload)),
+                     src=src_mac, dst=dst_mac)
 
 
 class Conversation:
@@ -108,9 +99,5 @@ class Conversation:
 
 def write_pcap(path: Path, frames: list[tuple[int, bytes]]) -> Path:
     """Classic pcap, microsecond timestamps, Ethernet; frames sorted by time."""
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for ts, data in sorted(frames, key=lambda f: f[0]):
-            sec, us = divmod(ts // 1000, 1_000_000)
-            fh.write(struct.pack("<IIII", sec, us, len(data), len(data)) + data)
+    craft.write_pcap(path, sorted(frames, key=lambda f: f[0]))
     return path
