@@ -194,7 +194,15 @@ class ModbusTransaction(NamedTuple):
             m["exception_code"] = self.exception_code
             m["exception"] = self.exception
         if self.request is not None:
-            m["request"] = _part_doc(self.request)
+            m["request"] = r = _part_doc(self.request)
+            # The last address touched, so that a range query (or an allow-list rule) can ask whether a
+            # request stays inside a block without arithmetic on address + quantity.
+            last = last_address(r.get("address"), r.get("quantity"))
+            if last is not None:
+                r["last_address"] = last
+            last = last_address(r.get("read_address"), r.get("read_quantity"))
+            if last is not None:
+                r["read_last_address"] = last
         if self.response is not None:
             m["response"] = _part_doc(self.response)
         ev: dict[str, Any] = {"kind": "event", "category": ["network"], "type": ["protocol"],
@@ -206,6 +214,13 @@ class ModbusTransaction(NamedTuple):
         doc["modbus"] = m
         doc["otids"] = {"anomalies": list(self.anomalies)}
         return doc
+
+
+def last_address(address: int | None, quantity: int | None) -> int | None:
+    """Last address of a block (a missing or zero quantity counts as one item), capped at 65535."""
+    if address is None:
+        return None
+    return min(0xFFFF, address + (quantity or 1) - 1)
 
 
 def _part_doc(p: NamedTuple) -> dict:

@@ -674,7 +674,7 @@ def test_document_contract_fields(tmp_path):
     m = doc["modbus"]
     assert (m["transaction_id"], m["unit_id"], m["function_code"], m["function"]) == (
         0x1234, 17, 16, "write_multiple_registers")
-    assert m["request"] == {"address": 10, "quantity": 2, "values": [11, 12]}
+    assert m["request"] == {"address": 10, "quantity": 2, "last_address": 11, "values": [11, 12]}
     assert m["response"] == {"address": 10, "quantity": 2}
     assert "exception_code" not in m and doc["otids"]["anomalies"] == []
     assert doc["@timestamp"].endswith("Z") and len(doc["@timestamp"]) == 27
@@ -697,3 +697,27 @@ def test_resync_ignores_header_lookalikes_inside_register_values(tmp_path):
     txs, _ = run(tmp_path, c.close())
     assert [(t.transaction_id, t.function_code, t.anomalies) for t in txs] == [
         (1, 3, ()), (2, 16, ("unsolicited_response",)), (3, 4, ())]
+
+
+def test_last_address_edges(tmp_path):
+    """last_address = address + quantity - 1, capped at 65535; FC 23 carries read_last_address for its read
+    half; the rules fast path gives what the document holds."""
+    from ids.detect.rules.compile import MISSING
+    from ids.detect.rules.fastpath import MODBUS
+    c = conv()
+    c.send(True, adu(1, 1, 3, "ffff0001"))            # largest start address, one register
+    c.send(False, adu(1, 1, 3, "020001"))
+    c.send(True, adu(2, 1, 3, "fff00020"))            # block running past 65535: capped, anomaly elsewhere
+    c.send(False, adu(2, 1, 3, "40" + "0000" * 32))
+    c.send(True, adu(3, 1, 6, "00140037"))            # FC 6: one register
+    c.send(False, adu(3, 1, 6, "00140037"))
+    c.send(True, adu(4, 1, 23, "0064000a001e000104002a"))  # FC 23: read 100+10, write 30+1
+    c.send(False, adu(4, 1, 23, "14" + "0000" * 10))
+    txs, _ = run(tmp_path, c.close())
+    got = []
+    for t in txs:
+        r = t.to_doc()["modbus"]["request"]
+        got.append((r.get("last_address"), r.get("read_last_address")))
+        fast = tuple(MODBUS[f](t) for f in ("modbus.request.last_address", "modbus.request.read_last_address"))
+        assert fast == tuple(MISSING if x is None else x for x in got[-1])
+    assert got == [(65535, None), (65535, None), (20, None), (30, 109)]

@@ -41,6 +41,14 @@ def register(sub) -> None:
     c.add_argument("file", metavar="FILE")
     c.add_argument("-c", "--config", metavar="FILE")
     c.set_defaults(func=cmd_check)
+    x = bs.add_parser("export-rules", help="turn reviewed entries into allow-list rules (otids rules)",
+                      description="Write the approved entries of a baseline as allow-list rules in the rule "
+                                  "language (docs/RULES.md): each alerts on traffic outside what was approved. "
+                                  "Denied entries become always-alert rules; learned (unreviewed) entries are "
+                                  "skipped and counted. Same baseline, same file (models/README.md).")
+    x.add_argument("file", metavar="BASELINE")
+    x.add_argument("-o", "--output", metavar="FILE", help="rule file to write (default: standard output)")
+    x.set_defaults(func=cmd_export_rules)
     b.set_defaults(func=lambda args: (b.print_help(), 2)[1])
 
 
@@ -157,6 +165,19 @@ def cmd_check(args) -> int:
     status = {s: sum(1 for sec in b.entries.values() for e in sec.values() if e.get("status") == s)
               for s in model.STATUSES}
     print(f"{args.file}: ok: {counts}; " + ", ".join(f"{n} {s}" for s, n in status.items()))
+    return 0
+
+
+def cmd_export_rules(args) -> int:
+    from ...config import Config
+    from .enforcer import BaselineDetector
+    from .export import export_rules, write_text
+
+    b = model.load(args.file)
+    BaselineDetector(b, Config().baseline, args.file)  # a malformed entry stops here with file:line:col
+    text, rep = export_rules(b, os.path.basename(args.file))
+    write_text(args.output, text)
+    print(f"otids baseline export-rules: {args.output or 'stdout'}: {rep.summary()}", file=sys.stderr)
     return 0
 
 

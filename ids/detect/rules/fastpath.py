@@ -5,7 +5,7 @@ on every event of the Modbus captures.
 """
 from __future__ import annotations
 
-from ...events import ModbusTransaction, MqttExchange, MqttPublish, OpcuaEvent
+from ...events import ModbusTransaction, last_address, MqttExchange, MqttPublish, OpcuaEvent
 from .compile import MISSING
 
 
@@ -28,6 +28,21 @@ def _req_values(e):
     if r is None or r.values is None or not r.values:
         return MISSING
     return list(r.values)
+
+
+def _req_last(e):
+    r = e.request
+    if r is None or r.address is None:
+        return MISSING
+    return last_address(r.address, r.quantity)
+
+
+def _req_read_last(e):
+    r = e.request
+    d = r.details if r is not None else None
+    if not d or d.get("read_address") is None:
+        return MISSING
+    return last_address(d["read_address"], d.get("read_quantity"))
 
 
 def _req_detail(*keys):
@@ -58,6 +73,8 @@ MODBUS = {
     "modbus.exception": lambda e: _opt(e.exception),
     "modbus.request.address": _req("address"),
     "modbus.request.quantity": _req("quantity"),
+    "modbus.request.last_address": _req_last,
+    "modbus.request.read_last_address": _req_read_last,
     "modbus.request.sub_function": _req("sub_function"),
     "modbus.request.values": _req_values,
     "modbus.request.mei_type": _req_detail("mei_type"),

@@ -27,7 +27,7 @@ _COMMON = {
 }
 
 _MODBUS_PART = {
-    "address": "long", "quantity": "long", "values": "value", "sub_function": "long",
+    "address": "long", "quantity": "long", "last_address": "long", "read_last_address": "long", "values": "value", "sub_function": "long",
     "sub_function_name": "keyword", "and_mask": "long", "or_mask": "long", "read_address": "long",
     "read_quantity": "long", "data_length": "long", "mei_type": "long", "read_device_id_code": "long",
     "read_device_id": "keyword", "object_id": "long", "conformity_level": "long", "more_follows": "boolean",
@@ -99,6 +99,7 @@ DOMAINS = {
     "modbus.unit_id": (0, 255), "modbus.function_code": (0, 127), "modbus.exception_code": (0, 255),
     "modbus.request.address": (0, 65535), "modbus.response.address": (0, 65535),
     "modbus.request.quantity": (0, 65535), "modbus.response.quantity": (0, 65535),
+    "modbus.request.last_address": (0, 65535), "modbus.request.read_last_address": (0, 65535),
     "modbus.request.sub_function": (0, 65535), "source.port": (0, 65535), "destination.port": (0, 65535),
     "mqtt.protocol_version": (0, 255), "mqtt.connack.return_code": (0, 255), "mqtt.publish.qos": (0, 2),
     "mqtt.subscribe.topics.qos": (0, 2),
