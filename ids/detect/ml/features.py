@@ -35,7 +35,7 @@ class Feature:
 #: Per-window features, computed once for each window length (name suffix _10s, _60s, ...).
 WINDOW_FEATURES: tuple[Feature, ...] = (
     Feature("txn_rate", "1/s", 0.1, "Requests per second (exchanges the client started; unsolicited responses excluded)."),
-    Feature("byte_rate", "B/s", 10.0, "Application bytes per second, both directions (Modbus: ADU bytes from the decoded PDU)."),
+    Feature("byte_rate", "B/s", 10.0, "Application bytes per second, both directions (as each protocol's adapter counts them: docs/ML.md)."),
     Feature("response_balance", "ratio", 0.05,
             "(unsolicited responses - unanswered requests) / exchanges expecting an answer: 0 balanced, "
             "-1 nothing answered (flood, dead device), +1 only responses nobody asked for (injection)."),
