@@ -144,6 +144,29 @@ def test_profile_novelty_and_value_deviation():
     assert c["new_pair"] == 0.0
     assert c["wval_dev_10s"] == pytest.approx((98 - 49) / 4.9)
     assert c["new_key_count_10s"] == 2 and c["new_op_count_10s"] == 1 and c["new_write_key_count_10s"] == 0
+    # value statistics relative to the key's training range: (98 - middle 44.5) / spread 4.9
+    assert c["wval_max_10s"] == c["wval_min_10s"] == c["wval_mean_10s"] == (98 - 44.5) / 4.9
+
+
+def test_value_statistics_pool_keys_of_different_scales():
+    """A temperature topic (60-70) and a vibration topic (0.1-0.9) of one MQTT sensor: relative to their own
+    training ranges, typical values of both stay within a spread or so, and missing one of them does not make
+    the pooled minimum jump by the other's scale (features v2; v1 pooled raw values)."""
+    spec = WindowSpec(10, (10,), 2)
+    pb = ProfileBuilder()
+    for i in range(40):
+        k, v = ("plant/t", 60.0 + i % 11) if i % 2 else ("plant/v", 0.1 + 0.02 * i)
+        pb.add(view(i, op="publish", keys=(k,), write=True, writes=((k, v),)))
+    prof = profiles_from_json(pb.to_json())
+    views = [view(1 + i) for i in range(25)]
+    views += [view(20.5, op="publish", keys=("plant/t",), write=True, writes=(("plant/t", 65.0),)),
+              view(21.5, op="publish", keys=("plant/t",), write=True, writes=(("plant/t", 70.0),))]
+    views.sort(key=lambda v: v.ts)
+    _, rows = run(views, prof, spec, until=40)
+    c = dict(zip(spec.feature_names(), dict(((m.end - T0) // NS, r) for m, r in rows)[30]))
+    # plant/t: range 60-70, spread max(std, 7.0, 1) = 7.0, middle 65
+    assert (c["wval_min_10s"], c["wval_max_10s"]) == (0.0, 5.0 / 7.0)
+    assert c["wval_dev_10s"] == 0.0
 
 
 def test_period_error_against_training_period():

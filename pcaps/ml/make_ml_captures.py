@@ -15,9 +15,10 @@ Packets and their order are untouched; only timestamps change (response latencie
 Outputs (gzip, fixed header time), each with a labels CSV (`start,end,src,dst,attack,note`; times RFC 3339
 UTC; src/dst an IP or *):
   modbus-train.pcap.gz  45 min benign           modbus-test.pcap.gz  45 min benign + 11 attacks
-  mqtt-train.pcap.gz    15 min benign           mqtt-test.pcap.gz    15 min benign + brute force, publish flood
-  opcua-train.pcap.gz   15 min benign           opcua-test.pcap.gz   15 min benign + rogue writes and calls
-The MQTT and OPC UA captures are recorded now for when their dissectors land (docs/ML.md).
+  mqtt-train.pcap.gz    45 min benign           mqtt-test.pcap.gz    45 min benign + 2 brute forces, 2 floods
+  opcua-train.pcap.gz   45 min benign           opcua-test.pcap.gz   45 min benign + 2 rogue writes, 2 rogue calls
+Half of the MQTT and OPC UA attacks come from a new host, half from a known client's address (so detection
+cannot rest on "new pair" alone).
 
 Usage (root; tcpdump, unshare, mosquitto, mosquitto_passwd):
     python3 pcaps/ml/make_ml_captures.py [--only modbus,mqtt,opcua] [--speed 10] [--seed 7] [--out pcaps/ml]
@@ -497,22 +498,40 @@ async def mqtt_scenario(clock: Clock, labels: Labels, rng: random.Random, end: f
     try:
         hist = paho("historian", HISTORIAN_MQTT, "historian", "h1st0rian", ka)
         hist.subscribe("plant/#", qos=1)
-        s1 = paho("sensor-1", SENSORS["sensor-1"], "sensors", "s3ns0rs!", ka)
-        s2 = paho("sensor-2", SENSORS["sensor-2"], "sensors", "s3ns0rs!", ka, mqtt.MQTTv5)
+        clients = {"sensor-1": paho("sensor-1", SENSORS["sensor-1"], "sensors", "s3ns0rs!", ka),
+                   "sensor-2": paho("sensor-2", SENSORS["sensor-2"], "sensors", "s3ns0rs!", ka, mqtt.MQTTv5)}
         await asyncio.sleep(0.5)
 
-        def pub(c, topic, qos, lo, hi):
+        def pub(name, topic, qos, lo, hi):
             async def go():
-                c.publish(topic, f"{rng.uniform(lo, hi):.2f}", qos=qos)
+                clients[name].publish(topic, f"{rng.uniform(lo, hi):.2f}", qos=qos)
             return go
 
-        tasks = [every(clock, rng, 5.0, end, pub(s1, "plant/line1/temperature", 0, 60, 70)),
-                 every(clock, rng, 10.0, end, pub(s1, "plant/line1/vibration", 1, 0.1, 0.9)),
-                 every(clock, rng, 5.0, end, pub(s2, "plant/tank/level", 1, 10, 90))]
+        async def restarts():
+            """Now and then a sensor restarts (new connection, same account) or publishes its status."""
+            t = rng.uniform(120, 300)
+            while t < end - 60:
+                await clock.until(t)
+                name = rng.choice(sorted(clients))
+                if rng.random() < 0.5:
+                    old = clients[name]
+                    old.disconnect()
+                    old.loop_stop()
+                    await clock.until(clock.now() + 5)
+                    clients[name] = paho(name, SENSORS[name], "sensors", "s3ns0rs!", ka,
+                                         mqtt.MQTTv5 if name == "sensor-2" else None)
+                else:
+                    clients[name].publish(f"plant/{name}/status", "1", qos=1)
+                t = clock.now() + rng.uniform(240, 540)
+
+        tasks = [every(clock, rng, 5.0, end, pub("sensor-1", "plant/line1/temperature", 0, 60, 70)),
+                 every(clock, rng, 10.0, end, pub("sensor-1", "plant/line1/vibration", 1, 0.1, 0.9)),
+                 every(clock, rng, 5.0, end, pub("sensor-2", "plant/tank/level", 1, 10, 90)),
+                 restarts()]
         if attacks:
             tasks.append(mqtt_attacks(clock, labels, rng))
         await asyncio.gather(*tasks)
-        for c in (s1, s2, hist):
+        for c in (*clients.values(), hist):
             c.disconnect()
             c.loop_stop()
         await asyncio.sleep(0.5)
@@ -531,32 +550,57 @@ def mqtt_connect_packet(client_id: str, user: str, password: str) -> bytes:
 
 
 async def mqtt_attacks(clock: Clock, labels: Labels, rng: random.Random) -> None:
-    # 1. credential brute force: 40 CONNECTs with guessed passwords, one TCP connection each
-    await clock.until(300)
-    t = clock.now()
-    for i in range(40):
-        await clock.until(t + i * 1.0)
-        try:
-            r, w = await asyncio.open_connection(*BROKER, local_addr=(ATTACKER, 0))
-            w.write(mqtt_connect_packet(f"probe{i}", "sensors", f"guess{i:03d}"))
-            await w.drain()
-            await asyncio.wait_for(r.read(4), 1.0)
-            w.close()
-        except (asyncio.TimeoutError, ConnectionError, OSError):
-            pass
-    labels.add(t, clock.now(), ATTACKER, BROKER[0], "mqtt_brute_force", "40 CONNECT with wrong passwords")
+    async def brute(src: str, n: int, gap: float, user: str):
+        t = clock.now()
+        for i in range(n):
+            await clock.until(t + i * gap)
+            try:
+                r, w = await asyncio.open_connection(*BROKER, local_addr=(src, 0))
+                w.write(mqtt_connect_packet(f"probe{i}", user, f"guess{i:03d}"))
+                await w.drain()
+                await asyncio.wait_for(r.read(4), 1.0)
+                w.close()
+            except (asyncio.TimeoutError, ConnectionError, OSError):
+                pass
+        return t
 
-    # 2. publish flood with stolen sensor credentials: 25 messages/s for 20 s
-    await clock.until(600)
-    t = clock.now()
-    c = paho("sensor-9", ATTACKER2, "sensors", "s3ns0rs!", 60)
-    for i in range(500):
-        await clock.until(t + i / 25)
-        c.publish("plant/line1/temperature", "999.00", qos=0)
-    await asyncio.sleep(0.3)
-    c.disconnect()
-    c.loop_stop()
+    async def flood(src: str, client_id: str, topic: str, n: int, rate: float, proto=None):
+        c = paho(client_id, src, "sensors", "s3ns0rs!", 60, proto)
+        t = clock.now()
+        for i in range(n):
+            await clock.until(t + i / rate)
+            c.publish(topic, "999.00", qos=0)
+        await asyncio.sleep(0.3)
+        c.disconnect()
+        c.loop_stop()
+        return t
+
+    # 1. credential brute force from a new host: 40 CONNECTs with guessed passwords, one connection each
+    await clock.until(300)
+    t = await brute(ATTACKER, 40, 1.0, "sensors")
+    labels.add(t, clock.now(), ATTACKER, BROKER[0], "mqtt_brute_force", "40 CONNECT with wrong passwords")
+    # 2. publish flood with stolen sensor credentials from a new host: 25 messages/s for 20 s
+    await clock.until(900)
+    t = await flood(ATTACKER2, "sensor-9", "plant/line1/temperature", 500, 25)
     labels.add(t, clock.now(), ATTACKER2, BROKER[0], "mqtt_publish_flood", "500 publishes in 20 s, stolen credentials")
+    delivered(labels, t, clock.now())
+    # 3. slower brute force from a known sensor's address (a compromised sensor), one guess every 3 s
+    await clock.until(1500)
+    t = await brute(SENSORS["sensor-1"], 20, 3.0, "historian")
+    labels.add(t, clock.now(), SENSORS["sensor-1"], BROKER[0], "mqtt_brute_force",
+               "20 CONNECT for another account, one per 3 s, from sensor-1's address")
+    # 4. flood from a known sensor's address, its own account and topic: 10 messages/s for 30 s
+    await clock.until(2100)
+    t = await flood(SENSORS["sensor-2"], "sensor-2b", "plant/tank/level", 300, 10)
+    labels.add(t, clock.now(), SENSORS["sensor-2"], BROKER[0], "mqtt_publish_flood",
+               "300 publishes in 30 s from sensor-2's address and account")
+    delivered(labels, t, clock.now())
+
+
+def delivered(labels: Labels, start: float, end: float) -> None:
+    """The broker relays a flood to the historian (subscribed to plant/#): its connection carries the attack
+    too, under a type of its own so that the flood's own detection figures stay per flood."""
+    labels.add(start, end, HISTORIAN_MQTT, BROKER[0], "mqtt_flood_delivery", "the flood as delivered to the historian")
 
 
 # ---------------------------------------------------------------------------------------------- OPC UA
@@ -605,31 +649,61 @@ async def opcua_scenario(clock: Clock, labels: Labels, rng: random.Random, end: 
 
     async def clients():
         url = f"opc.tcp://{OPCUA[0]}:{OPCUA[1]}/plant/"
-        scada = Client(url, timeout=5)
-        bind_opcua(scada, SCADA)
-        hist = Client(url, timeout=5)
-        bind_opcua(hist, OPC_HIST)
-        await scada.connect()
-        await hist.connect()
-        sn = [scada.get_node(ua.NodeId(f"Line1.{n}", idx)) for n in ("Speed", "Temperature", "Setpoint")]
-        hn = [hist.get_node(ua.NodeId(f"Line1.{n}", idx)) for n in ("Speed", "Temperature")]
+
+        async def connect(src):
+            c = Client(url, timeout=5)
+            bind_opcua(c, src)
+            await c.connect()
+            return c
+
+        conns = {"scada": await connect(SCADA), "hist": await connect(OPC_HIST)}
+
+        def node(who, name):
+            return conns[who].get_node(ua.NodeId(f"Line1.{name}", idx))
 
         async def read_s():
-            await scada.read_values(sn)
+            await conns["scada"].read_values([node("scada", n) for n in ("Speed", "Temperature", "Setpoint")])
 
         async def write_s():
-            await sn[2].write_value(ua.DataValue(ua.Variant(round(rng.uniform(55, 65), 1), ua.VariantType.Double)))
+            await node("scada", "Setpoint").write_value(
+                ua.DataValue(ua.Variant(round(rng.uniform(55, 65), 1), ua.VariantType.Double)))
 
         async def read_h():
-            await hist.read_values(hn)
+            await conns["hist"].read_values([node("hist", n) for n in ("Speed", "Temperature")])
+
+        async def operators():
+            """Every 1.5-4 minutes, as on the Modbus plant: a second screen (extra reads for a minute), a
+            SCADA restart (new session), an operator toggling the motor off and on again."""
+            t = rng.uniform(120, 300)
+            while t < end - 90:
+                await clock.until(t)
+                kind = rng.choice(("screen", "restart", "motor"))
+                try:
+                    if kind == "screen":
+                        t1 = t + 60
+                        while clock.now() < t1:
+                            await conns["scada"].read_values([node("scada", "MotorEnable"), node("scada", "Speed")])
+                            await clock.until(clock.now() + 3.0)
+                    elif kind == "restart":
+                        await conns["scada"].disconnect()
+                        await clock.until(clock.now() + 5.0)
+                        conns["scada"] = await connect(SCADA)
+                    else:
+                        for v in (False, True):
+                            await node("scada", "MotorEnable").write_value(
+                                ua.DataValue(ua.Variant(v, ua.VariantType.Boolean)))
+                            await clock.until(clock.now() + 20.0)
+                except Exception as e:
+                    FAILED[type(e).__name__] += 1
+                t = clock.now() + rng.uniform(90, 240)
 
         tasks = [every(clock, rng, 2.0, end, read_s), every(clock, rng, 30.0, end, write_s),
-                 every(clock, rng, 10.0, end, read_h)]
+                 every(clock, rng, 10.0, end, read_h), operators()]
         if attacks:
             tasks.append(opcua_attacks(clock, labels, url, idx))
         await asyncio.gather(*tasks)
-        await scada.disconnect()
-        await hist.disconnect()
+        for c in conns.values():
+            await c.disconnect()
 
     async with server:
         await clients()
@@ -638,34 +712,51 @@ async def opcua_scenario(clock: Clock, labels: Labels, rng: random.Random, end: 
 async def opcua_attacks(clock: Clock, labels: Labels, url: str, idx: int) -> None:
     from asyncua import Client, ua
 
+    async def rogue_write(src: str, values, motor: bool):
+        t = clock.now()
+        c = Client(url, timeout=5)
+        bind_opcua(c, src)
+        await c.connect()
+        await c.nodes.objects.get_children()
+        sp = c.get_node(ua.NodeId("Line1.Setpoint", idx))
+        for v in values:
+            await sp.write_value(ua.DataValue(ua.Variant(v, ua.VariantType.Double)))
+            await clock.until(clock.now() + 5)
+        if motor:
+            await c.get_node(ua.NodeId("Line1.MotorEnable", idx)).write_value(
+                ua.DataValue(ua.Variant(False, ua.VariantType.Boolean)))
+        await c.disconnect()
+        return t
+
+    async def rogue_call(src: str, methods, rounds: int):
+        t = clock.now()
+        c = Client(url, timeout=5)
+        bind_opcua(c, src)
+        await c.connect()
+        line = c.get_node(ua.NodeId("Line1", idx))
+        for _ in range(rounds):
+            for m in methods:
+                await line.call_method(ua.NodeId(f"Line1.{m}", idx))
+            await clock.until(clock.now() + 5)
+        await c.disconnect()
+        return t
+
     # 1. rogue client writes the setpoint far out of range and switches the motor off
     await clock.until(300)
-    t = clock.now()
-    c = Client(url, timeout=5)
-    bind_opcua(c, ATTACKER)
-    await c.connect()
-    await c.nodes.objects.get_children()
-    sp = c.get_node(ua.NodeId("Line1.Setpoint", idx))
-    for v in (150.0, 200.0, 250.0):
-        await sp.write_value(ua.DataValue(ua.Variant(v, ua.VariantType.Double)))
-        await clock.until(clock.now() + 5)
-    await c.get_node(ua.NodeId("Line1.MotorEnable", idx)).write_value(ua.DataValue(ua.Variant(False, ua.VariantType.Boolean)))
-    await c.disconnect()
+    t = await rogue_write(ATTACKER, (150.0, 200.0, 250.0), True)
     labels.add(t, clock.now(), ATTACKER, OPCUA[0], "opcua_rogue_write", "Setpoint 150-250 (normal 55-65), MotorEnable false")
-
     # 2. rogue client calls methods: Stop and ResetCounters
-    await clock.until(600)
-    t = clock.now()
-    c = Client(url, timeout=5)
-    bind_opcua(c, ATTACKER)
-    await c.connect()
-    line = c.get_node(ua.NodeId("Line1", idx))
-    for _ in range(3):
-        await line.call_method(ua.NodeId("Line1.Stop", idx))
-        await line.call_method(ua.NodeId("Line1.ResetCounters", idx))
-        await clock.until(clock.now() + 5)
-    await c.disconnect()
+    await clock.until(900)
+    t = await rogue_call(ATTACKER, ("Stop", "ResetCounters"), 3)
     labels.add(t, clock.now(), ATTACKER, OPCUA[0], "opcua_rogue_call", "Stop and ResetCounters called 3x each")
+    # 3. from the SCADA host's address (an attacker on that host, own session): one subtle out-of-range write
+    await clock.until(1500)
+    t = await rogue_write(SCADA, (80.0,), False)
+    labels.add(t, clock.now(), SCADA, OPCUA[0], "opcua_rogue_write", "Setpoint 80 (normal 55-65) from the SCADA host's address")
+    # 4. from the SCADA host's address: one Stop call
+    await clock.until(2100)
+    t = await rogue_call(SCADA, ("Stop",), 1)
+    labels.add(t, clock.now(), SCADA, OPCUA[0], "opcua_rogue_call", "Stop called once from the SCADA host's address")
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -695,10 +786,10 @@ def main() -> None:
     captures = {
         "modbus-train": ("tcp port 502", lambda c, l, r: modbus_scenario(c, l, r, 2700 * k, False, seed)),
         "modbus-test": ("tcp port 502", lambda c, l, r: modbus_scenario(c, l, r, 2700, True, seed + 1)),
-        "mqtt-train": ("tcp port 1883", lambda c, l, r: mqtt_scenario(c, l, r, 900 * k, False, sp)),
-        "mqtt-test": ("tcp port 1883", lambda c, l, r: mqtt_scenario(c, l, r, 900, True, sp)),
-        "opcua-train": ("tcp port 4840", lambda c, l, r: opcua_scenario(c, l, r, 900 * k, False, sp)),
-        "opcua-test": ("tcp port 4840", lambda c, l, r: opcua_scenario(c, l, r, 900, True, sp)),
+        "mqtt-train": ("tcp port 1883", lambda c, l, r: mqtt_scenario(c, l, r, 2700 * k, False, sp)),
+        "mqtt-test": ("tcp port 1883", lambda c, l, r: mqtt_scenario(c, l, r, 2700, True, sp)),
+        "opcua-train": ("tcp port 4840", lambda c, l, r: opcua_scenario(c, l, r, 2700 * k, False, sp)),
+        "opcua-test": ("tcp port 4840", lambda c, l, r: opcua_scenario(c, l, r, 2700, True, sp)),
     }
     only = set(args.only.split(","))
     for name, (bpf, scenario) in captures.items():

@@ -21,7 +21,7 @@ from typing import NamedTuple
 NS = 1_000_000_000
 
 #: Bumped whenever a feature's definition changes: models built for another version refuse to load.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: value statistics in units of each key's training spread (keys of different scales)
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Feature:
 #: Per-window features, computed once for each window length (name suffix _10s, _60s, ...).
 WINDOW_FEATURES: tuple[Feature, ...] = (
     Feature("txn_rate", "1/s", 0.1, "Requests per second (exchanges the client started; unsolicited responses excluded)."),
-    Feature("byte_rate", "B/s", 10.0, "Application bytes per second, both directions (Modbus: ADU bytes from the decoded PDU)."),
+    Feature("byte_rate", "B/s", 10.0, "Application bytes per second, both directions (as each protocol's adapter counts them: docs/ML.md)."),
     Feature("response_balance", "ratio", 0.05,
             "(unsolicited responses - unanswered requests) / exchanges expecting an answer: 0 balanced, "
             "-1 nothing answered (flood, dead device), +1 only responses nobody asked for (injection)."),
@@ -57,10 +57,14 @@ WINDOW_FEATURES: tuple[Feature, ...] = (
             "training (a running estimate for streams training never saw): ~0 for steady polling, at most 10 per "
             "request; an interval over 8 periods is a stream resuming and counts nothing."),
     Feature("wval_rate", "1/s", 0.1, "Numeric values written per second."),
-    Feature("wval_mean", "value", 1.0, "Mean of the numeric values written (0 when none)."),
-    Feature("wval_std", "value", 1.0, "Standard deviation of the numeric values written (0 when fewer than two)."),
-    Feature("wval_min", "value", 1.0, "Smallest numeric value written (0 when none)."),
-    Feature("wval_max", "value", 1.0, "Largest numeric value written (0 when none)."),
+    Feature("wval_mean", "spreads", 1.0, "Mean of the written values, each taken relative to its key (see wval_min; 0 when none)."),
+    Feature("wval_std", "spreads", 1.0, "Standard deviation of those relative written values (0 when fewer than two)."),
+    Feature("wval_min", "spreads", 1.0,
+            "Smallest written value relative to its key: (value - middle of the range this pair wrote to that key "
+            "in training) / that key's spread, so that keys of different scales (a temperature and a vibration "
+            "topic, a set-point and a motor flag) pool without one masking the other; a value for a key the pair "
+            "never wrote in training enters as it is (0 when none)."),
+    Feature("wval_max", "spreads", 1.0, "Largest written value relative to its key (see wval_min; 0 when none)."),
     Feature("wval_dev", "spreads", 1.0,
             "Largest distance of a written value outside the range this pair wrote to that key in training, in "
             "units of that key's spread (max of its standard deviation, 10% of its magnitude, 1); 0 inside."),
@@ -423,14 +427,16 @@ class Windower:
             return
         dev = b.wv_dev
         for k, val in v.writes:
-            b.wv_n += 1
-            b.wv_sum += val
-            b.wv_sq += val * val
-            if val < b.wv_min:
-                b.wv_min = val
-            if val > b.wv_max:
-                b.wv_max = val
             r = pw.get(k) if pw is not None else None
+            # relative to the key's training range; as written for keys without one (nan: never numeric)
+            x = val if r is None or r[0] != r[0] else (val - 0.5 * (r[0] + r[1])) / r[2]
+            b.wv_n += 1
+            b.wv_sum += x
+            b.wv_sq += x * x
+            if x < b.wv_min:
+                b.wv_min = x
+            if x > b.wv_max:
+                b.wv_max = x
             if r is None:
                 if len(b.nwkeys) < MAX_BUCKET_KEYS:
                     b.nwkeys.add(k)

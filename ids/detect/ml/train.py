@@ -115,7 +115,7 @@ def extract(paths: list[str], config: Config, spec: WindowSpec, holdout: float) 
 
     run, tap = run_views(paths, config, profile)
     if not origin:
-        raise UserError(f"{paths[0]}: no traffic the ML detector reads (Modbus/TCP) in the training captures")
+        raise UserError(f"{paths[0]}: no traffic the ML detector reads (Modbus/TCP, OPC UA, MQTT) in the training captures")
     errors = list(run.errors)
 
     metas, rows = [], []

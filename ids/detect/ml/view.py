@@ -3,7 +3,7 @@
 Each event type gets one small adapter, `adapter(event) -> FeatureView | None`, registered with
 `@adapter_for(EventType)`. The windowing code (features.py) reads nothing but FeatureViews, so a new
 protocol (OPC UA, MQTT) plugs in with one adapter and no other change; docs/ML.md "Adapters" says what each
-field must hold. Adapters run on the hot path: plain attribute reads, no allocation beyond the view.
+field must hold; adapters.py has Modbus/TCP, OPC UA and MQTT. Adapters run on the hot path: plain attribute reads, no allocation beyond the view.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ class FeatureView(NamedTuple):
     keys: tuple[str, ...]  # what was addressed: register ranges, node ids, topics ("" parts allowed)
     writes: tuple[tuple[str, float], ...]  # numeric values written, each with the key it was written to
     answered: bool | None  # True answered, False unanswered, None no answer expected; see `request`
-    request: bool  # False only for a response nobody asked for (unsolicited)
+    request: bool  # False for what the server sent on its own: a response nobody asked for (unsolicited, with
+    #               answered=True) or a message the server pushes (MQTT delivery, OPC UA ERR; answered=None)
     latency_ns: int | None  # response time - request time, when both were seen
     nbytes: int  # application bytes of the exchange, both directions (estimated where the event lacks sizes)
     anomalous: bool  # the parser put protocol anomalies on the event
