@@ -18,7 +18,7 @@ EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
 
 #: Further subcommands: modules with `register(subparsers)`, which adds a parser and sets its handler with
 #: `parser.set_defaults(func=handler)`; handler(args) returns an exit code.
-COMMANDS: list[str] = []
+COMMANDS: list[str] = ["ids.live.cli"]
 
 #: Extensions of `analyze` and `live` (rules, baseline, ML, certificate checks, Elasticsearch): modules with
 #: `add_arguments(parser)` and `build(args, config) -> (detectors, alert_sinks, event_sinks)`.

@@ -204,6 +204,35 @@ def _part_doc(p: NamedTuple) -> dict:
     return d
 
 
+# ---------------------------------------------------------------------------------------------- sensor
+
+class SensorStats(NamedTuple):
+    """What the live sensor says about itself (dataset `otids.stats`): capture counters per interface
+    (action `capture`), pipeline counters (`sensor`), interface state (`interface_down`, `interface_up`)
+    and SIGHUP reloads (`config_reload`). `interface` is the capture interface, None for the whole sensor.
+    `details` keys are the documented `otids.stats.*` fields (ids/data/fields/stats.yml)."""
+
+    ts: int
+    action: str
+    interface: str | None
+    details: dict
+
+    dataset = "otids.stats"
+    protocol = None
+
+    def to_doc(self) -> dict:
+        metric = self.action in ("capture", "sensor")
+        doc: dict[str, Any] = {"@timestamp": rfc3339(self.ts),
+                               "event": {"kind": "metric" if metric else "event",
+                                         "category": ["network"] if self.interface else ["host"],
+                                         "type": ["info"] if metric else ["change"],
+                                         "dataset": self.dataset, "action": self.action}}
+        if self.interface is not None:
+            doc["observer"] = {"ingress": {"interface": {"name": self.interface}}}
+        doc["otids"] = {"stats": dict(self.details)}
+        return doc
+
+
 # ---------------------------------------------------------------------------------------------- alerts
 
 SEVERITY_SCORE = {"low": 21, "medium": 47, "high": 73, "critical": 99}  # Elastic detection-rule convention
