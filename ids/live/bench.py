@@ -207,7 +207,7 @@ def memory(veth: VethPair, pcap: str, minutes: float, pps: int, method: str, wor
     d = work / "memory"
     d.mkdir(exist_ok=True)
     s = SensorProcess(veth, d, "-q", "--method", method, stats_interval=10)
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, dict]] = []
     try:
         s.wait_ready()
         base = veth.rx_counter()
@@ -215,19 +215,22 @@ def memory(veth: VethPair, pcap: str, minutes: float, pps: int, method: str, wor
         res: dict = {}
         th = threading.Thread(target=lambda: res.update(veth.replay(pcap, pps=pps, loop=0, duration=minutes * 60)))
         th.start()
+        every = 10 if minutes <= 10 else 60
         while th.is_alive():
-            th.join(10)
-            samples.append((time.monotonic() - t0, s.rss_kb()))
-            el, kb = samples[-1]
-            print(f"  {el / 60:6.1f} min  RSS {kb / 1024:7.1f} MiB", flush=True)
+            th.join(every)
+            samples.append((time.monotonic() - t0, s.memory_kb()))
+            el, m = samples[-1]
+            print(f"  {el / 60:6.1f} min  RSS {m['VmRSS'] / 1024:7.1f} MiB (anon {m['RssAnon'] / 1024:.1f}, "
+                  f"file {m['RssFile'] / 1024:.1f}, shmem/ring {m['RssShmem'] / 1024:.1f})", flush=True)
         s.wait_frames(veth.rx_counter() - base, 120)
-        end_rss = s.rss_kb()
+        end = s.memory_kb()
         s.stop()
     finally:
         s.kill()
-    first = next((kb for el, kb in samples if el >= 60), samples[0][1] if samples else 0)
+    first = next((m for el, m in samples if el >= 60), samples[0][1] if samples else end)
     t = s.last_stats()["total"]
-    print(f"RSS after the first minute {first / 1024:.1f} MiB, at the end {end_rss / 1024:.1f} MiB "
-          f"({(end_rss - first) / max(first, 1):+.1%}); peak {max(kb for _, kb in samples) / 1024:.1f} MiB")
+    for k, label in (("VmRSS", "RSS"), ("RssAnon", "anonymous RSS (heap)")):
+        print(f"{label} after the first minute {first[k] / 1024:.1f} MiB, at the end {end[k] / 1024:.1f} MiB "
+              f"({(end[k] - first[k]) / max(first[k], 1):+.1%}); peak {max(m[k] for _, m in samples) / 1024:.1f} MiB")
     print(f"sent {res.get('sent', 0):,} frames; analysed {t['packets']:,}, kernel drops {t['kernel_drops']:,}, "
           f"sensor drops {t['sensor_drops']:,}")

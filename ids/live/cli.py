@@ -84,6 +84,7 @@ def cmd_live(args) -> int:
         evidence = EvidenceRing(lc.evidence_mb << 20, lc.evidence_dir, lc.evidence_after, lc.evidence_max_files,
                                 [(c.name, c.linktype, c.snaplen) for c in caps])
         run.engine.alert_sinks.append(evidence)
+    sensors: list[Sensor] = []
     try:
         for c in caps:
             off = [o for o in link_offloads(c.name) if c.hatype != 772]
@@ -96,17 +97,20 @@ def cmd_live(args) -> int:
             log(drop_privileges(user, lc.keep_net_raw))
         if evidence is not None:
             evidence.check_writable()
-        log(f"capturing on {', '.join(c.name for c in caps)} ({caps[0].method}, {lc.buffer_mb} MB per interface"
-            f"{', filter ' + repr(bpf) if bpf else ''}{', promiscuous' if lc.promiscuous else ''})")
         sensor = Sensor(run, caps, config, args.config, stats_sinks, evidence, quiet=args.quiet,
                         stats_interval=args.stats_interval)
-        rc = sensor.serve()
+        sensors.append(sensor)
+        rc = sensor.serve(f"capturing on {', '.join(c.name for c in caps)} ({caps[0].method}, {lc.buffer_mb} MB "
+                          f"per interface{', filter ' + repr(bpf) if bpf else ''}"
+                          f"{', promiscuous' if lc.promiscuous else ''})")
     finally:
         for c in caps:
             c.close()
         close_outputs(run)
         for s in stats_sinks:
             s.close()
+        for sensor in sensors:
+            sensor.restore_signals()
     tot = sum(c.packets for c in caps)
     log(f"stopped: {tot:,} frames, {sum(c.kernel_drops for c in caps):,} kernel drops, "
         f"{sum(c.sensor_drops for c in caps):,} sensor drops; " +

@@ -50,6 +50,10 @@ class VethPair:
             _ip("netns", "add", ns)
             for k in ("all", "default"):
                 _ip("netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{k}.disable_ipv6=1")
+        self.setup_link()
+
+    def setup_link(self) -> None:
+        """(Re)create the veth pair between the two namespaces."""
         _ip("link", "add", self.tx, "netns", self.tx_ns, "mtu", str(self.mtu), "type", "veth",
             "peer", "name", self.rx, "netns", self.rx_ns, "mtu", str(self.mtu))
         _ip("-n", self.tx_ns, "link", "set", self.tx, "up")
@@ -172,11 +176,17 @@ class SensorProcess:
         return rc
 
     def rss_kb(self) -> int:
+        return self.memory_kb()["VmRSS"]
+
+    def memory_kb(self) -> dict[str, int]:
+        """VmRSS and its parts: RssAnon (the Python heap: where a leak shows), RssFile, RssShmem."""
+        out = {"VmRSS": 0, "RssAnon": 0, "RssFile": 0, "RssShmem": 0}
         with open(f"/proc/{self.proc.pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+                k = line.split(":", 1)[0]
+                if k in out:
+                    out[k] = int(line.split()[1])
+        return out
 
     def kill(self) -> None:
         if self.proc.poll() is None:

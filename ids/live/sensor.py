@@ -61,7 +61,9 @@ class Sensor:
         return tee
 
     # ------------------------------------------------------------------ loop
-    def serve(self) -> int:
+    def serve(self, ready: str | None = None) -> int:
+        """Run until SIGTERM/SIGINT. `ready` is logged once the signal handlers are in place: a SIGHUP or
+        SIGTERM that arrives after it is handled, never the default action (which would lose outputs)."""
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -84,6 +86,8 @@ class Sensor:
                     poller.register(c.fileno(), select.POLLIN)
 
         register()
+        if ready:
+            log(ready)
         now = time.time_ns()
         next_tick, next_stats = now + TICK, now + self.interval
         run, caps, feeds = self.run, self.caps, self.feeds
@@ -135,16 +139,17 @@ class Sensor:
                 if self.evidence is not None:
                     self._evidence(now)
             finally:
-                self._restore(old_wake, handlers, wake_r, wake_w)
+                signal.set_wakeup_fd(old_wake)
+                os.close(wake_r)
+                os.close(wake_w)
+                self._handlers = handlers
         return 0
 
-    @staticmethod
-    def _restore(old_wake, handlers, wake_r, wake_w) -> None:
-        signal.set_wakeup_fd(old_wake)
-        for s, h in handlers.items():
+    def restore_signals(self) -> None:
+        """Back to the previous handlers; until then a repeated SIGTERM during the final flush only sets
+        the flag again instead of killing the process with outputs half written."""
+        for s, h in getattr(self, "_handlers", {}).items():
             signal.signal(s, h)
-        os.close(wake_r)
-        os.close(wake_w)
 
     def _signal(self, signum, _frame) -> None:
         if signum == signal.SIGHUP:
@@ -246,7 +251,8 @@ class Sensor:
                  "packets_per_s": round(dp / dt, 1),
                  "total": {"packets": c.packets, "bytes": c.bytes, "kernel_packets": c.kernel_packets,
                            "kernel_drops": c.kernel_drops, "sensor_drops": c.sensor_drops,
-                           "truncated": c.truncated, "errors": c.errors, "skipped_outgoing": c.skipped_outgoing}}
+                           "truncated": c.truncated, "errors": c.errors, "skipped_outgoing": c.skipped_outgoing,
+                           "vlan_restored": c.vlan_restored}}
             self.emit(SensorStats(now, "capture", c.name, d))
             if c.first_error is not None:
                 log(f"{c.name}: a frame raised inside the pipeline (counted as a sensor drop; further ones "
