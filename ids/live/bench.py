@@ -170,14 +170,14 @@ def methods(veth: VethPair, pcap: str, seconds: float) -> None:
 # ---------------------------------------------------------------------------------------------- rates
 
 def rates(veth: VethPair, pcap: str, pps_list: list[int], seconds: float, method: str, work: Path) -> None:
-    print(f"\nsensor at fixed replay rates ({method}, alerts + stats written, {seconds:g} s per rate)")
+    print(f"\nsensor at fixed replay rates ({method}; alerts and stats written, not events; {seconds:g} s per rate)")
     print(f"{'pps asked':>9} {'pps sent':>9} {'sent':>9} {'iface rx':>9} {'kernel q':>9} {'analysed':>9} "
           f"{'k.drops':>8} {'s.drops':>8} {'match':>6} {'loss alert':>10}")
     best = None
     for pps in pps_list:
         d = work / f"rate-{pps}"
         d.mkdir(exist_ok=True)
-        s = SensorProcess(veth, d, "-q", "--method", method)
+        s = SensorProcess(veth, d, "-q", "--method", method, events=False)
         try:
             s.wait_ready()
             base = veth.rx_counter()
@@ -203,10 +203,10 @@ def rates(veth: VethPair, pcap: str, pps_list: list[int], seconds: float, method
 # ---------------------------------------------------------------------------------------------- memory
 
 def memory(veth: VethPair, pcap: str, minutes: float, pps: int, method: str, work: Path) -> None:
-    print(f"\nmemory: replaying in a loop at {pps:,} pps for {minutes:g} min ({method})")
+    print(f"\nmemory: replaying in a loop at {pps:,} pps for {minutes:g} min ({method}; alerts and stats written)")
     d = work / "memory"
     d.mkdir(exist_ok=True)
-    s = SensorProcess(veth, d, "-q", "--method", method, stats_interval=10)
+    s = SensorProcess(veth, d, "-q", "--method", method, stats_interval=10, events=False)
     samples: list[tuple[float, dict]] = []
     try:
         s.wait_ready()

@@ -108,14 +108,14 @@ class VethPair:
 class SensorProcess:
     """`python -m ids.cli live -i rx0 ...` inside the rx namespace, started and stopped like a service."""
 
-    def __init__(self, veth: VethPair, workdir: Path, *extra: str, stats_interval: int = 1):
+    def __init__(self, veth: VethPair, workdir: Path, *extra: str, stats_interval: int = 1, events: bool = True):
         self.veth = veth
         self.dir = Path(workdir)
         self.alerts = self.dir / "alerts.ndjson"
         self.events = self.dir / "events.ndjson"
         self.stats = self.dir / "stats.ndjson"
         cmd = veth.in_rx(sys.executable, "-m", "ids.cli", "live", "-i", veth.rx, "-o", str(self.alerts),
-                         "--events", str(self.events), "--stats", str(self.stats),
+                         *(("--events", str(self.events)) if events else ()), "--stats", str(self.stats),
                          "--stats-interval", str(stats_interval), *extra)
         self.lines: list[str] = []
         self.ready = threading.Event()
