@@ -259,6 +259,38 @@ def test_interface_down_alerts_and_a_recreated_interface_is_reopened(veth, tmp_p
     assert sum(canon(s.events).values()) == 27
 
 
+def test_two_interfaces_at_once(veth, tmp_path):
+    """A second veth pair between the same namespaces: two captures replayed at the same time into two
+    interfaces give the union of what analyze finds in each, with counters per interface."""
+    subprocess.run(["ip", "link", "add", "tx1", "netns", veth.tx_ns, "type", "veth", "peer", "name", "rx1",
+                    "netns", veth.rx_ns], check=True)
+    subprocess.run(["ip", "-n", veth.tx_ns, "link", "set", "tx1", "up"], check=True)
+    subprocess.run(["ip", "-n", veth.rx_ns, "link", "set", "rx1", "up"], check=True)
+    demo, sample = PCAPS / "modbus-demo.pcap", PCAPS / "live-sample.pcap"
+    wa1, we1 = offline(demo, tmp_path)
+    wa2, we2 = offline(sample, tmp_path)
+    s = SensorProcess(veth, tmp_path, "-i", "rx1")
+    try:
+        s.wait_ready()
+        p = subprocess.Popen(veth.in_tx("tcpreplay", "-i", "tx1", "--pps=500", str(sample)),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        veth.replay(str(demo), pps=500)
+        assert p.wait(60) == 0
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            last = {d["observer"]["ingress"]["interface"]["name"]: d["otids"]["stats"]["total"]["packets"]
+                    for d in read_ndjson(s.stats) if d["event"]["action"] == "capture"}
+            if last == {"rx0": 84, "rx1": 71}:
+                break
+            time.sleep(0.25)
+        assert s.stop() == 0
+    finally:
+        s.kill()
+    assert last == {"rx0": 84, "rx1": 71}, last
+    assert "capturing on rx0, rx1" in s.output
+    assert canon(s.events) == we1 + we2 and canon(s.alerts) == wa1 + wa2
+
+
 def test_bpf_filter_runs_in_the_kernel(veth, tmp_path):
     pcap = PCAPS / "live-sample.pcap"
     want = sum(1 for _ts, _lt, d in open_capture(str(pcap)).packets()

@@ -137,6 +137,13 @@ def test_evidence_ring_is_bounded_and_writes_readable_pcapng(tmp_path):
         ring.write_alert(_alert(frames[-1][0] + (i + 1) * NS))
         ring.dump()
     assert len(list(tmp_path.glob("*.pcapng"))) == 2 and len(list(tmp_path.glob("*.json"))) == 2
+    # ... across restarts too
+    again = EvidenceRing(bound, str(tmp_path), 0, 2, [("rx0", 1, 65535)])
+    again.add(1, 0, b"\0" * 60)
+    again.write_alert(_alert(frames[-1][0] + 9 * NS))
+    newest = again.dump()
+    assert sorted(str(p) for p in tmp_path.glob("*.pcapng"))[-1] == newest
+    assert len(list(tmp_path.glob("*.pcapng"))) == 2
 
 
 # ---------------------------------------------------------------------------------------------- loss alerts

@@ -91,10 +91,7 @@ def cmd_live(args) -> int:
             if off:
                 log(f"{c.name}: {', '.join(o.upper() for o in off)} is on: the kernel merges segments before "
                     f"capture, which breaks reassembly; run `ethtool -K {c.name} gro off lro off`")
-        user = args.user or lc.user
-        import os
-        if os.geteuid() == 0 or user:
-            log(drop_privileges(user, lc.keep_net_raw))
+        log(drop_privileges(args.user or lc.user, lc.keep_net_raw))
         if evidence is not None:
             evidence.check_writable()
         sensor = Sensor(run, caps, config, args.config, stats_sinks, evidence, quiet=args.quiet,

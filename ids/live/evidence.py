@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import sys
 import time
 from collections import deque
 
@@ -44,13 +45,16 @@ class EvidenceRing:
         self.size = 0
         self.due: int | None = None
         self.alerts: list = []
-        self.written: list[str] = []
         self.count = 0
         self.path = directory
         try:
             os.makedirs(directory, exist_ok=True)
+            # files of earlier runs count against max_files too, oldest first
+            old = sorted((e for e in os.scandir(directory) if e.name.startswith("otids-") and e.name.endswith(".pcapng")),
+                         key=lambda e: e.stat().st_mtime)
         except OSError as e:
             raise UserError(f"live.evidence_dir {directory}: {e.strerror}") from None
+        self.written = [e.path[:-len(".pcapng")] for e in old]
 
     def check_writable(self) -> None:
         """After dropping privileges: the service user must be able to write here."""
@@ -118,4 +122,7 @@ class EvidenceRing:
 
     def close(self) -> None:
         if self.alerts:
-            self.dump()
+            try:
+                self.dump()
+            except OSError as e:
+                print(f"otids live: evidence: cannot write to {self.dir}: {e.strerror or e}", file=sys.stderr)

@@ -64,6 +64,11 @@ def drop_privileges(user: str | None, keep_net_raw: bool = True) -> str:
     keep only CAP_NET_RAW if asked. Returns a one-line description of the result for the log."""
     libc = _libc()
     keep = (1 << CAP_NET_RAW) if keep_net_raw else 0
+    if os.geteuid() != 0 and user is None:
+        # Started unprivileged with ambient capabilities (systemd AmbientCapabilities=, file caps): we
+        # can only narrow what we were given, never add.
+        keep &= capabilities().get("CapPrm", 0)
+        keep_net_raw = bool(keep)
     if user is not None:
         try:
             pw = pwd.getpwnam(user)
