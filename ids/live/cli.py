@@ -77,15 +77,17 @@ def cmd_live(args) -> int:
         for c in caps:
             c.close()
         raise
-    stats_sinks = [NdjsonSink(args.stats, "stats")] if args.stats else []
     run.engine.detectors.append(CaptureLossDetector(lc))
-    evidence = None
-    if lc.evidence_mb:
-        evidence = EvidenceRing(lc.evidence_mb << 20, lc.evidence_dir, lc.evidence_after, lc.evidence_max_files,
-                                [(c.name, c.linktype, c.snaplen) for c in caps])
-        run.engine.alert_sinks.append(evidence)
+    stats_sinks: list = []
     sensors: list[Sensor] = []
+    evidence = None
     try:
+        if args.stats:
+            stats_sinks.append(NdjsonSink(args.stats, "stats"))
+        if lc.evidence_mb:
+            evidence = EvidenceRing(lc.evidence_mb << 20, lc.evidence_dir, lc.evidence_after, lc.evidence_max_files,
+                                    [(c.name, c.linktype, c.snaplen) for c in caps])
+            run.engine.alert_sinks.append(evidence)
         for c in caps:
             off = [o for o in link_offloads(c.name) if c.hatype != 772]
             if off:
