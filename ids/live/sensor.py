@@ -215,7 +215,9 @@ class Sensor:
         return changed
 
     def _flush_outputs(self) -> None:
-        """Alerts reach their files (and clusters) within a second, not when a buffer fills."""
+        """Alerts reach their files within a second, not when a buffer fills. Any sink with a `flush()`
+        taking no argument gets it every second, so it must not block (NdjsonSink.flush writes its buffer;
+        the Elasticsearch shipper sends from its own thread and needs nothing here)."""
         eng = self.run.engine
         for s in {id(s): s for s in [*eng.alert_sinks, *eng.event_sinks, *self.stats_sinks]}.values():
             fl = getattr(s, "flush", None)
