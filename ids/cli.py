@@ -19,10 +19,14 @@ EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
 #: Further subcommands: modules with `register(subparsers)`, which adds a parser and sets its handler with
 #: `parser.set_defaults(func=handler)`; handler(args) returns an exit code.
 COMMANDS: list[str] = ["ids.output.elasticsearch", "ids.assets.cli", "ids.detect.baseline.cli",
-                       "ids.detect.rules.cli", "ids.detect.auth.cli", "ids.detect.ml.train", "ids.detect.ml.evaluate"]
+                       "ids.detect.rules.cli", "ids.detect.auth.cli", "ids.detect.ml.train", "ids.detect.ml.evaluate",
+                       "ids.live.cli"]
 
-#: Extensions of `analyze` (rules, baseline, ML, certificate checks, Elasticsearch): modules with
+#: Extensions of `analyze` and `live` (rules, baseline, ML, certificate checks, Elasticsearch): modules with
 #: `add_arguments(parser)` and `build(args, config) -> (detectors, alert_sinks, event_sinks)`.
+#: Reload hook (`otids live` on SIGHUP): a detector or sink with `reload(config)` re-reads its files
+#: (rules, baseline, registry) with the freshly loaded config; when they are bad it raises UserError and
+#: keeps what it had, and the sensor reports the error and goes on with the old ones.
 ANALYZE_PLUGINS: list[str] = ["ids.output.elasticsearch", "ids.detect.baseline.cli", "ids.detect.rules.cli",
                               "ids.detect.auth.cli", "ids.detect.ml.detector"]
 
@@ -39,10 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Analyse pcap/pcapng files (optionally gzip-compressed) as one continuous "
                                    "capture, in the order given, and write alerts as ECS NDJSON.")
     a.add_argument("pcaps", nargs="+", metavar="PCAP", help="capture files (pcap, pcapng, .gz)")
-    a.add_argument("-o", "--output", metavar="FILE", help="alerts NDJSON (default: otids-alerts.ndjson)")
-    a.add_argument("--events", metavar="FILE", help="also write every protocol event as ECS NDJSON")
-    a.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (see otids.example.yaml)")
-    a.add_argument("-q", "--quiet", action="store_true", help="no summary and no progress bar")
+    add_run_arguments(a)
 
     b = sub.add_parser("bench", help="benchmark the pipeline against tshark on the reference capture",
                        description="Generate the 1M-packet reference capture with ../shared/bench/gen_modbus_pcap.py "
@@ -58,8 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("version", help="print the version")
 
     import importlib
-    for mod in ANALYZE_PLUGINS:
-        importlib.import_module(mod).add_arguments(a)
     for mod in COMMANDS:
         importlib.import_module(mod).register(sub)
     return ap
@@ -91,18 +90,26 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
 
-def cmd_analyze(args) -> int:
-    import os
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Outputs, config and every ANALYZE_PLUGINS option: shared by `analyze` and `live`."""
+    import importlib
+    p.add_argument("-o", "--output", metavar="FILE", help="alerts NDJSON (default: otids-alerts.ndjson)")
+    p.add_argument("--events", metavar="FILE", help="also write every protocol event as ECS NDJSON")
+    p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (see otids.example.yaml)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary and no progress bar")
+    for mod in ANALYZE_PLUGINS:
+        importlib.import_module(mod).add_arguments(p)
+
+
+def build_run(args, config):
+    """Sinks and detectors from the command line, the config and every ANALYZE_PLUGINS extension -> Run.
+    Shared by `analyze` and `live`, so both detect and write the same things."""
+    import importlib
 
     from .detect.anomaly import AnomalyDetector
-    from .output.console import print_summary
     from .output.ndjson import NdjsonSink
     from .pipeline import Run
 
-    config = load_config(args.config)
-    missing = [p for p in args.pcaps if not os.path.isfile(p)]
-    if missing:
-        raise UserError(f"{missing[0]}: no such capture file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     alerts = NdjsonSink(args.output or config.output.alerts, "alerts")
     sinks_e = []
     events_path = args.events or config.output.events
@@ -110,13 +117,35 @@ def cmd_analyze(args) -> int:
         sinks_e.append(NdjsonSink(events_path, "events", include_secrets=config.mqtt.log_passwords))
     detectors = [AnomalyDetector(config.anomaly)] if config.anomaly.enabled else []
     sinks_a: list = [alerts]
-    import importlib
     for mod in ANALYZE_PLUGINS:
         d, sa, se = importlib.import_module(mod).build(args, config)
         detectors += d
         sinks_a += sa
         sinks_e += se
-    run = Run(config, detectors, sinks_a, sinks_e)
+    return Run(config, detectors, sinks_a, sinks_e)
+
+
+def close_outputs(run) -> None:
+    """Close every sink once (flushing files and clusters) and record what each wrote for the summary."""
+    seen: set[int] = set()
+    for s in [*run.engine.alert_sinks, *run.engine.event_sinks]:
+        if id(s) in seen:
+            continue
+        seen.add(id(s))
+        s.close()
+        run.outputs.append((getattr(s, "path", type(s).__name__), getattr(s, "count", 0)))
+
+
+def cmd_analyze(args) -> int:
+    import os
+
+    from .output.console import print_summary
+
+    config = load_config(args.config)
+    missing = [p for p in args.pcaps if not os.path.isfile(p)]
+    if missing:
+        raise UserError(f"{missing[0]}: no such capture file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    run = build_run(args, config)
 
     quiet = args.quiet or not config.output.summary
     progress = None
@@ -132,9 +161,7 @@ def cmd_analyze(args) -> int:
     finally:
         if progress is not None:
             progress.stop()
-        for s in [*sinks_a, *sinks_e]:
-            s.close()
-            run.outputs.append((getattr(s, "path", type(s).__name__), getattr(s, "count", 0)))
+        close_outputs(run)
     if not quiet:
         print_summary(run)
     else:

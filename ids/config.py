@@ -162,6 +162,29 @@ class ElasticsearchConfig:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    """`otids live` (docs/LIVE.md). Capture settings take effect at start; SIGHUP re-reads only what
+    detectors use (the loss thresholds here, rules, baseline, registry)."""
+
+    interfaces: list = field(default_factory=list)  # used when no -i is given
+    bpf: str | None = None  # kernel capture filter (tcpdump syntax); --bpf overrides
+    promiscuous: bool = True
+    method: str = "ring"  # ring (TPACKET_V3 mmap ring) | socket (recvmsg per frame)
+    buffer_mb: int = 64  # kernel buffer per interface: ring size, or socket receive buffer
+    snaplen: int = 65535  # longer frames are cut and counted as sensor drops (socket method)
+    block_timeout_ms: int = 20  # ring: a partly filled block is handed over after this long
+    stats_interval: int = 60  # seconds between stats events (and console lines)
+    user: str | None = None  # after opening the capture, drop root and run as this user
+    keep_net_raw: bool = True  # keep CAP_NET_RAW after dropping root, to reopen an interface that was removed
+    loss_alert_ratio: float = 0.001  # loss (kernel + sensor drops / frames seen) in one interval that alerts
+    loss_alert_min: int = 10  # ... and at least this many frames lost in that interval
+    evidence_mb: int = 0  # keep the last N MB of frames in memory and write them as pcapng on alert; 0 = off
+    evidence_dir: str = "evidence"
+    evidence_after: int = 5  # seconds of traffic after the alert included in its evidence file
+    evidence_max_files: int = 100  # oldest evidence files are deleted beyond this
+
+
+@dataclass(frozen=True)
 class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
@@ -173,6 +196,7 @@ class Config:
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     ml: MlConfig = field(default_factory=MlConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     elasticsearch: ElasticsearchConfig = field(default_factory=ElasticsearchConfig)
 
@@ -305,6 +329,17 @@ def _validate(obj, path, prefix, lines):
                 raise ConfigError(f"'{prefix}{k}' must be at least 2", where(k))
     if isinstance(obj, MlConfig):
         for k in ("batch", "max_pairs"):
+            if getattr(obj, k) < 1:
+                raise ConfigError(f"'{prefix}{k}' must be at least 1", where(k))
+    if isinstance(obj, LiveConfig):
+        if obj.method not in ("ring", "socket"):
+            raise ConfigError(f"'{prefix}method' must be ring or socket (got {obj.method!r})", where("method"))
+        r = obj.loss_alert_ratio
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
+            raise ConfigError(f"'{prefix}loss_alert_ratio' must be a number above 0 and at most 1", where("loss_alert_ratio"))
+        if not isinstance(obj.interfaces, list) or not all(isinstance(i, str) and i for i in obj.interfaces):
+            raise ConfigError(f"'{prefix}interfaces' must be a list of interface names", where("interfaces"))
+        for k in ("buffer_mb", "stats_interval", "snaplen"):
             if getattr(obj, k) < 1:
                 raise ConfigError(f"'{prefix}{k}' must be at least 1", where(k))
     if isinstance(obj, FlowConfig):

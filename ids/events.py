@@ -969,6 +969,36 @@ class TlsHandshake(NamedTuple):
         return doc
 
 
+# ---------------------------------------------------------------------------------------------- sensor
+
+class SensorStats(NamedTuple):
+    """What the live sensor says about itself (dataset `otids.stats`): capture counters per interface
+    (action `capture`), pipeline counters (`sensor`), interface state (`interface_down`, `interface_up`)
+    and SIGHUP reloads (`config_reload`). `interface` is the capture interface, None for the whole sensor.
+    `details` keys are the documented `otids.stats.*` fields (ids/data/fields/stats.yml)."""
+
+    ts: int
+    action: str
+    interface: str | None
+    details: dict
+
+    dataset = "otids.stats"
+    protocol = None
+    label = property(itemgetter(1))  # action: what the run summary counts
+
+    def to_doc(self) -> dict:
+        metric = self.action in ("capture", "sensor")
+        doc: dict[str, Any] = {"@timestamp": rfc3339(self.ts),
+                               "event": {"kind": "metric" if metric else "event",
+                                         "category": ["network"] if self.interface else ["host"],
+                                         "type": ["info"] if metric else ["change"],
+                                         "dataset": self.dataset, "action": self.action}}
+        if self.interface is not None:
+            doc["observer"] = {"ingress": {"interface": {"name": self.interface}}}
+        doc["otids"] = {"stats": dict(self.details)}
+        return doc
+
+
 # ---------------------------------------------------------------------------------------------- alerts
 
 # Elastic detection-rule convention; "info" marks findings that are facts to know, not threats (e.g. "this TLS 1.3

@@ -78,6 +78,28 @@ class Run:
         self.elapsed += time.perf_counter() - t0
         return ok
 
+    def feed(self, ts: int, linktype: int, data: bytes) -> None:
+        """One frame from a source other than a file (a live interface): the same path as analyze_file."""
+        p = self.decoder.decode(ts, linktype, data)
+        if p is not None:
+            self.table.packet(p)
+        if self.decoder.notices:
+            self._notices(ts)
+        if ts > self.last_ts:
+            self.last_ts = ts
+
+    def tick(self, now: int) -> None:
+        """The clock moved without traffic (live capture gone quiet): run the timeout sweep that packets
+        would otherwise trigger, so idle flows, pending transactions and fragments still expire."""
+        if now > self.last_ts:
+            self.last_ts = now
+        table = self.table
+        if table.next_sweep is not None and now >= table.next_sweep:
+            table.sweep(now)
+            self.decoder.frag.expire(now, self.decoder.notices)
+        if self.decoder.notices:
+            self._notices(now)
+
     def _notices(self, ts: int) -> None:
         for nts, action, details in self.decoder.notices:
             self.engine.on_event(FlowNotice(nts or ts, action, None, None, details))

@@ -62,5 +62,9 @@ class NdjsonSink:
         else:
             self._write(ev.to_doc())
 
+    def flush(self) -> None:
+        """Push buffered documents to the file (a live sensor does this every second)."""
+        self.fh.flush()
+
     def close(self) -> None:
         self.fh.close()
