@@ -61,7 +61,9 @@ def build(args, config):
         return [], [], []
     from .detector import AuthDetector
     reg, store = load_context(args)
-    return [AuthDetector(reg, store)], [], []
+    det = AuthDetector(reg, store)
+    det.context_args = args  # SIGHUP re-reads the registry and trust store named here
+    return [det], [], []
 
 
 # ---------------------------------------------------------------------------------------------- certs

@@ -206,6 +206,19 @@ class AuthDetector:
         self.mqtt_flows: dict[int, str] = {}  # flow id -> client id
         self.refusals: dict[tuple, deque] = {}
 
+    def reload(self, config) -> None:
+        """SIGHUP (`otids live`): re-read the registry and trust store. A broken file raises (ConfigError)
+        before anything changes; what was learned and alerted so far is kept."""
+        args = getattr(self, "context_args", None)
+        if args is None:
+            return
+        from .cli import load_context
+        reg, store = load_context(args)
+        self.registry = reg if reg is not None and reg.devices else None
+        self.policy = reg.policy if reg is not None else AuthPolicy()
+        self.judge = CertJudge(store, self.policy.cert_policy())
+        self.realert = self.policy.realert_after * NS
+
     # ------------------------------------------------------------------ dispatch
     def on_event(self, ev):
         if type(ev) is OpcuaEvent:

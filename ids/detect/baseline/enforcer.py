@@ -52,6 +52,14 @@ class _Asset:
 class BaselineDetector:
     """Detector interface (ids.detect.engine): on_event(ev) -> alerts or None, flush(ts) -> alerts."""
 
+    def reload(self, config) -> None:
+        """SIGHUP (`otids live`): re-read the baseline file with the new config. A broken file raises
+        (BaselineError is a UserError) before anything changes, so the running baseline stays. Deviations
+        still present after a reload are reported again (the trackers start afresh with the new file)."""
+        from . import model
+        fresh = BaselineDetector(model.load(self.path), config.baseline, self.path)
+        self.__dict__.update(fresh.__dict__)
+
     def __init__(self, baseline: Baseline, cfg, path: str | None = None):
         self.cfg = cfg
         self.path = path or baseline.path

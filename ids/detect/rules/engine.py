@@ -14,6 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from ...errors import UserError
 from ...events import Alert
 from ..attack import techniques
 from .compile import INDEX_FIELD, MISSING, Compiler, DocView, keys_of
@@ -335,6 +336,13 @@ class RulesDetector:
         self.reloads += 1
         self.report(f"reloaded {len(new.rules)} rules from {len(new.files)} file(s)")
         return True
+
+    def reload(self, config) -> None:
+        """SIGHUP (`otids live`): re-read the rule and lists files now. A broken set keeps the running
+        rules and raises UserError so the sensor reports it."""
+        if self.paths and not self.check_reload(force=True):
+            raise UserError(f"rules: reload failed, keeping the {len(self.c.rules)} running rules "
+                            f"(`otids rules lint` lists every error)")
 
     # ------------------------------------------------------------------ matching
     def on_event(self, ev):
