@@ -2,8 +2,10 @@
 
 Detectors own one kind of finding each (anomaly here; rules/, baseline/, ml/, auth/ as they land) and
 share one interface: `on_event(event) -> iterable of Alert` (or None), `flush(ts) -> iterable of Alert`
-at the end of input. Every event type has `dataset` and `label` (function, service or action), which is
-what the run summary counts. The engine keeps no state of its own beyond counters.
+at the end of input. A detector may also have `accepts(event_type) -> bool`: the engine then routes
+only those event types to it (asked once per type), so a detector costs nothing on traffic it ignores.
+Every event type has `dataset` and `label` (function, service or action), which is what the run summary
+counts. The engine keeps no state of its own beyond counters and the routes.
 """
 from __future__ import annotations
 
@@ -19,13 +21,26 @@ class Engine:
         self.alerts = Counter()  # severity -> count
         self.alert_rules = Counter()  # (rule id, name) -> count
         self.last_ts = 0
+        self._routes: dict[type, tuple] = {}  # event type -> the on_event methods that want it
+
+    def _route(self, t: type) -> tuple:
+        r = self._routes[t] = tuple(d.on_event for d in self.detectors
+                                    if getattr(d, "accepts", None) is None or d.accepts(t))
+        return r
+
+    def reroute(self) -> None:
+        """Call after changing `detectors`."""
+        self._routes.clear()
 
     def on_event(self, ev) -> None:
         self.events[ev.dataset, ev.label] += 1
         for s in self.event_sinks:
             s.write_event(ev)
-        for d in self.detectors:
-            alerts = d.on_event(ev)
+        route = self._routes.get(type(ev))
+        if route is None:
+            route = self._route(type(ev))
+        for on_event in route:
+            alerts = on_event(ev)
             if alerts:
                 for a in alerts:
                     self._alert(a)

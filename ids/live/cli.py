@@ -78,6 +78,7 @@ def cmd_live(args) -> int:
             c.close()
         raise
     run.engine.detectors.append(CaptureLossDetector(lc))
+    run.engine.reroute()
     stats_sinks: list = []
     sensors: list[Sensor] = []
     evidence = None

@@ -220,6 +220,12 @@ class AuthDetector:
         self.realert = self.policy.realert_after * NS
 
     # ------------------------------------------------------------------ dispatch
+    _DATASETS = frozenset(("otids.opcua", "otids.mqtt", "otids.tls"))
+
+    def accepts(self, event_type: type) -> bool:
+        """Only OPC UA, MQTT and TLS events carry identities (the engine routes nothing else here)."""
+        return getattr(event_type, "dataset", None) in self._DATASETS
+
     def on_event(self, ev):
         if type(ev) is OpcuaEvent:
             return self._opcua(ev)

@@ -9,7 +9,9 @@ score most is the first driver, and so on, all candidates of one step scored in 
 """
 from __future__ import annotations
 
-import numpy as np
+from ...lazy import lazy
+
+np = lazy("numpy")  # loaded when a model is trained, loaded or scored, not for every command
 
 from ...config import MlConfig
 from ...events import Alert, rfc3339

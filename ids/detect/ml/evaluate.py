@@ -19,7 +19,9 @@ import statistics
 import sys
 import time
 
-import numpy as np
+from ...lazy import lazy
+
+np = lazy("numpy")  # loaded when a model is trained, loaded or scored, not for every command
 
 from ...config import Config, load_config
 from ...errors import UserError

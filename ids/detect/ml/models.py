@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+from ...lazy import lazy
+
+np = lazy("numpy")  # loaded when a model is trained, loaded or scored, not for every command
 
 ALGORITHMS = ("iforest", "lof", "robust")
 DEFAULT_ALGORITHM = "iforest"

@@ -19,7 +19,9 @@ import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import numpy as np
+from ...lazy import lazy
+
+np = lazy("numpy")  # loaded when a model is trained, loaded or scored, not for every command
 
 from ...errors import UserError
 from .features import FEATURE_VERSION, PairProfile, WindowSpec, profiles_from_json

@@ -18,7 +18,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
+from ...lazy import lazy
+
+np = lazy("numpy")  # loaded when a model is trained, loaded or scored, not for every command
 
 from ... import __version__
 from ...config import Config, load_config
