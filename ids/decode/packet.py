@@ -118,13 +118,13 @@ class Decoder:
         st.packets += 1
         st.bytes += len(data)
         # Fast path: untagged Ethernet, IPv4 without options, unfragmented TCP.
-        if linktype == 1 and len(data) >= 54 and data[12:14] == b"\x08\x00" and data[14] == 0x45 \
-                and data[23] == 6 and not (_from_bytes(data[20:22], "big") & 0x3FFF):
-            (dmac, smac, _et, _vhl, _tos, tot, _id, _frag, _ttl, _p, _ic, src, dst,
+        if linktype == 1 and len(data) >= 54:
+            (dmac, smac, et, vhl, _tos, tot, _id, frag, _ttl, proto, _ic, src, dst,
              sport, dport, seq, ack, off, flags, _win, _tc, _urg) = _ETH_IP4_TCP.unpack_from(data)
             thl = (off >> 4) * 4
             end = 14 + tot
-            if thl >= 20 and 34 + thl <= end <= len(data):
+            if et == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF \
+                    and thl >= 20 and 34 + thl <= end <= len(data):
                 bad = False
                 if self.verify:
                     # IPv4 header, then TCP over pseudo-header + segment. Source and destination address

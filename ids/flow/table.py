@@ -71,7 +71,7 @@ class FlowTable:
         self.udp: dict[tuple, tuple[Flow, bool]] = {}
         self.nflows = 0
         self.live = 0
-        self.next_sweep: int | None = None
+        self.next_sweep = -1  # capture time of the next timeout sweep; -1 until the first packet
         self.report_checksums = verify_checksums
         self.talkers: dict[tuple, list[int]] = {}
         self.stats = {"flows": 0, "flows_evicted": 0, "flows_timed_out": 0, "tcp_gaps": 0, "tcp_gap_bytes": 0,
@@ -80,19 +80,24 @@ class FlowTable:
     # ------------------------------------------------------------------ packets
     def packet(self, p: Packet) -> None:
         ts = p.ts
-        if self.next_sweep is None:
-            self.next_sweep = ts + self.cfg.sweep_interval * NS
-        elif ts >= self.next_sweep:
-            self.sweep(ts)
+        if ts >= self.next_sweep:
+            self.sweep_or_start(ts)
         if p.proto == 6:
             self._tcp(p, ts)
         else:
             self._udp(p, ts)
 
+    def sweep_or_start(self, ts: int) -> None:
+        """Time for a sweep; or, at the first packet, the clock starts (next_sweep begins at -1)."""
+        if self.next_sweep < 0:
+            self.next_sweep = ts + self.cfg.sweep_interval * NS
+        else:
+            self.sweep(ts)
+
     def _tcp(self, p: Packet, ts: int) -> None:
-        key = (p.src, p.dst, p.sport, p.dport, p.vlan)
+        _, _, src, dst, sport, dport, pseq, pack, flags, payload, _, _, vlan, bad = p  # one unpack, not ten reads
+        key = (src, dst, sport, dport, vlan)
         hit = self.tcp.get(key)
-        flags = p.flags
         if hit is None or (hit[0].closed and flags & SYN and not flags & ACK):
             if hit is not None:
                 self._remove(hit[0], ts, "reused")
@@ -105,9 +110,8 @@ class FlowTable:
         flow.last_ts = ts
         d = 0 if to_server else 1
         flow.pkts[d] += 1
-        payload = p.payload
         flow.bytes[d] += len(payload)
-        if p.bad_checksum:
+        if bad:
             flow.bad_checksums += 1
             if self.report_checksums and flow.bad_checksums == 1:
                 self._notice(flow, ts, "bad_checksum", {"direction": "to_server" if to_server else "to_client"})
@@ -115,18 +119,18 @@ class FlowTable:
             return
         stream, other = (flow.cs, flow.ss) if to_server else (flow.ss, flow.cs)
         if flags & SYN:
-            stream.next_seq = (p.seq + 1) & 0xFFFFFFFF
+            stream.next_seq = (pseq + 1) & 0xFFFFFFFF
             if flags & ACK:
                 flow.established = True
             if not payload:
                 return
-            seq = (p.seq + 1) & 0xFFFFFFFF
+            seq = (pseq + 1) & 0xFFFFFFFF
         else:
-            seq = p.seq
+            seq = pseq
         sess = flow.session
-        if other.segs and flags & ACK and (sess is not None or flow.probing) and other.ack_past(p.ack):
+        if other.segs and flags & ACK and (sess is not None or flow.probing) and other.ack_past(pack):
             out: list = []
-            other.skip_gap(out, p.ack)
+            other.skip_gap(out, pack)
             self._deliver(flow, not to_server, out, ts)
         if payload and sess is not None and stream.next_seq == seq and not stream.segs:
             # In order with nothing waiting (nearly every packet): straight to the session.

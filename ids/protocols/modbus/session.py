@@ -83,6 +83,16 @@ class ModbusSession:
         i = 0 if to_server else 1
         if self.buf[i]:
             data = self.buf[i] + data
+        elif len(data) >= 8 and not self.resync[i]:
+            # Nearly every segment is exactly one whole, well-formed frame: no loop, no slicing of the rest.
+            tid, pid, length, unit, fc = _MBAP(data)
+            if not pid and MIN_MBAP_LENGTH <= length <= MAX_MBAP_LENGTH and length + 6 == len(data):
+                self.valid += 1
+                if to_server:
+                    self._request(ts, tid, unit, fc, data[8:], ())
+                else:
+                    self._response(ts, tid, unit, fc, data[8:], ())
+                return
         n = len(data)
         off = 0
         while n - off >= 8:
