@@ -71,17 +71,7 @@ def learn_paths(paths: list[str], config):
 
 def write_baseline(b: model.Baseline, path: str, old_text: str | None = None) -> None:
     comments = model.read_comments(old_text) if old_text else None
-    text = b.dump(comments)
-    tmp = f"{path}.tmp"
-    try:
-        d = os.path.dirname(path)
-        if d:
-            os.makedirs(d, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise UserError(f"{path}: cannot write baseline: {e.strerror}") from None
+    model.write_atomic(path, b.dump(comments), "baseline")
 
 
 def cmd_learn(args) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -522,14 +521,5 @@ def write_text(path: str | None, text: str) -> None:
         import sys
         sys.stdout.write(text)
         return
-    from ...errors import UserError
-    tmp = f"{path}.tmp"
-    try:
-        d = os.path.dirname(path)
-        if d:
-            os.makedirs(d, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise UserError(f"{path}: cannot write rules: {e.strerror}") from None
+    from .model import write_atomic
+    write_atomic(path, text, "rules")

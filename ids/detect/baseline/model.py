@@ -389,3 +389,19 @@ def _field_diff(a, b, path: str) -> list[str]:
     if a != b:
         return [f"{path}: {yamlio._flow(a)} -> {yamlio._flow(b)}"]
     return []
+
+
+def write_atomic(path: str, text: str, what: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename, so a reader never sees half a file;
+    a failure is a one-line UserError naming the path and `what` was being written."""
+    import os
+    tmp = f"{path}.tmp"
+    try:
+        d = os.path.dirname(path)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write {what}: {e.strerror}") from None
