@@ -45,11 +45,13 @@ def _run(argv: list[str]) -> int:
 def outputs(path: Path) -> dict[str, bytes]:
     """Every output otids writes for one capture, by kind."""
     res: dict[str, bytes] = {}
+    os.chdir(ROOT)  # relative paths only: outputs name rule files, and must not depend on the checkout's place
+    path = Path(os.path.relpath(path, ROOT))
     with tempfile.TemporaryDirectory() as td:
         a, e, j, b = (os.path.join(td, n) for n in ("a.ndjson", "e.ndjson", "assets.json", "baseline.yaml"))
-        rc = _run(["analyze", str(path), "-q", "-o", a, "--events", e, "--rules", str(ROOT / "rules"),
-                   "--lists", str(ROOT / "pcaps" / "modbus-demo.lists.yml"),
-                   "--registry", str(ROOT / "pcaps" / "auth-registry.yaml")])
+        rc = _run(["analyze", str(path), "-q", "-o", a, "--events", e, "--rules", "rules",
+                   "--lists", "pcaps/modbus-demo.lists.yml",
+                   "--registry", "pcaps/auth-registry.yaml"])
         res["alerts"] = _read(a) + f"# exit {rc}\n".encode()
         res["events"] = _read(e)
         rc = _run(["assets", str(path), "--json", "-o", j])
