@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 GOLDEN = ROOT / "tests" / "golden"
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
+if str(ROOT) not in sys.path:  # this checkout's ids, never another one an editable install points at
+    sys.path.insert(0, str(ROOT))
 
 
 def captures() -> list[tuple[str, Path]]:
