@@ -11,8 +11,10 @@ from ids.detect.baseline.enforcer import BaselineDetector, LearnThenEnforce
 from ids.detect.baseline.learner import Learner
 from ids.detect.baseline.modbus import Ranges
 from ids.detect.baseline.periodic import SAMPLE_CAP, IntervalSample
-from ids.events import (FlowContext, ModbusRequest, ModbusResponse, ModbusTransaction, MqttConnect,
-                        MqttExchange, MqttPublish, MqttSubscribe, OpcuaEvent)
+from ids.events import FlowContext
+from ids.protocols.modbus.messages import ModbusRequest, ModbusResponse, ModbusTransaction
+from ids.protocols.mqtt.messages import MqttConnect, MqttExchange, MqttPublish, MqttSubscribe
+from ids.protocols.opcua.messages import OpcuaEvent
 from ids.protocols.modbus.consts import function_name
 
 NS = 1_000_000_000

@@ -6,8 +6,10 @@ import math
 
 from ids.detect.ml.adapters import mqtt_view, opcua_view
 from ids.detect.ml.view import ADAPTERS
-from ids.events import (FlowContext, MqttAck, MqttBare, MqttConnack, MqttConnect, MqttExchange, MqttPublish,
-                        MqttSuback, MqttSubscribe, OpcuaEvent)
+from ids.events import FlowContext
+from ids.protocols.mqtt.messages import (MqttAck, MqttBare, MqttConnack, MqttConnect, MqttExchange, MqttPublish,
+                                       MqttSuback, MqttSubscribe)
+from ids.protocols.opcua.messages import OpcuaEvent
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS

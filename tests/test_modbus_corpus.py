@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from conftest import CORPUS, ROOT, need, need_tool
-from ids.events import FlowNotice, ModbusTransaction
+from ids.events import FlowNotice
+from ids.protocols.modbus.messages import ModbusTransaction
 from modbus_reference import (Msg, field_mismatches, match, our_name_ok, ours, tshark, zeek_exception,
                               zeek_function, zeek_log)
 

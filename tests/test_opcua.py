@@ -10,7 +10,8 @@ import pytest
 
 from conftest import PCAPS, need, read_ndjson, run_cli
 from ids.config import Config, OpcuaConfig
-from ids.events import FlowContext, OpcuaEvent
+from ids.events import FlowContext
+from ids.protocols.opcua.messages import OpcuaEvent
 from ids.pipeline import analyze
 from ids.protocols import PROTOCOLS
 from ids.protocols.opcua import parser as P

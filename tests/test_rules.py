@@ -230,7 +230,8 @@ def test_resolve_paths():
 
 def _nodoc_event(fc: int):
     """A real Modbus event whose document must never be built."""
-    from ids.events import FlowContext, ModbusRequest, ModbusTransaction
+    from ids.events import FlowContext
+    from ids.protocols.modbus.messages import ModbusRequest, ModbusTransaction
 
     class NoDoc(ModbusTransaction):
         def to_doc(self):

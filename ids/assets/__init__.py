@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..events import ModbusTransaction, MqttConnect, MqttExchange, OpcuaEvent, TlsHandshake, rfc3339
+from ..events import rfc3339
+from ..protocols.modbus.messages import ModbusTransaction
+from ..protocols.mqtt.messages import MqttConnect, MqttExchange
+from ..protocols.opcua.messages import OpcuaEvent
+from ..protocols.tls.messages import TlsHandshake
 
 #: protocol -> (role of the flow's client, role of its server)
 ROLES = {

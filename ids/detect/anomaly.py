@@ -10,7 +10,11 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..config import AnomalyConfig
-from ..events import Alert, FlowNotice, ModbusTransaction, MqttExchange, OpcuaEvent, TlsHandshake
+from ..events import Alert, FlowNotice
+from ..protocols.modbus.messages import ModbusTransaction
+from ..protocols.mqtt.messages import MqttExchange
+from ..protocols.opcua.messages import OpcuaEvent
+from ..protocols.tls.messages import TlsHandshake
 from .attack import techniques
 
 NS = 1_000_000_000

@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from ...events import Alert, OpcuaEvent
+from ...events import Alert
+from ...protocols.opcua.messages import OpcuaEvent
 from ..attack import techniques
 from .certs import Finding, TrustStore
 from .registry import SECURITY_MODES, AuthPolicy, Registry

@@ -15,7 +15,9 @@ protocol's own checks (protocols.py).
 from __future__ import annotations
 
 from ...assets import NO_MAC, modbus_identity, opcua_identity, roles_for
-from ...events import Alert, ModbusTransaction, OpcuaEvent, rfc3339
+from ...events import Alert, rfc3339
+from ...protocols.modbus.messages import ModbusTransaction
+from ...protocols.opcua.messages import OpcuaEvent
 from ..attack import techniques as attack
 from .model import Baseline
 from .protocols import PROTOCOL_MODULES

@@ -1,6 +1,6 @@
 """Modbus part of the baseline: per (master, slave, unit) the function codes used, address ranges read and
 written per table, value bands of written holding registers, and the period and jitter of every periodic
-request (pair, unit, function, address). Learned from ids.events.ModbusTransaction; enforced on the same.
+request (pair, unit, function, address). Learned from ids.protocols.modbus.messages.ModbusTransaction; enforced on the same.
 
 Requests whose PDU was malformed are neither learned nor checked (their fields cannot be trusted; the
 anomaly detector reports them). Exception responses are learned and checked like any other request: the
@@ -11,7 +11,8 @@ from __future__ import annotations
 import bisect
 import math
 
-from ...events import ModbusTransaction, rfc3339
+from ...events import rfc3339
+from ...protocols.modbus.messages import ModbusTransaction
 from ..anomaly import MALFORMED
 from .model import Baseline, SectionSpec
 from .periodic import IntervalSample, PeriodTracker, seconds
@@ -21,7 +22,7 @@ SECTION = SectionSpec("modbus", ("master", "slave", "unit"),
                       "transactions", "modbus")
 ROLES = ("modbus_master", "modbus_slave")
 DATASETS = ("otids.modbus",)
-EVENT_FIELDS = """ids.events.ModbusTransaction: flow (client = master), unit_id, function_code, function,
+EVENT_FIELDS = """ids.protocols.modbus.messages.ModbusTransaction: flow (client = master), unit_id, function_code, function,
 request.address/quantity/values, request.details.read_address/read_quantity (FC 23), anomalies."""
 
 TABLES = ("coils", "discrete_inputs", "holding_registers", "input_registers")

@@ -1,12 +1,13 @@
 """OPC UA part of the baseline: per (client, server) the security policies and modes, the services used,
 the nodes written and the methods called, and the client's application URIs.
 
-It reads ids.events.OpcuaEvent records (one per exchange), fields listed in EVENT_FIELDS.
+It reads ids.protocols.opcua.messages.OpcuaEvent records (one per exchange), fields listed in EVENT_FIELDS.
 """
 from __future__ import annotations
 
 from ...assets import norm_service
-from ...events import OpcuaEvent, rfc3339
+from ...events import rfc3339
+from ...protocols.opcua.messages import OpcuaEvent
 from .model import Baseline, SectionSpec
 
 SECTION = SectionSpec("opcua", ("client", "server"),
@@ -15,7 +16,7 @@ SECTION = SectionSpec("opcua", ("client", "server"),
                       "messages", "opcua")
 ROLES = ("opcua_client", "opcua_server")
 DATASETS = ("otids.opcua",)
-EVENT_FIELDS = """ids.events.OpcuaEvent (flow client = OPC UA client): `service` (Part 4 name: Write, Call,
+EVENT_FIELDS = """ids.protocols.opcua.messages.OpcuaEvent (flow client = OPC UA client): `service` (Part 4 name: Write, Call,
 CreateSession ...; kept lower-case, e.g. `write`), `nodes` (NodeIds in standard string form: on Write the nodes
 written, on Call the methods called), `security_policy_uri` (kept by its short name, e.g. Basic256Sha256),
 `security_mode` (None, Sign, SignAndEncrypt), `application_uri` (on CreateSession: the client's)."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import math
 
-from ...events import MqttConnack, MqttConnect, MqttExchange, MqttPublish, ModbusTransaction, OpcuaEvent
+from ...protocols.modbus.messages import ModbusTransaction
+from ...protocols.mqtt.messages import MqttConnack, MqttConnect, MqttExchange, MqttPublish
+from ...protocols.opcua.messages import OpcuaEvent
 from .view import FeatureView, adapter_for
 
 # ---------------------------------------------------------------------------------------------- Modbus

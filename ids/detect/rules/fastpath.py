@@ -5,7 +5,10 @@ on every event of the Modbus captures.
 """
 from __future__ import annotations
 
-from ...events import ModbusTransaction, last_address, MqttExchange, MqttPublish, OpcuaEvent
+from ...protocols.modbus.ecs import last_address
+from ...protocols.modbus.messages import ModbusTransaction
+from ...protocols.mqtt.messages import MqttExchange, MqttPublish
+from ...protocols.opcua.messages import OpcuaEvent
 from .compile import MISSING
 
 

@@ -1,7 +1,7 @@
 """Modbus/TCP session: MBAP framing over the reassembled stream, request/response pairing by transaction
 id, resynchronisation after gaps and garbage, and every bound a long-lived session needs.
 
-Each exchange becomes one ids.events.ModbusTransaction; requests that never get an answer are emitted on
+Each exchange becomes one ids.protocols.modbus.messages.ModbusTransaction; requests that never get an answer are emitted on
 timeout or flow end with outcome "unknown", never dropped. Parsing of the PDU body is in parser.py; what
 is suspicious is for ids.detect.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from ...events import ModbusRequest, ModbusResponse, ModbusTransaction
+from .messages import ModbusRequest, ModbusResponse, ModbusTransaction
 from .consts import MAX_MBAP_LENGTH, MAX_TOLERATED_LENGTH, MIN_MBAP_LENGTH, exception_name, function_name
 from .parser import MALFORMED, parse_request, parse_response
 

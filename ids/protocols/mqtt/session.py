@@ -2,7 +2,7 @@
 over many segments), the protocol version learnt from CONNECT, exchanges paired by packet id, v5 topic
 aliases, and every bound a long-lived session needs.
 
-Each exchange becomes one ids.events.MqttExchange; exchanges whose answer never comes are emitted at
+Each exchange becomes one ids.protocols.mqtt.messages.MqttExchange; exchanges whose answer never comes are emitted at
 timeout or flow end with status "incomplete", never dropped. The state machine follows Suricata's
 (rust/src/mqtt/mqtt.rs) so its anomaly names keep their meaning; where this one pairs more than Suricata
 does (packet ids per direction, answers after a refused or unintroduced start) the tests say why.
@@ -10,7 +10,7 @@ Packet bodies are parsed in parser.py.
 """
 from __future__ import annotations
 
-from ...events import MqttExchange
+from .messages import MqttExchange
 from .consts import (DOUBLE_CONNECT, MALFORMED_TRAFFIC, MESSAGE_TOO_LARGE, MISSING_CONNECT, MISSING_MSG_ID,
                      MISSING_PUBLISH, MISSING_SUBSCRIBE, MISSING_UNSUBSCRIBE, REQUIRED_FLAGS,
                      TOO_MANY_TRANSACTIONS, UNASSIGNED_MSG_TYPE, UNINTRODUCED_MESSAGE, UNKNOWN_TOPIC_ALIAS)

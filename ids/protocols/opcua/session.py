@@ -2,7 +2,7 @@
 secure-channel state (policy, mode, token, certificates, sequence numbers), chunk reassembly per request
 id within negotiated and hard limits, and request/response pairing by request handle.
 
-Each exchange becomes one ids.events.OpcuaEvent; requests that never get an answer are emitted on timeout
+Each exchange becomes one ids.protocols.opcua.messages.OpcuaEvent; requests that never get an answer are emitted on timeout
 or flow end (anomaly unanswered_request), never dropped. Bodies a channel encrypts are reported as
 `encrypted` and never decoded. Byte-level decoding is in parser.py, certificates in certs.py.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from ...events import OpcuaEvent
+from .messages import OpcuaEvent
 from ... import x509 as _certs
 from .consts import CHUNK_TYPES, MESSAGE_TYPES, POLICY_PREFIX, SIGNATURE_SIZES, policy_name
 from .parser import (HEADER, Bad, is_service_start, parse_ack, parse_asymmetric_header, parse_body,

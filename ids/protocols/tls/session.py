@@ -7,7 +7,7 @@ handshake bytes are counted, not parsed. Message bodies are parsed in parser.py,
 """
 from __future__ import annotations
 
-from ...events import TlsHandshake
+from .messages import TlsHandshake
 from .consts import (CERTIFICATES_TRUNCATED, HANDSHAKE_TOO_LARGE, MALFORMED_HANDSHAKE, MALFORMED_RECORD,
                      MAX_RECORD)
 from .parser import parse_certificate, parse_client_hello, parse_server_hello
