@@ -12,7 +12,8 @@ import random
 
 import pytest
 
-from ids.config import Config, ModbusConfig
+from ids.config import Config
+from ids.protocols.modbus.config import ModbusConfig
 from ids.events import FlowNotice
 from ids.protocols.modbus.messages import ModbusTransaction
 from ids.pipeline import analyze

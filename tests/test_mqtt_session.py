@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import struct
 
-from ids.config import Config, MqttConfig
+from ids.config import Config
+from ids.protocols.mqtt.config import MqttConfig
 from ids.events import FlowContext
 from ids.protocols.mqtt.session import MqttSession
 

@@ -9,11 +9,12 @@ import tracemalloc
 import pytest
 
 from conftest import PCAPS, need, read_ndjson, run_cli
-from ids.config import Config, OpcuaConfig
+from ids.config import Config
+from ids.protocols.opcua.config import OpcuaConfig
 from ids.events import FlowContext
 from ids.protocols.opcua.messages import OpcuaEvent
 from ids.pipeline import analyze
-from ids.protocols import PROTOCOLS
+from ids.protocols import REGISTRY
 from ids.protocols.opcua import parser as P
 from ids.protocols.opcua.consts import SERVICE_REQUESTS, SERVICE_RESPONSES, STATUS_CODES, service_name, status_name
 from ids.protocols.opcua.session import OpcuaSession, probe
@@ -127,7 +128,7 @@ def test_probe_edges():
     assert probe(b"HELF" + struct.pack("<I", 31), True) == 0  # below the smallest HEL
     assert probe(b"ACKF" + struct.pack("<I", 28), False) == 1 and probe(b"ACKF" + struct.pack("<I", 29), False) == 0
     assert probe(b"HELC" + struct.pack("<I", 40), True) == 0
-    assert PROTOCOLS["opcua"].default_ports == (4840,) and Config().port_map()[4840] == "opcua"
+    assert REGISTRY["opcua"].default_ports == (4840,) and Config().port_map()[4840] == "opcua"
 
 
 # ---------------------------------------------------------------------------------------------- the session fed directly
@@ -345,7 +346,7 @@ def _leaves(d: dict, prefix: str = ""):
 
 
 def test_every_emitted_opcua_field_is_declared():
-    """ids/data/fields/opcua.yml declares every opcua.* field the documents carry (leaves under a
+    """ids/protocols/opcua/fields.yml declares every opcua.* field the documents carry (leaves under a
     `flattened` field are covered by it)."""
     import yaml
     from conftest import CORPUS, ROOT

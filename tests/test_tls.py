@@ -12,7 +12,8 @@ import pytest
 from cryptography import x509
 
 from conftest import CORPUS, PCAPS, need, need_tool
-from ids.config import Config, TlsConfig
+from ids.config import Config
+from ids.protocols.tls.config import TlsConfig
 from ids.events import FlowContext
 from ids.pipeline import analyze
 from ids.protocols.tls.parser import parse_certificate, parse_client_hello

@@ -15,7 +15,7 @@ import time
 from ...errors import RuleError, UserError
 from .engine import RulesDetector, compile_rules, default_lists, load_ruleset
 from .loader import RuleSet, load_lists, load_paths
-from .model import PROTOCOLS, SiteLists
+from .model import RULE_DATASETS, SiteLists
 
 NS = 1_000_000_000
 
@@ -150,7 +150,7 @@ def run_case(rule, case, site: SiteLists) -> tuple[bool, str]:
     for i, d in enumerate(docs):
         d = dict(d)
         ev = dict(d.get("event") or {})
-        ev.setdefault("dataset", PROTOCOLS[rule.protocol])
+        ev.setdefault("dataset", RULE_DATASETS[rule.protocol])
         d["event"] = ev
         for a in det.on_doc(d, base + int(i * interval * NS)) or ():
             n += 1

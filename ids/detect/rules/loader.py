@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from ...errors import SourceLocation
-from .model import (PROTOCOLS, SEVERITIES, All, Any_, Issue, ListRef, Not, Rule, RuleCase, SiteLists, Suppression,
+from .model import (RULE_DATASETS, SEVERITIES, All, Any_, Issue, ListRef, Not, Rule, RuleCase, SiteLists, Suppression,
                     Check, Threshold, error, warning)
 from .yamlsrc import LList, LMap, YamlProblem, load_documents
 
@@ -176,8 +176,8 @@ def parse_rule(m, pos: SourceLocation, issues: list, test_lists=None) -> Rule | 
     if "severity" in m and sev not in SEVERITIES:
         cx.err("value", f"'severity' must be one of {', '.join(SEVERITIES)} (got {sev!r})", m.value_at("severity"))
     proto = m.get("protocol")
-    if proto not in PROTOCOLS:
-        cx.err("value", f"'protocol' must be one of {', '.join(PROTOCOLS)} (got {proto!r})", m.value_at("protocol"))
+    if proto not in RULE_DATASETS:
+        cx.err("value", f"'protocol' must be one of {', '.join(RULE_DATASETS)} (got {proto!r})", m.value_at("protocol"))
         return None
     match = m.get("match")
     if not isinstance(match, LMap) or not match:

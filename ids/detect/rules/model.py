@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import SourceLocation
+from ...protocols import REGISTRY
 
 SEVERITIES = ("low", "medium", "high", "critical")
-PROTOCOLS = {"modbus": "otids.modbus", "opcua": "otids.opcua", "mqtt": "otids.mqtt"}  # protocol -> dataset
+#: Protocols rules can name (a rule keyword table in their package) -> the dataset of their events.
+RULE_DATASETS = {n: p.dataset for n, p in REGISTRY.items() if p.rules is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +145,7 @@ class Rule:
 
     @property
     def dataset(self) -> str:
-        return PROTOCOLS[self.protocol]
+        return RULE_DATASETS[self.protocol]
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,18 +44,6 @@ def probe(buf: bytes, to_server: bool) -> int:
     return 1
 
 
-class _Protocol:
-    name = "modbus"
-    default_ports = (502,)
-    probe = staticmethod(probe)
-
-    def session(self, flow, table):
-        return ModbusSession(flow, table)
-
-
-MODBUS = _Protocol()
-
-
 class ModbusSession:
     __slots__ = ("flow", "table", "emit", "buf", "pending", "valid", "bad", "resync", "cap", "max_pending",
                  "timeout", "ctx")

@@ -123,18 +123,6 @@ def _probe_chain(buf: bytes, n: int) -> int:
     return 1 if strong else -1
 
 
-class _Protocol:
-    name = "mqtt"
-    default_ports = (1883,)
-    probe = staticmethod(probe)
-
-    def session(self, flow, table):
-        return MqttSession(flow, table)
-
-
-MQTT = _Protocol()
-
-
 class _Pending:
     """An exchange waiting for its next message."""
 

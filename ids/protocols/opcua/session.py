@@ -53,18 +53,6 @@ def probe(buf: bytes, to_server: bool) -> int:
     return 0
 
 
-class _Protocol:
-    name = "opcua"
-    default_ports = (4840,)
-    probe = staticmethod(probe)
-
-    def session(self, flow, table):
-        return OpcuaSession(flow, table)
-
-
-OPCUA = _Protocol()
-
-
 class _Dir:
     """Framing state of one TCP direction."""
 

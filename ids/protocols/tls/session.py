@@ -33,18 +33,6 @@ def probe(buf: bytes, to_server: bool) -> int:
     return 1 if 4 <= rlen <= MAX_RECORD else 0
 
 
-class _Protocol:
-    name = "tls"
-    default_ports = (8883,)
-    probe = staticmethod(probe)
-
-    def session(self, flow, table):
-        return TlsSession(flow, table)
-
-
-TLS = _Protocol()
-
-
 class TlsSession:
     __slots__ = ("flow", "table", "emit", "rbuf", "hbuf", "skip", "stop", "ch", "sh", "tls13", "server_certs",
                  "client_certs", "cert_req", "ccs", "encrypted", "alert", "anomalies", "first_ts", "last_ts",
