@@ -8,7 +8,7 @@ import pytest
 from conftest import CORPUS, need
 from ids.config import Config
 from ids.detect.baseline import model
-from ids.detect.baseline.cli import learn_paths
+from ids.commands.baseline import learn_paths
 from ids.detect.baseline.enforcer import BaselineDetector
 from ids.pipeline import analyze
 

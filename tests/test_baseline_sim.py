@@ -17,7 +17,7 @@ import yaml
 from conftest import PCAPS, ROOT, need, need_tool, read_ndjson, run_cli
 from ids.config import Config
 from ids.detect.baseline import model
-from ids.detect.baseline.cli import learn_paths
+from ids.commands.baseline import learn_paths
 from ids.detect.baseline.enforcer import BaselineDetector
 from ids.pipeline import analyze
 

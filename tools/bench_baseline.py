@@ -59,7 +59,7 @@ def main() -> int:
     ap.add_argument("--pcap")
     args = ap.parse_args()
     from ids.assets import Inventory
-    from ids.assets.cli import InventoryDetector
+    from ids.commands.assets import InventoryDetector
     from ids.detect.baseline import model
     from ids.detect.baseline.enforcer import BaselineDetector
     from ids.detect.baseline.learner import Learner, LearnerDetector

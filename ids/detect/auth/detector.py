@@ -213,7 +213,7 @@ class AuthDetector:
         args = getattr(self, "context_args", None)
         if args is None:
             return
-        from .cli import load_context
+        from .context import load_context
         reg, store = load_context(args)
         self.registry = reg if reg is not None and reg.devices else None
         self.policy = reg.policy if reg is not None else AuthPolicy()

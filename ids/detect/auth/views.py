@@ -1,6 +1,6 @@
 """What the authentication checks read from events, in one place: the certificates an event carries (OPC UA
 secure channels and services, TLS handshakes), an MQTT CONNECT exchange, a TLS handshake's version and
-identity visibility. The detector (detector.py) and `otids certs` (cli.py) use nothing else.
+identity visibility. The detector (detector.py) and `otids certs` (ids/commands/auth.py) use nothing else.
 
 OPC UA is read from the typed OpcuaEvent. MQTT and TLS are read from their ECS documents (dataset otids.mqtt:
 `mqtt.connect.*`, `mqtt.connack.*`; otids.tls: `tls.*`, `tls.client.x509.*`, `otids.tls.*`), which are the

@@ -3,7 +3,7 @@
 model.py (the YAML file: sections, identities, load/dump, re-learn merge, diff), yamlio.py (deterministic
 YAML with comments that follow entries), learner.py and enforcer.py (generic parts: assets, talker pairs,
 the deviation -> alert bookkeeping), protocols.py and modbus.py / opcua.py / mqtt.py (one module per
-protocol), periodic.py (polling periods), rules.py (alert rules), cli.py (learn, baseline diff/check,
+protocol), periodic.py (polling periods), rules.py (alert rules); ids/commands/baseline.py (learn, baseline diff/check,
 analyze --baseline). The file format is documented in models/README.md.
 """
 from __future__ import annotations

@@ -341,7 +341,7 @@ class LearnThenEnforce:
         b = self.learner.baseline()
         b.path = self.path
         if self.path:
-            from .cli import write_baseline
+            from .model import write_baseline
             write_baseline(b, self.path)
         if self.on_learned is not None:
             self.on_learned(b)
@@ -351,7 +351,7 @@ class LearnThenEnforce:
     def flush(self, ts: int):
         if self.enforcer is None:
             if self.path and self.learner.events:
-                from .cli import write_baseline
+                from .model import write_baseline
                 b = self.learner.baseline()
                 write_baseline(b, self.path)
             return None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from ..anomaly import MALFORMED
+from ...protocols.modbus.anomalies import MALFORMED
 from . import model
 from .modbus import ACCESS, REGISTER_WRITES, parse_range
 from .rules import RULES

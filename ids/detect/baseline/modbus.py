@@ -8,14 +8,19 @@ master *asked*, and asking is the behaviour the baseline describes.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import bisect
 import math
 
 from ...events import rfc3339
 from ...protocols.modbus.messages import ModbusTransaction
-from ..anomaly import MALFORMED
-from .model import Baseline, SectionSpec
+from ...protocols.modbus.anomalies import MALFORMED
 from .periodic import IntervalSample, PeriodTracker, seconds
+from .section import SectionSpec
+
+if TYPE_CHECKING:
+    from .model import Baseline
 
 SECTION = SectionSpec("modbus", ("master", "slave", "unit"),
                       ("first_seen", "last_seen", "transactions", "functions", "reads", "writes", "values", "polls"),

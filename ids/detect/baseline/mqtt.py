@@ -8,11 +8,16 @@ checked; the publisher's own PUBLISH is.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ...events import rfc3339
 from ...protocols.mqtt.messages import MqttConnect, MqttExchange, MqttPublish, MqttSubscribe
-from .model import Baseline, SectionSpec
 from .modbus import period_seen
 from .periodic import IntervalSample, PeriodTracker, seconds
+from .section import SectionSpec
+
+if TYPE_CHECKING:
+    from .model import Baseline
 
 SECTION = SectionSpec("mqtt", ("client", "broker"),
                       ("first_seen", "last_seen", "messages", "client_ids", "usernames", "publishes", "subscribes"),

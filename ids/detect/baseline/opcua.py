@@ -5,10 +5,15 @@ It reads ids.protocols.opcua.messages.OpcuaEvent records (one per exchange), fie
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ...assets import norm_service
 from ...events import rfc3339
 from ...protocols.opcua.messages import OpcuaEvent
-from .model import Baseline, SectionSpec
+from .section import SectionSpec
+
+if TYPE_CHECKING:
+    from .model import Baseline
 
 SECTION = SectionSpec("opcua", ("client", "server"),
                       ("first_seen", "last_seen", "messages", "security_policies", "security_modes",

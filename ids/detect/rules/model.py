@@ -190,3 +190,21 @@ def fields_of(cond) -> set[str]:
         elif isinstance(n, Predicate):
             out.update(n.fields)
     return out
+
+
+@dataclass
+class RuleSet:
+    """Rules and issues from one or more files, plus which files were read (for reload)."""
+
+    rules: list = field(default_factory=list)
+    issues: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    def extend(self, other: "RuleSet") -> None:
+        self.rules += other.rules
+        self.issues += other.issues
+        self.files += other.files

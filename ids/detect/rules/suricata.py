@@ -14,7 +14,7 @@ import re
 
 from ...errors import SourceLocation
 from .compile import MISSING
-from .loader import RuleSet
+from .model import RuleSet
 from .model import All, Any_, Check, ListRef, Not, Predicate, Rule, Threshold, error
 
 # classtype -> priority (Suricata's classification.config); priority -> severity

@@ -6,8 +6,9 @@ import json
 import os
 import sys
 
-from ...errors import UserError
-from . import model
+from ..errors import UserError
+from ..detect.baseline import model
+from ..detect.baseline.model import write_baseline
 
 
 def register(sub) -> None:
@@ -55,8 +56,8 @@ def register(sub) -> None:
 # ---------------------------------------------------------------------------------------------- learn
 
 def learn_paths(paths: list[str], config):
-    from ...pipeline import Run
-    from .learner import Learner, LearnerDetector, capture_info
+    from ..pipeline import Run
+    from ..detect.baseline.learner import Learner, LearnerDetector, capture_info
 
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
@@ -69,13 +70,8 @@ def learn_paths(paths: list[str], config):
     return learner.baseline([capture_info(p) for p in paths]), learner, run
 
 
-def write_baseline(b: model.Baseline, path: str, old_text: str | None = None) -> None:
-    comments = model.read_comments(old_text) if old_text else None
-    model.write_atomic(path, b.dump(comments), "baseline")
-
-
 def cmd_learn(args) -> int:
-    from ...config import load_config
+    from ..config import load_config
 
     config = load_config(args.config)
     old = None
@@ -99,7 +95,7 @@ def cmd_learn(args) -> int:
                       f"{' ...' if len(added) > 6 else ''}; set its status to learned to take them in")
         mb = learner.protocols.get("modbus")
         if mb is not None and mb.untracked:
-            from .modbus import MAX_POLL_KEYS
+            from ..detect.baseline.modbus import MAX_POLL_KEYS
             print(f"  note: {mb.untracked} Modbus requests were not followed for polling periods (more than "
                   f"{MAX_POLL_KEYS} distinct blocks per master, slave and unit)", file=sys.stderr)
     for err in run.errors:
@@ -145,8 +141,8 @@ def cmd_diff(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from ...config import load_config
-    from .enforcer import BaselineDetector
+    from ..config import load_config
+    from ..detect.baseline.enforcer import BaselineDetector
 
     config = load_config(args.config)
     b = model.load(args.file)
@@ -159,9 +155,9 @@ def cmd_check(args) -> int:
 
 
 def cmd_export_rules(args) -> int:
-    from ...config import Config
-    from .enforcer import BaselineDetector
-    from .export import export_rules, write_text
+    from ..config import Config
+    from ..detect.baseline.enforcer import BaselineDetector
+    from ..detect.baseline.export import export_rules, write_text
 
     b = model.load(args.file)
     BaselineDetector(b, Config().baseline, args.file)  # a malformed entry stops here with file:line:col
@@ -184,7 +180,7 @@ def add_arguments(parser) -> None:
 def build(args, config):
     import dataclasses
 
-    from .enforcer import BaselineDetector, LearnThenEnforce
+    from ..detect.baseline.enforcer import BaselineDetector, LearnThenEnforce
 
     path = getattr(args, "baseline", None) or config.baseline.file
     learn = getattr(args, "baseline_learn", None)
