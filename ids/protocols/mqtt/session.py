@@ -10,6 +10,8 @@ Packet bodies are parsed in parser.py.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .messages import MqttExchange
 from .consts import (DOUBLE_CONNECT, MALFORMED_TRAFFIC, MESSAGE_TOO_LARGE, MISSING_CONNECT, MISSING_MSG_ID,
                      MISSING_PUBLISH, MISSING_SUBSCRIBE, MISSING_UNSUBSCRIBE, REQUIRED_FLAGS,
@@ -17,6 +19,9 @@ from .consts import (DOUBLE_CONNECT, MALFORMED_TRAFFIC, MESSAGE_TOO_LARGE, MISSI
 from .parser import (FramingError, bare, fixed_header, flag_anomalies, parse_ack, parse_connack, parse_connect,
                      parse_disconnect, parse_publish, parse_suback, parse_subscribe, parse_unsuback,
                      parse_unsubscribe)
+
+if TYPE_CHECKING:
+    from ...flow.context import SessionContext
 
 NS = 1_000_000_000
 #: Topic aliases remembered per direction (the peer may allow up to 65535; more are not stored).
@@ -136,15 +141,14 @@ class _Pending:
 
 
 class MqttSession:
-    __slots__ = ("flow", "table", "emit", "ctx", "buf", "have", "need", "skip", "resync", "version", "connected",
+    __slots__ = ("sc", "emit", "ctx", "buf", "have", "need", "skip", "resync", "version", "connected",
                  "pending", "cap", "limit", "max_pending", "timeout", "aliases", "valid", "dead")
 
-    def __init__(self, flow, table):
-        self.flow = flow
-        self.table = table
-        self.emit = table.emit
-        self.ctx = flow.context
-        cfg = table.config.mqtt
+    def __init__(self, sc: SessionContext):
+        self.sc = sc
+        self.emit = sc.emit
+        self.ctx = sc.context
+        cfg = sc.config.mqtt
         self.cap = cfg.max_message_length
         self.limit = cfg.string_log_limit
         self.max_pending = cfg.max_pending
@@ -266,7 +270,7 @@ class MqttSession:
     def _framing_error(self, i: int, b0: int, ts: int) -> None:
         if self.valid == 0:
             self.dead = [True, True]
-            self.table.detach(self.flow, ts, "remaining length longer than four bytes before any valid MQTT packet")
+            self.sc.detach(ts, "remaining length longer than four bytes before any valid MQTT packet")
             return
         msg = bare(b0 >> 4, ts, i == 0, b0 & 15, 0)
         self._emit([msg], (MALFORMED_TRAFFIC,), "malformed")
@@ -492,5 +496,5 @@ class MqttSession:
             self._finish(pending.pop(next(iter(pending))), "incomplete")
         for i, b in enumerate(self.buf):
             if b is not None:
-                self.table.truncated(self.flow, ts, "mqtt", self.have[i], i == 0)
+                self.sc.truncated(ts, "mqtt", self.have[i], i == 0)
         self.buf = [None, None]
