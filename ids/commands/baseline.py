@@ -7,8 +7,8 @@ import os
 import sys
 
 from ..errors import UserError
-from ..detect.baseline import model
-from ..detect.baseline.model import write_baseline
+from ..detect.baseline import document
+from ..detect.baseline.document import write_baseline
 
 
 def register(sub) -> None:
@@ -76,9 +76,9 @@ def cmd_learn(args) -> int:
     config = load_config(args.config)
     old = None
     if os.path.exists(args.output):
-        old = model.load(args.output)  # a broken file stops here, before anything is overwritten
+        old = document.load(args.output)  # a broken file stops here, before anything is overwritten
     b, learner, run = learn_paths(args.pcaps, config)
-    rep = model.merge_review(b, old) if old is not None else None
+    rep = document.merge_review(b, old) if old is not None else None
     write_baseline(b, args.output, old.text if old is not None else None)
     if not args.quiet:
         counts = ", ".join(f"{len(v)} {k}" for k, v in b.entries.items() if v) or "no entries"
@@ -118,13 +118,13 @@ def _strip(x):
 
 
 def cmd_diff(args) -> int:
-    old, new = model.load(args.old), model.load(args.new)
+    old, new = document.load(args.old), document.load(args.new)
     if args.ignore_counts:
         for b in (old, new):
             for sec in b.entries.values():
                 for k in sec:
                     sec[k] = _strip(sec[k])
-    changes = model.diff(old, new)
+    changes = document.diff(old, new)
     if args.json:
         print(json.dumps([{"section": c.section, "entry": c.entry, "label": c.label, "op": c.op,
                            "details": list(c.details)} for c in changes], indent=2))
@@ -145,11 +145,11 @@ def cmd_check(args) -> int:
     from ..detect.baseline.enforcer import BaselineDetector
 
     config = load_config(args.config)
-    b = model.load(args.file)
+    b = document.load(args.file)
     BaselineDetector(b, config.baseline, args.file)  # compiles every section: reports the first problem
     counts = ", ".join(f"{len(v)} {k}" for k, v in b.entries.items() if v) or "no entries"
     status = {s: sum(1 for sec in b.entries.values() for e in sec.values() if e.get("status") == s)
-              for s in model.STATUSES}
+              for s in document.STATUSES}
     print(f"{args.file}: ok: {counts}; " + ", ".join(f"{n} {s}" for s, n in status.items()))
     return 0
 
@@ -159,7 +159,7 @@ def cmd_export_rules(args) -> int:
     from ..detect.baseline.enforcer import BaselineDetector
     from ..detect.baseline.export import export_rules, write_text
 
-    b = model.load(args.file)
+    b = document.load(args.file)
     BaselineDetector(b, Config().baseline, args.file)  # a malformed entry stops here with file:line:col
     text, rep = export_rules(b, os.path.basename(args.file))
     write_text(args.output, text)
@@ -190,7 +190,7 @@ def build(args, config):
         return [], [], []
     cfg = config.baseline
     if path and os.path.exists(path):
-        return [BaselineDetector(model.load(path), cfg, path)], [], []
+        return [BaselineDetector(document.load(path), cfg, path)], [], []
     if learn:
         return [LearnThenEnforce(dataclasses.replace(cfg), learn, path)], [], []
     raise UserError(f"{path}: no such baseline file (make one with `otids learn`, or add --baseline-learn SECONDS)")

@@ -13,9 +13,9 @@ import sys
 import time
 
 from ..errors import RuleError, UserError
-from ..detect.rules.engine import RulesDetector, compile_rules, default_lists, load_ruleset
+from ..detect.rules.detector import RulesDetector, compile_rules, default_lists, load_ruleset
 from ..detect.rules.loader import RuleSet, load_lists, load_paths
-from ..detect.rules.model import RULE_DATASETS, SiteLists
+from ..detect.rules.rule import RULE_DATASETS, SiteLists
 
 NS = 1_000_000_000
 
@@ -215,7 +215,7 @@ def cmd_dry_run(args) -> int:
                     if not isinstance(doc, dict) or (doc.get("event") or {}).get("kind") == "alert":
                         continue
                     n_events += 1
-                    from ..detect.rules.engine import _doc_ts
+                    from ..detect.rules.detector import _doc_ts
                     ts = _doc_ts(doc)
                     first = ts if first is None else min(first, ts)
                     last = ts if last is None else max(last, ts)

@@ -20,7 +20,7 @@ from .periodic import IntervalSample, PeriodTracker, seconds
 from .section import SectionSpec
 
 if TYPE_CHECKING:
-    from .model import Baseline
+    from .document import Baseline
 
 SECTION = SectionSpec("modbus", ("master", "slave", "unit"),
                       ("first_seen", "last_seen", "transactions", "functions", "reads", "writes", "values", "polls"),

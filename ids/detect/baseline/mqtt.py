@@ -17,7 +17,7 @@ from .periodic import IntervalSample, PeriodTracker, seconds
 from .section import SectionSpec
 
 if TYPE_CHECKING:
-    from .model import Baseline
+    from .document import Baseline
 
 SECTION = SectionSpec("mqtt", ("client", "broker"),
                       ("first_seen", "last_seen", "messages", "client_ids", "usernames", "publishes", "subscribes"),

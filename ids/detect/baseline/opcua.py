@@ -13,7 +13,7 @@ from ...protocols.opcua.messages import OpcuaEvent
 from .section import SectionSpec
 
 if TYPE_CHECKING:
-    from .model import Baseline
+    from .document import Baseline
 
 SECTION = SectionSpec("opcua", ("client", "server"),
                       ("first_seen", "last_seen", "messages", "security_policies", "security_modes",

@@ -13,7 +13,7 @@ import re
 
 from ...protocols import REGISTRY
 from .fields import field_type
-from .model import All, Any_, Chain, Issue, ListRef, Not, Predicate, Check, error
+from .rule import All, Any_, Chain, Issue, ListRef, Not, Predicate, Check, error
 
 MISSING = object()
 _IP_CACHE: dict = {}

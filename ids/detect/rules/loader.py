@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from ...errors import SourceLocation
-from .model import (RULE_DATASETS, RuleSet, SEVERITIES, All, Any_, Issue, ListRef, Not, Rule, RuleCase, SiteLists, Suppression,
+from .rule import (RULE_DATASETS, RuleSet, SEVERITIES, All, Any_, Issue, ListRef, Not, Rule, RuleCase, SiteLists, Suppression,
                     Check, Threshold, error, warning)
 from .yamlsrc import LList, LMap, YamlProblem, load_documents
 

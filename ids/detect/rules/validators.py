@@ -11,7 +11,7 @@ import time
 from ..attack import TECHNIQUES
 from .compile import keys_of
 from .fields import DOMAINS, field_type
-from .model import All, Any_, Chain, Issue, ListRef, Not, Predicate, Rule, Check, error, walk, warning
+from .rule import All, Any_, Chain, Issue, ListRef, Not, Predicate, Rule, Check, error, walk, warning
 
 NUMERIC = {"long", "integer", "short", "byte", "float", "double", "scaled_float", "unsigned_long"}
 #: Fields that hold one value per event (two different `equals` on one of them can never both hold).

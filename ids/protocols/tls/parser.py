@@ -2,7 +2,7 @@
 (ids.protocols.tls.messages.TlsClientHello / TlsServerHello) or the DER certificates of a Certificate message.
 
 They never raise on bad input: a body that does not parse returns None (the session records the anomaly).
-Records, fragments and state are session.py's; certificate decoding is x509.py's.
+Records, fragments and state are session.py's; certificate decoding is certificates.py's.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ and one ids.events.TlsHandshake per connection once the handshake is over (both 
 failed (a cleartext alert), or the flow ends or stalls. After that the session only skips records.
 
 What is encrypted is not guessed at: after ChangeCipherSpec (TLS <= 1.2), and after ServerHello in TLS 1.3,
-handshake bytes are counted, not parsed. Message bodies are parsed in parser.py, certificates in x509.py.
+handshake bytes are counted, not parsed. Message bodies are parsed in parser.py, certificates in certificates.py.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .messages import TlsHandshake
 from .consts import (CERTIFICATES_TRUNCATED, HANDSHAKE_TOO_LARGE, MALFORMED_HANDSHAKE, MALFORMED_RECORD,
                      MAX_RECORD)
 from .parser import parse_certificate, parse_client_hello, parse_server_hello
-from .x509 import decode
+from .certificates import decode
 
 if TYPE_CHECKING:
     from ...flow.context import SessionContext

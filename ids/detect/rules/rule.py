@@ -1,7 +1,7 @@
 """What a loaded rule is: the condition tree, thresholds, suppressions, test cases, and the issues
 (errors and warnings, each with `path:line:col`) that loading and validation report.
 
-Everything here is plain frozen data; compile.py turns conditions into predicates, engine.py runs them.
+Everything here is plain frozen data; compile.py turns conditions into predicates, detector.py runs them.
 """
 from __future__ import annotations
 
