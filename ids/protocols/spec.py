@@ -90,9 +90,10 @@ class ProtocolSpec:
                 Elasticsearch mappings and docs/FIELDS.md are generated
     rules       its rule keyword table (rules.py: index field, value domains, secret fields), or None when
                 rules cannot name the protocol
-    extra       further parts not yet given a named slot (baseline section, ML feature view, asset identity
-                are still registered by their frameworks: ids/detect/baseline/protocols.py,
-                ids/detect/ml/adapters.py, ids/assets)
+    identity    ev -> [(side, fact, value)]: asset identity facts from one record (assets.py), for the
+                inventory and the baseline's assets section
+    extra       further parts not yet given a named slot (the baseline section and the ML feature view are
+                still registered by their frameworks: ids/detect/baseline/protocols.py, ids/detect/ml/adapters.py)
     """
 
     name: str
@@ -109,6 +110,7 @@ class ProtocolSpec:
     anomalies: AnomalyCatalogue | None = None
     fields: str | None = None
     rules: Any = None
+    identity: Callable[[Any], list] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

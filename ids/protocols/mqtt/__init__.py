@@ -4,6 +4,7 @@ from pathlib import Path
 
 from ..spec import ProtocolSpec
 from .anomalies import ANOMALIES
+from .assets import mqtt_identity
 from .config import MqttConfig
 from .messages import MqttExchange
 from .rules import RULES
@@ -14,7 +15,7 @@ PROTOCOL = ProtocolSpec(
     roles={"client": "mqtt_client", "server": "mqtt_broker"}, category="ics",
     description="MQTT 3.1/3.1.1/5.0: control packets grouped into exchanges",
     records=(MqttExchange,), dataset="otids.mqtt", config=MqttConfig, anomalies=ANOMALIES,
-    fields=str(Path(__file__).with_name("fields.yml")), rules=RULES)
+    fields=str(Path(__file__).with_name("fields.yml")), identity=mqtt_identity, rules=RULES)
 MQTT = PROTOCOL  # the wave-1 name
 
 __all__ = ["PROTOCOL", "MQTT", "MqttSession"]

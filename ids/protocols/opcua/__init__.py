@@ -4,6 +4,7 @@ from pathlib import Path
 
 from ..spec import ProtocolSpec
 from .anomalies import ANOMALIES
+from .assets import opcua_identity
 from .config import OpcuaConfig
 from .messages import OpcuaEvent
 from .rules import RULES
@@ -14,7 +15,7 @@ PROTOCOL = ProtocolSpec(
     roles={"client": "opcua_client", "server": "opcua_server"}, category="ics",
     description="OPC UA Binary: secure channels, sessions and services, certificates and user tokens",
     records=(OpcuaEvent,), dataset="otids.opcua", config=OpcuaConfig, anomalies=ANOMALIES,
-    fields=str(Path(__file__).with_name("fields.yml")), rules=RULES)
+    fields=str(Path(__file__).with_name("fields.yml")), identity=opcua_identity, rules=RULES)
 OPCUA = PROTOCOL  # the wave-1 name
 
 __all__ = ["PROTOCOL", "OPCUA", "OpcuaSession"]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ..spec import ProtocolSpec
 from .anomalies import ANOMALIES
+from .assets import tls_identity
 from .config import TlsConfig
 from .messages import TlsHandshake
 from .session import TlsSession, probe
@@ -14,7 +15,7 @@ PROTOCOL = ProtocolSpec(
     name="tls", transport="tcp", ports=(8883,), probe=probe, session=TlsSession, category="it",
     description="TLS handshakes: versions, ciphers, JA3/JA3S, certificates in clear (TLS <= 1.2)",
     records=(TlsHandshake,), dataset="otids.tls", config=TlsConfig, anomalies=ANOMALIES,
-    fields=str(Path(__file__).with_name("fields.yml")))
+    fields=str(Path(__file__).with_name("fields.yml")), identity=tls_identity)
 TLS = PROTOCOL  # the wave-1 name
 
 __all__ = ["PROTOCOL", "TLS", "TlsSession"]
