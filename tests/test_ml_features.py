@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ids.detect.ml.adapters import modbus_view
+from ids.protocols.modbus.ml import modbus_view
 from ids.detect.ml.features import (NS, ProfileBuilder, Windower, WindowSpec, _window_features,
                                     profiles_from_json)
 from ids.detect.ml.view import ADAPTERS, FeatureView, adapter_for, view_of

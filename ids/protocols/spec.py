@@ -93,7 +93,8 @@ class ProtocolSpec:
     identity    ev -> [(side, fact, value)]: asset identity facts from one record (assets.py), for the
                 inventory and the baseline's assets section
     extra       further parts not yet given a named slot (the baseline section and the ML feature view are
-                still registered by their frameworks: ids/detect/baseline/protocols.py, ids/detect/ml/adapters.py)
+                keyed "ml" (ml.py: the feature view, registered by ids/detect/ml/adapters.py); the baseline
+                section is still registered by ids/detect/baseline/protocols.py)
     """
 
     name: str

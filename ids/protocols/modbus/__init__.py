@@ -6,6 +6,7 @@ from ..spec import ProtocolSpec
 from .anomalies import ANOMALIES
 from .config import ModbusConfig
 from .messages import ModbusTransaction
+from .ml import modbus_view
 from .rules import RULES
 from .session import ModbusSession, probe
 
@@ -14,7 +15,8 @@ PROTOCOL = ProtocolSpec(
     roles={"client": "modbus_master", "server": "modbus_slave"}, category="ics",
     description="Modbus/TCP: request/response pairs with function, unit, addresses and values",
     records=(ModbusTransaction,), dataset="otids.modbus", config=ModbusConfig, anomalies=ANOMALIES,
-    fields=str(Path(__file__).with_name("fields.yml")), rules=RULES)
+    fields=str(Path(__file__).with_name("fields.yml")), rules=RULES,
+    extra={"ml": modbus_view})
 MODBUS = PROTOCOL  # the wave-1 name
 
 __all__ = ["PROTOCOL", "MODBUS", "ModbusSession"]

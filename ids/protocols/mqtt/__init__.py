@@ -7,6 +7,7 @@ from .anomalies import ANOMALIES
 from .assets import mqtt_identity
 from .config import MqttConfig
 from .messages import MqttExchange
+from .ml import mqtt_view
 from .rules import RULES
 from .session import MqttSession, probe
 
@@ -15,7 +16,8 @@ PROTOCOL = ProtocolSpec(
     roles={"client": "mqtt_client", "server": "mqtt_broker"}, category="ics",
     description="MQTT 3.1/3.1.1/5.0: control packets grouped into exchanges",
     records=(MqttExchange,), dataset="otids.mqtt", config=MqttConfig, anomalies=ANOMALIES,
-    fields=str(Path(__file__).with_name("fields.yml")), identity=mqtt_identity, rules=RULES)
+    fields=str(Path(__file__).with_name("fields.yml")), identity=mqtt_identity, rules=RULES,
+    extra={"ml": mqtt_view})
 MQTT = PROTOCOL  # the wave-1 name
 
 __all__ = ["PROTOCOL", "MQTT", "MqttSession"]

@@ -7,6 +7,7 @@ from .anomalies import ANOMALIES
 from .assets import opcua_identity
 from .config import OpcuaConfig
 from .messages import OpcuaEvent
+from .ml import opcua_view
 from .rules import RULES
 from .session import OpcuaSession, probe
 
@@ -15,7 +16,8 @@ PROTOCOL = ProtocolSpec(
     roles={"client": "opcua_client", "server": "opcua_server"}, category="ics",
     description="OPC UA Binary: secure channels, sessions and services, certificates and user tokens",
     records=(OpcuaEvent,), dataset="otids.opcua", config=OpcuaConfig, anomalies=ANOMALIES,
-    fields=str(Path(__file__).with_name("fields.yml")), identity=opcua_identity, rules=RULES)
+    fields=str(Path(__file__).with_name("fields.yml")), identity=opcua_identity, rules=RULES,
+    extra={"ml": opcua_view})
 OPCUA = PROTOCOL  # the wave-1 name
 
 __all__ = ["PROTOCOL", "OPCUA", "OpcuaSession"]
