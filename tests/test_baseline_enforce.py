@@ -9,7 +9,7 @@ from ids.config import BaselineConfig
 from ids.detect.baseline import document
 from ids.detect.baseline.enforcer import BaselineDetector, LearnThenEnforce
 from ids.detect.baseline.learner import Learner
-from ids.detect.baseline.modbus import Ranges
+from ids.protocols.modbus.baseline import Ranges
 from ids.detect.baseline.periodic import SAMPLE_CAP, IntervalSample
 from ids.events import FlowContext
 from ids.protocols.modbus.messages import ModbusRequest, ModbusResponse, ModbusTransaction

@@ -95,7 +95,7 @@ def cmd_learn(args) -> int:
                       f"{' ...' if len(added) > 6 else ''}; set its status to learned to take them in")
         mb = learner.protocols.get("modbus")
         if mb is not None and mb.untracked:
-            from ..detect.baseline.modbus import MAX_POLL_KEYS
+            from ..protocols.modbus.baseline import MAX_POLL_KEYS
             print(f"  note: {mb.untracked} Modbus requests were not followed for polling periods (more than "
                   f"{MAX_POLL_KEYS} distinct blocks per master, slave and unit)", file=sys.stderr)
     for err in run.errors:

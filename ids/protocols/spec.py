@@ -92,9 +92,9 @@ class ProtocolSpec:
                 rules cannot name the protocol
     identity    ev -> [(side, fact, value)]: asset identity facts from one record (assets.py), for the
                 inventory and the baseline's assets section
-    extra       further parts not yet given a named slot (the baseline section and the ML feature view are
-                keyed "ml" (ml.py: the feature view, registered by ids/detect/ml/adapters.py); the baseline
-                section is still registered by ids/detect/baseline/protocols.py)
+    extra       further parts by key: "ml" (ml.py: the ML feature view, registered by ids/detect/ml/adapters.py),
+                "baseline" (baseline.py: the baseline section, learner and enforcer, read by
+                ids/detect/baseline/protocols.py)
     """
 
     name: str

@@ -19,7 +19,7 @@ import yaml
 
 from ...protocols.modbus.anomalies import MALFORMED
 from . import document
-from .modbus import ACCESS, REGISTER_WRITES, parse_range
+from ...protocols.modbus.baseline import ACCESS, REGISTER_WRITES, parse_range
 from .rules import RULES
 
 #: Modbus anomalies whose requests the baseline neither learns nor checks (plus answers nobody asked for).

@@ -16,7 +16,7 @@ PROTOCOL = ProtocolSpec(
     description="Modbus/TCP: request/response pairs with function, unit, addresses and values",
     records=(ModbusTransaction,), dataset="otids.modbus", config=ModbusConfig, anomalies=ANOMALIES,
     fields=str(Path(__file__).with_name("fields.yml")), rules=RULES,
-    extra={"ml": modbus_view})
+    extra={"baseline": "ids.protocols.modbus.baseline", "ml": modbus_view})
 MODBUS = PROTOCOL  # the wave-1 name
 
 __all__ = ["PROTOCOL", "MODBUS", "ModbusSession"]

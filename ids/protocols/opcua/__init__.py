@@ -17,7 +17,7 @@ PROTOCOL = ProtocolSpec(
     description="OPC UA Binary: secure channels, sessions and services, certificates and user tokens",
     records=(OpcuaEvent,), dataset="otids.opcua", config=OpcuaConfig, anomalies=ANOMALIES,
     fields=str(Path(__file__).with_name("fields.yml")), identity=opcua_identity, rules=RULES,
-    extra={"ml": opcua_view})
+    extra={"baseline": "ids.protocols.opcua.baseline", "ml": opcua_view})
 OPCUA = PROTOCOL  # the wave-1 name
 
 __all__ = ["PROTOCOL", "OPCUA", "OpcuaSession"]

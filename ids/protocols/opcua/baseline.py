@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...assets import norm_service
-from ...events import rfc3339
-from ...protocols.opcua.messages import OpcuaEvent
-from .section import SectionSpec
+from .assets import norm_service
+from ...units import rfc3339
+from .messages import OpcuaEvent
+from ...detect.baseline.section import SectionSpec
 
 if TYPE_CHECKING:
-    from .document import Baseline
+    from ...detect.baseline.document import Baseline
 
 SECTION = SectionSpec("opcua", ("client", "server"),
                       ("first_seen", "last_seen", "messages", "security_policies", "security_modes",

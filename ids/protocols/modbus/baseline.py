@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 import bisect
 import math
 
-from ...events import rfc3339
-from ...protocols.modbus.messages import ModbusTransaction
-from ...protocols.modbus.anomalies import MALFORMED
-from .periodic import IntervalSample, PeriodTracker, seconds
-from .section import SectionSpec
+from ...units import rfc3339
+from .messages import ModbusTransaction
+from .anomalies import MALFORMED
+from ...detect.baseline.periodic import IntervalSample, PeriodTracker, period_seen, seconds
+from ...detect.baseline.section import SectionSpec
 
 if TYPE_CHECKING:
-    from .document import Baseline
+    from ...detect.baseline.document import Baseline
 
 SECTION = SectionSpec("modbus", ("master", "slave", "unit"),
                       ("first_seen", "last_seen", "transactions", "functions", "reads", "writes", "values", "polls"),
@@ -71,14 +71,6 @@ def written_registers(ev: ModbusTransaction):
         for i, v in enumerate(req.values):
             if isinstance(v, int) and not isinstance(v, bool):
                 yield a + i, v
-
-
-def period_seen(medians, period: int) -> str:
-    """The window median farthest from the learned period, and the range of all of them."""
-    worst = max(medians, key=lambda x: abs(x - period))
-    lo, hi = min(medians), max(medians)
-    s = f"every {worst / 1e9:.3g} s"
-    return s if lo == hi else f"{s} (window medians {lo / 1e9:.3g}..{hi / 1e9:.3g} s)"
 
 
 # ---------------------------------------------------------------------------------------------- ranges

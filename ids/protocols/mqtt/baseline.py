@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...events import rfc3339
-from ...protocols.mqtt.messages import MqttConnect, MqttExchange, MqttPublish, MqttSubscribe
-from .modbus import period_seen
-from .periodic import IntervalSample, PeriodTracker, seconds
-from .section import SectionSpec
+from ...units import rfc3339
+from .messages import MqttConnect, MqttExchange, MqttPublish, MqttSubscribe
+from ...detect.baseline.periodic import IntervalSample, PeriodTracker, period_seen, seconds
+from ...detect.baseline.section import SectionSpec
 
 if TYPE_CHECKING:
-    from .document import Baseline
+    from ...detect.baseline.document import Baseline
 
 SECTION = SectionSpec("mqtt", ("client", "broker"),
                       ("first_seen", "last_seen", "messages", "client_ids", "usernames", "publishes", "subscribes"),
