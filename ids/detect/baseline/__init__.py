@@ -2,7 +2,7 @@
 
 document.py (the YAML file: sections, identities, load/dump, re-learn merge, diff), yamlio.py (deterministic
 YAML with comments that follow entries), learner.py and enforcer.py (generic parts: assets, talker pairs,
-the deviation -> alert bookkeeping), protocols.py and modbus.py / opcua.py / mqtt.py (one module per
+the deviation -> alert bookkeeping), protocols.py (each protocol's part: ids/protocols/<name>/baseline.py, one module per
 protocol), periodic.py (polling periods), rules.py (alert rules); ids/commands/baseline.py (learn, baseline diff/check,
 analyze --baseline). The file format is documented in models/README.md.
 """
