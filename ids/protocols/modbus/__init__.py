@@ -16,7 +16,9 @@ PROTOCOL = ProtocolSpec(
     description="Modbus/TCP: request/response pairs with function, unit, addresses and values",
     records=(ModbusTransaction,), dataset="otids.modbus", config=ModbusConfig, anomalies=ANOMALIES,
     fields=str(Path(__file__).with_name("fields.yml")), rules=RULES,
-    extra={"baseline": "ids.protocols.modbus.baseline", "ml": modbus_view})
+    extra={"baseline": "ids.protocols.modbus.baseline", "ml": modbus_view,
+           "without": {"identity": "FC 43/14 and FC 17 facts are kept per unit id: ids.assets.Inventory reads "
+                                   "them with assets.modbus_identity"}})
 MODBUS = PROTOCOL  # the wave-1 name
 
 __all__ = ["PROTOCOL", "MODBUS", "ModbusSession"]
