@@ -11,22 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-
-class NeedData(Exception):
-    """The parser needs `n` more bytes before it can say anything (not an error: reassembly waits)."""
-
-    def __init__(self, n: int = 1):
-        super().__init__(n)
-        self.n = n
+from ..errors import MalformedPdu, NeedData  # noqa: F401  (re-exported for protocol packages)
 
 
-class Malformed(Exception):
-    """The bytes cannot be this protocol's message; `reason` becomes an anomaly name on the event."""
-
-    def __init__(self, reason: str, offset: int = 0):
-        super().__init__(reason)
-        self.reason = reason
-        self.offset = offset
+# "Need more bytes" is not "malformed": reassembly waits on the one and resynchronises on the other. Defined
+# once in ids/errors.py; these are the names a protocol package uses.
+Malformed = MalformedPdu
 
 
 class Session(Protocol):
