@@ -113,6 +113,19 @@ class ProtocolSpec:
         return self.ports
 
 
+#: What a rule reader returns when the document has no such field.
+MISSING = object()
+
+#: Readers of the flow fields every protocol's documents carry (for RuleTable.readers).
+FLOW_READERS: dict[str, Callable[[Any], Any]] = {
+    "event.dataset": lambda e: e.dataset,
+    "source.ip": lambda e: e.flow.client_ip,
+    "destination.ip": lambda e: e.flow.server_ip,
+    "source.port": lambda e: e.flow.client_port,
+    "destination.port": lambda e: e.flow.server_port,
+}
+
+
 @dataclass(frozen=True)
 class RuleTable:
     """What the rule engine needs to know about one protocol (Suricata: a protocol's detect keywords). The
@@ -125,6 +138,9 @@ class RuleTable:
     prefix_keys   field -> the index keys any condition on that field implies (mqtt.publish.* -> publish)
     domains       {field: (min, max)} of integer fields, for the never-matches check
     secret_fields fields documents carry only when written with secrets (rules on them are refused)
+    single_valued fields that hold one value per event (an `equals` on two values of one never matches)
+    readers       {field: record -> value}: typed fast paths, each returning exactly what the document holds at
+                  that path (MISSING where it has none), so common rule fields cost no ECS document
     """
 
     index_field: str
@@ -133,3 +149,5 @@ class RuleTable:
     prefix_keys: Callable[[str], Any] | None = None
     domains: dict[str, tuple[int, int]] = field(default_factory=dict)
     secret_fields: frozenset = frozenset()
+    single_valued: frozenset = frozenset()
+    readers: dict[str, Callable[[Any], Any]] = field(default_factory=dict)

@@ -15,7 +15,7 @@ from ...protocols import REGISTRY
 from .fields import field_type
 from .rule import All, Any_, Chain, Issue, ListRef, Not, Predicate, Check, error
 
-MISSING = object()
+from ...protocols.spec import MISSING  # noqa: F401  (re-exported: readers and predicates share it)
 _IP_CACHE: dict = {}
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import re
 
-from ..spec import RuleTable
+from ..spec import FLOW_READERS, MISSING, RuleTable
 from .consts import FUNCTION_NAMES, VENDOR
+from .ecs import last_address
 
 
 def code_of_name(name: str) -> int | None:
@@ -43,8 +44,82 @@ def index_keys(f: str, op: str, arg, values, nocase: bool):
     return None
 
 
+# ---------------------------------------------------------------------------------------------- readers
+
+def _opt(v):
+    return MISSING if v is None else v
+
+
+def _req(attr):
+    def f(e):
+        r = e.request
+        if r is None:
+            return MISSING
+        v = getattr(r, attr)
+        return MISSING if v is None else v
+    return f
+
+
+def _req_values(e):
+    r = e.request
+    if r is None or r.values is None or not r.values:
+        return MISSING
+    return list(r.values)
+
+
+def _req_last(e):
+    r = e.request
+    if r is None or r.address is None:
+        return MISSING
+    return last_address(r.address, r.quantity)
+
+
+def _req_read_last(e):
+    r = e.request
+    d = r.details if r is not None else None
+    if not d or d.get("read_address") is None:
+        return MISSING
+    return last_address(d["read_address"], d.get("read_quantity"))
+
+
+def _req_detail(*keys):
+    def f(e):
+        r = e.request
+        if r is None or not r.details:
+            return MISSING
+        v = r.details
+        for k in keys:
+            if not isinstance(v, dict) or k not in v:
+                return MISSING
+            v = v[k]
+        return MISSING if v is None else v
+    return f
+
+
+READERS = {
+    **FLOW_READERS,
+    "modbus.function_code": lambda e: e.function_code,
+    "modbus.function": lambda e: e.function,
+    "modbus.unit_id": lambda e: e.unit_id,
+    "modbus.transaction_id": lambda e: e.transaction_id,
+    "modbus.exception_code": lambda e: _opt(e.exception_code),
+    "modbus.exception": lambda e: _opt(e.exception),
+    "modbus.request.address": _req("address"),
+    "modbus.request.quantity": _req("quantity"),
+    "modbus.request.last_address": _req_last,
+    "modbus.request.read_last_address": _req_read_last,
+    "modbus.request.sub_function": _req("sub_function"),
+    "modbus.request.values": _req_values,
+    "modbus.request.mei_type": _req_detail("mei_type"),
+    "modbus.request.read_address": _req_detail("read_address"),
+    "modbus.request.read_quantity": _req_detail("read_quantity"),
+    "modbus.request.umas.function_code": _req_detail("umas", "function_code"),
+}
+
+
 RULES = RuleTable(
-    index_field="modbus.function_code", index_keys=index_keys,
+    index_field="modbus.function_code", index_keys=index_keys, readers=READERS,
+    single_valued=frozenset(("modbus.function_code", "modbus.unit_id", "modbus.exception_code", "modbus.function")),
     domains={"modbus.unit_id": (0, 255), "modbus.function_code": (0, 127), "modbus.exception_code": (0, 255),
              "modbus.request.address": (0, 65535), "modbus.response.address": (0, 65535),
              "modbus.request.quantity": (0, 65535), "modbus.response.quantity": (0, 65535),

@@ -3,7 +3,7 @@ condition on `mqtt.<type>.*` implies that type. Pure functions; ids/detect/rules
 """
 from __future__ import annotations
 
-from ..spec import RuleTable
+from ..spec import MISSING, RuleTable
 
 #: Message types that are keys of the document's `mqtt` object (PINGREQ/PINGRESP included).
 TYPES = ("connect", "connack", "publish", "puback", "pubrec", "pubrel", "pubcomp", "subscribe", "suback",
@@ -26,8 +26,18 @@ def index_keys(f: str, op: str, arg, values, nocase: bool):
     return None
 
 
+def _mqtt_publish_message(e):
+    """The application message as the bytes on the wire (its first mqtt.string_log_limit bytes): the
+    document's text form escapes non-UTF-8 bytes, which Suricata-style content matches must not see."""
+    for m in e.messages:
+        if m.doc_kind == "publish" and m.payload is not None and not m.truncated:
+            return m.payload
+    return MISSING
+
+
 RULES = RuleTable(
     index_field="mqtt.types", multi_key=True, index_keys=index_keys, prefix_keys=prefix_keys,
     domains={"mqtt.protocol_version": (0, 255), "mqtt.connack.return_code": (0, 255), "mqtt.publish.qos": (0, 2),
              "mqtt.subscribe.topics.qos": (0, 2)},
-    secret_fields=frozenset(("mqtt.connect.password",)))
+    secret_fields=frozenset(("mqtt.connect.password",)), single_valued=frozenset(("mqtt.protocol_version",)),
+    readers={"mqtt.publish.message": _mqtt_publish_message})
