@@ -14,7 +14,6 @@ from collections import deque
 from ..config import AnomalyConfig
 from ..events import Alert, FlowNotice
 from ..protocols import REGISTRY
-from ..protocols.modbus.anomalies import MALFORMED  # noqa: F401  (the old import path of the Modbus set)
 from .api import Limiter, RuleInfo
 from .attack import techniques
 
