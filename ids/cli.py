@@ -18,17 +18,17 @@ EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
 
 #: Further subcommands: modules with `register(subparsers)`, which adds a parser and sets its handler with
 #: `parser.set_defaults(func=handler)`; handler(args) returns an exit code.
-COMMANDS: list[str] = ["ids.output.elasticsearch", "ids.assets.cli", "ids.detect.baseline.cli",
-                       "ids.detect.rules.cli", "ids.detect.auth.cli", "ids.detect.ml.train", "ids.detect.ml.evaluate",
-                       "ids.live.cli"]
+COMMANDS: list[str] = ["ids.output.elasticsearch", "ids.commands.assets", "ids.commands.baseline",
+                       "ids.commands.rules", "ids.commands.auth", "ids.commands.ml",
+                       "ids.commands.live"]
 
 #: Extensions of `analyze` and `live` (rules, baseline, ML, certificate checks, Elasticsearch): modules with
 #: `add_arguments(parser)` and `build(args, config) -> (detectors, alert_sinks, event_sinks)`.
 #: Reload hook (`otids live` on SIGHUP): a detector or sink with `reload(config)` re-reads its files
 #: (rules, baseline, registry) with the freshly loaded config; when they are bad it raises UserError and
 #: keeps what it had, and the sensor reports the error and goes on with the old ones.
-ANALYZE_PLUGINS: list[str] = ["ids.output.elasticsearch", "ids.detect.baseline.cli", "ids.detect.rules.cli",
-                              "ids.detect.auth.cli", "ids.detect.ml.detector"]
+ANALYZE_PLUGINS: list[str] = ["ids.output.elasticsearch", "ids.commands.baseline", "ids.commands.rules",
+                              "ids.commands.auth", "ids.commands.ml"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "analyze":
             return cmd_analyze(args)
         if args.command == "bench":
-            from .bench import cmd_bench
+            from .commands.bench import cmd_bench
             return cmd_bench(args)
         if args.command == "version":
             print(f"otids {__version__}")

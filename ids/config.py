@@ -12,6 +12,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from .errors import ConfigError, SourceLocation
+from .protocols import DISSECTED, REGISTRY
 
 
 @dataclass(frozen=True)
@@ -34,49 +35,8 @@ class FlowConfig:
 @dataclass(frozen=True)
 class ProtocolsConfig:
     probe: bool = True  # detect protocols by content on ports not in the map
-    ports: dict = field(default_factory=lambda: {"modbus": [502], "opcua": [4840], "mqtt": [1883], "tls": [8883]})
-
-
-@dataclass(frozen=True)
-class ModbusConfig:
-    max_values: int = 125  # read/written values kept per transaction; more sets anomaly values_truncated
-    max_pending: int = 256  # outstanding requests per flow before the oldest is emitted unanswered
-    request_timeout: int = 30  # seconds before a request without response is emitted unanswered
-
-
-@dataclass(frozen=True)
-class MqttConfig:
-    # Control packets longer than this (remaining length, bytes) are not parsed whole: a PUBLISH keeps its
-    # topic, packet id and properties, the rest is skipped and recorded as truncated with its size
-    # (Suricata app-layer.protocols.mqtt.max-msg-length). Also bounds the bytes buffered per direction.
-    max_message_length: int = 1 << 20
-    # Longest PUBLISH payload / will message kept on the event and written, and the bytes of SUBSCRIBE and
-    # UNSUBSCRIBE topic filters written per packet, all filters together; longer text ends in
-    # "[truncated N additional bytes]" (Suricata eve mqtt string-log-limit).
-    string_log_limit: int = 1024
-    max_pending: int = 1024  # open exchanges per flow; more ends the oldest (anomaly too_many_transactions)
-    exchange_timeout: int = 60  # seconds an exchange waits for its answer before it is written incomplete
-    log_passwords: bool = False  # write CONNECT passwords and v5 authentication data to the events output
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    # Handshake bytes buffered per direction (a handshake message in progress, e.g. a certificate chain);
-    # a longer message stops the dissection of that direction (anomaly handshake_too_large).
-    max_handshake_bytes: int = 1 << 16
-    max_certificates: int = 8  # certificates decoded per chain; the rest are counted
-    handshake_timeout: int = 60  # seconds without progress before an unfinished handshake is written
-
-
-@dataclass(frozen=True)
-class OpcuaConfig:
-    max_message_size: int = 16 << 20  # reassembled message bytes kept; beyond: anomaly chunk_cap_hit
-    max_chunks: int = 4096  # chunks per message before chunk_cap_hit (negotiated limits checked as well)
-    max_chunk_size: int = 8 << 20  # one chunk larger than this is skipped unread (chunk_cap_hit)
-    max_partial_messages: int = 16  # messages being reassembled at once per direction
-    max_pending: int = 1024  # outstanding requests per flow before the oldest is emitted unanswered
-    request_timeout: int = 60  # seconds (or the request's timeoutHint if longer) before unanswered
-    max_values: int = 32  # array elements (nodes, values, results) kept per list in an event
+    # server port -> protocol; defaults: each dissected protocol's well-known ports (ids/protocols registry)
+    ports: dict = field(default_factory=lambda: {n: list(p.ports) for n, p in DISSECTED.items()})
 
 
 @dataclass(frozen=True)
@@ -184,31 +144,34 @@ class LiveConfig:
     evidence_max_files: int = 100  # oldest evidence files are deleted beyond this
 
 
-@dataclass(frozen=True)
-class Config:
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    flow: FlowConfig = field(default_factory=FlowConfig)
-    protocols: ProtocolsConfig = field(default_factory=ProtocolsConfig)
-    modbus: ModbusConfig = field(default_factory=ModbusConfig)
-    mqtt: MqttConfig = field(default_factory=MqttConfig)
-    tls: TlsConfig = field(default_factory=TlsConfig)
-    opcua: OpcuaConfig = field(default_factory=OpcuaConfig)
-    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
-    ml: MlConfig = field(default_factory=MlConfig)
-    live: LiveConfig = field(default_factory=LiveConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-    elasticsearch: ElasticsearchConfig = field(default_factory=ElasticsearchConfig)
+def _port_map(self) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for name, ports in self.protocols.ports.items():
+        for p in ports:
+            out[int(p)] = name
+    return out
 
-    def port_map(self) -> dict[int, str]:
-        out: dict[int, str] = {}
-        for name, ports in self.protocols.ports.items():
-            for p in ports:
-                out[int(p)] = name
-        return out
 
-    def replace(self, **sections) -> "Config":
-        return dataclasses.replace(self, **sections)
+def _replace(self, **sections) -> "Config":
+    return dataclasses.replace(self, **sections)
+
+
+def _section(name: str, cls) -> tuple:
+    return (name, cls, field(default_factory=cls))
+
+
+# The whole configuration: the data-path sections, then one section per protocol that declares a config class
+# (ids/protocols/<name>/config.py, named after the protocol), then detection and output.
+Config = dataclasses.make_dataclass(
+    "Config",
+    [_section("decode", DecodeConfig), _section("flow", FlowConfig), _section("protocols", ProtocolsConfig),
+     *(_section(n, p.config) for n, p in REGISTRY.items() if p.config is not None),
+     _section("anomaly", AnomalyConfig), _section("baseline", BaselineConfig), _section("ml", MlConfig),
+     _section("live", LiveConfig), _section("output", OutputConfig), _section("elasticsearch", ElasticsearchConfig)],
+    namespace={"port_map": _port_map, "replace": _replace,
+               "__doc__": "Every section of the configuration, each a frozen dataclass with documented defaults."},
+    frozen=True)
+Config.__module__ = __name__
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -305,19 +268,21 @@ def _validate(obj, path, prefix, lines):
     if isinstance(obj, DecodeConfig) and obj.checksums not in ("auto", "on", "off"):
         raise ConfigError(f"'{prefix}checksums' must be auto, on or off (got {obj.checksums!r})", where("checksums"))
     if isinstance(obj, ProtocolsConfig):
-        from .protocols import PROTOCOLS
         seen: dict[int, str] = {}
         for name, ports in obj.ports.items():
-            if name not in PROTOCOLS:
-                raise ConfigError(f"'{prefix}ports' names unknown protocol '{name}' (known: {', '.join(sorted(PROTOCOLS))})", where("ports"))
+            if name not in REGISTRY:
+                raise ConfigError(f"'{prefix}ports' names unknown protocol '{name}' (known: {', '.join(sorted(REGISTRY))})", where("ports"))
             if not isinstance(ports, list) or not all(isinstance(p, int) and 0 < p < 65536 for p in ports):
                 raise ConfigError(f"'{prefix}ports.{name}' must be a list of port numbers 1-65535", where("ports"))
             for p in ports:
                 if p in seen and seen[p] != name:
                     raise ConfigError(f"port {p} is mapped to both {seen[p]} and {name}", where("ports"))
                 seen[p] = name
-    if isinstance(obj, MqttConfig) and obj.max_pending < 1:
-        raise ConfigError(f"'{prefix}max_pending' must be at least 1", where("max_pending"))
+    check = getattr(obj, "problem", None)  # a protocol's section checks itself: (key, message) or None
+    if check is not None:
+        problem = check()
+        if problem:
+            raise ConfigError(f"'{prefix}{problem[0]}' {problem[1]}", where(problem[0]))
     if isinstance(obj, ElasticsearchConfig):
         from .output.elasticsearch import config_problem
         problem = config_problem(obj)

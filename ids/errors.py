@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 
 class NeedData(Exception):
-    """A parser needs `n` more bytes before it can decide; reassembly waits for them."""
+    """A parser needs `n` more bytes before it can decide; reassembly waits for them (not an error).
+    Protocol parsers reach it as ids.protocols.spec.NeedData."""
 
     def __init__(self, n: int = 1):
         super().__init__(n)
@@ -18,7 +19,13 @@ class NeedData(Exception):
 
 
 class MalformedPdu(Exception):
-    """The bytes can never form a valid PDU; the parser records an anomaly and resynchronises."""
+    """The bytes can never form a valid PDU: `reason` becomes an anomaly name on the event and the session
+    resynchronises. Protocol parsers reach it as ids.protocols.spec.Malformed."""
+
+    def __init__(self, reason: str = "malformed", offset: int = 0):
+        super().__init__(reason)
+        self.reason = reason
+        self.offset = offset
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from .detect.engine import Engine
 from .errors import CaptureError
 from .events import FlowNotice
 from .flow.table import FlowTable
-from .protocols import PROTOCOLS
+from .protocols import DISSECTED
 
 NS = 1_000_000_000
 
@@ -30,7 +30,7 @@ class Run:
         dc = config.decode
         self.decoder = Decoder(dc.checksums, FragmentReassembler(dc.max_fragmented_datagrams,
                                                                  timeout_ns=dc.fragment_timeout * NS))
-        self.table = FlowTable(config, PROTOCOLS, self.engine.on_event,
+        self.table = FlowTable(config, DISSECTED, self.engine.on_event,
                                verify_checksums=dc.checksums == "on")
         self.errors: list[str] = []
         self.files_ok = 0

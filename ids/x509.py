@@ -208,3 +208,14 @@ def uris_in(alternative_names) -> list[str]:
             except ValueError:
                 out.append(a)
     return out
+
+
+def cert_summary(subject: dict, issuer: dict, not_after, sha256, serial) -> dict:
+    """The few facts of a certificate an asset inventory lists: subject and issuer names, expiry, digest."""
+    def name(n: dict):
+        cn = n.get("common_name")
+        if isinstance(cn, list):
+            cn = cn[0] if cn else None
+        return cn or n.get("distinguished_name")
+    return {"subject": name(subject), "issuer": name(issuer), "not_after": not_after, "sha256": sha256,
+            "serial": serial}

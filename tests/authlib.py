@@ -1,16 +1,19 @@
 """Helpers of the authentication tests: the recorded captures' registry and trust store, running captures
-through the auth detector, and crafted events for datasets whose dissectors live on other branches
-(otids.mqtt, otids.tls) built as the documents those dissectors publish."""
+through the auth detector, and crafted MQTT and TLS records (the typed records their dissectors emit, which
+is what the auth checks read)."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 
 from conftest import PCAPS, need
 
 from ids.detect.auth.certs import TrustStore
 from ids.detect.auth.detector import AuthDetector
 from ids.detect.auth.registry import load_registry
-from ids.events import FlowContext, rfc3339
+from ids.events import FlowContext
+from ids.protocols.mqtt.messages import MqttBare, MqttConnack, MqttConnect, MqttDisconnect, MqttExchange, MqttPublish
+from ids.protocols.tls.messages import TlsHandshake, TlsServerHello, X509Cert
 from ids.pipeline import analyze
 
 REGISTRY = PCAPS / "auth-registry.yaml"
@@ -46,58 +49,42 @@ def flow(client="10.10.3.5", server="10.10.5.1", cport=50000, sport=1883, fid=1)
     return FlowContext(fid, "tcp", "1:crafted", client, cport, None, server, sport, None, None, False)
 
 
-class DocEvent:
-    """An event of another branch's dataset as its ECS document: the auth checks read MQTT and TLS through
-    these documents (ids/detect/auth/views.py), so a crafted document is what they see."""
-
-    __slots__ = ("ts", "flow", "dataset", "label", "protocol", "_doc")
-
-    def __init__(self, ts: int, fl: FlowContext, dataset: str, label: str, doc: dict):
-        self.ts, self.flow, self.dataset, self.label, self._doc = ts, fl, dataset, label, doc
-        self.protocol = dataset.split(".", 1)[1]
-
-    def to_doc(self) -> dict:
-        d = {"@timestamp": rfc3339(self.ts),
-             "event": {"kind": "event", "category": ["network"], "type": ["protocol"], "dataset": self.dataset,
-                       "action": self.label}}
-        d.update(self.flow.network_doc(self.protocol))
-        d.update(self._doc)
-        return d
-
-
-def mqtt_connect(ts, fl, client_id, username=None, password=False, rc=0, keepalive=30):
-    c = {"protocol_string": "MQTT", "protocol_version": 4, "client_id": client_id, "keepalive": keepalive,
-         "flags": {"username": username is not None, "password": password, "will": False, "will_retain": False,
-                   "clean_session": True}}
-    if username is not None:
-        c["username"] = username
-    m = {"connect": c, "types": ["connect"], "protocol_version": 4, "status": "complete"}
+def mqtt_connect(ts, fl, client_id, username=None, password=False, rc=0, keepalive=30) -> MqttExchange:
+    """A CONNECT (and its CONNACK unless rc is None) as the MQTT dissector emits it."""
+    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password else 0)
+    msgs = [MqttConnect("connect", ts, True, 0, False, False, 20, "MQTT", 4, flags, keepalive, client_id, username,
+                        b"secret" if password else None)]
     if rc is not None:
-        m["connack"] = {"session_present": False, "return_code": rc,
-                        "reason": {0: "accepted", 4: "bad_username_or_password", 5: "not_authorized"}.get(rc, str(rc))}
-        m["types"].append("connack")
-    return DocEvent(ts, fl, "otids.mqtt", "connect", {"mqtt": m})
+        msgs.append(MqttConnack("connack", ts, False, 0, False, False, 4, False, rc))
+    return MqttExchange(ts, fl, 4, tuple(msgs), "complete", (), 1024)
 
 
-def mqtt_simple(ts, fl, kind):
-    return DocEvent(ts, fl, "otids.mqtt", kind, {"mqtt": {kind: {}, "types": [kind], "status": "complete"}})
+def mqtt_simple(ts, fl, kind) -> MqttExchange:
+    m = {"publish": MqttPublish("publish", ts, True, 0, False, False, 9, "t", None, b"1", 1),
+         "disconnect": MqttDisconnect("disconnect", ts, True, 0, False, False, 2)}.get(kind) \
+        or MqttBare(kind, ts, True, 0, False, False, 2)
+    return MqttExchange(ts, fl, 4, (m,), "complete", (), 1024)
 
 
-def tls_handshake(ts, fl, version="1.2", client_chain=(), server_chain=(), application="mqtt"):
-    """A TLS handshake document; chains are ids.x509.describe() documents, leaf first (describing them also
-    registers their bytes, as the TLS dissector does through ids.x509)."""
-    t = {"established": True, "version_protocol": "tls", "version": version}
-    o: dict = {"client_identity_observable": version != "1.3", "server_identity_observable": version != "1.3"}
-    if application:
-        o["application"] = application
-    for side, chain in (("client", client_chain), ("server", server_chain)):
-        if not chain or version == "1.3":
-            continue
-        leaf = chain[0]
-        t[side] = {"x509": leaf["x509"], "hash": {k: v.lower() for k, v in leaf["hash"].items()},
-                   "subject": leaf["x509"]["subject"]["distinguished_name"],
-                   "issuer": leaf["x509"]["issuer"]["distinguished_name"]}
-        o[f"{side}_chain"] = [{"subject": c["x509"]["subject"]["distinguished_name"],
-                               "issuer": c["x509"]["issuer"]["distinguished_name"],
-                               "sha256": c["hash"]["sha256"].lower()} for c in chain]
-    return DocEvent(ts, fl, "otids.tls", "handshake", {"tls": t, "otids": {"anomalies": [], "tls": o}})
+def _cert(d: dict) -> X509Cert:
+    """An ids.x509.describe() document as the TLS dissector's record (hashes in lower case, as it writes them)."""
+    x = d["x509"]
+
+    def ns(t):
+        return int(datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()) * NS if t else None
+    return X509Cert(d["hash"]["sha256"].lower(), d["hash"]["sha1"].lower(), x.get("version_number"),
+                    x.get("serial_number"), x.get("subject"), x.get("issuer"), ns(x.get("not_before")),
+                    ns(x.get("not_after")), x.get("signature_algorithm"), x.get("public_key_algorithm"),
+                    x.get("public_key_size"), x.get("public_key_curve"), x.get("public_key_exponent"),
+                    tuple(x.get("alternative_names", ())))
+
+
+def tls_handshake(ts, fl, version="1.2", client_chain=(), server_chain=(), application="mqtt") -> TlsHandshake:
+    """A TLS handshake as the dissector emits it; chains are ids.x509.describe() documents, leaf first
+    (describing them also registers their bytes, as the TLS dissector does through ids.x509)."""
+    tls13 = version == "1.3"
+    sh = TlsServerHello(0x0303, 0x1301 if tls13 else 0x002F, (), 0x0304 if tls13 else None, None, b"", "")
+    certs = {side: () if tls13 else tuple(_cert(c) for c in chain)
+             for side, chain in (("client", client_chain), ("server", server_chain))}
+    return TlsHandshake(ts, fl, None, sh, certs["server"], certs["client"], None, True, False, None, (), ts,
+                        application or None)

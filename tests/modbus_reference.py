@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from ids.events import ModbusTransaction
+from ids.protocols.modbus.messages import ModbusTransaction
 from ids.pipeline import analyze
 
 

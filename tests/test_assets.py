@@ -15,7 +15,7 @@ import yaml
 
 from conftest import CORPUS, PCAPS, ROOT, need, need_tool, run_cli
 from ids.assets import Inventory, printable_runs
-from ids.assets.cli import run_inventory, to_csv
+from ids.commands.assets import run_inventory, to_csv
 from ids.assets.oui import OuiTable, mac_vendor
 from ids.config import Config
 

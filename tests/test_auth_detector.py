@@ -238,7 +238,7 @@ def test_repeats_on_new_connections_are_counted_not_repeated():
 
 def _opcua_event(certs: dict, service="OpenSecureChannel", **kw):
     from authlib import flow
-    from ids.events import OpcuaEvent
+    from ids.protocols.opcua.messages import OpcuaEvent
     base = dict(ts=int(_pem("valid").not_valid_before_utc.timestamp() + 86400) * 1_000_000_000, flow=flow(sport=4840), message_type="OPN", service=service,
                 secure_channel_id=1, token_id=None, request_id=None, request_handle=None,
                 security_policy_uri="http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256", security_mode=None,

@@ -162,8 +162,6 @@ def test_tls_certificate_known_only_by_description_is_unverified():
     """If the TLS dissector keeps no certificate bytes (ids.x509 has none for the digest), the description
     is judged and the alert says what was not verified."""
     ev = _tls("sha1", client="127.0.0.65")
-    doc = ev._doc
-    doc["tls"]["client"]["hash"]["sha256"] = "ab" * 32
-    doc["otids"]["tls"]["client_chain"][0]["sha256"] = "ab" * 32
+    ev = ev._replace(client_certs=(ev.client_certs[0]._replace(sha256="ab" * 32),) + ev.client_certs[1:])
     got = rules(feed([ev], registry(), store()))
     assert got == Counter({"cert.unverified": 1, "cert.weak_signature": 1})

@@ -7,8 +7,8 @@ import pytest
 
 from conftest import CORPUS, need
 from ids.config import Config
-from ids.detect.baseline import model
-from ids.detect.baseline.cli import learn_paths
+from ids.detect.baseline import document
+from ids.commands.baseline import learn_paths
 from ids.detect.baseline.enforcer import BaselineDetector
 from ids.pipeline import analyze
 
@@ -25,7 +25,7 @@ def test_corpus_learn_and_self_enforce():
     for p in caps:
         b, learner, _ = learn_paths([str(p)], Config())
         text = b.dump()
-        b2 = model.parse(text, f"{p.name}.yaml")
+        b2 = document.parse(text, f"{p.name}.yaml")
         assert b2.dump() == text, p  # the file reads back to the same file
         det = BaselineDetector(b2, Config().baseline)
         _, col = analyze([str(p)], Config(), [det])
@@ -44,7 +44,7 @@ def test_corpus_mqtt_username_with_question_mark_round_trips():
     text = b.dump()
     user = "iotazewpmlithub.azure-devices.net/P47775ID170W2120/?api-version=2018-06-30"
     assert f'      mqtt_username: ["{user}"]\n' in text
-    b2 = model.parse(text, "mqtt.pcap.yaml")
+    b2 = document.parse(text, "mqtt.pcap.yaml")
     assert b2.section("assets")["100.67.35.238"]["identity"]["mqtt_username"] == [user]
     (e,) = [e for e in b2.section("mqtt").values() if e["client"] == "100.67.35.238"]
     assert e["usernames"] == [user]

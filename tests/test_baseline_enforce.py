@@ -6,13 +6,15 @@ import dataclasses
 import pytest
 
 from ids.config import BaselineConfig
-from ids.detect.baseline import model
+from ids.detect.baseline import document
 from ids.detect.baseline.enforcer import BaselineDetector, LearnThenEnforce
 from ids.detect.baseline.learner import Learner
-from ids.detect.baseline.modbus import Ranges
+from ids.protocols.modbus.baseline import Ranges
 from ids.detect.baseline.periodic import SAMPLE_CAP, IntervalSample
-from ids.events import (FlowContext, ModbusRequest, ModbusResponse, ModbusTransaction, MqttConnect,
-                        MqttExchange, MqttPublish, MqttSubscribe, OpcuaEvent)
+from ids.events import FlowContext
+from ids.protocols.modbus.messages import ModbusRequest, ModbusResponse, ModbusTransaction
+from ids.protocols.mqtt.messages import MqttConnect, MqttExchange, MqttPublish, MqttSubscribe
+from ids.protocols.opcua.messages import OpcuaEvent
 from ids.protocols.modbus.consts import function_name
 
 NS = 1_000_000_000
@@ -53,12 +55,12 @@ def normal(start=0.0, seconds=60, fl=None, scale=1.0, override=None):
     return evs
 
 
-def learned(cfg=None, events=None) -> model.Baseline:
+def learned(cfg=None, events=None) -> document.Baseline:
     lr = Learner(cfg or BaselineConfig())
     for ev in events or normal():
         lr.learn(ev)
     b = lr.baseline([{"name": "synthetic", "bytes": 0, "sha256": "-"}])
-    return model.parse(b.dump(), "mem.yaml")  # through the file, as users get it
+    return document.parse(b.dump(), "mem.yaml")  # through the file, as users get it
 
 
 def enforce(b, events, **cfg):
@@ -313,7 +315,7 @@ def test_learn_then_enforce(tmp_path):
         got += det.on_event(ev) or []
     got += det.flush(evs[-1].ts) or []
     assert rules(got) == ["otids.baseline.modbus.new_function"]
-    assert model.load(str(out)).section("modbus")[f"{HMI}|{PLC}|1"]["transactions"] > 80
+    assert document.load(str(out)).section("modbus")[f"{HMI}|{PLC}|1"]["transactions"] > 80
 
 
 # ---------------------------------------------------------------------------------------------- OPC UA / MQTT

@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from ids.detect.baseline import model, yamlio
-from ids.detect.baseline.model import Baseline, BaselineError, merge_review, parse
+from ids.detect.baseline import document, yamlio
+from ids.detect.baseline.document import Baseline, BaselineError, merge_review, parse
 
 
 # ---------------------------------------------------------------------------------------------- scalars
@@ -111,7 +111,7 @@ def test_any_string_round_trips_through_a_baseline_file():
     b2 = parse(text, "x.yaml")
     assert b2.entries["mqtt"] == b.entries["mqtt"] and b2.entries["opcua"] == b.entries["opcua"]
     assert b2.dump() == text
-    assert b2.dump(model.read_comments(text)) == text  # the comment reader copes with every escape
+    assert b2.dump(document.read_comments(text)) == text  # the comment reader copes with every escape
 
 
 def test_long_key_is_written_as_an_explicit_key():
@@ -138,28 +138,28 @@ def _doc():
 
 
 def test_dump_reads_back_and_is_canonical():
-    text = yamlio.dump(_doc(), model.item_id, model.HEADER)
+    text = yamlio.dump(_doc(), document.item_id, document.HEADER)
     assert yaml.safe_load(text) == _doc()
     assert "        20: {band: [40, 60], seen: [41, 59], count: 9}\n" in text
     assert "      - {function: 3, address: 0, period: 1.0, jitter: 0.001, samples: 9}\n" in text
-    assert yamlio.dump(yaml.safe_load(text), model.item_id, model.HEADER) == text
+    assert yamlio.dump(yaml.safe_load(text), document.item_id, document.HEADER) == text
 
 
 # ---------------------------------------------------------------------------------------------- comments
 
 def test_comments_follow_entries_when_entries_move_and_change():
-    text = yamlio.dump(_doc(), model.item_id, model.HEADER)
+    text = yamlio.dump(_doc(), document.item_id, document.HEADER)
     text = text.replace("  - ip: 10.0.0.10\n", "  # the boiler PLC, cabinet 3\n  - ip: 10.0.0.10  # fixed IP\n")
     text = text.replace("    functions:\n", "    # reviewed by J. on 2026-11-02\n    functions:\n")
     text = text.replace("samples: 9}\n", "samples: 9}  # the HMI's main poll\n")
     text = text.replace("version: 1\n", "version: 1\n# about assets\n")
-    comments = model.read_comments(text)
+    comments = document.read_comments(text)
     doc = _doc()
     # a re-learn: a new asset sorts in between, facts change
     doc["assets"].insert(1, {"ip": "10.0.0.5", "status": "learned", "roles": ["modbus_master"]})
     doc["modbus"][0]["functions"][6] = "write_single_register"
     doc["modbus"][0]["polls"][0]["samples"] = 99
-    out = yamlio.dump(doc, model.item_id, model.HEADER, comments)
+    out = yamlio.dump(doc, document.item_id, document.HEADER, comments)
     lines = out.splitlines()
     i = lines.index("  # the boiler PLC, cabinet 3")
     assert lines[i + 1] == "  - ip: 10.0.0.10  # fixed IP"
@@ -169,27 +169,27 @@ def test_comments_follow_entries_when_entries_move_and_change():
     assert out.count("# otids baseline:") == 1  # the generated header is not kept as a comment
     assert yaml.safe_load(out) == doc
     # and again: stable
-    assert yamlio.dump(doc, model.item_id, model.HEADER, model.read_comments(out)) == out
+    assert yamlio.dump(doc, document.item_id, document.HEADER, document.read_comments(out)) == out
 
 
 def test_comment_of_a_removed_entry_is_kept_at_the_end():
-    text = yamlio.dump(_doc(), model.item_id, model.HEADER)
+    text = yamlio.dump(_doc(), document.item_id, document.HEADER)
     text = text.replace("  - ip: 10.0.0.2\n", "  # old laptop, remove\n  - ip: 10.0.0.2\n")
     doc = _doc()
     del doc["assets"][0]
-    out = yamlio.dump(doc, model.item_id, model.HEADER, model.read_comments(text))
+    out = yamlio.dump(doc, document.item_id, document.HEADER, document.read_comments(text))
     assert out.rstrip().endswith(yamlio.ORPHAN_MARK + "\n# old laptop, remove")
-    again = yamlio.dump(doc, model.item_id, model.HEADER, model.read_comments(out))
+    again = yamlio.dump(doc, document.item_id, document.HEADER, document.read_comments(out))
     assert again == out  # the orphan block is not duplicated or moved on the next re-learn
 
 
 def test_hash_inside_quoted_value_is_not_a_comment():
     doc = {"version": 1, "mqtt": [{"client": "10.0.0.5", "broker": "10.0.0.9", "status": "learned",
                                    "subscribes": {"plant/#": {"qos": [1]}}}]}
-    text = yamlio.dump(doc, model.item_id, [])
-    c = model.read_comments(text)
+    text = yamlio.dump(doc, document.item_id, [])
+    c = document.read_comments(text)
     assert not c
-    out = yamlio.dump(doc, model.item_id, [], c)
+    out = yamlio.dump(doc, document.item_id, [], c)
     assert out == text
 
 
@@ -199,7 +199,7 @@ def _text(**changes):
     doc = _doc()
     for k, v in changes.items():
         doc["modbus"][0][k] = v
-    return yamlio.dump(doc, model.item_id, model.HEADER)
+    return yamlio.dump(doc, document.item_id, document.HEADER)
 
 
 def test_load_ok():
@@ -270,7 +270,7 @@ def test_modbus_range_edges_accepted():
 # ---------------------------------------------------------------------------------------------- re-learn
 
 def _baseline(doc) -> Baseline:
-    return parse(yamlio.dump(doc, model.item_id, model.HEADER), "x.yaml")
+    return parse(yamlio.dump(doc, document.item_id, document.HEADER), "x.yaml")
 
 
 def test_merge_keeps_review_and_drops_unseen_learned_entries():
@@ -303,12 +303,12 @@ def test_diff_by_identity():
     a = _doc()
     b = copy.deepcopy(a)
     b["assets"].reverse()  # order is no difference
-    assert model.diff(_baseline(a), _baseline(b)) == []
+    assert document.diff(_baseline(a), _baseline(b)) == []
     b["assets"].append({"ip": "10.0.0.7", "status": "learned", "roles": ["modbus_master"]})
     b["modbus"][0]["reads"]["holding_registers"] = ["0-19", 20]
     b["modbus"][0]["status"] = "approved"
     del b["assets"][0]
-    ch = model.diff(_baseline(a), _baseline(b))
+    ch = document.diff(_baseline(a), _baseline(b))
     got = {(c.op, c.label): c.details for c in ch}
     assert ("added", "asset 10.0.0.7") in got
     assert ("removed", "asset 10.0.0.10") in got

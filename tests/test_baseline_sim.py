@@ -16,8 +16,8 @@ import yaml
 
 from conftest import PCAPS, ROOT, need, need_tool, read_ndjson, run_cli
 from ids.config import Config
-from ids.detect.baseline import model
-from ids.detect.baseline.cli import learn_paths
+from ids.detect.baseline import document
+from ids.commands.baseline import learn_paths
 from ids.detect.baseline.enforcer import BaselineDetector
 from ids.pipeline import analyze
 
@@ -50,12 +50,12 @@ def tshark(pcap: Path, display_filter: str, *fields: str) -> list[tuple[str, ...
 
 
 @pytest.fixture(scope="module")
-def learned(tmp_path_factory) -> tuple[model.Baseline, Path]:
+def learned(tmp_path_factory) -> tuple[document.Baseline, Path]:
     b, learner, run = learn_paths([str(need(SIM / "clean1.pcap"))], Config())
     assert not run.errors and learner.events > 900
     path = tmp_path_factory.mktemp("bl") / "baseline.yaml"
     path.write_text(b.dump(), encoding="utf-8")
-    return model.load(str(path)), path
+    return document.load(str(path)), path
 
 
 def enforce(baseline, pcap: str):
@@ -304,7 +304,7 @@ def test_analyze_learn_then_enforce_cli(tmp_path):
     bl, out = tmp_path / "b.yaml", tmp_path / "alerts.ndjson"
     run_cli("analyze", str(need(SIM / "clean1.pcap")), str(need(SIM / "changes.pcap")), "--baseline", str(bl),
             "--baseline-learn", "100", "-o", str(out), "-q")
-    b = model.load(str(bl))
+    b = document.load(str(bl))
     assert b.section("modbus") and b.section("opcua") and b.section("mqtt")
     ids = sorted(d["rule"]["id"] for d in read_ndjson(out) if d["rule"]["category"] == "baseline")
     assert ids == ALL_RULES

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CORPUS, ROOT, need
-from ids.events import ModbusTransaction
+from ids.protocols.modbus.messages import ModbusTransaction
 from ids.pipeline import analyze
 
 SUFFIXES = (".pcap", ".pcapng", ".cap", ".trace")

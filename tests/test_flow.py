@@ -7,7 +7,8 @@ import struct
 
 from craft import MAC_A, MAC_B, TcpConv, eth, ip4, ipv4, mbap, tcp, write_pcap
 from ids.config import Config, FlowConfig, ProtocolsConfig, DecodeConfig
-from ids.events import FlowNotice, ModbusTransaction
+from ids.events import FlowNotice
+from ids.protocols.modbus.messages import ModbusTransaction
 from ids.pipeline import analyze
 
 READ = bytes([3, 0, 10, 0, 2])  # read holding registers 10..11

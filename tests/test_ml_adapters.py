@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 
-from ids.detect.ml.adapters import mqtt_view, opcua_view
+from ids.protocols.mqtt.ml import mqtt_view
+from ids.protocols.opcua.ml import opcua_view
+import ids.detect.ml.adapters  # noqa: F401  (registers each protocol's view)
 from ids.detect.ml.view import ADAPTERS
-from ids.events import (FlowContext, MqttAck, MqttBare, MqttConnack, MqttConnect, MqttExchange, MqttPublish,
-                        MqttSuback, MqttSubscribe, OpcuaEvent)
+from ids.events import FlowContext
+from ids.protocols.mqtt.messages import (MqttAck, MqttBare, MqttConnack, MqttConnect, MqttExchange, MqttPublish,
+                                       MqttSuback, MqttSubscribe)
+from ids.protocols.opcua.messages import OpcuaEvent
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS

@@ -6,11 +6,12 @@ import math
 
 import pytest
 
-from ids.detect.ml.adapters import modbus_view
+from ids.protocols.modbus.ml import modbus_view
 from ids.detect.ml.features import (NS, ProfileBuilder, Windower, WindowSpec, _window_features,
                                     profiles_from_json)
 from ids.detect.ml.view import ADAPTERS, FeatureView, adapter_for, view_of
-from ids.events import FlowContext, ModbusRequest, ModbusResponse, ModbusTransaction
+from ids.events import FlowContext
+from ids.protocols.modbus.messages import ModbusRequest, ModbusResponse, ModbusTransaction
 
 FLOW = FlowContext(1, "tcp", "1:x", "10.0.0.1", 40000, None, "10.0.0.2", 502, None, None, False)
 T0 = 1_700_000_000 * NS  # a multiple of 10 s

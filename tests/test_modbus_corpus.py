@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from conftest import CORPUS, ROOT, need, need_tool
-from ids.events import FlowNotice, ModbusTransaction
+from ids.events import FlowNotice
+from ids.protocols.modbus.messages import ModbusTransaction
 from modbus_reference import (Msg, field_mismatches, match, our_name_ok, ours, tshark, zeek_exception,
                               zeek_function, zeek_log)
 
@@ -502,10 +503,10 @@ def _flat(doc: dict, prefix: str = "") -> set:
 
 
 def test_every_modbus_field_emitted_is_declared_and_every_declared_one_emitted(tmp_path):
-    """ids/data/fields/modbus.yml against the documents of every corpus capture, the every-function-code
+    """ids/protocols/modbus/fields.yml against the documents of every corpus capture, the every-function-code
     capture and broken MBAP frames from both sides (the only source of protocol_id / length)."""
     from mbcraft import Conversation, adu, write_pcap
-    spec = yaml.safe_load((ROOT / "ids" / "data" / "fields" / "modbus.yml").read_text())
+    spec = yaml.safe_load((ROOT / "ids" / "protocols" / "modbus" / "fields.yml").read_text())
     declared = {f["name"]: f["type"] for f in spec["fields"]}
     assert spec["group"] == "modbus" and all(f.get("description") for f in spec["fields"])
     flattened = [n for n, t in declared.items() if t == "flattened"]

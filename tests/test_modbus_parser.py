@@ -12,8 +12,10 @@ import random
 
 import pytest
 
-from ids.config import Config, ModbusConfig
-from ids.events import FlowNotice, ModbusTransaction
+from ids.config import Config
+from ids.protocols.modbus.config import ModbusConfig
+from ids.events import FlowNotice
+from ids.protocols.modbus.messages import ModbusTransaction
 from ids.pipeline import analyze
 from ids.protocols.modbus.consts import exception_name, function_class, function_name
 from ids.protocols.modbus.parser import parse_request, parse_response

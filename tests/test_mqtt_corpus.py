@@ -19,7 +19,8 @@ import yaml
 
 from conftest import CORPUS, need
 from ids.capture import open_capture
-from ids.config import Config, MqttConfig
+from ids.config import Config
+from ids.protocols.mqtt.config import MqttConfig
 from ids.decode import Decoder
 from ids.decode.frag import FragmentReassembler
 from ids.detect.anomaly import AnomalyDetector

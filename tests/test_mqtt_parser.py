@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ids.events import MqttConnect, MqttExchange, MqttPublish
+from ids.protocols.mqtt.messages import MqttConnect, MqttExchange, MqttPublish
 from ids.protocols.mqtt import parser as P
 from ids.protocols.mqtt.consts import MALFORMED_TRAFFIC, PROP_NAMES, PROP_TYPES, reason_name
 from ids.protocols.mqtt.session import probe
@@ -135,7 +135,7 @@ def test_will_message_kept_up_to_the_log_limit():
     assert an == () and c5.will_message == b"hello" and c5.will_payload_length == 5
     c4, _, _ = _connect(raw, limit=4)
     assert c4.will_message == b"hell"
-    from ids.events import _connect_doc
+    from ids.protocols.mqtt.ecs import _connect_doc
     assert _connect_doc(c4, 4, 4, False)["will"]["message"] == "hell[truncated 1 additional bytes]"
     assert _connect_doc(c5, 4, 5, False)["will"]["message"] == "hello"
 
@@ -208,7 +208,7 @@ def test_subscribe_v5_options_and_empty_subscribe():
     raw = H("000100") + H("0001") + b"a" + bytes([0b0010_1101])  # qos 1, no_local, rap, handling 2
     m, an = P.parse_subscribe(raw, 0, len(raw), 1, True, 2, len(raw) + 2, 5)
     assert an == () and m.topics == (("a", 0b0010_1101),)
-    from ids.events import _subscribe_doc
+    from ids.protocols.mqtt.ecs import _subscribe_doc
     t = _subscribe_doc(m, 5, 1024, False)["topics"][0]
     assert t == {"topic": "a", "qos": 1, "no_local": True, "retain_as_published": True, "retain_handling": 2}
     m, an = P.parse_subscribe(H("0001"), 0, 2, 1, True, 2, 4, 4)

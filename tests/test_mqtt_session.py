@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import struct
 
-from ids.config import Config, MqttConfig
+from ids.flow.context import SessionContext
+from ids.config import Config
+from ids.protocols.mqtt.config import MqttConfig
 from ids.events import FlowContext
 from ids.protocols.mqtt.session import MqttSession
 
@@ -35,7 +37,7 @@ class _Table:
 
 def session(**mqtt):
     t = _Table(**mqtt)
-    return MqttSession(_Flow(), t), t
+    return MqttSession(SessionContext(t, _Flow())), t
 
 
 def pkt(b0: int, body: bytes) -> bytes:

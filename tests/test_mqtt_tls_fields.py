@@ -1,4 +1,4 @@
-"""ids/data/fields/mqtt.yml and tls.yml declare every field the MQTT and TLS documents carry (the
+"""ids/protocols/mqtt/fields.yml and tls/fields.yml declare every field the MQTT and TLS documents carry (the
 Elasticsearch mappings are generated from them), in the shared format."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import yaml
 
 from conftest import CORPUS, PCAPS, ROOT, need
-from ids.config import Config, MqttConfig
+from ids.config import Config
+from ids.protocols.mqtt.config import MqttConfig
 from ids.pipeline import analyze
 
 TYPES = {"keyword", "long", "integer", "short", "boolean", "date", "ip", "float", "double", "object", "flattened",
@@ -18,7 +19,8 @@ OURS = ("mqtt.", "tls.", "otids.tls.", "user.", "related.user")
 def _declared() -> dict[str, str]:
     out: dict[str, str] = {}
     for group in ("mqtt", "tls", "ecs"):  # shared ECS fields (user.name) are declared once, in ecs.yml
-        data = yaml.safe_load((ROOT / "ids" / "data" / "fields" / f"{group}.yml").read_text())
+        path = ROOT / "ids" / "protocols" / group / "fields.yml" if group != "ecs" else ROOT / "ids/data/fields/ecs.yml"
+        data = yaml.safe_load(path.read_text())
         assert data["group"] == group and data["description"]
         for f in data["fields"]:
             assert set(f) <= {"name", "type", "description", "example"}, f

@@ -9,10 +9,13 @@ import tracemalloc
 import pytest
 
 from conftest import PCAPS, need, read_ndjson, run_cli
-from ids.config import Config, OpcuaConfig
-from ids.events import FlowContext, OpcuaEvent
+from ids.flow.context import SessionContext
+from ids.config import Config
+from ids.protocols.opcua.config import OpcuaConfig
+from ids.events import FlowContext
+from ids.protocols.opcua.messages import OpcuaEvent
 from ids.pipeline import analyze
-from ids.protocols import PROTOCOLS
+from ids.protocols import REGISTRY
 from ids.protocols.opcua import parser as P
 from ids.protocols.opcua.consts import SERVICE_REQUESTS, SERVICE_RESPONSES, STATUS_CODES, service_name, status_name
 from ids.protocols.opcua.session import OpcuaSession, probe
@@ -126,7 +129,7 @@ def test_probe_edges():
     assert probe(b"HELF" + struct.pack("<I", 31), True) == 0  # below the smallest HEL
     assert probe(b"ACKF" + struct.pack("<I", 28), False) == 1 and probe(b"ACKF" + struct.pack("<I", 29), False) == 0
     assert probe(b"HELC" + struct.pack("<I", 40), True) == 0
-    assert PROTOCOLS["opcua"].default_ports == (4840,) and Config().port_map()[4840] == "opcua"
+    assert REGISTRY["opcua"].default_ports == (4840,) and Config().port_map()[4840] == "opcua"
 
 
 # ---------------------------------------------------------------------------------------------- the session fed directly
@@ -176,7 +179,7 @@ def read_response(handle=7, code=0) -> bytes:
 
 def test_pairing_sequence_and_unanswered():
     t = Table()
-    sess = OpcuaSession(Flow(), t)
+    sess = OpcuaSession(SessionContext(t, Flow()))
     sess.data(True, chunk(b"MSG", b"F", 5, 10, 1, read_request(7)), 1)
     sess.data(False, chunk(b"MSG", b"F", 5, 20, 1, read_response(7)), 2)
     sess.data(True, chunk(b"MSG", b"F", 5, 11, 2, read_request(8)), 3)  # in order
@@ -197,7 +200,7 @@ def test_pairing_sequence_and_unanswered():
 
 def test_sequence_rollover_is_not_a_gap():
     t = Table()
-    sess = OpcuaSession(Flow(), t)
+    sess = OpcuaSession(SessionContext(t, Flow()))
     sess.data(True, chunk(b"MSG", b"F", 5, 0xFFFFFFFF - 100, 1, read_request(1)), 1)
     sess.data(True, chunk(b"MSG", b"F", 5, 3, 2, read_request(2)), 2)  # wrapped below 1024 (6.7.2.4)
     sess.close(3)
@@ -206,7 +209,7 @@ def test_sequence_rollover_is_not_a_gap():
 
 def test_chunked_message_reassembled_and_abort():
     t = Table()
-    sess = OpcuaSession(Flow(), t)
+    sess = OpcuaSession(SessionContext(t, Flow()))
     body = read_request(3)
     pieces = [body[i:i + 10] for i in range(0, len(body), 10)]
     for k, piece in enumerate(pieces):
@@ -222,7 +225,7 @@ def test_chunked_message_reassembled_and_abort():
 
 def test_negotiated_chunk_limit_flagged():
     t = Table()
-    sess = OpcuaSession(Flow(), t)
+    sess = OpcuaSession(SessionContext(t, Flow()))
     sess.data(True, b"HELF" + struct.pack("<I", 32) + struct.pack("<5I", 0, 8192, 8192, 0, 0) + s(b""), 0)
     sess.data(False, b"ACKF" + struct.pack("<I", 28) + struct.pack("<5I", 0, 8192, 8192, 0, 2), 0)
     body = read_request(3)
@@ -240,7 +243,7 @@ def test_one_gigabyte_chunked_message_stays_within_the_cap():
     service from the first chunk. Peak traced memory stays far below the message size."""
     cfg = Config().replace(opcua=OpcuaConfig(max_message_size=4 << 20))
     t = Table(cfg)
-    sess = OpcuaSession(Flow(), t)
+    sess = OpcuaSession(SessionContext(t, Flow()))
     first = read_request(77)
     filler = b"\xAB" * (65536 - 24)
     total = 1 << 30
@@ -263,7 +266,7 @@ def test_one_gigabyte_chunked_message_stays_within_the_cap():
 def test_oversized_chunk_is_skipped_unread():
     cfg = Config().replace(opcua=OpcuaConfig(max_chunk_size=1 << 16))
     t = Table(cfg)
-    sess = OpcuaSession(Flow(), t)
+    sess = OpcuaSession(SessionContext(t, Flow()))
     big = chunk(b"MSG", b"F", 5, 1, 1, b"\0" * (1 << 17))
     for i in range(0, len(big), 1460):
         sess.data(True, big[i:i + 1460], i)
@@ -275,7 +278,7 @@ def test_oversized_chunk_is_skipped_unread():
 
 def test_garbage_detaches_a_flow_that_never_was_opcua():
     t = Table()
-    sess = OpcuaSession(Flow(), t)
+    sess = OpcuaSession(SessionContext(t, Flow()))
     for k in range(3):
         sess.data(True, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", k)
     assert t.notices and t.notices[0][0] == "detach"
@@ -286,7 +289,7 @@ def test_thumbprint_mismatch_flagged():
     srv = need(PCAPS / "opcua-certs" / "server.der").read_bytes()
     cli = need(PCAPS / "opcua-certs" / "client.der").read_bytes()
     t = Table()
-    sess = OpcuaSession(Flow(), t)
+    sess = OpcuaSession(SessionContext(t, Flow()))
     uri = b"http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256"
 
     def opn(cert, thumb, cid):
@@ -344,7 +347,7 @@ def _leaves(d: dict, prefix: str = ""):
 
 
 def test_every_emitted_opcua_field_is_declared():
-    """ids/data/fields/opcua.yml declares every opcua.* field the documents carry (leaves under a
+    """ids/protocols/opcua/fields.yml declares every opcua.* field the documents carry (leaves under a
     `flattened` field are covered by it)."""
     import yaml
     from conftest import CORPUS, ROOT
@@ -389,7 +392,7 @@ def test_fuzzed_streams_never_raise_and_stay_bounded():
     for it in range(300):
         segs = streams[it % len(streams)]
         t = Table()
-        sess = OpcuaSession(Flow(), t)
+        sess = OpcuaSession(SessionContext(t, Flow()))
         for k, (to_server, data) in enumerate(segs):
             b = bytearray(data)
             op = rnd.random()

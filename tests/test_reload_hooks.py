@@ -21,7 +21,7 @@ def _args(**kw):
 
 
 def test_rules_reload_good_then_broken(tmp_path):
-    from ids.detect.rules.cli import build
+    from ids.commands.rules import build
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
     shutil.copy(PCAPS / "modbus-demo.lists.yml", rules / "lists.yml")
@@ -38,7 +38,7 @@ def test_rules_reload_good_then_broken(tmp_path):
 
 
 def test_baseline_reload_good_then_broken(tmp_path):
-    from ids.detect.baseline.cli import build
+    from ids.commands.baseline import build
     f = tmp_path / "b.yaml"
     shutil.copy(ROOT / "models" / "sim-baseline.yaml", f)
     (det,), _, _ = build(_args(baseline=str(f)), Config())
@@ -52,7 +52,7 @@ def test_baseline_reload_good_then_broken(tmp_path):
 
 
 def test_registry_reload_good_then_broken(tmp_path):
-    from ids.detect.auth.cli import build
+    from ids.commands.auth import build
     reg = tmp_path / "reg.yaml"
     shutil.copy(ROOT / "deploy" / "registry.example.yaml", reg)
     text = reg.read_text().replace("trust_store: /etc/otids/trust", "")

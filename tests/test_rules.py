@@ -10,9 +10,9 @@ import pytest
 
 from conftest import PCAPS, ROOT, read_ndjson, run_cli
 from ids.detect.rules.compile import MISSING, DocView, resolve
-from ids.detect.rules.engine import RulesDetector, compile_rules, load_ruleset
+from ids.detect.rules.detector import RulesDetector, compile_rules, load_ruleset
 from ids.detect.rules.loader import load_lists, load_yaml_file
-from ids.detect.rules.model import Issue, SiteLists
+from ids.detect.rules.rule import Issue, SiteLists
 from ids.errors import SourceLocation
 from ids.pipeline import analyze
 
@@ -230,7 +230,8 @@ def test_resolve_paths():
 
 def _nodoc_event(fc: int):
     """A real Modbus event whose document must never be built."""
-    from ids.events import FlowContext, ModbusRequest, ModbusTransaction
+    from ids.events import FlowContext
+    from ids.protocols.modbus.messages import ModbusRequest, ModbusTransaction
 
     class NoDoc(ModbusTransaction):
         def to_doc(self):

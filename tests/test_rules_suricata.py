@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from conftest import CORPUS, PCAPS, need, run_cli
-from ids.detect.rules.engine import RulesDetector, compile_rules
-from ids.detect.rules.model import SiteLists
+from ids.detect.rules.detector import RulesDetector, compile_rules
+from ids.detect.rules.rule import SiteLists
 from ids.detect.rules.suricata import load_suricata_file
 from ids.pipeline import analyze
 
@@ -264,7 +264,7 @@ def test_mqtt_errors(body, message):
 
 
 def test_password_rules_see_secrets_but_alerts_do_not_carry_them():
-    from ids.detect.rules.engine import _doc_of
+    from ids.detect.rules.detector import _doc_of
 
     class Ev:
         dataset = "otids.mqtt"

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from conftest import CORPUS, need
-from ids.detect.rules.engine import RulesDetector, compile_rules
-from ids.detect.rules.model import SiteLists
+from ids.detect.rules.detector import RulesDetector, compile_rules
+from ids.detect.rules.rule import SiteLists
 from ids.detect.rules.suricata import load_suricata_file
 from ids.pipeline import analyze
 

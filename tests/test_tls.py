@@ -12,7 +12,9 @@ import pytest
 from cryptography import x509
 
 from conftest import CORPUS, PCAPS, need, need_tool
-from ids.config import Config, TlsConfig
+from ids.flow.context import SessionContext
+from ids.config import Config
+from ids.protocols.tls.config import TlsConfig
 from ids.events import FlowContext
 from ids.pipeline import analyze
 from ids.protocols.tls.parser import parse_certificate, parse_client_hello
@@ -99,7 +101,7 @@ class _Table:
 
 def test_session_records_split_anywhere_and_fatal_alert_ends_it():
     t = _Table()
-    s = TlsSession(_Flow(), t)
+    s = TlsSession(SessionContext(t, _Flow()))
     data = rec(22, hs(1, client_hello(exts=ext(16, b"\x00\x05\x04mqtt"))))
     for i in range(len(data)):  # one byte per segment
         s.data(True, data[i:i + 1], i)
@@ -117,16 +119,16 @@ def test_session_records_split_anywhere_and_fatal_alert_ends_it():
 
 def test_session_not_tls_detaches_and_bounds_hold():
     t = _Table()
-    TlsSession(_Flow(), t).data(True, b"\x10\x2b\x00\x04MQTT\x04\xc2\x00\x3c", 1)
+    TlsSession(SessionContext(t, _Flow())).data(True, b"\x10\x2b\x00\x04MQTT\x04\xc2\x00\x3c", 1)
     assert t.detached and not t.events
     t = _Table(max_handshake_bytes=100)
-    s = TlsSession(_Flow(), t)
+    s = TlsSession(SessionContext(t, _Flow()))
     s.data(True, rec(22, hs(1, client_hello())), 1)
     s.data(False, rec(22, hs(11, b"\x00" * 200)), 2)  # a certificate message over the bound
     s.close(3)
     assert t.events[0].anomalies == ("handshake_too_large",)
     t = _Table(max_certificates=1)
-    s = TlsSession(_Flow(), t)
+    s = TlsSession(SessionContext(t, _Flow()))
     certs = b"\x00\x00\x01a" * 3
     s.data(False, rec(22, hs(11, len(certs).to_bytes(3, "big") + certs)), 1)
     s.close(2)

@@ -59,8 +59,8 @@ def main() -> int:
     ap.add_argument("--pcap")
     args = ap.parse_args()
     from ids.assets import Inventory
-    from ids.assets.cli import InventoryDetector
-    from ids.detect.baseline import model
+    from ids.commands.assets import InventoryDetector
+    from ids.detect.baseline import document
     from ids.detect.baseline.enforcer import BaselineDetector
     from ids.detect.baseline.learner import Learner, LearnerDetector
 
@@ -81,7 +81,7 @@ def main() -> int:
             return [LearnerDetector(lr)]
 
         t_learn, _, _ = timed(mk_learn, pcap, args.runs)
-        b = model.parse(learner_box[-1].baseline().dump(), "bench.yaml")
+        b = document.parse(learner_box[-1].baseline().dump(), "bench.yaml")
         t_assets, _, _ = timed(lambda: [InventoryDetector(Inventory())], pcap, args.runs)
         t_enf, run_e, (det,) = timed(lambda: [BaselineDetector(b, Config().baseline)], pcap, args.runs)
         npk = int(subprocess.run(["capinfos", "-c", "-M", pcap], capture_output=True, text=True).stdout

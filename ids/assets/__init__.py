@@ -4,24 +4,27 @@ MQTT client/broker), the services it offers and uses, and what the traffic says 
 identification (FC 43/14) and server id (FC 17), OPC UA application descriptions, certificates, MQTT client
 ids and usernames.
 
-It reads typed events only (ids.events, never bytes or documents): any event with a `flow` (FlowContext)
-and a `protocol` gives roles and services; the identity extractors below add the protocol-specific facts
-(Modbus FC 43/14 and 17, OPC UA application descriptions and certificates, MQTT CONNECT, TLS
-certificates). `otids assets` prints it; the baseline learner keeps its `assets` section
+It reads typed records only (never bytes or documents): any event with a `flow` (FlowContext) and a
+`protocol` gives roles (declared by each protocol) and services; each protocol's identity extractor
+(ids/protocols/<name>/assets.py: Modbus FC 43/14 and 17, OPC UA application descriptions and certificates,
+MQTT CONNECT, TLS certificates) adds the protocol-specific facts. `otids assets` prints it; the baseline learner keeps its `assets` section
 from it.
 """
 from __future__ import annotations
 
 import ipaddress
 
-from ..events import ModbusTransaction, MqttConnect, MqttExchange, OpcuaEvent, TlsHandshake, rfc3339
+from ..protocols import REGISTRY
+from ..units import rfc3339
+from ..protocols.modbus.assets import modbus_identity, printable_runs  # noqa: F401  (re-exported)
+from ..protocols.modbus.messages import ModbusTransaction
+from ..protocols.opcua.assets import norm_service, opcua_identity  # noqa: F401  (re-exported)
 
-#: protocol -> (role of the flow's client, role of its server)
-ROLES = {
-    "modbus": ("modbus_master", "modbus_slave"),
-    "opcua": ("opcua_client", "opcua_server"),
-    "mqtt": ("mqtt_client", "mqtt_broker"),
-}
+#: protocol -> (role of the flow's client, role of its server), as each protocol declares them
+ROLES = {n: (p.roles["client"], p.roles["server"]) for n, p in REGISTRY.items()
+         if "client" in p.roles and "server" in p.roles}
+#: record type -> the protocol's identity extractor: ev -> [(side, fact, value)]
+IDENTITY = {t: p.identity for p in REGISTRY.values() if p.identity is not None for t in p.records}
 NO_MAC = "00-00-00-00-00-00"  # loopback and some tunnels: no hardware address
 MAX_PEERS = 1024  # per asset; beyond it peers are counted, not listed
 FLOW_CACHE = 65536
@@ -44,144 +47,13 @@ def ip_sort_key(ip: str):
         return (9, ip)
 
 
-def printable_runs(raw: bytes, min_len: int = 3) -> str:
-    """The readable text in a device-specific byte string (FC 17 server id): runs of printable ASCII of
-    at least `min_len` characters, joined by spaces."""
-    runs, cur = [], []
-    for b in raw:
-        if 32 <= b < 127:
-            cur.append(chr(b))
-        else:
-            if len(cur) >= min_len:
-                runs.append("".join(cur).strip())
-            cur = []
-    if len(cur) >= min_len:
-        runs.append("".join(cur).strip())
-    return " ".join(r for r in runs if r)
-
-
 # ---------------------------------------------------------------------------------------------- identity
 
-def modbus_identity(ev: ModbusTransaction) -> tuple[str, dict] | None:
-    """(kind, facts) from a Modbus FC 43/14 or FC 17 response, about the slave (unit in the facts)."""
-    resp = ev.response
-    if resp is None or not resp.details or ev.exception_code is not None:
-        return None
-    d = resp.details
-    if ev.function_code == 43 and d.get("mei_type") == 14:
-        ident = {k: v.strip() for k, v in (d.get("device_identification") or {}).items()
-                 if isinstance(v, str) and v.strip()}
-        return ("modbus", ident) if ident else None
-    if ev.function_code == 17:  # server id, then the additional data some devices put their name in
-        runs = [printable_runs(bytes.fromhex(d[k])) for k in ("server_id", "additional_data")
-                if isinstance(d.get(k), str)]
-        text = " ".join(r for r in runs if r)
-        return ("modbus_server_id", {"text": text}) if text else None
-    return None
-
-
-def norm_service(s) -> str:
-    s = str(s or "").replace("_", "").replace(" ", "").lower()
-    for suffix in ("request", "response"):
-        if s.endswith(suffix) and len(s) > len(suffix):
-            s = s[: -len(suffix)]
-    return s
-
-
-#: OPC UA ApplicationDescription fields kept as identity facts (asset fact `opcua_<field>`)
-OPCUA_APP_FIELDS = ("application_uri", "product_uri", "application_name")
-
-
-def _app_facts(side: str, desc, out: list) -> None:
-    if isinstance(desc, dict):
-        for f in OPCUA_APP_FIELDS:
-            v = desc.get(f)
-            if isinstance(v, str) and v:
-                out.append((side, f"opcua_{f}", v))
-
-
-def _url_host(url) -> str | None:
-    if not isinstance(url, str) or "://" not in url:
-        return None
-    host = url.split("://", 1)[1].split("/", 1)[0]
-    if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def opcua_identity(ev: OpcuaEvent) -> list[tuple[str, str, object]]:
-    """(side, fact, value) from an OPC UA exchange: the client's ApplicationDescription in CreateSession,
-    the server's in the CreateSession response endpoints and GetEndpoints (a server describing itself),
-    FindServers entries only where a discovery URL names the server's own address (a discovery server lists
-    others too), and the client and server certificates."""
-    out: list[tuple[str, str, object]] = []
-    svc = ev.service
-    req, resp = ev.request, ev.response
-    if svc == "CreateSession":
-        if req:
-            _app_facts("client", req.get("client"), out)
-        if resp:
-            for e in resp.get("server_endpoints") or ():
-                _app_facts("server", e.get("server"), out)
-    elif svc == "GetEndpoints" and resp:
-        for e in resp.get("endpoints") or ():
-            _app_facts("server", e.get("server"), out)
-    elif svc == "FindServers" and resp:
-        for d in resp.get("servers") or ():
-            if any(_url_host(u) == ev.flow.server_ip for u in d.get("discovery_urls") or ()):
-                _app_facts("server", d, out)
-    if ev.certificates:
-        for role in ("client", "server"):
-            c = ev.certificates.get(role)
-            if isinstance(c, dict) and c.get("hash"):
-                x = c.get("x509") or {}
-                out.append((role, "certificate", _cert_summary((x.get("subject") or {}),
-                                                              (x.get("issuer") or {}), x.get("not_after"),
-                                                              c["hash"].get("sha256"), x.get("serial_number"))))
-    return out
-
-
-def mqtt_identity(ev: MqttExchange) -> list[tuple[str, str, object]]:
-    """(side, fact, value) from an MQTT exchange: the client id and username of the client's CONNECT."""
-    m = ev.messages[0]
-    if type(m) is not MqttConnect or not m.to_server:
-        return []
-    return [("client", f"mqtt_{f}", v) for f, v in (("client_id", m.client_id), ("username", m.username))
-            if isinstance(v, str) and v]
-
-
-def tls_identity(ev: TlsHandshake) -> list[tuple[str, str, object]]:
-    """(side, "certificate", summary) for the leaf certificates a TLS <= 1.2 handshake carries in clear."""
-    out: list[tuple[str, str, object]] = []
-    for side, certs in (("client", ev.client_certs), ("server", ev.server_certs)):
-        if certs:
-            c = certs[0]
-            out.append((side, "certificate", _cert_summary(c.subject or {}, c.issuer or {},
-                                                           rfc3339(c.not_after) if c.not_after else None,
-                                                           c.sha256, c.serial_number)))
-    return out
-
-
 def identity_facts(ev) -> list[tuple[str, str, object]]:
-    """Identity facts of an OPC UA, MQTT or TLS event (typed records, ids.events); [] for others."""
-    t = type(ev)
-    if t is OpcuaEvent:
-        return opcua_identity(ev)
-    if t is MqttExchange:
-        return mqtt_identity(ev)
-    if t is TlsHandshake:
-        return tls_identity(ev)
-    return []
-
-
-def _cert_summary(subject: dict, issuer: dict, not_after, sha256, serial) -> dict:
-    def name(n: dict):
-        cn = n.get("common_name")
-        if isinstance(cn, list):
-            cn = cn[0] if cn else None
-        return cn or n.get("distinguished_name")
-    return {"subject": name(subject), "issuer": name(issuer), "not_after": not_after, "sha256": sha256,
-            "serial": serial}
+    """Identity facts of a typed record, from its protocol's extractor (ids/protocols/<name>/assets.py); []
+    for records whose protocol declares none."""
+    fn = IDENTITY.get(type(ev))
+    return fn(ev) if fn is not None else []
 
 
 # ---------------------------------------------------------------------------------------------- inventory

@@ -1,8 +1,9 @@
 """Detection engine: fans every event out to the detectors and every alert out to the sinks.
 
-Detectors own one kind of finding each (anomaly here; rules/, baseline/, ml/, auth/ as they land) and
-share one interface: `on_event(event) -> iterable of Alert` (or None), `flush(ts) -> iterable of Alert`
-at the end of input. A detector may also have `accepts(event_type) -> bool`: the engine then routes
+Detectors own one kind of finding each (anomaly.py, rules/, baseline/, ml/, auth/, loss.py) and share one
+interface, `ids.detect.api.Detector`: `on_event(event) -> iterable of Alert` (or None), `flush(ts) ->
+iterable of Alert` at the end of input, and optionally `reload(config)` (SIGHUP). A detector may also have
+`accepts(event_type) -> bool`: the engine then routes
 only those event types to it (asked once per type), so a detector costs nothing on traffic it ignores.
 Every event type has `dataset` and `label` (function, service or action), which is what the run summary
 counts. The engine keeps no state of its own beyond counters and the routes.
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .api import Detector
+
 
 class Engine:
-    def __init__(self, detectors: list, alert_sinks: list, event_sinks: list):
+    def __init__(self, detectors: list[Detector], alert_sinks: list, event_sinks: list):
         self.detectors = detectors
         self.alert_sinks = alert_sinks
         self.event_sinks = event_sinks

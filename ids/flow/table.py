@@ -11,6 +11,7 @@ from typing import Callable
 from ..config import Config
 from ..decode.packet import ACK, FIN, RST, SYN, Packet
 from ..events import FlowContext, FlowNotice, community_id, ip_text, mac_text, TRANSPORT_NAMES
+from .context import SessionContext
 from .tcp import Stream
 
 NS = 1_000_000_000
@@ -198,7 +199,7 @@ class FlowTable:
         name = self.port_map.get(f.sport)
         if name is not None and name in self.protocols:
             f.app = name
-            f.session = self.protocols[name].session(f, self)
+            f.session = self.protocols[name].session(SessionContext(self, f))
         elif self.probe_order:
             f.probing = True
             f.probe = [b"", b""]
@@ -253,7 +254,7 @@ class FlowTable:
             if r > 0:
                 flow.probing = False
                 flow.app = proto.name
-                flow.session = proto.session(flow, self)
+                flow.session = proto.session(SessionContext(self, flow))
                 other = flow.probe[1 - i]
                 flow.probe = None
                 if other:  # the other direction's bytes came first: hand them over in order

@@ -163,7 +163,7 @@ def fields_markdown(fs: FieldSet) -> str:
 
 def _rel(path: str) -> str:
     p = path.replace("\\", "/")
-    i = p.rfind("ids/data/fields/")
+    i = max(p.rfind("ids/data/fields/"), p.rfind("ids/protocols/"))  # shared groups, or a protocol's own
     return p[i:] if i >= 0 else p
 
 

@@ -1,5 +1,6 @@
-"""Field definitions: every field an otids document may carry, declared once, as data, in
-`ids/data/fields/<group>.yml` (one file per field group; format in that folder's README.md).
+"""Field definitions: every field an otids document may carry, declared once, as data: each protocol's in its
+package (`ids/protocols/<name>/fields.yml`), the shared groups in `ids/data/fields/<group>.yml` (format in
+that folder's README.md).
 
 This module loads and merges the group files (a duplicate or conflicting declaration is an error naming
 file:line), and answers what the rest derives from them: Elasticsearch/OpenSearch mapping properties
@@ -19,8 +20,23 @@ from pathlib import Path
 import yaml
 
 from ..errors import SourceLocation, UserError
+from ..protocols import REGISTRY
 
 FIELDS_DIR = Path(__file__).resolve().parents[1] / "data" / "fields"
+
+
+def group_of(path) -> str:
+    """The group a definition file declares: its name, or its protocol folder's for a package's fields.yml."""
+    p = Path(path)
+    return p.parent.name if p.name == "fields.yml" else p.stem
+
+
+def field_files() -> list[Path]:
+    """Every field definition file: the shared groups in ids/data/fields/ and each protocol's fields.yml, in
+    group-name order (the file's name; the protocol's name for the fields.yml of its package)."""
+    files = [(p.stem, p) for p in FIELDS_DIR.glob("*.yml")] if FIELDS_DIR.is_dir() else []
+    files += [(n, Path(p.fields)) for n, p in REGISTRY.items() if p.fields and Path(p.fields).is_file()]
+    return [p for _, p in sorted(files)]
 
 #: Elasticsearch field types a definition may use, with (minimum, maximum) for the integer types.
 INTEGER_RANGES = {"byte": (-2 ** 7, 2 ** 7 - 1), "short": (-2 ** 15, 2 ** 15 - 1),
@@ -251,10 +267,10 @@ def _field_mapping(t: str, flavor: str) -> dict:
 # ---------------------------------------------------------------------------------------------- loading
 
 def load_fields(paths: list[str | os.PathLike] | None = None) -> FieldSet:
-    """Load and merge field group files (default: every ids/data/fields/*.yml, in name order).
+    """Load and merge field group files (default: every field_files(), in group-name order).
     Raises FieldDefinitionError listing every problem found."""
     if paths is None:
-        paths = sorted(FIELDS_DIR.glob("*.yml"))
+        paths = field_files()
     errors: list[DefinitionError] = []
     groups: dict[str, Group] = {}
     fields: dict[str, Field] = {}
@@ -287,13 +303,14 @@ def _load_file(path: str, groups: dict, fields: dict, errors: list) -> None:
         err(root, "the file must be a mapping with keys group, description, fields")
         return
     top = _mapping(root, err, _GROUP_KEYS)
-    stem = Path(path).stem
+    stem = group_of(path)
     gname = _scalar(top.get("group"), err, "group")
     if gname is None:
         err(root, "missing 'group'")
         gname = stem
     elif gname != stem:
-        err(top["group"][1], f"group '{gname}' must match the file name '{stem}.yml'")
+        err(top["group"][1], f"group '{gname}' must match the file name '{stem}.yml'" if Path(path).name != "fields.yml"
+            else f"group '{gname}' must match the protocol folder name '{stem}'")
     gdesc = _scalar(top.get("description"), err, "description") or ""
     if not gdesc:
         err(root, "missing group 'description'")

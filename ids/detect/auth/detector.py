@@ -12,10 +12,11 @@ one-off events: the first occurrence per (rule, parties, certificate) alerts at 
 """
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from dataclasses import dataclass
+from collections import deque
 
-from ...events import Alert, OpcuaEvent
+from ...events import Alert
+from ...protocols.opcua.messages import OpcuaEvent
+from ..api import LimitEntry, Limiter, RuleInfo
 from ..attack import techniques
 from .certs import Finding, TrustStore
 from .registry import SECURITY_MODES, AuthPolicy, Registry
@@ -32,13 +33,7 @@ DISCOVERY = frozenset(("Hello", "OpenSecureChannel", "CloseSecureChannel", "GetE
                        "FindServersOnNetwork", "RegisterServer", "RegisterServer2", "Error", "ReverseHello"))
 
 
-@dataclass(frozen=True)
-class AuthRule:
-    id: str
-    name: str
-    severity: str  # the usual severity; a finding may carry its own (self-signed allowed by policy: info)
-    description: str
-    attack: tuple[str, ...] = ()
+AuthRule = RuleInfo  # the old name
 
 
 _R = [
@@ -175,16 +170,6 @@ def certificate_extra(doc: dict | None, role: str | None) -> dict:
     return out
 
 
-class _Limiter:
-    __slots__ = ("start", "suppressed", "last", "flow")
-
-    def __init__(self, ts, flow):
-        self.start = ts
-        self.suppressed = 0
-        self.last = None
-        self.flow = flow  # a finding seen again on the same connection is the same sighting, not a repeat
-
-
 def _bounded_set(d: dict, key, value) -> None:
     if key not in d and len(d) >= MAX_KEYS:
         d.pop(next(iter(d)))
@@ -198,7 +183,7 @@ class AuthDetector:
         self.policy = policy or (registry.policy if registry is not None else AuthPolicy())
         self.judge = CertJudge(store, self.policy.cert_policy())
         self.realert = self.policy.realert_after * NS
-        self.limiters: OrderedDict[tuple, _Limiter] = OrderedDict()
+        self.limiter = Limiter(self.realert, MAX_KEYS, lru=True)
         self.learned: dict[tuple, tuple[str, int]] = {}  # (ip, role, uri) -> (sha256, first ts)
         self.channels: dict[tuple, set] = {}  # (flow id, channel id) -> rule ids already decided
         self.advertised: dict[tuple, set] = {}  # (server ip, port) -> {(mode, policy uri)}
@@ -212,12 +197,12 @@ class AuthDetector:
         args = getattr(self, "context_args", None)
         if args is None:
             return
-        from .cli import load_context
+        from .context import load_context
         reg, store = load_context(args)
         self.registry = reg if reg is not None and reg.devices else None
         self.policy = reg.policy if reg is not None else AuthPolicy()
         self.judge = CertJudge(store, self.policy.cert_policy())
-        self.realert = self.policy.realert_after * NS
+        self.realert = self.limiter.window = self.policy.realert_after * NS
 
     # ------------------------------------------------------------------ dispatch
     _DATASETS = frozenset(("otids.opcua", "otids.mqtt", "otids.tls"))
@@ -611,23 +596,14 @@ class AuthDetector:
               device: str | None = None, expected=None, seen=None, client_id: str | None = None,
               extra: dict | None = None) -> None:
         args = (rid, ev, ts, reason, severity, cert, role, protocol, device, expected, seen, client_id, extra)
-        lim = self.limiters.get(key)
+        lim = self.limiter.get(key)
         flow = ev.flow.flow_id
-        if lim is not None and (flow == lim.flow or (severity or RULES[rid].severity) == "info"):
+        if lim is not None and (flow == lim.tag or (severity or RULES[rid].severity) == "info"):
             return  # the same connection is the same sighting; facts (info) are said once per key
-        if lim is not None and ts - lim.start < self.realert:
-            lim.suppressed += 1
-            lim.last = args
-            lim.flow = flow
+        due = self.limiter.hit(key, ts, args, tag=flow)
+        if due is None:
             return
-        if lim is not None and lim.suppressed:
-            out.append(self._repeat(lim, ts))
-        if lim is None and len(self.limiters) >= MAX_KEYS:
-            _, old = self.limiters.popitem(last=False)
-            if old.suppressed:
-                out.append(self._repeat(old, ts))
-        self.limiters[key] = _Limiter(ts, flow)
-        self.limiters.move_to_end(key)
+        out.extend(self._repeat(e, ts) for _, e in due)
         out.append(self._alert(*args))
 
     def _alert(self, rid, ev, ts, reason, severity, cert, role, protocol, device, expected, seen, client_id, extra,
@@ -658,7 +634,7 @@ class AuthDetector:
                      techniques=techniques(*r.attack), event=ev,
                      protocol=evp if isinstance(evp, str) else protocol, count=count, extra=x)
 
-    def _repeat(self, lim: _Limiter, ts: int) -> Alert:
+    def _repeat(self, lim: LimitEntry, ts: int) -> Alert:
         rid, ev, _ts, reason, *rest = lim.last
         n = lim.suppressed
         lim.suppressed = 0
@@ -666,11 +642,7 @@ class AuthDetector:
                            *rest, count=n)
 
     def flush(self, ts: int):
-        out = []
-        for lim in self.limiters.values():
-            if lim.suppressed:
-                out.append(self._repeat(lim, ts))
-        return out
+        return [self._repeat(lim, ts) for _, lim in self.limiter.pending()]
 
 
 _EXPECTED = {

@@ -1,17 +1,17 @@
 """What the authentication checks read from events, in one place: the certificates an event carries (OPC UA
 secure channels and services, TLS handshakes), an MQTT CONNECT exchange, a TLS handshake's version and
-identity visibility. The detector (detector.py) and `otids certs` (cli.py) use nothing else.
+identity visibility. The detector (detector.py) and `otids certs` (ids/commands/auth.py) use nothing else.
 
-OPC UA is read from the typed OpcuaEvent. MQTT and TLS are read from their ECS documents (dataset otids.mqtt:
-`mqtt.connect.*`, `mqtt.connack.*`; otids.tls: `tls.*`, `tls.client.x509.*`, `otids.tls.*`), which are the
-published contract of those dissectors: these adapters are the one place to point at typed fields later.
-Documents are built only for the few events that matter (CONNECT and DISCONNECT exchanges, handshakes).
+Everything is read from the typed records (OpcuaEvent, MqttExchange, TlsHandshake): the record is the
+contract between a dissector and the detectors, and no document is built or re-parsed here.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
 from ... import x509 as _x509
+from ...protocols.mqtt.consts import reason_name
+from ...protocols.tls.consts import version_text
 
 
 class SeenCert(NamedTuple):
@@ -77,16 +77,15 @@ def mqtt_connect(ev) -> MqttConnect | None:
     """The CONNECT (+CONNACK) of an exchange, or None when the exchange is something else."""
     if mqtt_label(ev) != "connect":
         return None
-    m = ev.to_doc().get("mqtt") or {}
-    c = m.get("connect")
-    if not isinstance(c, dict):
-        return None
-    flags = c.get("flags") or {}
-    ack = m.get("connack") or {}
-    return MqttConnect(c.get("client_id"), c.get("username"),
-                       bool(flags.get("password")) if flags else "password" in c,
-                       ack.get("return_code"), ack.get("reason"), c.get("keepalive"),
-                       m.get("protocol_version") or c.get("protocol_version"))
+    c = ev.messages[0]
+    v = ev.protocol_version
+    ack = next((m for m in ev.messages if m.type == "connack"), None)
+    rc = getattr(ack, "return_code", None)
+    if c.doc_kind != "connect":  # a CONNECT too large to parse: only its size is known
+        return MqttConnect(None, None, False, rc, reason_name(rc, 2, v) if rc is not None else None, None, v or None)
+    return MqttConnect(c.client_id, c.username, bool(c.flags & 0x40) if c.flags is not None else False,
+                       rc, reason_name(rc, 2, v) if rc is not None else None, c.keepalive,
+                       v or c.protocol_version)
 
 
 # ---------------------------------------------------------------------------------------------- TLS
@@ -101,38 +100,35 @@ class TlsHandshake(NamedTuple):
     server: list
 
 
-def _side(doc: dict, side: str, chain: list | None) -> list:
-    t = (doc.get("tls") or {}).get(side) or {}
-    h = t.get("hash") or {}
-    sha = h.get("sha256")
-    if not sha:
+def _side(certs: tuple) -> list:
+    """[leaf, intermediates...] of one side's X509Cert records, in describe() shape (the full description
+    when the DER was seen, else what the record says)."""
+    if not certs or not certs[0].sha256:
         return []
-    out = []
-    der = _x509.der_by_sha256(sha)
+    leaf = certs[0]
+    der = _x509.der_by_sha256(leaf.sha256)
     if der is not None:
-        out.append(_x509.describe(der))
+        out = [_x509.describe(der)]
     else:
-        out.append({"hash": {k: str(v).upper() for k, v in h.items()}, "x509": t.get("x509") or {}})
-    for c in (chain or [])[1:]:
-        if not isinstance(c, dict) or not c.get("sha256"):
+        out = [{"hash": {"sha256": leaf.sha256.upper(), "sha1": leaf.sha1.upper()}, "x509": leaf.to_doc()}]
+    for c in certs[1:]:
+        if not c.sha256:
             continue
-        der = _x509.der_by_sha256(c["sha256"])
+        der = _x509.der_by_sha256(c.sha256)
         if der is not None:
             out.append(_x509.describe(der))
         else:
-            out.append({"hash": {"sha256": str(c["sha256"]).upper()},
-                        "x509": {"subject": {"distinguished_name": c.get("subject")},
-                                 "issuer": {"distinguished_name": c.get("issuer")}}})
+            out.append({"hash": {"sha256": c.sha256.upper()},
+                        "x509": {"subject": {"distinguished_name": (c.subject or {}).get("distinguished_name")},
+                                 "issuer": {"distinguished_name": (c.issuer or {}).get("distinguished_name")}}})
     return out
 
 
 def tls_handshake(ev) -> TlsHandshake:
-    doc = ev.to_doc()
-    t = doc.get("tls") or {}
-    o = (doc.get("otids") or {}).get("tls") or {}
-    return TlsHandshake(t.get("version"), o.get("client_identity_observable"), t.get("established"),
-                        o.get("certificate_requested"), o.get("application"),
-                        _side(doc, "client", o.get("client_chain")), _side(doc, "server", o.get("server_chain")))
+    v = ev.version_code
+    return TlsHandshake(version_text(v)[1] if v is not None else None, ev.identity_observable, ev.established,
+                        ev.certificate_requested, ev.application or None,
+                        _side(ev.client_certs), _side(ev.server_certs))
 
 
 def as_chain_doc(chain: list) -> dict | None:

@@ -15,9 +15,11 @@ protocol's own checks (protocols.py).
 from __future__ import annotations
 
 from ...assets import NO_MAC, modbus_identity, opcua_identity, roles_for
-from ...events import Alert, ModbusTransaction, OpcuaEvent, rfc3339
+from ...events import Alert, rfc3339
+from ...protocols.modbus.messages import ModbusTransaction
+from ...protocols.opcua.messages import OpcuaEvent
 from ..attack import techniques as attack
-from .model import Baseline
+from .document import Baseline
 from .protocols import PROTOCOL_MODULES
 from .rules import RULES
 
@@ -56,8 +58,8 @@ class BaselineDetector:
         """SIGHUP (`otids live`): re-read the baseline file with the new config. A broken file raises
         (BaselineError is a UserError) before anything changes, so the running baseline stays. Deviations
         still present after a reload are reported again (the trackers start afresh with the new file)."""
-        from . import model
-        fresh = BaselineDetector(model.load(self.path), config.baseline, self.path)
+        from . import document
+        fresh = BaselineDetector(document.load(self.path), config.baseline, self.path)
         self.__dict__.update(fresh.__dict__)
 
     def __init__(self, baseline: Baseline, cfg, path: str | None = None):
@@ -339,7 +341,7 @@ class LearnThenEnforce:
         b = self.learner.baseline()
         b.path = self.path
         if self.path:
-            from .cli import write_baseline
+            from .document import write_baseline
             write_baseline(b, self.path)
         if self.on_learned is not None:
             self.on_learned(b)
@@ -349,7 +351,7 @@ class LearnThenEnforce:
     def flush(self, ts: int):
         if self.enforcer is None:
             if self.path and self.learner.events:
-                from .cli import write_baseline
+                from .document import write_baseline
                 b = self.learner.baseline()
                 write_baseline(b, self.path)
             return None

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from ..anomaly import MALFORMED
-from . import model
-from .modbus import ACCESS, REGISTER_WRITES, parse_range
+from ...protocols.modbus.anomalies import MALFORMED
+from . import document
+from ...protocols.modbus.baseline import ACCESS, REGISTER_WRITES, parse_range
 from .rules import RULES
 
 #: Modbus anomalies whose requests the baseline neither learns nor checks (plus answers nobody asked for).
@@ -148,16 +148,16 @@ def _rule(rid, base_id, title, description, protocol, match, tests, group_by=Non
 
 # ---------------------------------------------------------------------------------------------- export
 
-def export_rules(b: model.Baseline, name: str) -> tuple[str, ExportReport]:
+def export_rules(b: document.Baseline, name: str) -> tuple[str, ExportReport]:
     """The rule file text for baseline `b` (`name` is what the comments call it) and what went in."""
     rep = ExportReport()
     out = _Out()
-    specs = model.sections()
+    specs = document.sections()
     src = f"baseline {name}"
     by_status: dict[str, dict[str, list]] = {}
     for sec, spec in specs.items():
-        ents = sorted(b.section(sec).values(), key=lambda e: model.sort_key(spec, e))
-        for st in model.STATUSES:
+        ents = sorted(b.section(sec).values(), key=lambda e: document.sort_key(spec, e))
+        for st in document.STATUSES:
             by_status.setdefault(sec, {})[st] = [e for e in ents if e.get("status") == st]
         rep.approved[sec] = len(by_status[sec]["approved"])
         rep.denied[sec] = len(by_status[sec]["denied"])
@@ -200,11 +200,11 @@ def export_rules(b: model.Baseline, name: str) -> tuple[str, ExportReport]:
 
 
 def _where(src, spec, e, status) -> str:
-    return f"From {src}, {model.entry_label(spec, e)} ({status}; {_stats(spec, e)})."
+    return f"From {src}, {document.entry_label(spec, e)} ({status}; {_stats(spec, e)})."
 
 
 def _comment(src, spec, e) -> list[str]:
-    c = [f"{model.entry_label(spec, e)}: {e.get('status')} in {src}; {_stats(spec, e)}"]
+    c = [f"{document.entry_label(spec, e)}: {e.get('status')} in {src}; {_stats(spec, e)}"]
     if e.get("note"):
         c.append(f"note: {e['note']}")
     return c
@@ -281,8 +281,8 @@ def _denied(out, src, spec, e, proto, client, server, extra=None, tag="") -> Non
     out.rule(_comment(src, spec, e), _rule(
         _rid("baseline", tag or spec.name, client, server, *(
             [f"u{extra['modbus.unit_id']}"] if extra and "modbus.unit_id" in extra else []), "denied"),
-        "otids.baseline.denied", f"Traffic of denied {model.entry_label(spec, e)}",
-        f"{model.entry_label(spec, e)} is denied in the baseline: all of its traffic alerts. "
+        "otids.baseline.denied", f"Traffic of denied {document.entry_label(spec, e)}",
+        f"{document.entry_label(spec, e)} is denied in the baseline: all of its traffic alerts. "
         + _where(src, spec, e, "denied"), proto, match, (hit, miss), ("source.ip", "destination.ip")))
 
 
@@ -290,7 +290,7 @@ def _denied(out, src, spec, e, proto, client, server, extra=None, tag="") -> Non
 
 def _modbus(out, src, spec, e) -> None:
     m, s, u = str(e["master"]), str(e["slave"]), int(e["unit"])
-    label = model.entry_label(spec, e)
+    label = document.entry_label(spec, e)
     out.banner(label)
     base = {"source.ip": m, "destination.ip": s, "modbus.unit_id": u}
     pid = _rid("baseline.modbus", m, s, f"u{u}")
@@ -394,7 +394,7 @@ def _modbus(out, src, spec, e) -> None:
 
 def _opcua(out, src, spec, e) -> None:
     c, s = str(e["client"]), str(e["server"])
-    out.banner(model.entry_label(spec, e))
+    out.banner(document.entry_label(spec, e))
     base = {"source.ip": c, "destination.ip": s}
     pid = _rid("baseline.opcua", c, s)
     where = _where(src, spec, e, "approved")
@@ -452,7 +452,7 @@ def _opcua(out, src, spec, e) -> None:
 
 def _mqtt(out, src, spec, e) -> None:
     c, br = str(e["client"]), str(e["broker"])
-    out.banner(model.entry_label(spec, e))
+    out.banner(document.entry_label(spec, e))
     base = {"source.ip": c, "destination.ip": br}
     pid = _rid("baseline.mqtt", c, br)
     where = _where(src, spec, e, "approved")
@@ -521,5 +521,5 @@ def write_text(path: str | None, text: str) -> None:
         import sys
         sys.stdout.write(text)
         return
-    from .model import write_atomic
+    from .document import write_atomic
     write_atomic(path, text, "rules")

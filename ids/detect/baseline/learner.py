@@ -13,7 +13,7 @@ from ... import __version__
 from ...assets import Inventory
 from ...assets.oui import mac_vendor
 from ...events import rfc3339
-from .model import Baseline, sections
+from .document import Baseline, sections
 from .protocols import PROTOCOL_MODULES
 
 NS = 1_000_000_000

@@ -156,3 +156,11 @@ class PeriodTracker:
     def silent_for(self, now: int, epoch: int, epoch_start: int) -> int:
         ref = self.last if (self.last is not None and self.epoch == epoch) else epoch_start
         return now - ref
+
+
+def period_seen(medians, period: int) -> str:
+    """The window median farthest from the learned period, and the range of all of them."""
+    worst = max(medians, key=lambda x: abs(x - period))
+    lo, hi = min(medians), max(medians)
+    s = f"every {worst / 1e9:.3g} s"
+    return s if lo == hi else f"{s} (window medians {lo / 1e9:.3g}..{hi / 1e9:.3g} s)"

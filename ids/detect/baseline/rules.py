@@ -2,16 +2,9 @@
 explanation for the analyst, and MITRE ATT&CK for ICS techniques (ids/detect/attack.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..api import RuleInfo
 
-
-@dataclass(frozen=True)
-class BaselineRule:
-    id: str
-    name: str
-    severity: str
-    description: str
-    attack: tuple[str, ...] = ()
+BaselineRule = RuleInfo  # the old name
 
 
 _R = [
@@ -77,4 +70,4 @@ _R = [
                  ("T0804",)),
 ]
 
-RULES: dict[str, BaselineRule] = {r.id: r for r in _R}
+RULES: dict[str, RuleInfo] = {r.id: r for r in _R}

@@ -18,7 +18,7 @@ from ...events import Alert, rfc3339
 from ..attack import techniques
 from . import adapters  # noqa: F401  (registers the protocol adapters)
 from .features import NS, RowMeta, Windower
-from .store import Model, load
+from .store import Model
 from .view import ADAPTERS
 
 RULE_ID = "otids.ml.anomalous_window"
@@ -241,15 +241,3 @@ class MlDetector:
 
 
 # ---------------------------------------------------------------------------------------------- analyze plug-in
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--model", metavar="DIR",
-                        help="ML model directory from `otids train`: score traffic windows and alert on anomalies "
-                             "(overrides ml.model in the config)")
-
-
-def build(args, config):
-    path = getattr(args, "model", None) or config.ml.model
-    if not path:
-        return [], [], []
-    return [MlDetector(load(path), config.ml)], [], []

@@ -13,7 +13,6 @@ ML detector. Figures only, nothing is asserted.
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -23,13 +22,12 @@ from ...lazy import lazy
 
 np = lazy("numpy")  # loaded when a model is trained, loaded or scored, not for every command
 
-from ...config import Config, load_config
-from ...errors import UserError
+from ...config import Config
 from .detector import Alerter, MlDetector, explain
-from .features import NS, Windower, WindowSpec
-from .labels import Label, load_labels
-from .store import Model, load
-from .train import add_training_arguments, in_memory_models, run_views
+from .features import NS, Windower
+from .labels import Label
+from .store import Model
+from .train import run_views
 
 
 class Scored:
@@ -238,64 +236,3 @@ def bench(models: list[Model], sc: Scored, paths: list[str], config: Config) -> 
         det = box["det"]
         extra = f", {det[0].windows:,} windows in {det[0].calls} scoring calls" if det else ""
         print(f"  {label:28s}: {dt:.2f} s, {ev / dt:,.0f} events/s{extra}")
-
-
-# ---------------------------------------------------------------------------------------------- command
-
-def register(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate ML models on labelled captures (precision, recall, per attack type)",
-                       description="Score labelled captures with a model (--model DIR) or with models trained here "
-                                   "(--train PCAP..., --algorithm iforest,lof,robust) and print precision, recall, "
-                                   "F1, ROC-AUC, false alerts per benign hour and detection per attack type. "
-                                   "docs/ML.md.")
-    p.add_argument("pcaps", nargs="+", metavar="PCAP", help="labelled captures, one continuous capture")
-    p.add_argument("--labels", metavar="FILE", help="labels CSV: start,end,src,dst,attack or [file,]frame,attack")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", metavar="DIR", action="append", help="model directory (repeat to compare)")
-    src.add_argument("--train", metavar="PCAP", nargs="+", help="benign captures to train on, in memory")
-    add_training_arguments(p)
-    p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
-    p.add_argument("--bench", action="store_true", help="print throughput figures (windows/s) too")
-    p.set_defaults(func=cmd_eval)
-
-
-def cmd_eval(args) -> int:
-    config = load_config(args.config)
-    if not args.labels and not args.bench:
-        raise UserError("--labels FILE is needed (or --bench for throughput alone)")
-    if args.model:
-        models = [load(d) for d in args.model]
-    else:
-        algos = [a.strip() for a in args.algorithm.split(",") if a.strip()]
-        spec = WindowSpec(args.hop, tuple(args.windows), args.lateness)
-        t0 = time.perf_counter()
-        models, _ = in_memory_models(args.train, config, spec, algos, args.seed, args.target_far, args.holdout,
-                                     args.guard_weight)
-        print(f"trained {', '.join(algos)} on {', '.join(os.path.basename(p) for p in args.train)} "
-              f"in {time.perf_counter() - t0:.1f} s")
-    labels = load_labels(args.labels, args.pcaps) if args.labels else []
-    name = ", ".join(os.path.basename(p) for p in args.pcaps)
-    groups: dict[tuple, list[Model]] = {}
-    for m in models:  # models that compute the same rows share one pass over the captures
-        key = (m.meta["feature_set"]["id"], json.dumps(m.meta["profiles"], sort_keys=True))
-        groups.setdefault(key, []).append(m)
-    results = []
-    last_sc = None
-    for ms in groups.values():
-        sc = extract_rows(args.pcaps, config, ms[0], keep_views=args.bench)
-        last_sc = (ms, sc)
-        if args.labels:
-            for m in ms:
-                r = evaluate(m, sc, labels, config)
-                r["captures"] = [os.path.basename(p) for p in args.pcaps]
-                results.append(r)
-                print_report(r, name)
-    if args.json:
-        try:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                json.dump(results, fh, indent=1, sort_keys=True)
-        except OSError as e:
-            raise UserError(f"{args.json}: cannot write: {e.strerror}") from None
-    if args.bench and last_sc is not None:
-        bench(models, last_sc[1], args.pcaps, config)
-    return 0

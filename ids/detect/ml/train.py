@@ -10,12 +10,9 @@ seen. The model then ships the profiles of all the training traffic.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import platform
-import sys
-import time
 from dataclasses import dataclass, field
 
 from ...lazy import lazy
@@ -23,14 +20,14 @@ from ...lazy import lazy
 np = lazy("numpy")  # loaded when a model is trained, loaded or scored, not for every command
 
 from ... import __version__
-from ...config import Config, load_config
+from ...config import Config
 from ...errors import UserError
 from ...events import rfc3339
 from ...pipeline import Run
 from . import adapters  # noqa: F401  (registers the protocol adapters)
 from .features import NS, FEATURE_VERSION, ProfileBuilder, Windower, WindowSpec, profiles_from_json
-from .models import ALGORITHMS, DEFAULT_ALGORITHM, GUARD_WEIGHT, Scorer, fit, pair_stats, robust_stats
-from .store import FORMAT, build, finalize, save
+from .models import ALGORITHMS, GUARD_WEIGHT, Scorer, fit, pair_stats, robust_stats
+from .store import FORMAT, build, finalize
 from .view import ADAPTERS
 
 MIN_FIT_ROWS = 50
@@ -233,67 +230,3 @@ def train_models(paths: list[str], config: Config, spec: WindowSpec, algorithms:
 def in_memory_models(paths, config, spec, algorithms, seed, target, holdout, guard_weight=GUARD_WEIGHT):
     fitted, ts = train_models(paths, config, spec, algorithms, seed, target, holdout, guard_weight)
     return [build(f"<trained in memory: {a}>", meta, arrays) for a, (meta, arrays) in zip(algorithms, fitted)], ts
-
-
-# ---------------------------------------------------------------------------------------------- command
-
-def parse_windows(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds separated by commas, e.g. 10,60 (got {text!r})") from None
-
-
-def add_training_arguments(p) -> None:
-    p.add_argument("--algorithm", default=DEFAULT_ALGORITHM,
-                   help=f"{', '.join(ALGORITHMS)} (default {DEFAULT_ALGORITHM}); `otids eval --train` takes a comma list")
-    p.add_argument("--hop", type=int, default=WindowSpec.hop, help="seconds between rows of a pair (default 10)")
-    p.add_argument("--windows", type=parse_windows, default=WindowSpec.windows,
-                   help="window lengths in seconds, multiples of the hop (default 10,60)")
-    p.add_argument("--lateness", type=int, default=WindowSpec.lateness,
-                   help="seconds a hop waits for late exchanges (default 2)")
-    p.add_argument("--holdout", type=float, default=0.25,
-                   help="share of the benign traffic held back to calibrate the threshold (default 0.25)")
-    p.add_argument("--target-far", type=float, default=0.001,
-                   help="target share of benign windows above the threshold (default 0.001)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--guard-weight", type=float, default=GUARD_WEIGHT,
-                   help=f"iforest: score added per robust scale a feature lies outside the pair's training range "
-                        f"(default {GUARD_WEIGHT}; 0: the isolation forest alone)")
-    p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (decode, flow and protocol settings)")
-
-
-def register(sub) -> None:
-    p = sub.add_parser("train", help="fit an ML anomaly model on benign captures",
-                       description="Fit a model on benign traffic (pcap/pcapng, .gz) and calibrate its alert threshold "
-                                   "on held-back windows; write it to DIR for `otids analyze --model DIR`. docs/ML.md.")
-    p.add_argument("pcaps", nargs="+", metavar="PCAP", help="benign training captures, one continuous capture")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="model directory to write (e.g. models/ml/)")
-    add_training_arguments(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary")
-    p.set_defaults(func=cmd_train)
-
-
-def cmd_train(args) -> int:
-    config = load_config(args.config)
-    spec = WindowSpec(args.hop, tuple(args.windows), args.lateness)
-    t0 = time.perf_counter()
-    fitted, ts = train_models(args.pcaps, config, spec, [args.algorithm], args.seed, args.target_far, args.holdout,
-                              args.guard_weight)
-    meta, arrays = fitted[0]
-    save(args.output, meta, arrays)
-    dt = time.perf_counter() - t0
-    for e in ts.errors:
-        print(f"otids: error: {e}", file=sys.stderr)
-    if not args.quiet:
-        i, c = ts.info, meta["calibration"]
-        print(f"model {meta['id']} ({meta['algorithm']}, {len(spec.feature_names())} features, feature set "
-              f"{spec.feature_set_id()}) -> {args.output}")
-        print(f"training: {i['events']} exchanges, {i['pairs']} pairs, {i['hours']:.2f} h; windows: {i['rows_fit']} "
-              f"fitted, {i['rows_holdout']} held back, {i['rows_dropped']} dropped at block edges")
-        per_hour = i["rows"] / max(i["hours"], 1e-9)  # windows per hour of this traffic
-        print(f"threshold {meta['threshold']:.6g} ({c['method']}; target {c['target_far']:.4%} of benign windows, "
-              f"about {c['target_far'] * per_hour:.2f} per hour at this traffic): {c['observed_far']:.4%} of "
-              f"{c['holdout_windows']} held-back benign windows above it, largest {c['benign_max']:.6g}")
-        print(f"done in {dt:.1f} s")
-    return 1 if ts.errors else 0

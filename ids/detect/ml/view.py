@@ -3,10 +3,11 @@
 Each event type gets one small adapter, `adapter(event) -> FeatureView | None`, registered with
 `@adapter_for(EventType)`. The windowing code (features.py) reads nothing but FeatureViews, so a new
 protocol (OPC UA, MQTT) plugs in with one adapter and no other change; docs/ML.md "Adapters" says what each
-field must hold; adapters.py has Modbus/TCP, OPC UA and MQTT. Adapters run on the hot path: plain attribute reads, no allocation beyond the view.
+field must hold; each protocol's ml.py has its view (adapters.py registers them). Adapters run on the hot path: plain attribute reads, no allocation beyond the view.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple
 
 
@@ -49,3 +50,21 @@ def view_of(event) -> FeatureView | None:
     """The feature view of any event, or None for events the ML detector does not use."""
     fn = ADAPTERS.get(type(event))
     return fn(event) if fn is not None else None
+
+
+# ---------------------------------------------------------------------------------------------- numbers (for adapters)
+
+NUMERIC_MAX = 1024  # longest payload read for numbers (longer ones are blobs, not readings)
+JSON_FIELDS = 16  # numeric fields taken from one JSON object payload
+
+
+def number(v) -> float | None:
+    """A finite float from a bool, int or float; None for anything else (strings, arrays, NaN, infinities):
+    one NaN would turn every written-value statistic of its window into NaN."""
+    t = type(v)
+    if t is bool:
+        return 1.0 if v else 0.0
+    if t is int or t is float:
+        f = float(v) if t is float or -(1 << 53) <= v <= 1 << 53 else None
+        return f if f is not None and math.isfinite(f) else None
+    return None

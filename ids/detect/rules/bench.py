@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from .engine import RulesDetector, compile_rules
+from .detector import RulesDetector, compile_rules
 from .loader import load_yaml_file
-from .model import SiteLists
+from .rule import SiteLists
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ...protocols import REGISTRY
 from .fields import field_type
-from .model import All, Any_, Chain, Issue, ListRef, Not, Predicate, Check, error
+from .rule import All, Any_, Chain, Issue, ListRef, Not, Predicate, Check, error
 
-MISSING = object()
+from ...protocols.spec import MISSING  # noqa: F401  (re-exported: readers and predicates share it)
 _IP_CACHE: dict = {}
 
 
@@ -340,24 +341,10 @@ def _num(x) -> bool:
 
 # ---------------------------------------------------------------------------------------------- index keys
 
-#: Per protocol: the field the engine indexes rules by.
-INDEX_FIELD = {"modbus": "modbus.function_code", "mqtt": "mqtt.types", "opcua": "opcua.service"}
+#: Per protocol: the field the engine indexes rules by (each protocol's rules.py, through the registry).
+INDEX_FIELD = {n: p.rules.index_field for n, p in REGISTRY.items() if p.rules is not None}
 #: Protocols whose index field holds several keys per event (all of an exchange's message types).
-MULTI_KEY = {"mqtt"}
-
-
-def _modbus_code_of_name(name: str) -> int | None:
-    from ...protocols.modbus.consts import FUNCTION_NAMES, VENDOR
-    for code, n in FUNCTION_NAMES.items():
-        if n == name:
-            return code
-    for code, n in VENDOR.items():
-        if n == name:
-            return code
-    if name in ("read_device_identification", "canopen_general_reference"):
-        return 43
-    m = re.match(r"^(?:user_defined_|reserved_|unknown-)(\d+)$", name)
-    return int(m.group(1)) if m else None
+MULTI_KEY = {n for n, p in REGISTRY.items() if p.rules is not None and p.rules.multi_key}
 
 
 def keys_of(cond, protocol: str, lists: dict | None = None):
@@ -380,49 +367,15 @@ def keys_of(cond, protocol: str, lists: dict | None = None):
         return set().union(*ks)
     if isinstance(cond, Predicate):
         return set(cond.keys) if cond.keys else None
+    spec = REGISTRY.get(protocol)
+    table = spec.rules if spec is not None else None
+    if table is None:
+        return None
     if isinstance(cond, Chain):
-        return _prefix_key(cond.field, protocol)
-    if not isinstance(cond, Check):
+        return table.prefix_keys(cond.field) if table.prefix_keys is not None else None
+    if not isinstance(cond, Check) or table.index_keys is None:
         return None
-    f = cond.field
-    if protocol == "modbus":
-        if f == "modbus.function_code":
-            if cond.op in ("equals", "in"):
-                vals = _plain(cond, lists)
-                if vals is not None and all(_num(v) for v in vals):
-                    return set(vals)
-            if cond.op == "range" and all(_num(x) for x in cond.arg) and cond.arg[1] - cond.arg[0] < 256:
-                return set(range(int(cond.arg[0]), int(cond.arg[1]) + 1))
-        if f in ("modbus.function", "event.action") and cond.op in ("equals", "in") and not cond.nocase:
-            vals = _plain(cond, lists)
-            if vals is not None:
-                codes = [_modbus_code_of_name(v) if isinstance(v, str) else None for v in vals]
-                if all(c is not None for c in codes):
-                    return set(codes)
-        return None
-    if protocol == "mqtt":
-        if f == "mqtt.types" and cond.op in ("equals", "in", "contains") and not cond.nocase:
-            vals = _plain(cond, lists)
-            if vals is not None and all(isinstance(v, str) for v in vals):
-                return set(vals)
-        if cond.op != "exists" or cond.arg is True:
-            return _prefix_key(f, protocol)
-        return None
-    if protocol == "opcua":
-        if f == "opcua.service" and cond.op in ("equals", "in") and not cond.nocase:
-            vals = _plain(cond, lists)
-            if vals is not None and all(isinstance(v, str) for v in vals):
-                return set(vals)
-    return None
-
-
-def _prefix_key(field: str, protocol: str):
-    if protocol == "mqtt":
-        from .fields import _MQTT_TYPES
-        parts = field.split(".")
-        if len(parts) >= 3 and parts[0] == "mqtt" and parts[1] in _MQTT_TYPES:
-            return {parts[1]}
-    return None
+    return table.index_keys(cond.field, cond.op, cond.arg, _plain(cond, lists), cond.nocase)
 
 
 def _plain(t: Check, lists: dict):

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from ...errors import SourceLocation
-from .model import (PROTOCOLS, SEVERITIES, All, Any_, Issue, ListRef, Not, Rule, RuleCase, SiteLists, Suppression,
+from .rule import (RULE_DATASETS, RuleSet, SEVERITIES, All, Any_, Issue, ListRef, Not, Rule, RuleCase, SiteLists, Suppression,
                     Check, Threshold, error, warning)
 from .yamlsrc import LList, LMap, YamlProblem, load_documents
 
@@ -27,24 +27,6 @@ LIST_NAME = re.compile(r"^\$[a-z_][a-z0-9_]*$")
 RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-@dataclass
-class RuleSet:
-    """Rules and issues from one or more files, plus which files were read (for reload)."""
-
-    rules: list = field(default_factory=list)
-    issues: list = field(default_factory=list)
-    files: list = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Issue]:
-        return [i for i in self.issues if i.severity == "error"]
-
-    def extend(self, other: "RuleSet") -> None:
-        self.rules += other.rules
-        self.issues += other.issues
-        self.files += other.files
 
 
 def parse_duration(v) -> float | None:
@@ -176,8 +158,8 @@ def parse_rule(m, pos: SourceLocation, issues: list, test_lists=None) -> Rule | 
     if "severity" in m and sev not in SEVERITIES:
         cx.err("value", f"'severity' must be one of {', '.join(SEVERITIES)} (got {sev!r})", m.value_at("severity"))
     proto = m.get("protocol")
-    if proto not in PROTOCOLS:
-        cx.err("value", f"'protocol' must be one of {', '.join(PROTOCOLS)} (got {proto!r})", m.value_at("protocol"))
+    if proto not in RULE_DATASETS:
+        cx.err("value", f"'protocol' must be one of {', '.join(RULE_DATASETS)} (got {proto!r})", m.value_at("protocol"))
         return None
     match = m.get("match")
     if not isinstance(match, LMap) or not match:

@@ -14,8 +14,8 @@ import re
 
 from ...errors import SourceLocation
 from .compile import MISSING
-from .loader import RuleSet
-from .model import All, Any_, Check, ListRef, Not, Predicate, Rule, Threshold, error
+from .rule import RuleSet
+from .rule import All, Any_, Check, ListRef, Not, Predicate, Rule, Threshold, error
 
 # classtype -> priority (Suricata's classification.config); priority -> severity
 CLASSTYPE_PRIORITY = {

@@ -10,14 +10,18 @@ import time
 
 from ..attack import TECHNIQUES
 from .compile import keys_of
+from ...protocols import REGISTRY
 from .fields import DOMAINS, field_type
-from .model import All, Any_, Chain, Issue, ListRef, Not, Predicate, Rule, Check, error, walk, warning
+from .rule import All, Any_, Chain, Issue, ListRef, Not, Predicate, Rule, Check, error, walk, warning
 
 NUMERIC = {"long", "integer", "short", "byte", "float", "double", "scaled_float", "unsigned_long"}
 #: Fields that hold one value per event (two different `equals` on one of them can never both hold).
-SINGLE_VALUED = {"modbus.function_code", "modbus.unit_id", "modbus.exception_code", "modbus.function",
-                 "source.ip", "destination.ip", "source.port", "destination.port", "opcua.service",
-                 "mqtt.protocol_version", "event.action", "event.outcome", "network.protocol"}
+#: The common ones here; each protocol's in its rule keyword table (ids/protocols/<name>/rules.py).
+SINGLE_VALUED = {"source.ip", "destination.ip", "source.port", "destination.port", "event.action", "event.outcome",
+                 "network.protocol"}
+for _p in REGISTRY.values():
+    if _p.rules is not None:
+        SINGLE_VALUED |= _p.rules.single_valued
 
 
 class Validator:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from itertools import chain
 
-from ...events import ModbusRequest, ModbusResponse
+from .messages import ModbusRequest, ModbusResponse
 from .consts import (DEVICE_ID_CODES, DEVICE_ID_OBJECTS, MAX_READ_BITS, MAX_READ_REGISTERS,
                      MAX_RW_WRITE_REGISTERS, MAX_WRITE_COILS, MAX_WRITE_REGISTERS, UMAS_FUNCTIONS,
                      diagnostic_name)

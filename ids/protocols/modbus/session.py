@@ -1,17 +1,22 @@
 """Modbus/TCP session: MBAP framing over the reassembled stream, request/response pairing by transaction
 id, resynchronisation after gaps and garbage, and every bound a long-lived session needs.
 
-Each exchange becomes one ids.events.ModbusTransaction; requests that never get an answer are emitted on
+Each exchange becomes one ids.protocols.modbus.messages.ModbusTransaction; requests that never get an answer are emitted on
 timeout or flow end with outcome "unknown", never dropped. Parsing of the PDU body is in parser.py; what
 is suspicious is for ids.detect.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import struct
 
-from ...events import ModbusRequest, ModbusResponse, ModbusTransaction
+from .messages import ModbusRequest, ModbusResponse, ModbusTransaction
 from .consts import MAX_MBAP_LENGTH, MAX_TOLERATED_LENGTH, MIN_MBAP_LENGTH, exception_name, function_name
 from .parser import MALFORMED, parse_request, parse_response
+
+if TYPE_CHECKING:
+    from ...flow.context import SessionContext
 
 _MBAP = struct.Struct(">HHHBB").unpack_from  # transaction id, protocol id, length, unit id, function code
 NS = 1_000_000_000
@@ -44,27 +49,14 @@ def probe(buf: bytes, to_server: bool) -> int:
     return 1
 
 
-class _Protocol:
-    name = "modbus"
-    default_ports = (502,)
-    probe = staticmethod(probe)
-
-    def session(self, flow, table):
-        return ModbusSession(flow, table)
-
-
-MODBUS = _Protocol()
-
-
 class ModbusSession:
-    __slots__ = ("flow", "table", "emit", "buf", "pending", "valid", "bad", "resync", "cap", "max_pending",
+    __slots__ = ("sc", "emit", "buf", "pending", "valid", "bad", "resync", "cap", "max_pending",
                  "timeout", "ctx")
 
-    def __init__(self, flow, table):
-        self.flow = flow
-        self.table = table
-        self.emit = table.emit
-        cfg = table.config.modbus
+    def __init__(self, sc: SessionContext):
+        self.sc = sc
+        self.emit = sc.emit
+        cfg = sc.config.modbus
         self.cap = cfg.max_values
         self.max_pending = cfg.max_pending
         self.timeout = cfg.request_timeout * NS
@@ -74,7 +66,7 @@ class ModbusSession:
         self.bad = 0  # broken headers seen before the first well-formed frame
         # Hunting for the next frame boundary, quietly: after a gap, and from the start on a flow picked up
         # mid-stream (its first byte need not start a frame).
-        mid = bool(getattr(flow, "midstream", False))
+        mid = sc.midstream
         self.resync = [mid, mid]
         self.ctx = None  # the flow's FlowContext, fetched once at the first event
 
@@ -143,7 +135,7 @@ class ModbusSession:
                 reason = f"no valid MBAP frame ({self.bad} invalid headers)"
             else:
                 return self._hunt(data, off, to_server)
-            self.table.detach(self.flow, ts, reason)
+            self.sc.detach(ts, reason)
             self.buf = [b"", b""]
             return -1
         elif not self.resync[i]:
@@ -152,7 +144,7 @@ class ModbusSession:
             mbap = {"protocol_id": pid, "length": length}
             req = ModbusRequest(details=mbap) if to_server else None
             resp = None if to_server else ModbusResponse(details=mbap)
-            self.emit(ModbusTransaction(ts, self.flow.context, tid, unit, fc & 0x7F, function_name(fc & 0x7F),
+            self.emit(ModbusTransaction(ts, self.sc.context, tid, unit, fc & 0x7F, function_name(fc & 0x7F),
                                         req, resp, None, None, ("malformed_mbap", why),
                                         None if to_server else ts))
             self.resync[i] = True
@@ -235,7 +227,7 @@ class ModbusSession:
             name = _FUNCTION_NAMES[fc]
         ctx = self.ctx
         if ctx is None:
-            ctx = self.ctx = self.flow.context
+            ctx = self.ctx = self.sc.context
         self.emit(_new(ModbusTransaction, (ts, ctx, tid, unit, fc, name, req, resp, exc,
                                            exception_name(exc) if exc is not None else None, anomalies, rts)))
 
@@ -257,10 +249,10 @@ class ModbusSession:
         for tid in list(self.pending):
             self._unanswered(self.pending.pop(tid), tid)
         if not self.valid and self.bad:  # picked up mid-stream and never found a frame: not Modbus
-            self.table.detach(self.flow, ts, f"no valid MBAP frame ({self.bad} invalid "
+            self.sc.detach(ts, f"no valid MBAP frame ({self.bad} invalid "
                                              f"header{'s' if self.bad > 1 else ''})")
         else:
             for i, b in enumerate(self.buf):
                 if b:
-                    self.table.truncated(self.flow, ts, "modbus", len(b), i == 0)
+                    self.sc.truncated(ts, "modbus", len(b), i == 0)
         self.buf = [b"", b""]

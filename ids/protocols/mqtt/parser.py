@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import struct
 
-from ...events import (MqttAck, MqttBare, MqttConnack, MqttConnect, MqttDisconnect, MqttPublish, MqttSuback,
-                       MqttSubscribe, MqttUnsuback, MqttUnsubscribe)
+from .messages import MqttAck, MqttBare, MqttConnack, MqttConnect, MqttDisconnect, MqttPublish, MqttSuback, MqttSubscribe, MqttUnsuback, MqttUnsubscribe
 from .consts import (BIN, BYTE, INVALID_FLAGS, INVALID_QOS_LEVEL, MALFORMED_TRAFFIC, PROP_NAMES, PROP_TYPES,
                      PROTOCOL_NAMES, REQUIRED_FLAGS, STR, TYPE_NAMES, U16, U32, UNKNOWN_PROTOCOL, VARINT)
 

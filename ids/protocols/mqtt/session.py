@@ -2,7 +2,7 @@
 over many segments), the protocol version learnt from CONNECT, exchanges paired by packet id, v5 topic
 aliases, and every bound a long-lived session needs.
 
-Each exchange becomes one ids.events.MqttExchange; exchanges whose answer never comes are emitted at
+Each exchange becomes one ids.protocols.mqtt.messages.MqttExchange; exchanges whose answer never comes are emitted at
 timeout or flow end with status "incomplete", never dropped. The state machine follows Suricata's
 (rust/src/mqtt/mqtt.rs) so its anomaly names keep their meaning; where this one pairs more than Suricata
 does (packet ids per direction, answers after a refused or unintroduced start) the tests say why.
@@ -10,13 +10,18 @@ Packet bodies are parsed in parser.py.
 """
 from __future__ import annotations
 
-from ...events import MqttExchange
+from typing import TYPE_CHECKING
+
+from .messages import MqttExchange
 from .consts import (DOUBLE_CONNECT, MALFORMED_TRAFFIC, MESSAGE_TOO_LARGE, MISSING_CONNECT, MISSING_MSG_ID,
                      MISSING_PUBLISH, MISSING_SUBSCRIBE, MISSING_UNSUBSCRIBE, REQUIRED_FLAGS,
                      TOO_MANY_TRANSACTIONS, UNASSIGNED_MSG_TYPE, UNINTRODUCED_MESSAGE, UNKNOWN_TOPIC_ALIAS)
 from .parser import (FramingError, bare, fixed_header, flag_anomalies, parse_ack, parse_connack, parse_connect,
                      parse_disconnect, parse_publish, parse_suback, parse_subscribe, parse_unsuback,
                      parse_unsubscribe)
+
+if TYPE_CHECKING:
+    from ...flow.context import SessionContext
 
 NS = 1_000_000_000
 #: Topic aliases remembered per direction (the peer may allow up to 65535; more are not stored).
@@ -123,18 +128,6 @@ def _probe_chain(buf: bytes, n: int) -> int:
     return 1 if strong else -1
 
 
-class _Protocol:
-    name = "mqtt"
-    default_ports = (1883,)
-    probe = staticmethod(probe)
-
-    def session(self, flow, table):
-        return MqttSession(flow, table)
-
-
-MQTT = _Protocol()
-
-
 class _Pending:
     """An exchange waiting for its next message."""
 
@@ -148,15 +141,14 @@ class _Pending:
 
 
 class MqttSession:
-    __slots__ = ("flow", "table", "emit", "ctx", "buf", "have", "need", "skip", "resync", "version", "connected",
+    __slots__ = ("sc", "emit", "ctx", "buf", "have", "need", "skip", "resync", "version", "connected",
                  "pending", "cap", "limit", "max_pending", "timeout", "aliases", "valid", "dead")
 
-    def __init__(self, flow, table):
-        self.flow = flow
-        self.table = table
-        self.emit = table.emit
-        self.ctx = flow.context
-        cfg = table.config.mqtt
+    def __init__(self, sc: SessionContext):
+        self.sc = sc
+        self.emit = sc.emit
+        self.ctx = sc.context
+        cfg = sc.config.mqtt
         self.cap = cfg.max_message_length
         self.limit = cfg.string_log_limit
         self.max_pending = cfg.max_pending
@@ -278,7 +270,7 @@ class MqttSession:
     def _framing_error(self, i: int, b0: int, ts: int) -> None:
         if self.valid == 0:
             self.dead = [True, True]
-            self.table.detach(self.flow, ts, "remaining length longer than four bytes before any valid MQTT packet")
+            self.sc.detach(ts, "remaining length longer than four bytes before any valid MQTT packet")
             return
         msg = bare(b0 >> 4, ts, i == 0, b0 & 15, 0)
         self._emit([msg], (MALFORMED_TRAFFIC,), "malformed")
@@ -504,5 +496,5 @@ class MqttSession:
             self._finish(pending.pop(next(iter(pending))), "incomplete")
         for i, b in enumerate(self.buf):
             if b is not None:
-                self.table.truncated(self.flow, ts, "mqtt", self.have[i], i == 0)
+                self.sc.truncated(ts, "mqtt", self.have[i], i == 0)
         self.buf = [None, None]

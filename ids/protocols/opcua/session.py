@@ -2,19 +2,24 @@
 secure-channel state (policy, mode, token, certificates, sequence numbers), chunk reassembly per request
 id within negotiated and hard limits, and request/response pairing by request handle.
 
-Each exchange becomes one ids.events.OpcuaEvent; requests that never get an answer are emitted on timeout
+Each exchange becomes one ids.protocols.opcua.messages.OpcuaEvent; requests that never get an answer are emitted on timeout
 or flow end (anomaly unanswered_request), never dropped. Bodies a channel encrypts are reported as
 `encrypted` and never decoded. Byte-level decoding is in parser.py, certificates in certs.py.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import struct
 
-from ...events import OpcuaEvent
+from .messages import OpcuaEvent
 from ... import x509 as _certs
 from .consts import CHUNK_TYPES, MESSAGE_TYPES, POLICY_PREFIX, SIGNATURE_SIZES, policy_name
 from .parser import (HEADER, Bad, is_service_start, parse_ack, parse_asymmetric_header, parse_body,
                      parse_error, parse_hello, parse_reverse_hello)
+
+if TYPE_CHECKING:
+    from ...flow.context import SessionContext
 
 NS = 1_000_000_000
 _HDR = HEADER.unpack_from
@@ -51,18 +56,6 @@ def probe(buf: bytes, to_server: bool) -> int:
     if mt == b"RHE" and 16 <= size <= _MAX_HANDSHAKE:
         return 1
     return 0
-
-
-class _Protocol:
-    name = "opcua"
-    default_ports = (4840,)
-    probe = staticmethod(probe)
-
-    def session(self, flow, table):
-        return OpcuaSession(flow, table)
-
-
-OPCUA = _Protocol()
 
 
 class _Dir:
@@ -119,15 +112,14 @@ class _Pending:
 
 
 class OpcuaSession:
-    __slots__ = ("flow", "table", "emit", "cfg", "cap", "timeout", "dirs", "flip", "hello", "limits",
+    __slots__ = ("sc", "emit", "cfg", "cap", "timeout", "dirs", "flip", "hello", "limits",
                  "channels", "partial", "pending", "opn_pending", "enc", "last_seq", "valid", "bad",
                  "server_sha1", "stats")
 
-    def __init__(self, flow, table):
-        self.flow = flow
-        self.table = table
-        self.emit = table.emit
-        cfg = self.cfg = table.config.opcua
+    def __init__(self, sc: SessionContext):
+        self.sc = sc
+        self.emit = sc.emit
+        cfg = self.cfg = sc.config.opcua
         self.cap = cfg.max_values
         self.timeout = cfg.request_timeout * NS
         self.dirs = (_Dir(), _Dir())
@@ -170,7 +162,7 @@ class OpcuaSession:
                 if self.valid == 0:  # nothing OPC UA seen yet and still no header: count it against the flow
                     self.bad += 1
                     if self.bad >= VIOLATION_LIMIT:
-                        self.table.detach(self.flow, ts, f"no OPC UA header in {self.bad} segments")
+                        self.sc.detach(ts, f"no OPC UA header in {self.bad} segments")
                         return
                 keep = data[-7:]
                 st.parts, st.have, st.need = [keep], len(keep), 8
@@ -220,7 +212,7 @@ class OpcuaSession:
         """Record a header that cannot be OPC UA; True when the flow was handed back (never was OPC UA)."""
         self.bad += 1
         if self.valid == 0 and self.bad >= VIOLATION_LIMIT:
-            self.table.detach(self.flow, ts, f"{self.bad} invalid OPC UA headers and no valid one")
+            self.sc.detach(ts, f"{self.bad} invalid OPC UA headers and no valid one")
             return True
         if self.valid or self.bad == 1:
             raw = bytes(data[off:off + 3])
@@ -315,14 +307,14 @@ class OpcuaSession:
             hts, hel, han = self.hello
         self.hello = None
         code = resp.get("status_code") if resp else None
-        self.emit(OpcuaEvent(hts, self.flow.context, "HEL", "Hello", None, None, None, None, None, None, False,
+        self.emit(OpcuaEvent(hts, self.sc.context, "HEL", "Hello", None, None, None, None, None, None, False,
                              code, resp.get("status") if code is not None else None, (),
                              (hel or {}).get("endpoint_url"), None, None, hel, resp, None, han + an,
                              ts if resp is not None else None))
 
     def _emit_simple(self, ts, mt, service, d, i, an, cid=None, status=None, url=None) -> None:
         to_server = (i ^ self.flip) == 0
-        self.emit(OpcuaEvent(ts, self.flow.context, mt, service, cid, None, None, None, None, None, False,
+        self.emit(OpcuaEvent(ts, self.sc.context, mt, service, cid, None, None, None, None, None, False,
                              status, d.get("status") if status is not None else None, (), url, None, None,
                              d if to_server else None, None if to_server else d, None, an, None))
 
@@ -445,7 +437,7 @@ class OpcuaSession:
         if to_server and handle is not None and b.kind == "request":
             self.pending.pop(handle, None)
         ch = self.channels.get(part.cid)
-        self.emit(OpcuaEvent(part.ts, self.flow.context, part.mt.decode(), service, part.cid, part.token, None,
+        self.emit(OpcuaEvent(part.ts, self.sc.context, part.mt.decode(), service, part.cid, part.token, None,
                              handle, ch.policy_uri if ch else None, ch.mode if ch else None, False, None, None,
                              (), None, None, None, d if to_server else None, None if to_server else d, None,
                              part.anomalies + an, None))
@@ -478,7 +470,7 @@ class OpcuaSession:
         first = e[2]
         self.enc[ua] = [0, 0, 0]
         to_server = ua == 0
-        self.emit(OpcuaEvent(first, self.flow.context, mt.decode(),
+        self.emit(OpcuaEvent(first, self.sc.context, mt.decode(),
                              "CloseSecureChannel" if mt == b"CLO" else "Encrypted", cid, token, None, None,
                              ch.policy_uri if ch else None, ch.mode if ch else None, True, None, None, (), None,
                              None, None, d if to_server else None, None if to_server else d, None, an, None))
@@ -504,7 +496,7 @@ class OpcuaSession:
             if ch is None or ch.policy_uri != uri:
                 ch = self._new_channel(cid, uri)
             ch.client_cert, ch.server_cert = ccert, scert
-        self.emit(OpcuaEvent(qts, self.flow.context, "OPN", "OpenSecureChannel", cid if cid is not None else qcid,
+        self.emit(OpcuaEvent(qts, self.sc.context, "OPN", "OpenSecureChannel", cid if cid is not None else qcid,
                              None, None, None, uri, ch.mode if ch else None, True, None, None, (), None, None,
                              None, req, resp, self._cert_docs(((("client", ccert),) if ccert else ()) +
                                                               ((("server", scert),) if scert else ())),
@@ -569,7 +561,7 @@ class OpcuaSession:
         else:
             d = {"sequence_number": seq, "chunks": chunks, "size": size}
             ch = self.channels.get(cid)
-            self.emit(OpcuaEvent(ts, self.flow.context, mt.decode(), b.service, cid, token, rid, None,
+            self.emit(OpcuaEvent(ts, self.sc.context, mt.decode(), b.service, cid, token, rid, None,
                                  ch.policy_uri if ch else (opn[0] if opn else None), ch.mode if ch else None,
                                  False, None, None, (), None, None, None, d if ua == 0 else None,
                                  None if ua == 0 else d, None, an + b.anomalies, None))
@@ -700,7 +692,7 @@ class OpcuaSession:
         mode = ch.mode if ch is not None else (req or {}).get("security_mode")
         if url is None and req is not None and service == "Hello":
             url = req.get("endpoint_url")
-        self.emit(OpcuaEvent(ts0, self.flow.context, mt.decode(), service, cid, token, rid, handle, policy, mode,
+        self.emit(OpcuaEvent(ts0, self.sc.context, mt.decode(), service, cid, token, rid, handle, policy, mode,
                              False, code, status, tuple(nodes), url, app, utok, req, resp,
                              self._cert_docs(certs) if certs else None, an, rts))
 
@@ -733,5 +725,5 @@ class OpcuaSession:
             self.partial[ua].clear()
         for i, st in enumerate(self.dirs):
             if st.have and not st.lost:
-                self.table.truncated(self.flow, ts, "opcua", st.have, i == 0)
+                self.sc.truncated(ts, "opcua", st.have, i == 0)
             st.parts, st.have = [], 0

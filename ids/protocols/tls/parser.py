@@ -1,12 +1,12 @@
 """TLS handshake message parsers: pure functions from one handshake message body to typed records
-(ids.events.TlsClientHello / TlsServerHello) or the DER certificates of a Certificate message.
+(ids.protocols.tls.messages.TlsClientHello / TlsServerHello) or the DER certificates of a Certificate message.
 
 They never raise on bad input: a body that does not parse returns None (the session records the anomaly).
-Records, fragments and state are session.py's; certificate decoding is x509.py's.
+Records, fragments and state are session.py's; certificate decoding is certificates.py's.
 """
 from __future__ import annotations
 
-from ...events import TlsClientHello, TlsServerHello
+from .messages import TlsClientHello, TlsServerHello
 from .consts import GREASE, HRR_RANDOM
 
 

@@ -3,15 +3,20 @@ and one ids.events.TlsHandshake per connection once the handshake is over (both 
 failed (a cleartext alert), or the flow ends or stalls. After that the session only skips records.
 
 What is encrypted is not guessed at: after ChangeCipherSpec (TLS <= 1.2), and after ServerHello in TLS 1.3,
-handshake bytes are counted, not parsed. Message bodies are parsed in parser.py, certificates in x509.py.
+handshake bytes are counted, not parsed. Message bodies are parsed in parser.py, certificates in certificates.py.
 """
 from __future__ import annotations
 
-from ...events import TlsHandshake
+from typing import TYPE_CHECKING
+
+from .messages import TlsHandshake
 from .consts import (CERTIFICATES_TRUNCATED, HANDSHAKE_TOO_LARGE, MALFORMED_HANDSHAKE, MALFORMED_RECORD,
                      MAX_RECORD)
 from .parser import parse_certificate, parse_client_hello, parse_server_hello
-from .x509 import decode
+from .certificates import decode
+
+if TYPE_CHECKING:
+    from ...flow.context import SessionContext
 
 NS = 1_000_000_000
 #: What runs inside TLS, by server port or offered ALPN name (tls.next_protocol is the chosen one).
@@ -33,28 +38,15 @@ def probe(buf: bytes, to_server: bool) -> int:
     return 1 if 4 <= rlen <= MAX_RECORD else 0
 
 
-class _Protocol:
-    name = "tls"
-    default_ports = (8883,)
-    probe = staticmethod(probe)
-
-    def session(self, flow, table):
-        return TlsSession(flow, table)
-
-
-TLS = _Protocol()
-
-
 class TlsSession:
-    __slots__ = ("flow", "table", "emit", "rbuf", "hbuf", "skip", "stop", "ch", "sh", "tls13", "server_certs",
+    __slots__ = ("sc", "emit", "rbuf", "hbuf", "skip", "stop", "ch", "sh", "tls13", "server_certs",
                  "client_certs", "cert_req", "ccs", "encrypted", "alert", "anomalies", "first_ts", "last_ts",
                  "done", "records", "max_hs", "max_certs", "timeout", "server_kx")
 
-    def __init__(self, flow, table):
-        self.flow = flow
-        self.table = table
-        self.emit = table.emit
-        cfg = table.config.tls
+    def __init__(self, sc: SessionContext):
+        self.sc = sc
+        self.emit = sc.emit
+        cfg = sc.config.tls
         self.max_hs = cfg.max_handshake_bytes
         self.max_certs = cfg.max_certificates
         self.timeout = cfg.handshake_timeout * NS
@@ -130,7 +122,7 @@ class TlsSession:
     def _bad_record(self, i: int, ts: int) -> None:
         if self.records == 0:
             self.done = True
-            self.table.detach(self.flow, ts, "first bytes are not a TLS record")
+            self.sc.detach(ts, "first bytes are not a TLS record")
             return
         self.anomalies.append(MALFORMED_RECORD)
         self.stop[i] = True
@@ -238,14 +230,14 @@ class TlsSession:
             (self.tls13 and self.encrypted[0] and self.encrypted[1])
             or (not self.tls13 and self.ccs[0] and self.ccs[1]))
         resumed = bool(established and not self.tls13 and not self.server_certs and not self.server_kx)
-        app = APPLICATIONS_BY_PORT.get(self.flow.sport)
+        app = APPLICATIONS_BY_PORT.get(self.sc.server_port)
         if app is None and self.ch is not None:
             for name in self.ch.alpn:
                 app = APPLICATIONS_BY_ALPN.get(name)
                 if app:
                     break
         an = tuple(dict.fromkeys(self.anomalies))
-        self.emit(TlsHandshake(self.first_ts or ts, self.flow.context, self.ch, self.sh, self.server_certs,
+        self.emit(TlsHandshake(self.first_ts or ts, self.sc.context, self.ch, self.sh, self.server_certs,
                                self.client_certs, None if self.tls13 else self.cert_req, established, resumed,
                                self.alert, an,
                                max(ts, self.first_ts or ts), app))

@@ -55,9 +55,9 @@ def cmd_live(args) -> int:
     from ..cli import build_run, close_outputs
     from ..detect.loss import CaptureLossDetector
     from ..output.ndjson import NdjsonSink
-    from .evidence import EvidenceRing
-    from .privs import drop_privileges
-    from .sensor import Sensor, log
+    from ..live.evidence import EvidenceRing
+    from ..live.privs import drop_privileges
+    from ..live.sensor import Sensor, log
 
     config = load_config(args.config)
     lc = config.live
@@ -119,7 +119,7 @@ def cmd_live(args) -> int:
 
 
 def cmd_bench_live(args) -> int:
-    from .bench import bench_live
+    from ..live.bench import bench_live
     return bench_live(args)
 
 

@@ -9,14 +9,14 @@ import argparse
 import os
 import sys
 from collections import OrderedDict
-from pathlib import Path
 
-from ...errors import UserError
-from .certs import Finding, TrustStore
-from .registry import Registry, load_registry
-from .verdicts import CertJudge, opcua_identity, tls_identity, ts_datetime
-from .views import SeenCert, opcua_certificates, tls_certificates, tls_handshake
-from ...x509 import uris_in
+from ..errors import UserError
+from ..detect.auth.certs import Finding, TrustStore
+from ..detect.auth.context import load_context
+from ..detect.auth.registry import Registry
+from ..detect.auth.verdicts import CertJudge, opcua_identity, tls_identity, ts_datetime
+from ..detect.auth.views import SeenCert, opcua_certificates, tls_certificates, tls_handshake
+from ..x509 import uris_in
 
 EXIT_OK, EXIT_DAMAGED = 0, 1
 MAX_ROWS = 100_000
@@ -33,21 +33,6 @@ def _context_args(g) -> None:
                         "registry's trust_store")
 
 
-def load_context(args) -> tuple[Registry | None, TrustStore | None]:
-    """Registry and trust store from the command line; a relative trust_store in the registry is read
-    relative to the registry file."""
-    reg = None
-    if getattr(args, "registry", None):
-        reg = load_registry(args.registry)
-    ts = getattr(args, "trust_store", None)
-    if ts is None and reg is not None and reg.trust_store:
-        ts = reg.trust_store
-        if not os.path.isabs(ts):
-            ts = str(Path(args.registry).resolve().parent / ts)
-    store = TrustStore.load(ts) if ts else None
-    return reg, store
-
-
 # ---------------------------------------------------------------------------------------------- analyze
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build(args, config):
     if getattr(args, "no_auth", False):
         return [], [], []
-    from .detector import AuthDetector
+    from ..detect.auth.detector import AuthDetector
     reg, store = load_context(args)
     det = AuthDetector(reg, store)
     det.context_args = args  # SIGHUP re-reads the registry and trust store named here
@@ -88,7 +73,7 @@ class CertInventory:
     def __init__(self, registry: Registry | None, store: TrustStore | None):
         self.registry = registry if registry is not None and registry.devices else None
         policy = registry.policy if registry is not None else None
-        from .registry import AuthPolicy
+        from ..detect.auth.registry import AuthPolicy
         self.judge = CertJudge(store, (policy or AuthPolicy()).cert_policy())
         self.rows: OrderedDict[tuple, dict] = OrderedDict()
         self.unobservable: OrderedDict[tuple, dict] = OrderedDict()
@@ -218,8 +203,8 @@ def _row(sc: SeenCert, doc: dict, f, ts: int) -> dict:
 def cmd_certs(args) -> int:
     import json
 
-    from ...config import load_config
-    from ...pipeline import Run
+    from ..config import load_config
+    from ..pipeline import Run
 
     config = load_config(args.config)
     missing = [p for p in args.pcaps if not os.path.isfile(p)]

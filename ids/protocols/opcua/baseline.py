@@ -1,13 +1,19 @@
 """OPC UA part of the baseline: per (client, server) the security policies and modes, the services used,
 the nodes written and the methods called, and the client's application URIs.
 
-It reads ids.events.OpcuaEvent records (one per exchange), fields listed in EVENT_FIELDS.
+It reads ids.protocols.opcua.messages.OpcuaEvent records (one per exchange), fields listed in EVENT_FIELDS.
 """
 from __future__ import annotations
 
-from ...assets import norm_service
-from ...events import OpcuaEvent, rfc3339
-from .model import Baseline, SectionSpec
+from typing import TYPE_CHECKING
+
+from .assets import norm_service
+from ...units import rfc3339
+from .messages import OpcuaEvent
+from ...detect.baseline.section import SectionSpec
+
+if TYPE_CHECKING:
+    from ...detect.baseline.document import Baseline
 
 SECTION = SectionSpec("opcua", ("client", "server"),
                       ("first_seen", "last_seen", "messages", "security_policies", "security_modes",
@@ -15,7 +21,7 @@ SECTION = SectionSpec("opcua", ("client", "server"),
                       "messages", "opcua")
 ROLES = ("opcua_client", "opcua_server")
 DATASETS = ("otids.opcua",)
-EVENT_FIELDS = """ids.events.OpcuaEvent (flow client = OPC UA client): `service` (Part 4 name: Write, Call,
+EVENT_FIELDS = """ids.protocols.opcua.messages.OpcuaEvent (flow client = OPC UA client): `service` (Part 4 name: Write, Call,
 CreateSession ...; kept lower-case, e.g. `write`), `nodes` (NodeIds in standard string form: on Write the nodes
 written, on Call the methods called), `security_policy_uri` (kept by its short name, e.g. Basic256Sha256),
 `security_mode` (None, Sign, SignAndEncrypt), `application_uri` (on CreateSession: the client's)."""

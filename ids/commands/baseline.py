@@ -6,8 +6,9 @@ import json
 import os
 import sys
 
-from ...errors import UserError
-from . import model
+from ..errors import UserError
+from ..detect.baseline import document
+from ..detect.baseline.document import write_baseline
 
 
 def register(sub) -> None:
@@ -55,8 +56,8 @@ def register(sub) -> None:
 # ---------------------------------------------------------------------------------------------- learn
 
 def learn_paths(paths: list[str], config):
-    from ...pipeline import Run
-    from .learner import Learner, LearnerDetector, capture_info
+    from ..pipeline import Run
+    from ..detect.baseline.learner import Learner, LearnerDetector, capture_info
 
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
@@ -69,20 +70,15 @@ def learn_paths(paths: list[str], config):
     return learner.baseline([capture_info(p) for p in paths]), learner, run
 
 
-def write_baseline(b: model.Baseline, path: str, old_text: str | None = None) -> None:
-    comments = model.read_comments(old_text) if old_text else None
-    model.write_atomic(path, b.dump(comments), "baseline")
-
-
 def cmd_learn(args) -> int:
-    from ...config import load_config
+    from ..config import load_config
 
     config = load_config(args.config)
     old = None
     if os.path.exists(args.output):
-        old = model.load(args.output)  # a broken file stops here, before anything is overwritten
+        old = document.load(args.output)  # a broken file stops here, before anything is overwritten
     b, learner, run = learn_paths(args.pcaps, config)
-    rep = model.merge_review(b, old) if old is not None else None
+    rep = document.merge_review(b, old) if old is not None else None
     write_baseline(b, args.output, old.text if old is not None else None)
     if not args.quiet:
         counts = ", ".join(f"{len(v)} {k}" for k, v in b.entries.items() if v) or "no entries"
@@ -99,7 +95,7 @@ def cmd_learn(args) -> int:
                       f"{' ...' if len(added) > 6 else ''}; set its status to learned to take them in")
         mb = learner.protocols.get("modbus")
         if mb is not None and mb.untracked:
-            from .modbus import MAX_POLL_KEYS
+            from ..protocols.modbus.baseline import MAX_POLL_KEYS
             print(f"  note: {mb.untracked} Modbus requests were not followed for polling periods (more than "
                   f"{MAX_POLL_KEYS} distinct blocks per master, slave and unit)", file=sys.stderr)
     for err in run.errors:
@@ -122,13 +118,13 @@ def _strip(x):
 
 
 def cmd_diff(args) -> int:
-    old, new = model.load(args.old), model.load(args.new)
+    old, new = document.load(args.old), document.load(args.new)
     if args.ignore_counts:
         for b in (old, new):
             for sec in b.entries.values():
                 for k in sec:
                     sec[k] = _strip(sec[k])
-    changes = model.diff(old, new)
+    changes = document.diff(old, new)
     if args.json:
         print(json.dumps([{"section": c.section, "entry": c.entry, "label": c.label, "op": c.op,
                            "details": list(c.details)} for c in changes], indent=2))
@@ -145,25 +141,25 @@ def cmd_diff(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from ...config import load_config
-    from .enforcer import BaselineDetector
+    from ..config import load_config
+    from ..detect.baseline.enforcer import BaselineDetector
 
     config = load_config(args.config)
-    b = model.load(args.file)
+    b = document.load(args.file)
     BaselineDetector(b, config.baseline, args.file)  # compiles every section: reports the first problem
     counts = ", ".join(f"{len(v)} {k}" for k, v in b.entries.items() if v) or "no entries"
     status = {s: sum(1 for sec in b.entries.values() for e in sec.values() if e.get("status") == s)
-              for s in model.STATUSES}
+              for s in document.STATUSES}
     print(f"{args.file}: ok: {counts}; " + ", ".join(f"{n} {s}" for s, n in status.items()))
     return 0
 
 
 def cmd_export_rules(args) -> int:
-    from ...config import Config
-    from .enforcer import BaselineDetector
-    from .export import export_rules, write_text
+    from ..config import Config
+    from ..detect.baseline.enforcer import BaselineDetector
+    from ..detect.baseline.export import export_rules, write_text
 
-    b = model.load(args.file)
+    b = document.load(args.file)
     BaselineDetector(b, Config().baseline, args.file)  # a malformed entry stops here with file:line:col
     text, rep = export_rules(b, os.path.basename(args.file))
     write_text(args.output, text)
@@ -184,7 +180,7 @@ def add_arguments(parser) -> None:
 def build(args, config):
     import dataclasses
 
-    from .enforcer import BaselineDetector, LearnThenEnforce
+    from ..detect.baseline.enforcer import BaselineDetector, LearnThenEnforce
 
     path = getattr(args, "baseline", None) or config.baseline.file
     learn = getattr(args, "baseline_learn", None)
@@ -194,7 +190,7 @@ def build(args, config):
         return [], [], []
     cfg = config.baseline
     if path and os.path.exists(path):
-        return [BaselineDetector(model.load(path), cfg, path)], [], []
+        return [BaselineDetector(document.load(path), cfg, path)], [], []
     if learn:
         return [LearnThenEnforce(dataclasses.replace(cfg), learn, path)], [], []
     raise UserError(f"{path}: no such baseline file (make one with `otids learn`, or add --baseline-learn SECONDS)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from cryptography import x509 as cx
 
 from ... import x509 as shared
-from ...events import X509Cert
+from .messages import X509Cert
 
 _NS = 1_000_000_000
 

@@ -1,7 +1,7 @@
 """What a loaded rule is: the condition tree, thresholds, suppressions, test cases, and the issues
 (errors and warnings, each with `path:line:col`) that loading and validation report.
 
-Everything here is plain frozen data; compile.py turns conditions into predicates, engine.py runs them.
+Everything here is plain frozen data; compile.py turns conditions into predicates, detector.py runs them.
 """
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import SourceLocation
+from ...protocols import REGISTRY
 
 SEVERITIES = ("low", "medium", "high", "critical")
-PROTOCOLS = {"modbus": "otids.modbus", "opcua": "otids.opcua", "mqtt": "otids.mqtt"}  # protocol -> dataset
+#: Protocols rules can name (a rule keyword table in their package) -> the dataset of their events.
+RULE_DATASETS = {n: p.dataset for n, p in REGISTRY.items() if p.rules is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +145,7 @@ class Rule:
 
     @property
     def dataset(self) -> str:
-        return PROTOCOLS[self.protocol]
+        return RULE_DATASETS[self.protocol]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,3 +190,21 @@ def fields_of(cond) -> set[str]:
         elif isinstance(n, Predicate):
             out.update(n.fields)
     return out
+
+
+@dataclass
+class RuleSet:
+    """Rules and issues from one or more files, plus which files were read (for reload)."""
+
+    rules: list = field(default_factory=list)
+    issues: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    def extend(self, other: "RuleSet") -> None:
+        self.rules += other.rules
+        self.issues += other.issues
+        self.files += other.files

@@ -21,7 +21,7 @@ from .compile import INDEX_FIELD, MISSING, Compiler, DocView, keys_of
 from .fastpath import FAST
 from .fields import SECRET_FIELDS
 from .loader import RuleSet, is_lists_file, load_lists, load_paths, rule_files
-from .model import PROTOCOLS, Issue, Rule, SiteLists, fields_of, warning
+from .rule import RULE_DATASETS, Issue, Rule, SiteLists, fields_of, warning
 from .validators import SuppressionValidator, validate
 
 NS = 1_000_000_000

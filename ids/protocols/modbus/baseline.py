@@ -1,6 +1,6 @@
 """Modbus part of the baseline: per (master, slave, unit) the function codes used, address ranges read and
 written per table, value bands of written holding registers, and the period and jitter of every periodic
-request (pair, unit, function, address). Learned from ids.events.ModbusTransaction; enforced on the same.
+request (pair, unit, function, address). Learned from ids.protocols.modbus.messages.ModbusTransaction; enforced on the same.
 
 Requests whose PDU was malformed are neither learned nor checked (their fields cannot be trusted; the
 anomaly detector reports them). Exception responses are learned and checked like any other request: the
@@ -8,20 +8,26 @@ master *asked*, and asking is the behaviour the baseline describes.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import bisect
 import math
 
-from ...events import ModbusTransaction, rfc3339
-from ..anomaly import MALFORMED
-from .model import Baseline, SectionSpec
-from .periodic import IntervalSample, PeriodTracker, seconds
+from ...units import rfc3339
+from .messages import ModbusTransaction
+from .anomalies import MALFORMED
+from ...detect.baseline.periodic import IntervalSample, PeriodTracker, period_seen, seconds
+from ...detect.baseline.section import SectionSpec
+
+if TYPE_CHECKING:
+    from ...detect.baseline.document import Baseline
 
 SECTION = SectionSpec("modbus", ("master", "slave", "unit"),
                       ("first_seen", "last_seen", "transactions", "functions", "reads", "writes", "values", "polls"),
                       "transactions", "modbus")
 ROLES = ("modbus_master", "modbus_slave")
 DATASETS = ("otids.modbus",)
-EVENT_FIELDS = """ids.events.ModbusTransaction: flow (client = master), unit_id, function_code, function,
+EVENT_FIELDS = """ids.protocols.modbus.messages.ModbusTransaction: flow (client = master), unit_id, function_code, function,
 request.address/quantity/values, request.details.read_address/read_quantity (FC 23), anomalies."""
 
 TABLES = ("coils", "discrete_inputs", "holding_registers", "input_registers")
@@ -65,14 +71,6 @@ def written_registers(ev: ModbusTransaction):
         for i, v in enumerate(req.values):
             if isinstance(v, int) and not isinstance(v, bool):
                 yield a + i, v
-
-
-def period_seen(medians, period: int) -> str:
-    """The window median farthest from the learned period, and the range of all of them."""
-    worst = max(medians, key=lambda x: abs(x - period))
-    lo, hi = min(medians), max(medians)
-    s = f"every {worst / 1e9:.3g} s"
-    return s if lo == hi else f"{s} (window medians {lo / 1e9:.3g}..{hi / 1e9:.3g} s)"
 
 
 # ---------------------------------------------------------------------------------------------- ranges

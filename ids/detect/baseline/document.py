@@ -14,6 +14,7 @@ import yaml
 
 from ...errors import SourceLocation, UserError
 from . import yamlio
+from .section import SectionSpec
 
 FORMAT_VERSION = 1
 STATUSES = ("approved", "denied", "learned")
@@ -29,17 +30,6 @@ HEADER = [
 
 class BaselineError(UserError):
     """The baseline file is invalid; `source` names file:line:col."""
-
-
-@dataclass(frozen=True)
-class SectionSpec:
-    """One section of the file: its entries' identity fields (in order) and field order when written."""
-
-    name: str
-    key: tuple[str, ...]
-    order: tuple[str, ...]  # fields after the identity, status and note
-    count_field: str  # how much traffic the entry was learned from
-    protocol: str | None = None  # None for the generic sections (assets, talkers)
 
 
 COMMON_HEAD = ("status", "note")
@@ -405,3 +395,9 @@ def write_atomic(path: str, text: str, what: str) -> None:
         os.replace(tmp, path)
     except OSError as e:
         raise UserError(f"{path}: cannot write {what}: {e.strerror}") from None
+
+
+def write_baseline(b: "Baseline", path: str, old_text: str | None = None) -> None:
+    """Write the baseline to `path` atomically, keeping the comments of the file it replaces (`old_text`)."""
+    comments = read_comments(old_text) if old_text else None
+    write_atomic(path, b.dump(comments), "baseline")

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def _measure(cmd: list[str]) -> tuple[float, int, int]:
@@ -35,7 +35,7 @@ def _measure(cmd: list[str]) -> tuple[float, int, int]:
 
 def _find_generator(given: str | None) -> Path:
     cands = [Path(given)] if given else [Path.cwd() / "../shared/bench/gen_modbus_pcap.py",
-                                         Path(__file__).resolve().parents[2] / "shared/bench/gen_modbus_pcap.py"]
+                                         Path(__file__).resolve().parents[3] / "shared/bench/gen_modbus_pcap.py"]
     for c in cands:
         if c.is_file():
             return c.resolve()
@@ -43,7 +43,7 @@ def _find_generator(given: str | None) -> Path:
 
 
 def _count_packets(path: str) -> int:
-    from .capture import open_capture
+    from ..capture import open_capture
     with open_capture(path) as r:
         return sum(1 for _ in r.packets())
 

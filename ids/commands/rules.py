@@ -12,10 +12,10 @@ import os
 import sys
 import time
 
-from ...errors import RuleError, UserError
-from .engine import RulesDetector, compile_rules, default_lists, load_ruleset
-from .loader import RuleSet, load_lists, load_paths
-from .model import PROTOCOLS, SiteLists
+from ..errors import RuleError, UserError
+from ..detect.rules.detector import RulesDetector, compile_rules, default_lists, load_ruleset
+from ..detect.rules.loader import RuleSet, load_lists, load_paths
+from ..detect.rules.rule import RULE_DATASETS, SiteLists
 
 NS = 1_000_000_000
 
@@ -137,7 +137,7 @@ def run_case(rule, case, site: SiteLists) -> tuple[bool, str]:
         return False, f"rule does not compile: {errs[0] if errs else 'disabled'}"
     det = RulesDetector(c)
     if case.kind == "pcap":
-        from ...pipeline import analyze
+        from ..pipeline import analyze
         path = _resolve_pcap(case.pcap, rule)
         if not os.path.isfile(path):
             return False, f"{case.pcap}: no such capture"
@@ -150,7 +150,7 @@ def run_case(rule, case, site: SiteLists) -> tuple[bool, str]:
     for i, d in enumerate(docs):
         d = dict(d)
         ev = dict(d.get("event") or {})
-        ev.setdefault("dataset", PROTOCOLS[rule.protocol])
+        ev.setdefault("dataset", RULE_DATASETS[rule.protocol])
         d["event"] = ev
         for a in det.on_doc(d, base + int(i * interval * NS)) or ():
             n += 1
@@ -215,15 +215,15 @@ def cmd_dry_run(args) -> int:
                     if not isinstance(doc, dict) or (doc.get("event") or {}).get("kind") == "alert":
                         continue
                     n_events += 1
-                    from .engine import _doc_ts
+                    from ..detect.rules.detector import _doc_ts
                     ts = _doc_ts(doc)
                     first = ts if first is None else min(first, ts)
                     last = ts if last is None else max(last, ts)
                     for a in det.on_doc(doc, ts) or ():
                         counts[a.rule_id] = counts.get(a.rule_id, 0) + 1
         else:
-            from ...pipeline import Collector, Run
-            from ...config import Config
+            from ..pipeline import Collector, Run
+            from ..config import Config
 
             class _Span:
                 def write_event(self, ev):
@@ -270,5 +270,5 @@ def cmd_dry_run(args) -> int:
 # ---------------------------------------------------------------------------------------------- bench
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
+    from ..detect.rules.bench import run_bench
     return run_bench(args)

@@ -41,7 +41,7 @@ class InventoryDetector:
 
 def run_inventory(paths: list[str], config):
     from ..pipeline import Run
-    from . import Inventory
+    from ..assets import Inventory
 
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:

@@ -1,24 +1,29 @@
 """MQTT part of the baseline: per (client, broker) the client ids and usernames it connected with, the topics
 it published (QoS levels, message count, period and jitter when periodic) and the filters it subscribed to.
 
-It reads ids.events.MqttExchange records. A PUBLISH counts for its publisher only: each message says which
+It reads ids.protocols.mqtt.messages.MqttExchange records. A PUBLISH counts for its publisher only: each message says which
 way it went (`to_server`, in the document `mqtt.publish.from_client`), and the broker delivering a message
 to a subscriber (to_client) is not the subscriber publishing, so deliveries are neither learned nor
 checked; the publisher's own PUBLISH is.
 """
 from __future__ import annotations
 
-from ...events import MqttConnect, MqttExchange, MqttPublish, MqttSubscribe, rfc3339
-from .model import Baseline, SectionSpec
-from .modbus import period_seen
-from .periodic import IntervalSample, PeriodTracker, seconds
+from typing import TYPE_CHECKING
+
+from ...units import rfc3339
+from .messages import MqttConnect, MqttExchange, MqttPublish, MqttSubscribe
+from ...detect.baseline.periodic import IntervalSample, PeriodTracker, period_seen, seconds
+from ...detect.baseline.section import SectionSpec
+
+if TYPE_CHECKING:
+    from ...detect.baseline.document import Baseline
 
 SECTION = SectionSpec("mqtt", ("client", "broker"),
                       ("first_seen", "last_seen", "messages", "client_ids", "usernames", "publishes", "subscribes"),
                       "messages", "mqtt")
 ROLES = ("mqtt_client", "mqtt_broker")
 DATASETS = ("otids.mqtt",)
-EVENT_FIELDS = """ids.events.MqttExchange (flow client = MQTT client, server = broker), its messages: MqttConnect
+EVENT_FIELDS = """ids.protocols.mqtt.messages.MqttExchange (flow client = MQTT client, server = broker), its messages: MqttConnect
 sent by the client (`client_id`, `username`), MqttPublish (`topic`, `qos`, `to_server`: true when the client
 published, false when the broker delivered to the client), MqttSubscribe sent by the client (`topics`: (filter,
 options) with the requested QoS in bits 0-1)."""

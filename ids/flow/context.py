@@ -1,0 +1,42 @@
+"""What a protocol session may use of the flow it dissects: `emit` for its records, the run's `config`, the
+flow's facts (its FlowContext, server port, mid-stream pickup), and the two notices a session can raise
+(detach: not this protocol after all; truncated: a PDU that never completed). Not the flow table."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..events import FlowContext
+
+
+class SessionContext:
+    __slots__ = ("_table", "_flow", "emit", "config")
+
+    def __init__(self, table, flow):
+        self._table = table
+        self._flow = flow
+        self.emit: Callable = table.emit
+        self.config: Config = table.config  # a session reads its own section (config.modbus, ...)
+
+    @property
+    def context(self) -> FlowContext:
+        """The network side of every record of this flow (built once, on first use)."""
+        return self._flow.context
+
+    @property
+    def server_port(self) -> int:
+        return self._flow.sport
+
+    @property
+    def midstream(self) -> bool:
+        """The flow was picked up after its start: its first bytes need not start a PDU."""
+        return bool(getattr(self._flow, "midstream", False))
+
+    def detach(self, ts: int, reason: str) -> None:
+        """Stop dissecting this flow (not this protocol after all); a protocol_violation notice says why."""
+        self._table.detach(self._flow, ts, reason)
+
+    def truncated(self, ts: int, protocol: str, nbytes: int, to_server: bool) -> None:
+        """The session ends holding `nbytes` of a PDU that never completed (a truncated_pdu notice)."""
+        self._table.truncated(self._flow, ts, protocol, nbytes, to_server)

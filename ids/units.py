@@ -1,0 +1,44 @@
+"""Units and formats every stage shares, defined once: nanosecond time, RFC 3339 timestamps, address text and
+the Community ID of a flow. Pure functions with no knowledge of protocols or detection.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import struct
+from datetime import datetime, timezone
+
+NS = 1_000_000_000  # capture time is an int of nanoseconds since the epoch
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_sec_cache: dict[int, str] = {}
+
+
+def rfc3339(ts_ns: int) -> str:
+    """Nanosecond epoch timestamp -> RFC 3339 UTC with microseconds, e.g. 2024-01-31T12:00:00.123456Z."""
+    sec, ns = divmod(ts_ns, 1_000_000_000)
+    head = _sec_cache.get(sec)
+    if head is None:  # events arrive in time order: the formatted second is reused many times
+        if len(_sec_cache) > 4096:
+            _sec_cache.clear()
+        t = datetime.fromtimestamp(sec, timezone.utc) if sec >= 0 else _EPOCH
+        head = _sec_cache[sec] = t.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{head}.{ns // 1000:06d}Z"
+
+
+def ip_text(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
+def mac_text(raw: bytes | None) -> str | None:
+    # ECS: MAC addresses in upper case, separated by hyphens.
+    return "-".join(f"{b:02X}" for b in raw) if raw else None
+
+
+def community_id(proto: int, saddr: bytes, daddr: bytes, sport: int, dport: int, seed: int = 0) -> str:
+    """Community ID v1 (github.com/corelight/community-id-spec) of a flow, endpoint order normalised."""
+    if (saddr, sport) > (daddr, dport):
+        saddr, daddr, sport, dport = daddr, saddr, dport, sport
+    h = hashlib.sha1(struct.pack("!H", seed) + saddr + daddr + struct.pack("!BxHH", proto, sport, dport))
+    return "1:" + base64.b64encode(h.digest()).decode()
