@@ -231,7 +231,7 @@ class ReportModel:
         self.conn_bytes += b
         self.conn_packets += p
         transport = net.get("transport") or "?"
-        proto = net.get("protocol") or (f"{transport}/{dst.get('port')}" if dst.get("port") is not None else transport)
+        proto = net.get("protocol") or (f"{transport}/{dst.get('port')}" if transport in ("tcp", "udp") else transport)
         self.conn_protocols[proto] += 1
         self.mix_conn.add(ssec, proto, b)
         cip = src.get("ip") or src.get("mac")

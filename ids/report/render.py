@@ -131,9 +131,12 @@ def overview(m: dict) -> str:
                    for k, v in o["alerts_by_severity"].items())
     src = ("hosts, map and protocol mix from connection records (otids.conn)" if m["source"] == "conn" else
            "hosts, map and protocol mix from protocol events (no connection records in the input)")
-    protos = table("t-protocols", [("protocol", False), ("connections" if m["source"] == "conn" else "exchanges", True),
-                                   ("exchanges (protocol events)", True)],
-                   [[p, n, o["protocol_events"].get(p, 0)] for p, n in o["protocols"].items()], "filter protocols")
+    if m["source"] == "conn":
+        protos = table("t-protocols", [("protocol", False), ("connections", True), ("exchanges (protocol events)", True)],
+                       [[p, n, o["protocol_events"].get(p, 0)] for p, n in o["protocols"].items()], "filter protocols")
+    else:
+        protos = table("t-protocols", [("protocol", False), ("exchanges (protocol events)", True)],
+                       [[p, n] for p, n in o["protocols"].items()], "filter protocols")
     return (f'<section id="overview"><h2>Overview</h2><div class="cards">{"".join(cards)}</div>'
             f'<h3>Alerts by severity</h3><div class="cards">{sevs}</div>'
             f'<h3>Protocols</h3><p class="muted">{e(src)}.</p>{protos}</section>')
@@ -152,10 +155,13 @@ def findings(m: dict) -> str:
     cards = []
     for f in fs:
         tech = ", ".join(f'<a href="{e(t["url"])}" rel="noreferrer">{e(t["id"])} {e(t["name"])}</a>' for t in f["techniques"])
+        cmp = any(x["expected"] or x["seen"] for x in f["evidence"])  # baseline and certificate findings
         ev_rows = "".join(
-            f'<tr><td class="mono">{e(x["time"])}</td><td class="mono">{e(x["exchange"])}</td><td>{e(x["expected"])}</td>'
-            f'<td>{e(x["seen"])}</td><td>{e(x["reason"])}</td><td class="n">{e(x["count"])}</td></tr>' for x in f["evidence"])
-        more = f' (first {len(f["evidence"])} of {f["alerts"]})' if f["alerts"] > len(f["evidence"]) else ""
+            f'<tr><td class="mono nw">{e(x["time"])}</td><td class="mono">{e(x["exchange"])}</td>'
+            + (f'<td>{e(x["expected"])}</td><td>{e(x["seen"])}</td>' if cmp else "")
+            + f'<td>{e(x["reason"])}</td><td class="n">{e(x["count"])}</td></tr>' for x in f["evidence"])
+        more = (f'<p class="muted">Evidence: the first {len(f["evidence"])} of {f["alerts"]:,} alerts.</p>'
+                if f["alerts"] > len(f["evidence"]) else "")
         hosts = ", ".join(f'<a href="#asset-{e(h)}">{e(h)}</a>' for h in f["hosts"]) + \
             (f' and {f["more_hosts"]} more' if f["more_hosts"] else "")
         cards.append(
