@@ -629,9 +629,11 @@ def _asset(h: Host, alerts: Counter, verdicts: dict) -> dict:
         c = dict(h.certs[k])
         c["verdict"] = sorted(set(verdicts.get(c.get("sha256") or "", []))) or ["no finding"]
         certs.append(c)
+    identity = {k: sorted(v) for k, v in sorted(h.identity.items())}
     return {"ip": h.ip, "group": _group(h), "role": _role(h), "macs": sorted(h.macs), "vlans": sorted(h.vlans),
+            "summary": identity_summary(identity),
             "roles": sorted(h.roles), "offers": sorted(h.offers), "uses": sorted(h.uses),
-            "identity": {k: sorted(v) for k, v in sorted(h.identity.items())},
+            "identity": identity,
             "peers": [{"ip": p, "protocols": sorted(v)} for p, v in peers[:MAX_PEERS_LISTED]],
             "peer_count": len(peers), "certificates": certs,
             "first": rfc3339_s(h.first) if h.first is not None else None,
@@ -639,6 +641,28 @@ def _asset(h: Host, alerts: Counter, verdicts: dict) -> dict:
             "events": h.events, "bytes": h.bytes, "packets": h.packets,
             "alerts": [{"rule": r, "name": n, "severity": s, "count": c}
                        for (r, n, s), c in sorted(alerts.items(), key=lambda x: (-x[1], x[0]))]}
+
+
+def identity_summary(identity: dict) -> str:
+    """One line for tables: vendor, product and revision per Modbus unit (device identification, else the
+    server id text), then the OPC UA application name, MQTT client ids and TLS server names."""
+    units: dict[str, dict] = defaultdict(dict)
+    for k, v in identity.items():
+        if k.startswith("modbus ") and "(unit " in k:
+            field, unit = k[7:].split(" (unit ", 1)
+            units[unit.rstrip(")")][field] = ", ".join(v)
+    parts = []
+    for unit in sorted(units, key=lambda u: (len(u), u)):
+        u = units[unit]
+        main = " ".join(u[f] for f in ("vendor_name", "product_code", "major_minor_revision") if u.get(f))
+        extra = [u[f] for f in ("product_name", "model_name") if u.get(f)]
+        text = (main + (f" ({', '.join(extra)})" if extra else "")) or u.get("server id", "")
+        if text:
+            parts.append(text if len(units) == 1 else f"unit {unit}: {text}")
+    for k in ("opcua application_name", "mqtt client_id", "tls server name"):
+        if identity.get(k):
+            parts.append(", ".join(identity[k]))
+    return "; ".join(parts)
 
 
 def _rows_modbus(blocks: dict) -> list[dict]:

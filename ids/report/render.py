@@ -190,10 +190,9 @@ def assets(m: dict) -> str:
     conn = m["source"] == "conn"
     rows = []
     for a in m["assets"]:
-        ident = "; ".join(f"{k}: {', '.join(v)}" for k, v in a["identity"].items())
         nalerts = sum(x["count"] for x in a["alerts"])
         row = [(f'<a href="#asset-{e(a["ip"])}">{e(a["ip"])}</a>', a["ip"]), a["group"], ", ".join(a["roles"]),
-               ident, a["peer_count"], a["events"]]
+               a["summary"], a["peer_count"], a["events"]]
         if conn:
             row.append(a["packets"])
         row.append((f'<span class="alerting">{nalerts:,}</span>' if nalerts else "0", nalerts))
