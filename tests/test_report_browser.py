@@ -108,3 +108,62 @@ def test_the_harness_sees_requests_and_errors(tmp_path, browser):
     browser.open(str(html))
     assert any("boom" in e for e in browser.errors())
     assert "http://192.0.2.1/x.png" in browser.requests()
+
+
+def synthetic_plant_conn(path) -> int:
+    """A hand-made plant of ~300 hosts as connection records (five PLC subnets polled by thirty HMIs, an
+    OPC UA server, sixty IT hosts using DNS and a web server, one IT host polling a PLC): the map at scale."""
+    import json
+    import random
+    from datetime import datetime, timezone
+    rnd = random.Random(7)
+
+    def ts(x):
+        return datetime.fromtimestamp(x, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def conn(c, s, proto, transport, port, i):
+        b1, b2 = rnd.randrange(100, 5000), rnd.randrange(100, 9000)
+        t = 1764900000 + i
+        return {"@timestamp": ts(t + 30), "event": {"kind": "event", "dataset": "otids.conn", "start": ts(t)},
+                "source": {"ip": c, "port": 40000 + i, "packets": b1 // 80, "bytes": b1},
+                "destination": {"ip": s, "port": port, "packets": b2 // 80, "bytes": b2},
+                "network": {"transport": transport, "protocol": proto}}
+    plcs = [f"10.20.{s}.{i}" for s in range(1, 6) for i in range(1, 41)]
+    hmis = [f"10.10.1.{i}" for i in range(1, 31)]
+    it = [f"192.168.5.{i}" for i in range(1, 61)]
+    docs = []
+    for plc in plcs:
+        for h in rnd.sample(hmis, 2):
+            docs.append(conn(h, plc, "modbus" if rnd.random() < .8 else "s7comm", "tcp", 502, len(docs)))
+    docs += [conn(h, "10.10.0.5", "opcua", "tcp", 4840, len(docs) + k) for k, h in enumerate(hmis)]
+    for h in it:
+        docs.append(conn(h, "192.168.5.250", "http", "tcp", 80, len(docs)))
+        docs.append(conn(h, "10.10.0.53", "dns", "udp", 53, len(docs)))
+    docs.append(conn("192.168.5.7", "10.20.3.5", "modbus", "tcp", 502, len(docs)))
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(d, separators=(",", ":")) + "\n" for d in docs)
+    return len({d[s]["ip"] for d in docs for s in ("source", "destination")})
+
+
+PLANT_ALERT = ('{"@timestamp":"2025-12-05T02:10:00.000000Z","event":{"kind":"alert","severity":73,'
+               '"dataset":"otids.alert"},"source":{"ip":"192.168.5.7"},"destination":{"ip":"10.20.3.5"},'
+               '"network":{"protocol":"modbus"},"rule":{"id":"site.it_host_polls_plc","name":"IT host polls a PLC"},'
+               '"otids":{"alert":{"detector":"rules","count":1}}}\n')
+
+
+def test_map_with_hundreds_of_hosts(tmp_path, browser):
+    conn, alerts, html = tmp_path / "conn.ndjson", tmp_path / "alerts.ndjson", tmp_path / "plant.html"
+    hosts = synthetic_plant_conn(conn)
+    alerts.write_text(PLANT_ALERT)
+    run_cli("report", "--from", str(alerts), "--events", str(conn), "-o", str(html))
+    open_clean(browser, html)
+    assert hosts == 293 and int(page_numbers(browser)["hosts"]) == hosts
+    assert browser.evaluate("window.otidsMap.nodes().filter(n => !n.isParent()).length") == hosts
+    assert browser.evaluate("window.otidsMap.nodes().filter(n => n.isParent()).length") == 8  # subnets
+    assert browser.evaluate("window.otidsMap.edges('.alerting').map(e => e.source().id() + '>' + e.target().id())") \
+        == ["192.168.5.7>10.20.3.5"]
+    # subnet boxes never overlap
+    boxes = browser.evaluate("window.otidsMap.nodes().filter(n => n.isParent()).map(n => n.boundingBox())")
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a["x2"] <= b["x1"] or b["x2"] <= a["x1"] or a["y2"] <= b["y1"] or b["y2"] <= a["y1"], (a, b)

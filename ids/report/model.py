@@ -244,8 +244,11 @@ class ReportModel:
         link[0] += 1
         link[1] += b
         link[2] += p
-        for ip, side, peer in ((cip, src, sip), (sip, dst, cip)):
+        roles = ROLES.get(proto, (f"{proto} client", f"{proto} server")) if net.get("protocol") else (None, None)
+        for ip, side, peer, role in ((cip, src, sip, roles[0]), (sip, dst, cip, roles[1])):
             h = self._host(self.hosts, ip, ssec)
+            if role:
+                h.roles.add(role)
             if sec > h.last:
                 h.last = sec
             mac = side.get("mac")

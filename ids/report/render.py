@@ -292,14 +292,14 @@ def render(model: dict, generated: str) -> str:
         if ed["protocol"] not in protos:
             protos.append(ed["protocol"])
     colors = {p: color_for(p) for p in sorted(protos)}
+    roles = sorted({n["role"] for n in model["map"]["nodes"]})
+    role_colors = {r: ROLE_COLORS.get(r) or color_for(r.rsplit(" ", 1)[0]) for r in roles}
     data = {"overview": {"protocols": model["overview"]["protocols"]}, "source": model["source"],
             "timeline": model["timeline"], "mix": model["mix"], "map": model["map"], "colors": colors,
-            "roleColors": ROLE_COLORS}
+            "roleColors": role_colors}
     js, versions = vendor_js()
     legend_p = "".join(f'<span><i style="background:{c}"></i>{e(p)}</span>' for p, c in colors.items())
-    roles = sorted({n["role"] for n in model["map"]["nodes"]})
-    legend_r = "".join(f'<span><i class="node" style="background:{ROLE_COLORS.get(r, "#8a94a6")}"></i>{e(r)}</span>'
-                       for r in roles)
+    legend_r = "".join(f'<span><i class="node" style="background:{c}"></i>{e(r)}</span>' for r, c in role_colors.items())
     nmap = model["map"]
     nalerting = sum(1 for x in nmap["edges"] if x["alerting"])
     nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in SECTIONS)

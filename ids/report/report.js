@@ -49,6 +49,7 @@
                                             alerts: e.alerts.join(", ")},
                      classes: e.alerting ? "alerting" : ""});
     });
+    var many = data.map.edges.length > 150;
     var cy = cytoscape({
       container: mapEl, elements: elements, layout: {name: "preset", fit: true, padding: 30},
       wheelSensitivity: 0.3, minZoom: 0.05, maxZoom: 4, textureOnViewport: true,
@@ -58,13 +59,18 @@
                                    "min-zoomed-font-size": 7, "border-width": 1, "border-color": "#fff"}},
         {selector: "node.grp", style: {"background-color": "#eef2f7", "background-opacity": 0.8, "border-color": "#b8c2d0",
                                        "border-width": 1, "label": "data(label)", "text-valign": "top",
-                                       "font-size": 13, "font-weight": "bold", "color": "#44505f", "padding": 18,
-                                       "shape": "round-rectangle", "min-zoomed-font-size": 4}},
-        {selector: "edge", style: {"line-color": "data(color)", "width": "data(width)", "curve-style": "bezier",
-                                   "target-arrow-shape": "triangle", "target-arrow-color": "data(color)",
-                                   "arrow-scale": 0.7, "opacity": 0.75}},
+                                       "font-size": many ? 30 : 13, "font-weight": "bold", "color": "#44505f", "padding": 18,
+                                       "shape": "round-rectangle", "min-zoomed-font-size": 0}},
+        // many links: straight, no arrows, fainter, so subnets and the alerting links stay readable
+        {selector: "edge", style: many ? {"line-color": "data(color)", "width": "data(width)", "curve-style": "straight",
+                                          "opacity": 0.35}
+                                       : {"line-color": "data(color)", "width": "data(width)", "curve-style": "bezier",
+                                          "target-arrow-shape": "triangle", "target-arrow-color": "data(color)",
+                                          "arrow-scale": 0.7, "opacity": 0.75}},
         {selector: "edge.alerting", style: {"line-style": "dashed", "line-dash-pattern": [8, 3], "width": 4, "opacity": 1,
-                                            "underlay-color": "#c62828", "underlay-opacity": 0.35, "underlay-padding": 3}},
+                                            "z-index": 10, "target-arrow-shape": "triangle",
+                                            "target-arrow-color": "data(color)", "underlay-color": "#c62828",
+                                            "underlay-opacity": 0.6, "underlay-padding": 5}},
         {selector: "node:selected", style: {"border-color": "#000", "border-width": 3}},
         {selector: ".faded", style: {"opacity": 0.12}}
       ]
