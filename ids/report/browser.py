@@ -148,7 +148,8 @@ class Chromium:
         """URLs of every request the page made (the report itself is the first)."""
         return [m["params"]["request"]["url"] for m in self.events if m.get("method") == "Network.requestWillBeSent"]
 
-    def screenshot(self, path: str, selector: str | None = None, max_height: int = 2400) -> None:
+    def screenshot(self, path: str, selector: str | None = None, max_height: int = 2400, quality: int = 0) -> None:
+        """PNG, or JPEG at `quality` (1-100) when given."""
         clip = None
         if selector:
             r = self.evaluate(f"(function(){{var e=document.querySelector({json.dumps(selector)});"
@@ -158,7 +159,8 @@ class Chromium:
                 raise BrowserError(f"no element {selector}")
             x, y, w, h = r
             clip = {"x": x, "y": y, "width": w, "height": min(h, max_height), "scale": 1}
-        params = {"format": "png", "captureBeyondViewport": True}
+        params = {"format": "jpeg", "quality": quality} if quality else {"format": "png"}
+        params["captureBeyondViewport"] = True
         if clip:
             params["clip"] = clip
         data = self.call("Page.captureScreenshot", **params)["data"]

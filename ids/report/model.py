@@ -286,6 +286,11 @@ class ReportModel:
         vals = req.get("values") if req.get("values") is not None else resp.get("values")
         if isinstance(vals, list):
             st["values"] = vals[:16]
+            nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if nums:
+                lo, hi = min(nums), max(nums)
+                st["min"] = lo if st.get("min") is None else min(st["min"], lo)
+                st["max"] = hi if st.get("max") is None else max(st["max"], hi)
         idn = _get(resp, "device_identification")
         if isinstance(idn, dict):
             for k in ("vendor_name", "product_code", "major_minor_revision", "product_name", "model_name"):
@@ -675,6 +680,7 @@ def _rows_modbus(blocks: dict) -> list[dict]:
                      "last_address": addr + qty - 1 if isinstance(addr, int) and isinstance(qty, int) and qty else addr,
                      "count": st["count"], "exceptions": st["exceptions"],
                      "masters": sorted(st["masters"], key=ip_key), "values": st["values"],
+                     "min": st.get("min"), "max": st.get("max"),
                      "first": rfc3339_s(st["first"]), "last": rfc3339_s(st["last"])})
     rows.sort(key=lambda r: (r["address"] if isinstance(r["address"], int) else 1 << 40, r["function"],
                              r["quantity"] or 0))

@@ -77,7 +77,7 @@ def table(tid: str, headers: list[tuple[str, bool]], rows: list[list], filter_hi
     for r in rows:
         out.append("<tr>")
         for (h, n), cell in zip(headers, r):
-            cls = ' class="n"' if n else ""
+            cls = ' class="n"' if n else ' class="nw"' if h in ("first", "last", "time") else ""
             if isinstance(cell, tuple):
                 out.append(f'<td{cls} data-v="{e(cell[1])}">{cell[0]}</td>')
             elif isinstance(cell, int) and not isinstance(cell, bool):
@@ -247,11 +247,12 @@ def activity(m: dict) -> str:
                 rows.append([(f'<a href="#asset-{e(d["device"])}">{e(d["device"])}</a>', d["device"]), d["unit"],
                              b["function"], (e(rng), b["address"] if b["address"] is not None else -1),
                              b["quantity"] if b["quantity"] is not None else "", b["count"], b["exceptions"],
-                             ", ".join(b["masters"]), "" if b["values"] is None else ", ".join(map(str, b["values"])),
-                             b["last"]])
+                             ", ".join(b["masters"]), "" if b["min"] is None else f'{b["min"]}–{b["max"]}',
+                             "" if b["values"] is None else ", ".join(map(str, b["values"])), b["last"]])
         out.append(table("t-modbus", [("device", False), ("unit", True), ("function", False), ("addresses", True),
                                       ("quantity", True), ("exchanges", True), ("exceptions", True),
-                                      ("masters", False), ("last values", False), ("last", False)], rows,
+                                      ("masters", False), ("values min–max", False), ("last values", False),
+                                      ("last", False)], rows,
                          "filter (device, function, master…)"))
     if m["opcua"]:
         out.append("<h3>OPC UA node activity</h3>")
