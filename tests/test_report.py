@@ -125,3 +125,17 @@ def test_bad_input_is_one_line(tmp_path):
     assert "x.html: cannot write" in p.stderr
     p = run_cli("report", "--from", str(tmp_path / "nope.ndjson"), check_rc=2)
     assert "nope.ndjson: cannot read" in p.stderr
+
+
+def test_certificates_and_their_verdicts(tmp_path):
+    args = ["pcaps/auth-opcua-expired.pcap", "pcaps/auth-tls12-clientcerts.pcap", "--registry",
+            "pcaps/auth-registry.yaml", "--trust-store", "pcaps/auth-pki"]
+    alerts, events = analyze(tmp_path, "auth", args)
+    m = model_from(alerts, events)
+    certs = {c["subject"]: c for a in m["assets"] for c in a["certificates"]}
+    assert certs["device-expired"]["verdict"] == ["expired"]
+    assert certs["device-weakkey"]["verdict"] == ["weak_key"]
+    assert any(c["verdict"] == ["no finding"] for c in certs.values())  # the servers' own certificates
+    out = tmp_path / "auth.html"
+    run_cli("report", *args, "-o", str(out))
+    assert "device-expired" in out.read_text(encoding="utf-8")

@@ -139,7 +139,8 @@ class ReportModel:
         self.conn_protocols: Counter = Counter()
         self.links_ev: dict[tuple, list] = {}  # (client, server, protocol) -> [exchanges, bytes, packets]
         self.links_conn: dict[tuple, list] = {}
-        self.hosts_ev: dict[str, Host] = {}
+        self.flows_ev: dict[tuple, list] = {}  # (client, server, protocol, transport, port, macs, vlan) -> [n, first, last]
+        self.facts: dict[str, Host] = {}  # identity and certificates by address
         self.mix_ev = TimeSeries()
         self.mix_conn = TimeSeries()
         self.notices: Counter = Counter()
@@ -147,6 +148,7 @@ class ReportModel:
         self.opcua: dict[str, dict] = defaultdict(dict)  # server -> (node, service) -> stats
         self.mqtt: dict[str, dict] = defaultdict(dict)  # broker -> topic -> stats
         self.alerts: list[dict] = []
+        self._sec_cache: dict[str, float] = {}
 
     # ------------------------------------------------------------------ input
     def _span(self, sec: float) -> None:
@@ -172,7 +174,12 @@ class ReportModel:
         ts = doc.get("@timestamp")
         if not isinstance(ts, str):
             return
-        sec = ts_seconds(ts)
+        base = self._sec_cache.get(ts[:19])
+        if base is None:
+            if len(self._sec_cache) > 100_000:
+                self._sec_cache.clear()
+            base = self._sec_cache[ts[:19]] = ts_seconds(ts[:19] + "Z")
+        sec = base + (float(ts[19:-1]) if len(ts) > 21 and ts[19] == "." else 0.0)
         self.event_count += 1
         self.datasets[ds] += 1
         if ds == "otids.conn":
@@ -189,29 +196,65 @@ class ReportModel:
             return
         self.protocol_events[proto] += 1
         self.mix_ev.add(sec, proto)
-        link = self.links_ev.get((cip, sip, proto))
-        if link is None:
-            link = self.links_ev[(cip, sip, proto)] = [0, 0, 0]
-        link[0] += 1
-        c, s = self._host(self.hosts_ev, cip, sec), self._host(self.hosts_ev, sip, sec)
-        for h, side, peer in ((c, src, sip), (s, dst, cip)):
-            h.events += 1
-            mac = side.get("mac")
-            if mac and mac != NO_MAC:
-                h.macs.add(mac)
-            vlan = _get(net, "vlan", "id")
-            if vlan:
-                h.vlans.add(str(vlan))
-            h.peers[peer].add(proto)
-        crole, srole = ROLES.get(proto, (f"{proto} client", f"{proto} server"))
-        c.roles.add(crole)
-        s.roles.add(srole)
-        svc = f"{proto}/{net.get('transport', '?')}/{dst.get('port')}"
-        s.offers.add(svc)
-        c.uses.add(svc)
+        # per event only a counter on its flow; hosts, roles and services come from the flows in build()
+        vlan = net.get("vlan")
+        key = (cip, sip, proto, net.get("transport", "?"), dst.get("port"), src.get("mac"), dst.get("mac"),
+               vlan.get("id") if isinstance(vlan, dict) else None)
+        f = self.flows_ev.get(key)
+        if f is None:
+            self.flows_ev[key] = [1, sec, sec]
+        else:
+            f[0] += 1
+            if sec < f[1]:
+                f[1] = sec
+            elif sec > f[2]:
+                f[2] = sec
         sub = doc.get(proto)
         if isinstance(sub, dict):
-            getattr(self, "_" + proto, _none)(doc, sub, c, s, sec)
+            handler = getattr(self, "_" + proto, None)
+            if handler is not None:
+                handler(sub, cip, sip, sec)
+
+    def _ident(self, ip: str) -> Host:
+        """The host protocol facts (identity, certificates) are recorded on."""
+        h = self.facts.get(ip)
+        if h is None:
+            h = self.facts[ip] = Host(ip)
+        return h
+
+    def _hosts_from_flows(self) -> dict[str, Host]:
+        hosts: dict[str, Host] = {}
+        for (cip, sip, proto, transport, dport, cmac, smac, vlan), (n, first, last) in self.flows_ev.items():
+            link = self.links_ev.get((cip, sip, proto))
+            if link is None:
+                link = self.links_ev[(cip, sip, proto)] = [0, 0, 0]
+            link[0] += n
+            crole, srole = ROLES.get(proto, (f"{proto} client", f"{proto} server"))
+            svc = f"{proto}/{transport}/{dport}"
+            for ip, mac, peer, role in ((cip, cmac, sip, crole), (sip, smac, cip, srole)):
+                h = hosts.get(ip)
+                if h is None:
+                    h = hosts[ip] = Host(ip)
+                    h.first, h.last = first, last
+                else:
+                    h.first, h.last = min(h.first, first), max(h.last, last)
+                h.events += n
+                if mac and mac != NO_MAC:
+                    h.macs.add(mac)
+                if vlan:
+                    h.vlans.add(str(vlan))
+                h.peers[peer].add(proto)
+                h.roles.add(role)
+                (h.offers if ip == sip else h.uses).add(svc)
+        for ip, f in self.facts.items():
+            h = hosts.get(ip)
+            if h is None:
+                h = hosts[ip] = Host(ip)
+                h.first = h.last = self.start
+            for k, v in f.identity.items():
+                h.identity[k] |= v
+            h.certs.update(f.certs)
+        return hosts
 
     def _conn(self, doc: dict, sec: float) -> None:
         ev = doc.get("event") or {}
@@ -262,14 +305,14 @@ class ReportModel:
             h.packets += p
 
     # protocol-specific activity ---------------------------------------------------------------------
-    def _modbus(self, doc, m, c, s, sec) -> None:
+    def _modbus(self, m, cip, sip, sec) -> None:
         unit = m.get("unit_id")
         func = m.get("function") or f"fc{m.get('function_code')}"
         req = m.get("request") or {}
         resp = m.get("response") or {}
         addr = req.get("address")
         key = (func, addr, req.get("quantity"))
-        blocks = self.modbus[(s.ip, unit)]
+        blocks = self.modbus[(sip, unit)]
         st = blocks.get(key)
         if st is None:
             if len(blocks) >= MAX_BLOCKS_PER_DEVICE:
@@ -280,28 +323,33 @@ class ReportModel:
                                     "values": None}
         st["count"] += 1
         st["last"] = max(st["last"], sec)
-        st["masters"].add(c.ip)
+        st["masters"].add(cip)
         if m.get("exception"):
             st["exceptions"] += 1
-        vals = req.get("values") if req.get("values") is not None else resp.get("values")
-        if isinstance(vals, list):
+        vals = req.get("values")
+        if vals is None:
+            vals = resp.get("values")
+            if isinstance(vals, list):
+                st["values"] = vals[:16]
+        elif isinstance(vals, list):  # written values: their range too
             st["values"] = vals[:16]
-            nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            nums = [v for v in vals if type(v) is int or type(v) is float]
             if nums:
                 lo, hi = min(nums), max(nums)
                 st["min"] = lo if st.get("min") is None else min(st["min"], lo)
                 st["max"] = hi if st.get("max") is None else max(st["max"], hi)
-        idn = _get(resp, "device_identification")
+        idn = resp.get("device_identification")
         if isinstance(idn, dict):
+            s = self._ident(sip)
             for k in ("vendor_name", "product_code", "major_minor_revision", "product_name", "model_name"):
                 v = idn.get(k)
                 if isinstance(v, str) and v.strip():
                     s.identity[f"modbus {k} (unit {unit})"].add(v.strip())
         text = resp.get("server_id_text") or resp.get("additional_data_text")
         if isinstance(text, str) and text.strip():
-            s.identity[f"modbus server id (unit {unit})"].add(text.strip())
+            self._ident(sip).identity[f"modbus server id (unit {unit})"].add(text.strip())
 
-    def _opcua(self, doc, o, c, s, sec) -> None:
+    def _opcua(self, o, cip, sip, sec) -> None:
         svc = o.get("service") or o.get("message_type") or "?"
         nodes = o.get("nodes") or []
         req = o.get("request") or {}
@@ -309,7 +357,7 @@ class ReportModel:
         for w in req.get("nodes_to_write") or ():
             if isinstance(w, dict) and w.get("node"):
                 written[w["node"]] = w.get("value")
-        table = self.opcua[s.ip]
+        table = self.opcua[sip]
         for node in nodes or (["(no node)"] if svc in ("Call", "Browse") else []):
             key = (node, svc)
             st = table.get(key)
@@ -319,11 +367,12 @@ class ReportModel:
                 st = table[key] = {"count": 0, "clients": set(), "first": sec, "last": sec, "value": None}
             st["count"] += 1
             st["last"] = max(st["last"], sec)
-            st["clients"].add(c.ip)
+            st["clients"].add(cip)
             if node in written:
                 st["value"] = written[node]
-        for side, host in (("client", c), ("server", s)):
+        for side, ip in (("client", cip), ("server", sip)):
             app = req.get("client") if side == "client" else None
+            host = None if app is None and o.get(f"{side}_certificate") is None else self._ident(ip)
             if isinstance(app, dict):
                 for f in ("application_name", "application_uri", "product_uri"):
                     if app.get(f):
@@ -336,14 +385,14 @@ class ReportModel:
             if isinstance(app, dict):
                 for f in ("application_name", "application_uri", "product_uri"):
                     if app.get(f):
-                        s.identity[f"opcua {f}"].add(str(app[f]))
+                        self._ident(sip).identity[f"opcua {f}"].add(str(app[f]))
 
-    def _mqtt(self, doc, m, c, s, sec) -> None:
+    def _mqtt(self, m, cip, sip, sec) -> None:
         con = m.get("connect")
         if isinstance(con, dict):
             for f in ("client_id", "username"):
                 if con.get(f):
-                    c.identity[f"mqtt {f}"].add(str(con[f]))
+                    self._ident(cip).identity[f"mqtt {f}"].add(str(con[f]))
         topics = []
         pub = m.get("publish")
         if isinstance(pub, dict) and pub.get("topic"):
@@ -351,7 +400,7 @@ class ReportModel:
         for t in _get(m, "subscribe", "topics") or ():
             if isinstance(t, dict) and t.get("topic"):
                 topics.append(("subscribe", t["topic"], None))
-        table = self.mqtt[s.ip]
+        table = self.mqtt[sip]
         for kind, topic, msg in topics:
             key = (topic, kind)
             st = table.get(key)
@@ -361,18 +410,18 @@ class ReportModel:
                 st = table[key] = {"count": 0, "clients": set(), "first": sec, "last": sec, "value": None}
             st["count"] += 1
             st["last"] = max(st["last"], sec)
-            st["clients"].add(c.ip)
+            st["clients"].add(cip)
             if msg is not None:
                 st["value"] = msg
 
-    def _tls(self, doc, t, c, s, sec) -> None:
-        for side, host in (("client", c), ("server", s)):
+    def _tls(self, t, cip, sip, sec) -> None:
+        for side, ip in (("client", cip), ("server", sip)):
             x = _get(t, side, "x509")
             if isinstance(x, dict):
-                _cert(host, {"x509": x, "hash": _get(t, side, "hash") or {}}, "tls")
+                _cert(self._ident(ip), {"x509": x, "hash": _get(t, side, "hash") or {}}, "tls")
         sni = _get(t, "client", "server_name")
         if sni:
-            s.identity["tls server name"].add(str(sni))
+            self._ident(sip).identity["tls server name"].add(str(sni))
 
     def add_alert(self, doc: dict) -> None:
         ts = doc.get("@timestamp")
@@ -383,9 +432,10 @@ class ReportModel:
     # ------------------------------------------------------------------ output
     def build(self) -> dict:
         conn = self.conn_count > 0
-        hosts = self.hosts if conn else self.hosts_ev
+        hosts_ev = self._hosts_from_flows()
+        hosts = self.hosts if conn else hosts_ev
         if conn:  # protocol facts (roles, identity, certificates) still come from the protocol events
-            for ip, he in self.hosts_ev.items():
+            for ip, he in hosts_ev.items():
                 h = hosts.get(ip)
                 if h is None:
                     h = hosts[ip] = he

@@ -32,7 +32,7 @@
 
   stacked("timeline-chart", data.timeline, ["critical", "high", "medium", "low", "info"], SEV, "alerts");
   stacked("mix-chart", data.mix, Object.keys(data.overview.protocols), colors,
-          data.source === "conn" ? "bytes (connection records)" : "exchanges (protocol events)");
+          data.source === "conn" ? "bytes" : "exchanges");
 
   var mapEl = document.getElementById("map-graph");
   if (mapEl && data.map.nodes.length) {
