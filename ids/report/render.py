@@ -33,6 +33,16 @@ def color_for(proto: str) -> str:
     return PALETTE[int(hashlib.sha256(proto.encode()).hexdigest()[:8], 16) % len(PALETTE)]
 
 
+def role_color(role: str) -> str:
+    """A role otids has no colour for: its protocol's colour for servers, the same mixed with white for clients."""
+    proto, _, kind = role.rpartition(" ")
+    c = color_for(proto or role)
+    if kind in ("server", "slave", "broker"):
+        return c
+    r, g, b = (int(c[i:i + 2], 16) for i in (1, 3, 5))
+    return "#%02x%02x%02x" % tuple(int(v + (255 - v) * 0.55) for v in (r, g, b))
+
+
 def _asset_text(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
@@ -294,7 +304,7 @@ def render(model: dict, generated: str) -> str:
             protos.append(ed["protocol"])
     colors = {p: color_for(p) for p in sorted(protos)}
     roles = sorted({n["role"] for n in model["map"]["nodes"]})
-    role_colors = {r: ROLE_COLORS.get(r) or color_for(r.rsplit(" ", 1)[0]) for r in roles}
+    role_colors = {r: ROLE_COLORS.get(r) or role_color(r) for r in roles}
     data = {"overview": {"protocols": model["overview"]["protocols"]}, "source": model["source"],
             "timeline": model["timeline"], "mix": model["mix"], "map": model["map"], "colors": colors,
             "roleColors": role_colors}
