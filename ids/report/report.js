@@ -75,6 +75,13 @@
         {selector: ".faded", style: {"opacity": 0.12}}
       ]
     });
+    if (!many) {
+      // a handful of hosts: let the force-directed layout (built in, no random start: it begins from the
+      // grid) pull linked hosts together so that no link runs through an unrelated host
+      cy.layout({name: "cose", randomize: false, animate: false, fit: true, padding: 30, nodeDimensionsIncludeLabels: true,
+                 idealEdgeLength: function () { return 90; }, nodeRepulsion: function () { return 40000; },
+                 componentSpacing: 80, numIter: 1000}).run();
+    }
     cy.on("tap", "node", function (evt) {
       var n = evt.target;
       if (n.hasClass("grp")) return;
