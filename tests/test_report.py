@@ -139,3 +139,16 @@ def test_certificates_and_their_verdicts(tmp_path):
     out = tmp_path / "auth.html"
     run_cli("report", *args, "-o", str(out))
     assert "device-expired" in out.read_text(encoding="utf-8")
+
+
+def test_inputs_are_never_overwritten_and_documents_go_by_kind(tmp_path):
+    alerts, events = analyze(tmp_path, "demo", DEMO)
+    before = alerts.read_bytes()
+    p = run_cli("report", "--from", str(alerts), "--events", str(events), "-o", str(alerts), check_rc=2)
+    assert "is an input of this report" in p.stderr and alerts.read_bytes() == before
+    # files swapped: each document still counts by its event.kind
+    a, b = tmp_path / "a.html", tmp_path / "b.html"
+    run_cli("report", "--from", str(alerts), "--events", str(events), "-o", str(a))
+    run_cli("report", "--from", str(events), "--events", str(alerts), "-o", str(b))
+    ha, hb = (without_generated(p.read_text(encoding="utf-8")) for p in (a, b))
+    assert ha == hb

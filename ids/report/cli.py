@@ -127,6 +127,14 @@ def write_report(model_doc: dict, output: str, sources: list[str], elapsed: floa
     return len(html.encode())
 
 
+def check_output(output: str, inputs: list[str]) -> None:
+    """The report never replaces one of its own inputs (a slip of -o)."""
+    if os.path.exists(output):
+        for p in inputs:
+            if os.path.exists(p) and os.path.samefile(p, output):
+                raise UserError(f"{output}: is an input of this report; choose another -o")
+
+
 def cmd_report(args) -> int:
     from .model import ReportModel
 
@@ -136,17 +144,20 @@ def cmd_report(args) -> int:
     if args.from_alerts:
         if args.pcaps:
             raise UserError("give capture files or --from, not both")
-        for doc in read_ndjson(args.from_alerts):
-            model.add_alert(doc)
-        for path in args.events:
-            for doc in read_ndjson(path):
-                model.add_event(doc)
         sources = [args.from_alerts, *args.events]
+        check_output(args.output, sources)
+        for path in sources:  # each document by its kind, whichever file it is in
+            for doc in read_ndjson(path):
+                if (doc.get("event") or {}).get("kind") == "alert":
+                    model.add_alert(doc)
+                else:
+                    model.add_event(doc)
     else:
         if not args.pcaps:
             raise UserError("give capture files, or --from ALERTS --events EVENTS")
         if args.events:
             raise UserError("--events is for --from (a capture run keeps its events in the report)")
+        check_output(args.output, args.pcaps)
         errors = build_from_captures(args, model)
         sources = list(args.pcaps)
     t1 = time.perf_counter()

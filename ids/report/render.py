@@ -22,6 +22,7 @@ ROLE_COLORS = {"modbus slave": "#0b4f8a", "modbus master": "#6baed6", "opcua ser
                "opcua client": "#8fd18f", "mqtt broker": "#5e3c99", "mqtt client": "#b9a3dd",
                "tls server": "#7a4a3a", "tls client": "#c9a394", "host": "#8a94a6"}
 VENDOR = ("chart.js", "cytoscape")
+MAX_ROWS = 2000  # baseline deviations listed (each is an alert document; the alerts file keeps them all)
 SECTIONS = (("overview", "Overview"), ("timeline", "Alert timeline"), ("map", "Communication map"),
             ("mix", "Protocol mix"), ("findings", "Findings"), ("baseline", "Baseline deviations"),
             ("assets", "Assets"), ("activity", "Device activity"), ("notices", "Data path"))
@@ -188,10 +189,12 @@ def findings(m: dict) -> str:
 
 def baseline(m: dict) -> str:
     rows = [[(sev(b["severity"]), b["severity"]), b["deviation"], b["entry"], b["expected"], b["seen"], b["count"],
-             b["first"] or b["time"], b["last"] or b["time"]] for b in m["baseline"]]
+             b["first"] or b["time"], b["last"] or b["time"]] for b in m["baseline"][:MAX_ROWS]]
+    more = (f'<p class="muted">The first {MAX_ROWS:,} of {len(m["baseline"]):,} deviations; the alerts file has '
+            'them all.</p>' if len(m["baseline"]) > MAX_ROWS else "")
     body = (table("t-baseline", [("severity", False), ("deviation", False), ("entry", False), ("expected", False),
                                  ("seen", False), ("count", True), ("first", False), ("last", False)], rows,
-                  "filter deviations") if rows else
+                  "filter deviations") + more if rows else
             '<p>No baseline deviations (no baseline given, or the traffic matched it).</p>')
     return f'<section id="baseline"><h2>Baseline deviations</h2>{body}</section>'
 
