@@ -70,6 +70,7 @@ def test_report_in_chromium(tmp_path, browser, name, args, extra):
                             ".map(r => [r.cells[2].textContent, Number(r.cells[4].dataset.v)])")
     assert dict(rows) == dict(Counter(a["rule"]["id"] for a in A))
     assert browser.evaluate("window.otidsMap.nodes().filter(n => !n.isParent()).length") == len(ips)
+    boxes_apart(browser)
     alerting = browser.evaluate("window.otidsMap.edges('.alerting').length")
     assert (alerting > 0) == bool(A)
     assert browser.evaluate("Chart.getChart('timeline-chart').data.datasets.reduce("
@@ -162,8 +163,27 @@ def test_map_with_hundreds_of_hosts(tmp_path, browser):
     assert browser.evaluate("window.otidsMap.nodes().filter(n => n.isParent()).length") == 8  # subnets
     assert browser.evaluate("window.otidsMap.edges('.alerting').map(e => e.source().id() + '>' + e.target().id())") \
         == ["192.168.5.7>10.20.3.5"]
-    # subnet boxes never overlap
-    boxes = browser.evaluate("window.otidsMap.nodes().filter(n => n.isParent()).map(n => n.boundingBox())")
+    boxes_apart(browser)  # subnet boxes never overlap
+
+
+def boxes_apart(b) -> None:
+    boxes = b.evaluate("window.otidsMap.nodes().filter(n => n.isParent()).map(n => n.boundingBox())")
     for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
-            assert a["x2"] <= b["x1"] or b["x2"] <= a["x1"] or a["y2"] <= b["y1"] or b["y2"] <= a["y1"], (a, b)
+        for c in boxes[i + 1:]:
+            assert a["x2"] <= c["x1"] or c["x2"] <= a["x1"] or a["y2"] <= c["y1"] or c["y2"] <= a["y1"], (a, c)
+
+
+def test_small_map_of_several_subnets(tmp_path, browser):
+    """A few hosts in four subnets (one VLAN, IPv6 link-local): the force-directed layout is kept only when
+    it leaves the subnet boxes apart."""
+    conn = ROOT / "tests" / "data" / "report-conn-subnets.ndjson"
+    alerts, html = tmp_path / "alerts.ndjson", tmp_path / "subnets.html"
+    alerts.write_text("")
+    run_cli("report", "--from", str(alerts), "--events", str(conn), "-o", str(html))
+    open_clean(browser, html)
+    ips = {d[s]["ip"] for d in read_ndjson(conn) for s in ("source", "destination")}
+    assert int(page_numbers(browser)["hosts"]) == len(ips) == 10
+    groups = browser.evaluate("window.otidsMap.nodes().filter(n => n.isParent()).map(n => n.data('label'))")
+    assert sorted(groups) == ["10.1.0.0/24", "10.1.0.0/24 vlan 20", "10.2.0.0/24 vlan 20", "192.168.7.0/24",
+                              "fe80::/64"]
+    boxes_apart(browser)

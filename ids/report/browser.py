@@ -121,7 +121,7 @@ class Chromium:
         deadline = time.monotonic() + self.timeout
         while self.evaluate("document.body && document.body.getAttribute('data-ready')") != "1":
             if time.monotonic() > deadline:
-                raise BrowserError("the report's script did not finish (no data-ready)")
+                raise BrowserError(f"the report's script did not finish (no data-ready): {self.errors()}")
             time.sleep(0.1)
 
     def evaluate(self, expr: str):

@@ -260,8 +260,10 @@ class ReportModel:
         ev = doc.get("event") or {}
         net = doc.get("network") or {}
         src, dst = doc.get("source") or {}, doc.get("destination") or {}
-        start = ev.get("start")
+        start, end = ev.get("start"), ev.get("end")
         ssec = ts_seconds(start) if isinstance(start, str) else sec
+        if isinstance(end, str):  # @timestamp is when the record was written; the connection ended here
+            sec = ts_seconds(end)
         self._span(ssec)
         self._span(sec)
         self.conn_count += 1
@@ -277,9 +279,8 @@ class ReportModel:
         proto = net.get("protocol") or (f"{transport}/{dst.get('port')}" if transport in ("tcp", "udp") else transport)
         self.conn_protocols[proto] += 1
         self.mix_conn.add(ssec, proto, b)
-        cip = src.get("ip") or src.get("mac")
-        sip = dst.get("ip") or dst.get("mac")
-        if not cip or not sip:
+        cip, sip = src.get("ip"), dst.get("ip")
+        if not cip or not sip:  # non-IP conversations (ARP, PROFINET...) count in the totals and the mix only
             return
         link = self.links_conn.get((cip, sip, proto))
         if link is None:
@@ -557,9 +558,10 @@ def _map(hosts: dict[str, Host], links: dict, alert_pairs: dict) -> dict:
     step = 90
     gx = gy = 0
     row_h = 0
-    max_row_w = max(1200, int((len(hosts) ** 0.5) * step * 1.6))
+    max_row_w = max(1200, int((len(hosts) ** 0.5) * 90 * 1.6))
     for g in gnames:
         members = sorted(groups[g], key=lambda h: (_role(h), ip_key(h.ip)))
+        step = max(90, 7 * max(len(h.ip) for h in members) + 20)  # room for the longest label (IPv6)
         cols = max(1, int(len(members) ** 0.5 + 0.999))
         rows = (len(members) + cols - 1) // cols
         w, hgt = cols * step, rows * step

@@ -34,10 +34,19 @@ def color_for(proto: str) -> str:
     return PALETTE[int(hashlib.sha256(proto.encode()).hexdigest()[:8], 16) % len(PALETTE)]
 
 
+def protocol_colors(protos: list[str]) -> dict[str, str]:
+    """Fixed colours for known protocols; the others take the palette in order, so none share one (until
+    the palette runs out; then by hash)."""
+    out, free = {}, [c for c in PALETTE if c not in PROTOCOL_COLORS.values()]
+    for p in protos:
+        out[p] = PROTOCOL_COLORS.get(p) or (free.pop(0) if free else color_for(p))
+    return out
+
+
 def role_color(role: str) -> str:
     """A role otids has no colour for: its protocol's colour for servers, the same mixed with white for clients."""
     proto, _, kind = role.rpartition(" ")
-    c = color_for(proto or role)
+    c = color_for(proto or role)  # stable across reports (the map legend shows roles anyway)
     if kind in ("server", "slave", "broker"):
         return c
     r, g, b = (int(c[i:i + 2], 16) for i in (1, 3, 5))
@@ -305,7 +314,7 @@ def render(model: dict, generated: str) -> str:
     for ed in model["map"]["edges"]:
         if ed["protocol"] not in protos:
             protos.append(ed["protocol"])
-    colors = {p: color_for(p) for p in sorted(protos)}
+    colors = protocol_colors(sorted(protos))
     roles = sorted({n["role"] for n in model["map"]["nodes"]})
     role_colors = {r: ROLE_COLORS.get(r) or role_color(r) for r in roles}
     data = {"overview": {"protocols": model["overview"]["protocols"]}, "source": model["source"],

@@ -76,11 +76,25 @@
       ]
     });
     if (!many) {
-      // a handful of hosts: let the force-directed layout (built in, no random start: it begins from the
-      // grid) pull linked hosts together so that no link runs through an unrelated host
-      cy.layout({name: "cose", randomize: false, animate: false, fit: true, padding: 30, nodeDimensionsIncludeLabels: true,
-                 idealEdgeLength: function () { return 90; }, nodeRepulsion: function () { return 40000; },
-                 componentSpacing: 80, numIter: 1000}).run();
+      // few links: the built-in force-directed layout, started from the grid (no random start, so the
+      // picture is the same at every opening), pulls linked hosts together so that no link runs through an
+      // unrelated host. If it makes two subnet boxes overlap, the grid stays.
+      var leaves = cy.nodes().filter(function (n) { return !n.isParent(); });
+      var grid = {};
+      leaves.forEach(function (n) { grid[n.id()] = {x: n.position("x"), y: n.position("y")}; });
+      cy.layout({name: "cose", randomize: false, animate: false, fit: true, padding: 30,
+                 nodeDimensionsIncludeLabels: true, idealEdgeLength: function () { return 90; },
+                 nodeRepulsion: function () { return 40000; }, componentSpacing: 80, numIter: 1000}).run();
+      var boxes = cy.nodes(":parent").map(function (g) { return g.boundingBox(); });
+      var overlap = boxes.some(function (a, i) {
+        return boxes.slice(i + 1).some(function (b) {
+          return !(a.x2 <= b.x1 || b.x2 <= a.x1 || a.y2 <= b.y1 || b.y2 <= a.y1);
+        });
+      });
+      if (overlap) {
+        leaves.positions(function (n) { return grid[n.id()]; });
+        cy.fit(undefined, 30);
+      }
     }
     cy.on("tap", "node", function (evt) {
       var n = evt.target;
