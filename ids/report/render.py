@@ -80,6 +80,11 @@ def e(v) -> str:
     return escape(str(v))
 
 
+def ident(v) -> str:
+    """An identifier (rule id, function name) that may break after its dots and underscores on paper."""
+    return e(v).replace(".", ".<wbr>").replace("_", "_<wbr>")
+
+
 def num(v) -> str:
     return "—" if v is None else f"{v:,}"
 
@@ -102,6 +107,8 @@ def table(tid: str, headers: list[tuple[str, bool]], rows: list[list], filter_hi
                 out.append(f'<td{cls} data-v="{e(cell[1])}">{cell[0]}</td>')
             elif isinstance(cell, int) and not isinstance(cell, bool):
                 out.append(f'<td{cls} data-v="{cell}">{cell:,}</td>')
+            elif h in ("first", "last", "time") and isinstance(cell, str):  # may break at T and . on paper
+                out.append(f"<td{cls}>{e(cell).replace('T', '<wbr>T', 1).replace('.', '<wbr>.', 1)}</td>")
             else:
                 out.append(f"<td{cls}>{e(cell)}</td>")
         out.append("</tr>")
@@ -169,7 +176,7 @@ def findings(m: dict) -> str:
     summary = table("t-findings", [("severity", False), ("finding", False), ("rule", False), ("detector", False),
                                    ("alerts", True), ("occurrences", True), ("hosts", False), ("first", False)],
                     [[(sev(f["severity"]), f["score"]), (f'<a href="#f-{e(f["rule"])}">{e(f["name"])}</a>', f["name"]),
-                      (f'<code>{e(f["rule"])}</code>', f["rule"]), f["detector"], f["alerts"], f["occurrences"],
+                      (f'<code>{ident(f["rule"])}</code>', f["rule"]), f["detector"], f["alerts"], f["occurrences"],
                       ", ".join(f["hosts"][:6]) + (" …" if len(f["hosts"]) > 6 else ""), f["first"]] for f in fs],
                     "filter findings (rule, host, detector…)")
     cards = []
@@ -177,7 +184,7 @@ def findings(m: dict) -> str:
         tech = ", ".join(f'<a href="{e(t["url"])}" rel="noreferrer">{e(t["id"])} {e(t["name"])}</a>' for t in f["techniques"])
         cmp = any(x["expected"] or x["seen"] for x in f["evidence"])  # baseline and certificate findings
         ev_rows = "".join(
-            f'<tr><td class="mono nw">{e(x["time"])}</td><td class="mono">{e(x["exchange"])}</td>'
+            f'<tr><td class="mono nw">{e(x["time"]).replace("T", "<wbr>T", 1).replace(".", "<wbr>.", 1)}</td><td class="mono">{e(x["exchange"])}</td>'
             + (f'<td>{e(x["expected"])}</td><td>{e(x["seen"])}</td>' if cmp else "")
             + f'<td>{e(x["reason"])}</td><td class="n">{e(x["count"])}</td></tr>' for x in f["evidence"])
         more = (f'<p class="muted">Evidence: the first {len(f["evidence"])} of {f["alerts"]:,} alerts.</p>'
@@ -187,7 +194,7 @@ def findings(m: dict) -> str:
         cards.append(
             f'<div class="finding {e(f["severity"])}" id="f-{e(f["rule"])}"><h3>{sev(f["severity"])} {e(f["name"])} '
             f'<span class="muted">×{f["alerts"]:,}</span></h3>'
-            f'<div class="kv"><div>rule</div><div><code>{e(f["rule"])}</code> ({e(f["detector"])})</div>'
+            f'<div class="kv"><div>rule</div><div><code>{ident(f["rule"])}</code> ({e(f["detector"])})</div>'
             f'<div>ATT&amp;CK for ICS</div><div>{tech or "—"}</div><div>hosts</div><div>{hosts}</div>'
             f'<div>seen</div><div>{e(f["first"])} … {e(f["last"])} ({f["occurrences"]:,} occurrences)</div></div>'
             f'<p class="muted">{e(f["description"])}</p>'
