@@ -187,3 +187,23 @@ def test_small_map_of_several_subnets(tmp_path, browser):
     assert sorted(groups) == ["10.1.0.0/24", "10.1.0.0/24 vlan 20", "10.2.0.0/24 vlan 20", "192.168.7.0/24",
                               "fe80::/64"]
     boxes_apart(browser)
+
+
+def test_printed_page_fits_a4_and_shows_the_map(tmp_path, browser):
+    """Print media at an A4 page's width (760 CSS px inside the margins): nothing runs off the page, and the
+    interactive map is replaced by its still image."""
+    alerts, events = analyze(tmp_path, "sim", SIM)
+    html = tmp_path / "sim.html"
+    run_cli("report", "--from", str(alerts), "--events", str(events), "-o", str(html))
+    browser.call("Emulation.setDeviceMetricsOverride", width=760, height=1000, deviceScaleFactor=1, mobile=False)
+    try:
+        browser.call("Emulation.setEmulatedMedia", media="print")
+        open_clean(browser, html)
+        assert browser.evaluate("document.documentElement.scrollWidth") <= 770
+        assert browser.evaluate("getComputedStyle(document.getElementById('map-graph')).display") == "none"
+        img = browser.evaluate("(() => { const i = document.getElementById('map-print');"
+                               "return [getComputedStyle(i).display, i.src.slice(0, 22), i.naturalWidth]; })()")
+        assert img[0] == "block" and img[1] == "data:image/png;base64," and img[2] > 300
+    finally:
+        browser.call("Emulation.setEmulatedMedia", media="")
+        browser.call("Emulation.setDeviceMetricsOverride", width=1400, height=1000, deviceScaleFactor=1, mobile=False)
