@@ -20,7 +20,7 @@ EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
 #: `parser.set_defaults(func=handler)`; handler(args) returns an exit code.
 COMMANDS: list[str] = ["ids.output.elasticsearch", "ids.commands.assets", "ids.commands.baseline",
                        "ids.commands.rules", "ids.commands.auth", "ids.commands.ml",
-                       "ids.commands.live"]
+                       "ids.commands.live", "ids.commands.report"]
 
 #: Extensions of `analyze` and `live` (rules, baseline, ML, certificate checks, Elasticsearch): modules with
 #: `add_arguments(parser)` and `build(args, config) -> (detectors, alert_sinks, event_sinks)`.

@@ -1,0 +1,173 @@
+"""`otids report PCAP... -o report.html [detector options]` and `otids report --from ALERTS --events EVENTS`:
+one self-contained HTML report. Both feed ECS documents to the same model (ids.report.model): the PCAP path
+the documents its run renders (the same detectors and options as `otids analyze`), the --from path the lines
+of an earlier run's NDJSON files.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+
+from ..errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="one self-contained HTML report (overview, timeline, map, findings, assets)",
+                       description="Analyse captures (with the same detector options as `otids analyze`) or read an "
+                                   "earlier run's NDJSON outputs, and write one HTML file that opens offline: "
+                                   "overview, alert timeline, communication map, protocol mix, findings with "
+                                   "evidence, assets, Modbus/OPC UA/MQTT activity per device, baseline deviations.")
+    p.add_argument("pcaps", nargs="*", metavar="PCAP", help="capture files (pcap, pcapng, .gz)")
+    p.add_argument("-o", "--output", metavar="FILE", default="otids-report.html",
+                   help="the HTML file to write (default: otids-report.html)")
+    p.add_argument("--from", dest="from_alerts", metavar="ALERTS",
+                   help="build from this alerts NDJSON of an earlier run instead of captures")
+    p.add_argument("--events", metavar="FILE", action="append", default=[],
+                   help="with --from: that run's events NDJSON (repeatable: e.g. events and connection records)")
+    p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (see otids.example.yaml)")
+    from ..cli import ANALYZE_PLUGINS
+    for mod in ANALYZE_PLUGINS:
+        importlib.import_module(mod).add_arguments(p)
+    p.set_defaults(func=cmd_report)
+
+
+def read_ndjson(path: str):
+    """Documents of an NDJSON file, one per line; a bad line is an error naming the file and line."""
+    import orjson
+    try:
+        fh = open(path, "rb")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror}") from None
+    with fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                raise UserError(f"{path}:{n}: not a JSON document ({e})") from None
+            if not isinstance(doc, dict):
+                raise UserError(f"{path}:{n}: not a JSON object")
+            yield doc
+
+
+class ReportSink:
+    """An alert and event sink that hands each document, as the NDJSON sinks render it, to the model.
+    Alerts get their deterministic event.id (ids.output.ndjson.stamp) as in the alerts file."""
+
+    path = "<report>"
+
+    def __init__(self, model):
+        self.model = model
+        self.count = 0
+        self.alert_seq = 0
+
+    def write_event(self, ev) -> None:
+        self.count += 1
+        self.model.add_event(ev.to_doc())
+
+    def write_alert(self, alert) -> None:
+        from ..output.ndjson import stamp
+        self.alert_seq += 1
+        doc = alert.to_doc()
+        stamp(doc, self.alert_seq)
+        self.model.add_alert(doc)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def build_from_captures(args, model) -> list[str]:
+    """Run the pipeline over args.pcaps with analyze's detectors; documents go to `model`. Returns errors."""
+    from ..cli import ANALYZE_PLUGINS
+    from ..config import load_config
+    from ..detect.anomaly import AnomalyDetector
+    from ..pipeline import Run
+
+    config = load_config(args.config)
+    missing = [p for p in args.pcaps if not os.path.isfile(p)]
+    if missing:
+        raise UserError(f"{missing[0]}: no such capture file")
+    sink = ReportSink(model)
+    detectors = [AnomalyDetector(config.anomaly)] if config.anomaly.enabled else []
+    alert_sinks, event_sinks = [sink], [sink]
+    for mod in ANALYZE_PLUGINS:
+        d, sa, se = importlib.import_module(mod).build(args, config)
+        detectors += d
+        alert_sinks += sa
+        event_sinks += se
+    run = Run(config, detectors, alert_sinks, event_sinks)
+    for p in args.pcaps:
+        run.analyze_file(p)
+    run.finish()
+    for s in {id(s): s for s in alert_sinks + event_sinks}.values():
+        s.close()
+    return run.errors
+
+
+def write_report(model_doc: dict, output: str, sources: list[str], elapsed: float | None = None) -> int:
+    from .. import __version__
+    from ..report.render import render
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    line = f"Generated {stamp} by otids {__version__} from " + ", ".join(os.path.basename(s) for s in sources)
+    html = render(model_doc, line)
+    tmp = output + ".tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        os.replace(tmp, output)
+    except OSError as e:
+        raise UserError(f"{output}: cannot write: {e.strerror}") from None
+    return len(html.encode())
+
+
+def check_output(output: str, inputs: list[str]) -> None:
+    """The report never replaces one of its own inputs (a slip of -o)."""
+    if os.path.exists(output):
+        for p in inputs:
+            if os.path.exists(p) and os.path.samefile(p, output):
+                raise UserError(f"{output}: is an input of this report; choose another -o")
+
+
+def cmd_report(args) -> int:
+    from ..report.model import ReportModel
+
+    t0 = time.perf_counter()
+    model = ReportModel()
+    errors: list[str] = []
+    if args.from_alerts:
+        if args.pcaps:
+            raise UserError("give capture files or --from, not both")
+        sources = [args.from_alerts, *args.events]
+        check_output(args.output, sources)
+        for path in sources:  # each document by its kind, whichever file it is in
+            for doc in read_ndjson(path):
+                if (doc.get("event") or {}).get("kind") == "alert":
+                    model.add_alert(doc)
+                else:
+                    model.add_event(doc)
+    else:
+        if not args.pcaps:
+            raise UserError("give capture files, or --from ALERTS --events EVENTS")
+        if args.events:
+            raise UserError("--events is for --from (a capture run keeps its events in the report)")
+        check_output(args.output, args.pcaps)
+        errors = build_from_captures(args, model)
+        sources = list(args.pcaps)
+    t1 = time.perf_counter()
+    doc = model.build()
+    size = write_report(doc, args.output, sources)
+    t2 = time.perf_counter()
+    o = doc["overview"]
+    print(f"otids: report {args.output}: {size:,} bytes, {o['hosts']:,} hosts, {o['alerts']:,} alerts; "
+          f"{'analysis' if not args.from_alerts else 'reading'} {t1 - t0:.2f} s, report {t2 - t1:.2f} s",
+          file=sys.stderr)
+    for err in errors:
+        print(f"otids: error: {err}", file=sys.stderr)
+    return 1 if errors else 0
