@@ -365,6 +365,7 @@ class MqttConnect(NamedTuple):
     will_payload_length: int | None = None
     will_properties: dict | None = None
     properties: dict | None = None
+    decoded: Any = None  # #14: a Sparkplug NDEATH will, decoded (ids.protocols.mqtt.sparkplug)
 
 
 class MqttConnack(NamedTuple):
@@ -395,6 +396,7 @@ class MqttPublish(NamedTuple):
     properties: dict | None = None
     topic_from_alias: bool = False
     truncated: bool = False  # over mqtt.max_message_length: only the head was parsed, the payload skipped
+    decoded: Any = None  # #14: SparkplugMessage / PubSubMessage (ids.protocols.mqtt.sparkplug, .pubsub)
 
 
 class MqttAck(NamedTuple):
@@ -629,6 +631,8 @@ def _connect_doc(c: MqttConnect, v, limit, secrets) -> dict:
                 w["payload_length"] = c.will_payload_length
             if c.will_properties:
                 w["properties"] = _props_doc(c.will_properties, secrets)
+            if c.decoded is not None:  # #14
+                w[c.decoded.doc_key] = c.decoded.to_doc()
             d["will"] = w
     if c.keepalive is not None:
         d["keepalive"] = c.keepalive
@@ -668,6 +672,8 @@ def _publish_doc(p: MqttPublish, v, limit, secrets) -> dict:
     if p.properties:
         d["properties"] = _props_doc(p.properties, secrets)
     d["from_client"] = p.to_server
+    if p.decoded is not None:  # #14: mqtt.publish.sparkplug / mqtt.publish.pubsub
+        d[p.decoded.doc_key] = p.decoded.to_doc()
     if p.truncated:
         d["truncated"] = True
         d["skipped_length"] = p.length
