@@ -274,3 +274,54 @@ def test_truncated_and_random_payloads(payload):
     head = parse_topic("spBv1.0/g/NBIRTH/e")
     out = decode_payload(head, payload, Births())
     assert out.message_type == "NBIRTH"
+
+
+# ------------------------------------------------------------------ baseline: command senders, metrics, bands, tree
+def _baseline_alerts(tmp_path, edit=None):
+    import yaml
+    b = tmp_path / "b.yaml"
+    run_cli("learn", str(need(CRAFTED)), "-q", "-o", str(b))
+    data = yaml.safe_load(b.read_text())
+    if edit is not None:
+        edit(data)
+        b.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "a.ndjson"
+    run_cli("analyze", str(need(CRAFTED)), "-q", "-o", str(out), "--baseline", str(b), "--no-sparkplug")
+    return [d for d in read_ndjson(out) if d["rule"]["id"].startswith(("otids.baseline.sparkplug.",
+                                                                         "otids.baseline.mqtt.new_subtree"))]
+
+
+def _edge(data, node):
+    return next(e for e in data["sparkplug"] if e["edge_node"] == node)
+
+
+def test_baseline_shows_senders_bands_and_tree(tmp_path):
+    import yaml
+    b = tmp_path / "b.yaml"
+    run_cli("learn", str(need(CRAFTED)), "-q", "-o", str(b))
+    data = yaml.safe_load(b.read_text())
+    e2 = _edge(data, "plantB/edge2")
+    assert e2["commands"] == {"127.0.0.10 scada-host": {"metrics": ["Node Control/Rebirth"]},
+                              "127.0.0.66 maint-laptop": {"metrics": ["Node Control/Rebirth", "pump/Flow"]}}
+    assert e2["metrics"]["Tank/Level"]["seen"] == [42.0, 44.5] and "bdSeq" not in e2["metrics"]
+    assert e2["devices"] == ["pump"] and e2["publishers"] == ["127.0.0.12 edge2"]
+    tree = data["namespace"][0]["tree"]
+    assert tree["spBv1.0"]["plantB"]["edge3"] == {"publishers": ["127.0.0.13"]}
+    assert tree["STATE"] == {"publishers": ["127.0.0.17"]}
+
+
+def test_baseline_learned_from_the_same_traffic_raises_nothing(tmp_path):
+    assert _baseline_alerts(tmp_path) == []
+
+
+def test_baseline_deviations(tmp_path):
+    def edit(data):
+        e2 = _edge(data, "plantB/edge2")
+        del e2["commands"]["127.0.0.66 maint-laptop"]  # the laptop was never approved to command
+        e2["commands"]["127.0.0.10 scada-host"]["metrics"] = ["Motor/Speed"]  # the host never rebirthed it
+        e2["metrics"]["Tank/Level"]["band"] = [40, 43.5]  # 44.0 and 44.5 fall outside
+        tree = data["namespace"][0]["tree"]["spBv1.0"]["plantB"]
+        tree["edge2"]["publishers"].remove("127.0.0.66")
+    got = {(d["rule"]["id"].rsplit(".", 1)[1], d["source"]["ip"]) for d in _baseline_alerts(tmp_path, edit)}
+    assert got == {("new_command_sender", "127.0.0.66"), ("new_command_metric", "127.0.0.10"),
+                   ("value_out_of_band", "127.0.0.12"), ("new_subtree", "127.0.0.66")}

@@ -18,7 +18,7 @@ from ...assets import NO_MAC, modbus_identity, opcua_identity, roles_for
 from ...events import Alert, ModbusTransaction, OpcuaEvent, rfc3339
 from ..attack import techniques as attack
 from .model import Baseline
-from .protocols import PROTOCOL_MODULES
+from .protocols import BY_PROTOCOL, PROTOCOL_MODULES  # #14: BY_PROTOCOL
 from .rules import RULES
 
 NS = 1_000_000_000
@@ -120,9 +120,8 @@ class BaselineDetector:
                     self._modbus_identity(ev)
             elif type(ev) is OpcuaEvent and ev.service in ("CreateSession", "GetEndpoints", "FindServers"):
                 self._opcua_identity(ev)
-            enf = self.protocols.get(proto)
-            if enf is not None:
-                enf.check(ev, self)
+            for name in BY_PROTOCOL.get(proto, ()):  # #14: every section that reads this protocol
+                self.protocols[name].check(ev, self)
         if self.out:
             out, self.out = self.out, []
             return out
