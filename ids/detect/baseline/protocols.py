@@ -9,10 +9,11 @@ protocol to the baseline is one module and one line here.
 from __future__ import annotations
 
 from . import modbus, mqtt, opcua
+from ...protocols.mqtt.pubsub import baseline as pubsub  # #14
 from ...protocols.mqtt.sparkplug import baseline as sparkplug, namespace  # #14
 
-# By section name; several sections may read one protocol's events (#14: sparkplug and namespace read MQTT).
-PROTOCOL_MODULES = {m.SECTION.name: m for m in (modbus, opcua, mqtt, sparkplug, namespace)}
+# By section name; several sections may read one protocol's events (#14: sparkplug, pubsub, namespace read MQTT).
+PROTOCOL_MODULES = {m.SECTION.name: m for m in (modbus, opcua, mqtt, sparkplug, pubsub, namespace)}
 BY_PROTOCOL: dict = {}  # #14: event protocol -> the sections reading it
 for _m in PROTOCOL_MODULES.values():
     BY_PROTOCOL.setdefault(_m.SECTION.protocol, []).append(_m.SECTION.name)

@@ -293,7 +293,7 @@ class MqttSession:
         self.valid += 1
         if ptype == 3:
             msg, an = parse_publish(data, p, end, end, ts, to_server, flags, length, self.version, self.limit)
-            if msg.payload_length is not None and msg.topic and _app_wanted(msg.topic):  # #14
+            if msg.payload_length is not None and msg.topic and _app_wanted(msg.topic, msg.payload):  # #14
                 msg = _app_annotate(self, msg, data[end - msg.payload_length:end])
             if flags & 6 == 6:
                 an += flag_anomalies(3, flags)

@@ -346,11 +346,15 @@ class SparkplugDetector:
 
 # ------------------------------------------------------------------ plug-in (ids.cli ANALYZE_PLUGINS)
 def add_arguments(p) -> None:
-    g = p.add_argument_group("Sparkplug B")
+    g = p.add_argument_group("Sparkplug B and OPC UA PubSub over MQTT")
     g.add_argument("--no-sparkplug", action="store_true", help="do not run the Sparkplug B checks")
+    g.add_argument("--pubsub-require-security", action="store_true",
+                   help="alert on OPC UA PubSub messages without message security (UADP SecurityMode None, JSON)")
 
 
 def build(args, config):
-    if getattr(args, "no_sparkplug", False):
-        return [], [], []
-    return [SparkplugDetector()], [], []
+    dets: list = [] if getattr(args, "no_sparkplug", False) else [SparkplugDetector()]
+    if getattr(args, "pubsub_require_security", False):
+        from ..pubsub.detector import PubSubDetector
+        dets.append(PubSubDetector())
+    return dets, [], []

@@ -11,9 +11,11 @@ from .births import births_for
 # decode.py (and protobuf with it) loads on the first Sparkplug or PubSub topic, not with every MQTT session.
 
 
-def wanted(topic: str) -> bool:
-    """Cheap test on the hot path: does this PUBLISH's payload need decoding?"""
-    return topic.startswith("spBv1.0/") or topic.startswith("STATE/") or topic.startswith("opcua/")
+def wanted(topic: str, head: bytes | None = None) -> bool:
+    """Cheap test on the hot path: does this PUBLISH's payload need decoding? Sparkplug and PubSub topics, and
+    JSON payloads that name a PubSub message type ("ua-data", ...) on any topic."""
+    return topic.startswith("spBv1.0/") or topic.startswith("STATE/") or topic.startswith("opcua/") or \
+        (bool(head) and head[:1] == b"{" and b'"ua-' in head)
 
 
 def annotate(session, msg, payload: bytes):
