@@ -325,3 +325,115 @@ def test_baseline_deviations(tmp_path):
     got = {(d["rule"]["id"].rsplit(".", 1)[1], d["source"]["ip"]) for d in _baseline_alerts(tmp_path, edit)}
     assert got == {("new_command_sender", "127.0.0.66"), ("new_command_metric", "127.0.0.10"),
                    ("value_out_of_band", "127.0.0.12"), ("new_subtree", "127.0.0.66")}
+
+
+# ------------------------------------------------------------------ record sequences: each check, raised and not
+from ids.events import FlowContext, MqttConnect, MqttExchange, MqttPublish, MqttSubscribe  # noqa: E402
+from ids.protocols.mqtt.sparkplug.records import SparkplugMessage, SparkplugMetric  # noqa: E402
+
+NS = 1_000_000_000
+
+
+def _flow(fid, ip):
+    return FlowContext(fid, "tcp", "1:x", ip, 40000 + fid, None, "10.0.0.1", 1883, None, None, False)
+
+
+def _pub(t, fl, to_server, sp, retain=False, plen=10):
+    m = MqttPublish("publish", int(t * NS), to_server, 0, retain, False, 20, "t", None, b"", plen, None, False,
+                    False, sp)
+    return MqttExchange(m.ts, fl, 4, (m,), "complete", (), 1024)
+
+
+def _connect(t, fl, cid, will=None):
+    m = MqttConnect("connect", int(t * NS), True, 0, False, False, 20, "MQTT", 4, 0, 60, cid, decoded=will)
+    return MqttExchange(m.ts, fl, 4, (m,), "complete", (), 1024)
+
+
+def _sp(mt, seq=None, device=None, bdseq=None, metrics=(), **kw):
+    return SparkplugMessage(mt, "g", "e", device, seq=seq, bdseq=bdseq, metrics=metrics, **kw)
+
+
+def _state(online, ts):
+    return SparkplugMessage("STATE", host_id="h", online=online, timestamp=ts, payload_length=30)
+
+
+def _alerts(events):
+    det = SparkplugDetector()
+    out = []
+    for ev in events:
+        out += det.on_event(ev) or []
+    out += det.flush(events[-1].ts) or []
+    return sorted(a.rule_id.rsplit(".", 1)[1] for a in out)
+
+
+EDGE, HOST, OTHER, SUB = _flow(1, "10.0.0.11"), _flow(2, "10.0.0.10"), _flow(3, "10.0.0.66"), _flow(4, "10.0.0.12")
+CMD = _sp("NCMD", metrics=(SparkplugMetric("Node Control/Rebirth", None, 11, True),))
+
+
+def _lifecycle(n=3):
+    evs = [_connect(0, EDGE, "e", _sp("NDEATH", bdseq=1)), _pub(1, EDGE, True, _sp("NBIRTH", 0, bdseq=1))]
+    evs += [_pub(2 + i, EDGE, True, _sp("NDATA", (i + 1) & 255)) for i in range(n)]
+    return evs
+
+
+def test_seq_wraps_without_alert_and_gaps_with_one():
+    evs = _lifecycle(300)  # 0..255 then 0.. again
+    assert _alerts(evs) == []
+    evs = _lifecycle(5)
+    evs.append(_pub(20, EDGE, True, _sp("NDATA", 9)))
+    evs.append(_pub(21, EDGE, True, _sp("NDATA", 8)))
+    assert _alerts(evs) == ["seq_gap", "seq_reorder"]
+
+
+def test_host_without_state_that_knows_the_births_may_command():
+    base = [_connect(0, SUB, "scada")] + _lifecycle()
+    base.insert(3, _pub(1.001, SUB, False, _sp("NBIRTH", 0, bdseq=1)))  # the broker delivers the birth
+    assert _alerts(base + [_pub(10, SUB, True, CMD)]) == []
+    assert _alerts(base + [_connect(9, OTHER, "x"), _pub(10, OTHER, True, CMD)]) == ["rogue_command"]
+    # a command seen only as the broker's delivery to the edge node is not attributed to the edge node
+    assert _alerts(base + [_pub(10, EDGE, False, CMD)]) == []
+
+
+def test_state_owner_may_go_offline_others_may_not():
+    evs = [_connect(0, HOST, "h"), _pub(1, HOST, True, _state(True, 100)), _pub(5, HOST, True, _state(False, 200))]
+    assert _alerts(evs) == []
+    evs = [_connect(0, HOST, "h"), _pub(1, HOST, True, _state(True, 100)), _connect(2, OTHER, "x"),
+           _pub(3, OTHER, True, _state(False, 200))]
+    assert _alerts(evs) == ["state_spoofing"]
+    evs = [_connect(0, HOST, "h"), _pub(1, HOST, True, _state(True, 100)), _pub(3, HOST, True, _state(True, 50))]
+    assert _alerts(evs) == ["state_stale_timestamp"]
+    cleared = SparkplugMessage("STATE", host_id="h", payload_length=0)
+    assert _alerts([_connect(0, OTHER, "x"), _pub(1, OTHER, True, cleared, retain=True)]) == ["state_cleared"]
+    assert _alerts([_connect(0, OTHER, "x"), _pub(1, OTHER, True, cleared, retain=False)]) == []
+
+
+def test_births_deaths_and_bdseq():
+    ok = _lifecycle() + [_pub(9, EDGE, True, _sp("NDEATH", bdseq=1))]
+    assert _alerts(ok) == []
+    assert _alerts(ok + [_pub(10, EDGE, True, _sp("NDEATH", bdseq=1))]) == ["death_without_birth"]
+    bad = [_connect(0, EDGE, "e", _sp("NDEATH", bdseq=1)), _pub(1, EDGE, True, _sp("NBIRTH", 0, bdseq=2))]
+    assert _alerts(bad) == ["bdseq_mismatch"]
+    early = [_connect(0, EDGE, "e"), _pub(1, EDGE, True, _sp("NDATA", 0))]
+    assert _alerts(early) == ["data_before_birth"]
+    ddata = _lifecycle(1) + [_pub(5, EDGE, True, _sp("DDATA", 2, device="d"))]
+    assert _alerts(ddata) == ["data_before_birth"]
+    ddata = _lifecycle(1) + [_pub(5, EDGE, True, _sp("DBIRTH", 2, device="d")),
+                             _pub(6, EDGE, True, _sp("DDATA", 3, device="d"))]
+    assert _alerts(ddata) == []
+
+
+def test_rebirth_storm_needs_many_births_in_the_window():
+    births = [_connect(0, EDGE, "e")] + [_pub(1 + i * 5, EDGE, True, _sp("NBIRTH", 0)) for i in range(6)]
+    assert _alerts(births) == ["rebirth_storm"]
+    slow = [_connect(0, EDGE, "e")] + [_pub(1 + i * 60, EDGE, True, _sp("NBIRTH", 0)) for i in range(6)]
+    assert _alerts(slow) == []
+
+
+def test_wildcard_subscription_by_non_host_only():
+    def sub(t, fl, flt):
+        m = MqttSubscribe("subscribe", int(t * NS), True, 1, False, False, 20, 1, ((flt, 0),))
+        return MqttExchange(m.ts, fl, 4, (m,), "complete", (), 1024)
+    host = [_connect(0, HOST, "h"), sub(1, HOST, "spBv1.0/#"), _pub(2, HOST, True, _state(True, 1))]
+    assert _alerts(host) == []
+    assert _alerts([_connect(0, OTHER, "x"), sub(1, OTHER, "$sparkplug/certificates/#")]) == ["wildcard_subscription"]
+    assert _alerts([_connect(0, OTHER, "x"), sub(1, OTHER, "spBv1.0/g/NDATA/e")]) == []

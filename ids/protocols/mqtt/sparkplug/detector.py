@@ -7,7 +7,8 @@ command is attributed to the client that sent it, not to the edge node that rece
 broker from a will have no publisher copy; they are taken from the first delivered copy.
 
 Host applications are the clients (address and MQTT client id) that published an online STATE for their
-host id (3.0.0 section 7.5); a command from any other client is an alert. Bounded: at most MAX_EDGE_NODES
+host id (3.0.0 section 7.5), or that received the commanded edge node's NBIRTH as subscribers; a command from
+any other client is an alert. Bounded: at most MAX_EDGE_NODES
 edge nodes, MAX_FLOWS flows and MAX_HOSTS host ids are tracked (the oldest are forgotten first).
 """
 from __future__ import annotations
@@ -38,8 +39,9 @@ RULES = {
     "rogue_command": (
         "Sparkplug command from a client that is not a host application", "high",
         "An NCMD or DCMD was published by a client that never announced itself as a Sparkplug host application "
-        "(online STATE) nor was learned as a command sender: writes to edge node or device metrics (set points, "
-        "valves, rebirth, reboot) from an unknown source.", ("T0855", "T0831")),
+        "(online STATE), never received the edge node's NBIRTH as a subscriber (births are not retained, so a "
+        "client that connects just to command has not), and was not learned as a command sender: writes to edge "
+        "node or device metrics (set points, valves, rebirth, reboot) from an unknown source.", ("T0855", "T0831")),
     "rebirth_storm": (
         "Sparkplug rebirth storm", "medium",
         "An edge node published many NBIRTHs in a short time: repeated rebirth commands, a flapping connection, "
@@ -107,9 +109,10 @@ class _Edge:
 
 
 class _Flow:
-    __slots__ = ("client_id", "connected", "will_bdseq", "will_edge", "recon")
+    __slots__ = ("client_id", "connected", "will_bdseq", "will_edge", "recon", "births")
 
     def __init__(self):
+        self.births: set = set()  # edge nodes whose NBIRTH the broker delivered to this client
         self.client_id = None
         self.connected = False  # its CONNECT was seen: births before data can be judged
         self.will_bdseq = None
@@ -190,6 +193,8 @@ class SparkplugDetector:
             self._death(ev, m, sp, key, node, out)
             return
         if not m.to_server:
+            if mt == "NBIRTH" and len(fl.births) < MAX_EDGE_NODES:
+                fl.births.add(key)  # a subscriber that knows this edge node's birth: how host applications work
             return
         if "unknown_alias" in sp.problems:
             aliases = sorted({x.alias for x in sp.metrics if x.name is None and x.alias is not None})
@@ -198,7 +203,9 @@ class SparkplugDetector:
                         f"defined", {"edge_node": node})
         if mt in ("NCMD", "DCMD"):
             sender = self._sender(ev, fl)
-            if sender not in self.host_clients and sender not in self.command_senders:
+            # Not a host: no online STATE of its own, not a learned sender, and never given this edge node's
+            # birth (births are not retained: a client that connects to send a command has not seen one).
+            if sender not in self.host_clients and sender not in self.command_senders and key not in fl.births:
                 target = node + (f"/{sp.device_id}" if sp.device_id else "")
                 names = [x.name or f"alias {x.alias}" for x in sp.metrics][:8]
                 self._alert(out, "rogue_command", (sender, key, mt, sp.device_id), ev,
