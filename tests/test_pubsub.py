@@ -106,3 +106,13 @@ def test_json_recognition():
     assert looks_like("x/y", b'{"MessageType":"ua-data"}') and not looks_like("x/y", b'{"temp": 3}')
     assert decode_json(b'{"MessageType": "ua-data", "Messages": 3}') is not None
     assert decode_json(b"[1, 2]") is None and decode_json(b"{bad") is None
+
+
+@pytest.mark.parametrize("doc", [
+    b'{"MessageType": "ua-metadata", "MetaData": {"Fields": 5}}',
+    b'{"MessageType": "ua-data", "Messages": [{"Payload": [1, 2], "Status": {"Code": 7}}, 3]}',
+    b'{"MessageType": "ua-data", "Messages": [{"DataSetWriterId": true, "Payload": {"a": {"Type": 99, "Body": 1}}}]}',
+])
+def test_json_of_the_wrong_shape(doc):
+    out = decode_json(doc)
+    assert out is not None and out.to_doc()["encoding"] == "json"

@@ -105,8 +105,9 @@ def decode_json(payload: bytes) -> PubSubMessage | None:
     n = len(payload)
     if mt == "ua-metadata":
         md = obj.get("MetaData") if isinstance(obj.get("MetaData"), dict) else {}
+        flist = md.get("Fields") if isinstance(md.get("Fields"), list) else []
         fields = tuple((str(f.get("Name")), BUILTIN_NAMES.get(f.get("BuiltInType"), _str(f.get("BuiltInType"))))
-                       for f in (md.get("Fields") or [])[:MAX_FIELDS] if isinstance(f, dict))
+                       for f in flist[:MAX_FIELDS] if isinstance(f, dict))
         ds = PubSubDataSet(writer_id=_int(obj.get("DataSetWriterId")), writer_name=_str(obj.get("DataSetWriterName")))
         return PubSubMessage("json", mt, _str(obj.get("PublisherId")), datasets=(ds,),
                              writer_group_name=_str(obj.get("WriterGroupName")),

@@ -19,7 +19,17 @@ def wanted(topic: str, head: bytes | None = None) -> bool:
 
 
 def annotate(session, msg, payload: bytes):
-    """`msg` (MqttPublish) with its decoded application payload, or `msg` unchanged."""
+    """`msg` (MqttPublish) with its decoded application payload, or `msg` unchanged. A decoder bug on hostile
+    bytes costs the decoded object (problem decoder_error), never the MQTT record or the run."""
+    try:
+        return _annotate(session, msg, payload)
+    except Exception:  # the protocol boundary: the decoders are written not to raise; this keeps it so
+        from .records import SparkplugMessage
+        return msg._replace(decoded=SparkplugMessage("unknown", payload_length=len(payload),
+                                                     problems=("decoder_error",)))
+
+
+def _annotate(session, msg, payload: bytes):
     from .decode import decode_payload, is_sparkplug_topic, parse_topic
     topic = msg.topic
     if is_sparkplug_topic(topic):
