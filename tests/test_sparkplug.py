@@ -460,3 +460,19 @@ SPEC_ARRAYS = [
 @pytest.mark.parametrize("dtype,value,hexbytes", SPEC_ARRAYS, ids=[d.name for d, _, _ in SPEC_ARRAYS])
 def test_specification_array_examples(dtype, value, hexbytes):
     assert convert(dtype, "bytes_value", bytes.fromhex(hexbytes)) == (value, None)
+
+
+def test_senders_learned_in_the_baseline_are_not_rogues(tmp_path):
+    import yaml
+    b = tmp_path / "b.yaml"
+    run_cli("learn", str(need(CRAFTED)), "-q", "-o", str(b))
+    out = tmp_path / "a.ndjson"
+
+    def rogue_alerts():
+        run_cli("analyze", str(need(CRAFTED)), "-q", "-o", str(out), "--baseline", str(b))
+        return [d for d in read_ndjson(out) if d["rule"]["id"] == "otids.sparkplug.rogue_command"]
+    assert rogue_alerts() == []  # the laptop's commands were learned: a reviewed baseline makes it a sender
+    data = yaml.safe_load(b.read_text())
+    del _edge(data, "plantB/edge2")["commands"]["127.0.0.66 maint-laptop"]
+    b.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert {d["source"]["ip"] for d in rogue_alerts()} == {"127.0.0.66"}

@@ -359,8 +359,34 @@ def add_arguments(p) -> None:
                    help="alert on OPC UA PubSub messages without message security (UADP SecurityMode None, JSON)")
 
 
+def baseline_senders(path: str | None, require_approved: bool) -> frozenset:
+    """Command senders of a baseline file's sparkplug section ("ADDRESS CLIENT-ID" -> (address, client id)),
+    so a sender learned (or approved) there is not a rogue. Errors in the file are reported by the baseline
+    plug-in, which loads the same file."""
+    import os
+
+    if not path or not os.path.exists(path):
+        return frozenset()
+    from ....detect.baseline import model
+    from ....errors import UserError
+    try:
+        b = model.load(path)
+    except UserError:
+        return frozenset()
+    usable = ("approved",) if require_approved else ("approved", "learned")
+    out = set()
+    for e in b.section("sparkplug").values():
+        if e.get("status") in usable and isinstance(e.get("commands"), dict):
+            for s in e["commands"]:
+                ip, _, cid = str(s).partition(" ")
+                out.add((ip, cid or None))
+    return frozenset(out)
+
+
 def build(args, config):
-    dets: list = [] if getattr(args, "no_sparkplug", False) else [SparkplugDetector()]
+    senders = baseline_senders(getattr(args, "baseline", None) or config.baseline.file,
+                               config.baseline.require_approved)
+    dets: list = [] if getattr(args, "no_sparkplug", False) else [SparkplugDetector(senders)]
     if getattr(args, "pubsub_require_security", False):
         from ..pubsub.detector import PubSubDetector
         dets.append(PubSubDetector())
