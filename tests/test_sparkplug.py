@@ -476,3 +476,13 @@ def test_senders_learned_in_the_baseline_are_not_rogues(tmp_path):
     del _edge(data, "plantB/edge2")["commands"]["127.0.0.66 maint-laptop"]
     b.write_text(yaml.safe_dump(data, sort_keys=False))
     assert {d["source"]["ip"] for d in rogue_alerts()} == {"127.0.0.66"}
+
+
+def test_float32_reads_as_its_shortest_decimal():
+    births = Births()
+    nb = decode_payload(parse_topic("spBv1.0/g/NBIRTH/e"),
+                        _payload(("F", 1, DataType.Float, "float_value", 1.1),
+                                 ("A", 2, DataType.FloatArray, "bytes_value", struct.pack("<3f", 0.1, -3.3, 1e-7))),
+                        births)
+    assert [m.value for m in nb.metrics] == [1.1, (0.1, -3.3, 1e-7)]
+    assert struct.pack("<f", nb.metrics[0].value) == struct.pack("<f", 1.1)  # the same float32 bits

@@ -150,6 +150,22 @@ def _metric(m, table, problems: list, depth: int) -> SparkplugMetric:
                            m.is_historical, m.is_transient, is_null, props, from_alias, from_birth, err)
 
 
+_F32 = struct.Struct("<f")
+
+
+def float32(x: float) -> float:
+    """A float32 value as the shortest decimal that is the same float32 (1.1f reads 1.1, not
+    1.100000023841858): the value its publisher wrote, and the same bits."""
+    if x != x or x in (float("inf"), float("-inf")):
+        return x
+    want = _F32.pack(x)
+    for digits in range(6, 10):
+        y = float(f"{x:.{digits}g}")
+        if _F32.pack(y) == want:
+            return y
+    return x
+
+
 def convert(dtype: int | None, kind: str, raw):
     """A protobuf oneof value as the Python value of `dtype` -> (value, problem or None). Signed integers are
     sign-extended from the datatype's width, so both encodings seen in the field (the 32/64-bit two's
@@ -160,8 +176,13 @@ def convert(dtype: int | None, kind: str, raw):
         return (v - (1 << bits) if v >> (bits - 1) else v), None
     if dtype in _UNSIGNED_BITS and kind in ("int_value", "long_value"):
         return raw & ((1 << _UNSIGNED_BITS[dtype]) - 1), None
+    if kind == "float_value":
+        return float32(raw), None
     if kind == "bytes_value" and dtype is not None and dtype >= DataType.Int8Array:
-        return _array(dtype, raw)
+        v, err = _array(dtype, raw)
+        if dtype == DataType.FloatArray and v:
+            v = tuple(float32(x) for x in v)
+        return v, err
     if kind == "bytes_value":
         return bytes(raw), None
     return raw, None
