@@ -116,3 +116,12 @@ def test_json_recognition():
 def test_json_of_the_wrong_shape(doc):
     out = decode_json(doc)
     assert out is not None and out.to_doc()["encoding"] == "json"
+
+
+def test_uadp_float_reads_as_its_shortest_decimal():
+    from asyncua import ua
+    from asyncua.pubsub.uadp import UadpDataSetVariant, UadpHeader, UadpNetworkMessage, UInt16
+    msg = UadpNetworkMessage(Header=UadpHeader(PublisherId=UInt16(1)), DataSetPayloadHeader=[UInt16(11)],
+                             Payload=[UadpDataSetVariant(Data=[ua.Variant(1.1, ua.VariantType.Float),
+                                                               ua.Variant([0.1, 2.2], ua.VariantType.Float)])])
+    assert decode_uadp(msg.to_binary()).datasets[0].fields == (("0", 1.1, "Float"), ("1", [0.1, 2.2], "Float"))

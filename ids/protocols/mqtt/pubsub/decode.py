@@ -15,6 +15,7 @@ import orjson
 
 from ...opcua.parser import Bad, variant
 from ...opcua.consts import BUILTIN_NAMES
+from ..sparkplug.records import float32
 
 MAX_DATASETS = 256
 MAX_FIELDS = 1024
@@ -298,5 +299,8 @@ def _dataset(buf: bytes, off: int, wid) -> PubSubDataSet:
             if nxt <= off:
                 raise _Short
             off = nxt
-            fields.append((str(idx), None if v is None else v.get("value"), None if v is None else v.get("type")))
+            val, typ = (None, None) if v is None else (v.get("value"), v.get("type"))
+            if typ == "Float":  # the float32 as its shortest decimal, as for Sparkplug
+                val = [float32(x) for x in val] if isinstance(val, list) else float32(val)
+            fields.append((str(idx), val, typ))
     return PubSubDataSet(wid, None, seq, mtype, status, None, tuple(fields))

@@ -13,7 +13,7 @@ import orjson
 from google.protobuf.message import DecodeError
 
 from .records import (DEVICE_TYPES, MESSAGE_TYPES, NODE_TYPES, DataType, SparkplugDataSet, SparkplugMessage,
-                      SparkplugMetric, SparkplugTemplate)
+                      SparkplugMetric, SparkplugTemplate, float32)
 from .sparkplug_b_pb2 import Payload
 
 NAMESPACE = "spBv1.0"
@@ -148,22 +148,6 @@ def _metric(m, table, problems: list, depth: int) -> SparkplugMetric:
     props = _propertyset(m.properties, 0) if m.HasField("properties") else None
     return SparkplugMetric(name, alias, dtype, value, m.timestamp if m.HasField("timestamp") else None,
                            m.is_historical, m.is_transient, is_null, props, from_alias, from_birth, err)
-
-
-_F32 = struct.Struct("<f")
-
-
-def float32(x: float) -> float:
-    """A float32 value as the shortest decimal that is the same float32 (1.1f reads 1.1, not
-    1.100000023841858): the value its publisher wrote, and the same bits."""
-    if x != x or x in (float("inf"), float("-inf")):
-        return x
-    want = _F32.pack(x)
-    for digits in range(6, 10):
-        y = float(f"{x:.{digits}g}")
-        if _F32.pack(y) == want:
-            return y
-    return x
 
 
 def convert(dtype: int | None, kind: str, raw):

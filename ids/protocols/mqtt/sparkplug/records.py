@@ -7,6 +7,7 @@ SparkplugTemplate). Rendering to the `mqtt.publish.sparkplug` document object is
 """
 from __future__ import annotations
 
+import struct
 from enum import IntEnum
 from typing import Any, NamedTuple
 
@@ -49,6 +50,22 @@ class DataType(IntEnum):
     BooleanArray = 32
     StringArray = 33
     DateTimeArray = 34
+
+
+_F32 = struct.Struct("<f")
+
+
+def float32(x: float) -> float:
+    """A float32 value as the shortest decimal that is the same float32 (1.1f reads 1.1, not
+    1.100000023841858): the value its publisher wrote, and the same bits."""
+    if x != x or x in (float("inf"), float("-inf")):
+        return x
+    want = _F32.pack(x)
+    for digits in range(6, 10):
+        y = float(f"{x:.{digits}g}")
+        if _F32.pack(y) == want:
+            return y
+    return x
 
 
 def datatype_name(code: int | None) -> str | None:
