@@ -2,9 +2,9 @@
 """Record ``pubsub-mqtt.pcap``: OPC UA PubSub (OPC 10000-14) over Debian's mosquitto on 127.0.0.6:1883, paho
 clients on their own loopback addresses, captured with tcpdump.
 
-* ``uadp-pub`` (127.0.0.20): UADP NetworkMessages built with asyncua's ``UadpNetworkMessage.to_binary()``
-  (PublisherId 4711, WriterGroupId 7, DataSetWriter 11, Variant fields ``UADP_ROWS``) on
-  ``opcua/uadp/data/4711/7/11``; then the same writer's DataSetMessage behind a UADP security header (Sign,
+* ``uadp-pub`` (127.0.0.20): a JSON ``ua-metadata`` naming its fields (``UADP_NAMES``), then UADP
+  NetworkMessages built with asyncua's ``UadpNetworkMessage.to_binary()`` (PublisherId 4711, WriterGroupId 7,
+  DataSetWriter 11, Variant fields ``UADP_ROWS``) on ``opcua/uadp/data/4711/7/11``; then the same writer's DataSetMessage behind a UADP security header (Sign,
   token 3, an 8-byte nonce, a 32-byte signature after the payload: asyncua writes no security header, so
   these bytes are assembled here from its DataSetMessage) under PublisherId 4712;
 * ``json-pub`` (127.0.0.21): a JSON ``ua-metadata`` and JSON ``ua-data`` NetworkMessages (reversible
@@ -80,11 +80,25 @@ def json_metadata() -> bytes:
                                                {"Name": "Running", "BuiltInType": 1}]}}).encode()
 
 
+#: Names of the UADP fields of PublisherId 4711, writer 11, announced in JSON ua-metadata (4712 gets none)
+UADP_NAMES = ("Speed", "Count", "Mode", "Histogram")
+
+
+def uadp_metadata() -> bytes:
+    types = (11, 6, 12, 5)  # Double, Int32, String, UInt16
+    return json.dumps({"MessageId": "md-2", "MessageType": "ua-metadata", "PublisherId": "4711",
+                       "DataSetWriterId": 11,
+                       "MetaData": {"Name": "DriveValues",
+                                    "Fields": [{"Name": n, "BuiltInType": t} for n, t in zip(UADP_NAMES, types)]}
+                       }).encode()
+
+
 def scenario() -> None:
     hist = client("historian", "127.0.0.22")
     hist.subscribe([("opcua/#", 0), ("factory/#", 0)])
     time.sleep(0.2)
     up = client("uadp-pub", "127.0.0.20")
+    pub(up, "opcua/json/metadata/4711/7/11", uadp_metadata(), 0, True)
     for n, row in enumerate(UADP_ROWS):
         pub(up, "opcua/uadp/data/4711/7/11", uadp(4711, n + 1, row))
         time.sleep(0.1)

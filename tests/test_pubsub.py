@@ -38,19 +38,20 @@ def test_uadp_and_json_values_equal_what_was_published():
     for p, row in zip(uadp, gen.UADP_ROWS, strict=True):
         assert p["publisher_id"] == "4711" and p["writer_group_id"] == 7 and p["security_mode"] == "None"
         ds = p["dataset_messages"][0]
-        assert ds["writer_id"] == 11 and ds["message_type"] == "key_frame"
-        assert [ds["fields"][str(i)] for i in range(4)] == list(row)
-        assert ds["field_types"] == {"0": "Double", "1": "Int32", "2": "String", "3": "UInt16"}
+        assert ds["writer_id"] == 11 and ds["message_type"] == "key_frame" and ds["fields_named_from_metadata"]
+        assert [ds["fields"][n] for n in gen.UADP_NAMES] == list(row)  # named from the ua-metadata
+        assert ds["field_types"] == {"Speed": "Double", "Count": "Int32", "Mode": "String", "Histogram": "UInt16"}
     signed = [p for t, p in msgs if t == "opcua/uadp/data/4712/7/11"]
     assert len(signed) == 1 and signed[0]["security_mode"] == "Sign" and signed[0]["security_token_id"] == 3
     assert [signed[0]["dataset_messages"][0]["fields"][str(i)] for i in range(4)] == list(gen.UADP_ROWS[0])
+    assert "fields_named_from_metadata" not in signed[0]["dataset_messages"][0]  # no metadata for 4712
     data = [p for t, p in msgs if p["message_type"] == "ua-data" and p["encoding"] == "json"]
     assert [t for t, p in msgs if p["encoding"] == "json" and p["message_type"] == "ua-data"] == \
         ["opcua/json/data/press-1/grp/press-values"] * 2 + ["factory/press-1/pubsub"]  # the last by content
     for p, row in zip(data, gen.JSON_ROWS + gen.JSON_ROWS[:1], strict=True):
         ds = p["dataset_messages"][0]
         assert p["publisher_id"] == "press-1" and ds["writer_id"] == 21 and ds["fields"] == row
-    md = [p for t, p in msgs if p["message_type"] == "ua-metadata"]
+    md = [p for t, p in msgs if p["message_type"] == "ua-metadata" and p["publisher_id"] == "press-1"]
     assert md[0]["metadata_fields"] == [{"name": "Temperature", "type": "Double"},
                                         {"name": "Pressure", "type": "Int32"}, {"name": "Running", "type": "Boolean"}]
 
@@ -59,7 +60,8 @@ def test_require_security():
     _, alerts = _docs([PubSubDetector()])
     got = sorted((a.extra["pubsub"]["publisher_id"], a.flow.client_ip) for a in alerts
                  if a.rule_id == "otids.pubsub.unsecured")
-    assert got == [("4711", "127.0.0.20"), ("press-1", "127.0.0.21")]  # not 4712 (signed), not the deliveries
+    # 4711's UADP and its JSON ua-metadata, press-1's JSON; not 4712 (signed), not the broker's deliveries
+    assert got == [("4711", "127.0.0.20"), ("4711", "127.0.0.20"), ("press-1", "127.0.0.21")]
     _, alerts = _docs()
     assert not [a for a in alerts if a.rule_id.startswith("otids.pubsub.")]
 
@@ -80,14 +82,14 @@ def test_pubsub_baseline(tmp_path):
     alerts, data = _baseline_alerts(tmp_path)
     assert alerts == []
     entries = {e["publisher_id"]: e for e in data["pubsub"]}
-    assert entries["4711"]["writers"]["11"]["fields"]["1"]["seen"] == [-9, -7]
+    assert entries["4711"]["writers"]["11"]["fields"]["Count"]["seen"] == [-9, -7]
     assert entries["4712"]["security_modes"] == ["Sign"] and entries["press-1"]["security_modes"] == ["json"]
 
     def edit(d):
         e = {x["publisher_id"]: x for x in d["pubsub"]}
         d["pubsub"].remove(e["4712"])  # never seen: new publisher
         e["4711"]["security_modes"] = ["Sign"]  # it used to sign: None is a downgrade
-        e["4711"]["writers"]["11"]["fields"]["0"]["band"] = [3.0, 3.8]  # 4.0 is outside
+        e["4711"]["writers"]["11"]["fields"]["Speed"]["band"] = [3.0, 3.8]  # 4.0 is outside
         e["press-1"]["writers"] = {}  # writer 21 unknown
     alerts, _ = _baseline_alerts(tmp_path, edit)
     assert sorted(a["rule"]["id"].rsplit(".", 1)[1] for a in alerts) == \

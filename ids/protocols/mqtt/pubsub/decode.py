@@ -30,6 +30,7 @@ class PubSubDataSet(NamedTuple):
     timestamp: str | None = None
     fields: tuple = ()  # (name or index as text, value, built-in type name or None)
     encrypted: bool = False  # the fields could not be read
+    named: bool = False  # UADP field positions named from the publisher's ua-metadata
 
 
 class PubSubMessage(NamedTuple):

@@ -24,6 +24,8 @@ def dataset_doc(d) -> dict:
             out[k] = v
     if d.encrypted:
         out["encrypted"] = True
+    if d.named:
+        out["fields_named_from_metadata"] = True
     if d.fields:
         out["fields"] = {name: _plain(v) for name, v, _ in d.fields if v is not None}
         types = {name: t for name, _, t in d.fields if t}

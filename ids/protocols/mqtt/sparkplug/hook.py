@@ -40,8 +40,11 @@ def _annotate(session, msg, payload: bytes):
         births.broker = session.ctx.server_ip
         return msg._replace(decoded=decode_payload(head, payload, births))
     from ..pubsub.decode import decode_pubsub
+    from ..pubsub.metadata import table_for
     ps = decode_pubsub(topic, payload)
-    return msg if ps is None else msg._replace(decoded=ps)
+    if ps is None:
+        return msg
+    return msg._replace(decoded=table_for(session.table).apply(session.ctx.server_ip, ps))
 
 
 def annotate_will(session, msg):
