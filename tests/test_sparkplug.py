@@ -437,6 +437,12 @@ def test_wildcard_subscription_by_non_host_only():
     assert _alerts(host) == []
     assert _alerts([_connect(0, OTHER, "x"), sub(1, OTHER, "$sparkplug/certificates/#")]) == ["wildcard_subscription"]
     assert _alerts([_connect(0, OTHER, "x"), sub(1, OTHER, "spBv1.0/g/NDATA/e")]) == []
+    # a subscriber that stays silent is reported on anyone's traffic once the grace time has passed
+    det = SparkplugDetector()
+    for ev in [_connect(0, OTHER, "x"), sub(1, OTHER, "spBv1.0/#")] + _lifecycle(3):
+        assert not det.on_event(ev)
+    assert [a.rule_id for a in det.on_event(_pub(12, EDGE, True, _sp("NDATA", 4)))] == \
+        ["otids.sparkplug.wildcard_subscription"]
 
 
 # Sparkplug 3.0.0 section 6.4.17, the specification's own array examples (value -> bytes_value). Its FloatArray

@@ -109,7 +109,7 @@ class _Edge:
 
 
 class _Flow:
-    __slots__ = ("client_id", "connected", "will_bdseq", "will_edge", "recon", "births")
+    __slots__ = ("client_id", "connected", "will_bdseq", "will_edge", "births")
 
     def __init__(self):
         self.births: set = set()  # edge nodes whose NBIRTH the broker delivered to this client
@@ -117,7 +117,6 @@ class _Flow:
         self.connected = False  # its CONNECT was seen: births before data can be judged
         self.will_bdseq = None
         self.will_edge = None
-        self.recon: list = []  # (ts, filter, exchange) pending until HOST_GRACE says whether it is a host
 
 
 class SparkplugDetector:
@@ -131,6 +130,7 @@ class SparkplugDetector:
         self.state_ts: dict[str, int] = {}
         self.command_senders = set(command_senders)  # (client ip, client id) learned or configured
         self.last: dict[tuple, list] = {}  # (rule, key) -> [ts of last alert, suppressed count]
+        self.recon: deque = deque()  # (ts, filter, exchange, flow state) of wildcard subscriptions, oldest first
 
     def accepts(self, t) -> bool:
         return t is MqttExchange
@@ -156,9 +156,10 @@ class SparkplugDetector:
             elif t is MqttSubscribe and m.to_server:
                 for flt, _ in m.topics:
                     if flt in RECON_FILTERS:
-                        fl.recon.append((m.ts, flt, ev))
-        if fl.recon:
-            self._recon(fl, ev.flow, ev.ts, out)
+                        if len(self.recon) < MAX_FLOWS:
+                            self.recon.append((m.ts, flt, ev, fl))
+        if self.recon:
+            self._recon(ev.ts, out)
         return out
 
     def _flow(self, fid: int) -> _Flow:
@@ -300,7 +301,6 @@ class SparkplugDetector:
                 del self.hosts[next(iter(self.hosts))]
             self.hosts[host] = sender
             self.host_clients.add(sender)
-            fl.recon = []  # its wildcard subscriptions were a host's
         ts = sp.timestamp
         if ts is not None and sp.version == "3.0":
             last = self.state_ts.get(host)
@@ -311,14 +311,13 @@ class SparkplugDetector:
             else:
                 self.state_ts[host] = ts
 
-    def _recon(self, fl: _Flow, flow, now: int, out) -> None:
-        keep = []
-        for ts, flt, ev in fl.recon:
-            if now - ts < HOST_GRACE:
-                keep.append((ts, flt, ev))
-            else:
-                self._recon_alert(fl, ev, flt, out)
-        fl.recon = keep
+    def _recon(self, now: int, out) -> None:
+        """Wildcard subscriptions pending since HOST_GRACE ago: reconnaissance unless the client has become a
+        host (on any client's traffic, so a subscriber that then stays silent is still reported)."""
+        recon = self.recon
+        while recon and now - recon[0][0] >= HOST_GRACE:
+            _, flt, ev, fl = recon.popleft()
+            self._recon_alert(fl, ev, flt, out)
 
     def _recon_alert(self, fl, ev, flt, out) -> None:
         sender = self._sender(ev, fl)
@@ -344,10 +343,9 @@ class SparkplugDetector:
 
     def flush(self, ts: int):
         out: list = []
-        for fl in self.flows.values():
-            for _, flt, ev in fl.recon:
-                self._recon_alert(fl, ev, flt, out)
-            fl.recon = []
+        while self.recon:
+            _, flt, ev, fl = self.recon.popleft()
+            self._recon_alert(fl, ev, flt, out)
         return out
 
 
