@@ -427,6 +427,11 @@ def test_rebirth_storm_needs_many_births_in_the_window():
     assert _alerts(births) == ["rebirth_storm"]
     slow = [_connect(0, EDGE, "e")] + [_pub(1 + i * 60, EDGE, True, _sp("NBIRTH", 0)) for i in range(6)]
     assert _alerts(slow) == []
+    # rebirth requests: the host's (named by alias in the birth, here by name) six times in 30 s
+    asks = [_connect(0, HOST, "h"), _pub(0.5, HOST, True, _state(True, 1))]
+    asks += [_pub(1 + i * 5, HOST, True, CMD) for i in range(6)]
+    assert _alerts(asks) == ["rebirth_storm"]
+    assert _alerts(asks[:-1]) == []
 
 
 def test_wildcard_subscription_by_non_host_only():

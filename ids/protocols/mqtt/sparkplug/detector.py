@@ -44,8 +44,9 @@ RULES = {
         "node or device metrics (set points, valves, rebirth, reboot) from an unknown source.", ("T0855", "T0831")),
     "rebirth_storm": (
         "Sparkplug rebirth storm", "medium",
-        "An edge node published many NBIRTHs in a short time: repeated rebirth commands, a flapping connection, "
-        "or an attacker forcing reconnects (denial of view for every host application).", ("T0814",)),
+        "An edge node published many NBIRTHs, or was sent many Node Control/Rebirth requests, in a short time: "
+        "a flapping connection, a misbehaving host, or an attacker forcing rebirths (load on the edge node and "
+        "every host application, data stale meanwhile).", ("T0814",)),
     "seq_gap": (
         "Sparkplug sequence gap", "low",
         "An edge node's message skipped sequence numbers (one counter 0-255 across NBIRTH, DBIRTH, NDATA, "
@@ -95,13 +96,14 @@ RULES = {
 
 
 class _Edge:
-    __slots__ = ("seq", "born", "dead", "births", "bdseq", "flow", "devices", "last_death")
+    __slots__ = ("seq", "born", "dead", "births", "rebirths", "bdseq", "flow", "devices", "last_death")
 
     def __init__(self):
         self.seq = None  # next expected seq
         self.born = False
         self.dead = False
         self.births: deque = deque(maxlen=REBIRTH_COUNT + 1)
+        self.rebirths: deque = deque(maxlen=REBIRTH_COUNT + 1)  # times of Node Control/Rebirth requests
         self.bdseq = None
         self.flow = None  # flow id that published the current NBIRTH
         self.devices: set = set()
@@ -213,6 +215,14 @@ class SparkplugDetector:
                             f"{mt} to {target} ({', '.join(map(str, names)) or 'no metrics'}) from "
                             f"{sender[0]} client id {sender[1]!r}, not a host application",
                             {"edge_node": node, "sender": sender[0]})
+            if mt == "NCMD" and any(x.name == "Node Control/Rebirth" and x.value is True for x in sp.metrics):
+                e = self._edge(key)
+                e.rebirths.append(m.ts)
+                if len(e.rebirths) > REBIRTH_COUNT and m.ts - e.rebirths[0] <= REBIRTH_WINDOW:
+                    self._alert(out, "rebirth_storm", (key,), ev,
+                                f"{len(e.rebirths)} rebirth requests to {node} within "
+                                f"{(m.ts - e.rebirths[0]) / NS:.1f} s, the last from {sender[0]}",
+                                {"edge_node": node, "sender": sender[0]})
             return
         e = self._edge(key)
         if mt == "NBIRTH":
