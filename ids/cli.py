@@ -28,7 +28,8 @@ COMMANDS: list[str] = ["ids.output.elasticsearch", "ids.commands.assets", "ids.c
 #: (rules, baseline, registry) with the freshly loaded config; when they are bad it raises UserError and
 #: keeps what it had, and the sensor reports the error and goes on with the old ones.
 ANALYZE_PLUGINS: list[str] = ["ids.output.elasticsearch", "ids.commands.baseline", "ids.commands.rules",
-                              "ids.commands.auth", "ids.commands.ml"]
+                              "ids.commands.auth", "ids.commands.ml",
+                              "ids.protocols.mqtt.sparkplug.detector"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,12 @@ class SessionContext:
         return self._flow.context
 
     @property
+    def run_key(self) -> object:
+        """An opaque object, the same for every session of one run: state a protocol keeps across its flows
+        (Sparkplug births, PubSub metadata) is keyed by it, weakly, so it ends with the run."""
+        return self._table
+
+    @property
     def server_port(self) -> int:
         return self._flow.sport
 

@@ -20,7 +20,7 @@ from ...protocols.modbus.messages import ModbusTransaction
 from ...protocols.opcua.messages import OpcuaEvent
 from ..attack import techniques as attack
 from .document import Baseline
-from .protocols import PROTOCOL_MODULES
+from .protocols import BY_PROTOCOL, PROTOCOL_MODULES
 from .rules import RULES
 
 NS = 1_000_000_000
@@ -122,9 +122,8 @@ class BaselineDetector:
                     self._modbus_identity(ev)
             elif type(ev) is OpcuaEvent and ev.service in ("CreateSession", "GetEndpoints", "FindServers"):
                 self._opcua_identity(ev)
-            enf = self.protocols.get(proto)
-            if enf is not None:
-                enf.check(ev, self)
+            for name in BY_PROTOCOL.get(proto, ()):  # #14: every section that reads this protocol
+                self.protocols[name].check(ev, self)
         if self.out:
             out, self.out = self.out, []
             return out

@@ -14,7 +14,7 @@ from ...assets import Inventory
 from ...assets.oui import mac_vendor
 from ...events import rfc3339
 from .document import Baseline, sections
-from .protocols import PROTOCOL_MODULES
+from .protocols import BY_PROTOCOL, PROTOCOL_MODULES
 
 NS = 1_000_000_000
 
@@ -72,9 +72,8 @@ class Learner:
             t[1] = ts
         elif ts < t[0]:
             t[0] = ts
-        pl = self.protocols.get(proto)
-        if pl is not None:
-            pl.learn(ev, self.epoch)
+        for name in BY_PROTOCOL.get(proto, ()):  # #14: every section that reads this protocol
+            self.protocols[name].learn(ev, self.epoch)
 
     # ------------------------------------------------------------------ result
     def baseline(self, captures: list[dict] | None = None) -> Baseline:

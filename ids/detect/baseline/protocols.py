@@ -13,5 +13,18 @@ import importlib
 
 from ...protocols import REGISTRY
 
-PROTOCOL_MODULES = {n: importlib.import_module(p.extra["baseline"]) for n, p in REGISTRY.items()
-                    if p.extra.get("baseline")}
+
+def _module_paths():
+    """Each spec's "baseline": one module path, or several when one protocol's events feed several
+    sections (MQTT: mqtt, then sparkplug, pubsub and namespace)."""
+    for p in REGISTRY.values():
+        b = p.extra.get("baseline")
+        if b:
+            yield from ((b,) if isinstance(b, str) else b)
+
+
+# By section name, in registry order (the order of the baseline file's sections).
+PROTOCOL_MODULES = {m.SECTION.name: m for m in map(importlib.import_module, _module_paths())}
+BY_PROTOCOL: dict[str, list[str]] = {}  # event protocol -> the sections reading it
+for _m in PROTOCOL_MODULES.values():
+    BY_PROTOCOL.setdefault(_m.SECTION.protocol, []).append(_m.SECTION.name)

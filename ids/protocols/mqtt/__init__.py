@@ -17,7 +17,9 @@ PROTOCOL = ProtocolSpec(
     description="MQTT 3.1/3.1.1/5.0: control packets grouped into exchanges",
     records=(MqttExchange,), dataset="otids.mqtt", config=MqttConfig, anomalies=ANOMALIES,
     fields=str(Path(__file__).with_name("fields.yml")), identity=mqtt_identity, rules=RULES,
-    extra={"baseline": "ids.protocols.mqtt.baseline", "ml": mqtt_view})
+    extra={"baseline": ("ids.protocols.mqtt.baseline", "ids.protocols.mqtt.sparkplug.baseline",
+                        "ids.protocols.mqtt.pubsub.baseline", "ids.protocols.mqtt.sparkplug.namespace"),
+           "ml": mqtt_view})
 MQTT = PROTOCOL  # the wave-1 name
 
 __all__ = ["PROTOCOL", "MQTT", "MqttSession"]

@@ -93,6 +93,8 @@ def _connect_doc(c, v, limit, secrets) -> dict:
                 w["payload_length"] = c.will_payload_length
             if c.will_properties:
                 w["properties"] = _props_doc(c.will_properties, secrets)
+            if c.decoded is not None:
+                w[c.decoded.doc_key] = c.decoded.to_doc()
             d["will"] = w
     if c.keepalive is not None:
         d["keepalive"] = c.keepalive
@@ -132,6 +134,8 @@ def _publish_doc(p, v, limit, secrets) -> dict:
     if p.properties:
         d["properties"] = _props_doc(p.properties, secrets)
     d["from_client"] = p.to_server
+    if p.decoded is not None:  # mqtt.publish.sparkplug / mqtt.publish.pubsub
+        d[p.decoded.doc_key] = p.decoded.to_doc()
     if p.truncated:
         d["truncated"] = True
         d["skipped_length"] = p.length

@@ -3,7 +3,7 @@ exchange (dataset `otids.mqtt`). `to_doc()` hands the ECS rendering to ecs.py (f
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ...events import FlowContext
 from . import ecs as _ecs
@@ -38,6 +38,7 @@ class MqttConnect(NamedTuple):
     will_payload_length: int | None = None
     will_properties: dict | None = None
     properties: dict | None = None
+    decoded: Any = None  # a Sparkplug NDEATH will, decoded (ids.protocols.mqtt.sparkplug)
 
     doc_kind = "connect"  # which renderer of ecs.py writes it
 
@@ -72,6 +73,7 @@ class MqttPublish(NamedTuple):
     properties: dict | None = None
     topic_from_alias: bool = False
     truncated: bool = False  # over mqtt.max_message_length: only the head was parsed, the payload skipped
+    decoded: Any = None  # SparkplugMessage / PubSubMessage (ids.protocols.mqtt.sparkplug, .pubsub)
 
     doc_kind = "publish"  # which renderer of ecs.py writes it
 

@@ -19,6 +19,7 @@ from .consts import (DOUBLE_CONNECT, MALFORMED_TRAFFIC, MESSAGE_TOO_LARGE, MISSI
 from .parser import (FramingError, bare, fixed_header, flag_anomalies, parse_ack, parse_connack, parse_connect,
                      parse_disconnect, parse_publish, parse_suback, parse_subscribe, parse_unsuback,
                      parse_unsubscribe)
+from .sparkplug.hook import annotate as _app_annotate, annotate_will as _app_will, wanted as _app_wanted  # #14
 
 if TYPE_CHECKING:
     from ...flow.context import SessionContext
@@ -284,6 +285,8 @@ class MqttSession:
         self.valid += 1
         if ptype == 3:
             msg, an = parse_publish(data, p, end, end, ts, to_server, flags, length, self.version, self.limit)
+            if msg.payload_length is not None and msg.topic and _app_wanted(msg.topic, msg.payload):  # #14
+                msg = _app_annotate(self, msg, data[end - msg.payload_length:end])
             if flags & 6 == 6:
                 an += flag_anomalies(3, flags)
             self._publish(msg, an, to_server)
@@ -298,6 +301,8 @@ class MqttSession:
                 an += flag_anomalies(1, flags)
             if level:
                 self.version = level
+            if msg.will_topic:  # #14: a Sparkplug NDEATH will
+                msg = _app_will(self, msg)
             self._connect(msg, an)
         elif ptype == 2:
             if not self.version and end - p > 2:
