@@ -67,11 +67,13 @@ def cmd_assets(args) -> int:
     else:
         text = to_table(recs)
     if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as e:
-            raise UserError(f"{args.output}: cannot write: {e.strerror}") from None
+        if run.errors and run.decoder.stats.packets == 0:
+            for err in run.errors:
+                print(f"otids: error: {err}", file=sys.stderr)
+            print(f"otids: error: nothing analysed; {args.output} left as it was", file=sys.stderr)
+            return 2
+        from ..output.safefile import write_text
+        write_text(args.output, text, "assets")
     else:
         sys.stdout.write(text)
     for err in run.errors:

@@ -273,10 +273,11 @@ class MergeReport:
     comments: int = 0
 
 
-def merge_review(new: Baseline, old: Baseline) -> MergeReport:
+def merge_review(new: Baseline, old: Baseline, prune: bool = True) -> MergeReport:
     """Carry review state from `old` into freshly learned `new` (in place): approved and denied entries
     stay exactly as reviewed; status and note of other matching entries come over; learned entries the
-    new traffic no longer shows are dropped (listed in the report)."""
+    new traffic no longer shows are listed in the report and dropped with `prune`, kept as they were
+    without it."""
     rep = MergeReport()
     for name, spec in sections().items():
         olds = old.entries.get(name, {})
@@ -297,6 +298,8 @@ def merge_review(new: Baseline, old: Baseline) -> MergeReport:
                 rep.carried_status += 1
             else:
                 rep.dropped_learned.append(entry_label(spec, oe))
+                if not prune:
+                    news[eid] = oe
     return rep
 
 
