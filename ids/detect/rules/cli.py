@@ -29,25 +29,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lists", metavar="FILE", help="site lists and suppressions (default: lists.yml in the rules dir)")
     g.add_argument("--rules-reload", type=float, default=5.0, metavar="SECONDS",
                    help="check rule files for changes this often and reload them (0: never; default 5)")
+    g.add_argument("--strict", action="store_true",
+                   help="a broken rule, or one disabled for want of site lists, makes the exit code 1 (the "
+                        "other rules still run)")
 
 
 def build(args, config):
+    from .prepare import disabled_line, fatal
     paths = getattr(args, "rules", None) or []
     if not paths:
         return [], [], []
     lists = args.lists or default_lists(paths)
     c = load_ruleset(paths, lists)
-    fatal = [i for i in c.errors if i.code != "suricata"]
-    for i in c.errors:
-        if i.code == "suricata":
-            print(f"otids: rules: not loaded: {i}", file=sys.stderr)
-    if fatal:
-        for i in fatal:
+    stop = fatal(c.issues, lists)
+    if stop:
+        for i in stop:
             print(f"otids: {i}", file=sys.stderr)
-        raise RuleError(f"{len(fatal)} error(s) in the rules; nothing analysed (otids rules lint shows them all)")
+        raise RuleError(f"{len(stop)} error(s) in the rules or lists; nothing analysed")
+    # A broken YAML rule and a broken Suricata rule alike: reported, left out, the rest run.
+    broken = c.errors
+    for i in broken:
+        print(f"otids: rules: not loaded: {i}", file=sys.stderr)
+    line = disabled_line(c.issues)
+    if line:
+        print(f"otids: rules: {line}", file=sys.stderr)
     if not c.rules:
         raise RuleError("no rules loaded from " + ", ".join(paths))
-    return [RulesDetector(c, paths, lists, args.rules_reload)], [], []
+    det = RulesDetector(c, paths, lists, args.rules_reload)
+    if getattr(args, "strict", False):
+        n_off = len({i.rule_id or str(i.source) for i in c.issues if i.code == "needs-lists"})
+        if broken or n_off:
+            det.errors_at_end = [f"rules: --strict: {len(broken)} error(s) in the rules, {n_off} rule(s) "
+                                 f"disabled for want of site lists (`otids rules lint` shows them)"]
+    return [det], [], []
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -90,24 +104,24 @@ def _print_issues(issues, out=sys.stdout) -> None:
 
 
 def cmd_lint(args) -> int:
+    from .prepare import disabled_line, needed_lists
     lists = args.lists or default_lists(args.paths)
     rs = load_paths(args.paths)
-    site, li = load_lists(lists)
-    merged = dict(site.lists)
-    if lists is None:  # without a site file, the lists a rule file defines for its tests stand in
-        for r in rs.rules:
-            merged.update(r.test_lists or {})
-    site2 = SiteLists(site.path, merged, site.positions, site.item_positions, site.suppressions)
-    c = compile_rules(rs, site2, li)
+    c = load_ruleset(args.paths, lists)  # what `analyze --rules` would run, decided by the same code
     issues = c.issues
-    if lists is None:
-        issues = [i if i.code != "undefined-list" else type(i)("warning", i.code, i.message + " (no --lists given)",
-                                                               i.source, i.rule_id) for i in issues]
     _print_issues(issues)
     errs = sum(1 for i in issues if i.severity == "error")
     warns = len(issues) - errs
     files = len(rs.files)
-    print(f"{len(rs.rules)} rules in {files} file(s): {errs} error(s), {warns} warning(s)", file=sys.stderr)
+    need = needed_lists(rs.rules)
+    if need:
+        print(f"site lists this rule set uses: {', '.join('$' + n for n in need)}"
+              + (f" (from {lists})" if lists else ""), file=sys.stderr)
+    line = disabled_line(issues)
+    if line:
+        print(line, file=sys.stderr)
+    print(f"{len(rs.rules)} rules in {files} file(s): {len(c.rules)} would run; {errs} error(s), "
+          f"{warns} warning(s)", file=sys.stderr)
     return 1 if errs or (args.strict and warns) else 0
 
 

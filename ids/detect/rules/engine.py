@@ -165,9 +165,14 @@ def compile_rules(rs: RuleSet, site: SiteLists, extra_issues: list | None = None
 
 
 def load_ruleset(paths: list[str], lists_path: str | None) -> Compiled:
+    """The one path from rule files to a runnable set (lint, analyze and reload use it alike)."""
     rs = load_paths(paths)
     site, li = load_lists(lists_path)
-    return compile_rules(rs, site, li)
+    c = compile_rules(rs, site, li)
+    if lists_path is None:
+        from .prepare import disable_without_lists
+        c.issues = disable_without_lists(c.issues)
+    return c
 
 
 def default_lists(paths: list[str]) -> str | None:
