@@ -154,7 +154,9 @@ def cmd_analyze(args) -> int:
     config = load_config(args.config)
     missing = [p for p in args.pcaps if not os.path.isfile(p)]
     if missing:
-        raise UserError(f"{missing[0]}: no such capture file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        why = ("is a directory, not a capture file" if os.path.isdir(missing[0]) else
+               "not a regular file" if os.path.exists(missing[0]) else "no such capture file")
+        raise UserError(f"{missing[0]}: {why}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     run = build_run(args, config)
 
     quiet = args.quiet or not config.output.summary

@@ -35,10 +35,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build(args, config):
+    from ..suppress import AlertSuppressor
     from .prepare import disabled_line, fatal
     paths = getattr(args, "rules", None) or []
     if not paths:
-        return [], [], []
+        if not getattr(args, "lists", None):
+            return [], [], []
+        site, li = load_lists(args.lists)  # suppressions only: they cover every detector's alerts
+        li = [i for i in li if i.severity == "error"]
+        if li:
+            for i in li:
+                print(f"otids: {i}", file=sys.stderr)
+            raise RuleError(f"{len(li)} error(s) in the lists file; nothing analysed")
+        return ([AlertSuppressor(site)] if site.suppressions else []), [], []
     lists = args.lists or default_lists(paths)
     c = load_ruleset(paths, lists)
     stop = fatal(c.issues, lists)
@@ -56,12 +65,13 @@ def build(args, config):
     if not c.rules:
         raise RuleError("no rules loaded from " + ", ".join(paths))
     det = RulesDetector(c, paths, lists, args.rules_reload)
+    extra = [AlertSuppressor(c.site)] if c.site.suppressions else []
     if getattr(args, "strict", False):
         n_off = len({i.rule_id or str(i.source) for i in c.issues if i.code == "needs-lists"})
         if broken or n_off:
             det.errors_at_end = [f"rules: --strict: {len(broken)} error(s) in the rules, {n_off} rule(s) "
                                  f"disabled for want of site lists (`otids rules lint` shows them)"]
-    return [det], [], []
+    return [det, *extra], [], []
 
 
 # ---------------------------------------------------------------------------------------------- commands

@@ -109,6 +109,11 @@ class Compiled:
         return [i for i in self.issues if i.severity == "error"]
 
 
+#: rule ids of the built-in detectors: suppressions may name them without a rule file (detect/suppress.py)
+BUILTIN_PREFIXES = ("otids.anomaly.", "otids.auth.", "otids.baseline.", "otids.ml.", "otids.flow", "otids.live.",
+                    "otids.net")
+
+
 def compile_rules(rs: RuleSet, site: SiteLists, extra_issues: list | None = None,
                   lists_override: dict | None = None) -> Compiled:
     issues = list(rs.issues) + list(extra_issues or [])
@@ -155,7 +160,7 @@ def compile_rules(rs: RuleSet, site: SiteLists, extra_issues: list | None = None
             by_rule.setdefault(rid, []).append(cs)
         known = {r.id for r in rs.rules}
         for rid in s.rules:
-            if rid != "*" and rid not in known:
+            if rid != "*" and rid not in known and not rid.startswith(BUILTIN_PREFIXES):
                 issues.append(warning("unknown-rule", f"suppression names rule '{rid}', which is not loaded", s.source))
     for cr in compiled:
         cr.suppressions = tuple(by_rule.get(cr.rule.id, []) + by_rule.get("*", []))
