@@ -40,7 +40,7 @@ def test_shipped_rules_run_without_lists_and_lint_agrees(tmp_path):
     assert "otids.modbus.write_from_unauthorized_host" in lines[0] and "$engineering_workstations" in lines[0]
     lint = run_cli("rules", "lint", RULES)
     assert lines[0].split("rules: ", 1)[1] in lint.stderr  # the same decision, the same words
-    assert "12 would run; 0 error(s)" in lint.stderr
+    assert "0 error(s), 18 warning(s); 10 would run" in lint.stderr
     assert "site lists this rule set uses: $engineering_workstations, $hmi_hosts" in lint.stderr
 
 

@@ -130,8 +130,8 @@ def cmd_lint(args) -> int:
     line = disabled_line(issues)
     if line:
         print(line, file=sys.stderr)
-    print(f"{len(rs.rules)} rules in {files} file(s): {len(c.rules)} would run; {errs} error(s), "
-          f"{warns} warning(s)", file=sys.stderr)
+    print(f"{len(rs.rules)} rules in {files} file(s): {errs} error(s), {warns} warning(s); {len(c.rules)} would run",
+          file=sys.stderr)
     return 1 if errs or (args.strict and warns) else 0
 
 

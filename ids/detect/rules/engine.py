@@ -22,6 +22,7 @@ from .fastpath import FAST
 from .fields import SECRET_FIELDS
 from .loader import RuleSet, is_lists_file, load_lists, load_paths, rule_files
 from .model import PROTOCOLS, Issue, Rule, SiteLists, fields_of, warning
+from .reason import describe
 from .validators import SuppressionValidator, validate
 
 NS = 1_000_000_000
@@ -203,6 +204,11 @@ class ThresholdState:
         self.groups: dict = {}
         self.evicted = 0
 
+    def values(self, key) -> list:
+        """The distinct values counted for `key` (a distinct threshold), sorted."""
+        g = self.groups.get(key)
+        return sorted(g[1], key=lambda v: (str(type(v)), v)) if g is not None else []
+
     def hit(self, key, ts: int, value=None) -> int:
         """Record a match; returns how many matches the alert stands for, 0 for no alert."""
         g = self.groups.get(key)
@@ -229,6 +235,13 @@ class ThresholdState:
             for k in [k for k, v in seen.items() if v < lo]:
                 del seen[k]
             n = len(seen)
+            if n < t.count:
+                return 0
+            # a scan is one finding per window per group, whatever its length (#20): not one per `count` values
+            if t.type != "limit" and ts - g[3] <= self.window:
+                return 0
+            g[3] = ts
+            return n
         else:
             q.append(ts)
             while q and q[0] < lo:
@@ -407,6 +420,8 @@ class RulesDetector:
                     continue
                 extra = {"threshold": {"count": count, "window": st.thr.window_s,
                                        "group": {f: k for f, k in zip(cr.group_by, key)}}}
+                if st.thr.distinct:
+                    extra["threshold"]["values"] = st.values(key)  # named in the reason
             a = self._alert(cr, view, ev, ts, count, extra)
             if out is None:
                 out = [a]
@@ -433,8 +448,16 @@ class RulesDetector:
             t = r.threshold
             what = f"distinct {t.distinct} values" if t.distinct else "matching events"
             reason = f"{r.title}: {count} {what} within {t.window_s:g} s{where}"
+            seen = extra.get("threshold", {}).pop("values", None)
+            if seen:
+                reason += f": {', '.join(str(v) for v in seen)}"
+            else:
+                said = describe(view, r.protocol)
+                if said:
+                    reason += f"; last: {said}"
         else:
-            reason = f"{r.title}{where}"
+            said = describe(view, r.protocol)
+            reason = f"{r.title}{where}" + (f": {said}" if said else "")
         extra["rule_source"] = str(r.source)
         if r.origin == "suricata":
             extra["suricata"] = {k: r.meta[k] for k in ("sid", "rev", "classtype") if r.meta.get(k) is not None}
