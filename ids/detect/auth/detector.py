@@ -542,7 +542,8 @@ class AuthDetector:
         pol = self.policy
         pair = f"{f.client_ip} -> {f.server_ip}:{f.server_port}"
         who = f"client id '{c.client_id}'" if c.client_id else "empty client id"
-        if c.username is not None or c.password:
+        accepted = c.return_code in (None, 0)
+        if (c.username is not None or c.password) and accepted:  # a refused CONNECT says it in its own alert
             rid = "otids.auth.mqtt.cleartext_credentials"
             self._fire(out, rid, ev, ev.ts, f"MQTT CONNECT ({who}, {_user(c.username)}) with "
                                             f"{'a password' if c.password else 'a user name'} in cleartext, {pair}",
@@ -555,7 +556,6 @@ class AuthDetector:
             self._fire(out, rid, ev, ev.ts, f"MQTT session without TLS ({who}), {pair}",
                        key=(rid, f.client_ip, f.server_ip, c.client_id), protocol="mqtt", expected="MQTT over TLS",
                        seen="cleartext MQTT", client_id=c.client_id)
-        accepted = c.return_code in (None, 0)
         if accepted and c.username is None and not c.password and pol.mqtt_require_auth:
             rid = "otids.auth.mqtt.anonymous"
             self._fire(out, rid, ev, ev.ts, f"MQTT broker {f.server_ip} accepted an anonymous CONNECT ({who}) from "
@@ -583,7 +583,9 @@ class AuthDetector:
         rid = "otids.auth.mqtt.connect_refused"
         self._fire(out, rid, ev, ev.ts, f"MQTT CONNECT of client id '{c.client_id}' ({_user(c.username)}) from "
                                         f"{f.client_ip} refused by {f.server_ip}: {c.reason or c.return_code} "
-                                        f"({len(q)} refusal(s) in {REFUSAL_WINDOW // NS} s)",
+                                        f"({len(q)} refusal(s) in {REFUSAL_WINDOW // NS} s)"
+                                        + ("; its password went in cleartext" if c.password else
+                                           "; its user name went in cleartext" if c.username is not None else ""),
                    key=(rid, f.client_ip, f.server_ip, c.client_id), protocol="mqtt", expected="return code 0",
                    seen=f"{c.return_code} {c.reason or ''}".strip(), client_id=c.client_id,
                    extra={"refusals": len(q)})
