@@ -224,7 +224,12 @@ def cmd_dry_run(args) -> int:
     counts: dict = {}
     first = last = None
     n_events = 0
+    span_s = 0.0  # each input is its own recording: their spans add up (captures of different years do not
+    #               make a span of decades)
     for inp in args.inputs:
+        if first is not None and last is not None:
+            span_s += (last - first) / NS
+        first = last = None
         if not os.path.isfile(inp):
             raise UserError(f"{inp}: no such file")
         if inp.endswith((".ndjson", ".json", ".jsonl")):
@@ -269,7 +274,8 @@ def cmd_dry_run(args) -> int:
             run.finish()
             for e in run.errors:
                 print(f"otids: {e}", file=sys.stderr)
-    span_s = ((last - first) / NS) if first is not None and last is not None else 0.0
+    if first is not None and last is not None:
+        span_s += (last - first) / NS
     days = max(span_s, 1.0) / 86400
     rows = []
     for cr in c.rules:
