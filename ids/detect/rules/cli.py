@@ -14,7 +14,7 @@ import time
 
 from ...errors import RuleError, UserError
 from .engine import RulesDetector, compile_rules, default_lists, load_ruleset
-from .loader import RuleSet, load_lists, load_paths
+from .loader import RuleSet, expand_doc, load_lists, load_paths
 from .model import PROTOCOLS, SiteLists
 
 NS = 1_000_000_000
@@ -92,6 +92,7 @@ def register(sub) -> None:
     t.add_argument("paths", nargs="*", default=["rules"], metavar="PATH")
     t.add_argument("--lists", metavar="FILE", help="site lists used where a rule file has no test_lists")
     t.add_argument("-v", "--verbose", action="store_true", help="one line per test case")
+    t.add_argument("--strict", action="store_true", help="a skipped case (its capture not found) fails the run")
     t.set_defaults(func=cmd_test)
 
     d = rs.add_parser("dry-run", help="how many alerts each rule would raise per day on recorded traffic")
@@ -145,15 +146,34 @@ def _case_lists(rule, case, site: SiteLists) -> dict:
 
 
 def _resolve_pcap(pcap: str, rule) -> str:
-    base = os.path.dirname(rule.source.path)
-    for cand in (os.path.join(base, pcap), pcap):
-        if os.path.isfile(cand):
-            return cand
-    return os.path.join(base, pcap)
+    """A test capture is found relative to the rule file (or absolute), never relative to where otids runs."""
+    return os.path.join(os.path.dirname(rule.source.path), os.path.expanduser(pcap))
 
 
-def run_case(rule, case, site: SiteLists) -> tuple[bool, str]:
-    """Run one test case; returns (passed, description)."""
+#: MQTT packet types by the document part that carries them (mqtt.types is the index field of MQTT rules)
+_MQTT_PARTS = ("connect", "connack", "publish", "puback", "pubrec", "pubrel", "pubcomp", "subscribe", "suback",
+               "unsubscribe", "unsuback", "pingreq", "pingresp", "disconnect", "auth")
+
+
+def _with_index_field(d: dict, protocol: str) -> dict:
+    """An inline MQTT case that names `mqtt.publish.topic` is a PUBLISH: derive `mqtt.types` (which every MQTT
+    rule is indexed by) from the parts the document has, unless it says them itself."""
+    if protocol != "mqtt":
+        return d
+    m = d.get("mqtt")
+    if isinstance(m, dict) and "types" not in m:
+        types = [k for k in _MQTT_PARTS if k in m]
+        if types:
+            d = dict(d)
+            d["mqtt"] = {**m, "types": types}
+    return d
+
+
+SKIPPED = None  # run_case's verdict for a case that cannot run here (its capture is not beside the rules)
+
+
+def run_case(rule, case, site: SiteLists) -> tuple[bool | None, str]:
+    """Run one test case; returns (passed, description); passed is None when the case was skipped."""
     lists = _case_lists(rule, case, site)
     c = compile_rules(RuleSet(rules=[rule]), SiteLists(lists=lists))
     errs = [i for i in c.errors if i.code not in ("no-firing-test", "no-quiet-test")]
@@ -164,7 +184,7 @@ def run_case(rule, case, site: SiteLists) -> tuple[bool, str]:
         from ...pipeline import analyze
         path = _resolve_pcap(case.pcap, rule)
         if not os.path.isfile(path):
-            return False, f"{case.pcap}: no such capture"
+            return SKIPPED, f"{case.pcap}: no such capture beside the rule file ({path}); skipped"
         _, col = analyze([path], detectors=[det])
         n = sum(1 for a in col.alerts if a.rule_id == rule.id)
         return n == case.alerts, f"{case.pcap}: {n} alert(s), expected {case.alerts}"
@@ -172,7 +192,7 @@ def run_case(rule, case, site: SiteLists) -> tuple[bool, str]:
     n = 0
     base = 1_700_000_000 * NS
     for i, d in enumerate(docs):
-        d = dict(d)
+        d = _with_index_field(expand_doc(d), rule.protocol)
         ev = dict(d.get("event") or {})
         ev.setdefault("dataset", PROTOCOLS[rule.protocol])
         d["event"] = ev
@@ -190,7 +210,7 @@ def cmd_test(args) -> int:
     if bad:
         _print_issues(bad, sys.stderr)
         raise RuleError(f"{len(bad)} error(s) while loading rules (otids rules lint)")
-    passed = failed = untested = 0
+    passed = failed = untested = skipped = 0
     for r in rs.rules:
         if not r.tests:
             if r.origin == "yaml":
@@ -199,15 +219,19 @@ def cmd_test(args) -> int:
             continue
         for case in r.tests:
             ok, desc = run_case(r, case, site)
-            if ok:
+            if ok is SKIPPED:
+                skipped += 1
+                print(f"SKIP {case.source or r.source}: {r.id}: {desc}")
+            elif ok:
                 passed += 1
                 if args.verbose:
                     print(f"PASS {r.id}: {desc}")
             else:
                 failed += 1
                 print(f"FAIL {case.source or r.source}: {r.id}: {desc}")
-    print(f"{passed} passed, {failed} failed, {untested} rule(s) without tests", file=sys.stderr)
-    return 1 if failed else 0
+    print(f"{passed} passed, {failed} failed, {untested} rule(s) without tests"
+          + (f", {skipped} skipped (captures not found beside the rule files)" if skipped else ""), file=sys.stderr)
+    return 1 if failed or (skipped and args.strict) else 0
 
 
 # ---------------------------------------------------------------------------------------------- dry run
