@@ -463,7 +463,8 @@ class RulesDetector:
             extra["suricata"] = {k: r.meta[k] for k in ("sid", "rev", "classtype") if r.meta.get(k) is not None}
         return Alert(ts=ts, rule_id=r.id, rule_name=r.title, description=r.description, severity=r.severity,
                      reason=reason, source="rules", techniques=cr.techniques, event=ev if ev is not None else view.doc,
-                     protocol=r.protocol, count=count, references=r.references, extra=extra)
+                     protocol=r.protocol, count=count, references=r.references, extra=extra,
+                     ruleset=os.path.basename(r.source.path) if r.origin == "suricata" else "otids")
 
     def flush(self, ts: int):
         return None
