@@ -177,8 +177,6 @@ def cmd_analyze(args) -> int:
         if progress is not None:
             progress.stop()
         out_errors = close_outputs(run, complete)
-    if not complete:
-        run.errors.append("nothing analysed; output files left as they were")
     run.errors += out_errors
     run.errors += [e for d in run.engine.detectors for e in getattr(d, "errors_at_end", ())]
     if not quiet:
@@ -186,6 +184,8 @@ def cmd_analyze(args) -> int:
     else:
         for err in run.errors:
             print(f"otids: error: {err}", file=sys.stderr)
+    if not complete:
+        print("otids: nothing analysed (no packet read); output files left as they were", file=sys.stderr)
     if out_errors or not complete:
         return EXIT_USAGE
     return EXIT_DAMAGED if run.errors else EXIT_OK
