@@ -39,14 +39,15 @@ def stamp(doc: dict, seq: int) -> str:
 class NdjsonSink:
     """Documents to an NDJSON file. The file is written under a temporary name and renamed into place by
     close(); abort() leaves the previous file as it was (a run that analysed nothing, or was interrupted).
-    `atomic=False` writes in place (a live sensor's files are read while it runs).
+    `atomic=True` is what `analyze` asks for; without it the file is written in place (a live sensor's files
+    are read while it runs).
 
     A write error (full disk) stops writing but not the run: `error` holds one line naming the file, and
     alerts not written are kept and spooled to the state directory at close (events are only counted)."""
 
     BATCH = 1 << 20  # characters buffered before a write
 
-    def __init__(self, path: str, kind: str, include_secrets: bool = False, atomic: bool = True):
+    def __init__(self, path: str, kind: str, include_secrets: bool = False, atomic: bool = False):
         from .safefile import OutputFile
         self.path = path
         self.kind = kind  # "alerts" or "events"
