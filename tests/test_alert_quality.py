@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from conftest import PCAPS, ROOT, read_ndjson, run_cli  # noqa: F401 (corpus fixture below)
-from conftest import corpus  # noqa: F401
+from conftest import PCAPS, ROOT, read_ndjson, run_cli
 
 RULES = ["--rules", str(ROOT / "rules"), "--lists", str(PCAPS / "modbus-demo.lists.yml")]
 REG = ["--registry", str(PCAPS / "auth-registry.yaml")]
