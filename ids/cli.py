@@ -12,7 +12,7 @@ import sys
 
 from . import __version__
 from .config import load_config
-from .errors import UserError
+from .errors import UserError, missing_captures
 
 EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
 
@@ -147,16 +147,12 @@ def close_outputs(run, complete: bool = True) -> list[str]:
 
 
 def cmd_analyze(args) -> int:
-    import os
-
     from .output.console import print_summary
 
     config = load_config(args.config)
-    missing = [p for p in args.pcaps if not os.path.isfile(p)]
-    if missing:
-        why = ("is a directory, not a capture file" if os.path.isdir(missing[0]) else
-               "not a regular file" if os.path.exists(missing[0]) else "no such capture file")
-        raise UserError(f"{missing[0]}: {why}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    err = missing_captures(args.pcaps)
+    if err is not None:
+        raise err
     run = build_run(args, config)
 
     quiet = args.quiet or not config.output.summary

@@ -98,3 +98,9 @@ def test_bad_checksums_never_exceed_packets_checked(corpus):
         run, _ = analyze([str(cap)])
         d = run.decoder.stats
         assert d.bad_checksum <= d.checksum_checked, cap
+
+
+def test_a_directory_is_named_as_such_by_learn_and_assets(tmp_path):
+    for args in (("learn", tmp_path, "-o", tmp_path / "b.yaml"), ("assets", tmp_path)):
+        p = otids(*args, rc=2)
+        assert f"{tmp_path}: is a directory, not a capture file" in p.stderr

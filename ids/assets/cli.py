@@ -4,10 +4,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 
-from ..errors import UserError
+from ..errors import missing_captures
 
 
 def register(sub) -> None:
@@ -43,9 +42,9 @@ def run_inventory(paths: list[str], config):
     from ..pipeline import Run
     from . import Inventory
 
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise UserError(f"{missing[0]}: no such capture file")
+    err = missing_captures(paths)
+    if err is not None:
+        raise err
     inv = Inventory()
     run = Run(config, [InventoryDetector(inv)], [], [])
     for p in paths:

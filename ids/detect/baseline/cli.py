@@ -60,9 +60,10 @@ def learn_paths(paths: list[str], config):
     from ...pipeline import Run
     from .learner import Learner, LearnerDetector, capture_info
 
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise UserError(f"{missing[0]}: no such capture file")
+    from ...errors import missing_captures
+    err = missing_captures(paths)
+    if err is not None:
+        raise err
     learner = Learner(config.baseline)
     run = Run(config, [LearnerDetector(learner)], [], [])
     for p in paths:
