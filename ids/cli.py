@@ -12,7 +12,7 @@ import sys
 
 from . import __version__
 from .config import load_config
-from .errors import UserError
+from .errors import UserError, missing_captures
 
 EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
 
@@ -111,11 +111,12 @@ def build_run(args, config):
     from .output.ndjson import NdjsonSink
     from .pipeline import Run
 
-    alerts = NdjsonSink(args.output or config.output.alerts, "alerts")
+    atomic = getattr(args, "command", None) != "live"  # a live sensor's files are read while it runs
+    alerts = NdjsonSink(args.output or config.output.alerts, "alerts", atomic=atomic)
     sinks_e = []
     events_path = args.events or config.output.events
     if events_path:
-        sinks_e.append(NdjsonSink(events_path, "events", include_secrets=config.mqtt.log_passwords))
+        sinks_e.append(NdjsonSink(events_path, "events", include_secrets=config.mqtt.log_passwords, atomic=atomic))
     detectors = [AnomalyDetector(config.anomaly)] if config.anomaly.enabled else []
     sinks_a: list = [alerts]
     for mod in ANALYZE_PLUGINS:
@@ -126,26 +127,33 @@ def build_run(args, config):
     return Run(config, detectors, sinks_a, sinks_e)
 
 
-def close_outputs(run) -> None:
-    """Close every sink once (flushing files and clusters) and record what each wrote for the summary."""
+def close_outputs(run, complete: bool = True) -> list[str]:
+    """Close every sink once (flushing files and clusters) and record what each wrote for the summary.
+    A run that did not complete leaves the previous output files as they were (sinks with abort()).
+    Returns the sinks' write errors, one line each."""
     seen: set[int] = set()
+    errors = []
     for s in [*run.engine.alert_sinks, *run.engine.event_sinks]:
         if id(s) in seen:
             continue
         seen.add(id(s))
-        s.close()
-        run.outputs.append((getattr(s, "path", type(s).__name__), getattr(s, "count", 0)))
+        if complete or not hasattr(s, "abort"):
+            s.close()
+            run.outputs.append((getattr(s, "path", type(s).__name__), getattr(s, "count", 0)))
+        else:
+            s.abort(keep_partial=True)
+        if getattr(s, "error", None):
+            errors.append(s.error)
+    return errors
 
 
 def cmd_analyze(args) -> int:
-    import os
-
     from .output.console import print_summary
 
     config = load_config(args.config)
-    missing = [p for p in args.pcaps if not os.path.isfile(p)]
-    if missing:
-        raise UserError(f"{missing[0]}: no such capture file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    err = missing_captures(args.pcaps)
+    if err is not None:
+        raise err
     run = build_run(args, config)
 
     quiet = args.quiet or not config.output.summary
@@ -155,19 +163,28 @@ def cmd_analyze(args) -> int:
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                             TimeRemainingColumn(), transient=True)
         progress.start()
+    complete = False
     try:
         for path in args.pcaps:
             run.analyze_file(path, progress)
         run.finish()
+        # nothing analysed (no capture readable): the previous outputs stay as they were
+        complete = not (run.errors and run.decoder.stats.packets == 0)
     finally:
         if progress is not None:
             progress.stop()
-        close_outputs(run)
+        out_errors = close_outputs(run, complete)
+    run.errors += out_errors
+    run.errors += [e for d in run.engine.detectors for e in getattr(d, "errors_at_end", ())]
     if not quiet:
         print_summary(run)
     else:
         for err in run.errors:
             print(f"otids: error: {err}", file=sys.stderr)
+    if not complete:
+        print("otids: nothing analysed (no packet read); output files left as they were", file=sys.stderr)
+    if out_errors or not complete:
+        return EXIT_USAGE
     return EXIT_DAMAGED if run.errors else EXIT_OK
 
 

@@ -72,3 +72,16 @@ class ConfigError(UserError):
 
 class RuleError(UserError):
     """A rule file is invalid; `source` names path:line:col."""
+
+
+def missing_captures(paths: list[str]) -> UserError | None:
+    """The error for capture arguments that are not files, naming the first and what it is instead (a
+    directory is not "no such capture file"); None when every path is a file."""
+    import os
+    bad = [p for p in paths if not os.path.isfile(p)]
+    if not bad:
+        return None
+    p = bad[0]
+    why = ("is a directory, not a capture file" if os.path.isdir(p) else
+           "not a regular file" if os.path.exists(p) else "no such capture file")
+    return UserError(f"{p}: {why}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))

@@ -165,6 +165,7 @@ class Alert:
     count: int = 1  # how many occurrences this alert stands for (thresholds, repeats)
     references: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)  # detector-specific fields, written under otids.alert
+    ruleset: str = "otids"  # rule.ruleset: an imported rule keeps its origin (e.g. the Suricata .rules file)
 
     def to_doc(self) -> dict:
         doc: dict[str, Any] = {}
@@ -184,7 +185,7 @@ class Alert:
             ev["action"] = trig["action"]
         doc["event"] = ev
         doc["rule"] = {"id": self.rule_id, "name": self.rule_name, "description": self.description,
-                       "category": self.source, "ruleset": "otids"}
+                       "category": self.source, "ruleset": self.ruleset}
         if self.references:
             doc["rule"]["reference"] = self.references[0]
         if self.techniques:

@@ -34,6 +34,8 @@ class Run:
                                verify_checksums=dc.checksums == "on")
         self.errors: list[str] = []
         self.files_ok = 0
+        self.files_damaged = 0  # read up to damage (what came before was analysed)
+        self.files_unreadable = 0  # not a capture at all
         self.elapsed = 0.0
         self.last_ts = 0
         self.outputs: list[tuple[str, int]] = []
@@ -47,6 +49,7 @@ class Run:
             reader = open_capture(path)
         except CaptureError as e:
             self.errors.append(str(e))
+            self.files_unreadable += 1
             return False
         size = os.path.getsize(path) if progress is not None else 0
         task = progress.add_task(os.path.basename(path), total=size) if progress is not None else None
@@ -83,6 +86,7 @@ class Run:
                         progress.update(task, completed=reader.offset)
         except CaptureError as e:
             self.errors.append(str(e))
+            self.files_damaged += 1
             ok = False
         finally:
             reader.close()

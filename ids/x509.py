@@ -81,13 +81,23 @@ def _key(cert: x509.Certificate) -> tuple[str, int | None, dict]:
     return type(key).__name__, None, {}
 
 
+#: signature algorithms by OID that the cryptography package calls "Unknown OID" (OIW, RFC 3279)
+_OLD_OIDS = {"1.3.14.3.2.29": "SHA1-RSA", "1.3.14.3.2.27": "SHA1-DSA", "1.3.14.3.2.3": "MD5-RSA",
+             "1.3.14.3.2.15": "SHA-RSA"}
+
+
 def _sig_name(cert: x509.Certificate) -> str:
     """ECS writes e.g. SHA256-RSA; map the OID's name (sha256WithRSAEncryption) to that form."""
     try:
         h = cert.signature_hash_algorithm
     except Exception:
         h = None
-    oid_name = getattr(cert.signature_algorithm_oid, "_name", None) or cert.signature_algorithm_oid.dotted_string
+    dotted = cert.signature_algorithm_oid.dotted_string
+    if dotted in _OLD_OIDS:  # OIW-era OIDs the cryptography package does not name
+        return _OLD_OIDS[dotted]
+    oid_name = getattr(cert.signature_algorithm_oid, "_name", None)
+    if not oid_name or oid_name == "Unknown OID":
+        oid_name = dotted
     low = oid_name.lower()
     kind = "RSA" if "rsa" in low else "ECDSA" if "ecdsa" in low else "DSA" if "dsa" in low else None
     if h is not None and kind:

@@ -28,8 +28,12 @@ def test_analyze_without_registry_still_checks(tmp_path):
     run_cli("analyze", "-q", "-o", str(out), str(need(PCAPS / "auth-opcua-none.pcap")))
     docs = [d for d in read_ndjson(out) if d["rule"]["category"] == "auth"]
     assert sorted(d["rule"]["id"] for d in docs if d["otids"]["alert"]["severity"] != "info") == [
-        "otids.auth.opcua.anonymous_over_none", "otids.auth.opcua.credentials_exposed",
-        "otids.auth.opcua.policy_none", "otids.auth.opcua.policy_none"]
+        "otids.auth.opcua.anonymous_over_none", "otids.auth.opcua.credentials_exposed"]
+    # posture without a site policy: low, and said so; a password in clear is a fact, not a posture
+    sev = {d["rule"]["id"]: (d["event"]["severity"], d["event"]["reason"]) for d in docs}
+    assert sev["otids.auth.opcua.anonymous_over_none"][0] == 21
+    assert "no site policy given" in sev["otids.auth.opcua.anonymous_over_none"][1]
+    assert sev["otids.auth.opcua.credentials_exposed"][0] == 73
     # the server's certificate (CreateSession response), unverified without a trust store: said, once per client
     assert [d["rule"]["id"] for d in docs if d["otids"]["alert"]["severity"] == "info"] == \
         ["otids.auth.cert.no_trust_store"] * 2

@@ -36,10 +36,11 @@ EXPECTED = {
     "auth-opcua-changed.pcap": {"opcua.certificate_changed": 1},
     "auth-opcua-unknown.pcap": {"opcua.unknown_device": 1},
     "auth-opcua-thumbprint.pcap": {"opcua.thumbprint_mismatch": 1},
-    "auth-opcua-none.pcap": {"opcua.policy_none": 2, "opcua.anonymous_over_none": 1, "opcua.credentials_exposed": 1},
+    # policy None and the session's anonymous / password token are one finding each (#20 item 9)
+    "auth-opcua-none.pcap": {"opcua.anonymous_over_none": 1, "opcua.credentials_exposed": 1},
     "auth-opcua-basic256.pcap": {"opcua.deprecated_policy": 1},
     "auth-opcua-basic128rsa15.pcap": {"opcua.deprecated_policy": 1},
-    "auth-opcua-downgrade.pcap": {"opcua.downgrade": 1, "opcua.policy_none": 1, "opcua.anonymous_over_none": 1},
+    "auth-opcua-downgrade.pcap": {"opcua.downgrade": 1, "opcua.anonymous_over_none": 1},
 }
 
 
@@ -52,7 +53,9 @@ def test_every_opcua_check_is_triggered_by_one_capture_and_not_by_another():
     """The table above covers every OPC UA rule; the captures below cover the rest."""
     triggered = {r for e in EXPECTED.values() for r in e}
     opcua = {r.removeprefix("otids.auth.") for r in RULES if r.startswith("otids.auth.opcua.")}
-    assert opcua - triggered == {"opcua.mode_below_required"}  # needs a stricter registry: below
+    # mode_below_required needs a stricter registry; policy_none alone needs a session with no anonymous or
+    # password token (both below)
+    assert opcua - triggered == {"opcua.mode_below_required", "opcua.policy_none"}
     assert not EXPECTED["auth-opcua-valid.pcap"] and not EXPECTED["auth-opcua-encrypt.pcap"]
 
 
@@ -142,8 +145,9 @@ def test_downgrade_and_policy_details():
     a, doc = _one(col, "opcua.downgrade")
     auth = doc["otids"]["alert"]["auth"]
     assert a.severity == "high" and auth["seen"] == "None" and auth["expected"] == "SignAndEncrypt (Basic256Sha256)"
-    _a, doc = _one(col, "opcua.policy_none")
-    assert doc["otids"]["alert"]["auth"]["expected"] == "Sign or stronger (policy.opcua_min_security_mode)"
+    # the policy None fact rides on the session's anonymous-token alert, not a second alert
+    a, doc = _one(col, "opcua.anonymous_over_none")
+    assert a.reason.endswith("(policy.opcua_min_security_mode: Sign)") and "opcua.policy_none" not in rules(col.alerts)
 
 
 def test_credentials_exposed_names_the_user_never_the_password():

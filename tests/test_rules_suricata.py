@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import CORPUS, PCAPS, need, run_cli
+from conftest import CORPUS, PCAPS, need, read_ndjson, run_cli
 from ids.detect.rules.detector import RulesDetector, compile_rules
 from ids.detect.rules.rule import SiteLists
 from ids.detect.rules.suricata import load_suricata_file
@@ -100,7 +100,7 @@ alert modbus any any -> any any (msg:"exceptions"; modbus: function all; thresho
     ("modbus: access execute", "unsupported modbus option"),
     ("content:\"abc\"", "'content' outside a sticky buffer"),
     ("dsize:>10", "keyword 'dsize' is not supported"),
-    ("app-layer-event:modbus.unsolicited_response", "keyword 'app-layer-event' is not supported"),
+    ("app-layer-event:modbus.flooded", "app-layer-event modbus.flooded: otids does not raise this event"),
 ])
 def test_unsupported_or_invalid_fail_the_rule(option, message):
     rs, _ = load(f'alert modbus any any -> any any (msg:"x"; {option}; sid:7;)\n'
@@ -111,17 +111,36 @@ def test_unsupported_or_invalid_fail_the_rule(option, message):
     assert (i.source.path, i.source.line, i.rule_id) == ("t.rules", 1, "7") and i.source.col > 40
 
 
-def test_suricata_event_rules_fail_loudly():
-    """The stock Suricata modbus/mqtt event rules use app-layer-event, which otids cannot import: every one
-    is reported, none silently dropped (otids raises these anomalies itself, detect/anomaly.py)."""
-    for f in ("modbus-events.rules", "mqtt-events.rules"):
+def test_suricata_event_rules_load_where_otids_names_the_event(tmp_path):
+    """Suricata's own modbus/mqtt event rules (app-layer-event) load wherever otids raises the same anomaly;
+    each rule naming an event otids does not raise is reported at its place, none silently dropped (#20 item 8)."""
+    for f, loaded in (("modbus-events.rules", {"2250001", "2250002", "2250003", "2250006", "2250008"}),
+                      ("mqtt-events.rules", {str(2229000 + i) for i in range(9)})):
         path = need(CORPUS / "rules" / "suricata" / f)
         rs = load_suricata_file(str(path))
         n = sum(1 for ln in path.read_text().splitlines() if ln.startswith("alert "))
-        assert n >= 9 and not rs.rules and len(rs.issues) == n
-        assert all("app-layer-event" in i.message and i.source.line for i in rs.issues)
+        assert {r.id for r in rs.rules} == loaded and len(rs.rules) + len(rs.issues) == n
+        assert all("otids does not raise this event" in i.message and i.source.line for i in rs.issues)
     r = run_cli("rules", "lint", str(CORPUS / "rules" / "suricata" / "modbus-events.rules"), check_rc=1)
-    assert ":2:" in r.stdout and "[suricata]" in r.stdout
+    assert ":8:" in r.stdout and "[suricata]" in r.stdout
+    # the anomaly fires the imported rule, which keeps its origin in rule.ruleset
+    a = tmp_path / "a.ndjson"
+    run_cli("analyze", str(need(CORPUS / "suricata-verify" / "mqtt-events-unintroduced" / "input.pcap")), "-q",
+            "-o", str(a), "--rules", str(CORPUS / "rules" / "suricata" / "mqtt-events.rules"))
+    docs = [d for d in read_ndjson(a) if d["rule"]["id"] == "2229005"]
+    assert len(docs) == 1 and docs[0]["rule"]["ruleset"] == "mqtt-events.rules"
+    assert docs[0]["otids"]["alert"]["rule_source"].startswith(str(CORPUS / "rules" / "suricata" / "mqtt-events.rules"))
+
+
+def test_mqtt_type_indexed_form():
+    rs, c = load('alert mqtt any any -> any any (msg:"a"; mqtt.type:CONNECT,0; sid:1;)\n'
+                 'alert mqtt any any -> any any (msg:"b"; mqtt.type:CONNACK,0; sid:2;)\n'
+                 'alert mqtt any any -> any any (msg:"c"; mqtt.type:CONNACK,1; sid:3;)\n')
+    assert not rs.issues
+    det = RulesDetector(c)
+    doc = {"event": {"dataset": "otids.mqtt"}, "mqtt": {"types": ["connect", "connack"]},
+           "source": {"ip": "10.0.0.1", "port": 1}, "destination": {"ip": "10.0.0.2", "port": 1883}}
+    assert sorted(a.rule_id for a in det.on_doc(doc, 1)) == ["1", "3"]
 
 
 def test_header_addresses_ports_and_direction():

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's ids, not whichever one an editable install points at
 CORPUS = ROOT.parent / "shared" / "corpus"
 GOLDEN = ROOT / "tests" / "golden"
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")

@@ -4,10 +4,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 
-from ..errors import UserError
+from ..errors import missing_captures
 
 
 def register(sub) -> None:
@@ -43,9 +42,9 @@ def run_inventory(paths: list[str], config):
     from ..pipeline import Run
     from ..assets import Inventory
 
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise UserError(f"{missing[0]}: no such capture file")
+    err = missing_captures(paths)
+    if err is not None:
+        raise err
     inv = Inventory()
     run = Run(config, [InventoryDetector(inv)], [], [])
     for p in paths:
@@ -67,11 +66,13 @@ def cmd_assets(args) -> int:
     else:
         text = to_table(recs)
     if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as e:
-            raise UserError(f"{args.output}: cannot write: {e.strerror}") from None
+        if run.errors and run.decoder.stats.packets == 0:
+            for err in run.errors:
+                print(f"otids: error: {err}", file=sys.stderr)
+            print(f"otids: error: nothing analysed; {args.output} left as it was", file=sys.stderr)
+            return 2
+        from ..output.safefile import write_text
+        write_text(args.output, text, "assets")
     else:
         sys.stdout.write(text)
     for err in run.errors:

@@ -22,6 +22,8 @@ def register(sub) -> None:
                                                                          "models/baseline.yaml)")
     p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (baseline and protocol settings)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    p.add_argument("--prune", action="store_true",
+                   help="drop learned (unreviewed) entries the captures no longer show (kept without it)")
     p.set_defaults(func=cmd_learn)
 
     b = sub.add_parser("baseline", help="review baselines: diff, check",
@@ -59,9 +61,10 @@ def learn_paths(paths: list[str], config):
     from ..pipeline import Run
     from ..detect.baseline.learner import Learner, LearnerDetector, capture_info
 
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise UserError(f"{missing[0]}: no such capture file")
+    from ..errors import missing_captures
+    err = missing_captures(paths)
+    if err is not None:
+        raise err
     learner = Learner(config.baseline)
     run = Run(config, [LearnerDetector(learner)], [], [])
     for p in paths:
@@ -75,11 +78,27 @@ def cmd_learn(args) -> int:
 
     config = load_config(args.config)
     old = None
-    if os.path.exists(args.output):
+    if os.path.isfile(args.output):  # a device (/dev/full, /dev/stdout) is written, never read as a baseline
         old = document.load(args.output)  # a broken file stops here, before anything is overwritten
     b, learner, run = learn_paths(args.pcaps, config)
-    rep = document.merge_review(b, old) if old is not None else None
-    write_baseline(b, args.output, old.text if old is not None else None)
+    for err in run.errors:
+        print(f"otids: error: {err}", file=sys.stderr)
+    # Learning from nothing, or from a damaged capture, never touches a baseline someone may have reviewed.
+    if run.decoder.stats.packets == 0:
+        print(f"otids learn: nothing analysed (no packets read); {args.output} "
+              f"{'left as it was' if old is not None else 'not written'}", file=sys.stderr)
+        return 2
+    if run.errors and old is not None:
+        print(f"otids learn: a capture is damaged; {args.output} left as it was (learn from undamaged "
+              f"captures, or write to a new file with -o)", file=sys.stderr)
+        return 2
+    rep = document.merge_review(b, old, prune=args.prune) if old is not None else None
+    bak = write_baseline(b, args.output, old.text if old is not None else None)
+    if rep is not None and rep.dropped_learned and not args.prune:
+        print(f"otids learn: {len(rep.dropped_learned)} learned entries were not seen again and are kept; "
+              f"re-run with --prune to drop them", file=sys.stderr)
+    if bak is not None:
+        print(f"otids learn: previous baseline kept as {bak}", file=sys.stderr)
     if not args.quiet:
         counts = ", ".join(f"{len(v)} {k}" for k, v in b.entries.items() if v) or "no entries"
         print(f"otids learn: {args.output}: {counts} from {learner.events} events "
@@ -87,9 +106,10 @@ def cmd_learn(args) -> int:
         if rep is not None:
             print(f"  re-learned: {rep.kept_reviewed} reviewed entries kept as they were, "
                   f"{rep.carried_status} entries kept their status/notes, "
-                  f"{len(rep.dropped_learned)} learned entries not seen again were dropped")
+                  f"{len(rep.dropped_learned)} learned entries not seen again were "
+                  f"{'dropped' if args.prune else 'kept (--prune drops them)'}")
             for label in rep.dropped_learned[:20]:
-                print(f"  dropped: {label}")
+                print(f"  {'dropped' if args.prune else 'not seen again'}: {label}")
             for label, added in rep.reviewed_with_new[:20]:
                 print(f"  note: {label} is reviewed, but the traffic also shows {', '.join(added[:6])}"
                       f"{' ...' if len(added) > 6 else ''}; set its status to learned to take them in")
@@ -98,8 +118,6 @@ def cmd_learn(args) -> int:
             from ..protocols.modbus.baseline import MAX_POLL_KEYS
             print(f"  note: {mb.untracked} Modbus requests were not followed for polling periods (more than "
                   f"{MAX_POLL_KEYS} distinct blocks per master, slave and unit)", file=sys.stderr)
-    for err in run.errors:
-        print(f"otids: error: {err}", file=sys.stderr)
     return 1 if run.errors else 0
 
 

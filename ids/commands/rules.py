@@ -14,7 +14,7 @@ import time
 
 from ..errors import RuleError, UserError
 from ..detect.rules.detector import RulesDetector, compile_rules, default_lists, load_ruleset
-from ..detect.rules.loader import RuleSet, load_lists, load_paths
+from ..detect.rules.loader import RuleSet, expand_doc, load_lists, load_paths
 from ..detect.rules.rule import RULE_DATASETS, SiteLists
 
 NS = 1_000_000_000
@@ -29,25 +29,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lists", metavar="FILE", help="site lists and suppressions (default: lists.yml in the rules dir)")
     g.add_argument("--rules-reload", type=float, default=5.0, metavar="SECONDS",
                    help="check rule files for changes this often and reload them (0: never; default 5)")
+    g.add_argument("--strict", action="store_true",
+                   help="a broken rule, or one disabled for want of site lists, makes the exit code 1 (the "
+                        "other rules still run)")
 
 
 def build(args, config):
+    from ..detect.suppress import AlertSuppressor
+    from ..detect.rules.prepare import disabled_line, fatal
     paths = getattr(args, "rules", None) or []
     if not paths:
-        return [], [], []
+        if not getattr(args, "lists", None):
+            return [], [], []
+        site, li = load_lists(args.lists)  # suppressions only: they cover every detector's alerts
+        li = [i for i in li if i.severity == "error"]
+        if li:
+            for i in li:
+                print(f"otids: {i}", file=sys.stderr)
+            raise RuleError(f"{len(li)} error(s) in the lists file; nothing analysed")
+        return ([AlertSuppressor(site)] if site.suppressions else []), [], []
     lists = args.lists or default_lists(paths)
     c = load_ruleset(paths, lists)
-    fatal = [i for i in c.errors if i.code != "suricata"]
-    for i in c.errors:
-        if i.code == "suricata":
-            print(f"otids: rules: not loaded: {i}", file=sys.stderr)
-    if fatal:
-        for i in fatal:
+    stop = fatal(c.issues, lists)
+    if stop:
+        for i in stop:
             print(f"otids: {i}", file=sys.stderr)
-        raise RuleError(f"{len(fatal)} error(s) in the rules; nothing analysed (otids rules lint shows them all)")
+        raise RuleError(f"{len(stop)} error(s) in the rules or lists; nothing analysed")
+    # A broken YAML rule and a broken Suricata rule alike: reported, left out, the rest run.
+    broken = c.errors
+    for i in broken:
+        print(f"otids: rules: not loaded: {i}", file=sys.stderr)
+    line = disabled_line(c.issues)
+    if line:
+        print(f"otids: rules: {line}", file=sys.stderr)
     if not c.rules:
         raise RuleError("no rules loaded from " + ", ".join(paths))
-    return [RulesDetector(c, paths, lists, args.rules_reload)], [], []
+    det = RulesDetector(c, paths, lists, args.rules_reload)
+    extra = [AlertSuppressor(c.site)] if c.site.suppressions else []
+    if getattr(args, "strict", False):
+        n_off = len({i.rule_id or str(i.source) for i in c.issues if i.code == "needs-lists"})
+        if broken or n_off:
+            det.errors_at_end = [f"rules: --strict: {len(broken)} error(s) in the rules, {n_off} rule(s) "
+                                 f"disabled for want of site lists (`otids rules lint` shows them)"]
+    return [det, *extra], [], []
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -68,6 +92,7 @@ def register(sub) -> None:
     t.add_argument("paths", nargs="*", default=["rules"], metavar="PATH")
     t.add_argument("--lists", metavar="FILE", help="site lists used where a rule file has no test_lists")
     t.add_argument("-v", "--verbose", action="store_true", help="one line per test case")
+    t.add_argument("--strict", action="store_true", help="a skipped case (its capture not found) fails the run")
     t.set_defaults(func=cmd_test)
 
     d = rs.add_parser("dry-run", help="how many alerts each rule would raise per day on recorded traffic")
@@ -90,24 +115,25 @@ def _print_issues(issues, out=sys.stdout) -> None:
 
 
 def cmd_lint(args) -> int:
+    from ..detect.rules.detector import needed_lists
+    from ..detect.rules.prepare import disabled_line
     lists = args.lists or default_lists(args.paths)
     rs = load_paths(args.paths)
-    site, li = load_lists(lists)
-    merged = dict(site.lists)
-    if lists is None:  # without a site file, the lists a rule file defines for its tests stand in
-        for r in rs.rules:
-            merged.update(r.test_lists or {})
-    site2 = SiteLists(site.path, merged, site.positions, site.item_positions, site.suppressions)
-    c = compile_rules(rs, site2, li)
+    c = load_ruleset(args.paths, lists)  # what `analyze --rules` would run, decided by the same code
     issues = c.issues
-    if lists is None:
-        issues = [i if i.code != "undefined-list" else type(i)("warning", i.code, i.message + " (no --lists given)",
-                                                               i.source, i.rule_id) for i in issues]
     _print_issues(issues)
     errs = sum(1 for i in issues if i.severity == "error")
     warns = len(issues) - errs
     files = len(rs.files)
-    print(f"{len(rs.rules)} rules in {files} file(s): {errs} error(s), {warns} warning(s)", file=sys.stderr)
+    need = needed_lists(rs.rules)
+    if need:
+        print(f"site lists this rule set uses: {', '.join('$' + n for n in need)}"
+              + (f" (from {lists})" if lists else ""), file=sys.stderr)
+    line = disabled_line(issues)
+    if line:
+        print(line, file=sys.stderr)
+    print(f"{len(rs.rules)} rules in {files} file(s): {errs} error(s), {warns} warning(s); {len(c.rules)} would run",
+          file=sys.stderr)
     return 1 if errs or (args.strict and warns) else 0
 
 
@@ -121,15 +147,34 @@ def _case_lists(rule, case, site: SiteLists) -> dict:
 
 
 def _resolve_pcap(pcap: str, rule) -> str:
-    base = os.path.dirname(rule.source.path)
-    for cand in (os.path.join(base, pcap), pcap):
-        if os.path.isfile(cand):
-            return cand
-    return os.path.join(base, pcap)
+    """A test capture is found relative to the rule file (or absolute), never relative to where otids runs."""
+    return os.path.join(os.path.dirname(rule.source.path), os.path.expanduser(pcap))
 
 
-def run_case(rule, case, site: SiteLists) -> tuple[bool, str]:
-    """Run one test case; returns (passed, description)."""
+#: MQTT packet types by the document part that carries them (mqtt.types is the index field of MQTT rules)
+_MQTT_PARTS = ("connect", "connack", "publish", "puback", "pubrec", "pubrel", "pubcomp", "subscribe", "suback",
+               "unsubscribe", "unsuback", "pingreq", "pingresp", "disconnect", "auth")
+
+
+def _with_index_field(d: dict, protocol: str) -> dict:
+    """An inline MQTT case that names `mqtt.publish.topic` is a PUBLISH: derive `mqtt.types` (which every MQTT
+    rule is indexed by) from the parts the document has, unless it says them itself."""
+    if protocol != "mqtt":
+        return d
+    m = d.get("mqtt")
+    if isinstance(m, dict) and "types" not in m:
+        types = [k for k in _MQTT_PARTS if k in m]
+        if types:
+            d = dict(d)
+            d["mqtt"] = {**m, "types": types}
+    return d
+
+
+SKIPPED = None  # run_case's verdict for a case that cannot run here (its capture is not beside the rules)
+
+
+def run_case(rule, case, site: SiteLists) -> tuple[bool | None, str]:
+    """Run one test case; returns (passed, description); passed is None when the case was skipped."""
     lists = _case_lists(rule, case, site)
     c = compile_rules(RuleSet(rules=[rule]), SiteLists(lists=lists))
     errs = [i for i in c.errors if i.code not in ("no-firing-test", "no-quiet-test")]
@@ -140,7 +185,7 @@ def run_case(rule, case, site: SiteLists) -> tuple[bool, str]:
         from ..pipeline import analyze
         path = _resolve_pcap(case.pcap, rule)
         if not os.path.isfile(path):
-            return False, f"{case.pcap}: no such capture"
+            return SKIPPED, f"{case.pcap}: no such capture beside the rule file ({path}); skipped"
         _, col = analyze([path], detectors=[det])
         n = sum(1 for a in col.alerts if a.rule_id == rule.id)
         return n == case.alerts, f"{case.pcap}: {n} alert(s), expected {case.alerts}"
@@ -148,7 +193,7 @@ def run_case(rule, case, site: SiteLists) -> tuple[bool, str]:
     n = 0
     base = 1_700_000_000 * NS
     for i, d in enumerate(docs):
-        d = dict(d)
+        d = _with_index_field(expand_doc(d), rule.protocol)
         ev = dict(d.get("event") or {})
         ev.setdefault("dataset", RULE_DATASETS[rule.protocol])
         d["event"] = ev
@@ -166,7 +211,7 @@ def cmd_test(args) -> int:
     if bad:
         _print_issues(bad, sys.stderr)
         raise RuleError(f"{len(bad)} error(s) while loading rules (otids rules lint)")
-    passed = failed = untested = 0
+    passed = failed = untested = skipped = 0
     for r in rs.rules:
         if not r.tests:
             if r.origin == "yaml":
@@ -175,15 +220,19 @@ def cmd_test(args) -> int:
             continue
         for case in r.tests:
             ok, desc = run_case(r, case, site)
-            if ok:
+            if ok is SKIPPED:
+                skipped += 1
+                print(f"SKIP {case.source or r.source}: {r.id}: {desc}")
+            elif ok:
                 passed += 1
                 if args.verbose:
                     print(f"PASS {r.id}: {desc}")
             else:
                 failed += 1
                 print(f"FAIL {case.source or r.source}: {r.id}: {desc}")
-    print(f"{passed} passed, {failed} failed, {untested} rule(s) without tests", file=sys.stderr)
-    return 1 if failed else 0
+    print(f"{passed} passed, {failed} failed, {untested} rule(s) without tests"
+          + (f", {skipped} skipped (captures not found beside the rule files)" if skipped else ""), file=sys.stderr)
+    return 1 if failed or (skipped and args.strict) else 0
 
 
 # ---------------------------------------------------------------------------------------------- dry run
@@ -200,7 +249,12 @@ def cmd_dry_run(args) -> int:
     counts: dict = {}
     first = last = None
     n_events = 0
+    span_s = 0.0  # each input is its own recording: their spans add up (captures of different years do not
+    #               make a span of decades)
     for inp in args.inputs:
+        if first is not None and last is not None:
+            span_s += (last - first) / NS
+        first = last = None
         if not os.path.isfile(inp):
             raise UserError(f"{inp}: no such file")
         if inp.endswith((".ndjson", ".json", ".jsonl")):
@@ -245,7 +299,8 @@ def cmd_dry_run(args) -> int:
             run.finish()
             for e in run.errors:
                 print(f"otids: {e}", file=sys.stderr)
-    span_s = ((last - first) / NS) if first is not None and last is not None else 0.0
+    if first is not None and last is not None:
+        span_s += (last - first) / NS
     days = max(span_s, 1.0) / 86400
     rows = []
     for cr in c.rules:

@@ -221,6 +221,7 @@ class Decoder:
                 return None
         bad = False
         if self.verify and not _csum_ok(data[off:off + ihl]):
+            st.checksum_checked += 1  # the transport checksum is then not checked: count the packet once here
             bad = self._bad(ts)
         l4 = off + ihl
         if frag & 0x3FFF:  # MF set or offset non-zero

@@ -23,8 +23,12 @@ class Engine:
         self.events = Counter()  # (dataset, action) -> count, for the summary
         self.alerts = Counter()  # severity -> count
         self.alert_rules = Counter()  # (rule id, name) -> count
+        self.alert_hosts = Counter()  # source (client) address of the alert's flow -> count
         self.last_ts = 0
         self._routes: dict[type, tuple] = {}  # event type -> the on_event methods that want it
+        # site suppressions over every detector's alerts (detect/suppress.py); counted for the summary
+        self.alert_filters = [d.suppress for d in detectors if hasattr(d, "suppress")]
+        self.suppressed = 0
 
     def _route(self, t: type) -> tuple:
         r = self._routes[t] = tuple(d.on_event for d in self.detectors
@@ -49,7 +53,13 @@ class Engine:
                     self._alert(a)
 
     def _alert(self, a) -> None:
+        for f in self.alert_filters:
+            if f(a):
+                self.suppressed += 1
+                return
         self.alerts[a.severity] += 1
+        fl = a.flow or getattr(a.event, "flow", None)
+        self.alert_hosts[getattr(fl, "client_ip", None) or "-"] += 1
         self.alert_rules[(a.rule_id, a.rule_name)] += 1
         for s in self.alert_sinks:
             s.write_alert(a)

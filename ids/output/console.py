@@ -10,16 +10,33 @@ from rich.table import Table
 
 SEV_ORDER = ("critical", "high", "medium", "low", "info")
 SEV_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
+TOP = 20  # rows of the events and per-host tables; the rest are counted in one "and N more" row
+
+
+def suppressed_count(run) -> int:
+    """Alerts silenced by site suppressions: by the rules engine (before thresholds) and by the engine's
+    filter over every other detector."""
+    return getattr(run.engine, "suppressed", 0) + sum(
+        getattr(d, "suppressed", 0) for d in run.engine.detectors if isinstance(getattr(d, "suppressed", 0), int))
 
 
 def print_summary(run, console: Console | None = None) -> None:
     c = console or Console(stderr=True, highlight=False)
     d = run.decoder.stats
     ft = run.table.stats
-    c.print(f"[bold]otids[/bold] read {run.files_ok} file(s), {d.packets:,} packets, {d.bytes:,} bytes "
+    damaged, unreadable = getattr(run, "files_damaged", 0), getattr(run, "files_unreadable", 0)
+    files = f"{run.files_ok + damaged} file(s)"
+    notes = [f"{n} {w}" for n, w in ((damaged, "damaged"), (unreadable, "not readable as a capture")) if n]
+    if notes:
+        files += f" ({', '.join(notes)})"
+    c.print(f"[bold]otids[/bold] read {files}, {d.packets:,} packets, {d.bytes:,} bytes "
             f"in {run.elapsed:.2f} s; {ft['flows']:,} flows")
     if d.bad_checksum:
-        c.print(f"  bad checksums: {d.bad_checksum:,} of {d.checksum_checked:,} checked")
+        c.print(f"  bad checksums: {d.bad_checksum:,} of {d.checksum_checked:,} packets checked")
+        if not run.decoder.checksum_note and d.bad_checksum * 2 > d.checksum_checked:
+            c.print("  note: most checksums are bad, as checksum offload leaves them on the capturing host "
+                    "(loopback and many span captures); the packets were analysed all the same "
+                    "(`decode.checksums: off` stops checking)")
     if run.decoder.checksum_note:
         c.print(f"  note: {run.decoder.checksum_note}")
     skipped = {k: v for k, v in (("not IP", d.not_ip), ("not TCP/UDP", d.not_tcp_udp), ("truncated", d.truncated),
@@ -36,8 +53,12 @@ def print_summary(run, console: Console | None = None) -> None:
         t.add_column("dataset")
         t.add_column("function / action")
         t.add_column("count", justify="right")
-        for (ds, fn), n in sorted(ev.items(), key=lambda x: (x[0][0], -x[1], str(x[0][1]))):
+        rows = sorted(ev.items(), key=lambda x: (-x[1], x[0][0], str(x[0][1])))
+        for (ds, fn), n in sorted(rows[:TOP], key=lambda x: (x[0][0], -x[1], str(x[0][1]))):
             t.add_row(ds, str(fn), f"{n:,}")
+        if len(rows) > TOP:
+            rest = rows[TOP:]
+            t.add_row("", f"and {len(rest):,} more", f"{sum(n for _, n in rest):,}")
         c.print(t)
 
     talkers = run.table.talkers
@@ -54,18 +75,33 @@ def print_summary(run, console: Console | None = None) -> None:
         c.print(t)
 
     al = run.engine.alerts
+    sup = suppressed_count(run)
+    sup_text = f"; {sup:,} suppressed by the site file's suppressions" if sup else ""
     if al:
         c.print("[bold]Alerts:[/bold] " + ", ".join(
-            f"[{SEV_STYLE[s]}]{s} {al[s]:,}[/{SEV_STYLE[s]}]" for s in SEV_ORDER if al.get(s)))
+            f"[{SEV_STYLE[s]}]{s} {al[s]:,}[/{SEV_STYLE[s]}]" for s in SEV_ORDER if al.get(s)) + sup_text)
+        rules = run.engine.alert_rules
         t = Table(title="Alerts by rule", title_justify="left")
-        t.add_column("rule")
-        t.add_column("name")
-        t.add_column("count", justify="right")
-        for (rid, name), n in sorted(run.engine.alert_rules.items(), key=lambda x: (-x[1], x[0])):
+        # rule ids are what analysts grep and suppress: never cut; the name wraps instead
+        t.add_column("rule", no_wrap=True, min_width=max(len(r) for r, _ in rules), overflow="ignore")
+        t.add_column("name", ratio=1)
+        t.add_column("count", justify="right", no_wrap=True)
+        for (rid, name), n in sorted(rules.items(), key=lambda x: (-x[1], x[0])):
             t.add_row(rid, name, f"{n:,}")
         c.print(t)
+        hosts = getattr(run.engine, "alert_hosts", None)
+        if hosts:
+            t = Table(title="Alerts by source host", title_justify="left")
+            t.add_column("host", no_wrap=True)
+            t.add_column("alerts", justify="right")
+            rows = sorted(hosts.items(), key=lambda x: (-x[1], x[0]))
+            for h, n in rows[:TOP]:
+                t.add_row(h, f"{n:,}")
+            if len(rows) > TOP:
+                t.add_row(f"and {len(rows) - TOP:,} more", f"{sum(n for _, n in rows[TOP:]):,}")
+            c.print(t)
     else:
-        c.print("[bold]Alerts:[/bold] none")
+        c.print("[bold]Alerts:[/bold] none" + sup_text)
     for path, n in run.outputs:
         c.print(f"  wrote {n:,} document(s) to {path}")
     for err in run.errors:  # one unwrapped line each, the same as with --quiet: scripts grep for it

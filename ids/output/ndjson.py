@@ -37,21 +37,70 @@ def stamp(doc: dict, seq: int) -> str:
 
 
 class NdjsonSink:
-    def __init__(self, path: str, kind: str, include_secrets: bool = False):
+    """Documents to an NDJSON file. The file is written under a temporary name and renamed into place by
+    close(); abort() leaves the previous file as it was (a run that analysed nothing, or was interrupted).
+    `atomic=True` is what `analyze` asks for; without it the file is written in place (a live sensor's files
+    are read while it runs).
+
+    A write error (full disk) stops writing but not the run: `error` holds one line naming the file, and
+    alerts not written are kept and spooled to the state directory at close (events are only counted)."""
+
+    BATCH = 1 << 20  # characters buffered before a write
+
+    def __init__(self, path: str, kind: str, include_secrets: bool = False, atomic: bool = False):
+        from .safefile import OutputFile
         self.path = path
         self.kind = kind  # "alerts" or "events"
         # Events that carry secrets (`has_secrets`: MQTT passwords) write them only when the config says so.
         self.include_secrets = include_secrets
         try:
-            self.fh = open(path, "w", encoding="utf-8", buffering=1 << 20)
+            self.out = OutputFile(path, direct=not atomic)
         except OSError as e:
             raise UserError(f"cannot write {kind} file {path}: {e.strerror}") from None
-        self.count = 0
+        self.seq = 0  # documents emitted: each one's position, for its event.id
+        self.count = 0  # documents written to the file
+        self.error: str | None = None
+        self.unwritten: list[str] = []  # alerts that did not reach the file
+        self.spooled: str | None = None
+        self._buf: list[str] = []
+        self._size = 0
 
     def _write(self, doc: dict) -> None:
-        self.count += 1
-        self.fh.write(stamp(doc, self.count))
-        self.fh.write("\n")
+        self.seq += 1
+        line = stamp(doc, self.seq)
+        if self.error is not None:
+            if self.kind == "alerts":
+                self.unwritten.append(line)
+            return
+        self._buf.append(line)
+        self._size += len(line)
+        if self._size >= self.BATCH:
+            self._drain()
+
+    def _drain(self) -> None:
+        buf, self._buf, self._size = self._buf, [], 0
+        if not buf or self.error is not None:
+            return
+        try:
+            self.out.write("\n".join(buf) + "\n")
+            self.out.flush()
+            self.count += len(buf)
+        except OSError as e:
+            self._failed(e, buf)
+
+    def _failed(self, e: OSError, buf: list[str]) -> None:
+        self.error = f"{self.path}: cannot write {self.kind}: {e.strerror or e}"
+        if self.kind != "alerts":
+            return
+        done: list[str] = []
+        if self.out.tmp is not None and self.count:  # the temporary file will not become the output
+            try:
+                with open(self.out.tmp, encoding="utf-8") as fh:
+                    done = fh.read().splitlines()[:self.count]
+            except OSError:
+                pass
+            self.count = 0
+        self.unwritten[:0] = done + buf
 
     def write_alert(self, alert) -> None:
         self._write(alert.to_doc())
@@ -64,7 +113,42 @@ class NdjsonSink:
 
     def flush(self) -> None:
         """Push buffered documents to the file (a live sensor does this every second)."""
-        self.fh.flush()
+        self._drain()
 
     def close(self) -> None:
-        self.fh.close()
+        """The run completed: write what is buffered and put the file in place."""
+        self._drain()
+        if self.error is None:
+            try:
+                self.out.commit()
+            except OSError as e:
+                self._failed(e, [])
+                self.out.discard()
+        else:
+            self.out.discard()
+        self._report()
+
+    def abort(self, keep_partial: bool = False) -> None:
+        """The run did not complete: leave the previous file as it was. With keep_partial, alerts already
+        written are kept beside it as FILE.incomplete (reported in `error`)."""
+        self._drain()
+        if keep_partial and self.kind == "alerts" and self.count and self.error is None:
+            if self.out.keep_as(self.path + ".incomplete"):
+                self.error = (f"{self.path}: run incomplete, file left as it was; {self.count} alert(s) kept in "
+                              f"{self.path}.incomplete")
+                return
+        self.out.discard()
+        self.count = 0
+
+    def _report(self) -> None:
+        if self.error is None:
+            return
+        if self.kind == "alerts":
+            from .safefile import spool_lines
+            lost = self.unwritten
+            if lost:
+                self.spooled = spool_lines(lost, "alerts")
+                self.error += (f"; {len(lost)} alert(s) not written, kept in {self.spooled}" if self.spooled else
+                               f"; {len(lost)} alert(s) not written and could not be spooled")
+        else:
+            self.error += f"; {self.seq - self.count} of {self.seq} event document(s) not written"

@@ -36,6 +36,7 @@ class CheckPolicy:
     expiry_warning_days: int = 30
     require_ca_issued: bool = True
     min_rsa_bits: int = MIN_RSA_BITS
+    site: bool = True  # False: no site policy was given, these are defaults (posture findings stay low)
 
 
 class TrustStore:
@@ -151,6 +152,9 @@ def check_certificate(cert: x509.Certificate, sent_chain: list[x509.Certificate]
     if self_signed:
         if store is not None and store.is_anchor(cert):
             pass  # explicitly trusted (pinned) self-signed certificate
+        elif policy.require_ca_issued and not policy.site:
+            out.append(Finding("self_signed", "low", "self-signed (usual in OPC UA); no site policy given, so "
+                                                     "whether CA-issued certificates are required is not known"))
         elif policy.require_ca_issued:
             out.append(Finding("self_signed", "high", "self-signed, but the site requires CA-issued certificates"))
         else:
@@ -200,6 +204,9 @@ def check_description(x: dict, policy: CheckPolicy, now: dt.datetime, store: Tru
     if subj and subj == (x.get("issuer") or {}).get("distinguished_name"):
         if store is not None and any(c.subject.rfc4514_string() == subj for c in store.cas):
             pass
+        elif policy.require_ca_issued and not policy.site:
+            out.append(Finding("self_signed", "low", "self-signed (by its names); no site policy given, so whether "
+                                                     "CA-issued certificates are required is not known"))
         elif policy.require_ca_issued:
             out.append(Finding("self_signed", "high", "self-signed (by its names), but the site requires CA-issued certificates"))
         else:

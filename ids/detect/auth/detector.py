@@ -12,9 +12,11 @@ one-off events: the first occurrence per (rule, parties, certificate) alerts at 
 """
 from __future__ import annotations
 
+import dataclasses
+
 from collections import deque
 
-from ...events import Alert
+from ...events import Alert, rfc3339
 from ...protocols.opcua.messages import OpcuaEvent
 from ..api import LimitEntry, Limiter, RuleInfo
 from ..attack import techniques
@@ -176,12 +178,27 @@ def _bounded_set(d: dict, key, value) -> None:
     d[key] = value
 
 
+#: findings that hold only against a site policy (security mode, authentication, CA-issued certificates);
+#: self-signed certificates get the same treatment in certs.py
+POSTURE = frozenset(("otids.auth.opcua.policy_none", "otids.auth.opcua.mode_below_required",
+                     "otids.auth.opcua.anonymous_over_none", "otids.auth.mqtt.anonymous",
+                     "otids.auth.mqtt.cleartext_session"))
+HOLD_NS = 5 * NS  # how long a policy_none finding waits for its session's ActivateSession
+
+
+def _user(name) -> str:
+    """How a CONNECT's user is named in a reason: never "user 'None'" for a CONNECT without one."""
+    return f"user '{name}'" if name is not None else "no user name"
+
+
 class AuthDetector:
     def __init__(self, registry: Registry | None = None, store: TrustStore | None = None,
                  policy: AuthPolicy | None = None):
         self.registry = registry if registry is not None and registry.devices else None
         self.policy = policy or (registry.policy if registry is not None else AuthPolicy())
-        self.judge = CertJudge(store, self.policy.cert_policy())
+        # without a registry (its policy) the site's wishes are not known: posture findings stay low
+        self.site_policy = registry is not None or policy is not None
+        self.judge = CertJudge(store, dataclasses.replace(self.policy.cert_policy(), site=self.site_policy))
         self.realert = self.policy.realert_after * NS
         self.limiter = Limiter(self.realert, MAX_KEYS, lru=True)
         self.learned: dict[tuple, tuple[str, int]] = {}  # (ip, role, uri) -> (sha256, first ts)
@@ -190,6 +207,7 @@ class AuthDetector:
         self.mqtt_sessions: dict[str, dict] = {}  # client id -> ip -> [flow id, last ts, lifetime, ended]
         self.mqtt_flows: dict[int, str] = {}  # flow id -> client id
         self.refusals: dict[tuple, deque] = {}
+        self.pending_none: dict[int, tuple] = {}  # flow id -> policy_none finding held for its session's token
 
     def reload(self, config) -> None:
         """SIGHUP (`otids live`): re-read the registry and trust store. A broken file raises (ConfigError)
@@ -201,7 +219,8 @@ class AuthDetector:
         reg, store = load_context(args)
         self.registry = reg if reg is not None and reg.devices else None
         self.policy = reg.policy if reg is not None else AuthPolicy()
-        self.judge = CertJudge(store, self.policy.cert_policy())
+        self.site_policy = reg is not None
+        self.judge = CertJudge(store, dataclasses.replace(self.policy.cert_policy(), site=self.site_policy))
         self.realert = self.limiter.window = self.policy.realert_after * NS
 
     # ------------------------------------------------------------------ dispatch
@@ -260,8 +279,19 @@ class AuthDetector:
         return f"a registered device at {ip}" if d is None else f"{d.name}'s certificate"
 
     # ------------------------------------------------------------------ OPC UA
+    def _release_none(self, flow_id: int, out: list) -> None:
+        p = self.pending_none.pop(flow_id, None)
+        if p is not None:
+            rid, ev, ts, reason, kw = p
+            self._fire(out, rid, ev, ts, reason, **kw)
+
     def _opcua(self, ev: OpcuaEvent):
         out: list = []
+        if self.pending_none:
+            if ev.service != "ActivateSession":
+                self._release_none(ev.flow.flow_id, out)
+            for fid in [k for k, v in self.pending_none.items() if ev.ts - v[2] > HOLD_NS]:
+                self._release_none(fid, out)  # no session followed in time: said as it was (live sensors)
         if ev.certificates:
             seen = opcua_certificates(ev)
             self._certs(ev, seen, out)
@@ -294,6 +324,8 @@ class AuthDetector:
             self._opcua_identity(ev, out, None)
         if svc == "ActivateSession" and ev.request is not None and ev.user_token_type:
             self._token(ev, out)
+        if self.pending_none and svc == "ActivateSession":
+            self._release_none(ev.flow.flow_id, out)  # the token did not take the finding over
         return out or None
 
     def _opcua_identity(self, ev, out: list, sc: SeenCert | None) -> None:
@@ -411,9 +443,13 @@ class AuthDetector:
         required, who = self._required_mode(ev)
         if mode == "None" and MODE_RANK[required] > 0:
             rid = "otids.auth.opcua.policy_none"
-            self._fire(out, rid, ev, ev.ts, f"OPC UA session over SecurityPolicy None, {pair} ({who}: {required})",
-                       key=(rid, f.client_ip, f.server_ip, f.server_port), protocol="opcua",
-                       expected=f"{required} or stronger ({who})", seen="None")
+            # Held until the session's ActivateSession: an anonymous or password token over None is then one
+            # alert naming this fact too (one fact, one alert); anything else releases it as it was.
+            self.pending_none[f.flow_id] = (rid, ev, ev.ts, f"OPC UA session over SecurityPolicy None, {pair} "
+                                                           f"({who}: {required})",
+                                            dict(key=(rid, f.client_ip, f.server_ip, f.server_port),
+                                                 protocol="opcua", expected=f"{required} or stronger ({who})",
+                                                 seen="None"))
         elif MODE_RANK[mode] < MODE_RANK[required]:
             rid = "otids.auth.opcua.mode_below_required"
             self._fire(out, rid, ev, ev.ts, f"OPC UA session with security mode {mode}, {pair}; {who} requires {required}",
@@ -430,9 +466,11 @@ class AuthDetector:
                                             f"{offered}, {pair}", key=(rid, f.client_ip, f.server_ip, f.server_port),
                        protocol="opcua", expected=offered, seen=mode)
         elif mode == "None" and ranks[-1] > 0:
-            self._fire(out, rid, ev, ev.ts, f"OPC UA client chose mode None although the server offers {offered}, {pair}",
+            secured = ", ".join(sorted({f"{m} ({(p or '').rsplit('#', 1)[-1]})" for m, p in adv if MODE_RANK[m] > 0}))
+            self._fire(out, rid, ev, ev.ts, f"OPC UA client chose mode None although the server also offers "
+                                            f"{secured}, {pair}",
                        key=(rid, f.client_ip, f.server_ip, f.server_port), severity="medium", protocol="opcua",
-                       expected=offered, seen=mode)
+                       expected=secured, seen=mode)
 
     def _token(self, ev, out: list) -> None:
         uri = ev.security_policy_uri or ""
@@ -442,13 +480,21 @@ class AuthDetector:
         ident = (ev.request or {}).get("identity") or {}
         tok = ev.user_token_type
         pair = f"{f.client_ip} -> {f.server_ip}:{f.server_port}"
+        held = self.pending_none.get(f.flow_id)
+        why = ""
+        if held is not None and tok in ("UserName", "Issued", "IssuedToken", "Anonymous"):
+            # this alert takes over the held policy_none finding: its fact (the policy that asks for more)
+            # is named here, in the reason, instead of a second alert
+            del self.pending_none[f.flow_id]
+            policy_reason = held[3]
+            why = policy_reason[policy_reason.rfind(" ("):] if policy_reason.endswith(")") else ""
         if tok in ("UserName", "Issued", "IssuedToken"):
             clear = not ident.get("encryption_algorithm")
             user = ident.get("user_name")
             rid = "otids.auth.opcua.credentials_exposed"
             what = f"user name '{user}' and password in clear" if clear and user else \
                 "user name in clear, password encrypted by the token policy" if user else "issued token"
-            self._fire(out, rid, ev, ev.ts, f"OPC UA {tok} token over SecurityPolicy None, {pair}: {what}",
+            self._fire(out, rid, ev, ev.ts, f"OPC UA {tok} token over SecurityPolicy None, {pair}: {what}{why}",
                        key=(rid, f.client_ip, f.server_ip, user), severity="high" if clear else "medium",
                        protocol="opcua", expected="a signed and encrypted channel (Sign or SignAndEncrypt)",
                        seen=f"{tok} token on SecurityPolicy None" + (", password not encrypted" if clear else ""))
@@ -457,7 +503,7 @@ class AuthDetector:
             if MODE_RANK[required] == 0:
                 return  # the site allows unsecured channels: anonymous reads are its choice
             rid = "otids.auth.opcua.anonymous_over_none"
-            self._fire(out, rid, ev, ev.ts, f"anonymous OPC UA session over SecurityPolicy None, {pair}",
+            self._fire(out, rid, ev, ev.ts, f"anonymous OPC UA session over SecurityPolicy None, {pair}{why}",
                        key=(rid, f.client_ip, f.server_ip, f.server_port), protocol="opcua",
                        expected="an authenticated user on a secured channel", seen="Anonymous on SecurityPolicy None")
 
@@ -481,23 +527,25 @@ class AuthDetector:
         pol = self.policy
         pair = f"{f.client_ip} -> {f.server_ip}:{f.server_port}"
         who = f"client id '{c.client_id}'" if c.client_id else "empty client id"
-        if c.username is not None or c.password:
+        accepted = c.return_code in (None, 0)
+        if (c.username is not None or c.password) and accepted:  # a refused CONNECT says it in its own alert
             rid = "otids.auth.mqtt.cleartext_credentials"
-            self._fire(out, rid, ev, ev.ts, f"MQTT CONNECT ({who}, user '{c.username}') with "
+            self._fire(out, rid, ev, ev.ts, f"MQTT CONNECT ({who}, {_user(c.username)}) with "
                                             f"{'a password' if c.password else 'a user name'} in cleartext, {pair}",
-                       key=(rid, f.client_ip, f.server_ip, c.username), severity="high" if c.password else "medium",
+                       key=(rid, f.client_ip, f.server_ip, c.username, c.client_id),
+                       severity="high" if c.password else "medium",
                        protocol="mqtt", expected="MQTT over TLS", seen="cleartext MQTT with " +
                        ("user name and password" if c.password else "user name"), client_id=c.client_id)
         if pol.mqtt_require_tls:
             rid = "otids.auth.mqtt.cleartext_session"
             self._fire(out, rid, ev, ev.ts, f"MQTT session without TLS ({who}), {pair}",
-                       key=(rid, f.client_ip, f.server_ip), protocol="mqtt", expected="MQTT over TLS",
+                       key=(rid, f.client_ip, f.server_ip, c.client_id), protocol="mqtt", expected="MQTT over TLS",
                        seen="cleartext MQTT", client_id=c.client_id)
-        accepted = c.return_code in (None, 0)
         if accepted and c.username is None and not c.password and pol.mqtt_require_auth:
             rid = "otids.auth.mqtt.anonymous"
             self._fire(out, rid, ev, ev.ts, f"MQTT broker {f.server_ip} accepted an anonymous CONNECT ({who}) from "
-                                            f"{f.client_ip}", key=(rid, f.client_ip, f.server_ip), protocol="mqtt",
+                                            f"{f.client_ip}", key=(rid, f.client_ip, f.server_ip, c.client_id),
+                       protocol="mqtt",
                        expected="user name and password, or a client certificate (policy.mqtt_require_auth)",
                        seen="no user name, no password", client_id=c.client_id)
         if not accepted:
@@ -518,9 +566,11 @@ class AuthDetector:
         while q and q[0] < ev.ts - REFUSAL_WINDOW:
             q.popleft()
         rid = "otids.auth.mqtt.connect_refused"
-        self._fire(out, rid, ev, ev.ts, f"MQTT CONNECT of client id '{c.client_id}' (user '{c.username}') from "
+        self._fire(out, rid, ev, ev.ts, f"MQTT CONNECT of client id '{c.client_id}' ({_user(c.username)}) from "
                                         f"{f.client_ip} refused by {f.server_ip}: {c.reason or c.return_code} "
-                                        f"({len(q)} refusal(s) in {REFUSAL_WINDOW // NS} s)",
+                                        f"({len(q)} refusal(s) in {REFUSAL_WINDOW // NS} s)"
+                                        + ("; its password went in cleartext" if c.password else
+                                           "; its user name went in cleartext" if c.username is not None else ""),
                    key=(rid, f.client_ip, f.server_ip, c.client_id), protocol="mqtt", expected="return code 0",
                    seen=f"{c.return_code} {c.reason or ''}".strip(), client_id=c.client_id,
                    extra={"refusals": len(q)})
@@ -536,7 +586,8 @@ class AuthDetector:
             if dev.ips and f.client_ip not in dev.ips:
                 bad.append((f"address {', '.join(dev.ips)}", f.client_ip))
             if dev.mqtt.usernames and c.username not in dev.mqtt.usernames:
-                bad.append((f"user {', '.join(dev.mqtt.usernames)}", f"user {c.username}"))
+                bad.append((f"user {', '.join(dev.mqtt.usernames)}",
+                            f"user {c.username}" if c.username is not None else "no user name"))
             if bad:
                 rid = "otids.auth.mqtt.identity_mismatch"
                 self._fire(out, rid, ev, ev.ts, f"MQTT client id '{c.client_id}' of {dev.name} connects with "
@@ -595,6 +646,9 @@ class AuthDetector:
               cert: dict | None = None, role: str | None = None, protocol: str | None = None,
               device: str | None = None, expected=None, seen=None, client_id: str | None = None,
               extra: dict | None = None) -> None:
+        if not self.site_policy and rid in POSTURE:
+            severity = "low"  # judged against defaults, not against anything the site said
+            reason += "; no site policy given (defaults applied; a registry's policy: section states the site's)"
         args = (rid, ev, ts, reason, severity, cert, role, protocol, device, expected, seen, client_id, extra)
         lim = self.limiter.get(key)
         flow = ev.flow.flow_id
@@ -603,7 +657,15 @@ class AuthDetector:
         due = self.limiter.hit(key, ts, args, tag=flow)
         if due is None:
             return
-        out.extend(self._repeat(e, ts) for _, e in due)
+        for k, e in due:
+            if k == key:
+                # the sightings of the last window ride on this alert: one alert per window, not a follow-up
+                # and an alert side by side
+                n = e.suppressed
+                args = (rid, ev, ts, f"{reason} (also {n} time(s) in the {self.realert // NS} s before)", *args[4:])
+                out.append(self._alert(*args, count=n + 1))
+                return
+            out.append(self._repeat(e, ts))
         out.append(self._alert(*args))
 
     def _alert(self, rid, ev, ts, reason, severity, cert, role, protocol, device, expected, seen, client_id, extra,
@@ -638,11 +700,16 @@ class AuthDetector:
         rid, ev, _ts, reason, *rest = lim.last
         n = lim.suppressed
         lim.suppressed = 0
-        return self._alert(rid, ev, ts, f"{reason} ({n} more time(s) within {self.realert // NS} s of the last alert)",
+        return self._alert(rid, ev, ts, f"{reason} (seen {n} more time(s) within {self.realert // NS} s of its alert; "
+                                        f"last at {rfc3339(lim.last[2])})",
                            *rest, count=n)
 
     def flush(self, ts: int):
-        return [self._repeat(lim, ts) for _, lim in self.limiter.pending()]
+        out = []
+        for fid in list(self.pending_none):
+            self._release_none(fid, out)
+        out.extend(self._repeat(lim, ts) for _, lim in self.limiter.pending())
+        return out
 
 
 _EXPECTED = {

@@ -214,6 +214,7 @@ def parse(text: str, path: str = "<baseline>") -> Baseline:
                 if e.get(k) is None:
                     raise b.error(f"{name} entry lacks its identity field '{k}' "
                                   f"(identity: {', '.join(spec.key)})", name, eid)
+            _check_keys(b, spec, e, eid)
             _check_identity(b, spec, e, eid)
             st = e.get("status")
             if st not in STATUSES:
@@ -225,6 +226,49 @@ def parse(text: str, path: str = "<baseline>") -> Baseline:
                 raise b.error(f"duplicate {name} entry {eid}", name, eid)
             sec[eid] = e
     return b
+
+
+#: keys inside an entry's nested parts: (section, field) -> (how the field holds its items, valid keys).
+#: "list": a list of mappings; "map": a mapping of names to mappings; "map2": two levels of names.
+NESTED_KEYS = {
+    ("modbus", "polls"): ("list", ("function", "address", "period", "jitter", "samples")),
+    ("modbus", "values"): ("map2", ("band", "seen", "count")),
+    ("mqtt", "publishes"): ("map", ("qos", "messages", "period", "jitter")),
+    ("mqtt", "subscribes"): ("map", ("qos", "messages")),
+}
+
+
+def _unknown_key(b: Baseline, what: str, k, valid, *path) -> BaselineError:
+    import difflib
+    close = difflib.get_close_matches(str(k), [str(v) for v in valid], n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return b.error(f"unknown key '{k}' in {what} ({hint}valid: {', '.join(valid)})", *path)
+
+
+def _check_keys(b: Baseline, spec: SectionSpec, e: dict, eid: str) -> None:
+    """Entry keys are checked as strictly as otids.yaml: a misspelt key would silently change enforcement
+    (a `funtions:` entry enforces an empty function list)."""
+    valid = spec.key + COMMON_HEAD + spec.order
+    for k in e:
+        if k not in valid:
+            raise _unknown_key(b, f"{spec.name} entry", k, valid, spec.name, eid, k)
+    for (sec, fld), (shape, keys) in NESTED_KEYS.items():
+        if sec != spec.name or not e.get(fld):
+            continue
+        v = e[fld]
+        items: list = []
+        if shape == "list" and isinstance(v, list):
+            items = [((item_id((spec.name, eid, fld), x, i),), x) for i, x in enumerate(v)]
+        elif shape == "map" and isinstance(v, dict):
+            items = [((n,), x) for n, x in v.items()]
+        elif shape == "map2" and isinstance(v, dict):
+            items = [((n, m), x) for n, inner in v.items() if isinstance(inner, dict) for m, x in inner.items()]
+        for where, x in items:
+            if not isinstance(x, dict):
+                continue
+            for k in x:
+                if k not in keys:
+                    raise _unknown_key(b, f"{spec.name} {fld}", k, keys, spec.name, eid, fld, *where, k)
 
 
 def _check_identity(b: Baseline, spec: SectionSpec, e: dict, eid: str) -> None:
@@ -263,10 +307,11 @@ class MergeReport:
     comments: int = 0
 
 
-def merge_review(new: Baseline, old: Baseline) -> MergeReport:
+def merge_review(new: Baseline, old: Baseline, prune: bool = True) -> MergeReport:
     """Carry review state from `old` into freshly learned `new` (in place): approved and denied entries
     stay exactly as reviewed; status and note of other matching entries come over; learned entries the
-    new traffic no longer shows are dropped (listed in the report)."""
+    new traffic no longer shows are listed in the report and dropped with `prune`, kept as they were
+    without it."""
     rep = MergeReport()
     for name, spec in sections().items():
         olds = old.entries.get(name, {})
@@ -287,6 +332,8 @@ def merge_review(new: Baseline, old: Baseline) -> MergeReport:
                 rep.carried_status += 1
             else:
                 rep.dropped_learned.append(entry_label(spec, oe))
+                if not prune:
+                    news[eid] = oe
     return rep
 
 
@@ -397,7 +444,15 @@ def write_atomic(path: str, text: str, what: str) -> None:
         raise UserError(f"{path}: cannot write {what}: {e.strerror}") from None
 
 
-def write_baseline(b: "Baseline", path: str, old_text: str | None = None) -> None:
-    """Write the baseline to `path` atomically, keeping the comments of the file it replaces (`old_text`)."""
+def write_baseline(b: "Baseline", path: str, old_text: str | None = None) -> str | None:
+    """Write atomically, keeping the comments of the file it replaces (`old_text`); an existing file is kept
+    first as FILE.bak (or FILE.bak.N). Returns the backup's name, None when nothing was kept (no previous
+    file, or the text is unchanged and nothing was written)."""
+    import os
+
+    from ...output.safefile import write_text
     comments = read_comments(old_text) if old_text else None
-    write_atomic(path, b.dump(comments), "baseline")
+    text = b.dump(comments)
+    if old_text is not None and text == old_text and os.path.isfile(path):
+        return None
+    return write_text(path, text, "baseline", backup=True)

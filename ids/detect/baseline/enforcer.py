@@ -285,6 +285,9 @@ class BaselineDetector:
         extra = {"baseline": {"deviation": d.rule.rsplit(".", 1)[-1], "expected": d.expected, "seen": seen,
                               "first_seen": rfc3339(d.first_ts), "last_seen": rfc3339(d.last_ts),
                               "entry": d.entry, "file": self.path, "follow_up": follow_up}}
+        for k in ("entry", "file"):  # absent, never null: a null field is an error to the index (es validate)
+            if extra["baseline"][k] is None:
+                del extra["baseline"][k]
         if d.flow is None and d.event is None and len(d.key) > 2:
             # no traffic to point at (polling stopped before anything was seen): name the hosts instead
             extra["baseline"]["hosts"] = [x for x in d.key[1:3] if isinstance(x, str)]

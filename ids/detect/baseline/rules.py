@@ -57,7 +57,7 @@ _R = [
     # MQTT
     BaselineRule("otids.baseline.mqtt.new_client_id", "New MQTT client id or username", "medium",
                  "A known MQTT client address connected with a client id or username it never used.", ("T0859",)),
-    BaselineRule("otids.baseline.mqtt.new_topic", "New MQTT topic published", "high",
+    BaselineRule("otids.baseline.mqtt.new_topic", "New MQTT topic published", "medium",
                  "A client published to a topic it was never seen publishing to.", ("T0855", "T0856")),
     BaselineRule("otids.baseline.mqtt.new_subscription", "New MQTT subscription", "medium",
                  "A client subscribed to a topic filter it never subscribed to.", ("T0801",)),

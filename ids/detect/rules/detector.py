@@ -22,6 +22,7 @@ from .fastpath import FAST
 from .fields import SECRET_FIELDS
 from .loader import RuleSet, is_lists_file, load_lists, load_paths, rule_files
 from .rule import RULE_DATASETS, Issue, Rule, SiteLists, fields_of, warning
+from .reason import describe
 from .validators import SuppressionValidator, validate
 
 NS = 1_000_000_000
@@ -109,6 +110,11 @@ class Compiled:
         return [i for i in self.issues if i.severity == "error"]
 
 
+#: rule ids of the built-in detectors: suppressions may name them without a rule file (detect/suppress.py)
+BUILTIN_PREFIXES = ("otids.anomaly.", "otids.auth.", "otids.baseline.", "otids.ml.", "otids.flow", "otids.live.",
+                    "otids.net")
+
+
 def compile_rules(rs: RuleSet, site: SiteLists, extra_issues: list | None = None,
                   lists_override: dict | None = None) -> Compiled:
     issues = list(rs.issues) + list(extra_issues or [])
@@ -155,7 +161,7 @@ def compile_rules(rs: RuleSet, site: SiteLists, extra_issues: list | None = None
             by_rule.setdefault(rid, []).append(cs)
         known = {r.id for r in rs.rules}
         for rid in s.rules:
-            if rid != "*" and rid not in known:
+            if rid != "*" and rid not in known and not rid.startswith(BUILTIN_PREFIXES):
                 issues.append(warning("unknown-rule", f"suppression names rule '{rid}', which is not loaded", s.source))
     for cr in compiled:
         cr.suppressions = tuple(by_rule.get(cr.rule.id, []) + by_rule.get("*", []))
@@ -165,9 +171,14 @@ def compile_rules(rs: RuleSet, site: SiteLists, extra_issues: list | None = None
 
 
 def load_ruleset(paths: list[str], lists_path: str | None) -> Compiled:
+    """The one path from rule files to a runnable set (lint, analyze and reload use it alike)."""
     rs = load_paths(paths)
     site, li = load_lists(lists_path)
-    return compile_rules(rs, site, li)
+    c = compile_rules(rs, site, li)
+    if lists_path is None:
+        from .prepare import disable_without_lists
+        c.issues = disable_without_lists(c.issues)
+    return c
 
 
 def default_lists(paths: list[str]) -> str | None:
@@ -192,6 +203,11 @@ class ThresholdState:
         self.window = int(thr.window_s * NS)
         self.groups: dict = {}
         self.evicted = 0
+
+    def values(self, key) -> list:
+        """The distinct values counted for `key` (a distinct threshold), sorted."""
+        g = self.groups.get(key)
+        return sorted(g[1], key=lambda v: (str(type(v)), v)) if g is not None else []
 
     def hit(self, key, ts: int, value=None) -> int:
         """Record a match; returns how many matches the alert stands for, 0 for no alert."""
@@ -219,6 +235,13 @@ class ThresholdState:
             for k in [k for k, v in seen.items() if v < lo]:
                 del seen[k]
             n = len(seen)
+            if n < t.count:
+                return 0
+            # a scan is one finding per window per group, whatever its length (#20): not one per `count` values
+            if t.type != "limit" and ts - g[3] <= self.window:
+                return 0
+            g[3] = ts
+            return n
         else:
             q.append(ts)
             while q and q[0] < lo:
@@ -397,6 +420,8 @@ class RulesDetector:
                     continue
                 extra = {"threshold": {"count": count, "window": st.thr.window_s,
                                        "group": {f: k for f, k in zip(cr.group_by, key)}}}
+                if st.thr.distinct:
+                    extra["threshold"]["values"] = st.values(key)  # named in the reason
             a = self._alert(cr, view, ev, ts, count, extra)
             if out is None:
                 out = [a]
@@ -423,14 +448,23 @@ class RulesDetector:
             t = r.threshold
             what = f"distinct {t.distinct} values" if t.distinct else "matching events"
             reason = f"{r.title}: {count} {what} within {t.window_s:g} s{where}"
+            seen = extra.get("threshold", {}).pop("values", None)
+            if seen:
+                reason += f": {', '.join(str(v) for v in seen)}"
+            else:
+                said = describe(view, r.protocol)
+                if said:
+                    reason += f"; last: {said}"
         else:
-            reason = f"{r.title}{where}"
+            said = describe(view, r.protocol)
+            reason = f"{r.title}{where}" + (f": {said}" if said else "")
         extra["rule_source"] = str(r.source)
         if r.origin == "suricata":
             extra["suricata"] = {k: r.meta[k] for k in ("sid", "rev", "classtype") if r.meta.get(k) is not None}
         return Alert(ts=ts, rule_id=r.id, rule_name=r.title, description=r.description, severity=r.severity,
                      reason=reason, source="rules", techniques=cr.techniques, event=ev if ev is not None else view.doc,
-                     protocol=r.protocol, count=count, references=r.references, extra=extra)
+                     protocol=r.protocol, count=count, references=r.references, extra=extra,
+                     ruleset=os.path.basename(r.source.path) if r.origin == "suricata" else "otids")
 
     def flush(self, ts: int):
         return None
@@ -442,3 +476,10 @@ def _key(v):
     if type(v) is list:
         return tuple(v)
     return v
+
+
+def needed_lists(rules: list) -> list[str]:
+    """Every site list the rules name (what a lists file for this rule set must define)."""
+    from .prepare import _LIST
+    c = compile_rules(RuleSet(rules=list(rules)), SiteLists())
+    return sorted({m.group(1) for i in c.issues if i.code == "undefined-list" for m in [_LIST.search(i.message)] if m})

@@ -429,8 +429,50 @@ def _hdr(g, t: str, f: str):
     return v
 
 
+# ---------------------------------------------------------------------------------------------- app-layer-event
+
+#: Suricata's app-layer events (its modbus-events.rules / mqtt-events.rules) -> the otids.anomalies names that
+#: mean the same thing. Events otids does not raise are errors for that rule, naming the ones it does.
+APP_LAYER_EVENTS = {
+    "modbus": {"unsolicited_response": ("unsolicited_response",), "invalid_length": ("bad_length",),
+               "invalid_protocol_id": ("bad_protocol_id",), "value_mismatch": ("response_mismatch",),
+               "invalid_value": ("quantity_out_of_range", "invalid_coil_value")},
+    "mqtt": {n: (n,) for n in ("missing_connect", "missing_publish", "missing_subscribe", "missing_unsubscribe",
+                                "double_connect", "unintroduced_message", "invalid_qos_level", "missing_msg_id",
+                                "unassigned_msg_type", "too_many_transactions", "malformed_traffic")},
+}
+
+
+def app_layer_event(value: str, protocol: str, src, col) -> Predicate:
+    v = value.strip()
+    neg = v.startswith("!")
+    v = v.lstrip("!").strip()
+    proto, _, name = v.partition(".")
+    if proto != protocol:
+        raise SuricataError(f"app-layer-event {v!r} in a {protocol} rule", col)
+    known = APP_LAYER_EVENTS.get(protocol, {})
+    names = known.get(name)
+    if names is None:
+        raise SuricataError(f"app-layer-event {v}: otids does not raise this event (it raises "
+                            f"{', '.join(protocol + '.' + k for k in known)})", col)
+
+    def f(g, names=frozenset(names)):
+        an = g("otids.anomalies")
+        an = () if an is MISSING else (an if type(an) is list else [an])
+        hit = any(a in names for a in an)
+        return not hit if neg else hit
+    return Predicate("app-layer-event", ("otids.anomalies",), f, src)
+
+
 def mqtt_type(value: str, src) -> Predicate:
     v = value.strip()
+    # Suricata 9's indexed form `mqtt.type:CONNECT,0` (the message at that place of the transaction; `any`
+    # and `all` too): otids pairs a transaction's messages in mqtt.types
+    idx = None
+    if "," in v:
+        v, idx = (x.strip() for x in v.split(",", 1))
+        if not (idx in ("any", "all") or idx.lstrip("-").isdigit()):
+            raise SuricataError(f"mqtt.type index {idx!r}: a number, any or all")
     neg = v.startswith("!")
     w = v[1:].strip() if neg else v
     if w.isdigit():
@@ -441,6 +483,14 @@ def mqtt_type(value: str, src) -> Predicate:
         name = w.lower()
         if name not in MQTT_TYPES:
             raise SuricataError(f"unknown MQTT type {w!r} (known: {', '.join(t.upper() for t in MQTT_TYPES)})")
+    if idx not in (None, "any"):
+        def at(g, i=idx):
+            ts = _types(g)
+            if i == "all":
+                return bool(ts) and all((t == name) != neg for t in ts)
+            k = int(i)
+            return -len(ts) <= k < len(ts) and (ts[k] == name) != neg
+        return Predicate("mqtt.type", ("mqtt.types",), at, src, () if neg else (name,))
     if neg:
         return Predicate("mqtt.type", ("mqtt.types",), lambda g: any(t != name for t in _types(g)), src)
     return Predicate("mqtt.type", ("mqtt.types",), lambda g: name in _types(g), src, (name,))
@@ -729,6 +779,8 @@ def _option(key, val, col, loc, protocol, state, conds, bufs, buf):
                                         "from_server, from_client, established)", col)
         elif key == "threshold":
             state["thr"] = (val or "", col)
+        elif key == "app-layer-event":
+            conds.append(app_layer_event(val or "", protocol, src, col))
         elif key == "modbus":
             if protocol != "modbus":
                 raise SuricataError("modbus: in a non-modbus rule", col)
