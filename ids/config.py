@@ -6,6 +6,8 @@ checks that the two agree. Unknown keys and wrong types are errors naming the fi
 from __future__ import annotations
 
 import dataclasses
+import re
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
@@ -130,7 +132,7 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class ElasticsearchConfig:
-    """Elasticsearch / OpenSearch output (ids/output/elasticsearch.py, docs/ELASTICSEARCH.md)."""
+    """Elasticsearch / OpenSearch output (ids/output/elasticsearch/, docs/ELASTICSEARCH.md)."""
 
     url: str | None = None  # e.g. https://es.example:9200; setting it (or --es URL) turns the output on
     flavor: str = "auto"  # auto | elasticsearch | opensearch (auto asks the cluster at connect time)
@@ -159,6 +161,36 @@ class ElasticsearchConfig:
     alert_retention_days: int = 365  # lifecycle delete phase; 0 keeps forever
     event_retention_days: int = 30
     ignore_malformed: bool = False  # true: index a document even when a field has the wrong type
+
+    def problem(self) -> tuple[str, str] | None:
+        """(key, message) for the first invalid key, or None (checked here: config never imports output code)."""
+        for k in ("url", "kibana_url"):
+            p = url_problem(getattr(self, k)) if getattr(self, k) is not None else None
+            if p:
+                return (k, p)
+        if self.flavor not in ("auto", "elasticsearch", "opensearch"):
+            return ("flavor", f"must be auto, elasticsearch or opensearch (got {self.flavor!r})")
+        if self.mode not in ("auto", "data_stream", "index"):
+            return ("mode", f"must be auto, data_stream or index (got {self.mode!r})")
+        if not re.match(r"^[a-z0-9_]{1,100}$", self.namespace):
+            return ("namespace", "must be 1-100 characters of a-z, 0-9 and _ (no '-': it separates the data "
+                                 "stream name's parts)")
+        for k in ("timeout", "batch_size", "queue_size", "flush_interval_ms", "backoff_initial_ms",
+                  "backoff_max_ms", "spool_max_bytes"):
+            if getattr(self, k) < 1:
+                return (k, "must be at least 1")
+        return None
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a cluster or Kibana URL, or None."""
+    u = urllib.parse.urlsplit(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        return f"must be an http:// or https:// URL (got {url!r})"
+    if u.username or u.password:
+        return ("must not contain credentials (they would show in process lists and logs); use "
+                "OTIDS_ES_USERNAME/OTIDS_ES_PASSWORD or password_file, or an API key")
+    return None
 
 
 @dataclass(frozen=True)
@@ -319,8 +351,7 @@ def _validate(obj, path, prefix, lines):
     if isinstance(obj, MqttConfig) and obj.max_pending < 1:
         raise ConfigError(f"'{prefix}max_pending' must be at least 1", where("max_pending"))
     if isinstance(obj, ElasticsearchConfig):
-        from .output.elasticsearch import config_problem
-        problem = config_problem(obj)
+        problem = obj.problem()
         if problem:
             raise ConfigError(f"'{prefix}{problem[0]}' {problem[1]}", where(problem[0]))
     if isinstance(obj, BaselineConfig):
