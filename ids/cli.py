@@ -133,6 +133,9 @@ def close_outputs(run) -> None:
             continue
         seen.add(id(s))
         s.close()
+        failure = getattr(s, "failure", None)  # e.g. documents that did not reach a cluster: exit non-zero
+        if failure:
+            run.errors.append(failure)
         run.outputs.append((getattr(s, "path", type(s).__name__), getattr(s, "count", 0)))
 
 

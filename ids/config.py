@@ -138,8 +138,9 @@ class ElasticsearchConfig:
     flavor: str = "auto"  # auto | elasticsearch | opensearch (auto asks the cluster at connect time)
     mode: str = "auto"  # auto | data_stream | index (auto: data streams on Elasticsearch, indices on OpenSearch)
     namespace: str = "default"  # logs-otids.alert-<namespace>, logs-otids.<protocol>-<namespace>
+    sensor_name: str | None = None  # observer.name / host.name in the cluster's documents (default: hostname)
     events: bool = False  # also ship every protocol event, not only alerts
-    setup: bool = True  # (re)install lifecycle policies and templates on each connect; false for least-privilege keys
+    setup: bool = True  # install policies, pipeline, templates when absent or older; false for least-privilege keys
     username: str | None = None  # basic auth; or OTIDS_ES_USERNAME
     password_file: str | None = None  # file holding the password; or OTIDS_ES_PASSWORD(_FILE)
     api_key_file: str | None = None  # file holding an encoded API key; or OTIDS_ES_API_KEY(_FILE)

@@ -22,7 +22,7 @@ def fs():
 
 def test_committed_files_equal_a_fresh_generation(fs):
     files = esgen.generated_files(fs)
-    assert len(files) == 17
+    assert len(files) == 19
     stale = [rel for rel, content in files.items()
              if not (ROOT / rel).exists() or (ROOT / rel).read_text(encoding="utf-8") != content]
     assert stale == [], "run `python -m ids.cli es generate` and commit the result"
@@ -32,7 +32,7 @@ def test_committed_files_equal_a_fresh_generation(fs):
 
 def test_generate_check_reports_a_stale_file(tmp_path):
     p = run_cli("es", "generate", "--out", str(tmp_path))
-    assert "17 changed" in p.stdout
+    assert "19 changed" in p.stdout
     target = tmp_path / "deploy/elasticsearch/index_template/logs-otids.alert.json"
     target.write_text(target.read_text().replace('"priority": 210', '"priority": 1'))
     p = run_cli("es", "generate", "--check", "--out", str(tmp_path), check_rc=1)
@@ -56,7 +56,8 @@ def test_mappings_carry_every_field_with_its_type(fs):
             assert "properties" in m
         else:
             assert m["type"] == f.type, f.name
-            assert _leaf(os_, f.name)["type"] == {"flattened": "flat_object"}.get(f.type, f.type), f.name
+            assert _leaf(os_, f.name)["type"] == {"flattened": "flat_object", "match_only_text": "text",
+                                                  "constant_keyword": "keyword"}.get(f.type, f.type), f.name
     assert _leaf(es, "event.kind") == {"type": "keyword", "ignore_above": 1024}
 
 
@@ -64,14 +65,25 @@ def test_elasticsearch_templates_use_data_streams_and_ilm(fs):
     objs = {o.name: o for o in esgen.cluster_objects(fs)}
     alert = objs["logs-otids.alert"].body
     assert alert["data_stream"] == {} and alert["index_patterns"] == ["logs-otids.alert-*"]
-    assert alert["composed_of"] == ["otids@mappings", "otids-alerts@settings", "otids@custom"]
+    # composed with Elastic's built-in logs components (data_stream.*, default pipeline), which need not exist
+    assert alert["composed_of"] == ["logs@mappings", "logs@settings", "otids@mappings", "otids-alerts@settings",
+                                    "logs@custom", "otids@custom"]
+    assert alert["ignore_missing_component_templates"] == ["logs@mappings", "logs@settings", "logs@custom",
+                                                           "otids@custom"]
+    assert alert["version"] == esgen.TEMPLATE_VERSION
     assert objs["logs-otids.events"].body["index_patterns"] == ["logs-otids.*-*"]
     assert alert["priority"] > objs["logs-otids.events"].body["priority"] > 100  # above the built-in logs-*-*
-    assert objs["otids-alerts@settings"].body["template"]["settings"]["index.lifecycle.name"] == "otids-alerts"
+    settings = objs["otids-alerts@settings"].body["template"]["settings"]
+    assert settings["index.lifecycle.name"] == "otids-alerts" and settings["index.final_pipeline"] == "otids@ingest"
+    assert objs["otids@ingest"].body["processors"] == [{"set": {
+        "field": "event.ingested", "value": "{{{_ingest.timestamp}}}", "tag": "otids-event-ingested"}}]
+    # ILM counts delete from rollover: a document lives between retention and retention + rollover age
     ilm = objs["otids-alerts"].body["policy"]["phases"]
-    assert ilm["hot"]["actions"]["rollover"] == {"max_age": "30d", "max_primary_shard_size": "50gb"}
+    assert ilm["hot"]["actions"]["rollover"] == {"max_age": "7d", "max_primary_shard_size": "50gb"}
     assert ilm["delete"] == {"min_age": "365d", "actions": {"delete": {}}}
-    assert objs["otids-events"].body["policy"]["phases"]["delete"]["min_age"] == "30d"
+    ev = objs["otids-events"].body["policy"]["phases"]
+    assert ev["delete"]["min_age"] == "30d" and ev["hot"]["actions"]["rollover"]["max_age"] == "3d"
+    assert objs["otids-events"].body["policy"]["_meta"]["otids_version"] == esgen.TEMPLATE_VERSION
     mappings = objs["otids@mappings"].body["template"]["mappings"]
     assert mappings["dynamic"] is False and mappings["date_detection"] is False
     # index mode: no data stream, and no rollover (plain indices cannot roll over without an alias)
@@ -86,6 +98,10 @@ def test_opensearch_templates_install_on_osmem_and_map_documents(fs, tmp_path):
         from ids.config import ElasticsearchConfig
         backend = OsBackend(srv.url, ElasticsearchConfig(), {})
         done = install(backend, esgen.Layout(flavor="opensearch", mode="index"), fs)
+        # osmem has no ingest API: the pipeline is skipped and no settings name it
+        assert done[2] == ("skipped pipeline otids@ingest: ingest pipelines (event.ingested not set) not "
+                           "available (no handler found for uri [/_ingest/pipeline/otids@ingest] and method [GET])")
+        del done[2]
         assert done == ["skipped ism otids-alerts: ISM not available (no handler found for uri "
                         "[/_plugins/_ism/policies/otids-alerts] and method [GET])",
                         "skipped ism otids-events: ISM not available (no handler found for uri "
@@ -97,6 +113,12 @@ def test_opensearch_templates_install_on_osmem_and_map_documents(fs, tmp_path):
                         "installed index_template logs-otids.events"]
         got = srv.request("GET", "/_index_template/logs-otids.alert")["index_templates"][0]["index_template"]
         assert got["composed_of"] == ["otids@mappings", "otids-alerts@settings"]
+        st = srv.request("GET", "/_component_template/otids-alerts@settings")["component_templates"][0]
+        assert "final_pipeline" not in json.dumps(st)
+        # installed again: same version on the cluster, so kept
+        again = install(backend, esgen.Layout(flavor="opensearch", mode="index"), fs)
+        assert again[3] == f"kept component_template otids@mappings (version {esgen.TEMPLATE_VERSION} on the " \
+                           "cluster; --force overwrites)"
         srv.request("PUT", "/logs-otids.modbus-default-2024.01", {})
         m = srv.request("GET", "/logs-otids.modbus-default-2024.01/_mapping")
         props = m["logs-otids.modbus-default-2024.01"]["mappings"]["properties"]

@@ -19,7 +19,7 @@ from ..esgen import stream_name
 from .backend import ClusterError, Unreachable, connect, install, layout_for
 from .settings import auth_header, config_problem, credentials, display_url
 from .shipper import Shipper
-from .sinks import AlertSink, EventSink
+from .sinks import AlertSink, EventSink, cluster_fields
 
 
 def add_arguments(parser) -> None:
@@ -55,8 +55,8 @@ def build(args, config):
         return [], [], []
     shipper = Shipper(cfg.url, cfg)
     _sigterm_closes_outputs()
-    alerts = AlertSink(shipper, cfg.namespace)
-    events = [EventSink(shipper, cfg.namespace)] if cfg.events else []
+    alerts = AlertSink(shipper, cfg.namespace, cfg.sensor_name)
+    events = [EventSink(shipper, cfg.namespace, cfg.sensor_name)] if cfg.events else []
     return [], [alerts], events
 
 
@@ -83,6 +83,9 @@ def register(sub) -> None:
     _cluster_args(s)
     s.add_argument("--kibana", metavar="URL", help="Kibana / OpenSearch Dashboards URL (default: elasticsearch.kibana_url)")
     s.add_argument("--no-kibana", action="store_true", help="skip the saved objects")
+    s.add_argument("--force", action="store_true",
+                   help="overwrite policies, pipeline and templates even when the cluster holds the same or a "
+                        "newer version (an administrator's edit); default: install only when absent or older")
     s.add_argument("--wait", type=int, default=0, metavar="SECONDS",
                    help="wait up to this long for the cluster and Kibana to answer (containers starting)")
     s.set_defaults(func=cmd_setup)
@@ -137,7 +140,7 @@ def cmd_setup(args) -> int:
     layout = layout_for(cfg, backend.flavor)
     print(f"otids: {backend.flavor} {backend.version} at {display_url(cfg.url)} ({layout.mode} mode)")
     try:
-        for line in install(backend, layout):
+        for line in install(backend, layout, force=args.force):
             print(f"  {line}")
     except (Unreachable, ClusterError) as e:
         raise UserError(f"{display_url(cfg.url)}: setup failed: {e}") from None
@@ -280,14 +283,18 @@ def cmd_load(args) -> int:
                         ts = doc["@timestamp"]
                     except (ValueError, KeyError, TypeError):
                         raise UserError(f"{path}:{lineno}: not an otids document") from None
-                    did = ev.get("id") or doc_id(line, lineno)
+                    did = ev.get("id") or doc_id(line)
                     alert = ev.get("kind") == "alert"
-                    stream = stream_name("otids.alert" if alert else ev.get("dataset", "otids.unknown"), cfg.namespace)
-                    shipper.put("alerts" if alert else "events", stream, did, ts,
+                    dataset = "otids.alert" if alert else ev.get("dataset", "otids.unknown")
+                    # which sensor wrote the file is not known here: no observer.* / host.*
+                    doc = cluster_fields(doc, dataset, cfg.namespace, None)
+                    shipper.put("alerts" if alert else "events", stream_name(dataset, cfg.namespace), did, ts,
                                 json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
                     n += 1
     finally:
         shipper.close()
     print(f"otids: {n:,} document(s) read; {shipper.summary()}")
-    t = shipper.counters()
-    return 1 if t["rejected"] or t["dropped"] or sum(shipper.spool.pending().values()) else 0
+    failure = shipper.failure()
+    if failure:
+        print(f"otids: error: {failure}", file=sys.stderr)
+    return 1 if failure else 0

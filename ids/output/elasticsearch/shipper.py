@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 
 from ...errors import UserError
 from ..esgen import Layout
-from .backend import Backend, ClusterError, Unreachable, _error_reason, connect, install, layout_for
+from .backend import (Backend, ClusterError, RequestFailed, Unreachable, _error_reason, connect, install,
+                      layout_for)
 from .settings import credentials, display_url, url_problem
 
 log = logging.getLogger("otids.es")
@@ -52,8 +53,10 @@ class Shipper:
         self._probe_delay = cfg.backoff_initial_ms / 1000
         self._setup_warned = False
         self._inflight: list = []
+        self._max_body = 0  # bytes: the largest request known to pass, after a 413; 0 = no limit seen
         self._lock = threading.Lock()
         self.closed = False
+        self._failure_said = False
         if not cfg.verify_certs:
             log.warning("otids: elasticsearch: TLS certificate verification is OFF (elasticsearch.verify_certs)")
         self.thread = threading.Thread(target=self._run, name="otids-es", daemon=True)
@@ -210,29 +213,26 @@ class Shipper:
 
     def _deliver(self, batch: list, replay: bool = False) -> list:
         """Send `batch` until every document is resolved or retries run out; returns the unresolved ones
-        (the cluster is then considered down)."""
+        (the cluster is then considered down). Only a document the cluster refuses on its own (a mapping
+        conflict, a document larger than any request may be) is dead-lettered; a request that failed as a
+        whole (429, 5xx, 400/401/403, connection) is retried and then spooled, and a 413 is split."""
         pending = batch
         attempt = 0
         reason = ""
         while pending:
-            try:
-                results = self.backend.bulk([self._action(it) for it in pending])
-                if len(results) != len(pending):  # pragma: no cover - the helpers answer per action
-                    raise Unreachable(f"bulk answered {len(results)} items for {len(pending)} documents")
-            except Unreachable as e:
-                results = [(False, {"create": {"status": "unreachable", "error": str(e)}})] * len(pending)
+            results = self._bulk(pending)
             retry = []
-            for it, (ok, info) in zip(pending, results):
+            for it, item in zip(pending, results):
                 kind = it[0]
-                item = next(iter(info.values()))
                 status = item.get("status")
-                if ok:
+                if isinstance(status, int) and 200 <= status < 300:
                     self.stats[kind]["sent"] += 1
                 elif status == 409:
                     self.stats[kind]["duplicates"] += 1
-                elif status in TRANSIENT or not isinstance(status, int):
+                elif item.get("whole") or status in TRANSIENT or not isinstance(status, int):
                     retry.append(it)
-                    reason = _error_reason(item) if isinstance(item.get("error"), dict) else str(item.get("error"))
+                    err = item.get("error")
+                    reason = _error_reason({"error": err}) if isinstance(err, dict) else str(err)
                 else:
                     self._reject(it, status, item.get("error"))
             if replay and len(retry) < len(pending):
@@ -251,10 +251,41 @@ class Shipper:
             self._sleep(min(self.cfg.backoff_initial_ms / 1000 * 2 ** (attempt - 1), self.cfg.backoff_max_ms / 1000))
         return []
 
-    def _action(self, it) -> dict:
+    def _bulk(self, items: list) -> list[dict]:
+        """One result per item: the cluster's per-document answer, or {"whole": True, "error": ..} when the
+        request carrying it failed as a whole. A 413 (a proxy's body limit: nginx's default is 1 MiB)
+        splits the request in halves until it passes; the size that passed bounds later requests."""
+        lines = [(json.dumps({"create": {"_index": self._index(it), "_id": it[2]}}, separators=(",", ":"))
+                  + "\n" + it[4] + "\n").encode() for it in items]
+        size = sum(map(len, lines))
+        if self._max_body and size > self._max_body and len(items) > 1:
+            half = len(items) // 2
+            return self._bulk(items[:half]) + self._bulk(items[half:])
+        try:
+            results = self.backend.bulk(b"".join(lines))
+            if len(results) != len(items):
+                raise Unreachable(f"bulk answered {len(results)} items for {len(items)} documents")
+            return results
+        except RequestFailed as e:
+            if e.status != 413:
+                return [{"whole": True, "status": e.status, "error": str(e)}] * len(items)
+            if len(items) == 1:
+                return [{"status": 413, "error": {
+                    "type": "request_entity_too_large",
+                    "reason": f"this document alone makes a {size:,}-byte request, over the limit of the "
+                              f"cluster or a proxy in front of it ({e.reason})"}}]
+            if not self._max_body or size <= self._max_body:
+                self._max_body = size - 1
+                log.warning("otids: elasticsearch: request of %s bytes refused with 413 (%s); sending smaller "
+                            "requests", f"{size:,}", e.reason[:120])
+            half = len(items) // 2
+            return self._bulk(items[:half]) + self._bulk(items[half:])
+        except Unreachable as e:
+            return [{"whole": True, "status": None, "error": str(e)}] * len(items)
+
+    def _index(self, it) -> str:
         kind, stream, did, ts, line = it
-        index = stream if self.layout.mode == "data_stream" else f"{stream}-{ts[:4]}.{ts[5:7]}"
-        return {"_op_type": "create", "_index": index, "_id": did, "_source": line}
+        return stream if self.layout.mode == "data_stream" else f"{stream}-{ts[:4]}.{ts[5:7]}"
 
     def _reject(self, it, status, error) -> None:
         kind, stream, did, ts, line = it
@@ -264,7 +295,7 @@ class Shipper:
         except ValueError:
             doc = line
         rec = {"@timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-               "index": self._action(it)["_index"], "_id": did, "status": status,
+               "index": self._index(it), "_id": did, "status": status,
                "error": error if isinstance(error, (dict, str)) else str(error), "document": doc}
         if self.stats[kind]["rejected"] == 1:
             log.warning("otids: elasticsearch: the cluster rejected a document (%s); rejected documents go to %s",
@@ -322,6 +353,30 @@ class Shipper:
             log.warning("otids: elasticsearch: %s", line)
         else:
             log.info("otids: elasticsearch: %s", line)
+
+    def failure(self) -> str | None:
+        """One line when documents did not reach the cluster by the end of the run (left in the spool,
+        rejected into the dead-letter file, dropped at the spool cap), else None. Said once per shipper:
+        its alert and event sinks share it."""
+        if self._failure_said:
+            return None
+        self._failure_said = True
+        c = self.counters()
+        left = sum(self.spool.pending().values())
+        if not (c["rejected"] or c["dropped"] or left):
+            return None
+        parts = []
+        if left:
+            parts.append(f"{left:,} left in the spool {self.cfg.spool_dir} (the next run or `otids es load` ships them)")
+        if c["rejected"]:
+            parts.append(f"{c['rejected']:,} rejected, in {self.cfg.dead_letter}")
+        if c["dropped"]:
+            parts.append(f"{c['dropped']:,} dropped at the spool cap")
+        line = (f"elasticsearch: {left + c['rejected'] + c['dropped']:,} document(s) did not reach "
+                f"{display_url(self.url)}: " + "; ".join(parts))
+        if self.last_error and (left or c["dropped"]):
+            line += f"; last error: {self.last_error[:200]}"
+        return line
 
     def counters(self, kind: str | None = None) -> dict:
         """sent, duplicates, retried, spooled, rejected, dropped (and replayed) for one kind or both."""
