@@ -272,7 +272,11 @@ def test_setup_requests_recorded(recorder, tmp_path):
         assert json.loads(r["body"]) == json.loads((ROOT / "deploy" / files[r["path"]]).read_text())
         assert r["headers"]["authorization"] == f"ApiKey {env_key}"
     imp = [r for r in recorder.requests if "_import" in r["path"]]
-    assert len(imp) == 1 and imp[0]["path"] == "/api/saved_objects/_import?overwrite=true"
+    assert [r["path"] for r in imp] == ["/api/saved_objects/_import?overwrite=true",
+                                        "/api/detection_engine/rules/_import?overwrite=true"]
+    rules = (ROOT / "deploy/elastic-security/otids-rules.ndjson").read_bytes()
+    assert rules in imp[1]["body"] and imp[1]["headers"]["kbn-xsrf"] == "true"
+    assert f"imported {len(rules.splitlines())} Elastic Security detection rules" in p.stdout
     h = imp[0]["headers"]
     assert h["kbn-xsrf"] == "true" and h["authorization"] == f"ApiKey {env_key}"
     assert h["content-type"].startswith("multipart/form-data; boundary=")

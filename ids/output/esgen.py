@@ -210,5 +210,8 @@ def generated_files(fs: FieldSet) -> dict[str, str]:
             out["deploy/" + obj.file] = dumps(obj.body)
     out["deploy/kibana/otids.ndjson"] = kibana.ndjson(kibana.saved_objects(fs, "kibana"))
     out["deploy/opensearch-dashboards/otids.ndjson"] = kibana.ndjson(kibana.saved_objects(fs, "opensearch"))
+    from . import secrules
+
+    out["deploy/elastic-security/otids-rules.ndjson"] = secrules.ndjson(secrules.detection_rules())
     out["docs/FIELDS.md"] = fields_markdown(fs)
     return out

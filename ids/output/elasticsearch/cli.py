@@ -82,7 +82,8 @@ def register(sub) -> None:
                                   "Dashboards') saved-objects API.")
     _cluster_args(s)
     s.add_argument("--kibana", metavar="URL", help="Kibana / OpenSearch Dashboards URL (default: elasticsearch.kibana_url)")
-    s.add_argument("--no-kibana", action="store_true", help="skip the saved objects")
+    s.add_argument("--no-kibana", action="store_true", help="skip the saved objects and detection rules")
+    s.add_argument("--no-rules", action="store_true", help="skip the Elastic Security detection rules")
     s.add_argument("--force", action="store_true",
                    help="overwrite policies, pipeline and templates even when the cluster holds the same or a "
                         "newer version (an administrator's edit); default: install only when absent or older")
@@ -151,6 +152,9 @@ def cmd_setup(args) -> int:
         return 0
     n = import_saved_objects(cfg, creds, backend.flavor, deadline)
     print(f"  imported {n} saved objects into {display_url(cfg.kibana_url)}")
+    if backend.flavor == "elasticsearch" and not args.no_rules:
+        n = import_detection_rules(cfg, creds, deadline)
+        print(f"  imported {n} Elastic Security detection rules (disabled: enable them in Security -> Rules)")
     return 0
 
 
@@ -160,16 +164,40 @@ def import_saved_objects(cfg, creds: dict, flavor: str, deadline: float = 0.0) -
     from ..fields import load_fields
 
     objs = kibana.saved_objects(load_fields(), "kibana" if flavor == "elasticsearch" else "opensearch")
-    body_file = kibana.ndjson(objs).encode()
+    answer = kibana_import(cfg, creds, flavor, "/api/saved_objects/_import?overwrite=true", "otids.ndjson",
+                           kibana.ndjson(objs).encode(), deadline)
+    if not answer.get("success", False):
+        errs = answer.get("errors") or []
+        first = "; ".join(f"{x.get('type')} {x.get('id')}: {x.get('error', {}).get('type')}" for x in errs[:3])
+        raise UserError(f"{display_url(cfg.kibana_url)}: saved objects import reported {len(errs)} error(s): {first}")
+    return int(answer.get("successCount", len(objs)))
+
+
+def import_detection_rules(cfg, creds: dict, deadline: float = 0.0) -> int:
+    """POST the Elastic Security rules (secrules.py) to the detection engine's _import API."""
+    from .. import secrules
+
+    rules = secrules.detection_rules()
+    answer = kibana_import(cfg, creds, "elasticsearch", "/api/detection_engine/rules/_import?overwrite=true",
+                           "otids-rules.ndjson", secrules.ndjson(rules).encode(), deadline)
+    errs = answer.get("errors") or []
+    if errs or not answer.get("success", False):
+        first = "; ".join(f"{x.get('rule_id')}: {x.get('error', {}).get('message')}" for x in errs[:3])
+        raise UserError(f"{display_url(cfg.kibana_url)}: detection rules import reported {len(errs)} error(s): {first}")
+    return int(answer.get("success_count", len(rules)))
+
+
+def kibana_import(cfg, creds: dict, flavor: str, api: str, filename: str, payload: bytes,
+                  deadline: float = 0.0) -> dict:
+    """POST `payload` as the multipart `file` field to Kibana's `api` (in elasticsearch.kibana_space)."""
     boundary = "otids-" + uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"otids.ndjson\"\r\n"
-            f"Content-Type: application/ndjson\r\n\r\n").encode() + body_file + f"\r\n--{boundary}--\r\n".encode()
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: application/ndjson\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
     base = cfg.kibana_url.rstrip("/")
     space = f"/s/{cfg.kibana_space}" if cfg.kibana_space else ""
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}",
                ("kbn-xsrf" if flavor == "elasticsearch" else "osd-xsrf"): "true", **auth_header(creds)}
-    req = urllib.request.Request(f"{base}{space}/api/saved_objects/_import?overwrite=true", data=body,
-                                 headers=headers, method="POST")
+    req = urllib.request.Request(f"{base}{space}{api}", data=body, headers=headers, method="POST")
     ctx = None
     if base.startswith("https:"):
         ctx = ssl.create_default_context(cafile=cfg.ca_file)
@@ -179,24 +207,18 @@ def import_saved_objects(cfg, creds: dict, flavor: str, deadline: float = 0.0) -
     while True:
         try:
             with urllib.request.urlopen(req, timeout=cfg.timeout, context=ctx) as r:
-                answer = json.loads(r.read() or b"{}")
-            break
+                return json.loads(r.read() or b"{}")
         except urllib.error.HTTPError as e:
             text = e.read().decode("utf-8", "replace")[:300]
             if e.code == 503 and time.monotonic() < deadline:  # Kibana still starting
                 time.sleep(2)
                 continue
-            raise UserError(f"{display_url(cfg.kibana_url)}: saved objects import failed: HTTP {e.code} {text}") from None
+            raise UserError(f"{display_url(cfg.kibana_url)}: {api.split('?')[0]} failed: HTTP {e.code} {text}") from None
         except (urllib.error.URLError, OSError) as e:
             if time.monotonic() < deadline:
                 time.sleep(2)
                 continue
             raise UserError(f"{display_url(cfg.kibana_url)}: {getattr(e, 'reason', e)}") from None
-    if not answer.get("success", False):
-        errs = answer.get("errors") or []
-        first = "; ".join(f"{x.get('type')} {x.get('id')}: {x.get('error', {}).get('type')}" for x in errs[:3])
-        raise UserError(f"{display_url(cfg.kibana_url)}: saved objects import reported {len(errs)} error(s): {first}")
-    return int(answer.get("successCount", len(objs)))
 
 
 def cmd_generate(args) -> int:
