@@ -369,3 +369,17 @@ def test_bad_elasticsearch_config_names_file_and_line(tmp_path):
     p.write_text("elasticsearch:\n  flavour: opensearch\n")
     r = run_cli("analyze", str(DEMO), "-c", str(p), "-o", str(tmp_path / "a.ndjson"), check_rc=2)
     assert f"{p}:2:3: unknown key 'elasticsearch.flavour'" in r.stderr
+
+
+def test_ids_depend_on_content_not_on_the_run(tmp_path):
+    """Issue #17 item 6: the storm capture's alerts and events have the same ids whether it is analysed
+    alone or after another capture in the same run, so a cluster stores a re-analysis once."""
+    alone, after = tmp_path / "alone.ndjson", tmp_path / "after.ndjson"
+    ea, eb = tmp_path / "ev-alone.ndjson", tmp_path / "ev-after.ndjson"
+    run_cli("analyze", str(STORM), "-q", "-o", str(alone), "--events", str(ea))
+    run_cli("analyze", str(DEMO), str(STORM), "-q", "-o", str(after), "--events", str(eb))
+    ids_alone = [d["event"]["id"] for d in read_ndjson(alone)]
+    ids_after = {d["event"]["id"] for d in read_ndjson(after)}
+    assert len(ids_alone) == len(set(ids_alone)) == 109 and set(ids_alone) <= ids_after
+    ev_alone = [d["event"]["id"] for d in read_ndjson(ea)]
+    assert len(ev_alone) == len(set(ev_alone)) and set(ev_alone) <= {d["event"]["id"] for d in read_ndjson(eb)}

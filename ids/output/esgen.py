@@ -175,7 +175,24 @@ def fields_markdown(fs: FieldSet) -> str:
              "Every field an otids document (alert, protocol event, flow notice) can carry, with its Elasticsearch",
              "type. The index templates under deploy/, the Kibana objects and the document validator are generated",
              "from the same definitions. Arrays are not a type of their own: any field may hold a list of values of",
-             "its type. `flattened` fields hold objects whose keys vary; their keys are searched as keywords.", ""]
+             "its type. `flattened` fields hold objects whose keys vary; their keys are searched as keywords",
+             "(and cannot be aggregated in Kibana: no panel uses them).", "",
+             "## Where custom fields live (decision, issue #17)", "",
+             "ECS reserves the top level for its own field sets and advises custom fields under a namespace of the",
+             "product, so a future ECS release cannot collide with them; Elastic's integrations do so (`zeek.*`,",
+             "`suricata.eve.*`, `nozomi_networks.*`). otids follows ECS wherever ECS has the field (`source.*`,",
+             "`destination.*`, `network.*`, `event.*`, `rule.*`, `threat.*`, `tls.*`, `observer.*`), and keeps its",
+             "own fields under `otids.*` (`otids.alert.*`, `otids.flow.*`, `otids.stats.*`). The protocol trees",
+             "(`modbus.*`, `mqtt.*`, `opcua.*`, `sparkplug.*`, ...) are the exception today: ECS has no field sets",
+             "for them, and several protocol branches were writing them at once. Decision: they move to",
+             "`otids.<protocol>.*` in one later change, made when the per-protocol folders (issue #13) have",
+             "settled: each protocol's `fields.yml` is renamed by the generator, the templates carry field aliases",
+             "at the old names for one release (so saved searches and dashboards keep working), and the rule field",
+             "table maps the short names rule authors write (`modbus.function`) to the new paths, so rules do not",
+             "change. `event.original_dataset` (not ECS: the dataset of the event that triggered an alert) stays",
+             "until then and becomes `otids.alert.original_dataset` in the same change, with an alias. Fields only",
+             "the cluster gets (`message`, `observer.*`, `host.*`, `ecs.version`, `data_stream.*`,",
+             "`event.ingested`) are in the `cluster` group.", ""]
     lines.append("| Group | Fields | Description |")
     lines.append("|---|---:|---|")
     for g in fs.groups.values():
