@@ -134,7 +134,8 @@ class OutputConfig:
 class ElasticsearchConfig:
     """Elasticsearch / OpenSearch output (ids/output/elasticsearch/, docs/ELASTICSEARCH.md)."""
 
-    url: str | None = None  # e.g. https://es.example:9200; setting it (or --es URL) turns the output on
+    url: str | None = None  # e.g. https://es.example:9200 (several: comma-separated); setting it (or --es) turns the output on
+    cloud_id: str | None = None  # Elastic Cloud deployment id, instead of url (and kibana_url)
     flavor: str = "auto"  # auto | elasticsearch | opensearch (auto asks the cluster at connect time)
     mode: str = "auto"  # auto | data_stream | index (auto: data streams on Elasticsearch, indices on OpenSearch)
     namespace: str = "default"  # logs-otids.alert-<namespace>, logs-otids.<protocol>-<namespace>
@@ -145,6 +146,9 @@ class ElasticsearchConfig:
     password_file: str | None = None  # file holding the password; or OTIDS_ES_PASSWORD(_FILE)
     api_key_file: str | None = None  # file holding an encoded API key; or OTIDS_ES_API_KEY(_FILE)
     ca_file: str | None = None  # PEM CA bundle to verify the cluster's certificate
+    ca_fingerprint: str | None = None  # SHA-256 of a certificate in the cluster's chain (pins it; hex, ':' allowed)
+    client_cert: str | None = None  # PEM client certificate (and key, unless client_key) for TLS client auth
+    client_key: str | None = None
     verify_certs: bool = True  # false only for tests; says so on every start
     kibana_url: str | None = None  # for `otids es setup` (saved objects import)
     kibana_space: str | None = None
@@ -166,9 +170,14 @@ class ElasticsearchConfig:
     def problem(self) -> tuple[str, str] | None:
         """(key, message) for the first invalid key, or None (checked here: config never imports output code)."""
         for k in ("url", "kibana_url"):
-            p = url_problem(getattr(self, k)) if getattr(self, k) is not None else None
-            if p:
-                return (k, p)
+            for u in (getattr(self, k) or "").split(","):
+                p = url_problem(u.strip()) if getattr(self, k) is not None else None
+                if p:
+                    return (k, p)
+        if self.ca_fingerprint is not None and not re.fullmatch(r"[0-9A-Fa-f]{64}", self.ca_fingerprint.replace(":", "")):
+            return ("ca_fingerprint", "must be a SHA-256 fingerprint: 64 hex digits, ':' between pairs allowed")
+        if self.client_key and not self.client_cert:
+            return ("client_key", "needs client_cert")
         if self.flavor not in ("auto", "elasticsearch", "opensearch"):
             return ("flavor", f"must be auto, elasticsearch or opensearch (got {self.flavor!r})")
         if self.mode not in ("auto", "data_stream", "index"):

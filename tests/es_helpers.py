@@ -162,7 +162,7 @@ class Recorder:
       documented shape, 404 when absent;
     - Kibana's saved-objects _import."""
 
-    def __init__(self, distribution: str | None = None, version: str = "9.1.0"):
+    def __init__(self, distribution: str | None = None, version: str = "9.1.0", tls=None):
         self.requests: list[dict] = []
         self.bulk_script: list = []  # per bulk request: None (all 201), an int status for the whole request,
         #                              or a list of per-item statuses
@@ -205,7 +205,9 @@ class Recorder:
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if tls is not None:  # an ssl.SSLContext (server side): HTTPS, client certificates if it asks for them
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"{'https' if tls is not None else 'http'}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

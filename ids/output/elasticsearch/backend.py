@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from ...errors import UserError
 from ..esgen import Layout, cluster_objects
-from .settings import auth_header
+from .settings import auth_header, split_urls, tls_options
 
 log = logging.getLogger("otids.es")
 
@@ -43,12 +43,31 @@ class Backend:
     flavor = "?"
     version = "?"
 
-    def bulk(self, body: str) -> list[dict]:
+    urls: list = []
+
+    def bulk(self, body) -> list[dict]:
         """POST /_bulk with an NDJSON `body`; returns the per-action result objects (`{"status": ..}`).
         Raises RequestFailed when the request failed as a whole, Unreachable when nothing answered."""
-        raise NotImplementedError
+        return self._each_node(self._bulk1, body)
 
     def request(self, method: str, path: str, body=None) -> dict:
+        return self._each_node(self._request1, method, path, body)
+
+    def _each_node(self, fn, *args):
+        # With several URLs, a node that does not answer is marked dead by the transport and the next try
+        # goes to another one: try each node once before calling the cluster unreachable.
+        for left in range(len(self.urls) - 1, -1, -1):
+            try:
+                return fn(*args)
+            except Unreachable:
+                if not left:
+                    raise
+        raise AssertionError("no URL")  # pragma: no cover
+
+    def _bulk1(self, body) -> list[dict]:
+        raise NotImplementedError
+
+    def _request1(self, method: str, path: str, body=None) -> dict:
         raise NotImplementedError
 
 
@@ -94,17 +113,21 @@ class EsBackend(Backend):
 
         _quiet_client_loggers()
 
+        tls = tls_options(replace(cfg, url=url))
         kw = dict(creds, request_timeout=cfg.timeout, max_retries=0, retry_on_timeout=False,
-                  verify_certs=cfg.verify_certs, ssl_show_warn=False)
-        if cfg.ca_file:
-            kw["ca_certs"] = cfg.ca_file
+                  ssl_show_warn=False, **tls)
+        if "ssl_context" not in tls:
+            kw["verify_certs"] = cfg.verify_certs
         if major is not None:
             from elastic_transport import Urllib3HttpNode
 
             node_class = compat_node_class(node_class or Urllib3HttpNode, major)
         if node_class is not None:
             kw["node_class"] = node_class
-        self.client = Elasticsearch(url, **kw)
+        # several URLs: the transport spreads requests over them and skips a dead node (max_retries=0 means
+        # the failed request is ours to retry, and the retry goes to another node)
+        self.urls = split_urls(url)
+        self.client = Elasticsearch(self.urls, **kw)
         self._auth = auth_header(creds)
 
     def probe(self) -> dict:
@@ -112,16 +135,19 @@ class EsBackend(Backend):
         OpenSearch answer it."""
         from elastic_transport import HttpHeaders, TransportError
 
-        try:
-            meta, body = self.client.transport.perform_request(
-                "GET", "/", headers=HttpHeaders({"accept": "application/json", **self._auth}))
-        except TransportError as e:
-            raise Unreachable(_reason(e)) from None
+        for left in range(len(self.urls) - 1, -1, -1):  # a dead node is skipped: try each once
+            try:
+                meta, body = self.client.transport.perform_request(
+                    "GET", "/", headers=HttpHeaders({"accept": "application/json", **self._auth}))
+                break
+            except TransportError as e:
+                if not left:
+                    raise Unreachable(_reason(e)) from None
         if meta.status != 200 or not isinstance(body, dict):
             raise ClusterError(meta.status, _error_reason(body))
         return body
 
-    def bulk(self, body):
+    def _bulk1(self, body):
         from elastic_transport import ApiError, SerializationError, TransportError
 
         try:
@@ -134,7 +160,7 @@ class EsBackend(Backend):
             raise Unreachable(_reason(e)) from None
         return [next(iter(it.values())) for it in r.body.get("items", [])]
 
-    def request(self, method, path, body=None):
+    def _request1(self, method, path, body=None):
         from elastic_transport import ApiError, TransportError
 
         try:
@@ -161,17 +187,16 @@ class OsBackend(Backend):
             raise UserError("OpenSearch has no Elasticsearch API keys: use a username and password "
                             "(OTIDS_ES_USERNAME / OTIDS_ES_PASSWORD)")
         kw = dict(timeout=cfg.timeout, max_retries=0, retry_on_timeout=False, verify_certs=cfg.verify_certs,
-                  ssl_show_warn=False)
+                  ssl_show_warn=False, **tls_options(replace(cfg, url=url), "opensearch"))
         if "basic_auth" in creds:
             kw["http_auth"] = creds["basic_auth"]
-        if cfg.ca_file:
-            kw["ca_certs"] = cfg.ca_file
-        self.client = OpenSearch(hosts=[url], **kw)
+        self.urls = split_urls(url)
+        self.client = OpenSearch(hosts=self.urls, **kw)
 
     def probe(self) -> dict:
         return self.request("GET", "/")
 
-    def bulk(self, body):
+    def _bulk1(self, body):
         from opensearchpy.exceptions import ConnectionError as OsConnectionError, TransportError
 
         try:
@@ -183,7 +208,7 @@ class OsBackend(Backend):
             raise RequestFailed(status, _error_reason(e.info)) from None
         return [next(iter(it.values())) for it in r.get("items", [])]
 
-    def request(self, method, path, body=None):
+    def _request1(self, method, path, body=None):
         from opensearchpy.exceptions import ConnectionError as OsConnectionError, TransportError
 
         try:

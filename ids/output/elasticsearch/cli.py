@@ -17,7 +17,7 @@ from dataclasses import replace
 from ...errors import UserError
 from ..esgen import stream_name
 from .backend import ClusterError, Unreachable, connect, install, layout_for
-from .settings import auth_header, config_problem, credentials, display_url
+from .settings import auth_header, cloud_urls, config_problem, credentials, display_url, sensor_name, sensor_paths
 from .shipper import Shipper
 from .sinks import AlertSink, EventSink, cluster_fields
 
@@ -43,10 +43,13 @@ def effective_config(args, config):
     if getattr(args, "kibana", None):
         over["kibana_url"] = args.kibana
     cfg = replace(cfg, **over) if over else cfg
+    if cfg.cloud_id and not cfg.url:
+        es, kb = cloud_urls(cfg.cloud_id)
+        cfg = replace(cfg, url=es, kibana_url=cfg.kibana_url or kb)
     problem = config_problem(cfg)
     if problem:
         raise UserError(f"elasticsearch.{problem[0]}: {problem[1]}")
-    return cfg
+    return sensor_paths(cfg)
 
 
 def build(args, config):
@@ -55,8 +58,8 @@ def build(args, config):
         return [], [], []
     shipper = Shipper(cfg.url, cfg)
     _sigterm_closes_outputs()
-    alerts = AlertSink(shipper, cfg.namespace, cfg.sensor_name)
-    events = [EventSink(shipper, cfg.namespace, cfg.sensor_name)] if cfg.events else []
+    alerts = AlertSink(shipper, cfg.namespace, sensor_name(cfg))
+    events = [EventSink(shipper, cfg.namespace, sensor_name(cfg))] if cfg.events else []
     return [], [alerts], events
 
 
@@ -201,6 +204,8 @@ def kibana_import(cfg, creds: dict, flavor: str, api: str, filename: str, payloa
     ctx = None
     if base.startswith("https:"):
         ctx = ssl.create_default_context(cafile=cfg.ca_file)
+        if cfg.client_cert:
+            ctx.load_cert_chain(cfg.client_cert, cfg.client_key)
         if not cfg.verify_certs:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE

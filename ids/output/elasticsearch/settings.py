@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
+import socket
 import urllib.parse
 
 from ...config import url_problem  # noqa: F401  (re-exported)
@@ -19,9 +21,83 @@ def config_problem(cfg) -> tuple[str, str] | None:
     return cfg.problem()
 
 
+def split_urls(url: str) -> list[str]:
+    """`url` may name several nodes, comma-separated: the client spreads requests and fails over."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
 def display_url(url: str) -> str:
-    u = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((u.scheme, u.netloc.rpartition("@")[2], u.path, "", ""))
+    out = []
+    for one in split_urls(url) or [url]:
+        u = urllib.parse.urlsplit(one)
+        out.append(urllib.parse.urlunsplit((u.scheme, u.netloc.rpartition("@")[2], u.path, "", "")))
+    return ",".join(out)
+
+
+def cloud_urls(cloud_id: str) -> tuple[str, str | None]:
+    """(Elasticsearch URL, Kibana URL or None) of an Elastic Cloud id, as the official client decodes it."""
+    from elastic_transport.client_utils import parse_cloud_id
+
+    try:
+        c = parse_cloud_id(cloud_id)
+    except ValueError:
+        raise UserError("elasticsearch.cloud_id: not an Elastic Cloud id (name:base64 of host$es$kibana)") from None
+    if c.es_address is None:
+        raise UserError("elasticsearch.cloud_id names no Elasticsearch cluster")
+    es = f"https://{c.es_address[0]}:{c.es_address[1]}"
+    kb = f"https://{c.kibana_address[0]}:{c.kibana_address[1]}" if c.kibana_address else None
+    return es, kb
+
+
+def sensor_name(cfg) -> str:
+    """elasticsearch.sensor_name, else OTIDS_SENSOR_NAME (a systemd unit sets it per instance), else the
+    host name."""
+    return cfg.sensor_name or os.environ.get("OTIDS_SENSOR_NAME") or socket.gethostname()
+
+
+def sensor_paths(cfg):
+    """`cfg` with `{sensor}` in spool_dir and dead_letter replaced by the sensor name, so that several
+    sensors sharing one configuration (systemd instances, containers) each get their own spool."""
+    from dataclasses import replace
+
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", sensor_name(cfg))
+    return replace(cfg, spool_dir=cfg.spool_dir.replace("{sensor}", name),
+                   dead_letter=cfg.dead_letter.replace("{sensor}", name))
+
+
+def tls_options(cfg, flavor: str = "elasticsearch") -> dict:
+    """CA bundle, client certificate and CA pinning, as each client library takes them (only for https).
+
+    elastic-transport ignores client_cert/client_key when a fingerprint is pinned or verification is off,
+    so with a client certificate it gets an SSLContext of ours holding the certificate (its documented way:
+    `ssl_context`, and nothing else but `ssl_assert_fingerprint`). Its fingerprint may be that of any
+    certificate of the chain (the CA's, as Elasticsearch prints at first start); opensearch-py (urllib3)
+    checks the server's own certificate."""
+    if not any(u.startswith("https:") for u in split_urls(cfg.url or "")):
+        return {}
+    kw: dict = {}
+    if cfg.client_cert and flavor == "elasticsearch":
+        import ssl
+
+        try:
+            ctx = ssl.create_default_context(cafile=cfg.ca_file)
+            ctx.load_cert_chain(cfg.client_cert, cfg.client_key)
+        except (OSError, ssl.SSLError) as e:
+            raise UserError(f"elasticsearch.client_cert {cfg.client_cert}: cannot load it: {e}") from None
+        if not cfg.verify_certs:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        kw["ssl_context"] = ctx
+    else:
+        if cfg.ca_file:
+            kw["ca_certs"] = cfg.ca_file
+        if cfg.client_cert:
+            kw["client_cert"] = cfg.client_cert
+        if cfg.client_key:
+            kw["client_key"] = cfg.client_key
+    if cfg.ca_fingerprint:
+        kw["ssl_assert_fingerprint"] = cfg.ca_fingerprint.replace(":", "").lower()
+    return kw
 
 
 def _read_secret(path: str, what: str) -> str:

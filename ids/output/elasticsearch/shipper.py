@@ -9,17 +9,25 @@ import queue
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from ...errors import UserError
 from ..esgen import Layout
 from .backend import (Backend, ClusterError, RequestFailed, Unreachable, _error_reason, connect, install,
                       layout_for)
-from .settings import credentials, display_url, url_problem
+from .settings import credentials, display_url, split_urls, url_problem
 
 log = logging.getLogger("otids.es")
 
 TRANSIENT = frozenset((401, 403, 429, 500, 502, 503, 504))
+PROBE_MAX_S = 5.0  # longest wait between two connection checks while the cluster is down
+
+
+def _short(reason: str, n: int = 160) -> str:
+    """One line, at most `n` characters: state-change lines stay short."""
+    r = " ".join(str(reason).split())
+    return r if len(r) <= n else r[:n - 3] + "..."
 COUNTERS = ("sent", "duplicates", "retried", "spooled", "rejected", "dropped")
 
 
@@ -29,9 +37,10 @@ class Shipper:
     def __init__(self, url: str, cfg, *, node_class=None, fields=None, start: bool = True):
         from ..spool import Spool
 
-        problem = url_problem(url)
-        if problem:
-            raise UserError(f"--es {url}: {problem}")
+        for u in split_urls(url):
+            problem = url_problem(u)
+            if problem:
+                raise UserError(f"--es {u}: {problem}")
         self.url = url
         self.cfg = cfg
         self.node_class = node_class
@@ -55,6 +64,8 @@ class Shipper:
         self._inflight: list = []
         self._max_body = 0  # bytes: the largest request known to pass, after a 413; 0 = no limit seen
         self._lock = threading.Lock()
+        self._rebuild = False
+        self._replayed = 0  # documents replayed since the spool was last empty (for the one line saying so)
         self.closed = False
         self._failure_said = False
         if not cfg.verify_certs:
@@ -83,12 +94,20 @@ class Shipper:
                     if self._closing and time.monotonic() >= self._deadline:
                         break
                     self._sleep(self._probe_delay)
-                    self._probe_delay = min(self._probe_delay * 2, self.cfg.backoff_max_ms / 1000)
+                    # probes stay a few seconds apart, so a recovery is noticed soon
+                    self._probe_delay = min(self._probe_delay * 2, self.cfg.backoff_max_ms / 1000, PROBE_MAX_S)
+                    continue
+                if self._rebuild:  # SIGHUP changed the credentials: a new client, a new connection check
+                    self._rebuild = False
+                    self.backend, self.connected = None, False
                     continue
                 taken = self.spool.take()
                 if taken is not None:
                     self._replay(*taken)
                     continue
+                if self._replayed:
+                    log.warning("otids: elasticsearch: spool replayed (%d document(s))", self._replayed)
+                    self._replayed = 0
                 batch = self._take_batch()
                 if batch:
                     self._ship(batch)
@@ -137,7 +156,7 @@ class Shipper:
     def _came_back(self) -> None:
         # Said on the first delivery after an outage, not on the first answer to a probe: a cluster that
         # answers GET / but refuses bulk requests (429 storm, missing privileges) is still down.
-        log.warning("otids: elasticsearch: %s is back after %.0f s; %d spooled document(s) to replay",
+        log.warning("otids: elasticsearch: %s back after %.0f s; %d spooled document(s) to replay",
                     display_url(self.url), time.monotonic() - self._down_since, sum(self.spool.pending().values()))
         self._down_since = None
 
@@ -146,8 +165,8 @@ class Shipper:
         self.last_error = reason
         if self._down_since is None:
             self._down_since = time.monotonic()
-            log.warning("otids: elasticsearch: %s unavailable (%s); documents go to the spool %s until it is back",
-                        display_url(self.url), reason, self.cfg.spool_dir)
+            log.warning("otids: elasticsearch: %s down (%s); spooling to %s", display_url(self.url),
+                        _short(reason), self.cfg.spool_dir)
 
     def _park(self) -> None:
         """Move everything queued (and anything in flight) to the spool."""
@@ -170,7 +189,9 @@ class Shipper:
             self.spool.append(kind, rows)  # counts spooled and dropped itself
 
     def _take_batch(self) -> list:
-        batch = []
+        batch: list = []
+        with self._lock:  # in flight from the first item on: flush() and _park() see it while it fills
+            self._inflight = batch
         wait = 0.0 if self._closing else self.cfg.flush_interval_ms / 1000
         end = time.monotonic() + wait
         while True:  # in short slices, so that close() is noticed at once
@@ -237,6 +258,7 @@ class Shipper:
                     self._reject(it, status, item.get("error"))
             if replay and len(retry) < len(pending):
                 self.stats[pending[0][0]]["replayed"] += len(pending) - len(retry)
+                self._replayed += len(pending) - len(retry)
             if self._down_since is not None and len(retry) < len(pending):
                 self._came_back()
             pending = retry
@@ -258,6 +280,15 @@ class Shipper:
         lines = [(json.dumps({"create": {"_index": self._index(it), "_id": it[2]}}, separators=(",", ":"))
                   + "\n" + it[4] + "\n").encode() for it in items]
         size = sum(map(len, lines))
+        if self._rebuild:  # SIGHUP changed the credentials while this batch was being gathered
+            self._rebuild = False
+            try:
+                self.backend, self.info = connect(self.url, self.cfg, self.creds, self.node_class)
+            except (Unreachable, ClusterError) as e:
+                self.backend, self.connected = None, False
+                return [{"whole": True, "status": None, "error": str(e)}] * len(items)
+        if self.backend is None:
+            return [{"whole": True, "status": None, "error": self.last_error or "not connected"}] * len(items)
         if self._max_body and size > self._max_body and len(items) > 1:
             half = len(items) // 2
             return self._bulk(items[:half]) + self._bulk(items[half:])
@@ -312,6 +343,21 @@ class Shipper:
             log.error("otids: elasticsearch: cannot write dead-letter file %s: %s; document %s dropped",
                       self.cfg.dead_letter, e.strerror, did)
 
+    # ------------------------------------------------------------------ SIGHUP
+    def reload(self, cfg) -> bool:
+        """Re-read the credentials named by `cfg` (an ElasticsearchConfig; the environment still wins): a
+        rotated API key or password file takes effect without a restart. True when they changed."""
+        new = replace(self.cfg, username=cfg.username, password_file=cfg.password_file,
+                      api_key_file=cfg.api_key_file)
+        creds = credentials(new)  # an unreadable file raises UserError: the caller keeps the old ones
+        if creds == self.creds:
+            return False
+        self.cfg, self.creds = new, creds
+        self._rebuild = True
+        self._wake.set()
+        log.warning("otids: elasticsearch: credentials changed; reconnecting")
+        return True
+
     # ------------------------------------------------------------------ shutdown and reporting
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until the queue is empty and nothing is in flight (tests; `otids es load`)."""
@@ -330,6 +376,11 @@ class Shipper:
         self.closed = True
         self._closing = True
         self._deadline = time.monotonic() + self.cfg.shutdown_timeout
+        waiting = self.q.qsize() + sum(self.spool.pending().values())
+        if waiting and not self.connected:
+            log.warning("otids: elasticsearch: %s down; trying %d s more to deliver %d document(s) (Ctrl-C: "
+                        "stop waiting, keep them in the spool)", display_url(self.url), self.cfg.shutdown_timeout,
+                        waiting)
         self._wake.set()
         try:
             if self.thread.is_alive():

@@ -63,6 +63,10 @@ class _Sink:
     def close(self) -> None:
         self.shipper.close()
 
+    def reload(self, config) -> None:
+        """SIGHUP (otids live): re-read rotated credentials (the two sinks share one shipper)."""
+        self.shipper.reload(config.elasticsearch)
+
     @property
     def failure(self) -> str | None:
         """After close(): one line when documents did not reach the cluster (the CLI exits non-zero)."""
