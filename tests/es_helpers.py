@@ -267,6 +267,8 @@ class Recorder:
                 return 200, {"index_templates": [{"name": name, "index_template": b}]}
             if kind == "_component_template":
                 return 200, {"component_templates": [{"name": name, "component_template": b}]}
+            if kind == "_plugins/_ism/policies":  # OpenSearch ISM: the policy with its sequence number
+                return 200, {"_id": name, "_version": 1, "_seq_no": 0, "_primary_term": 1, **b}
             if kind == "_ilm/policy":
                 return 200, {name: {"version": 1, "modified_date": "2026-12-05T00:00:00.000Z", **b}}
             return 200, {name: b}

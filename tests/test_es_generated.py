@@ -114,6 +114,11 @@ def test_opensearch_templates_install_on_osmem_and_map_documents(fs, tmp_path):
                         "installed index_template logs-otids.events"]
         got = srv.request("GET", "/_index_template/logs-otids.alert")["index_templates"][0]["index_template"]
         assert got["composed_of"] == ["otids@mappings", "otids-alerts@settings"]
+        ism = {o.name: o.body for o in esgen.cluster_objects(fs, esgen.Layout(flavor="opensearch", mode="index"))}
+        assert ism["otids-alerts"]["policy"]["description"] == \
+            f"otids alerts (kept at least 365 days) v{esgen.TEMPLATE_VERSION}"
+        delete = ism["otids-events"]["policy"]["states"][0]["transitions"][0]["conditions"]
+        assert delete == {"min_index_age": "61d"}  # monthly indices: 30 days + the month they take documents
         st = srv.request("GET", "/_component_template/otids-alerts@settings")["component_templates"][0]
         assert "final_pipeline" not in json.dumps(st)
         # installed again: same version on the cluster, so kept

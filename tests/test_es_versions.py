@@ -259,3 +259,19 @@ def test_cluster_documents_carry_sensor_message_and_ecs(tmp_path, storm):
         assert json.dumps(doc).count('"id"') >= 1 and action["create"]["_id"] == doc["event"]["id"]
     finally:
         rec.close()
+
+
+def test_opensearch_ism_versioned_too(tmp_path):
+    rec = Recorder(distribution="opensearch", version="2.19.1")
+    try:
+        b, _ = connect(rec.url, es_config(tmp_path), {})
+        assert b.flavor == "opensearch"
+        layout = esgen.Layout(flavor="opensearch", mode="index")
+        assert install(b, layout)[0] == "installed ism otids-alerts"
+        assert install(b, layout)[0].startswith("kept ism otids-alerts (version 2")
+        forced = install(b, layout, force=True)[0]
+        assert forced.startswith("overwrote ism otids-alerts")
+        put = [r for r in rec.requests if r["method"] == "PUT" and "_ism" in r["path"]][-1]
+        assert put["path"].endswith("?if_seq_no=0&if_primary_term=1")  # ISM's optimistic concurrency
+    finally:
+        rec.close()

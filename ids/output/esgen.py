@@ -111,7 +111,8 @@ def cluster_objects(fs: FieldSet, layout: Layout = Layout()) -> list[ClusterObje
             if not days and not ds:
                 continue  # nothing to manage: plain indices kept forever
             body = {"policy": {"description": f"otids {'alerts' if name == ALERT_POLICY else 'protocol events'}"
-                                              f" ({'kept forever' if not days else f'deleted after {days} days'})",
+                                              f" ({'kept forever' if not days else f'kept at least {days} days'})"
+                                              f" v{TEMPLATE_VERSION}",  # the version install() compares
                                "default_state": "hot", "states": states,
                                "ism_template": [{"index_patterns": [pattern], "priority": prio}]}}
             out.append(ClusterObject("ism", name, f"/_plugins/_ism/policies/{name}", body, f"{root}/ism/{name}.json"))

@@ -377,7 +377,7 @@ class Shipper:
         self._closing = True
         self._deadline = time.monotonic() + self.cfg.shutdown_timeout
         waiting = self.q.qsize() + sum(self.spool.pending().values())
-        if waiting and not self.connected:
+        if waiting and self._down_since is not None:  # an outage was seen (not merely: still connecting)
             log.warning("otids: elasticsearch: %s down; trying %d s more to deliver %d document(s) (Ctrl-C: "
                         "stop waiting, keep them in the spool)", display_url(self.url), self.cfg.shutdown_timeout,
                         waiting)
