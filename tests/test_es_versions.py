@@ -122,6 +122,8 @@ def test_whole_request_failures_are_spooled_not_dead_lettered(tmp_path, status):
         line = next(x for x in p.stderr.splitlines() if x.startswith("otids: error: elasticsearch"))
         assert "109 document(s) did not reach" in line and f"HTTP {status}" in line, line
         assert not (tmp_path / "dead.ndjson").exists()
+        down = [x for x in p.stderr.splitlines() if " down (" in x]
+        assert len(down) == 1 and len(down[0]) < 300, down  # one short line per state change
         # the next run (the cluster fine again) ships the spool
         rec.bulk_script = []
         p = run_cli("es", "load", "--es", rec.url, "-c", cfg_file(tmp_path))
