@@ -168,3 +168,24 @@ def test_fingerprint_and_client_key_checks():
     base = Config().elasticsearch
     assert replace(base, ca_fingerprint="ab" * 31).problem()[0] == "ca_fingerprint"
     assert replace(base, client_key="k.pem").problem() == ("client_key", "needs client_cert")
+
+
+def test_long_replay_says_how_far_it_is(tmp_path, alerts, monkeypatch, caplog):
+    from ids.output.elasticsearch import shipper as shipper_mod
+
+    rec = Recorder()
+    try:
+        rec.bulk_script = [503] * 100
+        c = ship(Shipper(rec.url, es_config(tmp_path, retries=0, shutdown_timeout=1)), alerts)
+        assert c["spooled"] == 20 and c["sent"] == 0
+        rec.bulk_script = []
+        monkeypatch.setattr(shipper_mod, "PROGRESS_S", 0.0)  # every chunk, instead of every 10 s
+        sh = Shipper(rec.url, es_config(tmp_path, batch_size=5))
+        sh.close()
+        assert sh.counters()["replayed"] == 20
+        lines = [r.getMessage() for r in caplog.records if "replaying the spool" in r.getMessage()]
+        assert lines[0].endswith("5 document(s) so far, 20 still in it")
+        assert any(x.endswith("20 document(s) so far, 20 still in it") for x in lines)
+        assert "otids: elasticsearch: spool replayed (20 document(s))" in [r.getMessage() for r in caplog.records]
+    finally:
+        rec.close()

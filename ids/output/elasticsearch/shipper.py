@@ -22,6 +22,7 @@ log = logging.getLogger("otids.es")
 
 TRANSIENT = frozenset((401, 403, 429, 500, 502, 503, 504))
 PROBE_MAX_S = 5.0  # longest wait between two connection checks while the cluster is down
+PROGRESS_S = 10.0  # a long spool replay says how far it is this often
 
 
 def _short(reason: str, n: int = 160) -> str:
@@ -66,6 +67,7 @@ class Shipper:
         self._lock = threading.Lock()
         self._rebuild = False
         self._replayed = 0  # documents replayed since the spool was last empty (for the one line saying so)
+        self._progress_at = time.monotonic()
         self.closed = False
         self._failure_said = False
         if not cfg.verify_certs:
@@ -230,7 +232,17 @@ class Shipper:
             chunk = [(kind, *r) for r in rows[i:i + self.cfg.batch_size]]
             left = self._deliver(chunk, replay=True)
             remaining += [r[1:] for r in left]
+            self._progress()
         self.spool.done(kind, seg, remaining)
+
+    def _progress(self) -> None:
+        """A long replay says how far it is, one line every PROGRESS_S seconds."""
+        now = time.monotonic()
+        if now - self._progress_at < PROGRESS_S:
+            return
+        self._progress_at = now
+        log.warning("otids: elasticsearch: replaying the spool: %d document(s) so far, %d still in it",
+                    self._replayed, sum(self.spool.pending().values()))
 
     def _deliver(self, batch: list, replay: bool = False) -> list:
         """Send `batch` until every document is resolved or retries run out; returns the unresolved ones
