@@ -18,7 +18,7 @@ EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
 
 #: Further subcommands: modules with `register(subparsers)`, which adds a parser and sets its handler with
 #: `parser.set_defaults(func=handler)`; handler(args) returns an exit code.
-COMMANDS: list[str] = ["ids.output.elasticsearch", "ids.commands.assets", "ids.commands.baseline",
+COMMANDS: list[str] = ["ids.commands.es", "ids.commands.assets", "ids.commands.baseline",
                        "ids.commands.rules", "ids.commands.auth", "ids.commands.ml",
                        "ids.commands.live", "ids.commands.report"]
 
@@ -27,7 +27,7 @@ COMMANDS: list[str] = ["ids.output.elasticsearch", "ids.commands.assets", "ids.c
 #: Reload hook (`otids live` on SIGHUP): a detector or sink with `reload(config)` re-reads its files
 #: (rules, baseline, registry) with the freshly loaded config; when they are bad it raises UserError and
 #: keeps what it had, and the sensor reports the error and goes on with the old ones.
-ANALYZE_PLUGINS: list[str] = ["ids.output.elasticsearch", "ids.commands.baseline", "ids.commands.rules",
+ANALYZE_PLUGINS: list[str] = ["ids.commands.es", "ids.commands.baseline", "ids.commands.rules",
                               "ids.commands.auth", "ids.commands.ml",
                               "ids.protocols.mqtt.sparkplug.detector"]
 
@@ -144,6 +144,9 @@ def close_outputs(run, complete: bool = True) -> list[str]:
             s.abort(keep_partial=True)
         if getattr(s, "error", None):
             errors.append(s.error)
+        failure = getattr(s, "failure", None)  # e.g. documents that did not reach a cluster: exit non-zero
+        if failure:
+            run.errors.append(failure)
     return errors
 
 

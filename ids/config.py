@@ -6,6 +6,8 @@ checks that the two agree. Unknown keys and wrong types are errors naming the fi
 from __future__ import annotations
 
 import dataclasses
+import re
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
@@ -90,18 +92,23 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class ElasticsearchConfig:
-    """Elasticsearch / OpenSearch output (ids/output/elasticsearch.py, docs/ELASTICSEARCH.md)."""
+    """Elasticsearch / OpenSearch output (ids/output/elasticsearch/, docs/ELASTICSEARCH.md)."""
 
-    url: str | None = None  # e.g. https://es.example:9200; setting it (or --es URL) turns the output on
+    url: str | None = None  # e.g. https://es.example:9200 (several: comma-separated); setting it (or --es) turns the output on
+    cloud_id: str | None = None  # Elastic Cloud deployment id, instead of url (and kibana_url)
     flavor: str = "auto"  # auto | elasticsearch | opensearch (auto asks the cluster at connect time)
     mode: str = "auto"  # auto | data_stream | index (auto: data streams on Elasticsearch, indices on OpenSearch)
     namespace: str = "default"  # logs-otids.alert-<namespace>, logs-otids.<protocol>-<namespace>
+    sensor_name: str | None = None  # observer.name / host.name in the cluster's documents (default: hostname)
     events: bool = False  # also ship every protocol event, not only alerts
-    setup: bool = True  # (re)install lifecycle policies and templates on each connect; false for least-privilege keys
+    setup: bool = True  # install policies, pipeline, templates when absent or older; false for least-privilege keys
     username: str | None = None  # basic auth; or OTIDS_ES_USERNAME
     password_file: str | None = None  # file holding the password; or OTIDS_ES_PASSWORD(_FILE)
     api_key_file: str | None = None  # file holding an encoded API key; or OTIDS_ES_API_KEY(_FILE)
     ca_file: str | None = None  # PEM CA bundle to verify the cluster's certificate
+    ca_fingerprint: str | None = None  # SHA-256 of a certificate in the cluster's chain (pins it; hex, ':' allowed)
+    client_cert: str | None = None  # PEM client certificate (and key, unless client_key) for TLS client auth
+    client_key: str | None = None
     verify_certs: bool = True  # false only for tests; says so on every start
     kibana_url: str | None = None  # for `otids es setup` (saved objects import)
     kibana_space: str | None = None
@@ -119,6 +126,41 @@ class ElasticsearchConfig:
     alert_retention_days: int = 365  # lifecycle delete phase; 0 keeps forever
     event_retention_days: int = 30
     ignore_malformed: bool = False  # true: index a document even when a field has the wrong type
+
+    def problem(self) -> tuple[str, str] | None:
+        """(key, message) for the first invalid key, or None (checked here: config never imports output code)."""
+        for k in ("url", "kibana_url"):
+            for u in (getattr(self, k) or "").split(","):
+                p = url_problem(u.strip()) if getattr(self, k) is not None else None
+                if p:
+                    return (k, p)
+        if self.ca_fingerprint is not None and not re.fullmatch(r"[0-9A-Fa-f]{64}", self.ca_fingerprint.replace(":", "")):
+            return ("ca_fingerprint", "must be a SHA-256 fingerprint: 64 hex digits, ':' between pairs allowed")
+        if self.client_key and not self.client_cert:
+            return ("client_key", "needs client_cert")
+        if self.flavor not in ("auto", "elasticsearch", "opensearch"):
+            return ("flavor", f"must be auto, elasticsearch or opensearch (got {self.flavor!r})")
+        if self.mode not in ("auto", "data_stream", "index"):
+            return ("mode", f"must be auto, data_stream or index (got {self.mode!r})")
+        if not re.match(r"^[a-z0-9_]{1,100}$", self.namespace):
+            return ("namespace", "must be 1-100 characters of a-z, 0-9 and _ (no '-': it separates the data "
+                                 "stream name's parts)")
+        for k in ("timeout", "batch_size", "queue_size", "flush_interval_ms", "backoff_initial_ms",
+                  "backoff_max_ms", "spool_max_bytes"):
+            if getattr(self, k) < 1:
+                return (k, "must be at least 1")
+        return None
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a cluster or Kibana URL, or None."""
+    u = urllib.parse.urlsplit(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        return f"must be an http:// or https:// URL (got {url!r})"
+    if u.username or u.password:
+        return ("must not contain credentials (they would show in process lists and logs); use "
+                "OTIDS_ES_USERNAME/OTIDS_ES_PASSWORD or password_file, or an API key")
+    return None
 
 
 @dataclass(frozen=True)
@@ -284,8 +326,7 @@ def _validate(obj, path, prefix, lines):
         if problem:
             raise ConfigError(f"'{prefix}{problem[0]}' {problem[1]}", where(problem[0]))
     if isinstance(obj, ElasticsearchConfig):
-        from .output.elasticsearch import config_problem
-        problem = config_problem(obj)
+        problem = obj.problem()
         if problem:
             raise ConfigError(f"'{prefix}{problem[0]}' {problem[1]}", where(problem[0]))
     if isinstance(obj, BaselineConfig):

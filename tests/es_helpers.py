@@ -115,6 +115,21 @@ class PlainJsonNode(Urllib3HttpNode):
         return super().perform_request(method, target, body=body, headers=h, **kw)
 
 
+CLUSTER_ONLY = ("ecs", "data_stream", "host", "message")
+
+
+def file_view(source: dict) -> dict:
+    """A stored document as the NDJSON file holds it: without the fields only the cluster gets
+    (ids/data/fields/cluster.yml)."""
+    d = {k: v for k, v in source.items() if k not in CLUSTER_ONLY}
+    d["event"] = {k: v for k, v in d["event"].items() if k != "ingested"}
+    obs = {k: v for k, v in d.pop("observer", {}).items()
+           if k not in ("hostname", "name", "type", "vendor", "product", "version")}
+    if obs:
+        d["observer"] = obs
+    return d
+
+
 def es_config(tmp: Path, **over) -> ElasticsearchConfig:
     """Fast timings and private spool / dead-letter paths for tests."""
     base = dict(spool_dir=str(tmp / "spool"), dead_letter=str(tmp / "dead-letter.ndjson"), timeout=5,
@@ -126,17 +141,36 @@ def es_config(tmp: Path, **over) -> ElasticsearchConfig:
 
 # ---------------------------------------------------------------------------------------------- recorder
 
-class Recorder:
-    """A fake cluster + Kibana on 127.0.0.1 that records every request and answers like Elasticsearch 9:
-    GET / (with X-Elastic-Product), PUT -> acknowledged, _bulk -> 201 per action (or scripted statuses),
-    Kibana _import -> success."""
+NGINX_413 = (b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center><h1>413 "
+             b"Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+_COMPAT = re.compile(r"application/vnd\.elasticsearch\+[a-z-]+;\s*compatible-with=(\d+)")
 
-    def __init__(self, distribution: str | None = None):
+
+class Recorder:
+    """A stand-in Elasticsearch (and Kibana) on 127.0.0.1 that records every request and answers as the
+    Elasticsearch `version` would, following Elastic's REST API documentation:
+
+    - GET / with X-Elastic-Product on every answer (the official client checks it);
+    - REST API compatibility (RestCompatibleVersionHelper): a `compatible-with=N` media type is accepted
+      for N = the cluster's major or the one before, else 400 media_type_header_exception "Accept version
+      must be either version 9 or 8, but found 7"; asking on one of Accept / Content-Type only is 400 too;
+    - _bulk: NDJSON that ends with a newline, action lines `{"create": {"_index", "_id"}}` each followed by
+      a source line, else 400 as Elasticsearch says it; answers per item (scripted statuses) or for the
+      whole request (scripted int status);
+    - `body_limit`: a proxy in front (nginx client_max_body_size) answering 413 with its HTML page;
+    - templates, component templates, ingest pipelines, ILM policies: PUT stores, GET answers in each API's
+      documented shape, 404 when absent;
+    - Kibana's saved-objects _import."""
+
+    def __init__(self, distribution: str | None = None, version: str = "9.1.0", tls=None):
         self.requests: list[dict] = []
         self.bulk_script: list = []  # per bulk request: None (all 201), an int status for the whole request,
         #                              or a list of per-item statuses
         self.distribution = distribution
+        self.version = version
         self.put_status = 200  # answer for PUT of templates and policies
+        self.body_limit = 0  # bytes; 0 = no proxy limit
+        self.objects: dict[str, dict] = {}  # path -> stored body
         rec = self
 
         class H(BaseHTTPRequestHandler):
@@ -148,13 +182,22 @@ class Recorder:
             def _handle(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
-                rec.requests.append({"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                                     "body": body})
-                status, answer = rec.answer(self.command, self.path, body)
-                data = json.dumps(answer).encode()
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                rec.requests.append({"method": self.command, "path": self.path, "headers": headers, "body": body})
+                if rec.body_limit and len(body) > rec.body_limit:
+                    rec.requests[-1]["status"] = 413
+                    self._send(413, NGINX_413, "text/html", product=False)
+                    return
+                bad = rec.compat_problem(headers)
+                status, answer = (400, bad) if bad else rec.answer(self.command, self.path, body)
+                rec.requests[-1]["status"] = status
+                self._send(status, json.dumps(answer).encode(), "application/json")
+
+            def _send(self, status, data, ctype, product=True):
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("X-Elastic-Product", "Elasticsearch")
+                self.send_header("Content-Type", ctype)
+                if product and rec.distribution != "opensearch":
+                    self.send_header("X-Elastic-Product", "Elasticsearch")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -162,52 +205,118 @@ class Recorder:
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if tls is not None:  # an ssl.SSLContext (server side): HTTPS, client certificates if it asks for them
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"{'https' if tls is not None else 'http'}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    def compat_problem(self, headers: dict) -> dict | None:
+        """Elasticsearch's answer to media types it does not accept, or None."""
+        if self.distribution == "opensearch":
+            return None
+        accept, ctype = headers.get("accept", ""), headers.get("content-type", "")
+        va, vc = _COMPAT.search(accept), _COMPAT.search(ctype)
+        cause = None
+        for v, name, value in ((va, "Accept", accept), (vc, "Content-Type", ctype)):
+            if v and int(v.group(1)) not in (self.major, self.major - 1):
+                cause = (f"{name} version must be either version {self.major} or {self.major - 1}, but found "
+                         f"{v.group(1)}. {name}={value}")
+                break
+        else:
+            if ctype and bool(va) != bool(vc):
+                cause = ("A compatible version is required on both Content-Type and Accept headers if either one "
+                         f"has requested a compatible version. Accept={accept}, Content-Type={ctype}")
+            elif va and vc and va.group(1) != vc.group(1):
+                cause = ("Content-Type and Accept headers have to have the same version. "
+                         f"Accept={accept}, Content-Type={ctype}")
+        if cause is None:
+            return None
+        err = {"type": "media_type_header_exception",
+               "reason": "Invalid media-type value on headers [Accept, Content-Type]"}
+        return {"error": {"root_cause": [err], **err, "caused_by": {"type": "status_exception", "reason": cause}},
+                "status": 400}
+
     def answer(self, method: str, path: str, body: bytes):
         if path == "/" and method == "GET":
-            v = {"number": "9.1.0", "build_flavor": "default"}
+            v = {"number": self.version, "build_flavor": "default", "minimum_wire_compatibility_version": "8.19.0"}
             if self.distribution:
                 v["distribution"] = self.distribution
             return 200, {"name": "recorder", "cluster_name": "otids-test", "version": v,
                          "tagline": "You Know, for Search"}
         if path.startswith("/_bulk"):
-            lines = [json.loads(x) for x in body.splitlines() if x.strip()]
-            actions = lines[0::2]
-            script = self.bulk_script.pop(0) if self.bulk_script else None
-            if isinstance(script, int):
-                return script, {"error": {"type": "scripted", "reason": f"scripted {script}"}, "status": script}
-            items = []
-            for i, a in enumerate(actions):
-                op, meta = next(iter(a.items()))
-                st = script[i] if isinstance(script, list) else 201
-                item = {"_index": meta["_index"], "_id": meta.get("_id"), "status": st}
-                if st >= 300:
-                    item["error"] = {"type": "scripted_exception", "reason": f"scripted {st}"}
-                else:
-                    item["result"] = "created"
-                items.append({op: item})
-            return 200, {"errors": any(next(iter(i.values()))["status"] >= 300 for i in items), "items": items}
+            return self._bulk(body)
+        if "/api/detection_engine/rules/_import" in path:
+            n = sum(1 for line in body.split(b"\n") if line.startswith(b'{"author"'))
+            return 200, {"success": True, "success_count": n, "rules_count": n, "errors": []}
         if "/api/saved_objects/_import" in path:
             n = sum(1 for line in body.split(b"\n") if line.startswith(b'{"attributes"'))
             return 200, {"success": True, "successCount": n, "errors": []}
+        base = path.split("?")[0]
+        kind, _, name = base.strip("/").rpartition("/")
         if method == "GET":
-            return 404, {"error": {"type": "resource_not_found_exception", "reason": "not found"}, "status": 404}
+            if base not in self.objects:
+                return 404, {"error": {"type": "resource_not_found_exception", "reason": f"{name} not found"},
+                             "status": 404}
+            b = self.objects[base]
+            if kind == "_index_template":
+                return 200, {"index_templates": [{"name": name, "index_template": b}]}
+            if kind == "_component_template":
+                return 200, {"component_templates": [{"name": name, "component_template": b}]}
+            if kind == "_plugins/_ism/policies":  # OpenSearch ISM: the policy with its sequence number
+                return 200, {"_id": name, "_version": 1, "_seq_no": 0, "_primary_term": 1, **b}
+            if kind == "_ilm/policy":
+                return 200, {name: {"version": 1, "modified_date": "2026-12-05T00:00:00.000Z", **b}}
+            return 200, {name: b}
         if method == "PUT" and self.put_status != 200:
             return self.put_status, {"error": {"type": "security_exception", "reason": "action is unauthorized"},
                                      "status": self.put_status}
+        if method == "PUT":
+            self.objects[base] = json.loads(body)
         return 200, {"acknowledged": True}
+
+    def _bulk(self, body: bytes):
+        def bad(reason):
+            err = {"type": "illegal_argument_exception", "reason": reason}
+            return 400, {"error": {"root_cause": [err], **err}, "status": 400}
+
+        if not body.endswith(b"\n"):
+            return bad("The bulk request must be terminated by a newline [\\n]")
+        lines = [json.loads(x) for x in body.splitlines() if x.strip()]
+        actions, sources = lines[0::2], lines[1::2]
+        if len(actions) != len(sources):
+            return bad("Validation Failed: 1: no requests added;")
+        for a in actions:
+            if len(a) != 1 or next(iter(a)) not in ("create", "index") or "_index" not in next(iter(a.values())):
+                return bad(f"Malformed action/metadata line, expected one of [create, delete, index, update]: {a}")
+        script = self.bulk_script.pop(0) if self.bulk_script else None
+        if isinstance(script, int):
+            return script, {"error": {"type": "scripted", "reason": f"scripted {script}"}, "status": script}
+        items = []
+        for i, a in enumerate(actions):
+            op, meta = next(iter(a.items()))
+            st = script[i] if isinstance(script, list) else 201
+            item = {"_index": meta["_index"], "_id": meta.get("_id"), "status": st}
+            if st >= 300:
+                item["error"] = {"type": "scripted_exception", "reason": f"scripted {st}"}
+            else:
+                item["result"] = "created"
+            items.append({op: item})
+        return 200, {"errors": any(next(iter(i.values()))["status"] >= 300 for i in items), "items": items}
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
-    def bulk_actions(self) -> list[tuple[dict, dict]]:
+    def bulk_actions(self, status: int | None = None) -> list[tuple[dict, dict]]:
+        """(action, document) of every bulk request (answered with `status`, if given)."""
         out = []
         for r in self.requests:
-            if r["path"].startswith("/_bulk"):
+            if r["path"].startswith("/_bulk") and r["body"] and (status is None or r.get("status") == status):
                 lines = [json.loads(x) for x in r["body"].splitlines() if x.strip()]
                 out += list(zip(lines[0::2], lines[1::2]))
         return out

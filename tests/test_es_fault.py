@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from conftest import PCAPS, read_ndjson
-from es_helpers import Osmem, es_config
+from es_helpers import Osmem, es_config, file_view
 
 from ids.config import Config
 from ids.detect.anomaly import AnomalyDetector
@@ -96,7 +96,7 @@ def test_server_killed_and_restarted_mid_run(tmp_path):
 
     def kill():
         assert sh.flush(15)  # what went out so far is in the cluster (snapshot it: the process dies with it)
-        before.update({h["_id"]: h["_source"] for h in srv.docs("logs-otids.alert-*")})
+        before.update({h["_id"]: file_view(h["_source"]) for h in srv.docs("logs-otids.alert-*")})
         srv.stop()
 
     def noticed():  # analysis went on; make sure the outage was seen before the server returns
@@ -104,7 +104,7 @@ def test_server_killed_and_restarted_mid_run(tmp_path):
 
     try:
         alerts = run_with_faults(tmp_path, sh, {40: kill, 60: noticed, 85: srv.start})
-        after = {h["_id"]: h["_source"] for h in srv.docs("logs-otids.alert-*")}
+        after = {h["_id"]: file_view(h["_source"]) for h in srv.docs("logs-otids.alert-*")}
     finally:
         srv.stop()
     c = sh.counters()
@@ -153,7 +153,7 @@ def test_server_frozen_mid_run_requests_time_out_and_replay_deduplicates(tmp_pat
         srv.stop()
     c = sh.counters()
     good = {a["event"]["id"]: a for a in alerts if a["rule"]["id"] != "test.poison"}
-    assert len(stored) == 109 and {h["_id"]: h["_source"] for h in stored} == good
+    assert len(stored) == 109 and {h["_id"]: file_view(h["_source"]) for h in stored} == good
     assert c["sent"] + c["duplicates"] == 109 and c["rejected"] == 1 and c["dropped"] == 0
     assert c["retried"] > 0 and c["spooled"] > 0
     # requests that timed out were executed after SIGCONT; their replay found the documents there

@@ -4,6 +4,7 @@ accepts its templates, and every saved object uses only defined fields."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ def fs():
 
 def test_committed_files_equal_a_fresh_generation(fs):
     files = esgen.generated_files(fs)
-    assert len(files) == 17
+    assert len(files) == 20
     stale = [rel for rel, content in files.items()
              if not (ROOT / rel).exists() or (ROOT / rel).read_text(encoding="utf-8") != content]
     assert stale == [], "run `python -m ids.cli es generate` and commit the result"
@@ -32,7 +33,7 @@ def test_committed_files_equal_a_fresh_generation(fs):
 
 def test_generate_check_reports_a_stale_file(tmp_path):
     p = run_cli("es", "generate", "--out", str(tmp_path))
-    assert "17 changed" in p.stdout
+    assert "20 changed" in p.stdout
     target = tmp_path / "deploy/elasticsearch/index_template/logs-otids.alert.json"
     target.write_text(target.read_text().replace('"priority": 210', '"priority": 1'))
     p = run_cli("es", "generate", "--check", "--out", str(tmp_path), check_rc=1)
@@ -56,7 +57,8 @@ def test_mappings_carry_every_field_with_its_type(fs):
             assert "properties" in m
         else:
             assert m["type"] == f.type, f.name
-            assert _leaf(os_, f.name)["type"] == {"flattened": "flat_object"}.get(f.type, f.type), f.name
+            assert _leaf(os_, f.name)["type"] == {"flattened": "flat_object", "match_only_text": "text",
+                                                  "constant_keyword": "keyword"}.get(f.type, f.type), f.name
     assert _leaf(es, "event.kind") == {"type": "keyword", "ignore_above": 1024}
 
 
@@ -64,14 +66,25 @@ def test_elasticsearch_templates_use_data_streams_and_ilm(fs):
     objs = {o.name: o for o in esgen.cluster_objects(fs)}
     alert = objs["logs-otids.alert"].body
     assert alert["data_stream"] == {} and alert["index_patterns"] == ["logs-otids.alert-*"]
-    assert alert["composed_of"] == ["otids@mappings", "otids-alerts@settings", "otids@custom"]
+    # composed with Elastic's built-in logs components (data_stream.*, default pipeline), which need not exist
+    assert alert["composed_of"] == ["logs@mappings", "logs@settings", "otids@mappings", "otids-alerts@settings",
+                                    "logs@custom", "otids@custom"]
+    assert alert["ignore_missing_component_templates"] == ["logs@mappings", "logs@settings", "logs@custom",
+                                                           "otids@custom"]
+    assert alert["version"] == esgen.TEMPLATE_VERSION
     assert objs["logs-otids.events"].body["index_patterns"] == ["logs-otids.*-*"]
     assert alert["priority"] > objs["logs-otids.events"].body["priority"] > 100  # above the built-in logs-*-*
-    assert objs["otids-alerts@settings"].body["template"]["settings"]["index.lifecycle.name"] == "otids-alerts"
+    settings = objs["otids-alerts@settings"].body["template"]["settings"]
+    assert settings["index.lifecycle.name"] == "otids-alerts" and settings["index.final_pipeline"] == "otids@ingest"
+    assert objs["otids@ingest"].body["processors"] == [{"set": {
+        "field": "event.ingested", "value": "{{{_ingest.timestamp}}}", "tag": "otids-event-ingested"}}]
+    # ILM counts delete from rollover: a document lives between retention and retention + rollover age
     ilm = objs["otids-alerts"].body["policy"]["phases"]
-    assert ilm["hot"]["actions"]["rollover"] == {"max_age": "30d", "max_primary_shard_size": "50gb"}
+    assert ilm["hot"]["actions"]["rollover"] == {"max_age": "7d", "max_primary_shard_size": "50gb"}
     assert ilm["delete"] == {"min_age": "365d", "actions": {"delete": {}}}
-    assert objs["otids-events"].body["policy"]["phases"]["delete"]["min_age"] == "30d"
+    ev = objs["otids-events"].body["policy"]["phases"]
+    assert ev["delete"]["min_age"] == "30d" and ev["hot"]["actions"]["rollover"]["max_age"] == "3d"
+    assert objs["otids-events"].body["policy"]["_meta"]["otids_version"] == esgen.TEMPLATE_VERSION
     mappings = objs["otids@mappings"].body["template"]["mappings"]
     assert mappings["dynamic"] is False and mappings["date_detection"] is False
     # index mode: no data stream, and no rollover (plain indices cannot roll over without an alias)
@@ -86,6 +99,10 @@ def test_opensearch_templates_install_on_osmem_and_map_documents(fs, tmp_path):
         from ids.config import ElasticsearchConfig
         backend = OsBackend(srv.url, ElasticsearchConfig(), {})
         done = install(backend, esgen.Layout(flavor="opensearch", mode="index"), fs)
+        # osmem has no ingest API: the pipeline is skipped and no settings name it
+        assert done[2] == ("skipped pipeline otids@ingest: ingest pipelines (event.ingested not set) not "
+                           "available (no handler found for uri [/_ingest/pipeline/otids@ingest] and method [GET])")
+        del done[2]
         assert done == ["skipped ism otids-alerts: ISM not available (no handler found for uri "
                         "[/_plugins/_ism/policies/otids-alerts] and method [GET])",
                         "skipped ism otids-events: ISM not available (no handler found for uri "
@@ -97,6 +114,17 @@ def test_opensearch_templates_install_on_osmem_and_map_documents(fs, tmp_path):
                         "installed index_template logs-otids.events"]
         got = srv.request("GET", "/_index_template/logs-otids.alert")["index_templates"][0]["index_template"]
         assert got["composed_of"] == ["otids@mappings", "otids-alerts@settings"]
+        ism = {o.name: o.body for o in esgen.cluster_objects(fs, esgen.Layout(flavor="opensearch", mode="index"))}
+        assert ism["otids-alerts"]["policy"]["description"] == \
+            f"otids alerts (kept at least 365 days) v{esgen.TEMPLATE_VERSION}"
+        delete = ism["otids-events"]["policy"]["states"][0]["transitions"][0]["conditions"]
+        assert delete == {"min_index_age": "61d"}  # monthly indices: 30 days + the month they take documents
+        st = srv.request("GET", "/_component_template/otids-alerts@settings")["component_templates"][0]
+        assert "final_pipeline" not in json.dumps(st)
+        # installed again: same version on the cluster, so kept
+        again = install(backend, esgen.Layout(flavor="opensearch", mode="index"), fs)
+        assert again[3] == f"kept component_template otids@mappings (version {esgen.TEMPLATE_VERSION} on the " \
+                           "cluster; --force overwrites)"
         srv.request("PUT", "/logs-otids.modbus-default-2024.01", {})
         m = srv.request("GET", "/logs-otids.modbus-default-2024.01/_mapping")
         props = m["logs-otids.modbus-default-2024.01"]["mappings"]["properties"]
@@ -131,7 +159,12 @@ def test_saved_objects_use_only_defined_fields(fs, target):
     used = {f for o in objs for f, _ in kibana.fields_used(o)}
     # what the dashboards must show, per issue #7
     assert {"otids.alert.severity", "rule.name", "threat.technique.name", "source.ip", "modbus.function_code",
-            "modbus.response.device_identification.vendor_name", "otids.alert.detector"} <= used
+            "modbus.response.device_identification", "otids.alert.detector"} <= used
+    # the oldest format every supported Kibana imports (it migrates forward, and refuses newer ones)
+    if target == "kibana":
+        assert {o["coreMigrationVersion"] for o in objs} == {"8.0.0"}
+        assert all(list(o["migrationVersion"].values()) == ["8.0.0"] and "typeMigrationVersion" not in o
+                   for o in objs)
     for d in by_type["dashboard"]:
         panels = json.loads(d["attributes"]["panelsJSON"])
         assert len(panels) == len(d["references"]) >= 3
@@ -155,12 +188,43 @@ def test_check_catches_unknown_and_unaggregatable_fields(fs):
     pie["attributes"]["visState"] = json.dumps(state)
     dash = next(o for o in objs if o["id"] == "otids-assets")
     dash["references"][0]["id"] = "otids-gone"
+    flat = next(o for o in objs if o["id"] == "otids-assets-servers")
+    state = json.loads(flat["attributes"]["visState"])
+    state["aggs"][-1]["params"]["field"] = "modbus.response.device_identification.vendor_name"
+    flat["attributes"]["visState"] = json.dumps(state)
     assert kibana.check(objs, fs) == [
         "visualization otids-alerts-sources: field 'source.address' is not defined in ids/data/fields",
         "search otids-alerts-list: field 'rule.nam' is not defined in ids/data/fields",
         "visualization otids-modbus-functions: field 'modbus.response.objects' (object) cannot be aggregated",
-        "dashboard otids-assets: reference 1:panel_1 -> visualization otids-gone is missing",
+        "visualization otids-assets-servers: field 'modbus.response.device_identification.vendor_name' "
+        "(flattened) cannot be aggregated",
+        "dashboard otids-assets: reference panel_0 -> visualization otids-gone is missing",
     ]
+
+
+AGGREGATABLE_MAPPED = {"keyword", "constant_keyword", "long", "integer", "short", "byte", "unsigned_long",
+                       "double", "float", "half_float", "scaled_float", "date", "ip", "boolean"}
+
+
+@pytest.mark.parametrize("target", ["kibana", "opensearch"])
+def test_every_panel_field_is_aggregatable_in_the_generated_mappings(fs, target):
+    """Read the committed mappings (not the field definitions): every field a visualisation aggregates must
+    be a leaf of an aggregatable type, and not a key inside a flattened / flat_object field."""
+    root = "elasticsearch" if target == "kibana" else "opensearch"
+    mappings = json.loads((ROOT / f"deploy/{root}/component_template/otids@mappings.json").read_text())
+    props = mappings["template"]["mappings"]["properties"]
+    checked = 0
+    for o in _committed(target):
+        for f, agg in kibana.fields_used(o):
+            if not agg:
+                continue
+            node = {"properties": props}
+            for part in f.split("."):
+                assert "properties" in node, f"{o['id']}: {f} lies inside a {node.get('type')} field"
+                node = node["properties"][part]
+            assert node.get("type") in AGGREGATABLE_MAPPED, f"{o['id']}: {f} is mapped {node.get('type')}"
+            checked += 1
+    assert checked > 50
 
 
 def test_protocol_panels_present_and_valid(fs):
@@ -173,3 +237,33 @@ def test_protocol_panels_present_and_valid(fs):
     assert kibana.check(objs, fs) == []
 
 
+
+
+# ---------------------------------------------------------------------------------------------- Security rules
+
+def test_detection_rules_promote_every_alert_once_with_severity_risk_and_attack(fs):
+    """The committed NDJSON, rule by rule against the detection engine's rule schema (query rules): every
+    otids alert matches exactly one rule unless its techniques span several tactics."""
+    from ids.detect.attack import TECHNIQUES
+    from ids.output import secrules
+
+    rules = [json.loads(x) for x in (ROOT / "deploy/elastic-security/otids-rules.ndjson").read_text().splitlines()]
+    assert rules == secrules.detection_rules()
+    required = {"rule_id", "name", "description", "type", "query", "language", "index", "risk_score", "severity"}
+    for r in rules:
+        assert required <= set(r) and r["type"] == "query" and r["language"] == "kuery"
+        assert r["index"] == ["logs-otids.alert-*"] and r["timestamp_override"] == "event.ingested"
+        assert r["rule_name_override"] == "rule.name" and r["enabled"] is False
+        assert r["risk_score_mapping"] == [{"field": "event.severity", "operator": "equals", "value": ""}]
+        assert {m["value"]: m["severity"] for m in r["severity_mapping"]} == {
+            "low": "low", "medium": "medium", "high": "high", "critical": "critical", "info": "low"}
+        for t in r["threat"]:
+            assert t["framework"] == "MITRE ATT&CK" and re.fullmatch(r"TA01\d\d", t["tactic"]["id"])
+            for tech in t["technique"]:
+                assert TECHNIQUES[tech["id"]].tactic_id == t["tactic"]["id"]
+        for f in re.findall(r"([a-z_.]+):", r["query"]):
+            assert f in fs, f
+    # every technique in exactly one rule, plus the catch-all
+    listed = [tech["id"] for r in rules for t in r["threat"] for tech in t["technique"]]
+    assert sorted(listed) == sorted(TECHNIQUES) and rules[-1]["rule_id"] == "otids-unmapped"
+    assert len({r["rule_id"] for r in rules}) == len(rules)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PCAPS, ROOT, read_ndjson, run_cli
-from es_helpers import Osmem, PlainJsonNode, Recorder, es_config, free_port
+from es_helpers import Osmem, PlainJsonNode, Recorder, es_config, file_view, free_port
 
 from ids.output import esgen
 from ids.output.elasticsearch import (AlertSink, EventSink, OsBackend, Shipper, credentials, install)
@@ -57,6 +57,8 @@ def by_id(hits):
     return {h["_id"]: h for h in hits}
 
 
+
+
 # ---------------------------------------------------------------------------------------------- CLI, osmem
 
 def test_cli_demo_capture_into_osmem(osmem, tmp_path):
@@ -68,8 +70,11 @@ def test_cli_demo_capture_into_osmem(osmem, tmp_path):
     assert len(hits) == len(events) == 27
     assert {h["_index"] for h in hits} == {"logs-otids.modbus-default-2026.11"}  # auto: OpenSearch -> indices
     stored = by_id(hits)
-    for d in events:  # same documents, byte for byte as JSON, under their event.id
-        assert stored[d["event"]["id"]]["_source"] == d
+    for d in events:  # same documents as JSON, under their event.id, plus the cluster-only fields
+        src = stored[d["event"]["id"]]["_source"]
+        assert file_view(src) == d
+        assert src["data_stream"] == {"type": "logs", "dataset": "otids.modbus", "namespace": "default"}
+        assert src["observer"]["type"] == "ids" and src["host"]["name"] and src["ecs"]["version"]
     summary = " ".join(p.stderr.split())
     assert "wrote 27 document(s) to " + osmem.url + " logs-otids.<protocol>-default (sent 27, duplicates 0, " \
            "retried 0, spooled 0, rejected 0, dropped 0)" in summary, summary
@@ -90,7 +95,7 @@ def test_cli_alerts_arrive_once_even_when_run_twice(osmem, tmp_path):
     hits = osmem.docs("logs-otids.alert-*")
     assert len(hits) == len(alerts) == 109
     assert {h["_index"] for h in hits} == {"logs-otids.alert-default-2023.11"}
-    assert {h["_id"]: h["_source"] for h in hits} == {a["event"]["id"]: a for a in alerts}
+    assert {h["_id"]: file_view(h["_source"]) for h in hits} == {a["event"]["id"]: a for a in alerts}
     # the same run again: every document is already there (409), nothing is stored twice
     p = run_cli("analyze", str(STORM), "--es", osmem.url, "-o", str(al), "-c", cfg)
     assert "(sent 0, duplicates 109, retried 0, spooled 0, rejected 0, dropped 0)" in " ".join(p.stderr.split())
@@ -217,7 +222,8 @@ def test_data_streams_and_retries_recorded(recorder, tmp_path, storm):
     assert list(first) == ["create"] and first["create"]["_index"] == "logs-otids.alert-plant1"
     assert first["create"]["_id"] == actions[0][1]["event"]["id"]
     puts = [r["path"] for r in recorder.requests if r["method"] == "PUT" and r["path"] != "/_bulk"]
-    assert puts == ["/_ilm/policy/otids-alerts", "/_ilm/policy/otids-events", "/_component_template/otids@mappings",
+    assert puts == ["/_ilm/policy/otids-alerts", "/_ilm/policy/otids-events", "/_ingest/pipeline/otids@ingest",
+                    "/_component_template/otids@mappings",
                     "/_component_template/otids-alerts@settings", "/_component_template/otids-events@settings",
                     "/_index_template/logs-otids.alert", "/_index_template/logs-otids.events"]
     bulk = next(r for r in recorder.requests if r["path"].startswith("/_bulk"))
@@ -266,7 +272,11 @@ def test_setup_requests_recorded(recorder, tmp_path):
         assert json.loads(r["body"]) == json.loads((ROOT / "deploy" / files[r["path"]]).read_text())
         assert r["headers"]["authorization"] == f"ApiKey {env_key}"
     imp = [r for r in recorder.requests if "_import" in r["path"]]
-    assert len(imp) == 1 and imp[0]["path"] == "/api/saved_objects/_import?overwrite=true"
+    assert [r["path"] for r in imp] == ["/api/saved_objects/_import?overwrite=true",
+                                        "/api/detection_engine/rules/_import?overwrite=true"]
+    rules = (ROOT / "deploy/elastic-security/otids-rules.ndjson").read_bytes()
+    assert rules in imp[1]["body"] and imp[1]["headers"]["kbn-xsrf"] == "true"
+    assert f"imported {len(rules.splitlines())} Elastic Security detection rules" in p.stdout
     h = imp[0]["headers"]
     assert h["kbn-xsrf"] == "true" and h["authorization"] == f"ApiKey {env_key}"
     assert h["content-type"].startswith("multipart/form-data; boundary=")
@@ -345,7 +355,7 @@ def test_load_ships_ndjson_files_with_their_ids(osmem, tmp_path):
                                "rejected 0, dropped 0")
     alerts = read_ndjson(al)
     stored = by_id(osmem.docs("logs-otids.alert-*"))
-    assert {i: h["_source"] for i, h in stored.items()} == {a["event"]["id"]: a for a in alerts}
+    assert {i: file_view(h["_source"]) for i, h in stored.items()} == {a["event"]["id"]: a for a in alerts}
     assert len(osmem.docs("logs-otids.modbus-*")) == 330
     p = run_cli("es", "load", "--es", osmem.url, "-c", cfg, str(al))
     assert "sent 0, duplicates 109," in p.stdout
@@ -359,3 +369,17 @@ def test_bad_elasticsearch_config_names_file_and_line(tmp_path):
     p.write_text("elasticsearch:\n  flavour: opensearch\n")
     r = run_cli("analyze", str(DEMO), "-c", str(p), "-o", str(tmp_path / "a.ndjson"), check_rc=2)
     assert f"{p}:2:3: unknown key 'elasticsearch.flavour'" in r.stderr
+
+
+def test_ids_depend_on_content_not_on_the_run(tmp_path):
+    """Issue #17 item 6: the storm capture's alerts and events have the same ids whether it is analysed
+    alone or after another capture in the same run, so a cluster stores a re-analysis once."""
+    alone, after = tmp_path / "alone.ndjson", tmp_path / "after.ndjson"
+    ea, eb = tmp_path / "ev-alone.ndjson", tmp_path / "ev-after.ndjson"
+    run_cli("analyze", str(STORM), "-q", "-o", str(alone), "--events", str(ea))
+    run_cli("analyze", str(DEMO), str(STORM), "-q", "-o", str(after), "--events", str(eb))
+    ids_alone = [d["event"]["id"] for d in read_ndjson(alone)]
+    ids_after = {d["event"]["id"] for d in read_ndjson(after)}
+    assert len(ids_alone) == len(set(ids_alone)) == 109 and set(ids_alone) <= ids_after
+    ev_alone = [d["event"]["id"] for d in read_ndjson(ea)]
+    assert len(ev_alone) == len(set(ev_alone)) and set(ev_alone) <= {d["event"]["id"] for d in read_ndjson(eb)}

@@ -143,7 +143,9 @@ class FieldSet:
         if f is None:
             return False
         if f.type == "flattened":
-            return f.name != name  # a key inside a flattened object aggregates as keyword
+            # Elasticsearch could aggregate a key inside a flattened object as a keyword, but Kibana data views
+            # do not list such keys and OpenSearch's flat_object cannot aggregate them: not for panels.
+            return False
         return f.type in AGGREGATABLE
 
     # ------------------------------------------------------------------ validation

@@ -18,13 +18,17 @@ from .fields import FieldSet
 
 DATA_VIEW_ID = "otids-logs"
 DATA_VIEW_TITLE = "logs-otids.*"
-# Migration versions of the objects as written (Kibana 8.8+ export format); Kibana migrates them forward.
-KIBANA_VERSIONS = {"core": "8.8.0", "index-pattern": "8.0.0", "visualization": "8.5.0", "search": "8.0.0",
-                   "dashboard": "8.9.0"}
+# Migration versions of the objects as written: the 8.0.0 export format (migrationVersion per type, panel
+# references `panel_N`), which every supported Kibana (8.x, 9.x) imports and migrates forward; an object
+# declaring a newer version than a Kibana knows is refused by it (8.9.0 here kept Kibana < 8.9 out).
+KIBANA_VERSION = "8.0.0"
 OSD_VERSION = "7.10.0"  # OpenSearch Dashboards forked from Kibana 7.10.2
 
 ALERTS = (("event.kind", "alert"),)
-EVENTS = (("event.kind", "event"),)
+# Protocol and asset panels read every document: alerts carry the fields of the exchange that triggered
+# them, so with protocol events off (the default) these dashboards show the devices and exchanges alerts
+# are about; with events on, everything seen.
+ANY: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -94,52 +98,53 @@ DASHBOARDS = (
     )),
     Dashboard("otids-protocols", "otids: OT protocol activity",
               "What the OT protocols are doing: Modbus function codes per master/slave pair, exceptions and "
-              "writes, OPC UA services, MQTT topics.", (
-        Vis("otids-events-dataset-time", "Protocol events over time", "bars", EVENTS, split="event.dataset", w=48),
+              "writes, OPC UA services, MQTT topics. From alerts alone (the exchanges they are about) unless "
+              "protocol events are shipped too (--es-events).", (
+        Vis("otids-events-dataset-time", "Protocol activity over time", "bars", ANY, split="network.protocol", w=48),
         Vis("otids-modbus-function-pairs", "Modbus function codes per pair", "table",
-            EVENTS + (("event.dataset", "otids.modbus"),),
+            (("network.protocol", "modbus"),),
             rows=("source.ip", "destination.ip", "modbus.function_code", "modbus.function"), size=50, w=48),
-        Vis("otids-modbus-functions", "Modbus functions", "pie", EVENTS + (("event.dataset", "otids.modbus"),),
+        Vis("otids-modbus-functions", "Modbus functions", "pie", (("network.protocol", "modbus"),),
             rows=("modbus.function",), size=15),
         Vis("otids-modbus-writes-time", "Modbus writes over time", "bars",
-            EVENTS + (("event.dataset", "otids.modbus"), ("modbus.function", "write_*")), split="source.ip"),
+            (("network.protocol", "modbus"), ("modbus.function", "write_*")), split="source.ip"),
         Vis("otids-modbus-exceptions", "Modbus exceptions by slave", "table",
-            EVENTS + (("event.dataset", "otids.modbus"), ("modbus.exception", None)),
+            (("network.protocol", "modbus"), ("modbus.exception", None)),
             rows=("destination.ip", "modbus.unit_id", "modbus.function", "modbus.exception"), size=25),
-        Vis("otids-modbus-anomalies", "Protocol anomalies", "table", EVENTS + (("otids.anomalies", None),),
+        Vis("otids-modbus-anomalies", "Protocol anomalies", "table", (("otids.anomalies", None),),
             rows=("network.protocol", "otids.anomalies"), size=25),
-        Vis("otids-opcua-services", "OPC UA services per pair", "table", EVENTS + (("event.dataset", "otids.opcua"),),
+        Vis("otids-opcua-services", "OPC UA services per pair", "table", (("network.protocol", "opcua"),),
             rows=("source.ip", "destination.ip", "opcua.service"), size=50, requires=("opcua",)),
-        Vis("otids-opcua-services-pie", "OPC UA services", "pie", EVENTS + (("event.dataset", "otids.opcua"),),
+        Vis("otids-opcua-services-pie", "OPC UA services", "pie", (("network.protocol", "opcua"),),
             rows=("opcua.service",), size=15, requires=("opcua",)),
-        Vis("otids-mqtt-topics", "MQTT topics published", "table", EVENTS + (("event.dataset", "otids.mqtt"),),
+        Vis("otids-mqtt-topics", "MQTT topics published", "table", (("network.protocol", "mqtt"),),
             rows=("mqtt.publish.topic", "source.ip"), size=50, requires=("mqtt",)),
     )),
     Dashboard("otids-assets", "otids: Assets",
               "Devices seen on the wire: servers and clients with their MAC addresses, protocols and ports, "
-              "Modbus device identification (FC 43/14) and server ids (FC 17).", (
-        Vis("otids-assets-servers-count", "Servers", "metric", EVENTS,
+              "Modbus device identification (FC 43/14) and server ids (FC 17). From alerts alone (the devices "
+              "they involve) unless protocol events are shipped too (--es-events).", (
+        Vis("otids-assets-servers-count", "Servers", "metric", ANY,
             metrics=(("cardinality", "destination.ip", "Servers"),), w=12, h=8),
-        Vis("otids-assets-clients-count", "Clients", "metric", EVENTS,
+        Vis("otids-assets-clients-count", "Clients", "metric", ANY,
             metrics=(("cardinality", "source.ip", "Clients"),), w=12, h=8),
-        Vis("otids-assets-pairs-count", "Flows", "metric", EVENTS,
+        Vis("otids-assets-pairs-count", "Flows", "metric", ANY,
             metrics=(("cardinality", "network.community_id", "Flows"),), w=12, h=8),
-        Vis("otids-assets-protocols", "Protocols", "pie", EVENTS, rows=("network.protocol",), w=12, h=8),
-        Vis("otids-assets-servers", "Servers (PLCs, OPC UA servers, brokers)", "table", EVENTS,
+        Vis("otids-assets-protocols", "Protocols", "pie", ANY, rows=("network.protocol",), w=12, h=8),
+        Vis("otids-assets-servers", "Servers (PLCs, OPC UA servers, brokers)", "table", ANY,
             rows=("destination.ip", "destination.mac", "network.protocol", "destination.port"), size=50,
             metrics=(("count", None, "Events"), ("cardinality", "source.ip", "Clients"))),
-        Vis("otids-assets-clients", "Clients (HMIs, engineering stations, SCADA)", "table", EVENTS,
+        Vis("otids-assets-clients", "Clients (HMIs, engineering stations, SCADA)", "table", ANY,
             rows=("source.ip", "source.mac", "network.protocol"), size=50,
             metrics=(("count", None, "Events"), ("cardinality", "destination.ip", "Servers"))),
-        Vis("otids-assets-modbus-identity", "Modbus device identification", "table",
-            EVENTS + (("modbus.response.device_identification.vendor_name", None),),
-            rows=("destination.ip", "modbus.response.device_identification.vendor_name",
-                  "modbus.response.device_identification.product_code",
-                  "modbus.response.device_identification.major_minor_revision"), size=50),
+        # device_identification is flattened: its keys cannot be aggregated, so a list, not a table
+        SavedSearch("otids-assets-modbus-identity", "Modbus device identification",
+                    (("modbus.response.device_identification", None),),
+                    ("destination.ip", "modbus.unit_id", "modbus.response.device_identification"), w=24, h=15),
         Vis("otids-assets-modbus-server-id", "Modbus server ids (FC 17)", "table",
-            EVENTS + (("modbus.response.server_id_text", None),),
+            (("modbus.response.server_id_text", None),),
             rows=("destination.ip", "modbus.unit_id", "modbus.response.server_id_text"), size=50),
-        Vis("otids-assets-pairs", "Talker pairs", "table", EVENTS,
+        Vis("otids-assets-pairs", "Talker pairs", "table", ANY,
             rows=("source.ip", "destination.ip", "network.protocol"), size=100, w=48),
     )),
     Dashboard("otids-certificates", "otids: Certificate findings",
@@ -243,9 +248,8 @@ def _params(v: Vis) -> dict:
 def _object(target: str, otype: str, oid: str, attributes: dict, references: list) -> dict:
     o = {"attributes": attributes, "id": oid, "references": references, "type": otype}
     if target == "kibana":
-        o["coreMigrationVersion"] = KIBANA_VERSIONS["core"]
-        o["typeMigrationVersion"] = KIBANA_VERSIONS[otype]
-        o["managed"] = False
+        o["coreMigrationVersion"] = KIBANA_VERSION
+        o["migrationVersion"] = {otype: KIBANA_VERSION}
     else:
         o["migrationVersion"] = {otype: OSD_VERSION}
     return o
@@ -296,15 +300,10 @@ def saved_objects(fs: FieldSet, target: str = "kibana") -> list[dict]:
                          "kibanaSavedObjectMeta": {"searchSourceJSON": _search_source(p.where)}}
             objs.append(_object(target, otype, p.id, attrs, _index_ref()))
             grid = {"x": x, "y": y, "w": p.w, "h": p.h, "i": idx}
-            if target == "kibana":
-                panels.append({"type": otype, "gridData": grid, "panelIndex": idx,
-                               "embeddableConfig": {"enhancements": {}}, "panelRefName": f"panel_{idx}"})
-                refs.append({"id": p.id, "name": f"{idx}:panel_{idx}", "type": otype})
-            else:
-                n = len(refs)
-                panels.append({"version": OSD_VERSION, "gridData": grid, "panelIndex": idx,
-                               "embeddableConfig": {}, "panelRefName": f"panel_{n}"})
-                refs.append({"id": p.id, "name": f"panel_{n}", "type": otype})
+            n = len(refs)
+            panels.append({"version": KIBANA_VERSION if target == "kibana" else OSD_VERSION, "gridData": grid,
+                           "panelIndex": idx, "embeddableConfig": {}, "panelRefName": f"panel_{n}"})
+            refs.append({"id": p.id, "name": f"panel_{n}", "type": otype})
             x += p.w
             row_h = max(row_h, p.h)
         attrs = {"title": d.title, "description": d.description, "panelsJSON": json.dumps(panels, sort_keys=True),

@@ -1,13 +1,16 @@
 """NDJSON sinks: one ECS document per line, byte-identical for the same input and config.
 
-Each document gets a deterministic `event.id` (hash of its content and its position among identical
-documents), so a re-run or a replay into a cluster never duplicates. Secrets (MQTT passwords) are
+Each document gets a deterministic `event.id` derived from its content only (its time, flow, rule or
+exchange: everything it says) and, for documents that say exactly the same thing, its position among those
+identical ones -- never from its position in the run. So any re-run of the same traffic, alone or with
+other captures, gives the same ids, and a cluster stores it once. Secrets (MQTT passwords) are
 written only by a sink built with include_secrets, which the CLI does only for `mqtt.log_passwords: true`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 
 from ..errors import UserError
 
@@ -20,18 +23,45 @@ except ImportError:  # pragma: no cover - orjson is a declared dependency
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
-def doc_id(body: str, seq: int) -> str:
-    return hashlib.sha256(f"{seq}:{body}".encode()).hexdigest()[:32]
+def doc_id(body: str, occurrence: int = 1) -> str:
+    """Id of the `occurrence`-th document (1-based) whose compact JSON, without event.id, is `body`."""
+    digest = hashlib.sha256(body.encode()).digest()
+    return _id(digest, occurrence)
 
 
-def stamp(doc: dict, seq: int) -> str:
-    """Give `doc` its deterministic event.id (`seq`: its 1-based position in its output) and return the
-    compact JSON line. Every sink uses this, so a document has the same id in NDJSON and in the cluster.
+def _id(digest: bytes, occurrence: int) -> str:
+    if occurrence == 1:
+        return digest.hex()[:32]
+    return hashlib.sha256(digest + b"#%d" % occurrence).hexdigest()[:32]
+
+
+class Occurrences:
+    """Numbers identical documents 1, 2, ... so that each keeps a distinct id. Identical documents (same
+    microsecond, same flow, same everything) are written close together; the last `window` distinct ones
+    are remembered, which bounds memory on a live sensor."""
+
+    def __init__(self, window: int = 1 << 17):
+        self.window = window
+        self.seen: OrderedDict = OrderedDict()
+
+    def id_for(self, body: str) -> str:
+        digest = hashlib.sha256(body.encode()).digest()
+        n = self.seen.pop(digest, 0) + 1
+        self.seen[digest] = n
+        if len(self.seen) > self.window:
+            self.seen.popitem(last=False)
+        return _id(digest, n)
+
+
+def stamp(doc: dict, seen: Occurrences | int | None = None) -> str:
+    """Give `doc` its deterministic event.id and return the compact JSON line. `seen` is the sink's
+    Occurrences (or a fixed occurrence number). Every sink uses this, so a document has the same id in
+    NDJSON and in the cluster.
 
     Every document starts {"@timestamp":..,"event":{..}: the id is spliced first into event in the text
     rather than encoding the document a second time (and set on the dict for sinks that need it)."""
     body = dumps(doc)
-    i = doc_id(body, seq)
+    i = seen.id_for(body) if isinstance(seen, Occurrences) else doc_id(body, seen or 1)
     doc["event"]["id"] = i
     return body.replace('"event":{', f'"event":{{"id":"{i}",', 1)
 
@@ -57,7 +87,8 @@ class NdjsonSink:
             self.out = OutputFile(path, direct=not atomic)
         except OSError as e:
             raise UserError(f"cannot write {kind} file {path}: {e.strerror}") from None
-        self.seq = 0  # documents emitted: each one's position, for its event.id
+        self.seq = 0  # documents emitted
+        self.ids = Occurrences()  # event.id from content, numbered among identical documents
         self.count = 0  # documents written to the file
         self.error: str | None = None
         self.unwritten: list[str] = []  # alerts that did not reach the file
@@ -67,7 +98,7 @@ class NdjsonSink:
 
     def _write(self, doc: dict) -> None:
         self.seq += 1
-        line = stamp(doc, self.seq)
+        line = stamp(doc, self.ids)
         if self.error is not None:
             if self.kind == "alerts":
                 self.unwritten.append(line)

@@ -1,6 +1,6 @@
 """Disk spool: documents the cluster cannot take now wait here, in size-capped segment files, and are
 replayed oldest first (alerts before events) when it is back -- also by the next run after a crash or a
-shutdown that ran out of time. Delivery order and retries are the shipper's business (elasticsearch.py).
+shutdown that ran out of time. Delivery order and retries are the shipper's business (elasticsearch/shipper.py).
 
 What happens at the cap (`spool_max_bytes`, alerts and events together), counted in `dropped`:
   - an event that does not fit is dropped;

@@ -1,0 +1,327 @@
+"""Command-line wiring of the Elasticsearch output: the `analyze`/`live` options and plug-in build(), and
+the `otids es` subcommands (setup, generate, validate, load)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import replace
+
+from ..errors import UserError
+from ..output.esgen import stream_name
+from ..output.elasticsearch.backend import ClusterError, Unreachable, connect, install, layout_for
+from ..output.elasticsearch.settings import auth_header, cloud_urls, config_problem, credentials, display_url, sensor_name, sensor_paths
+from ..output.elasticsearch.shipper import Shipper
+from ..output.elasticsearch.sinks import AlertSink, EventSink, cluster_fields
+
+
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group("Elasticsearch / OpenSearch output (docs/ELASTICSEARCH.md)")
+    g.add_argument("--es", metavar="URL", help="also send alerts to this Elasticsearch or OpenSearch cluster "
+                                              "(credentials: OTIDS_ES_API_KEY or OTIDS_ES_USERNAME/OTIDS_ES_PASSWORD)")
+    g.add_argument("--es-events", action="store_true", help="also send every protocol event to the cluster")
+    g.add_argument("--es-flavor", choices=("auto", "elasticsearch", "opensearch"),
+                   help="client to use (default: elasticsearch.flavor, auto)")
+
+
+def effective_config(args, config):
+    cfg = config.elasticsearch
+    over = {}
+    if getattr(args, "es", None):
+        over["url"] = args.es
+    if getattr(args, "es_events", False):
+        over["events"] = True
+    if getattr(args, "es_flavor", None):
+        over["flavor"] = args.es_flavor
+    if getattr(args, "kibana", None):
+        over["kibana_url"] = args.kibana
+    cfg = replace(cfg, **over) if over else cfg
+    if cfg.cloud_id and not cfg.url:
+        es, kb = cloud_urls(cfg.cloud_id)
+        cfg = replace(cfg, url=es, kibana_url=cfg.kibana_url or kb)
+    problem = config_problem(cfg)
+    if problem:
+        raise UserError(f"elasticsearch.{problem[0]}: {problem[1]}")
+    return sensor_paths(cfg)
+
+
+def build(args, config):
+    cfg = effective_config(args, config)
+    if not cfg.url:
+        return [], [], []
+    shipper = Shipper(cfg.url, cfg)
+    _sigterm_closes_outputs()
+    alerts = AlertSink(shipper, cfg.namespace, sensor_name(cfg))
+    events = [EventSink(shipper, cfg.namespace, sensor_name(cfg))] if cfg.events else []
+    return [], [alerts], events
+
+
+def _sigterm_closes_outputs() -> None:
+    """docker stop / systemctl stop send SIGTERM: turn it into the same clean stop as Ctrl-C, so the
+    CLI's finally-block closes the outputs and the queue is delivered or spooled, not lost."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        def _term(signum, frame):
+            raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, _term)
+
+
+# ---------------------------------------------------------------------------------------------- otids es
+
+def register(sub) -> None:
+    p = sub.add_parser("es", help="Elasticsearch / OpenSearch: set up a cluster, generate mappings, validate, load",
+                       description="Elasticsearch and OpenSearch support (docs/ELASTICSEARCH.md).")
+    es = p.add_subparsers(dest="es_command", metavar="ACTION")
+
+    s = es.add_parser("setup", help="install lifecycle policies, templates and the Kibana saved objects",
+                      description="Install the ILM (Elasticsearch) or ISM (OpenSearch) policies, component and "
+                                  "index templates, and import the dashboards through Kibana's (or OpenSearch "
+                                  "Dashboards') saved-objects API.")
+    _cluster_args(s)
+    s.add_argument("--kibana", metavar="URL", help="Kibana / OpenSearch Dashboards URL (default: elasticsearch.kibana_url)")
+    s.add_argument("--no-kibana", action="store_true", help="skip the saved objects and detection rules")
+    s.add_argument("--no-rules", action="store_true", help="skip the Elastic Security detection rules")
+    s.add_argument("--force", action="store_true",
+                   help="overwrite policies, pipeline and templates even when the cluster holds the same or a "
+                        "newer version (an administrator's edit); default: install only when absent or older")
+    s.add_argument("--wait", type=int, default=0, metavar="SECONDS",
+                   help="wait up to this long for the cluster and Kibana to answer (containers starting)")
+    s.set_defaults(func=cmd_setup)
+
+    g = es.add_parser("generate", help="regenerate deploy/ templates, Kibana objects and docs/FIELDS.md",
+                      description="Write every file generated from ids/data/fields/*.yml.")
+    g.add_argument("--out", default=".", metavar="DIR", help="repository root to write into (default: .)")
+    g.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
+    g.set_defaults(func=cmd_generate)
+
+    v = es.add_parser("validate", help="check NDJSON documents against the field definitions",
+                      description="Report every field that is undeclared, of the wrong type or out of range.")
+    v.add_argument("files", nargs="+", metavar="NDJSON")
+    v.set_defaults(func=cmd_validate)
+
+    ld = es.add_parser("load", help="ship NDJSON alert/event files (and the spool) to the cluster",
+                       description="Send documents written by `otids analyze -o/--events` to the cluster with "
+                                   "their event.id as _id (so nothing is stored twice), after replaying the spool.")
+    _cluster_args(ld)
+    ld.add_argument("files", nargs="*", metavar="NDJSON")
+    ld.set_defaults(func=cmd_load)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _cluster_args(p) -> None:
+    p.add_argument("--es", metavar="URL", help="cluster URL (default: elasticsearch.url from the config)")
+    p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration")
+    p.add_argument("--es-flavor", choices=("auto", "elasticsearch", "opensearch"))
+
+
+def _load_cfg(args):
+    from ..config import load_config
+
+    cfg = effective_config(args, load_config(args.config))
+    if not cfg.url:
+        raise UserError("no cluster: give --es URL or set elasticsearch.url in the config")
+    return cfg
+
+
+def cmd_setup(args) -> int:
+    cfg = _load_cfg(args)
+    creds = credentials(cfg)
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            backend, info = connect(cfg.url, cfg, creds)
+            break
+        except (Unreachable, ClusterError) as e:
+            if time.monotonic() >= deadline:
+                raise UserError(f"{display_url(cfg.url)}: {e}") from None
+            time.sleep(2)
+    layout = layout_for(cfg, backend.flavor)
+    print(f"otids: {backend.flavor} {backend.version} at {display_url(cfg.url)} ({layout.mode} mode)")
+    try:
+        for line in install(backend, layout, force=args.force):
+            print(f"  {line}")
+    except (Unreachable, ClusterError) as e:
+        raise UserError(f"{display_url(cfg.url)}: setup failed: {e}") from None
+    if args.no_kibana:
+        return 0
+    if not cfg.kibana_url:
+        print("  Kibana: no URL (--kibana or elasticsearch.kibana_url); saved objects not imported")
+        return 0
+    n = import_saved_objects(cfg, creds, backend.flavor, deadline)
+    print(f"  imported {n} saved objects into {display_url(cfg.kibana_url)}")
+    if backend.flavor == "elasticsearch" and not args.no_rules:
+        n = import_detection_rules(cfg, creds, deadline)
+        print(f"  imported {n} Elastic Security detection rules (disabled: enable them in Security -> Rules)")
+    return 0
+
+
+def import_saved_objects(cfg, creds: dict, flavor: str, deadline: float = 0.0) -> int:
+    """POST the saved objects to Kibana's (or OpenSearch Dashboards') _import API, overwriting ours."""
+    from ..output import kibana
+    from ..output.fields import load_fields
+
+    objs = kibana.saved_objects(load_fields(), "kibana" if flavor == "elasticsearch" else "opensearch")
+    answer = kibana_import(cfg, creds, flavor, "/api/saved_objects/_import?overwrite=true", "otids.ndjson",
+                           kibana.ndjson(objs).encode(), deadline)
+    if not answer.get("success", False):
+        errs = answer.get("errors") or []
+        first = "; ".join(f"{x.get('type')} {x.get('id')}: {x.get('error', {}).get('type')}" for x in errs[:3])
+        raise UserError(f"{display_url(cfg.kibana_url)}: saved objects import reported {len(errs)} error(s): {first}")
+    return int(answer.get("successCount", len(objs)))
+
+
+def import_detection_rules(cfg, creds: dict, deadline: float = 0.0) -> int:
+    """POST the Elastic Security rules (secrules.py) to the detection engine's _import API."""
+    from ..output import secrules
+
+    rules = secrules.detection_rules()
+    answer = kibana_import(cfg, creds, "elasticsearch", "/api/detection_engine/rules/_import?overwrite=true",
+                           "otids-rules.ndjson", secrules.ndjson(rules).encode(), deadline)
+    errs = answer.get("errors") or []
+    if errs or not answer.get("success", False):
+        first = "; ".join(f"{x.get('rule_id')}: {x.get('error', {}).get('message')}" for x in errs[:3])
+        raise UserError(f"{display_url(cfg.kibana_url)}: detection rules import reported {len(errs)} error(s): {first}")
+    return int(answer.get("success_count", len(rules)))
+
+
+def kibana_import(cfg, creds: dict, flavor: str, api: str, filename: str, payload: bytes,
+                  deadline: float = 0.0) -> dict:
+    """POST `payload` as the multipart `file` field to Kibana's `api` (in elasticsearch.kibana_space)."""
+    boundary = "otids-" + uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: application/ndjson\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    base = cfg.kibana_url.rstrip("/")
+    space = f"/s/{cfg.kibana_space}" if cfg.kibana_space else ""
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}",
+               ("kbn-xsrf" if flavor == "elasticsearch" else "osd-xsrf"): "true", **auth_header(creds)}
+    req = urllib.request.Request(f"{base}{space}{api}", data=body, headers=headers, method="POST")
+    ctx = None
+    if base.startswith("https:"):
+        ctx = ssl.create_default_context(cafile=cfg.ca_file)
+        if cfg.client_cert:
+            ctx.load_cert_chain(cfg.client_cert, cfg.client_key)
+        if not cfg.verify_certs:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+    while True:
+        try:
+            with urllib.request.urlopen(req, timeout=cfg.timeout, context=ctx) as r:
+                return json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            text = e.read().decode("utf-8", "replace")[:300]
+            if e.code == 503 and time.monotonic() < deadline:  # Kibana still starting
+                time.sleep(2)
+                continue
+            raise UserError(f"{display_url(cfg.kibana_url)}: {api.split('?')[0]} failed: HTTP {e.code} {text}") from None
+        except (urllib.error.URLError, OSError) as e:
+            if time.monotonic() < deadline:
+                time.sleep(2)
+                continue
+            raise UserError(f"{display_url(cfg.kibana_url)}: {getattr(e, 'reason', e)}") from None
+
+
+def cmd_generate(args) -> int:
+    from ..output import esgen, kibana
+    from ..output.fields import load_fields
+
+    fs = load_fields()
+    files = esgen.generated_files(fs)
+    stale = []
+    for rel, content in files.items():
+        path = os.path.join(args.out, rel)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                same = fh.read() == content
+        except OSError:
+            same = False
+        if same:
+            continue
+        stale.append(rel)
+        if not args.check:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(content)
+    for d, title, groups in kibana.missing_panels(fs):
+        print(f"otids: note: panel '{title}' ({d}) left out until field group(s) {', '.join(groups)} exist")
+    if args.check:
+        for rel in stale:
+            print(f"otids: {rel} is stale: run `otids es generate`", file=sys.stderr)
+        return 1 if stale else 0
+    print(f"otids: {len(files)} generated file(s), {len(stale)} changed, from {len(fs)} fields in "
+          f"{len(fs.groups)} groups")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from ..output.fields import load_fields
+
+    fs = load_fields()
+    bad = docs = 0
+    for path in args.files:
+        try:
+            fh = open(path, encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"{path}: {e.strerror}") from None
+        with fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                docs += 1
+                try:
+                    doc = json.loads(line)
+                except ValueError as e:
+                    print(f"{path}:{n}: not JSON: {e}")
+                    bad += 1
+                    continue
+                issues = fs.validate(doc)
+                bad += bool(issues)
+                for i in issues:
+                    print(f"{path}:{n}: {i}")
+    print(f"otids: {docs} document(s), {bad} with problems", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def cmd_load(args) -> int:
+    from ..output.ndjson import doc_id
+
+    cfg = _load_cfg(args)
+    shipper = Shipper(cfg.url, cfg)
+    n = 0
+    try:
+        for path in args.files:
+            try:
+                fh = open(path, encoding="utf-8")
+            except OSError as e:
+                raise UserError(f"{path}: {e.strerror}") from None
+            with fh:
+                for lineno, line in enumerate(fh, 1):
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        doc = json.loads(line)
+                        ev = doc["event"]
+                        ts = doc["@timestamp"]
+                    except (ValueError, KeyError, TypeError):
+                        raise UserError(f"{path}:{lineno}: not an otids document") from None
+                    did = ev.get("id") or doc_id(line)
+                    alert = ev.get("kind") == "alert"
+                    dataset = "otids.alert" if alert else ev.get("dataset", "otids.unknown")
+                    # which sensor wrote the file is not known here: no observer.* / host.*
+                    doc = cluster_fields(doc, dataset, cfg.namespace, None)
+                    shipper.put("alerts" if alert else "events", stream_name(dataset, cfg.namespace), did, ts,
+                                json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
+                    n += 1
+    finally:
+        shipper.close()
+    print(f"otids: {n:,} document(s) read; {shipper.summary()}")
+    failure = shipper.failure()
+    if failure:
+        print(f"otids: error: {failure}", file=sys.stderr)
+    return 1 if failure else 0
