@@ -34,6 +34,7 @@ class FlowConfig:
 @dataclass(frozen=True)
 class ProtocolsConfig:
     probe: bool = True  # detect protocols by content on ports not in the map
+    ndpi: bool = True  # identify unclaimed flows with nDPI too (nfstream's engine), besides probes and ports
     ports: dict = field(default_factory=lambda: {"modbus": [502], "opcua": [4840], "mqtt": [1883], "tls": [8883]})
 
 

@@ -16,6 +16,7 @@ from ..decode.packet import ACK, ETHER, FIN, RST, SYN, Packet
 from ..events import FlowContext, FlowNotice, community_id, ip_text, mac_text, TRANSPORT_NAMES
 from . import connlog
 from .conn import ArpPacket
+from .identify import Identifier
 from .tcp import Stream
 
 NS = 1_000_000_000
@@ -27,7 +28,7 @@ class Flow:
     __slots__ = ("flow_id", "proto", "cip", "sip", "cport", "sport", "cmac", "smac", "vlan", "first_ts",
                  "last_ts", "cs", "ss", "session", "app", "probe", "probing", "midstream", "closed",
                  "fin", "pkts", "bytes", "ctx", "bad_checksums", "established", "notices",
-                 "ipb", "hseen", "hist", "cnotes", "etype", "ident", "ident_by", "dissector")
+                 "ipb", "hseen", "hist", "cnotes", "etype", "ident", "ident_by", "dissector", "istate")
 
     def __init__(self, flow_id, proto, cip, cport, sip, sport, cmac, smac, vlan, ts, midstream):
         self.flow_id = flow_id
@@ -58,6 +59,7 @@ class Flow:
         self.ident = 0  # payload packets still to show identification (ids.flow.identify)
         self.ident_by: str | None = None  # "content" or "port" once the protocol is known
         self.dissector: str | None = None  # the dissector that claimed the flow
+        self.istate: list | None = None  # identification in progress (ids.flow.identify)
 
     @property
     def context(self) -> FlowContext:
@@ -82,6 +84,7 @@ class FlowTable:
         self.probe_order = [p for p in protocols.values() if getattr(p, "probe", None)] \
             if config.protocols.probe else []
         self.emit = emit
+        self.ident = Identifier(self.port_map, use_ndpi=getattr(config.protocols, "ndpi", True))
         self.tcp: dict[tuple, tuple[Flow, bool]] = {}
         self.udp: dict[tuple, tuple[Flow, bool]] = {}
         self.other: dict[tuple, tuple[Flow, bool]] = {}  # ICMP, other IP protocols, non-IP Ethernet
@@ -135,6 +138,8 @@ class FlowTable:
         bit = 1 << ((flags & 0x3F) | (64 if n else 0))
         if not flow.hseen[d] & bit:  # a flag combination new for this direction: history letters, notes
             connlog.tcp_history(flow, d, flags, n > 0, bit)
+        if flow.ident:  # the first packets of a flow no dissector holds: identification
+            self.ident.packet(flow, p, to_server)
         if bad:
             if not flow.bad_checksums and self.report_checksums:  # offloaded checksums are no finding
                 flow.hist.append("C" if to_server else "c")
@@ -163,6 +168,8 @@ class FlowTable:
             stream.next_seq = (seq + len(payload)) & 0xFFFFFFFF
             stream.bytes += len(payload)
             sess.data(to_server, payload, ts)
+            if flow.session is None:  # the session let go of the flow on these bytes: identify them
+                self.ident.data(flow, to_server, payload, ts)
         elif payload and (sess is not None or flow.probing):
             out = []
             if stream.add(seq, payload, self.cfg.max_stream_buffer, out):
@@ -196,6 +203,8 @@ class FlowTable:
         if not client_is_src:
             f.hist.append("^")  # Zeek: the first packet came from the responder
         self._assign(f)
+        if f.session is None:
+            self.ident.start(f)
         return f, client_is_src
 
     def _make_flow(self, p: Packet, ts: int, client_is_src: bool, mid: bool, table: dict) -> Flow:
@@ -220,7 +229,26 @@ class FlowTable:
             return True
         if sport in pm and dport not in pm:
             return False
+        im = self.ident.ports["tcp"]  # then the identified protocols' well-known ports
+        if dport in im and sport not in im:
+            return True
+        if sport in im and dport not in im:
+            return False
         return sport > dport or sport == dport
+
+    def _guess_udp_client(self, p: Packet) -> bool:
+        """UDP has no handshake: a multicast or broadcast destination is never the client; then the
+        identified protocols' well-known ports; then the lower port is the server's."""
+        if not connlog.is_host(p.dst):
+            return True
+        if not connlog.is_host(p.src):
+            return False
+        pm = self.ident.ports["udp"]
+        if p.dport in pm and p.sport not in pm:
+            return True
+        if p.sport in pm and p.dport not in pm:
+            return False
+        return p.sport > p.dport or p.sport == p.dport
 
     def _assign(self, f: Flow) -> None:
         name = self.port_map.get(f.sport)
@@ -238,9 +266,10 @@ class FlowTable:
         key = (p.src, p.dst, p.sport, p.dport, p.vlan)
         hit = self.udp.get(key)
         if hit is None:
-            client_is_src = self._guess_client(p.sport, p.dport)
+            client_is_src = self._guess_udp_client(p)
             f = self._make_flow(p, ts, client_is_src, False, self.udp)
-            f.app = ""  # no UDP protocol dissectors yet: flows are tracked and counted
+            f.app = ""  # no UDP protocol dissectors yet: flows are identified, tracked and counted
+            self.ident.start(f)
             hit = (f, client_is_src)
         f, to_server = hit
         f.last_ts = ts
@@ -252,6 +281,8 @@ class FlowTable:
         if n and not f.hseen[d]:
             f.hseen[d] = 1
             connlog.simple_history(f, d, True)
+        if f.ident:
+            self.ident.packet(f, p, to_server)
 
     def _other(self, p: Packet, ts: int) -> None:
         """ICMP (request and reply in one flow), other IP protocols (one flow per address pair and protocol)
@@ -297,6 +328,8 @@ class FlowTable:
             f = Flow(self.nflows, proto, a, x, b, y, am, bm, p.vlan, ts, False)
             f.app = ""
             f.etype = x if proto == ETHER else (1 if one_way else None)
+            if proto == ETHER:
+                self.ident.ether(f, p.payload)
             self.other[(proto, x, a, b, p.vlan)] = (f, True)
             hit = (f, client_is_src)
         f, to_server = hit
@@ -341,6 +374,8 @@ class FlowTable:
                 sess.gap(to_server, ts, c)
             else:
                 sess.data(to_server, c, ts)
+                if flow.session is None:
+                    self.ident.data(flow, to_server, c, ts)
 
     def _probe(self, flow: Flow, to_server: bool, data: bytes, ts: int) -> bytes | None:
         """Accumulate the first bytes of each direction until a protocol claims the flow or none can.
@@ -356,6 +391,8 @@ class FlowTable:
                 flow.probing = False
                 flow.app = flow.dissector = proto.name
                 flow.ident_by = "content"
+                if flow.istate is not None:
+                    self.ident.cancel(flow)
                 flow.session = proto.session(flow, self)
                 other = flow.probe[1 - i]
                 flow.probe = None
@@ -368,7 +405,8 @@ class FlowTable:
             if not undecided or all(len(b) >= PROBE_LIMIT for b in flow.probe):
                 flow.probing = False
                 flow.probe = None
-                flow.app = ""
+                if flow.app is None:  # identification may have named it already
+                    flow.app = ""
         return None
 
     # ------------------------------------------------------------------ notices, closing, expiry
@@ -382,6 +420,7 @@ class FlowTable:
         """A session gave up on its flow (not its protocol after all): stop dissecting, say so."""
         self._notice(flow, ts, "protocol_violation", {"protocol": flow.app, "reason": reason})
         flow.session = None
+        self.ident.start(flow)  # not what its port says: name it by what follows
 
     def truncated(self, flow: Flow, ts: int, protocol: str, nbytes: int, to_server: bool) -> None:
         """A session ended holding part of a PDU that never completed."""
@@ -392,6 +431,8 @@ class FlowTable:
         if flow.closed:
             return
         flow.closed = True
+        if flow.istate is not None:
+            self.ident.finish(flow)
         for stream, to_server in ((flow.cs, True), (flow.ss, False)):
             if stream.segs:  # data still waiting behind a hole: the hole will never fill now
                 out: list = []

@@ -1,0 +1,216 @@
+"""Protocol identification agreement, per flow, between otids (network.protocol of its connection records) and
+tshark (the deepest protocol it dissects in the flow's packets), and nDPI's own results where the corpus holds
+them (ndpi/result/*.out). TCP and UDP flows only (tshark names non-IP frames per frame, not per pair).
+
+    python3 tools/identify_agreement.py [CAPTURE...] [--json] [--no-ndpi]
+
+Without captures it runs every capture in ../shared/corpus and pcaps/. Per flow the verdict is one of
+  agree        both name it and the names agree (a refinement counts: OPC DA inside tshark's DCE/RPC)
+  disagree     both name it differently
+  otids_only   tshark shows no application protocol (data or nothing), otids names it
+  tshark_only  tshark names it, otids does not
+  neither      nobody names it (handshake-only flows, unknown payload)
+The figure quoted is agree / (agree + disagree + tshark_only): of the flows tshark can name, the share
+otids names the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's ids, not an installed one
+
+CORPUS = ROOT.parent / "shared" / "corpus"
+
+#: tshark protocol (frame.protocols layer) -> otids name
+TSHARK = {
+    "s7comm": "s7comm", "s7comm-plus": "s7comm_plus", "s7comm_plus": "s7comm_plus", "dnp3": "dnp3",
+    "104apci": "iec104", "104asdu": "iec104", "iec60870_asdu": "iec104", "iec60870_104": "iec104", "enip": "enip", "cip": "enip", "cipcm": "enip", "cipcls": "enip",
+    "cipio": "cip_io", "bvlc": "bacnet", "bacnet": "bacnet", "bacapp": "bacnet", "pn_dcp": "profinet_dcp",
+    "pn_rt": "profinet_rt", "pn_io": "profinet_io_cm", "omron": "omron_fins", "hart_ip": "hart_ip",
+    "mms": "mms", "ams": "ads", "opcua": "opcua", "mbtcp": "modbus", "modbus": "modbus", "mqtt": "mqtt",
+    "tls": "tls", "ssl": "tls", "smb": "smb", "smb2": "smb", "nbss": "netbios", "nbns": "netbios",
+    "nbdgm": "netbios", "dcerpc": "dcerpc", "rdp": "rdp", "ssh": "ssh", "telnet": "telnet", "ftp": "ftp",
+    "ftp-data": "ftp_data", "tftp": "tftp", "http": "http", "dns": "dns", "mdns": "mdns", "llmnr": "llmnr",
+    "dhcp": "dhcp", "bootp": "dhcp", "dhcpv6": "dhcpv6", "ntp": "ntp", "snmp": "snmp", "syslog": "syslog",
+    "ldap": "ldap", "cldap": "ldap", "kerberos": "kerberos", "vnc": "vnc", "tds": "tds", "ssdp": "ssdp",
+    "quic": "quic", "gquic": "quic", "coap": "coap", "nfs": "nfs", "rpc": "sunrpc", "sip": "sip",
+    "db-lsp-disc": "dropbox", "db-lsp": "dropbox", "smtp": "smtp", "pop": "pop3", "imap": "imap", "rtsp": "rtsp", "radius": "radius", "dtls": "dtls",
+}
+#: layers that are framing, not the application (skipped when looking for the deepest protocol)
+GENERIC = {"eth", "ethertype", "vlan", "ip", "ipv6", "tcp", "udp", "data", "tpkt", "cotp", "ses", "pres",
+           "acse", "_ws.malformed", "_ws.short", "_ws.expert", "frame", "sll", "null", "loop", "raw",
+           "ipv6.hopopts", "ipv6.routing", "ipv6.fraghdr", "ipv6.dstopts", "media", "data-text-lines",
+           "json", "xml", "image-jfif", "image-gif", "png", "tcp.segments", "browser", "mailslot", "icmp",
+           "icmpv6", "igmp", "ip.fragments", "llc", "stp", "sll2", "ieee8021ad", "ieee8021q"}
+#: otids name -> the more general name another tool may use for the same flow
+REFINES = {"opc_da": "dcerpc", "profinet_io_cm": "dcerpc", "mdns": "dns", "llmnr": "dns", "cip_io": "enip",
+           "s7comm_plus": "s7comm", "smb": "netbios", "nfs": "sunrpc"}
+NDPI_LINE = re.compile(r"\t\d+\t(TCP|UDP) \[?([0-9a-fA-F.:]+?)\]?:(\d+) <-> \[?([0-9a-fA-F.:]+?)\]?:(\d+) "
+                       r".*?\[proto: [\d.]+/([^\]]+)\]")
+
+
+def same(a: str, b: str) -> bool:
+    return a == b or REFINES.get(a) == b or REFINES.get(b) == a
+
+
+def tshark_flows(path: Path) -> dict:
+    """flow key -> Counter of names tshark gives its packets (None: no application layer)."""
+    cmd = ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "separator=\t", "-e", "frame.protocols",
+           "-e", "ip.src", "-e", "ipv6.src", "-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.srcport",
+           "-e", "tcp.dstport", "-e", "udp.srcport", "-e", "udp.dstport"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+    flows: dict = collections.defaultdict(collections.Counter)
+    for line in out.splitlines():
+        f = line.split("\t")
+        if len(f) < 9:
+            continue
+        protos = f[0].split(":")
+        src, dst = (f[1] or f[2]).split(",")[0], (f[3] or f[4]).split(",")[0]
+        if "tcp" in protos and f[5] and f[6]:
+            key = ("tcp", frozenset(((src, int(f[5].split(",")[0])), (dst, int(f[6].split(",")[0])))))
+        elif "udp" in protos and f[7] and f[8]:
+            key = ("udp", frozenset(((src, int(f[7].split(",")[0])), (dst, int(f[8].split(",")[0])))))
+        else:
+            continue
+        name = None
+        if "nbdgm" in protos:
+            name = "netbios"
+        else:
+            for p in reversed(protos):
+                if p in TSHARK:
+                    name = TSHARK[p]
+                    break
+                if p not in GENERIC and not p.startswith(("_ws", "x509", "pkcs", "ber", "gss", "spnego",
+                                                          "ntlmssp", "dcom", "lsarpc", "epm", "srvsvc",
+                                                          "wkssvc", "samr", "netlogon", "drsuapi")):
+                    name = p
+                    break
+        flows[key][name] += 1
+    return flows
+
+
+def otids_flows(path: Path, use_ndpi: bool = True) -> dict:
+    from ids.config import Config, ProtocolsConfig
+    from ids.flow.conn import ConnRecord
+    from ids.pipeline import analyze
+
+    cfg = Config()
+    if not use_ndpi:
+        cfg = cfg.replace(protocols=ProtocolsConfig(ndpi=False))
+    _run, col = analyze([str(path)], cfg, detectors=[])
+    out: dict = {}
+    for e in col.events:
+        if type(e) is ConnRecord and e.transport in ("tcp", "udp"):
+            key = (e.transport, frozenset(((e.client_ip, e.client_port), (e.server_ip, e.server_port))))
+            if out.get(key) is None:
+                out[key] = e.protocol
+    return out
+
+
+def ndpi_flows(path: Path) -> dict:
+    res = path.parent.parent / "result" / (path.name + ".out")
+    out: dict = {}
+    if not res.is_file():
+        return out
+    from ids.flow.ndpi import otids_names
+    for m in NDPI_LINE.finditer(res.read_text(errors="replace")):
+        tr, a, ap, b, bp, name = m.groups()
+        names = otids_names(name)
+        out[(tr.lower(), frozenset(((a, int(ap)), (b, int(bp)))))] = names[0] if names else None
+    return out
+
+
+def compare(ours: dict, theirs: dict) -> collections.Counter:
+    c: collections.Counter = collections.Counter()
+    for key, mine in ours.items():
+        other = theirs.get(key)
+        if other is None and key not in theirs:
+            continue  # flows the other tool did not see as one (fragments, ICMP-carried)
+        if mine and other:
+            c["agree" if same(mine, other) else "disagree"] += 1
+        elif mine:
+            c["otids_only"] += 1
+        elif other:
+            c["tshark_only"] += 1
+        else:
+            c["neither"] += 1
+    return c
+
+
+def figure(c: collections.Counter) -> float | None:
+    den = c["agree"] + c["disagree"] + c["tshark_only"]
+    return c["agree"] / den if den else None
+
+
+def captures() -> list[Path]:
+    sys.path.insert(0, str(ROOT / "tools"))
+    import golden
+    return [p for _, p in golden.captures()]
+
+
+def run(paths: list[Path], use_ndpi: bool = True) -> dict:
+    per: dict = {}
+    total: collections.Counter = collections.Counter()
+    ndpi_total: collections.Counter = collections.Counter()
+    disagreements: list = []
+    for p in paths:
+        ours = otids_flows(p, use_ndpi)
+        ts = tshark_flows(p)
+        theirs = {k: (v.most_common(2)[0][0] if [n for n in v if n] else None) for k, v in ts.items()}
+        for k, v in ts.items():  # the most common *named* opinion, when tshark names some packets
+            named = [(n, c) for n, c in v.most_common() if n]
+            if named:
+                theirs[k] = named[0][0]
+        c = compare(ours, theirs)
+        total.update(c)
+        entry = {"flows": len(ours), **c}
+        nd = ndpi_flows(p)
+        if nd:
+            cn = compare(ours, nd)
+            ndpi_total.update(cn)
+            entry["ndpi"] = dict(cn)
+        per[str(os.path.relpath(p, ROOT))] = entry
+        for k, mine in ours.items():
+            other = theirs.get(k)
+            if mine and other and not same(mine, other):
+                disagreements.append((str(os.path.relpath(p, ROOT)), sorted(map(str, k[1])), mine, other))
+    return {"captures": per, "total": dict(total), "agreement": figure(total), "ndpi_total": dict(ndpi_total),
+            "ndpi_agreement": figure(ndpi_total), "disagreements": disagreements}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("captures", nargs="*")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-ndpi", action="store_true", help="otids' own probes and port table only")
+    args = ap.parse_args(argv)
+    paths = [Path(p) for p in args.captures] or captures()
+    res = run(paths, not args.no_ndpi)
+    if args.json:
+        print(json.dumps(res, indent=1, default=str))
+        return 0
+    for name, e in res["captures"].items():
+        if e["flows"]:
+            print(f"{name}: {e['flows']} flows, " + ", ".join(f"{k} {v}" for k, v in sorted(e.items())
+                                                                   if k not in ("flows", "ndpi")))
+    t = res["total"]
+    print("total: " + ", ".join(f"{k} {v}" for k, v in sorted(t.items())))
+    if res["agreement"] is not None:
+        print(f"agreement with tshark: {res['agreement']:.1%} of the {t.get('agree', 0) + t.get('disagree', 0) + t.get('tshark_only', 0)} flows tshark names")
+    if res["ndpi_agreement"] is not None:
+        print(f"agreement with the corpus' nDPI results: {res['ndpi_agreement']:.1%} ({res['ndpi_total']})")
+    for d in res["disagreements"][:40]:
+        print("  disagree:", *d)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
