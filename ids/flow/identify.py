@@ -80,7 +80,7 @@ class Identifier:
         """One packet of a flow under identification (the table calls this while flow.ident > 0)."""
         st = flow.istate
         flow.ident -= 1
-        if not st[4]:
+        if not st[4] and (p.payload or st[0] is not None):  # nDPI starts at the first payload: scans cost nothing
             if self._ndpi.packet(st, p, st[0] is None):
                 st[5] = self._ndpi.result(st)
                 st[4] = True
