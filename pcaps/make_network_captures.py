@@ -9,6 +9,9 @@ What it holds, in order (tests/test_conn.py asserts the connection records of ea
   TCP REJ   A connects to B:8081 (nothing listens: RST)
   UDP       A -> B:9999 (nothing listens: ICMP port unreachable back)
   nmap      -sN (NULL), -sX (Xmas), -sF (FIN) and -sS probes from A to B:8081
+
+and pcaps/modbus-udp.pcap: Modbus/UDP (MBAP frames over UDP 502, a real UDP peer answering each request),
+which neither nDPI nor otids' probes name and tshark does (tests/test_deep.py, `otids analyze --deep`).
 """
 from __future__ import annotations
 
@@ -81,5 +84,44 @@ except OSError:
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.sendto(b"ping?", ("10.99.0.2", 9999)); time.sleep(0.3)
 """
 
+UDP_SERVER = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 502)); s.settimeout(5)
+for _ in range(3):
+    req, peer = s.recvfrom(300)
+    tid, unit = req[:2], req[6]
+    s.sendto(tid + b"\\0\\0\\0\\x07" + bytes([unit]) + b"\\x03\\x04\\x00\\x2a\\x00\\x2b", peer)
+"""
+
+UDP_CLIENT = """
+import socket, struct, time
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(2)
+for tid in (1, 2, 3):  # read holding registers 0..1 of unit 1 (Modbus Application Protocol 6.3)
+    c.sendto(struct.pack("!HHHBBHH", tid, 0, 6, 1, 3, 0, 2), ("127.0.0.1", 502)); c.recvfrom(300)
+    time.sleep(0.1)
+"""
+
+
+def modbus_udp(out: str) -> None:
+    ns = "otidsnu"
+    sh("ip", "netns", "del", ns, check=False, stderr=subprocess.DEVNULL)
+    sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "link", "set", "lo", "up", ns=ns)
+        cap = subprocess.Popen(("ip", "netns", "exec", ns, "tcpdump", "-i", "lo", "-w", out, "-U", "udp"),
+                               stderr=subprocess.DEVNULL)
+        time.sleep(1.5)
+        server = subprocess.Popen(("ip", "netns", "exec", ns, sys.executable, "-c", UDP_SERVER))
+        time.sleep(0.5)
+        sh(sys.executable, "-c", UDP_CLIENT, ns=ns)
+        server.wait(timeout=10)
+        time.sleep(0.5)
+        cap.terminate()
+        cap.wait()
+    finally:
+        sh("ip", "netns", "del", ns, check=False)
+
+
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "net-basics.pcap"))
+    modbus_udp(os.path.join(HERE, "modbus-udp.pcap"))

@@ -29,27 +29,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's ids, not an installed one
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 
-#: tshark protocol (frame.protocols layer) -> otids name
-TSHARK = {
-    "s7comm": "s7comm", "s7comm-plus": "s7comm_plus", "s7comm_plus": "s7comm_plus", "dnp3": "dnp3",
-    "104apci": "iec104", "104asdu": "iec104", "iec60870_asdu": "iec104", "iec60870_104": "iec104", "enip": "enip", "cip": "enip", "cipcm": "enip", "cipcls": "enip",
-    "cipio": "cip_io", "bvlc": "bacnet", "bacnet": "bacnet", "bacapp": "bacnet", "pn_dcp": "profinet_dcp",
-    "pn_rt": "profinet_rt", "pn_io": "profinet_io_cm", "omron": "omron_fins", "hart_ip": "hart_ip",
-    "mms": "mms", "ams": "ads", "opcua": "opcua", "mbtcp": "modbus", "modbus": "modbus", "mqtt": "mqtt",
-    "tls": "tls", "ssl": "tls", "smb": "smb", "smb2": "smb", "nbss": "netbios", "nbns": "netbios",
-    "nbdgm": "netbios", "dcerpc": "dcerpc", "rdp": "rdp", "ssh": "ssh", "telnet": "telnet", "ftp": "ftp",
-    "ftp-data": "ftp_data", "tftp": "tftp", "http": "http", "dns": "dns", "mdns": "mdns", "llmnr": "llmnr",
-    "dhcp": "dhcp", "bootp": "dhcp", "dhcpv6": "dhcpv6", "ntp": "ntp", "snmp": "snmp", "syslog": "syslog",
-    "ldap": "ldap", "cldap": "ldap", "kerberos": "kerberos", "vnc": "vnc", "tds": "tds", "ssdp": "ssdp",
-    "quic": "quic", "gquic": "quic", "coap": "coap", "nfs": "nfs", "rpc": "sunrpc", "sip": "sip",
-    "db-lsp-disc": "dropbox", "db-lsp": "dropbox", "smtp": "smtp", "pop": "pop3", "imap": "imap", "rtsp": "rtsp", "radius": "radius", "dtls": "dtls",
-}
-#: layers that are framing, not the application (skipped when looking for the deepest protocol)
-GENERIC = {"eth", "ethertype", "vlan", "ip", "ipv6", "tcp", "udp", "data", "tpkt", "cotp", "ses", "pres",
-           "acse", "_ws.malformed", "_ws.short", "_ws.expert", "frame", "sll", "null", "loop", "raw",
-           "ipv6.hopopts", "ipv6.routing", "ipv6.fraghdr", "ipv6.dstopts", "media", "data-text-lines",
-           "json", "xml", "image-jfif", "image-gif", "png", "tcp.segments", "browser", "mailslot", "icmp",
-           "icmpv6", "igmp", "ip.fragments", "llc", "stp", "sll2", "ieee8021ad", "ieee8021q"}
+# tshark's names are mapped to otids' by ids.flow.deep (the deep mode's own table)
 #: otids name -> the more general name another tool may use for the same flow
 REFINES = {"opc_da": "dcerpc", "profinet_io_cm": "dcerpc", "mdns": "dns", "llmnr": "dns", "cip_io": "enip",
            "s7comm_plus": "s7comm", "smb": "netbios", "nfs": "sunrpc"}
@@ -63,38 +43,11 @@ def same(a: str, b: str) -> bool:
 
 def tshark_flows(path: Path) -> dict:
     """flow key -> Counter of names tshark gives its packets (None: no application layer)."""
-    cmd = ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "separator=\t", "-e", "frame.protocols",
-           "-e", "ip.src", "-e", "ipv6.src", "-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.srcport",
-           "-e", "tcp.dstport", "-e", "udp.srcport", "-e", "udp.dstport"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
-    flows: dict = collections.defaultdict(collections.Counter)
-    for line in out.splitlines():
-        f = line.split("\t")
-        if len(f) < 9:
-            continue
-        protos = f[0].split(":")
-        src, dst = (f[1] or f[2]).split(",")[0], (f[3] or f[4]).split(",")[0]
-        if "tcp" in protos and f[5] and f[6]:
-            key = ("tcp", frozenset(((src, int(f[5].split(",")[0])), (dst, int(f[6].split(",")[0])))))
-        elif "udp" in protos and f[7] and f[8]:
-            key = ("udp", frozenset(((src, int(f[7].split(",")[0])), (dst, int(f[8].split(",")[0])))))
-        else:
-            continue
-        name = None
-        if "nbdgm" in protos:
-            name = "netbios"
-        else:
-            for p in reversed(protos):
-                if p in TSHARK:
-                    name = TSHARK[p]
-                    break
-                if p not in GENERIC and not p.startswith(("_ws", "x509", "pkcs", "ber", "gss", "spnego",
-                                                          "ntlmssp", "dcom", "lsarpc", "epm", "srvsvc",
-                                                          "wkssvc", "samr", "netlogon", "drsuapi")):
-                    name = p
-                    break
-        flows[key][name] += 1
-    return flows
+    from ids.flow.deep import FIELDS, parse
+    cmd = ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "separator=\t"]
+    for f in FIELDS:
+        cmd += ["-e", f]
+    return parse(subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.splitlines())
 
 
 def otids_flows(path: Path, use_ndpi: bool = True) -> dict:
@@ -163,12 +116,8 @@ def run(paths: list[Path], use_ndpi: bool = True) -> dict:
     disagreements: list = []
     for p in paths:
         ours = otids_flows(p, use_ndpi)
-        ts = tshark_flows(p)
-        theirs = {k: (v.most_common(2)[0][0] if [n for n in v if n] else None) for k, v in ts.items()}
-        for k, v in ts.items():  # the most common *named* opinion, when tshark names some packets
-            named = [(n, c) for n, c in v.most_common() if n]
-            if named:
-                theirs[k] = named[0][0]
+        from ids.flow.deep import flow_names
+        theirs = flow_names(tshark_flows(p))  # the most common named opinion per flow
         c = compare(ours, theirs)
         total.update(c)
         entry = {"flows": len(ours), **c}

@@ -56,6 +56,7 @@ class Identifier:
             if r:
                 self.refiners.setdefault(r, []).append(s)
         self.use_ndpi = use_ndpi
+        self.deep = None  # ids.flow.deep.DeepNamer in deep mode (otids analyze --deep)
         self._ndpi = None
         self.ndpi_version: str | None = None
 
@@ -152,6 +153,11 @@ class Identifier:
             if port_owner is not None and port_owner != name and flow.sport not in self.own_ports.get(name, ()) \
                     and not self._related(name, port_owner):
                 flow.cnotes.add("port_protocol_mismatch")
+        elif self.deep is not None and flow.dissector is None and \
+                (name := self._deep(flow, transport)) is not None:
+            flow.app = name
+            flow.ident_by = "content"
+            flow.cnotes.add("named_by_tshark")
         elif flow.dissector is not None:  # its dissector let the flow go: the content contradicts the port
             flow.app = ""
             flow.ident_by = None
@@ -159,6 +165,10 @@ class Identifier:
         elif port_owner is not None:
             flow.app = port_owner
             flow.ident_by = "port"
+
+    def _deep(self, flow, transport: str) -> str | None:
+        from ..events import ip_text
+        return self.deep.name(transport, ip_text(flow.cip), flow.cport, ip_text(flow.sip), flow.sport)
 
     def _related(self, a: str, b: str) -> bool:
         """One refines the other (OPC DA inside DCE/RPC on 135, mDNS and DNS): no mismatch."""
