@@ -11,7 +11,10 @@ What it holds, in order (tests/test_conn.py asserts the connection records of ea
   nmap      -sN (NULL), -sX (Xmas), -sF (FIN) and -sS probes from A to B:8081
 
 and pcaps/modbus-udp.pcap: Modbus/UDP (MBAP frames over UDP 502, a real UDP peer answering each request),
-which neither nDPI nor otids' probes name and tshark does (tests/test_deep.py, `otids analyze --deep`).
+which neither nDPI nor otids' probes name and tshark does (tests/test_deep.py, `otids analyze --deep`);
+and pcaps/s7comm-exchange.pcap: a crafted S7comm session between two real TCP peers on port 102 (COTP
+connect, setup communication, read DB1.DBW0; byte layouts after Wireshark's s7comm dissector), for
+identification and the PLC role (tests/test_identify.py).
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ def main(out: str) -> None:
     sh("ip", "link", "set", "vetha", "address", "02:99:00:00:00:01", ns=A)
     sh("ip", "link", "set", "vethb", "address", "02:99:00:00:00:02", ns=B)
     time.sleep(1)
-    cap = subprocess.Popen(("ip", "netns", "exec", A, "tcpdump", "-i", "vetha", "-w", out, "-U", "-s", "0"),
+    cap = subprocess.Popen(("ip", "netns", "exec", A, "tcpdump", "-i", "vetha", "-w", out, "-U", "--immediate-mode", "-s", "0"),
                            stderr=subprocess.DEVNULL)
     time.sleep(1.5)
     try:
@@ -108,14 +111,56 @@ def modbus_udp(out: str) -> None:
     sh("ip", "netns", "add", ns)
     try:
         sh("ip", "link", "set", "lo", "up", ns=ns)
-        cap = subprocess.Popen(("ip", "netns", "exec", ns, "tcpdump", "-i", "lo", "-w", out, "-U", "udp"),
+        cap = subprocess.Popen(("ip", "netns", "exec", ns, "tcpdump", "-i", "lo", "-w", out, "-U", "--immediate-mode", "udp"),
                                stderr=subprocess.DEVNULL)
         time.sleep(1.5)
         server = subprocess.Popen(("ip", "netns", "exec", ns, sys.executable, "-c", UDP_SERVER))
         time.sleep(0.5)
         sh(sys.executable, "-c", UDP_CLIENT, ns=ns)
         server.wait(timeout=10)
+        time.sleep(1.5)
+        cap.terminate()
+        cap.wait()
+    finally:
+        sh("ip", "netns", "del", ns, check=False)
+
+
+S7_SERVER = """
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.2", 102)); s.listen(1)
+c, _ = s.accept()
+for reply in ("0300001611d00001000100c0010ac1020100c2020102",                          # COTP CC
+              "0300001b02f080320300000000000800000000f0000001000100f0",                # setup comm ack
+              "0300001b02f080320300000001000200060000040 1ff040010002a"):            # read var ack
+    c.recv(300); c.sendall(bytes.fromhex(reply.replace(" ", "")))
+c.close()
+"""
+
+S7_CLIENT = """
+import socket, time
+c = socket.create_connection(("127.0.0.2", 102), source_address=("127.0.0.3", 0))
+for req in ("0300001611e00000000100c0010ac1020100c2020102",                          # COTP CR, TSAP 01.02
+            "0300001902f08032010000000000080000f0000001000101e0",                    # setup communication
+            "0300001f02f080320100000001000e00000401120a10020002000184000000"):       # read DB1.DBW0
+    c.sendall(bytes.fromhex(req)); c.recv(300); time.sleep(0.05)
+c.close()
+"""
+
+
+def s7_exchange(out: str) -> None:
+    ns = "otidsns7"
+    sh("ip", "netns", "del", ns, check=False, stderr=subprocess.DEVNULL)
+    sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "link", "set", "lo", "up", ns=ns)
+        cap = subprocess.Popen(("ip", "netns", "exec", ns, "tcpdump", "-Z", "root", "-i", "lo", "-w", out, "-U", "--immediate-mode", "tcp"),
+                               stderr=subprocess.DEVNULL)
+        time.sleep(1.5)
+        server = subprocess.Popen(("ip", "netns", "exec", ns, sys.executable, "-c", S7_SERVER))
         time.sleep(0.5)
+        sh(sys.executable, "-c", S7_CLIENT, ns=ns)
+        server.wait(timeout=10)
+        time.sleep(1.5)
         cap.terminate()
         cap.wait()
     finally:
@@ -125,3 +170,4 @@ def modbus_udp(out: str) -> None:
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "net-basics.pcap"))
     modbus_udp(os.path.join(HERE, "modbus-udp.pcap"))
+    s7_exchange(os.path.join(HERE, "s7comm-exchange.pcap"))

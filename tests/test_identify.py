@@ -191,3 +191,16 @@ def test_agreement_with_tshark_on_the_ics_captures():
     # Zeek's trace (HTTP bytes a Modbus session still held at the end; tshark's sunrpc is nDPI's nfs)
     assert t.get("tshark_only", 0) == 0, res["disagreements"]
     assert [d[2:] for d in res["disagreements"]] in ([("modbus", "http")], [])
+
+
+def test_crafted_s7comm_session_between_real_peers(tmp_path):
+    """pcaps/s7comm-exchange.pcap: COTP connect, setup communication, read var over a real TCP connection:
+    named by content (tshark: s7comm), the server a PLC in the inventory."""
+    from ids.assets.cli import run_inventory
+    cap = ROOT / "pcaps" / "s7comm-exchange.pcap"
+    for ndpi in (True, False):
+        (c,) = conns(cap, ndpi)
+        assert (c.protocol, c.identified_by, c.state, c.history) == ("s7comm", "content", "SF", "ShADadfF")
+    recs = {a["ip"]: a for a in run_inventory([str(cap)], Config())[0].records()}
+    assert recs["127.0.0.2"]["roles"] == ["plc"] and recs["127.0.0.2"]["services"] == ["s7comm/tcp/102"]
+    assert recs["127.0.0.3"]["roles"] == ["s7comm_client"]
