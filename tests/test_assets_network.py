@@ -66,4 +66,4 @@ def test_summary_talkers_show_protocol_and_service_and_hosts(corpus, tmp_path):
     p = run_cli("analyze", str(need(corpus / ITI / "hart/hart_ip.pcap")), "-o", str(tmp_path / "a.ndjson"))
     err = p.stderr
     assert "hosts seen: " in err and "service" in err
-    assert "hart_ip" in err and "udp/5094" in err or "tcp/5094" in err
+    assert "hart_ip" in err and ("udp/5094" in err or "tcp/5094" in err)
