@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "capture, in the order given, and write alerts as ECS NDJSON.")
     a.add_argument("pcaps", nargs="+", metavar="PCAP", help="capture files (pcap, pcapng, .gz)")
     add_run_arguments(a)
+    a.add_argument("--deep", action="store_true",
+                   help="also ask tshark (in its own process) to name flows nDPI and otids' probes cannot")
 
     b = sub.add_parser("bench", help="benchmark the pipeline against tshark on the reference capture",
                        description="Generate the 1M-packet reference capture with ../shared/bench/gen_modbus_pcap.py "
@@ -158,6 +160,11 @@ def cmd_analyze(args) -> int:
     if err is not None:
         raise err
     run = build_run(args, config)
+    if args.deep:
+        from .flow.deep import DeepNamer
+        run.table.ident.deep = DeepNamer.start(args.pcaps)
+        if run.table.ident.deep is None:
+            raise UserError("--deep needs tshark (apt-get install tshark)")
 
     quiet = args.quiet or not config.output.summary
     progress = None

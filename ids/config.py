@@ -37,6 +37,7 @@ class FlowConfig:
 @dataclass(frozen=True)
 class ProtocolsConfig:
     probe: bool = True  # detect protocols by content on ports not in the map
+    ndpi: bool = True  # identify unclaimed flows with nDPI too (nfstream's engine), besides probes and ports
     # server port -> protocol; defaults: each dissected protocol's well-known ports (ids/protocols registry)
     ports: dict = field(default_factory=lambda: {n: list(p.ports) for n, p in DISSECTED.items()})
 

@@ -60,7 +60,7 @@ class Run:
         try:
             if task is None:
                 # The hot loop: FlowTable.packet's sweep check is inlined (one call less per packet).
-                tcp, udp = table._tcp, table._udp
+                tcp, udp, other = table._tcp, table._udp, table._other
                 for ts, lt, data in reader.packets():
                     p = decode(ts, lt, data)
                     if p is not None:
@@ -68,8 +68,10 @@ class Run:
                             table.sweep_or_start(ts)
                         if p.proto == 6:
                             tcp(p, ts)
-                        else:
+                        elif p.proto == 17:
                             udp(p, ts)
+                        else:
+                            other(p, ts)
                     if notices:
                         self._notices(ts)
             else:

@@ -163,8 +163,11 @@ def test_demo_capture_events_and_alerts_validate_via_cli(fs, tmp_path):
     ev, al = tmp_path / "events.ndjson", tmp_path / "alerts.ndjson"
     run_cli("analyze", str(PCAPS / "modbus-demo.pcap"), "--events", str(ev), "-o", str(al), "-q")
     events, alerts = read_ndjson(ev), read_ndjson(al)
+    conns = [d for d in events if d["event"]["dataset"] == "otids.conn"]
+    assert len(conns) == 3  # one connection record per TCP connection
+    events = [d for d in events if d["event"]["dataset"] != "otids.conn"]
     assert len(events) == 27  # the demo's transactions (pcaps/make_modbus_demo.py)
-    bad = {d["event"]["id"]: fs.validate(d) for d in events + alerts if fs.validate(d)}
+    bad = {d["event"]["id"]: fs.validate(d) for d in events + alerts + conns if fs.validate(d)}
     assert bad == {}
     # coil states are 0/1 in documents (a long field rejects true/false)
     coils = [d for d in events if d["modbus"]["function"] == "read_coils"]

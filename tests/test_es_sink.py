@@ -67,8 +67,9 @@ def test_cli_demo_capture_into_osmem(osmem, tmp_path):
                 "-c", cfg_file(tmp_path))
     events = read_ndjson(ev)
     hits = osmem.docs("logs-otids.*")
-    assert len(hits) == len(events) == 27
-    assert {h["_index"] for h in hits} == {"logs-otids.modbus-default-2026.11"}  # auto: OpenSearch -> indices
+    assert len(hits) == len(events) == 30  # 27 transactions and 3 connection records
+    assert {h["_index"] for h in hits} == {"logs-otids.modbus-default-2026.11",  # auto: OpenSearch -> indices
+                                           "logs-otids.conn-default-2026.11"}
     stored = by_id(hits)
     for d in events:  # same documents as JSON, under their event.id, plus the cluster-only fields
         src = stored[d["event"]["id"]]["_source"]
@@ -76,11 +77,11 @@ def test_cli_demo_capture_into_osmem(osmem, tmp_path):
         assert src["data_stream"] == {"type": "logs", "dataset": "otids.modbus", "namespace": "default"}
         assert src["observer"]["type"] == "ids" and src["host"]["name"] and src["ecs"]["version"]
     summary = " ".join(p.stderr.split())
-    assert "wrote 27 document(s) to " + osmem.url + " logs-otids.<protocol>-default (sent 27, duplicates 0, " \
+    assert "wrote 30 document(s) to " + osmem.url + " logs-otids.<protocol>-default (sent 30, duplicates 0, " \
            "retried 0, spooled 0, rejected 0, dropped 0)" in summary, summary
     # docs/ELASTICSEARCH.md shows this very line
     doc = (ROOT / "docs/ELASTICSEARCH.md").read_text()
-    shown = next(x.strip() for x in doc.splitlines() if "wrote 27 document(s)" in x)
+    shown = next(x.strip() for x in doc.splitlines() if "wrote 30 document(s)" in x)
     assert shown.replace("http://127.0.0.1:9200", osmem.url) in summary
     m = osmem.request("GET", "/logs-otids.modbus-default-2026.11/_mapping")
     props = m["logs-otids.modbus-default-2026.11"]["mappings"]["properties"]
@@ -254,8 +255,9 @@ def test_events_go_to_per_protocol_streams(recorder, tmp_path):
     for ev in col.events:
         sink.write_event(ev)
     sink.close()
-    assert {a["create"]["_index"] for a, _ in recorder.bulk_actions()} == {"logs-otids.modbus-default"}
-    assert sh.counters()["sent"] == 27
+    assert {a["create"]["_index"] for a, _ in recorder.bulk_actions()} == {"logs-otids.modbus-default",
+                                                                           "logs-otids.conn-default"}
+    assert sh.counters()["sent"] == 30  # connection records have their own stream
 
 
 def test_setup_requests_recorded(recorder, tmp_path):
@@ -351,12 +353,13 @@ def test_load_ships_ndjson_files_with_their_ids(osmem, tmp_path):
     run_cli("analyze", str(STORM), "-o", str(al), "--events", str(ev), "-q")
     cfg = cfg_file(tmp_path)
     p = run_cli("es", "load", "--es", osmem.url, "-c", cfg, str(al), str(ev))
-    assert p.stdout.startswith("otids: 439 document(s) read; sent 439, duplicates 0, retried 0, spooled 0, "
+    assert p.stdout.startswith("otids: 489 document(s) read; sent 489, duplicates 0, retried 0, spooled 0, "
                                "rejected 0, dropped 0")
     alerts = read_ndjson(al)
     stored = by_id(osmem.docs("logs-otids.alert-*"))
     assert {i: file_view(h["_source"]) for i, h in stored.items()} == {a["event"]["id"]: a for a in alerts}
     assert len(osmem.docs("logs-otids.modbus-*")) == 330
+    assert len(osmem.docs("logs-otids.conn-*")) == 50  # one connection record per flow of the storm capture
     p = run_cli("es", "load", "--es", osmem.url, "-c", cfg, str(al))
     assert "sent 0, duplicates 109," in p.stdout
 

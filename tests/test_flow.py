@@ -280,4 +280,5 @@ def test_long_stream_bounded_memory(tmp_path):
     assert flow.session.buf == [b"", b""] and flow.session.pending == {}
     assert flow.cs.bytes == 3000 * len(mbap(0, 1, READ))
     r.finish()
-    assert len(col.events) == 3000
+    assert len(col.events) == 3001  # 3000 transactions and the connection record
+    assert col.events[-1].dataset == "otids.conn" and col.events[-1].client_packets >= 3000

@@ -188,9 +188,9 @@ def test_tick_expires_pending_requests_while_traffic_is_idle():
     last = frames[-1][0]
     n = len(col.events)
     run.tick(last + 10 * NS)
-    assert len(col.events) == n  # not yet
+    assert [e for e in col.events[n:] if e.dataset != "otids.conn"] == []  # not yet (closed flows' records may come)
     run.tick(last + 36 * NS)  # request_timeout 30 s, sweeps every 5 s
-    late = col.events[n:]
+    late = [e for e in col.events[n:] if e.dataset != "otids.conn"]  # connection records may expire too
     assert [e.anomalies for e in late] == [("unanswered_request",)] and late[0].transaction_id == 5
 
 

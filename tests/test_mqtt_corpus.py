@@ -177,7 +177,7 @@ def test_mqtt_limit_caps_are_configuration():
     seen = {}
     for cap in (50_000, 500, 50):
         _, col = analyze([pcap], Config().replace(mqtt=MqttConfig(max_message_length=cap)))
-        pubs = [e.to_doc()["mqtt"] for e in col.events if "publish" in e.types]
+        pubs = [e.to_doc()["mqtt"] for e in col.events if e.dataset == "otids.mqtt" and "publish" in e.types]
         seen[cap] = [(p["publish"].get("skipped_length"), p["publish"]["topic"], "puback" in p) for p in pubs]
     assert seen[50_000] == [(100011, "foo", True), (100009, "foo", False), (None, "bar", True), (None, "baz", True)]
     assert seen[500] == [(100011, "foo", True), (100009, "foo", False), (1010, "bar", True), (None, "baz", True)]
@@ -246,7 +246,8 @@ def test_zeek_payload_cap():
     cfg = Config().replace(mqtt=MqttConfig(string_log_limit=8))
     _, col = analyze([str(need(CORPUS / "zeek" / "Traces" / "mqtt.pcap"))], cfg)
     zp = _zeek_log(ZB / "scripts.base.protocols.mqtt.mqtt-payload-cap" / "mqtt_publish.log")
-    ours = sorted(e.to_doc()["mqtt"]["publish"]["message"] for e in col.events if e.message("publish"))
+    ours = sorted(e.to_doc()["mqtt"]["publish"]["message"] for e in col.events
+                  if e.dataset == "otids.mqtt" and e.message("publish"))
     want = sorted(r["payload"] + (f"[truncated {int(r['payload_len']) - 8} additional bytes]"
                                   if int(r["payload_len"]) > 8 else "") for r in zp)
     assert ours == want and ours[0] == "Hello MQ[truncated 2 additional bytes]"

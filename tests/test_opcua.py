@@ -316,10 +316,11 @@ def test_own_captures_through_pipeline_and_alerts():
     assert "s3cret" not in str(doc) and doc["user"]["name"] == "operator"
     w = [e for e in ev if e.service == "Write" and e.nodes == ("ns=2;s=Line3.Label",)][0]
     assert w.response["operation_status"] == ["BadUserAccessDenied"]
-    anon = analyze([str(need(PCAPS / "opcua-none-anonymous.pcap"))])[1].events
+    anon = [e for e in analyze([str(need(PCAPS / "opcua-none-anonymous.pcap"))])[1].events
+            if e.dataset == "otids.opcua"]
     fault = [e for e in anon if e.response and e.response.get("service_fault")]
     assert fault and fault[0].status.startswith("BadSession")
-    err = analyze([str(need(PCAPS / "opcua-err.pcap"))])[1].events
+    err = [e for e in analyze([str(need(PCAPS / "opcua-err.pcap"))])[1].events if e.dataset == "otids.opcua"]
     e = [x for x in err if x.message_type == "ERR"][0]
     assert e.status == "BadRequestTooLarge" and e.status_code == 0x80B80000
 

@@ -70,13 +70,16 @@ def test_numbers_equal_the_ndjson_outputs(tmp_path):
     A, E = read_ndjson(alerts), read_ndjson(events)
     m = model_from(alerts, events)
     o = m["overview"]
-    assert o["alerts"] == len(A) == 11 and o["events"] == len(E)
+    assert o["alerts"] == len(A) == 10 and o["events"] == len(E)
     assert o["alerts_by_severity"] == {**{k: 0 for k in ("critical", "high", "medium", "low", "info")},
                                        **Counter(severity_name(a["event"]["severity"]) for a in A)}
     ips = {d[s]["ip"] for d in E if d["event"]["dataset"] != "otids.flow" for s in ("source", "destination")}
     assert o["hosts"] == len(ips) == len(m["assets"]) == len(m["map"]["nodes"])
     assert o["start"] == min(d["@timestamp"] for d in E + A)[:19] + "Z"
-    assert o["protocols"] == dict(Counter(d["network"]["protocol"] for d in E if d.get("network", {}).get("protocol")))
+    # with connection records in the events (the default), the protocol mix counts connections
+    C = [d for d in E if d["event"]["dataset"] == "otids.conn"]
+    assert C and o["protocols"] == dict(Counter(d["network"]["protocol"] for d in C
+                                                 if d.get("network", {}).get("protocol")))
     assert {f["rule"]: f["alerts"] for f in m["findings"]} == dict(Counter(a["rule"]["id"] for a in A))
     assert len(m["baseline"]) == sum(1 for a in A if a["otids"]["alert"]["detector"] == "baseline") == 6
     # the simulator's OPC UA write and the Modbus writes are in the per-device activity
@@ -90,6 +93,10 @@ def test_numbers_equal_the_ndjson_outputs(tmp_path):
 
 def test_connection_records_are_used_when_present(tmp_path):
     alerts, events = analyze(tmp_path, "demo", DEMO)
+    protocol_only = tmp_path / "protocol-events.ndjson"  # an events file of before connection records
+    protocol_only.write_text("".join(line for line in events.read_text().splitlines(keepends=True)
+                                     if '"dataset":"otids.conn"' not in line))
+    events = protocol_only
     without = model_from(alerts, events)
     with_conn = model_from(alerts, events, CONN)
     conns = read_ndjson(CONN)

@@ -7,8 +7,11 @@ ids and usernames.
 It reads typed records only (never bytes or documents): any event with a `flow` (FlowContext) and a
 `protocol` gives roles (declared by each protocol) and services; each protocol's identity extractor
 (ids/protocols/<name>/assets.py: Modbus FC 43/14 and 17, OPC UA application descriptions and certificates,
-MQTT CONNECT, TLS certificates) adds the protocol-specific facts. `otids assets` prints it; the baseline learner keeps its `assets` section
-from it.
+MQTT CONNECT, TLS certificates) adds the protocol-specific facts. Connection records (ids.flow.conn) add
+every host seen whatever it speaks, with the protocols identified on its flows and the asset roles their
+packages declare (`roles`); ARP packets add stations that only answer ARP. A global (internet) address is
+not listed with a MAC that other addresses share: on the wire that is the gateway's (`own_macs`).
+`otids assets` prints it; the baseline learner keeps its `assets` section from it.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from ..units import rfc3339
 from ..protocols.modbus.assets import modbus_identity, printable_runs  # noqa: F401  (re-exported)
 from ..protocols.modbus.messages import ModbusTransaction
 from ..protocols.opcua.assets import norm_service, opcua_identity  # noqa: F401  (re-exported)
+from ..flow.conn import ArpPacket, ConnRecord
 
 #: protocol -> (role of the flow's client, role of its server), as each protocol declares them
 ROLES = {n: (p.roles["client"], p.roles["server"]) for n, p in REGISTRY.items()
@@ -35,8 +39,48 @@ MODBUS_ID_ORDER = ("vendor_name", "product_code", "major_minor_revision", "vendo
                    "model_name", "user_application_name")
 
 
+_SPEC_ROLES: dict[str, tuple[str, str]] | None = None
+
+
 def roles_for(protocol: str) -> tuple[str, str]:
-    return ROLES.get(protocol, (f"{protocol}_client", f"{protocol}_server"))
+    """(client role, server role): the dissected protocols' table, else the identified package's roles."""
+    global _SPEC_ROLES
+    r = ROLES.get(protocol)
+    if r is not None:
+        return r
+    if _SPEC_ROLES is None:
+        from ..protocols import identified
+        _SPEC_ROLES = {n: (s.roles.get("client", f"{n}_client"), s.roles.get("server", f"{n}_server"))
+                       for n, s in identified().items()}
+    return _SPEC_ROLES.get(protocol, (f"{protocol}_client", f"{protocol}_server"))
+
+
+_global_cache: dict[str, bool] = {}
+
+
+def is_global(ip: str) -> bool:
+    """An internet address: its MAC on the wire is the gateway's, not its own."""
+    g = _global_cache.get(ip)
+    if g is None:
+        if len(_global_cache) > 65536:
+            _global_cache.clear()
+        try:
+            g = ipaddress.ip_address(ip).is_global
+        except ValueError:
+            g = False
+        _global_cache[ip] = g
+    return g
+
+
+def is_station(ip: str) -> bool:
+    """An address a device can own: not multicast, broadcast, unspecified or link-local-broadcast."""
+    try:
+        a = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if a.is_multicast or a.is_unspecified:
+        return False
+    return not (a.version == 4 and (a == ipaddress.IPv4Address("255.255.255.255") or ip.endswith(".255")))
 
 
 def ip_sort_key(ip: str):
@@ -60,7 +104,7 @@ def identity_facts(ev) -> list[tuple[str, str, object]]:
 
 class Asset:
     __slots__ = ("ip", "macs", "vlans", "first_seen", "last_seen", "events", "roles", "services", "uses",
-                 "peers", "peer_overflow", "identity", "certificates")
+                 "peers", "peer_overflow", "identity", "certificates", "protocols")
 
     def __init__(self, ip: str, ts: int):
         self.ip = ip
@@ -75,6 +119,7 @@ class Asset:
         self.peer_overflow = 0
         self.identity: dict = {}  # see Inventory.identity_doc
         self.certificates: dict[str, dict] = {}
+        self.protocols: set[str] = set()  # application protocols of its flows (either side)
 
 
 class Inventory:
@@ -91,6 +136,11 @@ class Inventory:
         return a
 
     def observe(self, ev) -> None:
+        t = type(ev)
+        if t is ConnRecord:
+            return self._conn(ev)
+        if t is ArpPacket:
+            return self._arp(ev)
         ctx = getattr(ev, "flow", None)
         proto = getattr(ev, "protocol", None)
         if ctx is None or not isinstance(proto, str):
@@ -152,6 +202,63 @@ class Inventory:
         self._flows[ctx.flow_id] = pair
         return pair
 
+    def _seen(self, ip: str, first: int, last: int) -> Asset:
+        a = self.assets.get(ip)
+        if a is None:
+            a = self.assets[ip] = Asset(ip, first)
+        if first < a.first_seen:
+            a.first_seen = first
+        if last > a.last_seen:
+            a.last_seen = last
+        a.events += 1
+        return a
+
+    def _conn(self, ev: ConnRecord) -> None:
+        """A connection record: both hosts (stations only), their protocol, and roles and the service when
+        the server answered."""
+        if ev.client_ip is None:
+            return
+        end = ev.end if ev.end is not None else ev.ts
+        proto = ev.protocol
+        answered = ev.server_packets > 0 and ev.state not in ("REJ", "RSTRH", "RSTOS0", "SH")
+        sides = []
+        for ip, mac in ((ev.client_ip, ev.client_mac), (ev.server_ip, ev.server_mac)):
+            if not is_station(ip):
+                sides.append(None)
+                continue
+            a = self._seen(ip, ev.start, end)
+            if mac and mac != NO_MAC:
+                a.macs.add(mac)
+            if ev.vlan:
+                a.vlans.add("/".join(str(v) for v in ev.vlan))
+            if proto:
+                a.protocols.add(proto)
+            sides.append(a)
+        c, s = sides
+        if c is not None and s is not None:
+            for a, peer in ((c, s.ip), (s, c.ip)):
+                if peer not in a.peers:
+                    if len(a.peers) < MAX_PEERS:
+                        a.peers.add(peer)
+                    else:
+                        a.peer_overflow += 1
+        if proto and answered:
+            crole, srole = roles_for(proto)
+            svc = (proto, ev.transport, ev.server_port)
+            if s is not None:
+                s.roles.add(srole)
+                s.services.add(svc)
+            if c is not None:
+                c.roles.add(crole)
+                c.uses.add(svc)
+
+    def _arp(self, ev: ArpPacket) -> None:
+        """A station that speaks ARP (gratuitous or answering) is a host, even if it says nothing else."""
+        if ev.sender_ip and ev.sender_ip != "0.0.0.0" and is_station(ev.sender_ip):
+            a = self._seen(ev.sender_ip, ev.ts, ev.ts)
+            if ev.sender_mac and ev.sender_mac != NO_MAC:
+                a.macs.add(ev.sender_mac)
+
     # ------------------------------------------------------------------ views
     def sorted(self) -> list[Asset]:
         return sorted(self.assets.values(), key=lambda a: ip_sort_key(a.ip))
@@ -171,15 +278,27 @@ class Inventory:
                 out[k] = sorted(a.identity[k])
         return out
 
+    def own_macs(self) -> dict[str, list[str]]:
+        """ip -> the MACs that are its own: for a global (internet) address, not one that several addresses
+        share (the gateway's, which every internet host is seen behind)."""
+        share: dict[str, int] = {}
+        for a in self.assets.values():
+            for m in a.macs:
+                share[m] = share.get(m, 0) + 1
+        return {a.ip: sorted(m for m in a.macs if not (is_global(a.ip) and share[m] > 1))
+                for a in self.assets.values()}
+
     def records(self, oui=None) -> list[dict]:
         """JSON-ready inventory, sorted by IP."""
         from .oui import mac_vendor
         lookup = oui.lookup if oui is not None else mac_vendor
+        own = self.own_macs()
         out = []
         for a in self.sorted():
             r: dict = {"ip": a.ip,
-                       "macs": [{"mac": m, "vendor": lookup(m)} for m in sorted(a.macs)],
+                       "macs": [{"mac": m, "vendor": lookup(m)} for m in own[a.ip]],
                        "vlans": sorted(a.vlans), "roles": sorted(a.roles),
+                       "protocols": sorted(a.protocols),
                        "services": [_svc(x) for x in sorted(a.services)],
                        "uses": [_svc(x) for x in sorted(a.uses)],
                        "identity": self.identity_doc(a),

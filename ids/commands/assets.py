@@ -13,8 +13,9 @@ def register(sub) -> None:
     p = sub.add_parser("assets", help="list the devices seen in captures (inventory)",
                        description="Build a passive asset inventory from pcap/pcapng files: each device by IP "
                                    "with MACs and their vendor (IEEE registry via Wireshark's manuf), VLANs, "
-                                   "roles, services offered and used, vendor/product/revision from Modbus FC 43/14 "
-                                   "and FC 17, OPC UA and MQTT identities, first and last seen.")
+                                   "roles, protocols identified on its flows, services offered and used, "
+                                   "vendor/product/revision from Modbus FC 43/14 and FC 17, OPC UA and MQTT "
+                                   "identities, first and last seen. Every host seen is listed, whatever it speaks.")
     p.add_argument("pcaps", nargs="+", metavar="PCAP", help="capture files (pcap, pcapng, .gz)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON (a list of assets)")
@@ -80,7 +81,7 @@ def cmd_assets(args) -> int:
     return 1 if run.errors else 0
 
 
-CSV_FIELDS = ["ip", "macs", "mac_vendors", "vlans", "roles", "services", "uses", "vendor", "product_code",
+CSV_FIELDS = ["ip", "macs", "mac_vendors", "vlans", "roles", "protocols", "services", "uses", "vendor", "product_code",
               "revision", "product_name", "model_name", "modbus_server_id", "opcua_application_uri",
               "opcua_product_uri", "opcua_application_name", "mqtt_client_ids", "mqtt_usernames", "certificates", "peers", "first_seen", "last_seen", "events"]
 
@@ -100,7 +101,7 @@ def to_csv(recs: list[dict]) -> str:
         w.writerow({
             "ip": r["ip"], "macs": ";".join(m["mac"] for m in r["macs"]),
             "mac_vendors": ";".join(m["vendor"] or "" for m in r["macs"]), "vlans": ";".join(r["vlans"]),
-            "roles": ";".join(r["roles"]), "services": ";".join(r["services"]), "uses": ";".join(r["uses"]),
+            "roles": ";".join(r["roles"]), "protocols": ";".join(r.get("protocols", [])), "services": ";".join(r["services"]), "uses": ";".join(r["uses"]),
             "vendor": _modbus_field(r, "vendor_name"), "product_code": _modbus_field(r, "product_code"),
             "revision": _modbus_field(r, "major_minor_revision"), "product_name": _modbus_field(r, "product_name"),
             "model_name": _modbus_field(r, "model_name"),
@@ -118,13 +119,14 @@ def to_csv(recs: list[dict]) -> str:
 
 def to_table(recs: list[dict]) -> str:
     """A plain text table (stable for pipes and tests; no terminal width guessing)."""
-    head = ["IP", "MAC (vendor)", "VLAN", "ROLES", "SERVICES", "VENDOR / PRODUCT / REVISION", "FIRST SEEN",
-            "LAST SEEN", "EVENTS"]
+    head = ["IP", "MAC (vendor)", "VLAN", "ROLES", "PROTOCOLS", "SERVICES", "VENDOR / PRODUCT / REVISION",
+            "FIRST SEEN", "LAST SEEN", "EVENTS"]
     rows = []
     for r in recs:
         macs = ", ".join(f"{m['mac']} ({m['vendor']})" if m["vendor"] else m["mac"] for m in r["macs"]) or "-"
         svc = ", ".join(r["services"]) or ("uses " + ", ".join(r["uses"]) if r["uses"] else "-")
-        rows.append([r["ip"], macs, ", ".join(r["vlans"]) or "-", ", ".join(r["roles"]), svc,
+        rows.append([r["ip"], macs, ", ".join(r["vlans"]) or "-", ", ".join(r["roles"]) or "-",
+                     ", ".join(r.get("protocols", [])) or "-", svc,
                      r["summary"] or "-", r["first_seen"][:19] + "Z", r["last_seen"][:19] + "Z", str(r["events"])])
     widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip() for row in [head] + rows]

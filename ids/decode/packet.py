@@ -1,7 +1,9 @@
 """Decode link, network and transport headers into one compact record per packet.
 
 Link types Ethernet (802.1Q, 802.1ad/QinQ), Linux cooked SLL/SLL2, raw IP and BSD loopback; IPv4 (options,
-fragments reassembled by ids.decode.frag), IPv6 (extension headers), TCP and UDP. Each fixed header is one
+fragments reassembled by ids.decode.frag), IPv6 (extension headers), TCP, UDP, ICMP/ICMPv6 (type and code),
+any other IP protocol (by number) and non-IP Ethernet frames (by EtherType, `proto` ETHER), so that every
+conversation on the wire reaches the flow table. Each fixed header is one
 precompiled struct unpack. Checksums are verified and recorded, never a reason to drop. What the payload
 means is left to ids.flow and ids.protocols.
 """
@@ -28,14 +30,19 @@ ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
 ETH_VLAN = (0x8100, 0x88A8, 0x9100)
 
-TCP, UDP = 6, 17
+TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
+ETHER = 256  # Packet.proto of a non-IP Ethernet frame (no IP protocol number is this large)
 
 
 class Packet(NamedTuple):
-    """One decoded TCP or UDP packet. Addresses stay bytes (4 or 16) until a flow needs text."""
+    """One decoded packet. Addresses stay bytes (4 or 16) until a flow needs text.
+
+    ICMP/ICMPv6: `sport` is the type, `dport` the code, `payload` what follows the 8-byte header. Other IP
+    protocols: ports 0, `payload` the IP payload. Non-IP Ethernet (`proto` ETHER): `src`/`dst` are the MACs,
+    `sport` the EtherType (0 for 802.3 length-field frames), `payload` what follows the Ethernet header."""
 
     ts: int  # nanoseconds since the epoch
-    proto: int  # 6 TCP, 17 UDP
+    proto: int  # IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, ...) or ETHER
     src: bytes
     dst: bytes
     sport: int
@@ -48,6 +55,7 @@ class Packet(NamedTuple):
     dst_mac: bytes | None
     vlan: tuple[int, ...] | None
     bad_checksum: bool
+    iplen: int = 0  # IP bytes (header included), as Zeek's ip_bytes; non-IP: the frame from the EtherType on
 
 
 # TCP flags
@@ -140,7 +148,7 @@ class Decoder:
                     elif self.auto:
                         self._auto_check()
                 return _new_packet(Packet, (ts, 6, src, dst, sport, dport, seq, ack, flags, data[34 + thl:end],
-                                            smac, dmac, None, bad))
+                                            smac, dmac, None, bad, tot))
         return self._decode_slow(ts, linktype, data)
 
     # ------------------------------------------------------------------ general path
@@ -201,7 +209,10 @@ class Decoder:
         if etype == ETH_IPV6:
             return self._ipv6(ts, data, off, smac, dmac, vl)
         st.not_ip += 1
-        return None
+        if smac is None or dmac is None:  # no Ethernet addresses (cooked capture): nobody to pair it with
+            return None
+        return Packet(ts, ETHER, smac, dmac, etype if etype >= 0x600 else 0, 0, 0, 0, 0, data[off:], smac, dmac,
+                      vl, False, n - off)
 
     def _ipv4(self, ts, data, off, smac, dmac, vlan) -> Packet | None:
         st = self.stats
@@ -230,8 +241,8 @@ class Decoder:
             whole = self.frag.add(ts, key, (frag & 0x1FFF) * 8, bool(frag & 0x2000), data[l4:end], self.notices)
             if whole is None:
                 return None
-            return self._l4(ts, proto, src, dst, whole, 0, len(whole), smac, dmac, vlan, bad, 4)
-        return self._l4(ts, proto, src, dst, data, l4, end, smac, dmac, vlan, bad, 4)
+            return self._l4(ts, proto, src, dst, whole, 0, len(whole), smac, dmac, vlan, bad, 4, ihl + len(whole))
+        return self._l4(ts, proto, src, dst, data, l4, end, smac, dmac, vlan, bad, 4, end - off)
 
     def _ipv6(self, ts, data, off, smac, dmac, vlan) -> Packet | None:
         st = self.stats
@@ -280,10 +291,10 @@ class Decoder:
             whole = self.frag.add(ts, (src, dst, frag[2], nxt), frag[0], frag[1], data[pos:end], self.notices)
             if whole is None:
                 return None
-            return self._l4(ts, nxt, src, dst, whole, 0, len(whole), smac, dmac, vlan, False, 6)
-        return self._l4(ts, nxt, src, dst, data, pos, end, smac, dmac, vlan, False, 6)
+            return self._l4(ts, nxt, src, dst, whole, 0, len(whole), smac, dmac, vlan, False, 6, 40 + len(whole))
+        return self._l4(ts, nxt, src, dst, data, pos, end, smac, dmac, vlan, False, 6, end - off)
 
-    def _l4(self, ts, proto, src, dst, data, pos, end, smac, dmac, vlan, bad, ipver) -> Packet | None:
+    def _l4(self, ts, proto, src, dst, data, pos, end, smac, dmac, vlan, bad, ipver, iplen) -> Packet | None:
         st = self.stats
         if proto == TCP:
             if end - pos < 20:
@@ -296,7 +307,8 @@ class Decoder:
                 return None
             if self.verify and not bad:
                 bad = self._check_l4(data, pos, end, src, dst, 6, ipver, ts)
-            return Packet(ts, 6, src, dst, sport, dport, seq, ack, flags, data[pos + thl:end], smac, dmac, vlan, bad)
+            return Packet(ts, 6, src, dst, sport, dport, seq, ack, flags, data[pos + thl:end], smac, dmac, vlan, bad,
+                          iplen)
         if proto == UDP:
             if end - pos < 8:
                 st.truncated += 1
@@ -304,9 +316,16 @@ class Decoder:
             sport, dport, ulen, ucs = _UDP.unpack_from(data, pos)
             if self.verify and not bad and ucs:
                 bad = self._check_l4(data, pos, end, src, dst, 17, ipver, ts)
-            return Packet(ts, 17, src, dst, sport, dport, 0, 0, 0, data[pos + 8:end], smac, dmac, vlan, bad)
+            return Packet(ts, 17, src, dst, sport, dport, 0, 0, 0, data[pos + 8:end], smac, dmac, vlan, bad, iplen)
         st.not_tcp_udp += 1
-        return None
+        if proto == ICMP or proto == ICMP6:
+            if end - pos < 4:
+                st.truncated += 1
+                return None
+            # RFC 792 / RFC 4443: type, code, checksum, 4 bytes of type-specific header (echo: id, sequence)
+            return Packet(ts, proto, src, dst, data[pos], data[pos + 1], 0, 0, 0, data[pos + 8:end], smac, dmac,
+                          vlan, bad, iplen)
+        return Packet(ts, proto, src, dst, 0, 0, 0, 0, 0, data[pos:end], smac, dmac, vlan, bad, iplen)
 
     # ------------------------------------------------------------------ checksums
     def _check_l4(self, data, pos, end, src, dst, proto, ipver, ts) -> bool:

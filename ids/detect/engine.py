@@ -6,7 +6,9 @@ iterable of Alert` at the end of input, and optionally `reload(config)` (SIGHUP)
 `accepts(event_type) -> bool`: the engine then routes
 only those event types to it (asked once per type), so a detector costs nothing on traffic it ignores.
 Every event type has `dataset` and `label` (function, service or action), which is what the run summary
-counts. The engine keeps no state of its own beyond counters and the routes.
+counts. A record type with `internal = True` (ids.flow.conn.ArpPacket) goes to the detectors only: it is never
+counted in the summary nor written by an event sink. The engine keeps no state of its own beyond counters and
+the routes.
 """
 from __future__ import annotations
 
@@ -29,23 +31,28 @@ class Engine:
         # site suppressions over every detector's alerts (detect/suppress.py); counted for the summary
         self.alert_filters = [d.suppress for d in detectors if hasattr(d, "suppress")]
         self.suppressed = 0
+        self._internal: dict[type, bool] = {}  # event type -> internal (detectors only)
 
     def _route(self, t: type) -> tuple:
         r = self._routes[t] = tuple(d.on_event for d in self.detectors
                                     if getattr(d, "accepts", None) is None or d.accepts(t))
+        self._internal[t] = getattr(t, "internal", False) is True
         return r
 
     def reroute(self) -> None:
         """Call after changing `detectors`."""
         self._routes.clear()
+        self._internal.clear()
 
     def on_event(self, ev) -> None:
-        self.events[ev.dataset, ev.label] += 1
-        for s in self.event_sinks:
-            s.write_event(ev)
-        route = self._routes.get(type(ev))
+        t = type(ev)
+        route = self._routes.get(t)
         if route is None:
-            route = self._route(type(ev))
+            route = self._route(t)
+        if not self._internal[t]:
+            self.events[ev.dataset, ev.label] += 1
+            for s in self.event_sinks:
+                s.write_event(ev)
         for on_event in route:
             alerts = on_event(ev)
             if alerts:

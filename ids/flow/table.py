@@ -2,26 +2,34 @@
 feeding protocol sessions, idle timeouts and hard caps (each cap hit is a FlowNotice, never silent).
 
 It owns flows and their streams; what the application bytes mean belongs to ids.protocols sessions, and
-what is suspicious to ids.detect.
+what is suspicious to ids.detect. Every flow (TCP, UDP, ICMP, other IP protocols, non-IP Ethernet
+conversations by MAC pair and EtherType) becomes one ConnRecord when it ends (ids.flow.connlog); ARP frames
+are also handed on one by one as ArpPacket (internal records, for detectors).
 """
 from __future__ import annotations
 
 from typing import Callable
 
 from ..config import Config
-from ..decode.packet import ACK, FIN, RST, SYN, Packet
+from ..decode.arp import parse_arp
+from ..decode.packet import ACK, ETHER, FIN, RST, SYN, Packet
 from ..events import FlowContext, FlowNotice, community_id, ip_text, mac_text, TRANSPORT_NAMES
 from .context import SessionContext
+from . import connlog
+from .conn import ArpPacket
+from .identify import Identifier
 from .tcp import Stream
 
 NS = 1_000_000_000
 PROBE_LIMIT = 1024  # bytes per direction looked at before a flow is declared unknown
+MAX_HOSTS = 1 << 20  # addresses kept for the summary's host count (spoofed floods stop here)
 
 
 class Flow:
     __slots__ = ("flow_id", "proto", "cip", "sip", "cport", "sport", "cmac", "smac", "vlan", "first_ts",
                  "last_ts", "cs", "ss", "session", "app", "probe", "probing", "midstream", "closed",
-                 "fin", "pkts", "bytes", "ctx", "bad_checksums", "established", "notices")
+                 "fin", "pkts", "bytes", "ctx", "bad_checksums", "established", "notices",
+                 "ipb", "hseen", "hist", "cnotes", "etype", "ident", "ident_by", "dissector", "istate")
 
     def __init__(self, flow_id, proto, cip, cport, sip, sport, cmac, smac, vlan, ts, midstream):
         self.flow_id = flow_id
@@ -44,6 +52,15 @@ class Flow:
         self.bad_checksums = 0
         self.established = False
         self.notices = 0
+        self.ipb = [0, 0]  # IP bytes per direction (Zeek's orig_ip_bytes / resp_ip_bytes)
+        self.hseen = [0, 0]  # per direction: flag/payload combinations already in the history (bit set)
+        self.hist: list[str] = []  # Zeek history letters, in order
+        self.cnotes: set[str] = set()  # notes for the connection record (unusual flags, mismatches)
+        self.etype: int | None = None  # non-IP: EtherType; ICMP: 1 when the message type is one-way
+        self.ident = 0  # payload packets still to show identification (ids.flow.identify)
+        self.ident_by: str | None = None  # "content" or "port" once the protocol is known
+        self.dissector: str | None = None  # the dissector that claimed the flow
+        self.istate: list | None = None  # identification in progress (ids.flow.identify)
 
     @property
     def context(self) -> FlowContext:
@@ -68,13 +85,16 @@ class FlowTable:
         self.probe_order = [p for p in protocols.values() if getattr(p, "probe", None)] \
             if config.protocols.probe else []
         self.emit = emit
+        self.ident = Identifier(self.port_map, use_ndpi=getattr(config.protocols, "ndpi", True))
         self.tcp: dict[tuple, tuple[Flow, bool]] = {}
         self.udp: dict[tuple, tuple[Flow, bool]] = {}
+        self.other: dict[tuple, tuple[Flow, bool]] = {}  # ICMP, other IP protocols, non-IP Ethernet
         self.nflows = 0
         self.live = 0
         self.next_sweep = -1  # capture time of the next timeout sweep; -1 until the first packet
         self.report_checksums = verify_checksums
         self.talkers: dict[tuple, list[int]] = {}
+        self.hosts: set[bytes] = set()  # unicast IP addresses seen in any flow (summary), up to MAX_HOSTS
         self.stats = {"flows": 0, "flows_evicted": 0, "flows_timed_out": 0, "tcp_gaps": 0, "tcp_gap_bytes": 0,
                       "stream_cap_hits": 0, "retransmissions": 0, "packets_no_flow": 0}
 
@@ -85,8 +105,10 @@ class FlowTable:
             self.sweep_or_start(ts)
         if p.proto == 6:
             self._tcp(p, ts)
-        else:
+        elif p.proto == 17:
             self._udp(p, ts)
+        else:
+            self._other(p, ts)
 
     def sweep_or_start(self, ts: int) -> None:
         """Time for a sweep; or, at the first packet, the clock starts (next_sweep begins at -1)."""
@@ -96,13 +118,13 @@ class FlowTable:
             self.sweep(ts)
 
     def _tcp(self, p: Packet, ts: int) -> None:
-        _, _, src, dst, sport, dport, pseq, pack, flags, payload, _, _, vlan, bad = p  # one unpack, not ten reads
+        _, _, src, dst, sport, dport, pseq, pack, flags, payload, _, _, vlan, bad, iplen = p  # one unpack, not ten reads
         key = (src, dst, sport, dport, vlan)
         hit = self.tcp.get(key)
         if hit is None or (hit[0].closed and flags & SYN and not flags & ACK):
             if hit is not None:
                 self._remove(hit[0], ts, "reused")
-            if flags & RST:
+            if flags & RST and not flags & SYN:
                 self.stats["packets_no_flow"] += 1
                 return
             flow, to_server = self._new_tcp(p, key, ts)
@@ -111,8 +133,17 @@ class FlowTable:
         flow.last_ts = ts
         d = 0 if to_server else 1
         flow.pkts[d] += 1
-        flow.bytes[d] += len(payload)
+        n = len(payload)
+        flow.bytes[d] += n
+        flow.ipb[d] += iplen
+        bit = 1 << ((flags & 0x3F) | (64 if n else 0))
+        if not flow.hseen[d] & bit:  # a flag combination new for this direction: history letters, notes
+            connlog.tcp_history(flow, d, flags, n > 0, bit)
+        if flow.ident:  # the first packets of a flow no dissector holds: identification
+            self.ident.packet(flow, p, to_server)
         if bad:
+            if not flow.bad_checksums and self.report_checksums:  # offloaded checksums are no finding
+                flow.hist.append("C" if to_server else "c")
             flow.bad_checksums += 1
             if self.report_checksums and flow.bad_checksums == 1:
                 self._notice(flow, ts, "bad_checksum", {"direction": "to_server" if to_server else "to_client"})
@@ -138,6 +169,8 @@ class FlowTable:
             stream.next_seq = (seq + len(payload)) & 0xFFFFFFFF
             stream.bytes += len(payload)
             sess.data(to_server, payload, ts)
+            if flow.session is None:  # the session let go of the flow on these bytes: identify them
+                self.ident.data(flow, to_server, payload, ts)
         elif payload and (sess is not None or flow.probing):
             out = []
             if stream.add(seq, payload, self.cfg.max_stream_buffer, out):
@@ -168,7 +201,11 @@ class FlowTable:
         else:
             client_is_src, mid = self._guess_client(p.sport, p.dport), True
         f = self._make_flow(p, ts, client_is_src, mid, self.tcp)
+        if not client_is_src:
+            f.hist.append("^")  # Zeek: the first packet came from the responder
         self._assign(f)
+        if f.session is None:
+            self.ident.start(f)
         return f, client_is_src
 
     def _make_flow(self, p: Packet, ts: int, client_is_src: bool, mid: bool, table: dict) -> Flow:
@@ -193,12 +230,32 @@ class FlowTable:
             return True
         if sport in pm and dport not in pm:
             return False
+        im = self.ident.ports["tcp"]  # then the identified protocols' well-known ports
+        if dport in im and sport not in im:
+            return True
+        if sport in im and dport not in im:
+            return False
         return sport > dport or sport == dport
+
+    def _guess_udp_client(self, p: Packet) -> bool:
+        """UDP has no handshake: a multicast or broadcast destination is never the client; then the
+        identified protocols' well-known ports; then the lower port is the server's."""
+        if not connlog.is_host(p.dst):
+            return True
+        if not connlog.is_host(p.src):
+            return False
+        pm = self.ident.ports["udp"]
+        if p.dport in pm and p.sport not in pm:
+            return True
+        if p.sport in pm and p.dport not in pm:
+            return False
+        return p.sport > p.dport or p.sport == p.dport
 
     def _assign(self, f: Flow) -> None:
         name = self.port_map.get(f.sport)
         if name is not None and name in self.protocols:
-            f.app = name
+            f.app = f.dissector = name
+            f.ident_by = "port"
             f.session = self.protocols[name].session(SessionContext(self, f))
         elif self.probe_order:
             f.probing = True
@@ -210,15 +267,90 @@ class FlowTable:
         key = (p.src, p.dst, p.sport, p.dport, p.vlan)
         hit = self.udp.get(key)
         if hit is None:
-            client_is_src = self._guess_client(p.sport, p.dport)
+            client_is_src = self._guess_udp_client(p)
             f = self._make_flow(p, ts, client_is_src, False, self.udp)
-            f.app = ""  # no UDP protocol dissectors yet: flows are tracked and counted
+            f.app = ""  # no UDP protocol dissectors yet: flows are identified, tracked and counted
+            self.ident.start(f)
+            hit = (f, client_is_src)
+        f, to_server = hit
+        f.last_ts = ts
+        d = 0 if to_server else 1
+        f.pkts[d] += 1
+        n = len(p.payload)
+        f.bytes[d] += n
+        f.ipb[d] += p.iplen
+        if n and not f.hseen[d]:
+            f.hseen[d] = 1
+            connlog.simple_history(f, d, True)
+        if f.ident:
+            self.ident.packet(f, p, to_server)
+
+    def _other(self, p: Packet, ts: int) -> None:
+        """ICMP (request and reply in one flow), other IP protocols (one flow per address pair and protocol)
+        and non-IP Ethernet (one conversation per MAC pair and EtherType; ARP frames also go out one by one)."""
+        proto = p.proto
+        src, dst = p.src, p.dst
+        one_way = False
+        if proto == ETHER:
+            x = p.sport
+            if x == 0x0806:  # ARP: one conversation per pair of protocol addresses, whoever broadcasts
+                arp = self._arp(p, ts)
+                if arp is not None:
+                    src, dst = arp
+            client_is_src = True
+            y = 0
+        elif proto == 1 or proto == 58:
+            t = p.sport
+            pairs = connlog.ICMP6_PAIRS if proto == 58 else connlog.ICMP4_PAIRS
+            other = pairs.get(t)
+            if other is None:  # one-way message (unreachable, time exceeded, ...): type and code
+                x, y, client_is_src, one_way = t, p.dport, True, True
+            else:
+                reqs = connlog.ICMP6_REQUESTS if proto == 58 else connlog.ICMP4_REQUESTS
+                client_is_src = t in reqs
+                x, y = (t, other) if client_is_src else (other, t)
+        else:
+            x = y = 0
+            client_is_src = True
+        key = (proto, x, src, dst, p.vlan)
+        hit = self.other.get(key)
+        if hit is None:
+            hit = self.other.get((proto, x, dst, src, p.vlan))
+            if hit is not None:
+                hit = (hit[0], not hit[1])
+        if hit is None:
+            if self.live >= self.cfg.max_flows:
+                self._evict(ts)
+            self.nflows += 1
+            self.live += 1
+            self.stats["flows"] += 1
+            a, b = (src, dst) if client_is_src else (dst, src)
+            am, bm = (p.src_mac, p.dst_mac) if client_is_src else (p.dst_mac, p.src_mac)
+            f = Flow(self.nflows, proto, a, x, b, y, am, bm, p.vlan, ts, False)
+            f.app = ""
+            f.etype = x if proto == ETHER else (1 if one_way else None)
+            if proto == ETHER:
+                self.ident.ether(f, p.payload)
+            self.other[(proto, x, a, b, p.vlan)] = (f, True)
             hit = (f, client_is_src)
         f, to_server = hit
         f.last_ts = ts
         d = 0 if to_server else 1
         f.pkts[d] += 1
         f.bytes[d] += len(p.payload)
+        f.ipb[d] += p.iplen
+        if not to_server and f.smac != p.src_mac:  # ARP pair: the answering station's own MAC
+            f.smac = p.src_mac
+
+    def _arp(self, p: Packet, ts: int) -> tuple[bytes, bytes] | None:
+        """Hand the ARP frame on as an ArpPacket; (sender IP, target IP) for its conversation key."""
+        a = parse_arp(p.payload)
+        if a is None:
+            return None
+        op, sha, spa, tha, tpa = a
+        self.emit(ArpPacket(ts, op, mac_text(sha), ip_text(spa), mac_text(tha), ip_text(tpa), mac_text(p.src),
+                            mac_text(p.dst), p.vlan))
+        return spa, tpa
 
     # ------------------------------------------------------------------ delivery to sessions
     def _deliver(self, flow: Flow, to_server: bool, chunks: list, ts: int) -> None:
@@ -234,12 +366,17 @@ class FlowTable:
             if sess is None:
                 return
             if type(c) is int:
+                g = "G" if to_server else "g"
+                if g not in flow.hist:
+                    flow.hist.append(g)
                 self.stats["tcp_gaps"] += 1
                 self.stats["tcp_gap_bytes"] += c
                 self._notice(flow, ts, "tcp_gap", {"bytes": c, "direction": "to_server" if to_server else "to_client"})
                 sess.gap(to_server, ts, c)
             else:
                 sess.data(to_server, c, ts)
+                if flow.session is None:
+                    self.ident.data(flow, to_server, c, ts)
 
     def _probe(self, flow: Flow, to_server: bool, data: bytes, ts: int) -> bytes | None:
         """Accumulate the first bytes of each direction until a protocol claims the flow or none can.
@@ -253,7 +390,10 @@ class FlowTable:
             r = proto.probe(buf, to_server)
             if r > 0:
                 flow.probing = False
-                flow.app = proto.name
+                flow.app = flow.dissector = proto.name
+                flow.ident_by = "content"
+                if flow.istate is not None:
+                    self.ident.cancel(flow)
                 flow.session = proto.session(SessionContext(self, flow))
                 other = flow.probe[1 - i]
                 flow.probe = None
@@ -266,7 +406,8 @@ class FlowTable:
             if not undecided or all(len(b) >= PROBE_LIMIT for b in flow.probe):
                 flow.probing = False
                 flow.probe = None
-                flow.app = ""
+                if flow.app is None:  # identification may have named it already
+                    flow.app = ""
         return None
 
     # ------------------------------------------------------------------ notices, closing, expiry
@@ -280,6 +421,7 @@ class FlowTable:
         """A session gave up on its flow (not its protocol after all): stop dissecting, say so."""
         self._notice(flow, ts, "protocol_violation", {"protocol": flow.app, "reason": reason})
         flow.session = None
+        self.ident.start(flow)  # not what its port says: name it by what follows
 
     def truncated(self, flow: Flow, ts: int, protocol: str, nbytes: int, to_server: bool) -> None:
         """A session ended holding part of a PDU that never completed."""
@@ -290,6 +432,8 @@ class FlowTable:
         if flow.closed:
             return
         flow.closed = True
+        if flow.istate is not None:
+            self.ident.finish(flow)
         for stream, to_server in ((flow.cs, True), (flow.ss, False)):
             if stream.segs:  # data still waiting behind a hole: the hole will never fill now
                 out: list = []
@@ -301,7 +445,15 @@ class FlowTable:
         if flow.session is not None:
             flow.session.close(ts)
         self.stats["retransmissions"] += flow.cs.retrans + flow.ss.retrans
-        k = (flow.cip, flow.sip, flow.app or "")
+        proto = flow.proto
+        k = (flow.cip, flow.sip, flow.app or "", proto,
+             flow.etype if proto == ETHER else flow.cport if proto in (1, 58) else flow.sport)
+        if proto != ETHER:
+            hosts = self.hosts
+            if len(hosts) < MAX_HOSTS:
+                for ip in (flow.cip, flow.sip):
+                    if ip not in hosts and connlog.is_host(ip):
+                        hosts.add(ip)
         t = self.talkers.get(k)
         if t is None:
             t = self.talkers[k] = [0, 0, 0]
@@ -311,11 +463,16 @@ class FlowTable:
 
     def _remove(self, flow: Flow, ts: int, why: str) -> None:
         self._close(flow, ts)
-        table = self.tcp if flow.proto == 6 else self.udp
-        for key in ((flow.cip, flow.sip, flow.cport, flow.sport, flow.vlan),
-                    (flow.sip, flow.cip, flow.sport, flow.cport, flow.vlan)):
-            table.pop(key, None)
+        proto = flow.proto
+        if proto == 6 or proto == 17:
+            table = self.tcp if proto == 6 else self.udp
+            for key in ((flow.cip, flow.sip, flow.cport, flow.sport, flow.vlan),
+                        (flow.sip, flow.cip, flow.sport, flow.cport, flow.vlan)):
+                table.pop(key, None)
+        else:
+            self.other.pop((proto, flow.cport, flow.cip, flow.sip, flow.vlan), None)
         self.live -= 1
+        self.emit(connlog.record(flow, ts, why))
 
     def sweep(self, now: int) -> None:
         """Expire idle and closed flows, and let live sessions expire their pending transactions."""
@@ -323,7 +480,7 @@ class FlowTable:
         self.next_sweep = now + cfg.sweep_interval * NS
         idle_tcp, idle_udp, linger = cfg.tcp_idle_timeout * NS, cfg.udp_idle_timeout * NS, cfg.closed_linger * NS
         dead = []
-        for table in (self.tcp, self.udp):
+        for table in (self.tcp, self.udp, self.other):
             for key, (f, is_c) in table.items():
                 if not is_c:
                     continue
@@ -342,7 +499,7 @@ class FlowTable:
 
     def _evict(self, ts: int) -> None:
         """The flow table is full: close the least recently active tenth (at least one) and say so."""
-        flows = sorted((f for table in (self.tcp, self.udp) for f, is_c in table.values() if is_c),
+        flows = sorted((f for table in (self.tcp, self.udp, self.other) for f, is_c in table.values() if is_c),
                        key=lambda f: (f.last_ts, f.flow_id))
         n = max(1, len(flows) // 10)
         for f in flows[:n]:
@@ -352,7 +509,7 @@ class FlowTable:
 
     def finish(self, ts: int) -> None:
         """End of input: close every flow so every pending exchange is emitted with its status."""
-        flows = sorted({id(f): f for table in (self.tcp, self.udp) for f, _ in table.values()}.values(),
+        flows = sorted({id(f): f for table in (self.tcp, self.udp, self.other) for f, _ in table.values()}.values(),
                        key=lambda f: f.flow_id)
         for f in flows:
             self._remove(f, ts, "end")

@@ -275,12 +275,12 @@ class Sensor:
         run = self.run
         table = run.table
         proto: dict[str, list[int]] = {}
-        for (_c, _s, app), (fl, pk, by) in table.talkers.items():  # closed flows
+        for (_c, _s, app, *_service), (fl, pk, by) in table.talkers.items():  # closed flows
             t = proto.setdefault(app or "unidentified", [0, 0, 0])
             t[0] += fl
             t[1] += pk
             t[2] += by
-        for tab in (table.tcp, table.udp):
+        for tab in (table.tcp, table.udp, table.other):
             for f, is_c in tab.values():
                 if is_c and not f.closed:
                     t = proto.setdefault(f.app or "unidentified", [0, 0, 0])

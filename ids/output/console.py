@@ -39,7 +39,9 @@ def print_summary(run, console: Console | None = None) -> None:
                     "(`decode.checksums: off` stops checking)")
     if run.decoder.checksum_note:
         c.print(f"  note: {run.decoder.checksum_note}")
-    skipped = {k: v for k, v in (("not IP", d.not_ip), ("not TCP/UDP", d.not_tcp_udp), ("truncated", d.truncated),
+    if d.not_ip or d.not_tcp_udp:  # still analysed: connection records (otids.conn)
+        c.print(f"  other traffic: non-IP frames {d.not_ip:,}, IP other than TCP/UDP {d.not_tcp_udp:,}")
+    skipped = {k: v for k, v in (("truncated", d.truncated),
                                  ("malformed", d.malformed), ("unknown link type", d.linktype_unknown)) if v}
     if skipped:
         c.print("  packets not analysed: " + ", ".join(f"{k} {v:,}" for k, v in skipped.items()))
@@ -63,16 +65,16 @@ def print_summary(run, console: Console | None = None) -> None:
 
     talkers = run.table.talkers
     if talkers:
+        from .talkers import talker_rows
         t = Table(title="Top talkers (by packets)", title_justify="left")
-        for col in ("client", "server", "protocol"):
+        for col in ("client", "server", "protocol", "service"):
             t.add_column(col)
         for col in ("flows", "packets", "bytes"):
             t.add_column(col, justify="right")
-        top = sorted(talkers.items(), key=lambda x: (-x[1][1], x[0]))[:10]
-        from ..events import ip_text
-        for (ci, si, app), (fl, pk, by) in top:
-            t.add_row(ip_text(ci), ip_text(si), app or "-", f"{fl:,}", f"{pk:,}", f"{by:,}")
+        for row in talker_rows(talkers, 10):
+            t.add_row(*row)
         c.print(t)
+        c.print(f"  hosts seen: {len(run.table.hosts):,}")
 
     al = run.engine.alerts
     sup = suppressed_count(run)
