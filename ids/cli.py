@@ -28,7 +28,7 @@ COMMANDS: list[str] = ["ids.output.elasticsearch", "ids.assets.cli", "ids.detect
 #: (rules, baseline, registry) with the freshly loaded config; when they are bad it raises UserError and
 #: keeps what it had, and the sensor reports the error and goes on with the old ones.
 ANALYZE_PLUGINS: list[str] = ["ids.output.elasticsearch", "ids.detect.baseline.cli", "ids.detect.rules.cli",
-                              "ids.detect.auth.cli", "ids.detect.ml.detector"]
+                              "ids.detect.auth.cli", "ids.detect.ml.detector", "ids.detect.network.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
