@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ...assets import NO_MAC, modbus_identity, opcua_identity, roles_for
 from ...events import Alert, ModbusTransaction, OpcuaEvent, rfc3339
+from ...flow.conn import ConnRecord
 from ..attack import techniques as attack
 from .model import Baseline
 from .protocols import PROTOCOL_MODULES
@@ -87,6 +88,7 @@ class BaselineDetector:
                                                                                          frozenset(ports))
         self.protocols = {name: m.Enforcer(baseline, cfg, usable + ("denied",))
                           for name, m in PROTOCOL_MODULES.items()}
+        self.network = self.protocols["network"]
         self.hold = cfg.hold * NS
         self.realert = cfg.realert_after * NS
         self.gap = cfg.capture_gap * NS
@@ -105,9 +107,17 @@ class BaselineDetector:
         ctx = getattr(ev, "flow", None)
         proto = getattr(ev, "protocol", None)
         if ctx is None or not isinstance(proto, str):
+            if type(ev) is ConnRecord:  # every connection on the wire: the network section (network.py)
+                self._clock(ev.ts)
+                self.network.record(ev, self)
+                if self.out:
+                    out, self.out = self.out, []
+                    return out
             return None
         ts = ev.ts
         self._clock(ts)
+        if self.network.seen:
+            self.network.check(ev, self)
         v = self._verdicts.get(ctx.flow_id)
         if v is None:
             v = self._flow_verdict(ctx, proto)

@@ -8,6 +8,6 @@ protocol to the baseline is one module and one line here.
 """
 from __future__ import annotations
 
-from . import modbus, mqtt, opcua
+from . import modbus, mqtt, network, opcua
 
-PROTOCOL_MODULES = {m.SECTION.protocol: m for m in (modbus, opcua, mqtt)}
+PROTOCOL_MODULES = {m.SECTION.protocol: m for m in (modbus, opcua, mqtt, network)}
