@@ -64,6 +64,14 @@ def test_nmap_default_scan_of_one_host_is_one_port_scan_and_one_follow_up():
     assert f"{SCANNER} tried 15 TCP ports of {PLC} without a conversation" in first.reason
 
 
+def test_connections_picked_up_midstream_are_no_attempts():
+    """A capture that starts while a browser holds 40 HTTP keep-alive connections: the only packets are the
+    client's FINs (Zeek SH, history F; seen in the corpus's hart_ip.pcap), never a SYN: no address scan."""
+    ev = [conn(i * 0.01, "192.168.0.100", f"23.15.7.{i}", 80, state="SH", history="F", cpk=1, spk=0)
+          for i in range(40)]
+    assert run(ScanDetector(CFG), ev) == []
+
+
 def test_fourteen_ports_are_below_the_threshold_and_fifteen_are_not():
     ev = [syn_closed(i, SCANNER, PLC, 1000 + i) for i in range(14)]
     assert run(ScanDetector(CFG), ev) == []

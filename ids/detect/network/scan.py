@@ -1,8 +1,9 @@
 """Scan and flood detection over connection records (ids.flow.conn.ConnRecord): port (vertical) and address
 (horizontal) scans over TCP and UDP, ICMP sweeps, SYN floods. No baseline needed.
 
-What counts is the *attempt*: a TCP connection that carried no payload either way and did not close
-normally (Zeek states S0, REJ, RSTO..., anything but SF), a UDP datagram flow nobody answered, an ICMP
+What counts is the *attempt*: a TCP connection the client opened with a SYN that carried no payload either
+way and did not close normally (Zeek states S0, REJ, RSTO..., anything but SF; a connection picked up
+midstream, e.g. keep-alive FINs at the start of a capture, is no attempt), a UDP datagram flow nobody answered, an ICMP
 echo/timestamp/address-mask request nobody answered. Conversations never count, so hours of polling raise
 nothing. The thresholds are Zeek's scan.zeek (15 ports of one host, 25 hosts on one port, in 5 minutes);
 the SYN flood is counted per destination host and port whatever the sources, so a spoofed-source flood is
@@ -41,8 +42,8 @@ class ScanDetector:
         if src is None or dst is None or not is_unicast(dst):
             return None
         if t == "tcp":
-            if r.client_payload or r.server_payload or r.state == "SF":
-                return None
+            if r.client_payload or r.server_payload or r.state == "SF" or "S" not in r.history:
+                return None  # a conversation, or no SYN from the client (midstream: the capture began later)
             self._flood(r)
             self._scan(r, "otids.network.scan.port_scan", "otids.network.scan.address_scan")
         elif t == "udp":
