@@ -113,6 +113,7 @@ def test_masscan_udp_scan_is_at_most_five_alerts():
     out = run(ScanDetector(CFG), ev)
     assert 1 <= len(out) <= 5
     assert set(rules(out)) == {"otids.network.scan.udp_scan"}
+    assert sum(a.count for a in out) == sum(1 for r in ev if not r.server_packets)  # each datagram counted once
 
 
 def test_icmp_sweep_is_one_alert_and_answered_pings_are_not_counted():
@@ -219,6 +220,15 @@ def test_arp_spoofing_in_front_of_a_plc():
     claim = next(a for a in out if a.rule_id == "otids.network.arp.ip_claimed")
     assert claim.reason.startswith(f"{GW} is-at {EVIL} in ARP, but {GW} was at {GW_MAC}")
     assert claim.to_doc()["source"] == {"ip": GW, "mac": EVIL}
+
+
+def test_replies_after_the_one_that_answered_a_request_are_unsolicited():
+    """arping -U -P -S 10.10.2.1 -c 12 -W 0.5 from the attacker, 3 s after the PLC asked for the gateway and
+    the gateway answered (net-arpspoof.pcap): all 12 replies are unsolicited, a burst."""
+    ev = [arp(0, 1, PLC_MAC, PLC, GW), arp(0.0001, 2, GW_MAC, GW, PLC, tmac=PLC_MAC, dst=PLC_MAC)]
+    ev += [arp(2.9 + i * 0.5, 2, EVIL, GW, PLC, tmac=PLC_MAC) for i in range(12)]
+    assert rules(run(ArpWatch(CFG), ev)) == {"otids.network.arp.ip_claimed": 1,
+                                             "otids.network.arp.gratuitous_burst": 1}
 
 
 def test_gratuitous_burst_threshold():

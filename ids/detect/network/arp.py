@@ -5,7 +5,7 @@ network baseline (ids/detect/baseline/network.py) keeps the reviewed MAC<->IP bi
 
 A station is an (IP, MAC) pair taken from the sender fields of requests and replies; ARP probes (sender
 IP 0.0.0.0, RFC 5227) claim nothing. A reply is unsolicited when no request for its sender IP was seen in
-the last `UNSOLICITED_NS`; a gratuitous ARP announces the sender's own IP (sender IP = target IP).
+the last `UNSOLICITED_NS` that no earlier reply answered; a gratuitous ARP announces the sender's own IP (sender IP = target IP).
 """
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ class ArpWatch:
     def _burst(self, p: ArpPacket, mac: str, ip: str, ts: int) -> None:
         gratuitous = ip == p.target_ip
         if p.op == 2 and not gratuitous:
-            t = self.asked.get(ip)
-            gratuitous = t is None or ts - t > UNSOLICITED_NS  # a reply nobody asked for
+            t = self.asked.pop(ip, None)  # the first reply answers the request; later ones were not asked for
+            gratuitous = t is None or ts - t > UNSOLICITED_NS
         if not gratuitous:
             return
         w = self.burst.get(mac)

@@ -98,10 +98,12 @@ class ScanDetector:
                 (vertical_rule, self.vertical, (t, src, dst), port, self.cfg.port_scan_ports),
                 (horizontal_rule, self.horizontal, (t, src, port), dst, self.cfg.address_scan_hosts)):
             lkey = (rule, src)
+            first_pass = vertical_rule != horizontal_rule or table is self.vertical  # UDP: one rule, count once
             if self.limit.active(lkey, ts):
-                self.limit.fire(lkey, ts)
+                if first_pass:
+                    self.limit.fire(lkey, ts)
                 continue
-            if vertical_rule != horizontal_rule or table is self.vertical:
+            if first_pass:
                 self._try(lkey)
             hit = self._add(table, key, target, ts, threshold)
             if hit is None:
