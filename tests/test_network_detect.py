@@ -309,3 +309,13 @@ def test_detectors_are_wired_into_analyze_and_can_be_turned_off():
     kinds = {type(d).__name__ for d in build_run(args, Config()).engine.detectors}
     assert not {"ArpWatch", "ScanDetector", "FlagDetector"} & kinds
     assert T0 and NS
+
+
+def test_reload_takes_the_new_thresholds():
+    det = ScanDetector(CFG)
+    ev = [syn_closed(i, SCANNER, PLC, 1000 + i) for i in range(5)]
+    assert run(det, ev) == []
+    det.reload(Config(network=NetworkConfig(port_scan_ports=5)))
+    assert rules(run(det, ev)) == {"otids.network.scan.port_scan": 1}
+    for d in detectors(CFG):
+        d.reload(Config())

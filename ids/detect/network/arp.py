@@ -31,6 +31,10 @@ class ArpWatch:
         self.windows: dict[str, list] = {}  # rule -> [window start, alerts in it, last frame, folded (IP, MAC)]
         self.out: list = []
 
+    def reload(self, config) -> None:
+        """SIGHUP (`otids live`): the `network:` thresholds of the new config; what was counted starts afresh."""
+        self.__init__(config.network)
+
     def accepts(self, t: type) -> bool:
         return t is ArpPacket
 

@@ -24,6 +24,10 @@ class FlagDetector:
         self.limit = Limiter(cfg.realert_after * NS, cfg.max_tracked)
         self.seen: dict[str, list] = {}  # source -> [kinds, hosts, ports] since its last alert
 
+    def reload(self, config) -> None:
+        """SIGHUP (`otids live`): the `network:` thresholds of the new config; what was counted starts afresh."""
+        self.__init__(config.network)
+
     def accepts(self, t: type) -> bool:
         return t is ConnRecord
 

@@ -33,6 +33,10 @@ class ScanDetector:
         self.limit = Limiter(cfg.realert_after * NS, cfg.max_tracked)
         self.out: list = []
 
+    def reload(self, config) -> None:
+        """SIGHUP (`otids live`): the `network:` thresholds of the new config; what was counted starts afresh."""
+        self.__init__(config.network)
+
     def accepts(self, t: type) -> bool:
         return t is ConnRecord
 
