@@ -29,7 +29,7 @@ COMMANDS: list[str] = ["ids.commands.es", "ids.commands.assets", "ids.commands.b
 #: keeps what it had, and the sensor reports the error and goes on with the old ones.
 ANALYZE_PLUGINS: list[str] = ["ids.commands.es", "ids.commands.baseline", "ids.commands.rules",
                               "ids.commands.auth", "ids.commands.ml",
-                              "ids.protocols.mqtt.sparkplug.detector"]
+                              "ids.protocols.mqtt.sparkplug.detector", "ids.commands.network"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -71,6 +71,29 @@ class BaselineConfig:
     poll_stop_min: int = 10
     capture_gap: int = 60  # seconds without any event: a capture or sensor gap; periods restart after it
     max_tracked: int = 100_000  # deviations remembered (held and alerted); the oldest are forgotten first
+    network_new_hosts: int = 5  # new hosts reported one by one per peer and hold window; more fold into one alert
+    network_silent_after: int = 3600  # seconds a baseline host may be silent while others talk before "host silent"
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Always-on network detectors: ARP watch, scans, floods, TCP flag probes (docs/NETWORK.md). Counts are
+    of connection attempts (no payload either way) unless said otherwise; windows are capture seconds."""
+
+    enabled: bool = True
+    scan_window: int = 300  # seconds over which distinct targets of one source are counted (Zeek scan.zeek: 5 min)
+    port_scan_ports: int = 15  # distinct ports of one host tried by one source: port (vertical) scan (Zeek: 15)
+    address_scan_hosts: int = 25  # distinct hosts tried on one port by one source: address (horizontal) scan (Zeek: 25)
+    icmp_sweep_hosts: int = 25  # distinct hosts sent unanswered ICMP echo/timestamp/mask requests by one source
+    syn_flood_attempts: int = 100  # attempts to one host and port (any sources) within syn_flood_window
+    syn_flood_window: int = 10
+    arp_warmup: int = 300  # seconds of ARP traffic learned before new stations are reported
+    arp_mac_ips: int = 8  # distinct IPs claimed by one MAC in ARP (proxy ARP or spoofing)
+    arp_gratuitous_burst: int = 10  # gratuitous or unsolicited ARP replies from one MAC within arp_gratuitous_window
+    arp_gratuitous_window: int = 10
+    arp_alert_limit: int = 5  # new-station (and IP-claimed) alerts per arp_warmup seconds; more fold into one
+    realert_after: int = 300  # seconds before the same finding (same rule and source) alerts again; repeats are counted
+    max_tracked: int = 50_000  # sources, targets and stations remembered per detector; the oldest are forgotten first
 
 
 @dataclass(frozen=True)
@@ -209,7 +232,8 @@ Config = dataclasses.make_dataclass(
     "Config",
     [_section("decode", DecodeConfig), _section("flow", FlowConfig), _section("protocols", ProtocolsConfig),
      *(_section(n, p.config) for n, p in REGISTRY.items() if p.config is not None),
-     _section("anomaly", AnomalyConfig), _section("baseline", BaselineConfig), _section("ml", MlConfig),
+     _section("anomaly", AnomalyConfig), _section("baseline", BaselineConfig), _section("network", NetworkConfig),
+     _section("ml", MlConfig),
      _section("live", LiveConfig), _section("output", OutputConfig), _section("elasticsearch", ElasticsearchConfig)],
     namespace={"port_map": _port_map, "replace": _replace,
                "__doc__": "Every section of the configuration, each a frozen dataclass with documented defaults."},
@@ -334,6 +358,10 @@ def _validate(obj, path, prefix, lines):
         for k in ("poll_window", "poll_min_samples", "poll_stop_factor"):
             if getattr(obj, k) < 2:
                 raise ConfigError(f"'{prefix}{k}' must be at least 2", where(k))
+    if isinstance(obj, NetworkConfig):
+        for f in dataclasses.fields(obj):
+            if f.name not in ("enabled", "arp_warmup") and getattr(obj, f.name) < 1:
+                raise ConfigError(f"'{prefix}{f.name}' must be at least 1", where(f.name))
     if isinstance(obj, MlConfig):
         for k in ("batch", "max_pairs"):
             if getattr(obj, k) < 1:

@@ -277,3 +277,75 @@ class MqttSubscriber:
         self.client.disconnect()
         await asyncio.sleep(0.2)
         self.client.loop_stop()
+
+
+# ---------------------------------------------------------------------------------------------- IT side
+
+def route_from(src_ip: str, dst_ip: str) -> None:
+    """Make connections to `dst_ip` that bind no address leave from `src_ip` (a /32 local route with a
+    preferred source): smbclient and nmap's own stack cannot be told a source address otherwise. Only
+    ever run inside the plant's private network namespace."""
+    import subprocess
+    subprocess.run(["ip", "route", "replace", "local", dst_ip, "dev", "lo", "src", src_ip, "table", "local"],
+                   check=True, capture_output=True)
+
+
+async def smbclient(server_ip: str, command: str, conf: str) -> int:
+    """Debian's smbclient as a guest against //server/share, running `command` (ls, put, get)."""
+    p = await asyncio.create_subprocess_exec("smbclient", "-N", f"//{server_ip}/share", "-s", conf, "-c", command,
+                                             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    return await p.wait()
+
+
+class Workstation:
+    """An IT workstation on the plant network: every `smb_period` seconds it lists the file server's share
+    and fetches a file over SMB (its normal traffic)."""
+
+    def __init__(self, it: dict, smb_conf: str):
+        self.cfg, self.conf = it, smb_conf
+        self.ip, self.server = it["workstation"]["ip"], it["fileserver"]["ip"]
+        self.period = it.get("smb_period", 10)
+        self.errors = 0
+
+    async def run(self, stop: asyncio.Event, start: float):
+        k = 0
+        while not stop.is_set():
+            delay = start + 1.0 + k * self.period - time.monotonic()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    return
+                except asyncio.TimeoutError:
+                    pass
+            if await smbclient(self.server, "ls; get setpoints.csv /dev/null", self.conf) != 0:
+                self.errors += 1
+            k += 1
+
+
+async def backdoor(ip: str, port: int, client_ip: str, commands: list[str]) -> int:
+    """A listener on ip:port (what an intruder's implant opens) and a session to it from `client_ip`:
+    each command is answered with some output. Returns the bytes received by the client."""
+    async def handle(reader, writer):
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            writer.write(b"ok " + line.strip() + b"\n" + b"x" * 200 + b"\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, ip, port)
+    got = 0
+    try:
+        reader, writer = await asyncio.open_connection(ip, port, local_addr=(client_ip, 0))
+        for c in commands:
+            writer.write(c.encode() + b"\n")
+            await writer.drain()
+            got += len(await reader.readline()) + len(await reader.readline())
+            await asyncio.sleep(0.5)
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
+    return got

@@ -17,7 +17,12 @@ CHANGE_KINDS = {
     "modbus_poll_period": ("modbus", "otids.baseline.modbus.poll_period_changed"),
     "mqtt_new_topic": ("mqtt", "otids.baseline.mqtt.new_topic"),
     "opcua_write": ("opcua", "otids.baseline.opcua.new_node_written"),
+    # IT-side intrusion (the `it:` section: sim/plant-it.yaml); the network detectors and baseline report them
+    "it_scan": ("tcp", "otids.network.scan.port_scan"),
+    "it_smb": ("smb", "otids.baseline.network.it_protocol"),
+    "it_new_port": ("tcp", "otids.baseline.network.new_service"),
 }
+IT_KINDS = ("it_scan", "it_smb", "it_new_port")
 
 
 class SimConfigError(Exception):
@@ -79,7 +84,21 @@ def check(cfg: dict, where: str) -> None:
         host(mq["broker"]["name"], mq["broker"]["ip"])
         for c in mq.get("publishers", []) + mq.get("subscribers", []):
             host(c["client_id"], c["ip"])
+    it = cfg.get("it")
+    if it:
+        for role in ("workstation", "fileserver"):
+            if not isinstance(it.get(role), dict) or "ip" not in it[role]:
+                fail(f"it: '{role}' with name and ip is required")
+            host(it[role].get("name", role), it[role]["ip"])
+        if it.get("smb_period", 10) <= 0:
+            fail("it: smb_period must be positive")
     for name, ch in (cfg.get("changes") or {}).items():
+        if ch.get("kind") in IT_KINDS:
+            if not it:
+                fail(f"change {name}: kind {ch['kind']} needs the `it:` section (workstation, fileserver)")
+            for t in ch.get("targets", [ch.get("target")]):
+                if t not in ips:
+                    fail(f"change {name}: target {t!r} is not a plant host")
         if ch.get("kind") not in CHANGE_KINDS:
             fail(f"change {name}: unknown kind '{ch.get('kind')}' (known: {', '.join(sorted(CHANGE_KINDS))})")
         if "at" not in ch or ch["at"] < 0:

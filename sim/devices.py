@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -145,3 +146,61 @@ def wait_listening(ip: str, port: int, timeout: float = 20.0) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listening on {ip}:{port} after {timeout:.0f} s (pid {os.getpid()})")
+
+
+# ---------------------------------------------------------------------------------------------- SMB
+
+class Smbd:
+    """Debian's Samba (smbd) with one guest-writable share, in the plant's namespace. It listens on every
+    loopback address, so any plant host's address answers SMB on tcp/445 (a Windows-based OT host with
+    file sharing on); only the file server's is used in normal traffic."""
+
+    def __init__(self):
+        if shutil.which("smbd") is None:
+            raise RuntimeError("smbd not found (apt-get install samba)")
+        self.dir = tempfile.TemporaryDirectory(prefix="otids-sim-smb-")
+        d = Path(self.dir.name)
+        (d / "share").mkdir()
+        (d / "state").mkdir()
+        (d / "share" / "setpoints.csv").write_text("tag,value\nLine1.Setpoint,60\n", encoding="utf-8")
+        self.conf = d / "smb.conf"
+        st = d / "state"
+        self.conf.write_text(
+            "[global]\n  workgroup = PLANT\n  server role = standalone server\n  map to guest = Bad User\n"
+            "  guest account = nobody\n  disable netbios = yes\n  smb ports = 445\n  load printers = no\n"
+            "  printing = bsd\n  printcap name = /dev/null\n"
+            + "".join(f"  {k} = {st}\n" for k in ("lock directory", "state directory", "cache directory",
+                                                  "pid directory", "private dir"))
+            + f"  ncalrpc dir = {st}/ncalrpc\n  log file = {st}/log.%m\n"
+            f"[share]\n  path = {d / 'share'}\n  guest ok = yes\n  read only = no\n  force user = root\n",
+            encoding="utf-8")
+        # without --no-process-group smbd makes its own session: it signals its whole process group when it
+        # stops, which must not be ours
+        self.proc = subprocess.Popen(["smbd", "--foreground", "-s", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.dir.cleanup()
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """smbd binds the wildcard address (IPv4 or IPv6): wait for any listener on tcp/445."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"smbd exited with {self.proc.returncode}")
+            for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+                try:
+                    with open(table, encoding="ascii") as fh:
+                        next(fh)
+                        if any(ln.split()[1].endswith(":01BD") and ln.split()[3] == "0A" for ln in fh):
+                            return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError(f"smbd not listening on tcp/445 after {timeout:.0f} s")

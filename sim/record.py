@@ -165,6 +165,32 @@ class Injector:
                     await asyncio.sleep(ch.get("every", 1.0))
             self._row(name, ch, t0, time.time_ns(), pub.cfg["ip"], p.cfg["mqtt"]["broker"]["ip"],
                       f"{ch.get('repeat', 1)} x PUBLISH {ch['topic']} qos {ch.get('qos', 0)}")
+        elif kind == "it_scan":
+            ws = p.cfg["it"]["workstation"]["ip"]
+            cmd = ["nmap", "-sS", "-Pn", "-n", "-S", ws, "-e", "lo", "-p", str(ch.get("ports", "1-100")),
+                   "--max-retries", "0", *ch["targets"]]
+            t0 = time.time_ns()
+            proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.STDOUT)
+            text = (await proc.communicate())[0].decode(errors="replace")
+            opened = sorted({ln.split("/")[0] for ln in text.splitlines() if "/tcp" in ln and " open " in ln})
+            self._row(name, ch, t0, time.time_ns(), ws, " ".join(ch["targets"]),
+                      f"nmap -sS -p {ch.get('ports', '1-100')} (open: {', '.join(opened) or 'none'})")
+        elif kind == "it_smb":
+            ws = p.cfg["it"]["workstation"]["ip"]
+            clients.route_from(ws, ch["target"])
+            tool = Path(p.smbd.dir.name) / "tool.exe"
+            tool.write_bytes(b"MZ" + bytes(range(256)) * 64)
+            t0 = time.time_ns()
+            rc = await clients.smbclient(ch["target"], f"put {tool} {ch.get('file', 'tool.exe')}; ls", str(p.smbd.conf))
+            self._row(name, ch, t0, time.time_ns(), ws, ch["target"],
+                      f"smbclient put {ch.get('file', 'tool.exe')} to //{ch['target']}/share (exit {rc})")
+        elif kind == "it_new_port":
+            ws = p.cfg["it"]["workstation"]["ip"]
+            t0 = time.time_ns()
+            got = await clients.backdoor(ch["target"], ch["port"], ws, list(ch.get("commands", ["id", "uname -a"])))
+            self._row(name, ch, t0, time.time_ns(), ws, ch["target"],
+                      f"session to a listener on tcp/{ch['port']} ({got} bytes back)")
         elif kind == "opcua_write":
             cl = p.opcua_clients[ch["client"]]
             t0 = time.time_ns()
@@ -188,6 +214,8 @@ class Plant:
         self.opcua_clients: dict = {}
         self.publishers: dict = {}
         self.subscribers: list = []
+        self.smbd = None
+        self.workstation = None
 
     def start_servers(self):
         ctx = mp.get_context("fork")
@@ -212,6 +240,14 @@ class Plant:
             b = mq["broker"]
             self.broker = devices.Mosquitto(b["ip"], b.get("port", 1883))
             devices.wait_listening(b["ip"], b.get("port", 1883))
+        it = self.cfg.get("it")
+        if it:
+            if not in_private_netns():
+                raise RuntimeError("the IT scenario changes routes: run it in the private namespace (no --no-netns)")
+            self.smbd = devices.Smbd()
+            self.smbd.wait_ready()
+            clients.route_from(it["workstation"]["ip"], it["fileserver"]["ip"])
+            self.workstation = clients.Workstation(it, str(self.smbd.conf))
         for name, ev in readies:
             if not ev.wait(30):
                 raise RuntimeError(f"{name} did not start within 30 s")
@@ -243,6 +279,8 @@ class Plant:
         tasks = [asyncio.create_task(h.run(stop, start)) for h in self.hmis.values()]
         tasks += [asyncio.create_task(c.run(stop, start)) for c in self.opcua_clients.values()]
         tasks += [asyncio.create_task(p.run(stop, start)) for p in self.publishers.values()]
+        if self.workstation is not None:
+            tasks.append(asyncio.create_task(self.workstation.run(stop, start)))
         tasks.append(asyncio.create_task(injector.run(start, stop)))
         await asyncio.sleep(duration)
         stop.set()
@@ -264,6 +302,8 @@ class Plant:
                 pr.kill()
         if self.broker is not None:
             self.broker.stop()
+        if self.smbd is not None:
+            self.smbd.stop()
 
     def hosts(self) -> list[dict]:
         out = [{"ip": p["ip"], "name": p["name"], "role": "modbus_slave"} for p in self.plcs.values()]
@@ -278,6 +318,12 @@ class Plant:
             out.append({"ip": mq["broker"]["ip"], "name": mq["broker"]["name"], "role": "mqtt_broker"})
             out += [{"ip": c["ip"], "name": c["client_id"], "role": "mqtt_client"}
                     for c in mq.get("publishers", []) + mq.get("subscribers", [])]
+        it = self.cfg.get("it")
+        if it:
+            out.append({"ip": it["workstation"]["ip"], "name": it["workstation"].get("name", "workstation"),
+                        "role": "it_workstation"})
+            out.append({"ip": it["fileserver"]["ip"], "name": it["fileserver"].get("name", "fileserver"),
+                        "role": "smb_server"})
         return sorted(out, key=lambda h: tuple(int(x) for x in h["ip"].split(".")))
 
 
@@ -313,6 +359,7 @@ def record(cfg: dict, config_path: str, out: Path, duration: float, seed: int, i
         "traffic_start": rfc3339(t_start),
         "traffic_end": rfc3339(t_end),
         "modbus_errors": errors,
+        **({"smb_errors": plant.workstation.errors} if plant.workstation is not None else {}),
         "tcpdump": dropped,
         "labels": labels.name,
         "hosts": plant.hosts(),

@@ -274,8 +274,8 @@ def test_diff_and_check(tmp_path):
     p = run_cli("baseline", "diff", str(a), str(b), "--json", check_rc=1)
     assert {c["op"] for c in json.loads(p.stdout)} == {"added", "changed"}
     p = run_cli("baseline", "check", str(a))
-    assert p.stdout == (f"{a}: ok: 11 assets, 8 talkers, 4 modbus, 1 opcua, 3 mqtt, 1 namespace; "
-                        f"0 approved, 0 denied, 28 learned\n")  # #14: the namespace section
+    assert p.stdout == (f"{a}: ok: 11 assets, 8 talkers, 4 modbus, 1 opcua, 3 mqtt, 1 namespace, 11 network; "
+                        f"0 approved, 0 denied, 39 learned\n")  # the namespace (#14) and network (#21) sections
     a.write_text(a.read_text().replace("      holding_registers: [0-9]", "      holding_registers: [9-0]", 1))
     p = run_cli("baseline", "check", str(a), check_rc=2)
     line = next(i for i, ln in enumerate(a.read_text().splitlines(), 1) if "[9-0]" in ln)

@@ -216,7 +216,8 @@ def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(veth, tmp_path):
         s.kill()
     r1, r2 = bad[0]["otids"]["stats"]["reload"], good[1]["otids"]["stats"]["reload"]
     assert r1["ok"] is False and r1["errors"] == [f"{cfg}:2:3: 'live.loss_alert_ratio' must be a number above 0 and at most 1"], r1
-    assert r2 == {"ok": True, "reloaded": ["AuthDetector", "CaptureLossDetector"], "errors": []}
+    assert r2 == {"ok": True, "reloaded": ["AuthDetector", "ArpWatch", "ScanDetector", "FlagDetector",
+                                              "CaptureLossDetector"], "errors": []}
     assert "keeping the previous version" in s.output
     assert sum(n for k, n in canon(s.events).items() if '"otids.conn"' not in k) == 27  # the demo's
     # transactions, after both reloads (and the connection records of its flows)

@@ -52,6 +52,9 @@ def sections() -> dict[str, SectionSpec]:
     return {s.name: s for s in GENERIC_SECTIONS + _protocol_sections()}
 
 
+#: sections written only when they have entries (network: only captures with connection records fill it)
+OPTIONAL_SECTIONS = ("network",)
+
 #: fields of nested lists whose items have an identity (so comments and diffs follow them)
 LIST_ITEM_KEYS = {"polls": ("function", "address")}
 
@@ -121,6 +124,8 @@ class Baseline:
         doc: dict = {"version": FORMAT_VERSION, "learned": self.learned}
         for name, spec in sections().items():
             entries = self.entries.get(name)
+            if not entries and name in OPTIONAL_SECTIONS:
+                continue
             doc[name] = [_ordered(spec, e) for e in _sorted(spec, entries.values())] if entries else []
         return doc
 
@@ -274,7 +279,7 @@ def _check_keys(b: Baseline, spec: SectionSpec, e: dict, eid: str) -> None:
 def _check_identity(b: Baseline, spec: SectionSpec, e: dict, eid: str) -> None:
     for k in spec.key:
         v = e[k]
-        if k in ("ip", "client", "server", "master", "slave", "broker"):
+        if k in ("ip", "client", "server", "master", "slave", "broker", "host"):
             try:
                 ipaddress.ip_address(str(v))
             except ValueError:

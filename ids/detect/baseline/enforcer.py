@@ -18,6 +18,7 @@ from ...assets import NO_MAC, modbus_identity, opcua_identity, roles_for
 from ...events import Alert, rfc3339
 from ...protocols.modbus.messages import ModbusTransaction
 from ...protocols.opcua.messages import OpcuaEvent
+from ...flow.conn import ConnRecord
 from ..attack import techniques as attack
 from .document import Baseline
 from .protocols import BY_PROTOCOL, PROTOCOL_MODULES
@@ -89,6 +90,7 @@ class BaselineDetector:
                                                                                          frozenset(ports))
         self.protocols = {name: m.Enforcer(baseline, cfg, usable + ("denied",))
                           for name, m in PROTOCOL_MODULES.items()}
+        self.network = self.protocols["network"]
         self.hold = cfg.hold * NS
         self.realert = cfg.realert_after * NS
         self.gap = cfg.capture_gap * NS
@@ -107,9 +109,17 @@ class BaselineDetector:
         ctx = getattr(ev, "flow", None)
         proto = getattr(ev, "protocol", None)
         if ctx is None or not isinstance(proto, str):
+            if type(ev) is ConnRecord:  # every connection on the wire: the network section (network.py)
+                self._clock(ev.ts)
+                self.network.record(ev, self)
+                if self.out:
+                    out, self.out = self.out, []
+                    return out
             return None
         ts = ev.ts
         self._clock(ts)
+        if self.network.seen:
+            self.network.check(ev, self)
         v = self._verdicts.get(ctx.flow_id)
         if v is None:
             v = self._flow_verdict(ctx, proto)

@@ -13,6 +13,7 @@ from ... import __version__
 from ...assets import Inventory
 from ...assets.oui import mac_vendor
 from ...events import rfc3339
+from ...flow.conn import ConnRecord
 from .document import Baseline, sections
 from .protocols import BY_PROTOCOL, PROTOCOL_MODULES
 
@@ -35,6 +36,9 @@ class Learner:
         self.events = 0
 
     def learn(self, ev) -> None:
+        if type(ev) is ConnRecord:  # every connection on the wire: the network section
+            self.protocols["network"].learn(ev, self.epoch)
+            return
         ctx = getattr(ev, "flow", None)
         proto = getattr(ev, "protocol", None)
         if ctx is None or not isinstance(proto, str):

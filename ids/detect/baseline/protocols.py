@@ -21,9 +21,10 @@ def _module_paths():
         b = p.extra.get("baseline")
         if b:
             yield from ((b,) if isinstance(b, str) else b)
+    yield "ids.detect.baseline.network"  # every connection on the wire, whatever its protocol (ConnRecord)
 
 
-# By section name, in registry order (the order of the baseline file's sections).
+# By section name, in registry order, then the network section (the order of the baseline file's sections).
 PROTOCOL_MODULES = {m.SECTION.name: m for m in map(importlib.import_module, _module_paths())}
 BY_PROTOCOL: dict[str, list[str]] = {}  # event protocol -> the sections reading it
 for _m in PROTOCOL_MODULES.values():

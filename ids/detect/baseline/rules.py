@@ -68,6 +68,35 @@ _R = [
     BaselineRule("otids.baseline.mqtt.publish_stopped", "MQTT publishing stopped", "medium",
                  "A periodic publication was not seen for several learned periods while other traffic went on.",
                  ("T0804",)),
+    # network (every host and connection, from connection records: network.py)
+    BaselineRule("otids.baseline.network.new_host", "New host on the network", "medium",
+                 "A host not in the baseline's network section held a conversation: a new or replaced device, a "
+                 "maintenance laptop, or an intruder's machine.", ("T0864",)),
+    BaselineRule("otids.baseline.network.host_moved", "Host seen with a new MAC or VLAN", "medium",
+                 "A known host appeared with a hardware address or VLAN it never had: a replaced device, a moved "
+                 "cable, or someone answering for it (ARP spoofing).", ("T0830",)),
+    BaselineRule("otids.baseline.network.new_link", "New link between known hosts", "medium",
+                 "Two known hosts held a conversation they were never seen having (lateral movement, a new "
+                 "engineering connection).", ("T0886",)),
+    BaselineRule("otids.baseline.network.new_service", "New service on a host", "medium",
+                 "A known host answered on a port it never served: a new or enabled service, or a backdoor "
+                 "listener.", ("T0869", "T0886")),
+    BaselineRule("otids.baseline.network.new_port", "Known link on a new port", "low",
+                 "A known client used a service of a known server it never used (the server offers it to others)."
+                 , ("T0886",)),
+    BaselineRule("otids.baseline.network.new_protocol", "New application protocol on a known link", "medium",
+                 "A known link and port carried an application protocol it never carried: tunnelling, a "
+                 "protocol on a port that belongs to another, or a changed service.", ("T0869",)),
+    BaselineRule("otids.baseline.network.it_protocol", "IT remote-access or file-sharing protocol into a host",
+                 "high", "RDP, VNC, SSH, Telnet, SMB, FTP, TFTP (or another remote-access or file-sharing "
+                 "protocol) into a host that never used it: the way IT-side intrusions cross into OT.",
+                 ("T0886", "T0867")),
+    BaselineRule("otids.baseline.network.internet_ot", "Internet address talking to an OT device", "high",
+                 "A global (internet) address held a conversation with a device that speaks an industrial "
+                 "protocol, and the baseline has no such link.", ("T0883", "T0822")),
+    BaselineRule("otids.baseline.network.host_silent", "Host gone silent", "medium",
+                 "A host the baseline watches (silent_after) was not seen for longer than that while other "
+                 "traffic went on: a stopped or failed device, a cut link, or a device taken over.", ("T0816",)),
 ]
 
 RULES: dict[str, RuleInfo] = {r.id: r for r in _R}

@@ -1,0 +1,173 @@
+"""ARP watch (after LBL's arpwatch): reads every ARP frame (ids.flow.conn.ArpPacket) and reports new
+stations after a warm-up, an IP address claimed by a second hardware address, one hardware address
+claiming many IP addresses, and bursts of gratuitous or unsolicited replies. No baseline needed; the
+network baseline (ids/detect/baseline/network.py) keeps the reviewed MAC<->IP bindings.
+
+A station is an (IP, MAC) pair taken from the sender fields of requests and replies; ARP probes (sender
+IP 0.0.0.0, RFC 5227) claim nothing. A reply is unsolicited when no request for its sender IP was seen in
+the last `UNSOLICITED_NS` that no earlier reply answered; a gratuitous ARP announces the sender's own IP (sender IP = target IP).
+"""
+from __future__ import annotations
+
+from ...config import NetworkConfig
+from ...flow.conn import ArpPacket
+from .common import NS, ArpView, Limiter, listed, make_alert, when
+
+UNSOLICITED_NS = 5 * NS  # a reply this long after the request (or with none) was not asked for
+NO_IP = ("0.0.0.0", "", None)
+
+
+class ArpWatch:
+    def __init__(self, cfg: NetworkConfig):
+        self.cfg = cfg
+        self.cap = cfg.max_tracked
+        self.warmup = cfg.arp_warmup * NS
+        self.start: int | None = None
+        self.ip_macs: dict[str, dict[str, int]] = {}  # IP -> {MAC: last seen}
+        self.mac_ips: dict[str, set] = {}  # MAC -> IPs it claimed
+        self.asked: dict[str, int] = {}  # IP asked for -> when
+        self.burst: dict[str, list] = {}  # MAC -> [window start, count]
+        self.limit = Limiter(cfg.realert_after * NS, cfg.max_tracked)
+        self.windows: dict[str, list] = {}  # rule -> [window start, alerts in it, last frame, folded (IP, MAC)]
+        self.out: list = []
+
+    def reload(self, config) -> None:
+        """SIGHUP (`otids live`): the `network:` thresholds of the new config; what was counted starts afresh."""
+        self.__init__(config.network)
+
+    def accepts(self, t: type) -> bool:
+        return t is ArpPacket
+
+    def on_event(self, p: ArpPacket):
+        ts = p.ts
+        if self.start is None:
+            self.start = ts
+        mac = (p.sender_mac or "").upper()
+        ip = p.sender_ip
+        if p.op == 1 and p.target_ip not in NO_IP and p.target_ip != ip:
+            if len(self.asked) >= self.cap:
+                self.asked.pop(next(iter(self.asked)))
+            self.asked[p.target_ip] = ts
+        if ip not in NO_IP and mac:
+            self._burst(p, mac, ip, ts)
+            self._claim(p, mac, ip, ts)
+        if self.out:
+            out, self.out = self.out, []
+            return out
+        return None
+
+    # ------------------------------------------------------------------ checks
+    def _burst(self, p: ArpPacket, mac: str, ip: str, ts: int) -> None:
+        gratuitous = ip == p.target_ip
+        if p.op == 2 and not gratuitous:
+            t = self.asked.pop(ip, None)  # the first reply answers the request; later ones were not asked for
+            gratuitous = t is None or ts - t > UNSOLICITED_NS
+        if not gratuitous:
+            return
+        w = self.burst.get(mac)
+        if w is None or ts - w[0] > self.cfg.arp_gratuitous_window * NS:
+            if w is None and len(self.burst) >= self.cap:
+                self.burst.pop(next(iter(self.burst)))
+            w = self.burst[mac] = [ts, 0]
+        w[1] += 1
+        if w[1] < self.cfg.arp_gratuitous_burst:
+            return
+        count = w[1]
+        del self.burst[mac]
+        self._fire("otids.network.arp.gratuitous_burst", (mac,), p, count,
+                   f"{mac} sent {count} gratuitous or unsolicited ARP replies within "
+                   f"{self.cfg.arp_gratuitous_window} s (last: {ip} is-at {mac} to {p.target_ip})",
+                   {"kind": "arp_burst", "macs": [mac], "ips": [ip]})
+
+    def _claim(self, p: ArpPacket, mac: str, ip: str, ts: int) -> None:
+        macs = self.ip_macs.get(ip)
+        if macs is None:
+            if len(self.ip_macs) >= self.cap:
+                self.ip_macs.pop(next(iter(self.ip_macs)))
+            macs = self.ip_macs[ip] = {}
+        new_pair = mac not in macs
+        others = [m for m in macs if m != mac]
+        macs[mac] = ts
+        ips = self.mac_ips.get(mac)
+        new_mac = ips is None
+        if ips is None:
+            if len(self.mac_ips) >= self.cap:
+                self.mac_ips.pop(next(iter(self.mac_ips)))
+            ips = self.mac_ips[mac] = set()
+        if ip not in ips and len(ips) < 4096:
+            ips.add(ip)
+            if len(ips) >= self.cfg.arp_mac_ips:
+                self._fire("otids.network.arp.mac_many_ips", (mac,), p, 1,
+                           f"{mac} claimed {len(ips)} IP addresses in ARP ({', '.join(listed(ips))}"
+                           f"{' ...' if len(ips) > 16 else ''})",
+                           {"kind": "arp_many_ips", "macs": [mac], "ips": listed(ips), "ip_count": len(ips)})
+                return
+        if new_pair and others:
+            if self.limit.active(("otids.network.arp.mac_many_ips", mac), ts):
+                return  # already reported as claiming many addresses
+            self._budget("otids.network.arp.ip_claimed", (ip, mac), p, ip, mac,
+                       f"{ip} is-at {mac} in ARP, but {ip} was at {', '.join(sorted(others))} "
+                       f"(last seen {when(max(macs[m] for m in others))})",
+                       {"kind": "arp_ip_claimed", "macs": sorted([mac] + others), "ips": [ip]})
+            return
+        if new_mac and ts - self.start >= self.warmup:
+            self._new_station(p, mac, ip, ts)
+
+    def _new_station(self, p: ArpPacket, mac: str, ip: str, ts: int) -> None:
+        self._budget("otids.network.arp.new_station", (mac,), p, ip, mac,
+                     f"new station {ip} at {mac} after {(ts - self.start) / NS:.0f} s of ARP traffic",
+                     {"kind": "arp_new_station", "macs": [mac], "ips": [ip]})
+
+    def _budget(self, rule: str, key: tuple, p: ArpPacket, ip: str, mac: str, reason: str, details: dict) -> None:
+        """At most `arp_alert_limit` alerts of `rule` per `arp_warmup` seconds (a flood of random MACs is a
+        handful of alerts): the rest are folded into one alert when the window ends."""
+        w = self.windows.get(rule)
+        if w is None or p.ts - w[0] >= max(self.warmup, NS):
+            if w is not None:
+                self._fold(rule)
+            w = self.windows[rule] = [p.ts, 0, None, []]
+        if w[1] >= self.cfg.arp_alert_limit:
+            w[2] = p
+            if len(w[3]) < 4096:
+                w[3].append((ip, mac))
+            return
+        w[1] += 1
+        self._fire(rule, key, p, 1, reason, details)
+
+    def _fold(self, rule: str) -> None:
+        """Findings beyond the limit of a window: one alert for all of them."""
+        w = self.windows.get(rule)
+        if w is None or not w[3] or w[2] is None:
+            return
+        folded, p = w[3], w[2]
+        w[3], w[2] = [], None
+        what = "new stations" if rule.endswith("new_station") else "IP addresses claimed by another MAC"
+        self.out.append(make_alert(
+            rule, p.ts, f"{len(folded)} more {what} in ARP beyond {self.cfg.arp_alert_limit} per "
+                        f"{self.cfg.arp_warmup} s ({', '.join(f'{i} at {m}' for i, m in folded[:16])}"
+                        f"{' ...' if len(folded) > 16 else ''})", len(folded),
+            {"kind": "folded", "macs": sorted({m for _, m in folded})[:16], "ips": listed({i for i, _ in folded}),
+             "ip_count": len({i for i, _ in folded}), "follow_up": False}, event=ArpView(p)))
+
+    def _fire(self, rule: str, key: tuple, p: ArpPacket, n: int, reason: str, details: dict) -> None:
+        lkey = (rule,) + key
+        got = self.limit.fire(lkey, p.ts, n)
+        self.limit.note(lkey, p)
+        if not got:
+            return
+        if got > n:
+            reason += f"; {got} times since the last alert"
+        details["follow_up"] = got > n
+        self.out.append(make_alert(rule, p.ts, reason, got, details, event=ArpView(p)))
+
+    def flush(self, ts: int):
+        for rule in list(self.windows):
+            self._fold(rule)
+        out, self.out = self.out, []
+        for (rule, *key), n, last, p in self.limit.leftovers():
+            if p is None:
+                continue
+            out.append(make_alert(rule, last, f"{' '.join(key)}: {n} more time(s) after the alert, until "
+                                              f"{when(last)}", n,
+                                  {"kind": "follow_up", "follow_up": True}, event=ArpView(p)))
+        return out
