@@ -32,6 +32,20 @@ class FlowConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds across flows, in bytes that count what is really held (Python object overhead included), so
+    hostile traffic cannot add per-flow bounds up past what the sensor can hold (docs/ROBUSTNESS.md)."""
+
+    stream_buffer_total: int = 64 << 20  # out-of-order TCP segments over all streams; beyond: a gap (alert)
+    reassembly_total: int = 64 << 20  # protocol reassembly over all flows (OPC UA chunks); beyond: dropped (alert)
+    talkers_bytes: int = 8 << 20  # the talker table of closed flows; beyond: the quietest half is dropped (alert)
+    fragment_bytes_total: int = 16 << 20  # IP fragments held over all datagrams; beyond: oldest dropped (alert)
+    max_fragments: int = 1024  # fragments of one IP datagram; beyond: the datagram is dropped (alert)
+    garbage_alert_bytes: int = 1 << 20  # bytes sent on flows after their protocol was violated, per server
+    #                                     address, port and protocol, before a sustained-garbage alert
+
+
+@dataclass(frozen=True)
 class ProtocolsConfig:
     probe: bool = True  # detect protocols by content on ports not in the map
     ports: dict = field(default_factory=lambda: {"modbus": [502], "opcua": [4840], "mqtt": [1883], "tls": [8883]})
@@ -188,6 +202,7 @@ class LiveConfig:
 class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     protocols: ProtocolsConfig = field(default_factory=ProtocolsConfig)
     modbus: ModbusConfig = field(default_factory=ModbusConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)

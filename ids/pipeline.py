@@ -28,8 +28,11 @@ class Run:
         self.config = config
         self.engine = Engine(detectors, alert_sinks, event_sinks)
         dc = config.decode
+        lim = config.limits
         self.decoder = Decoder(dc.checksums, FragmentReassembler(dc.max_fragmented_datagrams,
-                                                                 timeout_ns=dc.fragment_timeout * NS))
+                                                                 timeout_ns=dc.fragment_timeout * NS,
+                                                                 max_fragments=lim.max_fragments,
+                                                                 max_total_bytes=lim.fragment_bytes_total))
         self.table = FlowTable(config, PROTOCOLS, self.engine.on_event,
                                verify_checksums=dc.checksums == "on")
         self.errors: list[str] = []

@@ -67,6 +67,24 @@ RULES = {r.id: r for r in (
                 "undersized configuration)."),
     AnomalyRule("otids.anomaly.ip.fragment_overlap", "Overlapping IP fragments", "medium",
                 "IP fragments overlapped; the first copy was kept. Overlaps are a classic IDS-evasion technique."),
+    # Robustness (issue #16, docs/ROBUSTNESS.md): the sensor under attack says what it had to give up.
+    AnomalyRule("otids.anomaly.sensor.memory_cap", "Sensor memory bound reached", "medium",
+                "A global bound on state that grows with traffic (out-of-order TCP bytes, protocol reassembly, "
+                "IP fragments; the pool and its size are in the reason) was reached and state was dropped to stay "
+                "within it: the sensor is partly blind. A flood aimed at the sensor, or an undersized limits section."),
+    AnomalyRule("otids.anomaly.sensor.talker_table_full", "Talker table bound reached", "low",
+                "The table of closed flows per client, server and protocol reached limits.talkers_bytes; the "
+                "quieter half was dropped. Many distinct hosts: a scan or a spoofed-source flood."),
+    AnomalyRule("otids.anomaly.sensor.parser_error", "Protocol parser failed on crafted input", "high",
+                "A protocol session raised on the bytes of a flow (a parser bug that the input found); the flow "
+                "is no longer dissected. Input built to crash an IDS or a device parser."),
+    AnomalyRule("otids.anomaly.flow.sustained_garbage", "Sustained garbage on a protocol port", "medium",
+                "After a flow on a protocol's port was found not to carry that protocol, it (and others to the "
+                "same server port) kept sending: past limits.garbage_alert_bytes. Fuzzing of the device, a "
+                "tunnel, or a flood meant to tie up the sensor."),
+    AnomalyRule("otids.anomaly.ip.fragment_flood", "IP fragment flood", "medium",
+                "A datagram in more fragments than limits.max_fragments, or more datagrams in reassembly than "
+                "decode.max_fragmented_datagrams: tiny-fragment evasion or a flood against reassembly."),
 )}
 
 MALFORMED = frozenset(("malformed_mbap", "malformed_pdu", "byte_count_mismatch", "quantity_out_of_range",
@@ -141,7 +159,13 @@ OPCUA_SEQUENCE = frozenset(("sequence_gap", "sequence_replay"))
 
 NOTICE_RULES = {"stream_buffer_cap": "otids.anomaly.flow.stream_buffer_cap",
                 "flow_table_full": "otids.anomaly.flow.table_full",
-                "ip_fragment_overlap": "otids.anomaly.ip.fragment_overlap"}
+                "ip_fragment_overlap": "otids.anomaly.ip.fragment_overlap",
+                "memory_cap": "otids.anomaly.sensor.memory_cap",
+                "talker_table_full": "otids.anomaly.sensor.talker_table_full",
+                "session_error": "otids.anomaly.sensor.parser_error",
+                "sustained_garbage": "otids.anomaly.flow.sustained_garbage",
+                "ip_fragment_too_many": "otids.anomaly.ip.fragment_flood",
+                "ip_fragment_table_full": "otids.anomaly.ip.fragment_flood"}
 
 
 class _Limiter:
