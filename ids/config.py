@@ -255,6 +255,8 @@ def load_config(path: str | None) -> Config:
             raw = yaml.load(fh, Loader=_LineLoader)
     except OSError as e:
         raise ConfigError(f"cannot read config: {e.strerror}", SourceLocation(path)) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text (byte {e.start})", SourceLocation(path)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise ConfigError(f"invalid YAML: {getattr(e, 'problem', e)}",

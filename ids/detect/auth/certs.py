@@ -100,11 +100,11 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 def _verify_legacy(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    h = cert.signature_hash_algorithm
-    if h is None:
-        return False
-    key = issuer.public_key()
-    try:
+    try:  # hostile certificates: an unsupported hash or an undecodable key reads as "not verified"
+        h = cert.signature_hash_algorithm
+        if h is None:
+            return False
+        key = issuer.public_key()
         if isinstance(key, rsa.RSAPublicKey):
             key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), h)
         elif isinstance(key, ec.EllipticCurvePublicKey):
