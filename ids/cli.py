@@ -20,7 +20,7 @@ EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
 #: `parser.set_defaults(func=handler)`; handler(args) returns an exit code.
 COMMANDS: list[str] = ["ids.output.elasticsearch", "ids.assets.cli", "ids.detect.baseline.cli",
                        "ids.detect.rules.cli", "ids.detect.auth.cli", "ids.detect.ml.train", "ids.detect.ml.evaluate",
-                       "ids.live.cli"]
+                       "ids.live.cli", "ids.bench_hostile"]
 
 #: Extensions of `analyze` and `live` (rules, baseline, ML, certificate checks, Elasticsearch): modules with
 #: `add_arguments(parser)` and `build(args, config) -> (detectors, alert_sinks, event_sinks)`.
