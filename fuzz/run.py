@@ -45,11 +45,21 @@ def child(name: str, fuzzer_args: list[str]) -> None:
 
     import atheris
     sys.path.insert(0, str(ROOT))
+    # An editable install of another checkout must not supply modules: atheris's import hook passes over
+    # namespace packages (ids.detect has no __init__.py here) and would take that checkout's instead.
+    def _name(f) -> str:  # finders are classes or instances
+        k = f if isinstance(f, type) else type(f)
+        return f"{k.__module__}.{k.__name__}".lower()
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in _name(f)]
     with atheris.instrument_imports(include=["ids", "fuzz"]):
         import fuzz.harnesses as h
         for m in _LAZY:
             importlib.import_module(m)
     fn = h.HARNESSES[name]
+    stray = [m.__file__ for n, m in list(sys.modules.items())
+             if n.startswith("ids") and getattr(m, "__file__", None) and not m.__file__.startswith(str(ROOT))]
+    if stray:
+        sys.exit(f"fuzz/run.py: modules from outside {ROOT}: {stray[:3]}")
     atheris.Setup([sys.argv[0]] + fuzzer_args, fn)
     atheris.Fuzz()
 
