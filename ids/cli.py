@@ -20,7 +20,8 @@ EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
 #: `parser.set_defaults(func=handler)`; handler(args) returns an exit code.
 COMMANDS: list[str] = ["ids.commands.es", "ids.commands.assets", "ids.commands.baseline",
                        "ids.commands.rules", "ids.commands.auth", "ids.commands.ml",
-                       "ids.commands.live", "ids.commands.report"]
+                       "ids.commands.live", "ids.commands.report",
+                       "ids.commands.bench_hostile"]
 
 #: Extensions of `analyze` and `live` (rules, baseline, ML, certificate checks, Elasticsearch): modules with
 #: `add_arguments(parser)` and `build(args, config) -> (detectors, alert_sinks, event_sinks)`.

@@ -35,6 +35,22 @@ class FlowConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds across flows, in bytes that count what is really held (Python object overhead included), so
+    hostile traffic cannot add per-flow bounds up past what the sensor can hold (docs/ROBUSTNESS.md)."""
+
+    flow_table_bytes: int = 128 << 20  # live flows with their sessions (flow.max_flows also holds); at the
+    #                                     bound the least recently active tenth is closed (notice + alert)
+    stream_buffer_total: int = 64 << 20  # out-of-order TCP segments over all streams; beyond: a gap (alert)
+    reassembly_total: int = 64 << 20  # protocol reassembly over all flows (OPC UA chunks); beyond: dropped (alert)
+    talkers_bytes: int = 8 << 20  # the talker table of closed flows; beyond: the quietest half is dropped (alert)
+    fragment_bytes_total: int = 16 << 20  # IP fragments held over all datagrams; beyond: oldest dropped (alert)
+    max_fragments: int = 1024  # fragments of one IP datagram; beyond: the datagram is dropped (alert)
+    garbage_alert_bytes: int = 1 << 20  # bytes sent on flows after their protocol was violated, per server
+    #                                     address, port and protocol, before a sustained-garbage alert
+
+
+@dataclass(frozen=True)
 class ProtocolsConfig:
     probe: bool = True  # detect protocols by content on ports not in the map
     ndpi: bool = True  # identify unclaimed flows with nDPI too (nfstream's engine), besides probes and ports
@@ -230,7 +246,8 @@ def _section(name: str, cls) -> tuple:
 # (ids/protocols/<name>/config.py, named after the protocol), then detection and output.
 Config = dataclasses.make_dataclass(
     "Config",
-    [_section("decode", DecodeConfig), _section("flow", FlowConfig), _section("protocols", ProtocolsConfig),
+    [_section("decode", DecodeConfig), _section("flow", FlowConfig), _section("limits", LimitsConfig),
+     _section("protocols", ProtocolsConfig),
      *(_section(n, p.config) for n, p in REGISTRY.items() if p.config is not None),
      _section("anomaly", AnomalyConfig), _section("baseline", BaselineConfig), _section("network", NetworkConfig),
      _section("ml", MlConfig),
@@ -270,6 +287,8 @@ def load_config(path: str | None) -> Config:
             raw = yaml.load(fh, Loader=_LineLoader)
     except OSError as e:
         raise ConfigError(f"cannot read config: {e.strerror}", SourceLocation(path)) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text (byte {e.start})", SourceLocation(path)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise ConfigError(f"invalid YAML: {getattr(e, 'problem', e)}",

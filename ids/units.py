@@ -18,6 +18,8 @@ _sec_cache: dict[int, str] = {}
 def rfc3339(ts_ns: int) -> str:
     """Nanosecond epoch timestamp -> RFC 3339 UTC with microseconds, e.g. 2024-01-31T12:00:00.123456Z."""
     sec, ns = divmod(ts_ns, 1_000_000_000)
+    if sec > 253_402_300_799:  # past 9999-12-31T23:59:59 no datetime exists: the last second it can say
+        sec, ns = 253_402_300_799, 999_999_999
     head = _sec_cache.get(sec)
     if head is None:  # events arrive in time order: the formatted second is reused many times
         if len(_sec_cache) > 4096:

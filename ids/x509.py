@@ -181,7 +181,7 @@ def leaf_sha1(blob: bytes) -> bytes:
 def load(der: bytes) -> x509.Certificate | None:
     try:
         return x509.load_der_x509_certificate(der)
-    except (ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - whatever the library raises on hostile DER means "no certificate"
         return None
 
 
@@ -199,7 +199,7 @@ def san_uris(cert: x509.Certificate) -> list[str]:
     """Subject alternative name URIs: where an OPC UA certificate carries its ApplicationUri."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (x509.ExtensionNotFound, ValueError):
+    except Exception:  # noqa: BLE001 - absent, duplicated (DuplicateExtension) or undecodable: no URIs
         return []
     return [str(v) for v in san.get_values_for_type(x509.UniformResourceIdentifier)]
 

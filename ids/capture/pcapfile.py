@@ -15,6 +15,9 @@ from ..errors import CaptureError
 CHUNK = 1 << 20
 #: A record larger than this is treated as corruption rather than a reason to allocate it.
 MAX_RECORD = 1 << 20
+#: pcapng times are 64-bit: a hostile file can stamp a packet past year 9999, which no datetime (and so no
+#: RFC 3339 text) can hold. Such times are clamped to the last nanosecond of 9999 and counted.
+MAX_TS = 253_402_300_800 * 1_000_000_000 - 1
 
 PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", 1000),  # little-endian, microseconds
@@ -56,6 +59,7 @@ class CaptureReader:
     #: byte offset of the next unread record; after an error, where the damage starts
     offset: int = 0
     packets_read: int = 0
+    clamped: int = 0  # packets whose timestamp lay past MAX_TS
 
     def packets(self) -> Iterator[Packet]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -175,7 +179,11 @@ class PcapngReader(CaptureReader):
                     raise CaptureError(path, self.offset, f"captured length {cap} exceeds its block")
                 lt, num, den = ifaces[iid]
                 self.packets_read += 1
-                yield (((hi << 32) | lo) * num // den, lt, buf[body + 20:body + 20 + cap])
+                ts = ((hi << 32) | lo) * num // den
+                if ts > MAX_TS:
+                    ts = MAX_TS
+                    self.clamped += 1
+                yield (ts, lt, buf[body + 20:body + 20 + cap])
             elif btype == 3:  # Simple Packet Block: interface 0, no timestamp
                 if not ifaces:
                     raise CaptureError(path, self.offset, "simple packet block before any interface")
@@ -190,7 +198,11 @@ class PcapngReader(CaptureReader):
                     raise CaptureError(path, self.offset, "corrupt packet block")
                 lt, num, den = ifaces[iid]
                 self.packets_read += 1
-                yield (((hi << 32) | lo) * num // den, lt, buf[body + 20:body + 20 + cap])
+                ts = ((hi << 32) | lo) * num // den
+                if ts > MAX_TS:
+                    ts = MAX_TS
+                    self.clamped += 1
+                yield (ts, lt, buf[body + 20:body + 20 + cap])
             elif btype == 1:  # Interface Description Block
                 lt = struct.unpack_from(endian + "H", buf, body)[0]
                 num, den = 1000, 1  # default resolution 10^-6 s

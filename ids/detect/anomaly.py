@@ -25,7 +25,14 @@ AnomalyRule = RuleInfo  # the old name
 #: Data-path notices (FlowNotice actions) that alert.
 NOTICE_RULES = {"stream_buffer_cap": "otids.anomaly.flow.stream_buffer_cap",
                 "flow_table_full": "otids.anomaly.flow.table_full",
-                "ip_fragment_overlap": "otids.anomaly.ip.fragment_overlap"}
+                "ip_fragment_overlap": "otids.anomaly.ip.fragment_overlap",
+                # the sensor under attack says what it had to give up (issue #16, docs/ROBUSTNESS.md)
+                "memory_cap": "otids.anomaly.sensor.memory_cap",
+                "talker_table_full": "otids.anomaly.sensor.talker_table_full",
+                "session_error": "otids.anomaly.sensor.parser_error",
+                "sustained_garbage": "otids.anomaly.flow.sustained_garbage",
+                "ip_fragment_too_many": "otids.anomaly.ip.fragment_flood",
+                "ip_fragment_table_full": "otids.anomaly.ip.fragment_flood"}
 _NOTICE = (
     RuleInfo("otids.anomaly.flow.stream_buffer_cap", "TCP reassembly buffer cap reached", "low",
              "Out-of-order data for one stream exceeded the reassembly buffer; a gap was declared. Heavy loss "
@@ -35,6 +42,23 @@ _NOTICE = (
              "undersized configuration)."),
     RuleInfo("otids.anomaly.ip.fragment_overlap", "Overlapping IP fragments", "medium",
              "IP fragments overlapped; the first copy was kept. Overlaps are a classic IDS-evasion technique."),
+    RuleInfo("otids.anomaly.sensor.memory_cap", "Sensor memory bound reached", "medium",
+             "A global bound on state that grows with traffic (out-of-order TCP bytes, protocol reassembly, "
+             "IP fragments; the pool and its size are in the reason) was reached and state was dropped to stay "
+             "within it: the sensor is partly blind. A flood aimed at the sensor, or an undersized limits section."),
+    RuleInfo("otids.anomaly.sensor.talker_table_full", "Talker table bound reached", "low",
+             "The table of closed flows per client, server and protocol reached limits.talkers_bytes; the "
+             "quieter half was dropped. Many distinct hosts: a scan or a spoofed-source flood."),
+    RuleInfo("otids.anomaly.sensor.parser_error", "Protocol parser failed on crafted input", "high",
+             "A protocol session raised on the bytes of a flow (a parser bug that the input found); the flow "
+             "is no longer dissected. Input built to crash an IDS or a device parser."),
+    RuleInfo("otids.anomaly.flow.sustained_garbage", "Sustained garbage on a protocol port", "medium",
+             "After a flow on a protocol's port was found not to carry that protocol, it (and others to the "
+             "same server port) kept sending: past limits.garbage_alert_bytes. Fuzzing of the device, a "
+             "tunnel, or a flood meant to tie up the sensor."),
+    RuleInfo("otids.anomaly.ip.fragment_flood", "IP fragment flood", "medium",
+             "A datagram in more fragments than limits.max_fragments, or more datagrams in reassembly than "
+             "decode.max_fragmented_datagrams: tiny-fragment evasion or a flood against reassembly."),
 )
 
 

@@ -1,6 +1,7 @@
 """What a protocol session may use of the flow it dissects: `emit` for its records, the run's `config`, the
 flow's facts (its FlowContext, server port, mid-stream pickup), and the two notices a session can raise
-(detach: not this protocol after all; truncated: a PDU that never completed). Not the flow table."""
+(detach: not this protocol after all; truncated: a PDU that never completed), and the run's global
+reassembly budget. Not the flow table."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
@@ -42,6 +43,16 @@ class SessionContext:
     def detach(self, ts: int, reason: str) -> None:
         """Stop dissecting this flow (not this protocol after all); a protocol_violation notice says why."""
         self._table.detach(self._flow, ts, reason)
+
+    @property
+    def reassembly_pool(self):
+        """The run's global budget for protocol reassembly buffers (limits.reassembly_total, flow/budget.py):
+        a session charges what it holds across PDUs here, so many flows cannot add their per-flow caps up."""
+        return getattr(self._table, "reassembly_pool", None)
+
+    def memory_cap(self, ts: int, pool) -> None:
+        """`pool` refused a charge of this flow's: a memory_cap notice (and alert), once per quiet period."""
+        self._table.memory_cap(self._flow, ts, pool)
 
     def truncated(self, ts: int, protocol: str, nbytes: int, to_server: bool) -> None:
         """The session ends holding `nbytes` of a PDU that never completed (a truncated_pdu notice)."""

@@ -18,11 +18,21 @@ from .context import SessionContext
 from . import connlog
 from .conn import ArpPacket
 from .identify import Identifier
+from .budget import Pool
 from .tcp import Stream
 
 NS = 1_000_000_000
 PROBE_LIMIT = 1024  # bytes per direction looked at before a flow is declared unknown
 MAX_HOSTS = 1 << 20  # addresses kept for the summary's host count (spoofed floods stop here)
+#: What one talker-table entry holds (key tuple, two address bytes, counter list, dict slot), tracemalloc
+TALKER_ENTRY = 280
+MAX_GARBAGE_KEYS = 4096  # server ports watched for sustained garbage
+#: What a live flow holds (Flow, its two Streams and counters, both dict entries and keys), and what its
+#: protocol session adds when it starts; measured with tracemalloc over 20k half-open flows (CPython 3.11).
+#: limits.flow_table_bytes is counted in these.
+FLOW_BASE = 1350
+SESSION_COST = {"modbus": 300, "opcua": 1600, "mqtt": 1050, "tls": 700}
+SESSION_COST_OTHER = 1000
 
 
 class Flow:
@@ -95,8 +105,16 @@ class FlowTable:
         self.report_checksums = verify_checksums
         self.talkers: dict[tuple, list[int]] = {}
         self.hosts: set[bytes] = set()  # unicast IP addresses seen in any flow (summary), up to MAX_HOSTS
+        lim = self.limits = config.limits
+        self.max_talkers = max(16, lim.talkers_bytes // TALKER_ENTRY)
+        self.stream_pool = Pool("stream_buffer", lim.stream_buffer_total)
+        self.reassembly_pool = Pool("reassembly", lim.reassembly_total)  # sessions charge their buffers here
+        self.violated: dict = {}  # flow -> bytes it had carried when its protocol was violated
+        self.flow_bytes = 0  # what live flows hold, in FLOW_BASE and SESSION_COST units
+        self.garbage: dict[tuple, int] = {}  # (server ip, port, protocol) -> bytes sent after violations
         self.stats = {"flows": 0, "flows_evicted": 0, "flows_timed_out": 0, "tcp_gaps": 0, "tcp_gap_bytes": 0,
-                      "stream_cap_hits": 0, "retransmissions": 0, "packets_no_flow": 0}
+                      "stream_cap_hits": 0, "retransmissions": 0, "packets_no_flow": 0, "session_errors": 0,
+                      "talkers_dropped": 0}
 
     # ------------------------------------------------------------------ packets
     def packet(self, p: Packet) -> None:
@@ -168,15 +186,23 @@ class FlowTable:
             # In order with nothing waiting (nearly every packet): straight to the session.
             stream.next_seq = (seq + len(payload)) & 0xFFFFFFFF
             stream.bytes += len(payload)
-            sess.data(to_server, payload, ts)
-            if flow.session is None:  # the session let go of the flow on these bytes: identify them
-                self.ident.data(flow, to_server, payload, ts)
+            try:
+                sess.data(to_server, payload, ts)
+            except Exception as e:  # noqa: BLE001 - hostile bytes never end the run (see session_error)
+                self.session_error(flow, ts, "data", e)
+            else:
+                if flow.session is None:  # the session let go of the flow on these bytes: identify them
+                    self.ident.data(flow, to_server, payload, ts)
         elif payload and (sess is not None or flow.probing):
             out = []
-            if stream.add(seq, payload, self.cfg.max_stream_buffer, out):
+            st = stream.add(seq, payload, self.cfg.max_stream_buffer, out)
+            if st == 1:
                 self.stats["stream_cap_hits"] += 1
                 self._notice(flow, ts, "stream_buffer_cap", {"max_bytes": self.cfg.max_stream_buffer,
                                                              "direction": "to_server" if to_server else "to_client"})
+            elif st:
+                self.stats["stream_cap_hits"] += 1
+                self.memory_cap(flow, ts, self.stream_pool)
             if out:
                 self._deliver(flow, to_server, out, ts)
         if flags & (FIN | RST):
@@ -210,8 +236,9 @@ class FlowTable:
 
     def _make_flow(self, p: Packet, ts: int, client_is_src: bool, mid: bool, table: dict) -> Flow:
         """A new flow in `table` under both directions' keys, after making room under the flow cap."""
-        if self.live >= self.cfg.max_flows:
+        if self.live >= self.cfg.max_flows or self.flow_bytes >= self.limits.flow_table_bytes:
             self._evict(ts)
+        self.flow_bytes += FLOW_BASE
         self.nflows += 1
         self.live += 1
         self.stats["flows"] += 1
@@ -219,6 +246,7 @@ class FlowTable:
             f = Flow(self.nflows, p.proto, p.src, p.sport, p.dst, p.dport, p.src_mac, p.dst_mac, p.vlan, ts, mid)
         else:
             f = Flow(self.nflows, p.proto, p.dst, p.dport, p.src, p.sport, p.dst_mac, p.src_mac, p.vlan, ts, mid)
+        f.cs.pool = f.ss.pool = self.stream_pool
         table[(f.cip, f.sip, f.cport, f.sport, p.vlan)] = (f, True)
         table[(f.sip, f.cip, f.sport, f.cport, p.vlan)] = (f, False)
         return f
@@ -256,7 +284,11 @@ class FlowTable:
         if name is not None and name in self.protocols:
             f.app = f.dissector = name
             f.ident_by = "port"
-            f.session = self.protocols[name].session(SessionContext(self, f))
+            self.flow_bytes += SESSION_COST.get(name, SESSION_COST_OTHER)
+            try:
+                f.session = self.protocols[name].session(SessionContext(self, f))
+            except Exception as e:  # noqa: BLE001
+                self.session_error(f, f.first_ts, "start", e)
         elif self.probe_order:
             f.probing = True
             f.probe = [b"", b""]
@@ -365,18 +397,22 @@ class FlowTable:
             sess = flow.session
             if sess is None:
                 return
-            if type(c) is int:
-                g = "G" if to_server else "g"
-                if g not in flow.hist:
-                    flow.hist.append(g)
-                self.stats["tcp_gaps"] += 1
-                self.stats["tcp_gap_bytes"] += c
-                self._notice(flow, ts, "tcp_gap", {"bytes": c, "direction": "to_server" if to_server else "to_client"})
-                sess.gap(to_server, ts, c)
-            else:
-                sess.data(to_server, c, ts)
-                if flow.session is None:
-                    self.ident.data(flow, to_server, c, ts)
+            try:
+                if type(c) is int:
+                    g = "G" if to_server else "g"
+                    if g not in flow.hist:
+                        flow.hist.append(g)
+                    self.stats["tcp_gaps"] += 1
+                    self.stats["tcp_gap_bytes"] += c
+                    self._notice(flow, ts, "tcp_gap", {"bytes": c, "direction": "to_server" if to_server else "to_client"})
+                    sess.gap(to_server, ts, c)
+                else:
+                    sess.data(to_server, c, ts)
+            except Exception as e:  # noqa: BLE001 - hostile bytes never end the run (see session_error)
+                self.session_error(flow, ts, "gap" if type(c) is int else "data", e)
+                return
+            if type(c) is not int and flow.session is None:
+                self.ident.data(flow, to_server, c, ts)
 
     def _probe(self, flow: Flow, to_server: bool, data: bytes, ts: int) -> bytes | None:
         """Accumulate the first bytes of each direction until a protocol claims the flow or none can.
@@ -387,18 +423,29 @@ class FlowTable:
         flow.probe[i] = buf
         undecided = False
         for proto in self.probe_order:
-            r = proto.probe(buf, to_server)
+            try:
+                r = proto.probe(buf, to_server)
+            except Exception as e:  # noqa: BLE001 - a probe that cannot decide says no
+                self._notice(flow, ts, "session_error", {"protocol": proto.name, "where": "probe",
+                                                         "error": type(e).__name__})
+                self.stats["session_errors"] += 1
+                r = 0
             if r > 0:
                 flow.probing = False
                 flow.app = flow.dissector = proto.name
                 flow.ident_by = "content"
                 if flow.istate is not None:
                     self.ident.cancel(flow)
-                flow.session = proto.session(SessionContext(self, flow))
+                self.flow_bytes += SESSION_COST.get(proto.name, SESSION_COST_OTHER)
                 other = flow.probe[1 - i]
                 flow.probe = None
-                if other:  # the other direction's bytes came first: hand them over in order
-                    flow.session.data(not to_server, other, ts)
+                try:
+                    flow.session = proto.session(SessionContext(self, flow))
+                    if other:  # the other direction's bytes came first: hand them over in order
+                        flow.session.data(not to_server, other, ts)
+                except Exception as e:  # noqa: BLE001
+                    self.session_error(flow, ts, "data", e)
+                    return None
                 return buf
             if r < 0:
                 undecided = True
@@ -418,10 +465,52 @@ class FlowTable:
                              flow.app or None if flow is not None else None, details))
 
     def detach(self, flow: Flow, ts: int, reason: str) -> None:
-        """A session gave up on its flow (not its protocol after all): stop dissecting, say so."""
+        """A session gave up on its flow (not its protocol after all): stop dissecting, say so. What the
+        flow carries from here on is counted towards its server port's sustained-garbage alert."""
         self._notice(flow, ts, "protocol_violation", {"protocol": flow.app, "reason": reason})
         flow.session = None
         self.ident.start(flow)  # not what its port says: name it by what follows
+        if flow.app and flow not in self.violated:
+            self.violated[flow] = flow.bytes[0] + flow.bytes[1]
+
+    def session_error(self, flow: Flow, ts: int, where: str, exc: BaseException) -> None:
+        """A session raised: a parser bug that hostile bytes found. The run goes on; the flow is no longer
+        dissected, and the exception becomes a notice (and an alert: crafted input reached a parser)."""
+        self.stats["session_errors"] += 1
+        sess, flow.session = flow.session, None
+        self._notice(flow, ts, "session_error", {"protocol": flow.app, "where": where, "error": type(exc).__name__,
+                                                 "message": str(exc)[:200]})
+        if sess is not None and where != "close":
+            try:
+                sess.close(ts)  # emit what it held, if it still can
+            except Exception:  # noqa: BLE001
+                pass
+
+    def memory_cap(self, flow: Flow | None, ts: int, pool: Pool) -> None:
+        """A global pool refused a charge: say so (once per quiet period, however hard the flood)."""
+        d = pool.report(ts)
+        if d is not None:
+            self._notice(flow, ts, "memory_cap", d)
+
+    def _garbage(self, flow: Flow, ts: int) -> None:
+        """Bytes a violated flow carried since the violation, added up per server address, port and
+        protocol; crossing limits.garbage_alert_bytes is a `sustained_garbage` notice (and alert)."""
+        start = self.violated.get(flow)
+        if start is None:
+            return
+        now = flow.bytes[0] + flow.bytes[1]
+        if now == start:
+            return
+        self.violated[flow] = now
+        key = (flow.sip, flow.sport, flow.app)
+        old = self.garbage.get(key)
+        if old is None and len(self.garbage) >= MAX_GARBAGE_KEYS:
+            self.garbage.pop(next(iter(self.garbage)))
+        total = self.garbage[key] = (old or 0) + now - start
+        limit = self.limits.garbage_alert_bytes
+        if (old or 0) // limit < total // limit:  # every further limit's worth is reported again
+            self._notice(flow, ts, "sustained_garbage", {"protocol": flow.app, "bytes": total,
+                                                         "threshold": limit})
 
     def truncated(self, flow: Flow, ts: int, protocol: str, nbytes: int, to_server: bool) -> None:
         """A session ended holding part of a PDU that never completed."""
@@ -443,7 +532,13 @@ class FlowTable:
         if flow.probing:
             flow.probing = False
         if flow.session is not None:
-            flow.session.close(ts)
+            try:
+                flow.session.close(ts)
+            except Exception as e:  # noqa: BLE001
+                self.session_error(flow, ts, "close", e)
+        if flow in self.violated:
+            self._garbage(flow, ts)
+            del self.violated[flow]
         self.stats["retransmissions"] += flow.cs.retrans + flow.ss.retrans
         proto = flow.proto
         k = (flow.cip, flow.sip, flow.app or "", proto,
@@ -456,13 +551,25 @@ class FlowTable:
                         hosts.add(ip)
         t = self.talkers.get(k)
         if t is None:
+            if len(self.talkers) >= self.max_talkers:
+                self._trim_talkers(ts)
             t = self.talkers[k] = [0, 0, 0]
         t[0] += 1
         t[1] += flow.pkts[0] + flow.pkts[1]
         t[2] += flow.bytes[0] + flow.bytes[1]
 
+    def _trim_talkers(self, ts: int) -> None:
+        """The talker table reached limits.talkers_bytes: keep the busier half (by packets), say so."""
+        keep = sorted(self.talkers.items(), key=lambda kv: -kv[1][1])[:len(self.talkers) // 2]
+        dropped = len(self.talkers) - len(keep)
+        self.talkers = dict(keep)
+        self.stats["talkers_dropped"] += dropped
+        self._notice(None, ts, "talker_table_full", {"max_bytes": self.limits.talkers_bytes, "dropped": dropped})
+
     def _remove(self, flow: Flow, ts: int, why: str) -> None:
         self._close(flow, ts)
+        flow.session = None  # break the flow <-> session cycle: freed now, not at the next full collection
+        self.flow_bytes -= FLOW_BASE + (SESSION_COST.get(flow.app, SESSION_COST_OTHER) if flow.app else 0)
         proto = flow.proto
         if proto == 6 or proto == 17:
             table = self.tcp if proto == 6 else self.udp
@@ -491,7 +598,13 @@ class FlowTable:
                 elif age > (idle_tcp if f.proto == 6 else idle_udp):
                     dead.append(f)
                 elif f.session is not None:
-                    f.session.expire(now)
+                    try:
+                        f.session.expire(now)
+                    except Exception as e:  # noqa: BLE001
+                        self.session_error(f, now, "expire", e)
+        if self.violated:
+            for f in list(self.violated):
+                self._garbage(f, now)
         for f in dead:
             if not f.closed:
                 self.stats["flows_timed_out"] += 1
@@ -505,7 +618,8 @@ class FlowTable:
         for f in flows[:n]:
             self._remove(f, ts, "evicted")
         self.stats["flows_evicted"] += n
-        self._notice(None, ts, "flow_table_full", {"max_flows": self.cfg.max_flows, "evicted": n})
+        self._notice(None, ts, "flow_table_full", {"max_flows": self.cfg.max_flows, "evicted": n,
+                                                   "max_bytes": self.limits.flow_table_bytes})
 
     def finish(self, ts: int) -> None:
         """End of input: close every flow so every pending exchange is emitted with its status."""

@@ -101,11 +101,11 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 def _verify_legacy(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    h = cert.signature_hash_algorithm
-    if h is None:
-        return False
-    key = issuer.public_key()
-    try:
+    try:  # hostile certificates: an unsupported hash or an undecodable key reads as "not verified"
+        h = cert.signature_hash_algorithm
+        if h is None:
+            return False
+        key = issuer.public_key()
         if isinstance(key, rsa.RSAPublicKey):
             key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), h)
         elif isinstance(key, ec.EllipticCurvePublicKey):
@@ -125,7 +125,16 @@ def is_self_signed(cert: x509.Certificate) -> bool:
 
 def check_certificate(cert: x509.Certificate, sent_chain: list[x509.Certificate], store: TrustStore | None,
                       policy: CheckPolicy, now: dt.datetime | None = None) -> list[Finding]:
-    """Every finding for one end-entity certificate; [] means every check passed."""
+    """Every finding for one end-entity certificate; [] means every check passed. Certificates come from
+    the wire: whatever the library raises on one (an unknown signature OID, a key it cannot load) is a
+    finding, never an exception (found by fuzz/harnesses.py x509)."""
+    try:
+        return _check_certificate(cert, sent_chain, store, policy, now)
+    except Exception as e:  # noqa: BLE001
+        return [Finding("unparsable", "medium", f"certificate checks failed ({type(e).__name__}: {str(e)[:120]})")]
+
+
+def _check_certificate(cert, sent_chain, store, policy, now) -> list[Finding]:
     now = now or _now()
     out: list[Finding] = []
     nb, na = cert.not_valid_before_utc, cert.not_valid_after_utc
@@ -144,7 +153,10 @@ def check_certificate(cert: x509.Certificate, sent_chain: list[x509.Certificate]
     elif alg == "DSA":
         out.append(Finding("weak_key", "medium", "DSA key"))
 
-    h = cert.signature_hash_algorithm
+    try:
+        h = cert.signature_hash_algorithm
+    except Exception:  # noqa: BLE001 - an unknown signature algorithm is judged by the rest
+        h = None
     if h is not None and h.name in WEAK_HASHES:
         out.append(Finding("weak_signature", "high", f"signed with {signature_algorithm(cert)}"))
 

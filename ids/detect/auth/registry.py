@@ -104,6 +104,8 @@ def load_registry(path: str) -> Registry:
             raw = yaml.load(fh, Loader=_Loader)
     except OSError as e:
         raise ConfigError(f"cannot read registry: {e.strerror}", SourceLocation(path)) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text (byte {e.start})", SourceLocation(path)) from None
     except yaml.YAMLError as e:
         m = getattr(e, "problem_mark", None)
         raise ConfigError(f"invalid YAML: {getattr(e, 'problem', e)}",

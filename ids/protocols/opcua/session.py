@@ -34,6 +34,9 @@ _MIN_SIZE = {b"HEL": 32, b"ACK": 28, b"ERR": 16, b"RHE": 16, b"OPN": 24, b"MSG":
 _MAX_HANDSHAKE = 8 + 20 + 4 + 4096 * 2  # HEL/ACK/ERR/RHE are small: strings at most 4096 bytes each
 _SEQ_ROLLOVER = 0xFFFFFFFF - 1024  # 6.7.2.4: wraps to a value below 1024 once past UInt32.Max - 1024
 _TAGS = (b"MSG", b"OPN", b"CLO", b"HEL", b"ACK", b"ERR", b"RHE")
+#: What a kept piece costs beyond its bytes (bytes header, list slot), charged to the table's global
+#: reassembly pool (limits.reassembly_total) so that many flows cannot add their per-flow caps up.
+_PIECE = 48
 
 
 def probe(buf: bytes, to_server: bool) -> int:
@@ -61,9 +64,10 @@ def probe(buf: bytes, to_server: bool) -> int:
 class _Dir:
     """Framing state of one TCP direction."""
 
-    __slots__ = ("parts", "have", "need", "skip", "lost")
+    __slots__ = ("parts", "have", "need", "skip", "lost", "held")
 
     def __init__(self):
+        self.held = 0  # bytes of `parts` charged to the reassembly pool
         self.parts: list[bytes] = []  # bytes of an incomplete chunk (joined once it is whole)
         self.have = 0
         self.need = 8
@@ -87,9 +91,11 @@ class _Channel:
 class _Partial:
     """A message being reassembled from chunks (6.7.2.2): bodies in order, within the caps."""
 
-    __slots__ = ("ts", "mt", "cid", "token", "seq", "parts", "size", "chunks", "dropped", "head", "anomalies")
+    __slots__ = ("ts", "mt", "cid", "token", "seq", "parts", "size", "chunks", "dropped", "head", "anomalies",
+                 "held")
 
     def __init__(self, ts, mt, cid, token, seq):
+        self.held = 0  # bytes of `parts` charged to the reassembly pool
         self.ts = ts
         self.mt = mt
         self.cid = cid
@@ -114,7 +120,7 @@ class _Pending:
 class OpcuaSession:
     __slots__ = ("sc", "emit", "cfg", "cap", "timeout", "dirs", "flip", "hello", "limits",
                  "channels", "partial", "pending", "opn_pending", "enc", "last_seq", "valid", "bad",
-                 "server_sha1", "stats")
+                 "server_sha1", "stats", "pool")
 
     def __init__(self, sc: SessionContext):
         self.sc = sc
@@ -136,6 +142,7 @@ class OpcuaSession:
         self.bad = 0
         self.server_sha1: set[bytes] = set()  # leaf SHA-1 of every server certificate seen on this flow
         self.stats = {"messages": 0, "encrypted": 0}
+        self.pool = sc.reassembly_pool
 
     # ------------------------------------------------------------------ stream input
     def data(self, to_server: bool, data: bytes, ts: int) -> None:
@@ -151,10 +158,13 @@ class OpcuaSession:
             st.parts.append(data)
             st.have += len(data)
             if st.have < st.need:
+                if not self._charge(st, len(data), ts):
+                    self._drop_chunk(i, st, ts)
                 return
             data = b"".join(st.parts)
             st.parts = []
             st.have = 0
+            self._release(st)
         off = 0
         if st.lost:
             off = self._hunt(data, 0)
@@ -205,8 +215,39 @@ class OpcuaSession:
             st.have = len(rest)
             if len(rest) < 8:
                 st.need = 8
+            elif not self._charge(st, len(rest), ts):
+                self._drop_chunk(i, st, ts)
         else:
             st.need = 8
+
+    # ------------------------------------------------------------------ the global reassembly bound
+    def _charge(self, holder, n: int, ts: int) -> bool:
+        """Charge `n` kept bytes of `holder` (a _Dir or _Partial) to the pool; False when it is full."""
+        pool = self.pool
+        if pool is None:
+            return True
+        cost = n + _PIECE
+        holder.held += cost
+        if pool.take(cost):
+            return True
+        self.sc.memory_cap(ts, pool)
+        return False
+
+    def _release(self, holder) -> None:
+        if holder.held:
+            if self.pool is not None:
+                self.pool.give(holder.held)
+            holder.held = 0
+
+    def _drop_chunk(self, i: int, st: _Dir, ts: int) -> None:
+        """The pool is full: give up the chunk being received, pass over its rest unread, say so."""
+        head = st.parts[0] if st.parts else b""
+        mt = head[:3] if len(head) >= 3 and head[:3] in _TAGS else b"MSG"
+        self._emit_simple(ts, mt.decode(), "Oversized", {"chunk_size": st.need, "held": st.have}, i,
+                          ("chunk_cap_hit", "reassembly_memory_cap"))
+        st.skip = max(0, st.need - st.have)
+        st.parts, st.have, st.need = [], 0, 8
+        self._release(st)
 
     def _bad_header(self, i: int, ts: int, data: bytes, off: int) -> bool:
         """Record a header that cannot be OPC UA; True when the flow was handed back (never was OPC UA)."""
@@ -257,6 +298,7 @@ class OpcuaSession:
                 return
             st.skip = 0
         st.parts, st.have, st.need, st.lost = [], 0, 8, True
+        self._release(st)
         ua = i ^ self.flip
         for p in self.partial[ua].values():
             self._emit_partial(p, ua, ts, ("tcp_gap", "incomplete_message"))
@@ -403,8 +445,17 @@ class OpcuaSession:
                 if not part.head and part.parts:
                     part.head = part.parts[0][:512]
                 part.parts = []
+                self._release(part)
             elif n:
-                part.parts.append(data[p:body_end])
+                if self._charge(part, n, ts):
+                    part.parts.append(data[p:body_end])
+                else:
+                    part.dropped = True
+                    part.anomalies += ("chunk_cap_hit", "reassembly_memory_cap")
+                    if not part.head:
+                        part.head = (part.parts[0] if part.parts else data[p:body_end])[:512]
+                    part.parts = []
+                    self._release(part)
             if over == "negotiated" and not part.dropped:
                 self.limits[ua] = (0, 0)  # flagged once; keep reassembling within our own cap
         if ct == b"F":
@@ -412,6 +463,7 @@ class OpcuaSession:
             if part.dropped:
                 self._emit_partial(part, ua, ts, ())
             else:
+                self._release(part)
                 self._message(ua, mt, cid, token, part.seq, rid, b"".join(part.parts), part.ts, part.chunks,
                               part.size, part.anomalies, opn)
 
@@ -427,6 +479,7 @@ class OpcuaSession:
     def _emit_partial(self, part: _Partial, ua: int, ts: int, an: tuple, abort: dict | None = None) -> None:
         """A message that will not be decoded whole (cap hit, aborted, cut by a gap): report what it was."""
         head = part.head or (part.parts[0][:512] if part.parts else b"")
+        self._release(part)
         b = parse_body(head, self.cap) if head else None
         service = b.service if b is not None and b.kind != "unknown" else "unknown"
         d = {"chunks": part.chunks, "size": part.size, "sequence_number": part.seq}
@@ -727,3 +780,4 @@ class OpcuaSession:
             if st.have and not st.lost:
                 self.sc.truncated(ts, "opcua", st.have, i == 0)
             st.parts, st.have = [], 0
+            self._release(st)

@@ -19,16 +19,23 @@ def decode(der: bytes) -> X509Cert:
         return X509Cert(h["sha256"], h["sha1"], error=d.get("error", "unparsable certificate"))
     x = d["x509"]
     cert = shared.load(der)
-    is_ca = None
+    is_ca = before = after = None
+    error = d.get("error")
     if cert is not None:
         try:
             is_ca = cert.extensions.get_extension_for_class(cx.BasicConstraints).value.ca
-        except (cx.ExtensionNotFound, ValueError):
+        except cx.ExtensionNotFound:
+            pass
+        except Exception as e:  # noqa: BLE001 - e.g. DuplicateExtension: the certificate is still described
+            error = error or f"bad_extensions: {type(e).__name__}"
+        try:
+            before = int(cert.not_valid_before_utc.timestamp()) * _NS
+            after = int(cert.not_valid_after_utc.timestamp()) * _NS
+        except Exception:  # noqa: BLE001
             pass
     return X509Cert(
         h["sha256"], h["sha1"], x.get("version_number"), x.get("serial_number"), x.get("subject"), x.get("issuer"),
-        int(cert.not_valid_before_utc.timestamp()) * _NS if cert is not None else None,
-        int(cert.not_valid_after_utc.timestamp()) * _NS if cert is not None else None,
+        before, after,
         x.get("signature_algorithm"), x.get("public_key_algorithm"), x.get("public_key_size"),
         x.get("public_key_curve"), x.get("public_key_exponent"), tuple(x.get("alternative_names", ())), is_ca,
-        d.get("error"))
+        error)

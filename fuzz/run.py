@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Coverage-guided fuzzing of otids with atheris (libFuzzer for Python), independent of otids' CLI.
+
+    python3 fuzz/run.py HARNESS... [--time S] [--runs N] [--from PATH...] [--work DIR] [--artifacts DIR]
+    python3 fuzz/run.py all --time 240                 # every harness in turn (one process at a time)
+    python3 fuzz/run.py --list
+
+Each harness (fuzz/harnesses.py) runs in its own process with the `ids` package instrumented for
+coverage. Its corpus is, in order: a writable working folder (--work, default a temporary one), the
+committed seeds (fuzz/seeds/HARNESS), every past crash (fuzz/crashes/HARNESS: kept as regression inputs),
+and seeds cut at start from --from captures and folders (pcaps/, ../shared/corpus: read in place).
+A crash is written to --artifacts (default fuzz/crashes/HARNESS/) and ends that harness's run with a
+non-zero status. One line of figures per harness at the end: executions, coverage (edges), features,
+corpus size, crashes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FUZZ = ROOT / "fuzz"
+
+# Modules a harness imports lazily: imported inside the instrumentation block so their coverage counts.
+_LAZY = ("ids.x509", "ids.protocols.tls.certificates", "ids.detect.auth.certs", "ids.detect.auth.verdicts",
+         "ids.detect.auth.registry", "ids.detect.baseline.document", "ids.detect.rules.loader",
+         "ids.detect.rules.suricata", "ids.detect.ml.store", "ids.config")
+
+
+def _names() -> list[str]:
+    sys.path.insert(0, str(ROOT))
+    from fuzz.harnesses import HARNESSES
+    return list(HARNESSES)
+
+
+def child(name: str, fuzzer_args: list[str]) -> None:
+    """In the fuzzing process: instrument, then hand the harness to libFuzzer (never returns)."""
+    import importlib
+
+    import atheris
+    sys.path.insert(0, str(ROOT))
+    # An editable install of another checkout must not supply modules: atheris's import hook passes over
+    # namespace packages (ids.detect has no __init__.py here) and would take that checkout's instead.
+    def _name(f) -> str:  # finders are classes or instances
+        k = f if isinstance(f, type) else type(f)
+        return f"{k.__module__}.{k.__name__}".lower()
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in _name(f)]
+    with atheris.instrument_imports(include=["ids", "fuzz"]):
+        import fuzz.harnesses as h
+        for m in _LAZY:
+            importlib.import_module(m)
+    fn = h.HARNESSES[name]
+    stray = [m.__file__ for n, m in list(sys.modules.items())
+             if n.startswith("ids") and getattr(m, "__file__", None) and not m.__file__.startswith(str(ROOT))]
+    if stray:
+        sys.exit(f"fuzz/run.py: modules from outside {ROOT}: {stray[:3]}")
+    atheris.Setup([sys.argv[0]] + fuzzer_args, fn)
+    atheris.Fuzz()
+
+
+_STAT = re.compile(r"stat::(\w+):\s*(\d+)")
+_COV = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)")
+
+
+def run_one(name: str, seconds: int, runs: int, sources: list[str], work: str | None, artifacts: str | None,
+            max_len: int, log: Path | None) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from fuzz import seeds as seedmod
+    tmp = tempfile.mkdtemp(prefix=f"otids-fuzz-{name}-")
+    work_dir = Path(work) / name if work else Path(tmp) / "work"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    art = Path(artifacts) if artifacts else FUZZ / "crashes" / name
+    art.mkdir(parents=True, exist_ok=True)
+    before = set(os.listdir(art))
+    dirs = [str(work_dir)]
+    for d in (FUZZ / "seeds" / name, FUZZ / "crashes" / name):
+        if d.is_dir() and any(d.iterdir()):
+            dirs.append(str(d))
+    if sources:
+        extra = Path(tmp) / "from"
+        n = seedmod.write(seedmod.build(name, [Path(s) for s in sources], 64, max_len), extra)
+        if n:
+            dirs.append(str(extra))
+    args = [f"-max_total_time={seconds}", f"-max_len={max_len}", "-timeout=20", "-rss_limit_mb=1536",
+            "-print_final_stats=1", f"-artifact_prefix={art}/"]
+    if runs:
+        args.append(f"-runs={runs}")
+    t0 = time.time()
+    p = subprocess.run([sys.executable, __file__, "--child", name, "--", *args, *dirs], cwd=ROOT,
+                       capture_output=True, text=True)
+    out = p.stderr
+    if log is not None:
+        log.write_text(out)
+    stats = {k: int(v) for k, v in _STAT.findall(out)}
+    cov = _COV.findall(out)
+    crashes = sorted(set(os.listdir(art)) - before)
+    return {"harness": name, "rc": p.returncode, "seconds": round(time.time() - t0),
+            "execs": stats.get("number_of_executed_units", int(cov[-1][0]) if cov else 0),
+            "cov": int(cov[-1][1]) if cov else 0, "ft": int(cov[-1][2]) if cov else 0,
+            "corpus": int(cov[-1][3]) if cov else 0, "crashes": crashes,
+            "tail": "\n".join(out.splitlines()[-30:]) if p.returncode else ""}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        rest = argv[2:]
+        if rest[:1] == ["--"]:
+            rest = rest[1:]
+        child(argv[1], rest)
+        return 0
+    names = _names()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("harness", nargs="*", help=f"'all' or any of: {', '.join(names)}")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--time", type=int, default=60, help="seconds per harness (default 60)")
+    ap.add_argument("--runs", type=int, default=0, help="stop a harness after this many executions")
+    ap.add_argument("--from", dest="sources", action="append", default=[],
+                    help="captures or folders to cut extra seeds from at start (read in place)")
+    ap.add_argument("--work", help="keep working corpora here (one folder per harness)")
+    ap.add_argument("--artifacts", help="write crashes here instead of fuzz/crashes/HARNESS")
+    ap.add_argument("--max-len", type=int, default=16384)
+    ap.add_argument("--log", help="folder for each harness's full libFuzzer output")
+    a = ap.parse_args(argv)
+    if a.list:
+        print("\n".join(names))
+        return 0
+    todo = names if a.harness == ["all"] or not a.harness else a.harness
+    bad = [h for h in todo if h not in names]
+    if bad:
+        print(f"fuzz/run.py: unknown harness {', '.join(bad)} (--list shows them)", file=sys.stderr)
+        return 2
+    status = 0
+    print(f"{'harness':16} {'execs':>10} {'cov':>6} {'ft':>7} {'corpus':>6} {'secs':>5}  crashes")
+    for h in todo:
+        log = Path(a.log) / f"{h}.log" if a.log else None
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+        r = run_one(h, a.time, a.runs, a.sources, a.work, a.artifacts, a.max_len, log)
+        print(f"{h:16} {r['execs']:>10} {r['cov']:>6} {r['ft']:>7} {r['corpus']:>6} {r['seconds']:>5}  "
+              f"{' '.join(r['crashes']) or '-'}", flush=True)
+        if r["rc"]:
+            status = 1
+            print(r["tail"], file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

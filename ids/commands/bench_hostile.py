@@ -1,0 +1,379 @@
+"""`otids bench-hostile`: the sensor under resource-exhaustion floods (issue #16, docs/ROBUSTNESS.md).
+
+Each case writes its capture (streamed to disk, never built in memory), runs `otids analyze` on it with
+the default configuration in its own process, and prints the wall time, the throughput, the peak RSS of
+that process (wait4's rusage) and the alerts it raised by rule. tshark reads the same capture in the same
+run (`tshark -r PCAP -q -z io,phs`: every frame dissected, its reassembly on as by default; plain `-q`
+skips dissection) and its time and RSS are printed beside, so the figures read as ratios on this machine. Figures only, no pass/fail: the goals (peak RSS <= 250 MB,
+time linear in the input, an alert naming what was capped) are read off the table; `--scale 0.01` makes
+every case a hundredth of its size (the test suite's smoke run).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import struct
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .bench import _measure
+from ..errors import UserError
+
+NS = 1_000_000_000
+T0 = 1_700_000_000 * NS
+_ETH = bytes.fromhex("020000000002" "020000000001") + b"\x08\x00"
+_IP = struct.Struct("!BBHHHBBH4s4s")
+_TCP = struct.Struct("!HHIIBBHHH")
+_REC = struct.Struct("<IIII")
+_fb = int.from_bytes
+
+
+def _csum_fold(v: int) -> int:
+    v %= 0xFFFF
+    return (~v & 0xFFFF) or 0xFFFF if v else 0xFFFF
+
+
+class PcapOut:
+    """Ethernet/IPv4/TCP frames with correct checksums, streamed into a pcap file."""
+
+    def __init__(self, path: str):
+        self.fh = open(path, "wb", buffering=1 << 20)
+        self.fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        self.frames = 0
+        self.bytes = 0
+
+    def raw(self, ts: int, frame: bytes) -> None:
+        sec, ns = divmod(ts, NS)
+        self.fh.write(_REC.pack(sec, ns // 1000, len(frame), len(frame)))
+        self.fh.write(frame)
+        self.frames += 1
+        self.bytes += len(frame) + 16
+
+    def ip(self, ts: int, src: bytes, dst: bytes, proto: int, l4: bytes, ident: int = 0, frag: int = 0x4000) -> None:
+        h = _IP.pack(0x45, 0, 20 + len(l4), ident & 0xFFFF, frag, 64, proto, 0, src, dst)
+        c = _csum_fold(_fb(h, "big"))
+        self.raw(ts, _ETH + h[:10] + struct.pack("!H", c) + h[12:] + l4)
+
+    def tcp(self, ts: int, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
+            payload: bytes = b"") -> None:
+        self.ip(ts, src, dst, 6, tcp_segment(src, dst, sport, dport, seq, ack, flags, payload))
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def tcp_segment(src, dst, sport, dport, seq, ack, flags, payload) -> bytes:
+    h = _TCP.pack(sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 0x50, flags, 65535, 0, 0)
+    n = 20 + len(payload)
+    seg = h + payload
+    v = _fb(src + dst, "big") + 6 + n + _fb(seg if not n & 1 else seg + b"\0", "big")
+    return h[:16] + struct.pack("!H", _csum_fold(v)) + h[18:] + payload
+
+
+SYN, ACK, PSH, FIN, RST = 0x02, 0x10, 0x08, 0x01, 0x04
+
+
+class Conv:
+    """One TCP connection in a PcapOut: handshake, data both ways, teardown."""
+
+    def __init__(self, out: PcapOut, cip: bytes, sip: bytes, cport: int, sport: int, ts: int):
+        self.o, self.c, self.s, self.cp, self.sp, self.ts = out, cip, sip, cport, sport, ts
+        self.cseq, self.sseq = 1000, 5000
+
+    def handshake(self) -> "Conv":
+        self.o.tcp(self.ts, self.c, self.s, self.cp, self.sp, self.cseq - 1, 0, SYN)
+        self.o.tcp(self.ts, self.s, self.c, self.sp, self.cp, self.sseq - 1, self.cseq, SYN | ACK)
+        self.o.tcp(self.ts, self.c, self.s, self.cp, self.sp, self.cseq, self.sseq, ACK)
+        return self
+
+    def send(self, to_server: bool, payload: bytes, dt: int = 10_000) -> None:
+        self.ts += dt
+        if to_server:
+            self.o.tcp(self.ts, self.c, self.s, self.cp, self.sp, self.cseq, self.sseq, PSH | ACK, payload)
+            self.cseq += len(payload)
+        else:
+            self.o.tcp(self.ts, self.s, self.c, self.sp, self.cp, self.sseq, self.cseq, PSH | ACK, payload)
+            self.sseq += len(payload)
+
+    def close(self) -> None:
+        self.ts += 1000
+        self.o.tcp(self.ts, self.c, self.s, self.cp, self.sp, self.cseq, self.sseq, FIN | ACK)
+        self.o.tcp(self.ts, self.s, self.c, self.sp, self.cp, self.sseq, self.cseq + 1, FIN | ACK)
+
+
+def _ip(n: int, net: int = 10) -> bytes:
+    return struct.pack("!I", (net << 24) | (n & 0xFFFFFF))
+
+
+SERVER = bytes([192, 168, 0, 10])
+
+
+# ---------------------------------------------------------------------------------------------- cases
+def syn_flood(out: PcapOut, n: int) -> None:
+    """n SYNs from n sources to a Modbus server: half-open flows that never complete."""
+    ts = T0
+    for k in range(n):
+        ts += 1000
+        out.tcp(ts, _ip(k + 1), SERVER, 40000 + (k & 0x3FFF), 502, k * 7919, 0, SYN)
+
+
+def garbage(port: int) -> Callable[[PcapOut, int], None]:
+    def gen(out: PcapOut, nbytes: int) -> None:
+        """nbytes of random bytes on one connection to `port`, in 1400-byte segments."""
+        rnd = random.Random(port)
+        block = rnd.randbytes(1 << 16)
+        c = Conv(out, _ip(1), SERVER, 40000, port, T0).handshake()
+        sent = 0
+        while sent < nbytes:
+            o = rnd.randrange(0, len(block) - 1400)
+            c.send(True, block[o:o + 1400], dt=12_000)  # ~1 Gb/s
+            sent += 1400
+        c.close()
+    gen.__doc__ = f"random bytes on port {port}"
+    return gen
+
+
+def _mqtt_len(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _mqtt_str(s: bytes) -> bytes:
+    return struct.pack("!H", len(s)) + s
+
+
+def _mqtt_connect(cid: bytes) -> bytes:
+    body = _mqtt_str(b"MQTT") + b"\x04\x02" + struct.pack("!H", 60) + _mqtt_str(cid)
+    return b"\x10" + _mqtt_len(len(body)) + body
+
+
+def mqtt_oversized(out: PcapOut, conns: int) -> None:
+    """conns connections, each a CONNECT then a PUBLISH declaring 268 MB (the largest length MQTT can say)
+    of which 64 kB follow before the connection ends."""
+    for k in range(conns):
+        c = Conv(out, _ip(k + 1), SERVER, 30000 + (k & 0x7FFF), 1883, T0 + k * 1_000_000).handshake()
+        c.send(True, _mqtt_connect(b"dev%d" % k))
+        c.send(False, b"\x20\x02\x00\x00")
+        head = b"\x30" + _mqtt_len(268_435_455) + _mqtt_str(b"t/big") + bytes(1392)
+        c.send(True, head[:1400])
+        for _ in range(46):
+            c.send(True, bytes(1400))
+        c.close()
+
+
+def mqtt_topics(out: PcapOut, n: int) -> None:
+    """One client publishing to n distinct topics (QoS 0), several PUBLISH packets per segment."""
+    c = Conv(out, _ip(1), SERVER, 40000, 1883, T0).handshake()
+    c.send(True, _mqtt_connect(b"flooder"))
+    c.send(False, b"\x20\x02\x00\x00")
+    batch = bytearray()
+    for k in range(n):
+        body = _mqtt_str(b"plant/line%d/cell%d/sensor%d" % (k % 97, k // 97 % 89, k)) + b"%d" % k
+        batch += b"\x30" + _mqtt_len(len(body)) + body
+        if len(batch) > 1300:
+            c.send(True, bytes(batch), dt=20_000)
+            batch.clear()
+    if batch:
+        c.send(True, bytes(batch))
+    c.close()
+
+
+def modbus_unanswered(out: PcapOut, n: int) -> None:
+    """n Modbus read requests on one connection that the slave never answers."""
+    c = Conv(out, _ip(1), SERVER, 40000, 502, T0).handshake()
+    batch = bytearray()
+    for k in range(n):
+        batch += struct.pack(">HHHBBHH", k & 0xFFFF, 0, 6, 1, 3, k & 0xFFFF, 10)
+        if len(batch) >= 1200:
+            c.send(True, bytes(batch), dt=100_000)
+            batch.clear()
+    if batch:
+        c.send(True, bytes(batch))
+    c.close()
+
+
+def ooo_segments(out: PcapOut, n: int) -> None:
+    """A one-byte hole, then n one-byte segments after it, last first: nothing is ever in order."""
+    c = Conv(out, _ip(1), SERVER, 40000, 502, T0).handshake()
+    ts = c.ts
+    base = c.cseq + 1
+    for k in range(n - 1, -1, -1):
+        ts += 1000
+        out.tcp(ts, c.c, c.s, c.cp, c.sp, base + k, c.sseq, ACK, b"\x00")
+
+
+def fragment_flood(out: PcapOut, n: int) -> None:
+    """n eight-byte IPv4 fragments: datagrams of 2000 fragments each whose last fragment never comes."""
+    per = 2000
+    src, dst = _ip(9), SERVER
+    ts = T0
+    l4 = tcp_segment(src, dst, 40000, 502, 1, 0, PSH | ACK, bytes(per * 8))
+    for k in range(n):
+        d, f = divmod(k, per)
+        ts += 1000
+        out.ip(ts, src, dst, 6, l4[f * 8:f * 8 + 8], ident=d, frag=0x2000 | f)
+
+
+def _ua(mt: bytes, ct: bytes, body: bytes) -> bytes:
+    return mt + ct + struct.pack("<I", 8 + len(body)) + body
+
+
+def _ua_str(s: bytes | None) -> bytes:
+    return struct.pack("<i", -1) if s is None else struct.pack("<i", len(s)) + s
+
+
+_POLICY_NONE = b"http://opcfoundation.org/UA/SecurityPolicy#None"
+
+
+def _ua_open(c: Conv) -> None:
+    c.send(True, _ua(b"HEL", b"F", struct.pack("<IIIII", 0, 65536, 65536, 0, 0) + _ua_str(b"opc.tcp://plc:4840")))
+    c.send(False, _ua(b"ACK", b"F", struct.pack("<IIIII", 0, 65536, 65536, 0, 0)))
+    asym = _ua_str(_POLICY_NONE) + _ua_str(None) + _ua_str(None)
+    c.send(True, _ua(b"OPN", b"F", struct.pack("<I", 0) + asym + struct.pack("<II", 1, 1) + bytes(16)))
+
+
+def opcua_chunk_bombs(out: PcapOut, flows: int) -> None:
+    """flows connections, each one request in 2 intermediate chunks of 8 kB that never gets its final
+    chunk: all of it is held for reassembly."""
+    for f in range(flows):
+        c = Conv(out, _ip(f + 1), SERVER, 20000 + (f & 0x7FFF), 4840, T0 + f * 1_000_000).handshake()
+        _ua_open(c)
+        for k in range(2):
+            hdr = struct.pack("<IIII", 1, 0, 2 + k, 77)
+            body = (b"\x01\x00\x77\x02" if k == 0 else b"") + bytes(8000)
+            c.send(True, _ua(b"MSG", b"C", hdr + body))
+
+
+def opcua_writes(out: PcapOut, nodes: int) -> None:
+    """WriteRequests over one secure channel (policy None), 100 distinct nodes each, all answered."""
+    c = Conv(out, _ip(1), SERVER, 40000, 4840, T0).handshake()
+    _ua_open(c)
+    per = 100
+    seq = 2
+    for r in range(0, nodes, per):
+        req = bytearray(b"\x01\x00" + struct.pack("<H", 673))  # WriteRequest, binary
+        req += b"\x00\x00" + struct.pack("<qII", 0, r // per + 1, 0) + _ua_str(None) + struct.pack("<I", 0) \
+            + b"\x00\x00\x00"  # request header: auth token, time, handle, diagnostics, audit id, hint, ext
+        count = min(per, nodes - r)
+        req += struct.pack("<i", count)
+        for k in range(r, r + count):
+            req += b"\x03" + struct.pack("<H", 2) + _ua_str(b"Plant.Line1.Tag%d" % k) + struct.pack("<I", 13) \
+                + _ua_str(None) + b"\x01\x06" + struct.pack("<i", k)
+        c.send(True, _ua(b"MSG", b"F", struct.pack("<IIII", 1, 1, seq, 100 + r) + bytes(req)))
+        resp = bytearray(b"\x01\x00" + struct.pack("<H", 676)) + struct.pack("<qII", 0, r // per + 1, 0) \
+            + b"\x00" + struct.pack("<i", 0) + b"\x00\x00\x00" + struct.pack("<i", count) + bytes(4 * count) \
+            + struct.pack("<i", -1)
+        c.send(False, _ua(b"MSG", b"F", struct.pack("<IIII", 1, 1, seq, 100 + r) + bytes(resp)))
+        seq += 1
+    c.close()
+
+
+#: name -> (generator, full-scale size, unit, what)
+CASES: dict[str, tuple[Callable, int, str]] = {
+    "syn_flood": (syn_flood, 1_000_000, "flows"),
+    "garbage_502": (garbage(502), 200 << 20, "bytes"),
+    "garbage_4840": (garbage(4840), 200 << 20, "bytes"),
+    "garbage_1883": (garbage(1883), 200 << 20, "bytes"),
+    "garbage_8883": (garbage(8883), 200 << 20, "bytes"),
+    "mqtt_oversized": (mqtt_oversized, 10_000, "connections"),
+    "opcua_chunk_bombs": (opcua_chunk_bombs, 10_000, "channels"),
+    "modbus_unanswered": (modbus_unanswered, 100_000, "requests"),
+    "ooo_segments": (ooo_segments, 1_000_000, "segments"),
+    "fragment_flood": (fragment_flood, 1_000_000, "fragments"),
+    "mqtt_topics": (mqtt_topics, 1_000_000, "topics"),
+    "opcua_writes": (opcua_writes, 100_000, "nodes"),
+}
+
+
+def _alerts(path: str) -> Counter:
+    c: Counter = Counter()
+    try:
+        with open(path) as fh:
+            for line in fh:
+                d = json.loads(line)
+                c[d["rule"]["id"].removeprefix("otids.")] += (d.get("otids", {}).get("alert", {}).get("count") or 1)
+    except FileNotFoundError:
+        pass
+    return c
+
+
+def run(cases: list[str], scale: float, workdir: str, tshark: bool, extra: list[str], echo=print) -> list[dict]:
+    rows = []
+    otids = [sys.executable, "-c", "import sys; from ids.cli import main; sys.exit(main(sys.argv[1:]))"]
+    for name in cases:
+        gen, full, unit = CASES[name]
+        size = max(1, int(full * scale))
+        pcap = os.path.join(workdir, f"{name}.pcap")
+        t0 = time.perf_counter()
+        out = PcapOut(pcap)
+        gen(out, size)
+        out.close()
+        gen_s = time.perf_counter() - t0
+        alerts = os.path.join(workdir, f"{name}.alerts.ndjson")
+        secs, rss, _ = _measure(otids + ["analyze", pcap, "-q", "-o", alerts, *extra])
+        row = {"case": name, "size": size, "unit": unit, "frames": out.frames, "mb": out.bytes / 1e6,
+               "seconds": secs, "rss_mb": rss / 1e6, "alerts": _alerts(alerts), "generate_s": gen_s}
+        if tshark:
+            ts_secs, ts_rss, _ = _measure(["tshark", "-r", pcap, "-q", "-z", "io,phs"])
+            row.update(tshark_s=ts_secs, tshark_rss_mb=ts_rss / 1e6)
+        rows.append(row)
+        echo(_line(row))
+        os.unlink(pcap)
+    return rows
+
+
+HEADER = (f"{'case':18} {'input':>18} {'MB':>7} {'frames':>9} {'time s':>7} {'MB/s':>6} {'RSS MB':>7} "
+          f"{'tshark s':>8} {'tsk RSS':>7}  alerts (rule: count)")
+
+
+def _line(r: dict) -> str:
+    al = ", ".join(f"{k}: {v}" for k, v in sorted(r["alerts"].items())) or "none"
+    ts = f"{r['tshark_s']:8.1f} {r['tshark_rss_mb']:7.0f}" if "tshark_s" in r else f"{'-':>8} {'-':>7}"
+    return (f"{r['case']:18} {r['size']:>10,} {r['unit']:>7} {r['mb']:7.1f} {r['frames']:9,} {r['seconds']:7.1f} "
+            f"{r['mb'] / max(r['seconds'], 1e-9):6.1f} {r['rss_mb']:7.0f} {ts}  {al}")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench-hostile", help="resource-exhaustion floods: peak RSS, time and alerts per case",
+                       description="Generate each flood capture, run `otids analyze` on it with the default "
+                                   "configuration (and tshark on the same file), print time, peak RSS and the "
+                                   "alerts raised. Figures only (docs/ROBUSTNESS.md).")
+    p.add_argument("cases", nargs="*", metavar="CASE", help=f"default: all of {', '.join(CASES)}")
+    p.add_argument("--scale", type=float, default=1.0, help="size factor for every case (0.01: a smoke run)")
+    p.add_argument("--workdir", default=None, help="where captures are written, one at a time (default: temp)")
+    p.add_argument("--no-tshark", action="store_true", help="skip the tshark reference")
+    p.add_argument("--json", default=None, help="also write the rows to this file")
+    p.add_argument("--analyze-args", default="", help="extra `otids analyze` arguments, e.g. '--rules rules'")
+    p.set_defaults(func=cmd_bench_hostile)
+
+
+def cmd_bench_hostile(args) -> int:
+    bad = [c for c in args.cases if c not in CASES]
+    if bad:
+        raise UserError(f"unknown case {', '.join(bad)} (known: {', '.join(CASES)})")
+    if args.scale <= 0:
+        raise UserError("--scale must be positive")
+    tshark = not args.no_tshark
+    if tshark and shutil.which("tshark") is None:
+        raise UserError("tshark not found (install it, or pass --no-tshark)")
+    work = args.workdir or tempfile.mkdtemp(prefix="otids-bench-hostile-")
+    Path(work).mkdir(parents=True, exist_ok=True)
+    print(HEADER, flush=True)
+    rows = run(args.cases or list(CASES), args.scale, work, tshark, args.analyze_args.split(),
+               echo=lambda s: print(s, flush=True))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump([dict(r, alerts=dict(r["alerts"])) for r in rows], fh, indent=1)
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0

@@ -1,0 +1,53 @@
+"""Global memory bounds: one Pool per kind of state that grows with traffic and is bounded per flow only
+(out-of-order TCP segments, protocol reassembly buffers), so that many flows cannot add up past what the
+sensor can hold. Per-flow caps stay where they are; a pool adds the bound across flows.
+
+A pool counts bytes as its owners report them (payload plus the measured per-object overhead: what the
+structure really holds). Owners charge before keeping and release when they let go; when a charge goes
+over the limit the owner gives the bytes up (declares a gap, drops a partial message) and the pool reports
+the hit (FlowTable.memory_cap: a FlowNotice `memory_cap` naming the flow, which the anomaly detector turns
+into an alert) when `report(ts)` says so: at most once per `quiet` nanoseconds of capture time, so a flood
+yields one line, not millions.
+"""
+from __future__ import annotations
+
+NS = 1_000_000_000
+
+
+class Pool:
+    __slots__ = ("name", "limit", "used", "peak", "hits", "reported", "last_notice", "quiet")
+
+    def __init__(self, name: str, limit: int, quiet: int = 60 * NS):
+        self.name = name
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self.hits = 0  # charges refused
+        self.last_notice: int | None = None
+        self.reported = 0  # hits already reported
+        self.quiet = quiet
+
+    def take(self, n: int) -> bool:
+        """Charge `n` bytes. False when that goes over the limit: the caller must give bytes back (the
+        charge stands until it releases them, so the count stays true while it does)."""
+        used = self.used = self.used + n
+        if used <= self.limit:
+            if used > self.peak:
+                self.peak = used
+            return True
+        self.hits += 1
+        return False
+
+    def report(self, ts: int) -> dict | None:
+        """The details of a `memory_cap` notice when one is due (first hit, then once per quiet period)."""
+        if self.last_notice is not None and ts - self.last_notice < self.quiet:
+            return None
+        self.last_notice = ts
+        n, self.reported = self.hits - self.reported, self.hits
+        return {"pool": self.name, "max_bytes": self.limit, "refused": n}
+
+    def give(self, n: int) -> None:
+        self.used -= n
+
+    def stats(self) -> dict:
+        return {"used": self.used, "peak": self.peak, "max_bytes": self.limit, "hits": self.hits}
