@@ -86,6 +86,9 @@ def register(sub) -> None:
     b.add_argument("--plain-max", type=int, default=1000, help="with --site: also time the plain loop over every "
                    "rule (and compare its alerts) up to this many rules")
     b.add_argument("--seed", type=int, default=1, help="with --site: seed of the generated rules")
+    b.add_argument("--pipeline", action="store_true", help="the whole pipeline on --pcap without rules and with "
+                   "each count of site-shaped rules, and tshark on the same capture (packets/s, ratios)")
+    b.add_argument("--runs", type=int, default=2, help="with --pipeline: runs of each (the fastest is shown)")
     b.add_argument("--pcap", default=None, help="capture whose Modbus events are replayed (default pcaps/modbus-demo.pcap)")
     b.set_defaults(func=cmd_bench)
 

@@ -82,6 +82,8 @@ def run_bench(args) -> int:
         print(f"otids: error: {pcap} has no Modbus events", file=sys.stderr)
         return 2
     events = (base * (args.events // len(base) + 1))[: args.events]
+    if getattr(args, "pipeline", False):
+        return run_pipeline(args, pcap, base)
     if getattr(args, "site", False):
         return run_site(args, pcap, base, events)
     counts = [int(x) for x in (args.counts or "0,10,1000").split(",") if x.strip()]
@@ -237,3 +239,75 @@ def _time(det, events, pi):
         k = events[: min(len(events), 2000)]
         seen = sum(len(pi.lookup(DocView(None, ev, FAST.get(type(ev), {}), pi.build).get)) for ev in k) / max(1, len(k))
     return len(events) / dt, alerts, seen
+
+
+def run_pipeline(args, pcap: str, base: list) -> int:
+    """The whole pipeline on one capture, in this process, without rules and with each count of site-shaped
+    rules (drawn from the capture's own hosts and addresses, written as YAML and loaded as `--rules` would;
+    loading is timed apart), then tshark on the same capture: packets/s and ratios from one run."""
+    import shutil
+    import subprocess
+    import tempfile
+    from ...capture import open_capture
+    from ...config import Config
+    from ...pipeline import Collector, Run
+    from ..anomaly import AnomalyDetector
+    from .detector import load_ruleset
+
+    with open_capture(pcap) as r:
+        npk = sum(1 for _ in r.packets())
+    cfg = Config()
+
+    def once(extra):
+        col = Collector()
+        run = Run(cfg, [AnomalyDetector(cfg.anomaly)] + extra, [col], [])
+        t0 = time.perf_counter()
+        run.analyze_file(pcap)
+        run.finish()
+        return time.perf_counter() - t0, len(col.alerts)
+
+    counts = [int(x) for x in (args.counts or "0,10,100,1000,5000").split(",") if x.strip()]
+    print(f"\nwhole pipeline (otids analyze in this process, anomaly detector on), {os.path.basename(pcap)}: "
+          f"{npk:,} packets; fastest of {max(1, args.runs)} run(s) each, runs without rules between the others; "
+          f"{os.cpu_count()} CPU(s) shared with other work: compare the ratios")
+    print(f"{'rules':>7}  {'load s':>7}  {'seconds':>8}  {'packets/s':>10}  {'vs no rules':>11}  {'vs tshark':>9}  alerts")
+    runs = max(1, args.runs)
+    rows = []
+    nones = [once([]) for _ in range(runs)]
+    tmp = tempfile.mkdtemp(prefix="otids-rules-bench-")
+    try:
+        for n in counts:
+            if n == 0:
+                continue
+            path = os.path.join(tmp, f"site-{n}.yml")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(site_yaml(site_matches(n, base, args.seed)))
+            t0 = time.perf_counter()
+            c = load_ruleset([path], None)
+            tl = time.perf_counter() - t0
+            if c.errors:
+                raise RuntimeError(str(c.errors[0]))
+            got = []
+            for _ in range(runs):  # each with a fresh detector, each beside a run without rules
+                got.append(once([RulesDetector(c)]))
+                nones.append(once([]))
+            rows.append((f"{n:,}", tl, min(t for t, _ in got), got[0][1]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    tshark = shutil.which("tshark")
+    t_ts = None
+    if tshark:
+        t0 = time.perf_counter()
+        subprocess.run([tshark, "-r", pcap, "-Y", "modbus", "-T", "fields", "-e", "modbus.func_code"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        t_ts = time.perf_counter() - t0
+    t_none = min(t for t, _ in nones)
+    rows.insert(0, ("none", 0.0, t_none, nones[0][1]))
+    for label, tl, dt, al in rows:
+        vs_ts = f"{t_ts / dt:8.2f}x" if t_ts else "        -"
+        print(f"{label:>7}  {tl:>7.1f}  {dt:>8.2f}  {npk / dt:>10,.0f}  {t_none / dt:>10.2f}x  {vs_ts}  {al}")
+    if t_ts:
+        print(f"{'tshark':>7}  {'':>7}  {t_ts:>8.2f}  {npk / t_ts:>10,.0f}  (tshark -r CAPTURE -Y modbus -T fields)")
+    else:
+        print("tshark is not installed (apt-get install tshark): no tshark row")
+    return 0

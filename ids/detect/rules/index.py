@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 
 from ...protocols import REGISTRY
-from .compile import INDEX_FIELD, MISSING, IpSet, ip_int, keys_of
+from .compile import _IP_CACHE, INDEX_FIELD, MISSING, IpSet, ip_int, keys_of
 from .fields import DOMAINS, field_type
 from .rule import All, Any_, Check, ListRef
 
@@ -231,6 +231,59 @@ class FieldIndex:
                 if r:
                     out.append(r) if type(r) is tuple else r.collect(get, out)
 
+    def prober(self):
+        """probe() specialised to the structures this field has, for one value (lists go to probe())."""
+        eq, topic, num, exact, blocks = self.eq, self.topic, self.num, self.ip_exact, self.ip_blocks
+        generic = self.probe
+        if eq and not (topic or num or exact or blocks):
+            def p(v, out, get):
+                if type(v) is list:
+                    return generic(v, out, get)
+                try:
+                    r = eq.get(v)
+                except TypeError:  # unhashable: equals nothing
+                    return None
+                if r:
+                    out.append(r) if type(r) is tuple else r.collect(get, out)
+            return p
+        if (exact or blocks) and not (eq or topic or num):
+            v4 = blocks.get(4)
+            if not blocks or (v4 is not None and len(blocks) == 1):
+                cache = _IP_CACHE
+
+                def p(v, out, get):
+                    if type(v) is list:
+                        return generic(v, out, get)
+                    ip = cache.get(v) if type(v) is str else None
+                    if ip is None:
+                        ip = ip_int(v)
+                        if ip is None:
+                            return None
+                    r = exact.get(ip)
+                    if r:
+                        out.append(r) if type(r) is tuple else r.collect(get, out)
+                    if v4 is not None and ip[0] == 4:
+                        i = bisect_right(v4.bounds, ip[1]) - 1
+                        if i >= 0:
+                            r = v4.segs[i]
+                            if r:
+                                out.append(r) if type(r) is tuple else r.collect(get, out)
+                return p
+        if num is not None and not (eq or topic or exact or blocks):
+            bounds, segs = num.bounds, num.segs
+
+            def p(v, out, get):
+                if type(v) is list:
+                    return generic(v, out, get)
+                if type(v) is int or type(v) is float:
+                    i = bisect_right(bounds, v) - 1
+                    if i >= 0:
+                        r = segs[i]
+                        if r:
+                            out.append(r) if type(r) is tuple else r.collect(get, out)
+            return p
+        return generic
+
     def tables(self):
         """The dicts and stabbing tables' segment lists (for dividing entries and for statistics)."""
         out = [self.eq, self.topic, self.ip_exact]
@@ -246,7 +299,7 @@ def _sorted(rules) -> tuple:
 
 #: An entry with more rules than this is divided again by another of its rules' conditions (Suricata's
 #: signature group heads do the same with addresses and ports before the prefilter).
-LEAF = 4
+LEAF = 1
 MAX_DEPTH = 4
 
 
@@ -254,17 +307,18 @@ class Node:
     """Rules filed under their cheapest Need, each large entry divided again by the rules' other Needs; rules
     with no usable Need are wildcards of the node (met by every event that reaches it)."""
 
-    __slots__ = ("fields", "wild")
+    __slots__ = ("fields", "wild", "probes")
 
     def __init__(self):
         self.fields: tuple = ()  # (field, FieldIndex), probed in this order
         self.wild: tuple = ()
+        self.probes: tuple = ()  # (field, its FieldIndex's specialised probe)
 
     def collect(self, get, out: list) -> None:
-        for path, fi in self.fields:
+        for path, probe in self.probes:
             v = get(path)
             if v is not MISSING:
-                fi.probe(v, out, get)
+                probe(v, out, get)
         if self.wild:
             out.append(self.wild)
 
@@ -340,6 +394,7 @@ class Node:
             fields.append((f, fi))
         fields.sort(key=lambda x: (x[0] != prefer, x[0]))  # the index field first: it is read anyway
         self.fields = tuple(fields)
+        self.probes = tuple((f, fi.prober()) for f, fi in fields)
         self.wild = _sorted(wild)
         for cr in self.wild:
             filed[cr.order] = None
@@ -478,6 +533,7 @@ class ProtoIndex:
             if f != self.field:
                 sub = Node()
                 sub.fields = ((f, fi),)
+                sub.probes = ((f, fi.prober()),)
                 out.update(sub.rules())
         return tuple(out[o] for o in sorted(out))
 
