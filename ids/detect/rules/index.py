@@ -301,6 +301,8 @@ def _sorted(rules) -> tuple:
 #: signature group heads do the same with addresses and ports before the prefilter).
 LEAF = 1
 MAX_DEPTH = 4
+#: A field holding fewer rules than this in a node hands them to a busier field where it can (see Node.build).
+MIN_FIELD = 8
 
 
 class Node:
@@ -341,6 +343,25 @@ class Node:
             filed[cr.order] = best
             by_field.setdefault(best.field, []).append((cr, best))
         rest = {cr.order: ns for cr, ns in entries}
+        # A field read for a few rules costs every event a read and a probe: file those rules under one of the
+        # busier fields instead, where they have a usable condition on one.
+        for f in sorted(by_field, key=lambda f: len(by_field[f])):
+            if len(by_field[f]) >= MIN_FIELD or len(by_field) == 1:
+                continue
+            keep = []
+            for cr, nd in by_field[f]:
+                alts = [n for n in rest[cr.order] if n.field != f and n.field in by_field
+                        and len(by_field[n.field]) >= MIN_FIELD and n.cost <= n_rules + SLOW_FIELD]
+                if alts:
+                    alt = min(alts, key=lambda n: n.cost)
+                    by_field[alt.field].append((cr, alt))
+                    filed[cr.order] = alt
+                else:
+                    keep.append((cr, nd))
+            if keep:
+                by_field[f] = keep
+            else:
+                del by_field[f]
         fields = []
         for f, items in by_field.items():
             fi = FieldIndex(f)
