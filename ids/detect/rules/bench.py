@@ -191,7 +191,7 @@ def run_site(args, pcap: str, base: list, events: list) -> int:
     from .index import plain
     counts = [int(x) for x in (args.counts or "0,10,100,1000,5000,10000").split(",") if x.strip()]
     print(f"rules engine alone, {len(events):,} Modbus events replayed from {os.path.basename(pcap)} "
-          f"({len(base)} distinct), site-shaped rules (seed {args.seed}), Python {sys.version.split()[0]}, "
+          f"(of {len(base):,} in the capture), site-shaped rules (seed {args.seed}), Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPU(s) shared with other work: compare ratios, not absolute figures")
     print(f"{'rules':>7}  {'compile s':>9}  {'wildcard':>8}  {'cands/ev':>8}  {'largest':>7}  {'events/s':>10}  "
           f"{'us/event':>8}  {'vs 10':>6}  {'plain loop ev/s':>15}  {'alerts':>7}")

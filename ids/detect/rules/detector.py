@@ -27,6 +27,7 @@ from .rule import RULE_DATASETS, Issue, Rule, SiteLists, fields_of, warning
 from .validators import SuppressionValidator, validate
 
 NS = 1_000_000_000
+_new_view = dict.__new__
 MAX_GROUPS = 100_000  # threshold groups kept per rule; the oldest are forgotten first (counted)
 
 
@@ -313,8 +314,12 @@ class RulesDetector:
         fast = FAST.get(t)
         if fast is None:
             fast = FAST[t] = next((FAST[b] for b in t.__mro__ if b in FAST), {})
-        view = DocView(None, ev, fast, pi.build)
-        cands = pi.lookup(view.get)
+        view = _new_view(DocView)  # DocView(None, ev, fast, build) without a Python __init__ per event
+        view._doc = None
+        view.ev = ev
+        view.fast = fast
+        view.build = pi.build
+        cands = pi.lookup_record(view, ev, fast)
         if not cands:
             return None
         return self._run(cands, view, ev, ev.ts)

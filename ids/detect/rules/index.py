@@ -505,6 +505,8 @@ class ProtoIndex:
         self.filed: dict = {}  # rule order -> the Need it is filed under at the root (None: wildcard)
         self.needs_secrets = False
         self._merged: dict = {}
+        self._rows: dict = {}  # id of a record type's readers -> (field, reader or None, probe) of the root
+        self._keep: list = []
 
     def build(self, ev) -> dict:
         return self.doc_of(ev, self.needs_secrets)
@@ -527,10 +529,34 @@ class ProtoIndex:
         return self.root.wild
 
     # ------------------------------------------------------------------ matching
+    def lookup_record(self, view, ev, fast: dict):
+        """lookup() for the view of a typed record: the root's fields are read by the record's readers
+        straight into the view (no miss handler per field), the rest through the view."""
+        rows = self._rows.get(id(fast))
+        if rows is None:
+            rows = tuple((path, fast.get(path), probe) for path, probe in self.root.probes)
+            self._rows[id(fast)] = rows
+            self._keep.append(fast)  # the id stays this dict's while the index lives
+        get = view.get
+        found: list = []
+        for path, reader, probe in rows:
+            if reader is not None:
+                v = view[path] = reader(ev)
+            else:
+                v = get(path)
+            if v is not MISSING:
+                probe(v, found, get)
+        if self.root.wild:
+            found.append(self.root.wild)
+        return self._merge(found)
+
     def lookup(self, get):
         """The rules an event may match, in load order; get(path) reads the event's fields."""
         found: list = []
         self.root.collect(get, found)
+        return self._merge(found)
+
+    def _merge(self, found: list):
         if not found:
             return ()
         if len(found) == 1:
@@ -590,6 +616,9 @@ class PlainIndex:
         return self.doc_of(ev, self.needs_secrets)
 
     def lookup(self, get) -> tuple:
+        return self.rules
+
+    def lookup_record(self, view, ev, fast) -> tuple:
         return self.rules
 
 
