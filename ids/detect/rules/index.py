@@ -10,8 +10,10 @@ random rule sets and real events). Where the index is unsure it files a rule as 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from operator import attrgetter
 
 from ...protocols import REGISTRY
+from ...protocols.spec import FLOW_READERS
 from .compile import _IP_CACHE, INDEX_FIELD, MISSING, IpSet, ip_int, keys_of
 from .fields import DOMAINS, field_type
 from .rule import All, Any_, Check, ListRef
@@ -293,6 +295,24 @@ class FieldIndex:
         return out
 
 
+#: Readers that are plain attribute paths, as operator.attrgetter (no Python frame per read), for the fields
+#: the index reads on every event. The differential test compares them with the readers on real events.
+_ATTR_PATHS = {"source.ip": "flow.client_ip", "destination.ip": "flow.server_ip", "source.port": "flow.client_port",
+               "destination.port": "flow.server_port", "event.dataset": "dataset"}
+_ATTR_READERS = {(p, id(FLOW_READERS[p])): attrgetter(a) for p, a in _ATTR_PATHS.items() if p in FLOW_READERS}
+for _proto, _fields in (("modbus", {"modbus.function_code": "function_code", "modbus.unit_id": "unit_id"}),
+                        ("opcua", {"opcua.service": "service", "opcua.message_type": "message_type"})):
+    _spec = REGISTRY.get(_proto)
+    _readers = _spec.rules.readers if _spec is not None and _spec.rules is not None else {}
+    for _p, _a in _fields.items():
+        if _p in _readers:
+            _ATTR_READERS[(_p, id(_readers[_p]))] = attrgetter(_a)
+
+
+def _c_reader(path: str, reader):
+    return _ATTR_READERS.get((path, id(reader)), reader) if reader is not None else None
+
+
 def _sorted(rules) -> tuple:
     return tuple(sorted({c.order: c for c in rules}.values(), key=lambda c: c.order))
 
@@ -534,7 +554,7 @@ class ProtoIndex:
         straight into the view (no miss handler per field), the rest through the view."""
         rows = self._rows.get(id(fast))
         if rows is None:
-            rows = tuple((path, fast.get(path), probe) for path, probe in self.root.probes)
+            rows = tuple((path, _c_reader(path, fast.get(path)), probe) for path, probe in self.root.probes)
             self._rows[id(fast)] = rows
             self._keep.append(fast)  # the id stays this dict's while the index lives
         get = view.get
