@@ -102,9 +102,18 @@ def register(sub) -> None:
     d.add_argument("--json", action="store_true", help="print the table as JSON")
     d.set_defaults(func=cmd_dry_run)
 
-    b = rs.add_parser("bench", help="engine events/s with 10 and with 1,000 rules")
+    b = rs.add_parser("bench", help="engine events/s with 10 and with 1,000 rules (--site: 10 to 50,000 site-shaped rules)")
     b.add_argument("--events", type=int, default=200_000, help="events per measurement")
-    b.add_argument("--counts", default="0,10,1000", help="rule counts to measure (comma-separated)")
+    b.add_argument("--counts", default=None, help="rule counts to measure (comma-separated; default 0,10,1000, "
+                   "with --site 0,10,100,1000,5000,10000)")
+    b.add_argument("--site", action="store_true", help="rules of the shape a large site or an exported baseline "
+                   "writes (one function, one register address, one host each), indexed and as a plain loop")
+    b.add_argument("--plain-max", type=int, default=1000, help="with --site: also time the plain loop over every "
+                   "rule (and compare its alerts) up to this many rules")
+    b.add_argument("--seed", type=int, default=1, help="with --site: seed of the generated rules")
+    b.add_argument("--pipeline", action="store_true", help="the whole pipeline on --pcap without rules and with "
+                   "each count of site-shaped rules, and tshark on the same capture (packets/s, ratios)")
+    b.add_argument("--runs", type=int, default=2, help="with --pipeline: runs of each (the fastest is shown)")
     b.add_argument("--pcap", default=None, help="capture whose Modbus events are replayed (default pcaps/modbus-demo.pcap)")
     b.set_defaults(func=cmd_bench)
 

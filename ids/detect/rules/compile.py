@@ -62,19 +62,19 @@ def resolve(node, parts, i: int = 0):
     return node
 
 
-class DocView:
+class DocView(dict):
     """One event's document, read on demand: paths with a typed fast path (fastpath.py) come straight from
     the event record, anything else from the ECS document, built once, the first time a rule needs it.
-    Lookups are cached for the rules that share a field."""
+    Lookups are cached for the rules that share a field: the view is that cache, a dict whose misses read
+    the field, so `get` (dict subscription) costs no Python call once a field has been read."""
 
-    __slots__ = ("ev", "fast", "build", "_doc", "cache")
+    __slots__ = ("ev", "fast", "build", "_doc")
 
     def __init__(self, doc: dict | None = None, ev=None, fast: dict | None = None, build=None):
         self._doc = doc
         self.ev = ev
         self.fast = fast or _NOFAST
         self.build = build
-        self.cache: dict = {}
 
     @property
     def doc(self) -> dict:
@@ -82,17 +82,20 @@ class DocView:
             self._doc = self.build(self.ev)
         return self._doc
 
-    def get(self, path: str):
-        try:
-            return self.cache[path]
-        except KeyError:
-            f = self.fast.get(path)
-            if f is not None:
-                v = f(self.ev)
-            else:
-                v = resolve(self.doc, path.split("."))
-            self.cache[path] = v
-            return v
+    @property
+    def cache(self) -> dict:
+        return self
+
+    def __missing__(self, path: str):
+        f = self.fast.get(path)
+        if f is not None:
+            v = f(self.ev)
+        else:
+            v = resolve(self.doc, path.split("."))
+        self[path] = v
+        return v
+
+    get = dict.__getitem__  # get(path): the field's value, MISSING where the document has none
 
 
 _NOFAST: dict = {}
@@ -209,7 +212,13 @@ class Compiler:
                 a, b = fs
                 return lambda g: a(g) and b(g)
             fs = tuple(fs)
-            return lambda g: all(f(g) for f in fs)
+
+            def every(g):  # a loop, not all(genexpr): no generator per test, on the engine's hottest path
+                for f in fs:
+                    if not f(g):
+                        return False
+                return True
+            return every
         if isinstance(cond, Any_):
             fs = tuple(self.compile(c) for c in cond.items)
             return lambda g: any(f(g) for f in fs)

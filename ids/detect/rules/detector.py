@@ -1,9 +1,10 @@
-"""The rules detector: compiled rules indexed by protocol and by function code / OPC UA service / MQTT
-message type, so an event is tested only against rules that can match it; thresholds, suppressions with
-expiry, and hot reload that keeps the running rules when a changed file is broken.
+"""The rules detector: compiled rules indexed by protocol and, within it, each under its most selective
+condition (index.py: function code, service, message type, address range, host, topic, node id), so an event
+is tested only against rules that can match it; thresholds, suppressions with expiry, and hot reload that
+keeps the running rules when a changed file is broken.
 
-An event's ECS document is built only when some indexed rule can apply to it (for Modbus the function code
-is read from the typed event first), and once per event whatever the number of rules.
+An event's ECS document is built only when some indexed rule can apply to it (the fields the index reads
+come from the typed event where the protocol has a reader), and once per event whatever the number of rules.
 """
 from __future__ import annotations
 
@@ -17,15 +18,17 @@ from dataclasses import dataclass
 from ...errors import UserError
 from ...events import Alert
 from ..attack import techniques
-from .compile import INDEX_FIELD, MISSING, Compiler, DocView, keys_of
+from .compile import MISSING, Compiler, DocView
 from .fastpath import FAST
 from .fields import SECRET_FIELDS
+from .index import ProtoIndex
 from .loader import RuleSet, is_lists_file, load_lists, load_paths, rule_files
 from .rule import RULE_DATASETS, Issue, Rule, SiteLists, fields_of, warning
 from .reason import describe
 from .validators import SuppressionValidator, validate
 
 NS = 1_000_000_000
+_new_view = dict.__new__
 MAX_GROUPS = 100_000  # threshold groups kept per rule; the oldest are forgotten first (counted)
 
 
@@ -51,48 +54,6 @@ class CompiledSuppression:
         self.s = s
         self.pred = pred
         self.hits = 0
-
-
-class ProtoIndex:
-    """Rules of one protocol: by index key, plus those that can match any key (wildcard)."""
-
-    def __init__(self, protocol: str):
-        self.protocol = protocol
-        self.field = INDEX_FIELD[protocol]
-        self.by_key: dict = {}
-        self.wildcard: list = []
-        self.merged: dict = {}
-        self.needs_secrets = False
-
-    def build(self, ev) -> dict:
-        return _doc_of(ev, self.needs_secrets)
-
-    def finish(self):
-        self.wildcard.sort(key=lambda c: c.order)
-        self.wild = tuple(self.wildcard)
-        for k, rs in self.by_key.items():
-            self.merged[k] = tuple(sorted(rs + self.wildcard, key=lambda c: c.order))
-
-    def candidates(self, key):
-        if type(key) is list:
-            if len(key) == 1:
-                return self.merged.get(key[0], self.wild)
-            ck = frozenset(key)
-            got = self.merged.get(ck)
-            if got is None:
-                seen = {}
-                for k in key:
-                    for c in self.merged.get(k, ()):
-                        seen[c.order] = c
-                for c in self.wild:
-                    seen[c.order] = c
-                got = tuple(seen[o] for o in sorted(seen))
-                if len(self.merged) < 4096:
-                    self.merged[ck] = got
-            return got
-        if key is MISSING:
-            return self.wild
-        return self.merged.get(key, self.wild)
 
 
 @dataclass
@@ -138,13 +99,8 @@ def compile_rules(rs: RuleSet, site: SiteLists, extra_issues: list | None = None
         compiled.append(cr)
         pi = index.get(r.dataset)
         if pi is None:
-            pi = index[r.dataset] = ProtoIndex(r.protocol)
-        ks = keys_of(r.match, r.protocol, lists)
-        if ks is None:
-            pi.wildcard.append(cr)
-        else:
-            for k in ks:
-                pi.by_key.setdefault(k, []).append(cr)
+            pi = index[r.dataset] = ProtoIndex(r.protocol, _doc_of)
+        pi.add(cr, lists)
         if fields_of(r.match) & SECRET_FIELDS:
             pi.needs_secrets = True
     by_rule: dict = {}
@@ -381,8 +337,12 @@ class RulesDetector:
         fast = FAST.get(t)
         if fast is None:
             fast = FAST[t] = next((FAST[b] for b in t.__mro__ if b in FAST), {})
-        view = DocView(None, ev, fast, pi.build)
-        cands = pi.candidates(view.get(pi.field))
+        view = _new_view(DocView)  # DocView(None, ev, fast, build) without a Python __init__ per event
+        view._doc = None
+        view.ev = ev
+        view.fast = fast
+        view.build = pi.build
+        cands = pi.lookup_record(view, ev, fast)
         if not cands:
             return None
         return self._run(cands, view, ev, ev.ts)
@@ -394,7 +354,7 @@ class RulesDetector:
         if pi is None:
             return None
         view = DocView(doc)
-        cands = pi.candidates(view.get(pi.field))
+        cands = pi.lookup(view.get)
         if not cands:
             return None
         return self._run(cands, view, None, _doc_ts(doc) if ts is None else ts)
