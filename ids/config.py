@@ -78,6 +78,7 @@ class MlConfig:
     explain: int = 3  # features reported as the drivers of each alert
     realert_after: int = 300  # seconds before the same pair alerts again (windows in between are counted)
     max_pairs: int = 10_000  # (client, server, protocol) pairs tracked at once; idle ones are forgotten first
+    false_alerts_per_day: float = 1.0  # `otids train` sets each pair's threshold so the sensor totals about this
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,8 @@ def _validate(obj, path, prefix, lines):
         for k in ("batch", "max_pairs"):
             if getattr(obj, k) < 1:
                 raise ConfigError(f"'{prefix}{k}' must be at least 1", where(k))
+        if not obj.false_alerts_per_day > 0:
+            raise ConfigError(f"'{prefix}false_alerts_per_day' must be above 0", where("false_alerts_per_day"))
     if isinstance(obj, LiveConfig):
         if obj.method not in ("ring", "socket"):
             raise ConfigError(f"'{prefix}method' must be ring or socket (got {obj.method!r})", where("method"))
