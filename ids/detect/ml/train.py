@@ -277,8 +277,8 @@ def fit_model(ts: TrainingSet, algorithm: str, seed: int, target: float | None, 
         raise UserError(
             f"too little benign traffic to train: {nfit} windows to fit (need {MIN_FIT_ROWS}) and {nhold} held back "
             f"(need {MIN_HOLDOUT_ROWS}), from {i['pairs']} pairs over {minutes:.1f} minutes ({i['rows']} windows, "
-            f"{i['rows_dropped']} of them dropped at the edges of {i['block_seconds']} s blocks, every "
-            f"{round(1 / i['holdout'])}th held back); needs {more}, or more pairs talking, or a shorter --hop with "
+            f"{i['rows_dropped']} of them dropped at the edges of {i['block_seconds']} s blocks, 1 block in "
+            f"{round(1 / i['holdout'])} held back); needs {more}, or more pairs talking, or a shorter --hop with "
             f"shorter --windows (e.g. --hop 5 --windows 5,30)")
     if target is not None and not 0 < target < 1:
         raise UserError(f"--target-far must be between 0 and 1 (got {target})")
