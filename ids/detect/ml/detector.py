@@ -272,6 +272,8 @@ class Alerter:
         reason = (f"{lead} {model.algorithm} score {score:.4g} > threshold {thr:.4g} for {m.client} -> {m.server} "
                   f"({m.protocol}), {w} s ending {rfc3339(m.end)}" + (f": {top}" if top else "") + note)
         hint = hints([_group(d["feature"], model) for d in drivers])
+        if st.stand_in and "T0848" not in hint:  # a client the model never saw with this server
+            hint += ("T0848",)
         ml = {"score": _r(score), "threshold": _r(thr), "algorithm": model.algorithm, "model_id": model.id,
               "window": {"start": rfc3339(m.start), "end": rfc3339(m.end), "seconds": int(w)},
               "drivers": drivers,
