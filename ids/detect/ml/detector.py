@@ -2,10 +2,11 @@
 scores -> alerts that say which features drove them, observed against typical.
 
 Rows wait until `ml.batch` of them are ready or the oldest has waited `ml.max_delay` capture seconds, then
-one scorer call handles them all (never one call per event). A pair alerts at once, then stays quiet for
-`ml.realert_after` seconds (unless a window crosses the high-severity threshold after a medium alert): anomalous windows in between are reported in one follow-up alert (their count and
-the worst of them) once that window has passed (or at the end of input); never dropped. Explanations occlude features greedily: the feature whose typical value lowers the
-score most is the first driver, and so on, all candidates of one step scored in one batch.
+one scorer call handles them all (never one call per event). Anomalous windows form episodes: one alert
+when a pair's anomaly starts, then at most one update per `ml.realert_after` (Alerter). A pair the model
+never saw is scored against a stand-in of the same role and alerts once, or is not scored (roles.py).
+Explanations occlude features greedily: the feature whose typical value lowers the score most is the first
+driver, and so on, all candidates of one step scored in one batch.
 """
 from __future__ import annotations
 

@@ -3,10 +3,12 @@
 Two passes over the captures: the first builds the per-pair profiles (operations, keys, written values),
 the second cuts the traffic into window rows. Time is divided into blocks (5 longest windows, at least
 5 minutes); every k-th block is held back (k = 1/holdout). Rows whose longest window straddles two blocks
-are dropped, so no held-back row shares traffic with a fitted one. The model is fitted on the other blocks'
-rows, with never-seen counts taken against the profiles of those blocks alone, and the threshold is the
-(1 - target) quantile of the held-back rows' scores: what the model will say about benign traffic it has not
-seen. The model then ships the profiles of all the training traffic.
+are dropped, so no held-back row shares traffic with a fitted one (a capture too short for that gets two
+blocks, one fitted, one held back). The model is fitted on the other blocks' rows, with never-seen counts
+taken against the profiles of those blocks alone, and each pair's threshold comes from a tail fitted to the
+held-back rows' scores so that the sensor expects about ml.false_alerts_per_day false alerts a day
+(calibrate_pairs): what the model will say about benign traffic it has not seen. The model then ships the
+profiles of all the training traffic.
 """
 from __future__ import annotations
 
@@ -183,7 +185,7 @@ def calibrate_pairs(scores: np.ndarray, pidx: np.ndarray, npairs: int, per_day: 
     q = per_day / (npairs x windows a day per pair). Its threshold is where an exponential tail fitted over
     the 75th percentile of its held-back benign scores falls to q, and never below its largest held-back
     score; a pair with fewer than MIN_PAIR_HOLDOUT held-back windows (or no tail to fit) gets the pooled fit of
-    all pairs' held-back windows, which is also the threshold of pairs scored by a stand-in. The expected count
+    all pairs' held-back windows (also the last entry, for rows of no known pair). The expected count
     sums each pair's fitted tail rate at its threshold x its windows a day (every anomalous window counted as
     an alert: an upper bound, since episodes fold consecutive ones); the interval takes each mean excess at the
     ends of its 95% chi-square interval (2k m / m_true ~ chi2(2k) for k points above u).
