@@ -118,3 +118,35 @@ def test_false_alerts_per_day_sets_the_thresholds(tmp_path):
     lo, hi = outs["100"].pair_threshold, outs["1"].pair_threshold
     assert (lo <= hi).all() and (lo < hi).any()
     assert outs["1"].meta["calibration"]["expected_false_alerts_per_day"] == pytest.approx(1.0, rel=0.01)
+
+
+def test_continuous_adaptation_never_learns_from_alerting_windows(plain_train, tmp_path):
+    """A model trained on 5 minutes, adapting every 10 minutes while it analyses the attack capture: it
+    refits, the refitted model records what it was fitted on, no window near an anomalous one of its pair
+    was used, and every attack type is still alerted."""
+    from dataclasses import replace
+
+    from ids.detect.ml.labels import load_labels
+
+    five = _cut_seconds(plain_train, tmp_path / "five.pcap", 300)
+    run_cli("train", str(five), "-o", str(tmp_path / "m"), "-q")
+    base = Config()
+    cfg = replace(base, ml=replace(base.ml, adapt_every=600, adapt_min_windows=300, adapt_dir=str(tmp_path / "a")))
+    first = load(str(tmp_path / "m"))
+    det = MlDetector(first, cfg.ml)
+    _, col = analyze([str(need(TEST))], cfg, [det])
+    ad = det.adapter
+    assert ad.refits >= 1
+    adapted = det.model.meta["training"]["adapted"]
+    assert adapted["refit"] == ad.refits and adapted["windows_fit"] >= 50 and det.model.id != first.id
+    assert load(str(tmp_path / "a")).id == det.model.id  # written to ml.adapt_dir, loadable
+    gap = first.spec.longest * 10**9
+    for end, p in ad.last_fit:
+        assert not any(abs(e - end) <= gap for e in ad.anom.get(p, ())), (end, p)
+    labels = load_labels(str(need(LABELS)), [str(TEST)])
+    alerted = set()
+    for a in col.alerts:
+        if a.rule_id == "otids.ml.anomalous_window":
+            alerted |= {lb.attack for lb in labels if lb.matches(a.flow.client_ip, a.flow.server_ip)
+                        and lb.start <= a.ts <= lb.end + gap}
+    assert alerted == {lb.attack for lb in labels}

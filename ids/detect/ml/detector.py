@@ -311,6 +311,10 @@ class MlDetector:
         self.scored_metas: list[RowMeta] = []
         self.scored: list[np.ndarray] = []
         self.scored_X: list[np.ndarray] = []
+        self.adapter = None
+        if cfg.adapt_every > 0:
+            from .adapt import Adapter
+            self.adapter = Adapter(model, cfg)
 
     def _rows(self, metas, rows) -> None:
         self.metas += metas
@@ -340,7 +344,12 @@ class MlDetector:
             self.scored_metas += metas
             self.scored.append(s)
             self.scored_X.append(X)
-        return self.alerter.process(metas, X, s, pidx)
+        out = self.alerter.process(metas, X, s, pidx)
+        if self.adapter is not None:
+            new = self.adapter.observe(self.model, metas, X, s, pidx)
+            if new is not None:  # later windows are scored by the refitted model
+                self.model = self.alerter.model = new
+        return out
 
     def flush(self, ts: int):
         self.windower.advance(ts)
