@@ -148,6 +148,7 @@ class Alerter:
         self.k = cfg.explain
         self.max_pairs = cfg.max_pairs
         self.state: dict[tuple, _PairState] = {}
+        self.waiting: dict[tuple, _PairState] = {}  # pairs with unreported windows (checked at every hop)
         self.silenced = 0  # anomalous windows of stand-in pairs after their one alert
         self.abstained: dict[tuple, int] = {}  # pairs the ML abstains for (roles.py) -> rows not judged
 
@@ -172,9 +173,10 @@ class Alerter:
         st = self.state.get(key)
         if st is None:
             if len(self.state) >= self.max_pairs:
-                old = self.state.pop(next(iter(self.state)))
+                ok = next(iter(self.state))
+                old = self.state.pop(ok)
                 if old.pending:
-                    self._report(old, picks, m.end)
+                    self._report(ok, old, picks, m.end)
             st = self.state[key] = _PairState(not self.model.known(m))
         cont = st.ep_windows and m.end - st.ep_last <= self.gap
         if not cont:
@@ -193,19 +195,21 @@ class Alerter:
                 worst = st.pend_peak
             picks.append((st, ("ongoing" if cont else "started", st.episode()), st.pending + 1, worst))
             st.pending, st.pend_peak = 0, None
+            self.waiting.pop(key, None)
             st.last_report, st.high = m.end, worst[4] or high
             return
         st.pending += 1
+        self.waiting[key] = st
         if st.pend_peak is None or sc > st.pend_peak[0]:
             st.pend_peak = worst
 
     def _report_due(self, now: int, picks: list) -> None:
         """Pairs whose re-alert window has passed with anomalous windows unreported: one update each."""
-        for st in self.state.values():
-            if st.pending and now - st.last_report >= self.realert:
-                self._report(st, picks, now)
+        for key, st in [(k, s) for k, s in self.waiting.items() if now - s.last_report >= self.realert]:
+            self._report(key, st, picks, now)
 
-    def _report(self, st: _PairState, picks: list, now: int) -> None:
+    def _report(self, key: tuple, st: _PairState, picks: list, now: int) -> None:
+        self.waiting.pop(key, None)
         picks.append((st, ("ongoing" if now - st.ep_last < self.gap else "ended", st.episode()), st.pending,
                       st.pend_peak))
         st.last_report, st.high = now, st.pend_peak[4]
@@ -238,9 +242,8 @@ class Alerter:
     def flush(self) -> list[Alert]:
         """End of input: report every pair's unreported windows."""
         picks: list[tuple] = []
-        for st in self.state.values():
-            if st.pending:
-                self._report(st, picks, st.ep_last)
+        for key, st in list(self.waiting.items()):
+            self._report(key, st, picks, st.ep_last)
         return self._explained(picks)
 
     def _explained(self, picks: list) -> list[Alert]:
