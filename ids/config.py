@@ -120,6 +120,11 @@ class MlConfig:
     explain: int = 3  # features reported as the drivers of each alert
     realert_after: int = 300  # seconds before the same pair alerts again (windows in between are counted)
     max_pairs: int = 10_000  # (client, server, protocol) pairs tracked at once; idle ones are forgotten first
+    false_alerts_per_day: float = 1.0  # `otids train` sets each pair's threshold so the sensor totals about this
+    adapt_every: int = 0  # seconds of traffic between refits on recent quiet windows (0: off; ml/adapt.py)
+    adapt_min_windows: int = 1000  # quiet windows a refit needs
+    adapt_keep: int = 50_000  # recent quiet windows kept for the next refit
+    adapt_dir: str | None = None  # write each refitted model here (model directory)
 
 
 @dataclass(frozen=True)
@@ -385,6 +390,14 @@ def _validate(obj, path, prefix, lines):
         for k in ("batch", "max_pairs"):
             if getattr(obj, k) < 1:
                 raise ConfigError(f"'{prefix}{k}' must be at least 1", where(k))
+        for k in ("adapt_every",):
+            if getattr(obj, k) < 0:
+                raise ConfigError(f"'{prefix}{k}' must be 0 (off) or more", where(k))
+        for k in ("adapt_min_windows", "adapt_keep"):
+            if getattr(obj, k) < 1:
+                raise ConfigError(f"'{prefix}{k}' must be at least 1", where(k))
+        if not obj.false_alerts_per_day > 0:
+            raise ConfigError(f"'{prefix}false_alerts_per_day' must be above 0", where("false_alerts_per_day"))
     if isinstance(obj, LiveConfig):
         if obj.method not in ("ring", "socket"):
             raise ConfigError(f"'{prefix}method' must be ring or socket (got {obj.method!r})", where("method"))

@@ -17,14 +17,15 @@ from conftest import PCAPS, need, run_cli
 
 ML = PCAPS / "ml"
 
-#: protocol -> eval figures of the default model (iforest, seed 0, target 0.1% of benign windows).
-#: attack type -> (instances detected, instances, windows above the threshold, attack windows)
+#: protocol -> eval figures of the default model (iforest, seed 0, per-pair thresholds for 1 false alert a day).
+#: attack type -> (instances detected, instances, windows above the threshold, attack windows, instances alerted)
+#: (a rogue client's second attack on the same server is in no alert: a pair absent from training alerts once)
 EXPECTED = {
-    "mqtt": {"windows": 806, "benign_windows": 752, "alerts": 10, "false_alerts": 0,
-             "attack_types": {"mqtt_brute_force": (1, 2, 9, 20), "mqtt_publish_flood": (2, 2, 15, 17),
-                              "mqtt_flood_delivery": (2, 2, 9, 17)}},
-    "opcua": {"windows": 534, "benign_windows": 508, "alerts": 11, "false_alerts": 4,
-              "attack_types": {"opcua_rogue_write": (2, 2, 10, 13), "opcua_rogue_call": (2, 2, 8, 13)}},
+    "mqtt": {"windows": 806, "benign_windows": 752, "alerts": 8, "false_alerts": 0,
+             "attack_types": {"mqtt_brute_force": (1, 2, 9, 20, 1), "mqtt_publish_flood": (2, 2, 16, 17, 2),
+                              "mqtt_flood_delivery": (2, 2, 9, 17, 2)}},
+    "opcua": {"windows": 534, "benign_windows": 508, "alerts": 5, "false_alerts": 2,
+              "attack_types": {"opcua_rogue_write": (2, 2, 8, 13, 2), "opcua_rogue_call": (2, 2, 8, 13, 1)}},
 }
 
 
@@ -44,7 +45,8 @@ def result(request, tmp_path_factory):
 def test_exact_figures_per_attack_type(result):
     proto, _, r, _ = result
     exp = EXPECTED[proto]
-    got = {k: (t["detected"], t["instances"], t["flagged"], t["windows"]) for k, t in r["attack_types"].items()}
+    got = {k: (t["detected"], t["instances"], t["flagged"], t["windows"], t["alerted"])
+           for k, t in r["attack_types"].items()}
     assert got == exp["attack_types"]
     assert (r["windows"], r["benign_windows"], r["alerts"], r["false_alerts"]) == \
         (exp["windows"], exp["benign_windows"], exp["alerts"], exp["false_alerts"]), r

@@ -41,8 +41,11 @@ def add_training_arguments(p) -> None:
                    help="seconds a hop waits for late exchanges (default 2)")
     p.add_argument("--holdout", type=float, default=0.25,
                    help="share of the benign traffic held back to calibrate the threshold (default 0.25)")
-    p.add_argument("--target-far", type=float, default=0.001,
-                   help="target share of benign windows above the threshold (default 0.001)")
+    p.add_argument("--false-alerts-per-day", type=float, default=None, metavar="N",
+                   help="per-pair thresholds so that the sensor expects about N false alerts a day "
+                        "(default: ml.false_alerts_per_day, 1)")
+    p.add_argument("--target-far", type=float, default=None,
+                   help="instead: one global threshold above this share of benign windows (e.g. 0.001)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--guard-weight", type=float, default=GUARD_WEIGHT,
                    help=f"iforest: score added per robust scale a feature lies outside the pair's training range "
@@ -66,7 +69,7 @@ def cmd_train(args) -> int:
     spec = WindowSpec(args.hop, tuple(args.windows), args.lateness)
     t0 = time.perf_counter()
     fitted, ts = train_models(args.pcaps, config, spec, [args.algorithm], args.seed, args.target_far, args.holdout,
-                              args.guard_weight)
+                              args.guard_weight, args.false_alerts_per_day)
     meta, arrays = fitted[0]
     save(args.output, meta, arrays)
     dt = time.perf_counter() - t0
@@ -79,9 +82,25 @@ def cmd_train(args) -> int:
         print(f"training: {i['events']} exchanges, {i['pairs']} pairs, {i['hours']:.2f} h; windows: {i['rows_fit']} "
               f"fitted, {i['rows_holdout']} held back, {i['rows_dropped']} dropped at block edges")
         per_hour = i["rows"] / max(i["hours"], 1e-9)  # windows per hour of this traffic
-        print(f"threshold {meta['threshold']:.6g} ({c['method']}; target {c['target_far']:.4%} of benign windows, "
-              f"about {c['target_far'] * per_hour:.2f} per hour at this traffic): {c['observed_far']:.4%} of "
-              f"{c['holdout_windows']} held-back benign windows above it, largest {c['benign_max']:.6g}")
+        if "target_far" in c:
+            print(f"threshold {meta['threshold']:.6g} ({c['method']}; target {c['target_far']:.4%} of benign windows, "
+                  f"about {c['target_far'] * per_hour:.2f} per hour at this traffic): {c['observed_far']:.4%} of "
+                  f"{c['holdout_windows']} held-back benign windows above it, largest {c['benign_max']:.6g}")
+        else:
+            own = sum(1 for p in c["pairs"] if p["method"] == "own tail")
+            lo, hi = c["expected_interval_95"]
+            print(f"thresholds per pair ({c['method']}; {own} of {len(c['pairs'])} pairs on their own held-back "
+                  f"windows, the rest and new pairs on the pooled fit {meta['threshold']:.6g}): expected "
+                  f"{c['expected_false_alerts_per_day']:.2f} false alerts per day for this sensor (95% interval "
+                  f"{lo:.2f}-{hi:.2f}; target {c['false_alerts_per_day']:g}); {c['observed_far']:.4%} of "
+                  f"{c['holdout_windows']} held-back benign windows above them")
+            if i["hours"] < 2 or i.get("blocks_adapted"):
+                print(f"warning: trained on {i['hours'] * 60:.0f} minutes of traffic"
+                      + (f" (blocks adapted to the capture: {i['block_seconds']} s, every other one held back)"
+                         if i.get("blocks_adapted") else "")
+                      + f": the expected count rests on {c['holdout_windows']} held-back windows and its error bars "
+                        f"are wide (the interval above); train on hours of traffic, with its shifts and operator "
+                        f"actions, for a figure to rely on", file=sys.stderr)
         print(f"done in {dt:.1f} s")
     return 1 if ts.errors else 0
 
@@ -114,7 +133,7 @@ def cmd_eval(args) -> int:
         spec = WindowSpec(args.hop, tuple(args.windows), args.lateness)
         t0 = time.perf_counter()
         models, _ = in_memory_models(args.train, config, spec, algos, args.seed, args.target_far, args.holdout,
-                                     args.guard_weight)
+                                     args.guard_weight, args.false_alerts_per_day)
         print(f"trained {', '.join(algos)} on {', '.join(os.path.basename(p) for p in args.train)} "
               f"in {time.perf_counter() - t0:.1f} s")
     labels = load_labels(args.labels, args.pcaps) if args.labels else []

@@ -2,10 +2,11 @@
 scores -> alerts that say which features drove them, observed against typical.
 
 Rows wait until `ml.batch` of them are ready or the oldest has waited `ml.max_delay` capture seconds, then
-one scorer call handles them all (never one call per event). A pair alerts at once, then stays quiet for
-`ml.realert_after` seconds (unless a window crosses the high-severity threshold after a medium alert): anomalous windows in between are reported in one follow-up alert (their count and
-the worst of them) once that window has passed (or at the end of input); never dropped. Explanations occlude features greedily: the feature whose typical value lowers the
-score most is the first driver, and so on, all candidates of one step scored in one batch.
+one scorer call handles them all (never one call per event). Anomalous windows form episodes: one alert
+when a pair's anomaly starts, then at most one update per `ml.realert_after` (Alerter). A pair the model
+never saw is scored against a stand-in of the same role and alerts once, or is not scored (roles.py).
+Explanations occlude features greedily: the feature whose typical value lowers the score most is the first
+driver, and so on, all candidates of one step scored in one batch.
 """
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ RULE_NAME = "Anomalous traffic pattern (ML)"
 DESCRIPTION = ("The traffic between a client and a server over the last windows is unlike anything in the benign "
                "training traffic, by the model's score against its calibrated threshold. The drivers list the "
                "features that made the difference, observed against typical values for that pair.")
+
+ABSTAIN_RULE_ID = "otids.ml.abstain"
+ABSTAIN_DESCRIPTION = ("The ML model has no profile of the same role for this pair (neither its server nor its client "
+                       "talked this protocol in training), so it does not score it. Retrain with traffic that "
+                       "includes it to have it scored.")
 
 #: ATT&CK for ICS hints from the drivers: the first class (in this order) that any driver belongs to, plus
 #: Rogue Master when the pair itself is new. Hints, not verdicts (docs/ML.md "Alerts").
@@ -98,81 +104,192 @@ def _r(x: float) -> float:
     return float(f"{float(x):.6g}")
 
 
+class _PairState:
+    """One pair's alerting state: its current (or last) episode and what has not been reported yet."""
+
+    __slots__ = ("ep_start", "ep_last", "ep_windows", "ep_peak", "ep_n", "last_report", "high", "pending",
+                 "pend_peak", "pend_high", "stand_in", "silenced")
+
+    def __init__(self, stand_in: bool):
+        self.ep_start = self.ep_last = 0
+        self.ep_windows = 0
+        self.ep_peak = 0.0
+        self.ep_n = 0  # episodes of this pair so far
+        self.last_report: int | None = None  # window end of the last alert
+        self.high = False  # the last alert was high
+        self.pending = 0  # anomalous windows not yet in any alert's count
+        self.pend_peak = None  # the worst of them: (score, meta, row, pair index, high)
+        self.pend_high = False
+        self.stand_in = stand_in  # scored against another pair's profile (roles.py): one alert at most
+        self.silenced = 0  # a stand-in pair's anomalous windows after its one alert
+
+    def episode(self) -> tuple:
+        return self.ep_n, self.ep_start, self.ep_last, self.ep_windows, self.ep_peak
+
+
 class Alerter:
-    """Scored rows -> alerts, with the per-pair re-alert window and batched explanations."""
+    """Scored rows -> episode alerts, with the per-pair re-alert window and batched explanations.
+
+    An **episode** is a run of anomalous windows of one pair less than the longest window apart (windows that
+    overlap share traffic). The first window of a pair alerts at once ("started"); later anomalous windows
+    (of the same episode or of the next) are counted, and one update per `ml.realert_after` at most reports
+    them ("ongoing" with the episode's duration, windows and peak score, or "ended"), with the drivers of the
+    worst window since the last alert. A window crossing the high-severity threshold after a medium alert is
+    reported at once. Every anomalous window of a known pair is in exactly one alert's count. A pair the
+    model never saw (scored against a stand-in, roles.py) raises one alert at most; later anomalous windows
+    are counted in `silenced` and left to the baseline's new-pair alert.
+    """
 
     def __init__(self, model: Model, cfg: MlConfig):
         self.model = model
         self.realert = cfg.realert_after * NS
+        self.gap = model.spec.longest * NS
+        self.hop = model.spec.hop * NS
         self.k = cfg.explain
         self.max_pairs = cfg.max_pairs
-        # pair -> [last alert end, windows counted since, worst of them (score, meta, row), last alert was high]
-        self.state: dict[tuple, list] = {}
+        self.state: dict[tuple, _PairState] = {}
+        self.waiting: dict[tuple, _PairState] = {}  # pairs with unreported windows (checked at every hop)
+        self.silenced = 0  # anomalous windows of stand-in pairs after their one alert
+        self.abstained: dict[tuple, int] = {}  # pairs the ML abstains for (roles.py) -> rows not judged
 
     def process(self, metas: list[RowMeta], X: np.ndarray, scores: np.ndarray, pidx: np.ndarray) -> list[Alert]:
-        thr = self.model.threshold
-        picks: list[int] = []
-        # states whose re-alert window has closed with windows still to report: report them now
-        now = metas[-1].end if metas else 0
-        ended = [st for st in self.state.values() if st[1] and now - st[0] >= self.realert]
-        for i in np.nonzero(scores > thr)[0]:
-            m = metas[i]
-            key = (m.client, m.server, m.protocol)
-            st = self.state.get(key)
-            high = scores[i] >= self.model.threshold_high
-            # within the re-alert window: counted, unless it is the first high one after a medium alert
-            if st is not None and m.end - st[0] < self.realert and (st[3] or not high):
-                st[1] += 1
-                if st[2] is None or scores[i] > st[2][0]:
-                    st[2] = (float(scores[i]), m, X[i].copy())
-                continue
-            if st is not None and st[1] and not any(e is st for e in ended):
-                ended.append(st)  # its follow-up reports the old episode's windows
-            elif st is None and len(self.state) >= self.max_pairs:
-                old = self.state.pop(next(iter(self.state)))
-                if old[1]:
-                    ended.append(old)
-            self.state[key] = [m.end, 0, None, bool(high)]
-            picks.append(int(i))
-        out = self._follow_ups(ended)
-        if picks:
-            idx = np.array(picks)
-            why = explain(self.model, X[idx], pidx[idx], self.k)
-            out += [self._alert(metas[i], float(scores[i]), 1, d) for i, d in zip(picks, why)]
-        return out
+        """Rows in time order (as the Windower emits them); handled hop by hop, so that how rows were
+        batched never changes what is alerted (otids eval scores all rows at once, analyze in batches)."""
+        thr, high_thr = self.model.thresholds(pidx)
+        out: list[Alert] = []
+        picks: list[tuple] = []  # (state, kind, count, (score, meta, row, pidx, high))
+        flagged = set(np.nonzero((scores > thr) & (pidx >= 0))[0].tolist())
+        for i, m in enumerate(metas):
+            if i == 0 or m.end != metas[i - 1].end:
+                self._report_due(m.end, picks)
+            if pidx[i] < 0:
+                out += self._abstain_once(m)
+            elif i in flagged:
+                self._window(m, X[i], float(scores[i]), int(pidx[i]), bool(scores[i] >= high_thr[i]), picks)
+        return out + self._explained(picks)
+
+    def _window(self, m: RowMeta, row, sc: float, pi: int, high: bool, picks: list) -> None:
+        key = (m.client, m.server, m.protocol)
+        st = self.state.get(key)
+        if st is None:
+            if len(self.state) >= self.max_pairs:
+                ok = next(iter(self.state))
+                old = self.state.pop(ok)
+                if old.pending:
+                    self._report(ok, old, picks, m.end)
+            st = self.state[key] = _PairState(not self.model.known(m))
+        cont = st.ep_windows and m.end - st.ep_last <= self.gap
+        if not cont:
+            st.ep_start, st.ep_windows, st.ep_peak = m.end - self.hop, 0, 0.0
+            st.ep_n += 1
+        st.ep_last = m.end
+        st.ep_windows += 1
+        st.ep_peak = max(st.ep_peak, sc)
+        worst = (sc, m, row, pi, high)
+        if st.stand_in and st.last_report is not None:
+            st.silenced += 1
+            self.silenced += 1
+            return
+        if st.last_report is None or m.end - st.last_report >= self.realert or (high and not st.high):
+            if st.pend_peak is not None and st.pend_peak[0] > sc:
+                worst = st.pend_peak
+            picks.append((st, ("ongoing" if cont else "started", st.episode()), st.pending + 1, worst))
+            st.pending, st.pend_peak = 0, None
+            self.waiting.pop(key, None)
+            st.last_report, st.high = m.end, worst[4] or high
+            return
+        st.pending += 1
+        self.waiting[key] = st
+        if st.pend_peak is None or sc > st.pend_peak[0]:
+            st.pend_peak = worst
+
+    def _report_due(self, now: int, picks: list) -> None:
+        """Pairs whose re-alert window has passed with anomalous windows unreported: one update each."""
+        for key, st in [(k, s) for k, s in self.waiting.items() if now - s.last_report >= self.realert]:
+            self._report(key, st, picks, now)
+
+    def _report(self, key: tuple, st: _PairState, picks: list, now: int) -> None:
+        self.waiting.pop(key, None)
+        picks.append((st, ("ongoing" if now - st.ep_last < self.gap else "ended", st.episode()), st.pending,
+                      st.pend_peak))
+        st.last_report, st.high = now, st.pend_peak[4]
+        st.pending, st.pend_peak = 0, None
+
+    def _abstain_once(self, m: RowMeta) -> list[Alert]:
+        key = (m.client, m.server, m.protocol)
+        n = self.abstained.get(key)
+        self.abstained[key] = (n or 0) + 1
+        if n is not None:
+            return []
+        if len(self.abstained) > self.max_pairs:
+            self.abstained.pop(next(iter(self.abstained)))
+        return [self._abstain(m)]
+
+    def _abstain(self, m: RowMeta) -> Alert:
+        reason = (f"ML abstains for {m.client} -> {m.server} ({m.protocol}): the model saw neither this server "
+                  f"nor this client in {m.protocol} during training, so it has no profile to judge this pair by; "
+                  f"said once per pair (the baseline reports new talkers)")
+        return Alert(ts=m.end, rule_id=ABSTAIN_RULE_ID, rule_name="ML abstains for a pair it never saw",
+                     description=ABSTAIN_DESCRIPTION, severity="info", reason=reason, source="ml", techniques=(),
+                     event=None, flow=m.flow, protocol=m.protocol, count=1,
+                     extra={"ml": {"abstain": True, "algorithm": self.model.algorithm, "model_id": self.model.id}})
+
+    def _due(self, now: int) -> list:
+        """Pairs whose re-alert window has passed with anomalous windows still unreported."""
+        return [(k, st) for k, st in self.state.items()
+                if st.pending and now - st.last_report >= self.realert]
 
     def flush(self) -> list[Alert]:
-        return self._follow_ups([st for st in self.state.values() if st[1]])
+        """End of input: report every pair's unreported windows."""
+        picks: list[tuple] = []
+        for key, st in list(self.waiting.items()):
+            self._report(key, st, picks, st.ep_last)
+        return self._explained(picks)
 
-    def _follow_ups(self, states: list[list]) -> list[Alert]:
-        """One alert per closed re-alert window: how many more anomalous windows, and the worst of them."""
-        if not states:
+    def _explained(self, picks: list) -> list[Alert]:
+        if not picks:
             return []
-        X = np.array([st[2][2] for st in states])
-        metas = [st[2][1] for st in states]
-        why = explain(self.model, X, self.model.pair_index(metas), self.k)
-        out = []
-        for st, d in zip(states, why):
-            out.append(self._alert(st[2][1], st[2][0], st[1], d, follow_up=True))
-            st[1], st[2] = 0, None
-        return out
+        X2 = np.array([p[3][2] for p in picks])
+        why = explain(self.model, X2, np.array([p[3][3] for p in picks], dtype=np.int64), self.k)
+        return [self._alert(st, kind, count, w, d) for (st, kind, count, w), d in zip(picks, why)]
 
-    def _alert(self, m: RowMeta, score: float, count: int, drivers: list[dict], follow_up: bool = False) -> Alert:
+    def _alert(self, st: _PairState, kind: str, count: int, worst: tuple, drivers: list[dict]) -> Alert:
         model = self.model
-        thr = model.threshold
-        sev = "high" if score >= model.threshold_high else "medium"
+        score, m, _, pi, high = worst
+        kind, (ep_n, ep_start, ep_last, ep_windows, ep_peak) = kind
+        thr = float(model.thresholds(np.array([pi]))[0][0])
+        sev = "high" if high else "medium"
         top = "; ".join(f"{d['feature']} {d['observed']:g} (typical {d['typical']:g})" for d in drivers)
         w = (m.end - m.start) // NS
-        lead = f"{count} more anomalous windows after the last alert, the worst:" if follow_up else "ML"
+        dur = (ep_last - ep_start) // NS
+        if kind == "started":
+            lead = "ML anomaly started:"
+        else:
+            lead = (f"ML anomaly {'still going after' if kind == 'ongoing' else 'ended after'} {dur} s "
+                    f"({ep_windows} anomalous windows, peak score {ep_peak:.4g}); {count} more anomalous "
+                    f"windows since the last alert, the worst:")
+        note = ""
+        if st.stand_in:
+            sk = model.stand_ins((m.client, m.server, m.protocol))
+            note = (f" [pair absent from training, scored against {sk[0]} -> {sk[1]}; the ML alerts once for "
+                    f"this pair and leaves its newness to the baseline]")
         reason = (f"{lead} {model.algorithm} score {score:.4g} > threshold {thr:.4g} for {m.client} -> {m.server} "
-                  f"({m.protocol}), {w} s ending {rfc3339(m.end)}" + (f": {top}" if top else ""))
+                  f"({m.protocol}), {w} s ending {rfc3339(m.end)}" + (f": {top}" if top else "") + note)
         hint = hints([_group(d["feature"], model) for d in drivers])
-        extra = {"ml": {"score": _r(score), "threshold": _r(thr), "algorithm": model.algorithm, "model_id": model.id,
-                        "window": {"start": rfc3339(m.start), "end": rfc3339(m.end), "seconds": int(w)},
-                        "drivers": drivers}}
+        if st.stand_in and "T0848" not in hint:  # a client the model never saw with this server
+            hint += ("T0848",)
+        ml = {"score": _r(score), "threshold": _r(thr), "algorithm": model.algorithm, "model_id": model.id,
+              "window": {"start": rfc3339(m.start), "end": rfc3339(m.end), "seconds": int(w)},
+              "drivers": drivers,
+              "episode": {"state": kind, "number": ep_n, "start": rfc3339(ep_start),
+                          "end": rfc3339(ep_last), "seconds": int(dur), "windows": ep_windows,
+                          "peak_score": _r(ep_peak)}}
+        if st.stand_in:
+            sk = model.stand_ins((m.client, m.server, m.protocol))
+            ml["stand_in"] = {"client": sk[0], "server": sk[1]}
         return Alert(ts=m.end, rule_id=RULE_ID, rule_name=RULE_NAME, description=DESCRIPTION, severity=sev,
                      reason=reason, source="ml", techniques=techniques(*hint) if hint else (), event=None,
-                     flow=m.flow, protocol=m.protocol, count=count, extra=extra)
+                     flow=m.flow, protocol=m.protocol, count=count, extra={"ml": ml})
 
 
 def _group(feature: str, model: Model) -> str:
@@ -185,7 +302,7 @@ class MlDetector:
     def __init__(self, model: Model, cfg: MlConfig, record: bool = False):
         self.model = model
         self.cfg = cfg
-        self.windower = Windower(model.spec, model.profiles, self._rows, cfg.max_pairs)
+        self.windower = Windower(model.spec, model.profiles, self._rows, cfg.max_pairs, model.stand_ins)
         self.alerter = Alerter(model, cfg)
         self.metas: list[RowMeta] = []
         self.rows: list[list[float]] = []
@@ -197,6 +314,10 @@ class MlDetector:
         self.scored_metas: list[RowMeta] = []
         self.scored: list[np.ndarray] = []
         self.scored_X: list[np.ndarray] = []
+        self.adapter = None
+        if cfg.adapt_every > 0:
+            from .adapt import Adapter
+            self.adapter = Adapter(model, cfg)
 
     def _rows(self, metas, rows) -> None:
         self.metas += metas
@@ -226,7 +347,12 @@ class MlDetector:
             self.scored_metas += metas
             self.scored.append(s)
             self.scored_X.append(X)
-        return self.alerter.process(metas, X, s, pidx)
+        out = self.alerter.process(metas, X, s, pidx)
+        if self.adapter is not None:
+            new = self.adapter.observe(self.model, metas, X, s, pidx)
+            if new is not None:  # later windows are scored by the refitted model
+                self.model = self.alerter.model = new
+        return out
 
     def flush(self, ts: int):
         self.windower.advance(ts)

@@ -49,7 +49,7 @@ def extract_rows(paths: list[str], config: Config, model: Model, keep_views: boo
         metas.extend(m)
         rows.extend(r)
 
-    win = Windower(model.spec, model.profiles, collect, config.ml.max_pairs)
+    win = Windower(model.spec, model.profiles, collect, config.ml.max_pairs, model.stand_ins)
 
     def feed(v):
         if not first:
@@ -103,6 +103,14 @@ def benign_hours(first: int, last: int, labels: list[Label]) -> float:
     return max(last - first - covered, 0) / NS / 3600
 
 
+def poisson_interval(k: int) -> tuple[float, float]:
+    """Exact (Garwood) 95% interval of a Poisson mean from k events."""
+    from scipy.stats import chi2
+
+    lo = float(chi2.ppf(0.025, 2 * k) / 2) if k else 0.0
+    return lo, float(chi2.ppf(0.975, 2 * k + 2) / 2)
+
+
 def evaluate(model: Model, sc: Scored, labels: list[Label], config: Config) -> dict:
     from sklearn.metrics import roc_auc_score
 
@@ -113,7 +121,10 @@ def evaluate(model: Model, sc: Scored, labels: list[Label], config: Config) -> d
     alerts = alerter.process(metas, X, scores, pidx) + alerter.flush()
     kinds, which = row_labels(metas, labels)
     y = np.array([k is not None for k in kinds])
-    flag = scores > model.threshold
+    thr, _ = model.thresholds(pidx)
+    flag = (scores > thr) & (pidx >= 0)
+    notes = [a for a in alerts if a.extra.get("ml", {}).get("abstain")]
+    alerts = [a for a in alerts if not a.extra.get("ml", {}).get("abstain")]
     tp = int((flag & y).sum())
     fp = int((flag & ~y).sum())
     fn = int((~flag & y).sum())
@@ -122,6 +133,7 @@ def evaluate(model: Model, sc: Scored, labels: list[Label], config: Config) -> d
     f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
     auc = float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else None
     row_of = {(m.end, m.client, m.server, m.protocol): i for i, m in enumerate(metas)}
+    false_list = []
     false_alerts = 0
     for a in alerts:
         f = a.flow
@@ -129,10 +141,21 @@ def evaluate(model: Model, sc: Scored, labels: list[Label], config: Config) -> d
         # an alert's row is the window it reports (follow-ups: the worst of the folded windows)
         if i is None or kinds[i] is None:
             false_alerts += 1
+            false_list.append(a)
     hours = benign_hours(sc.first_ts, sc.last_ts, labels)
+    first_alert: dict[int, int] = {}  # label -> ts of its first alert (the alert's reported window in it)
+    for a in alerts:
+        f = a.flow
+        i = row_of.get((a.ts, f.client_ip if f else None, f.server_ip if f else None, a.protocol))
+        if i is not None and which[i] >= 0:
+            first_alert[which[i]] = min(first_alert.get(which[i], a.ts), a.ts)
     per_type: dict[str, dict] = {}
     for li, lb in enumerate(labels):
-        t = per_type.setdefault(lb.attack, {"instances": 0, "detected": 0, "windows": 0, "flagged": 0, "delays": []})
+        t = per_type.setdefault(lb.attack, {"instances": 0, "detected": 0, "alerted": 0, "windows": 0, "flagged": 0,
+                                            "delays": [], "alert_delays": []})
+        if li in first_alert:
+            t["alerted"] += 1
+            t["alert_delays"].append(max(0.0, (first_alert[li] - lb.start) / NS))
         t["instances"] += 1
         rows = [i for i, w in enumerate(which) if w == li]
         hit = [i for i in rows if flag[i]]
@@ -144,11 +167,22 @@ def evaluate(model: Model, sc: Scored, labels: list[Label], config: Config) -> d
     for t in per_type.values():
         d = t.pop("delays")
         t["median_delay_s"] = statistics.median(d) if d else None
+        d = t.pop("alert_delays")
+        t["median_alert_delay_s"] = statistics.median(d) if d else None
+    per_hour = [0] * (int((sc.last_ts - sc.first_ts) / NS // 3600) + 1)
+    for a in false_list:
+        per_hour[min(int((a.ts - sc.first_ts) / NS // 3600), len(per_hour) - 1)] += 1
+    days = hours / 24
+    lo, hi = poisson_interval(false_alerts)
     return {"model": model.id, "algorithm": model.algorithm, "threshold": model.threshold,
             "windows": len(metas), "attack_windows": int(y.sum()), "benign_windows": int((~y).sum()),
             "precision": prec, "recall": rec, "f1": f1, "roc_auc": auc, "true_positives": tp, "false_positives": fp,
             "false_negatives": fn, "benign_hours": hours, "alerts": len(alerts), "false_alerts": false_alerts,
             "false_alerts_per_benign_hour": false_alerts / hours if hours else None,
+            "false_alerts_per_benign_day": false_alerts / days if days else None,
+            "false_alerts_per_benign_day_95": [lo / days, hi / days] if days else None,
+            "false_alerts_by_capture_hour": per_hour, "abstain_notes": len(notes),
+            "false_alert_reasons": [a.reason for a in false_list],
             "benign_windows_flagged_per_benign_hour": fp / hours if hours else None,
             "attack_types": dict(sorted(per_type.items()))}
 
@@ -163,10 +197,16 @@ def print_report(r: dict, name: str) -> None:
     print(f"  alerts {r['alerts']}, false {r['false_alerts']}"
           + (f" = {fah:.2f} per benign hour" if fah is not None else "")
           + f"; benign windows above threshold {r['false_positives']}")
-    print(f"  {'attack type':22s} {'detected':>9s} {'windows flagged':>16s} {'first alert after':>18s}")
+    if r["false_alerts_per_benign_day"] is not None:
+        lo, hi = r["false_alerts_per_benign_day_95"]
+        print(f"  false alerts per benign day {r['false_alerts_per_benign_day']:.1f} (95% interval {lo:.1f}-{hi:.1f}; "
+              f"{r['false_alerts']} in {r['benign_hours']:.2f} benign hours); by hour of the capture "
+              f"{r['false_alerts_by_capture_hour']}" + (f"; {r['abstain_notes']} abstain notes" if r["abstain_notes"] else ""))
+    print(f"  {'attack type':22s} {'detected':>9s} {'alerted':>8s} {'windows flagged':>16s} {'first alert after':>18s}")
     for k, t in r["attack_types"].items():
-        d = f"{t['median_delay_s']:.0f} s (median)" if t["median_delay_s"] is not None else "-"
-        print(f"  {k:22s} {t['detected']:>4d}/{t['instances']:<4d} {t['flagged']:>8d}/{t['windows']:<7d} {d:>18s}")
+        d = f"{t['median_alert_delay_s']:.0f} s (median)" if t["median_alert_delay_s"] is not None else "-"
+        print(f"  {k:22s} {t['detected']:>4d}/{t['instances']:<4d} {t['alerted']:>3d}/{t['instances']:<4d} "
+              f"{t['flagged']:>8d}/{t['windows']:<7d} {d:>18s}")
 
 
 # ---------------------------------------------------------------------------------------------- benchmark

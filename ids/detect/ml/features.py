@@ -289,8 +289,10 @@ class Windower:
     `lateness` seconds past its end arrives; exchanges for closed hops count in the oldest open hop (`late`).
     """
 
-    def __init__(self, spec: WindowSpec, profiles: dict[tuple, PairProfile] | None, emit, max_pairs: int = 10_000):
+    def __init__(self, spec: WindowSpec, profiles: dict[tuple, PairProfile] | None, emit, max_pairs: int = 10_000,
+                 stand_in=None):
         self.spec = spec
+        self.stand_in = stand_in  # key -> known key whose profile an unknown pair is measured against (roles.py)
         self.hop = spec.hop * NS
         self.lateness = spec.lateness * NS
         self.nb = [w // spec.hop for w in spec.windows]
@@ -387,7 +389,11 @@ class Windower:
                     del self.pairs[k]
                     self.pairs_evicted += 1
                     break
-        p = self.pairs[key] = _Pair(key, self.profiles.get(key))
+        prof = self.profiles.get(key)
+        if prof is None and self.stand_in is not None:
+            sk = self.stand_in(key)
+            prof = self.profiles.get(sk) if sk is not None else None
+        p = self.pairs[key] = _Pair(key, prof)
         return p
 
     def _period(self, p: _Pair, b: _Bucket, op: str, k: str, ts: int) -> None:

@@ -26,6 +26,7 @@ np = lazy("numpy")  # loaded when a model is trained, loaded or scored, not for 
 from ...errors import UserError
 from .features import FEATURE_VERSION, PairProfile, WindowSpec, profiles_from_json
 from .models import ALGORITHMS, PAIR_MIN_ROWS, STATS, Scorer
+from .roles import StandIns
 
 FORMAT = "otids-ml-model/1"
 META = "model.json"
@@ -103,6 +104,9 @@ class Model:
     scorer: Scorer
     threshold: float
     threshold_high: float
+    pair_threshold: np.ndarray = None  # per pair (calibrated on its held-back blocks), last entry the global one
+    pair_threshold_high: np.ndarray = None
+    stand_ins: StandIns = None  # unknown pair -> the known pair it is scored against, or None (roles.py)
 
     @property
     def id(self) -> str:
@@ -113,9 +117,24 @@ class Model:
         return self.scorer.algorithm
 
     def pair_index(self, metas) -> np.ndarray:
-        pos = self.pair_pos
-        return np.fromiter((pos.get((m.client, m.server, m.protocol), -1) for m in metas), dtype=np.int64,
-                           count=len(metas))
+        """Row -> pair index: the pair's own, its stand-in's for a pair the model never saw, -1 to abstain."""
+        pos, si = self.pair_pos, self.stand_ins
+
+        def one(key):
+            i = pos.get(key)
+            if i is None:
+                s = si(key) if si is not None else None
+                i = pos.get(s, -1) if s is not None else -1
+            return i
+        return np.fromiter((one((m.client, m.server, m.protocol)) for m in metas), dtype=np.int64, count=len(metas))
+
+    def known(self, m) -> bool:
+        return (m.client, m.server, m.protocol) in self.pair_pos
+
+    def thresholds(self, pair_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the alert threshold and the high-severity threshold of its pair (-1: the global ones)."""
+        pi = np.where(pair_index < 0, len(self.pair_threshold) - 1, pair_index)
+        return self.pair_threshold[pi], self.pair_threshold_high[pi]
 
     def typical(self, pair_index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per row: typical value, low and high of the typical range, scale (the pair's where it has enough
@@ -143,9 +162,15 @@ def build(path: str, meta: dict, arrays: dict) -> Model:
     pairs = [tuple(p) for p in meta["pairs"]]
     algo = meta["algorithm"]
     scorer = Scorer(algo, arrays, meta["params"], stats, pstats)
-    return Model(path, meta, spec, list(fs["names"]), spec.groups(), profiles_from_json(meta["profiles"]), pairs,
-                 {p: i for i, p in enumerate(pairs)}, stats, pstats, scorer, float(meta["threshold"]),
-                 float(meta["threshold_high"]))
+    thr, high = float(meta["threshold"]), float(meta["threshold_high"])
+    pthr = arrays.get("pair_threshold")  # models before per-pair calibration: the global threshold for all
+    pthr = pthr if pthr is not None else np.full(len(pairs) + 1, thr)
+    phigh = arrays.get("pair_threshold_high")
+    phigh = phigh if phigh is not None else np.full(len(pairs) + 1, high)
+    profiles = profiles_from_json(meta["profiles"])
+    return Model(path, meta, spec, list(fs["names"]), spec.groups(), profiles, pairs,
+                 {p: i for i, p in enumerate(pairs)}, stats, pstats, scorer, thr, high, pthr, phigh,
+                 StandIns(profiles))
 
 
 def load(directory: str) -> Model:

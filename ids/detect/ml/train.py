@@ -3,10 +3,12 @@
 Two passes over the captures: the first builds the per-pair profiles (operations, keys, written values),
 the second cuts the traffic into window rows. Time is divided into blocks (5 longest windows, at least
 5 minutes); every k-th block is held back (k = 1/holdout). Rows whose longest window straddles two blocks
-are dropped, so no held-back row shares traffic with a fitted one. The model is fitted on the other blocks'
-rows, with never-seen counts taken against the profiles of those blocks alone, and the threshold is the
-(1 - target) quantile of the held-back rows' scores: what the model will say about benign traffic it has not
-seen. The model then ships the profiles of all the training traffic.
+are dropped, so no held-back row shares traffic with a fitted one (a capture too short for that gets two
+blocks, one fitted, one held back). The model is fitted on the other blocks' rows, with never-seen counts
+taken against the profiles of those blocks alone, and each pair's threshold comes from a tail fitted to the
+held-back rows' scores so that the sensor expects about ml.false_alerts_per_day false alerts a day
+(calibrate_pairs): what the model will say about benign traffic it has not seen. The model then ships the
+profiles of all the training traffic.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from .view import ADAPTERS
 
 MIN_FIT_ROWS = 50
 MIN_HOLDOUT_ROWS = 20
+MIN_PAIR_HOLDOUT = 20  # held-back windows a pair needs for a tail fit of its own
 
 
 class ViewTap:
@@ -98,23 +101,35 @@ def extract(paths: list[str], config: Config, spec: WindowSpec, holdout: float) 
         raise UserError(f"--holdout must be above 0 and at most 0.5 (got {holdout})")
     period = max(2, round(1 / holdout))
     block = max(300, 5 * spec.longest) * NS
+    hop = spec.hop * NS
     origin: list[int] = []
 
-    def held(ts: int) -> bool:
-        return ((ts - origin[0]) // block) % period == period - 1
+    def profiles(block: int, period: int):
+        everything, fitted = ProfileBuilder(), ProfileBuilder()
 
-    everything, fitted = ProfileBuilder(), ProfileBuilder()
+        def profile(v):
+            if not origin:
+                origin.append(v.ts // hop * hop)
+            everything.add(v)
+            if ((v.ts - origin[0]) // block) % period != period - 1:
+                fitted.add(v)
 
-    def profile(v):
-        if not origin:
-            origin.append(v.ts // (spec.hop * NS) * spec.hop * NS)
-        everything.add(v)
-        if not held(v.ts):
-            fitted.add(v)
+        run, tap = run_views(paths, config, profile)
+        return everything, fitted, run, tap
 
-    run, tap = run_views(paths, config, profile)
+    everything, fitted, run, tap = profiles(block, period)
     if not origin:
         raise UserError(f"{paths[0]}: no traffic the ML detector reads (Modbus/TCP, OPC UA, MQTT) in the training captures")
+    span = run.last_ts - origin[0]
+    adapted = False
+    if span < period * block:
+        # Too short for one held-back block of the usual size (a capture of minutes): two blocks, the first
+        # fitted and the second held back, each at least the longest window plus three hops.
+        adapted = True
+        period = 2
+        block = max(spec.longest * NS + 3 * hop, span // 2 // hop * hop)
+        origin.clear()
+        everything, fitted, run, tap = profiles(block, period)
     errors = list(run.errors)
 
     metas, rows = [], []
@@ -138,10 +153,88 @@ def extract(paths: list[str], config: Config, spec: WindowSpec, holdout: float) 
     fitm = whole & ~hold
     first = origin[0]
     info = {"events": tap.views, "rows": len(rows), "rows_fit": int(fitm.sum()), "rows_holdout": int(hold.sum()),
-            "rows_dropped": int((~whole).sum()), "pairs": len(pairs), "holdout": holdout, "block_seconds": block // NS,
-            "span": {"start": rfc3339(first), "end": rfc3339(run2.last_ts)},
+            "rows_dropped": int((~whole).sum()), "pairs": len(pairs), "holdout": 1 / period, "block_seconds": block // NS,
+            "blocks_adapted": adapted, "span": {"start": rfc3339(first), "end": rfc3339(run2.last_ts)},
             "hours": (run2.last_ts - first) / NS / 3600, "late_events": win.late}
     return TrainingSet(spec, all_json, pairs, X, pidx, fitm, hold, info, errors)
+
+
+def tail_fit(scores: np.ndarray) -> tuple[float, float, float, int] | None:
+    """Exponential tail over the 75th percentile u: (u, share above u, mean excess m, points above u), or
+    None with fewer than 5 points above u or no spread."""
+    if len(scores) < MIN_PAIR_HOLDOUT:
+        return None
+    u = float(np.quantile(scores, 0.75))
+    exc = scores[scores > u] - u
+    if len(exc) < 5 or not exc.mean() > 0:
+        return None
+    return u, len(exc) / len(scores), float(exc.mean()), len(exc)
+
+
+def _tail_rate(fit, thr: float, m: float | None = None) -> float:
+    """Share of benign windows above thr under the fitted tail (with mean excess m if given)."""
+    u, pu, m0, _ = fit
+    m = m0 if m is None else m
+    return pu * float(np.exp(-(thr - u) / m)) if thr > u else pu
+
+
+def calibrate_pairs(scores: np.ndarray, pidx: np.ndarray, npairs: int, per_day: float, hop: int) -> dict:
+    """Per-pair thresholds holding about `per_day` false alerts a day for the whole sensor.
+
+    Each of the `npairs` pairs gets an equal share of the daily budget: a target share of its windows
+    q = per_day / (npairs x windows a day per pair). Its threshold is where an exponential tail fitted over
+    the 75th percentile of its held-back benign scores falls to q, and never below its largest held-back
+    score; a pair with fewer than MIN_PAIR_HOLDOUT held-back windows (or no tail to fit) gets the pooled fit of
+    all pairs' held-back windows (also the last entry, for rows of no known pair). The expected count
+    sums each pair's fitted tail rate at its threshold x its windows a day (every anomalous window counted as
+    an alert: an upper bound, since episodes fold consecutive ones); the interval takes each mean excess at the
+    ends of its 95% chi-square interval (2k m / m_true ~ chi2(2k) for k points above u).
+    """
+    from scipy.stats import chi2
+
+    wpd = 86400.0 / hop
+    q = per_day / (max(npairs, 1) * wpd)
+    pooled = tail_fit(scores)
+    if pooled is None:
+        raise UserError(f"cannot calibrate: {len(scores)} held-back windows give no tail to fit (need at least "
+                        f"{MIN_PAIR_HOLDOUT}, with 5 above their 75th percentile and some spread)")
+
+    def thr_of(fit, s):
+        u, pu, m, _ = fit
+        return max(u + m * float(np.log(pu / q)), float(s.max()))
+
+    g_thr = thr_of(pooled, scores)
+    thr = np.full(npairs + 1, g_thr)
+    high = np.full(npairs + 1, g_thr + max(g_thr - float(np.median(scores)), 1e-9))
+    per_pair, exp, lo, hi = [], 0.0, 0.0, 0.0
+    for p in range(npairs):
+        s = scores[pidx == p]
+        fit = tail_fit(s)
+        method = "own tail" if fit is not None else "pooled tail"
+        if fit is None:
+            fit, s_ref = pooled, scores
+            t = max(g_thr, float(s.max())) if len(s) else g_thr
+        else:
+            s_ref = s
+            t = thr_of(fit, s)
+            if t < g_thr:  # a pair's few held-back windows rarely show its rare modes: never below the pooled fit
+                t, fit, s_ref, method = g_thr, pooled, scores, "pooled tail (above its own)"
+        thr[p] = t
+        high[p] = t + max(t - float(np.median(s_ref)), 1e-9)
+        k = fit[3]
+        m_lo, m_hi = fit[2] * 2 * k / chi2.ppf(0.975, 2 * k), fit[2] * 2 * k / chi2.ppf(0.025, 2 * k)
+        e, e_lo, e_hi = (wpd * _tail_rate(fit, t, m) for m in (None, m_lo, m_hi))
+        exp, lo, hi = exp + e, lo + e_lo, hi + e_hi
+        per_pair.append({"holdout_windows": int(len(s)), "method": method, "threshold": float(t),
+                         "expected_per_day": e, "max_benign": float(s.max()) if len(s) else None})
+    return {"pair_threshold": thr, "pair_threshold_high": high, "threshold": g_thr, "threshold_high": float(high[-1]),
+            "calibration": {"method": "per-pair exponential tail over the 75th percentile",
+                            "false_alerts_per_day": per_day, "target_share_per_pair": q,
+                            "holdout_windows": int(len(scores)),
+                            "expected_false_alerts_per_day": exp, "expected_interval_95": [lo, hi],
+                            "observed_far": float(np.mean(scores > thr[np.where(pidx < 0, npairs, pidx)])),
+                            "benign_median": float(np.median(scores)), "benign_max": float(scores.max()),
+                            "pairs": per_pair}}
 
 
 def calibrate(scores: np.ndarray, target: float) -> dict:
@@ -171,17 +264,25 @@ def calibrate(scores: np.ndarray, target: float) -> dict:
                             "benign_max": float(scores.max())}}
 
 
-def fit_model(ts: TrainingSet, algorithm: str, seed: int, target: float, pcaps: list[dict],
-              guard_weight: float = GUARD_WEIGHT) -> tuple[dict, dict]:
+def fit_model(ts: TrainingSet, algorithm: str, seed: int, target: float | None, pcaps: list[dict],
+              guard_weight: float = GUARD_WEIGHT, per_day: float = 1.0) -> tuple[dict, dict]:
     """Fit one algorithm on a TrainingSet; returns finalized (meta, arrays)."""
     if algorithm not in ALGORITHMS:
         raise UserError(f"unknown algorithm {algorithm!r} (known: {', '.join(ALGORITHMS)})")
     nfit, nhold = int(ts.fit.sum()), int(ts.hold.sum())
     if nfit < MIN_FIT_ROWS or nhold < MIN_HOLDOUT_ROWS:
-        raise UserError(f"too little benign traffic: {nfit} windows to fit and {nhold} held back (need at least "
-                        f"{MIN_FIT_ROWS} and {MIN_HOLDOUT_ROWS}); train on a longer capture, a shorter --hop or a "
-                        f"larger --holdout")
-    if not 0 < target < 1:
+        i = ts.info
+        minutes = i["hours"] * 60
+        usable = (nfit + nhold) / max(minutes, 1e-9)  # whole-block windows per minute of this traffic
+        short = max(MIN_FIT_ROWS - nfit, 0) + max(MIN_HOLDOUT_ROWS - nhold, 0)
+        more = f"about {short / usable:.0f} more minutes of this traffic" if usable > 0 else "traffic that lasts longer than the longest window"
+        raise UserError(
+            f"too little benign traffic to train: {nfit} windows to fit (need {MIN_FIT_ROWS}) and {nhold} held back "
+            f"(need {MIN_HOLDOUT_ROWS}), from {i['pairs']} pairs over {minutes:.1f} minutes ({i['rows']} windows, "
+            f"{i['rows_dropped']} of them dropped at the edges of {i['block_seconds']} s blocks, 1 block in "
+            f"{round(1 / i['holdout'])} held back); needs {more}, or more pairs talking, or a shorter --hop with "
+            f"shorter --windows (e.g. --hop 5 --windows 5,30)")
+    if target is not None and not 0 < target < 1:
         raise UserError(f"--target-far must be between 0 and 1 (got {target})")
     spec = ts.spec
     floors = np.array([f.floor for f in spec.features()])
@@ -191,7 +292,12 @@ def fit_model(ts: TrainingSet, algorithm: str, seed: int, target: float, pcaps: 
     pstats = pair_stats(Xf, pf, len(ts.pairs), floors)
     arrays, params = fit(algorithm, Xf, seed, stats, pstats, guard_weight)
     scorer = Scorer(algorithm, arrays, params, stats, pstats)
-    cal = calibrate(scorer.score(Xh, ph), target)
+    if target is not None:
+        cal = calibrate(scorer.score(Xh, ph), target)
+    else:
+        cal = calibrate_pairs(scorer.score(Xh, ph), ph, len(ts.pairs), per_day, spec.hop)
+        arrays["pair_threshold"] = cal.pop("pair_threshold")
+        arrays["pair_threshold_high"] = cal.pop("pair_threshold_high")
     for k, v in stats.items():
         arrays[f"stats_{k}"] = v
     for k, v in pstats.items():
@@ -220,13 +326,17 @@ def pcap_info(paths: list[str]) -> list[dict]:
 
 
 def train_models(paths: list[str], config: Config, spec: WindowSpec, algorithms: list[str], seed: int,
-                 target: float, holdout: float, guard_weight: float = GUARD_WEIGHT):
-    """Extract once, fit each algorithm: [(meta, arrays)], TrainingSet."""
+                 target: float | None, holdout: float, guard_weight: float = GUARD_WEIGHT,
+                 per_day: float | None = None):
+    """Extract once, fit each algorithm: [(meta, arrays)], TrainingSet. `target` (a share of benign windows)
+    selects the one global threshold; None the per-pair calibration to `per_day` (ml.false_alerts_per_day)."""
     ts = extract(paths, config, spec, holdout)
     pcaps = pcap_info(paths)
-    return [fit_model(ts, a, seed, target, pcaps, guard_weight) for a in algorithms], ts
+    per_day = config.ml.false_alerts_per_day if per_day is None else per_day
+    return [fit_model(ts, a, seed, target, pcaps, guard_weight, per_day) for a in algorithms], ts
 
 
-def in_memory_models(paths, config, spec, algorithms, seed, target, holdout, guard_weight=GUARD_WEIGHT):
-    fitted, ts = train_models(paths, config, spec, algorithms, seed, target, holdout, guard_weight)
+def in_memory_models(paths, config, spec, algorithms, seed, target, holdout, guard_weight=GUARD_WEIGHT,
+                     per_day=None):
+    fitted, ts = train_models(paths, config, spec, algorithms, seed, target, holdout, guard_weight, per_day)
     return [build(f"<trained in memory: {a}>", meta, arrays) for a, (meta, arrays) in zip(algorithms, fitted)], ts
