@@ -74,7 +74,7 @@ def test_cli_demo_capture_into_osmem(osmem, tmp_path):
     for d in events:  # same documents as JSON, under their event.id, plus the cluster-only fields
         src = stored[d["event"]["id"]]["_source"]
         assert file_view(src) == d
-        assert src["data_stream"] == {"type": "logs", "dataset": "otids.modbus", "namespace": "default"}
+        assert src["data_stream"] == {"type": "logs", "dataset": d["event"]["dataset"], "namespace": "default"}
         assert src["observer"]["type"] == "ids" and src["host"]["name"] and src["ecs"]["version"]
     summary = " ".join(p.stderr.split())
     assert "wrote 30 document(s) to " + osmem.url + " logs-otids.<protocol>-default (sent 30, duplicates 0, " \

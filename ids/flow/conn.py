@@ -86,7 +86,6 @@ class ConnRecord(NamedTuple):
             if len(self.vlan) > 1:
                 net["inner"] = {"vlan": {"id": str(self.vlan[1])}}
         conn: dict[str, Any] = {"state": self.state, "history": self.history, "missed_bytes": self.missed_bytes,
-                                "flow_id": self.flow_id,
                                 "source_payload_bytes": self.client_payload,
                                 "destination_payload_bytes": self.server_payload}
         if self.identified_by:

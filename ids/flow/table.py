@@ -579,7 +579,9 @@ class FlowTable:
         else:
             self.other.pop((proto, flow.cport, flow.cip, flow.sip, flow.vlan), None)
         self.live -= 1
-        self.emit(connlog.record(flow, ts, why))
+        # A record is timed by the flow's own last packet, not by when the sweep, an eviction or the end of
+        # the input wrote it: the same traffic gives the same document (and event.id) in any run.
+        self.emit(connlog.record(flow, flow.last_ts, why))
 
     def sweep(self, now: int) -> None:
         """Expire idle and closed flows, and let live sessions expire their pending transactions."""
