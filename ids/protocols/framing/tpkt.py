@@ -19,3 +19,18 @@ def cotp(buf: bytes) -> tuple[int, int] | None:
     if code not in (COTP_CR, COTP_CC, COTP_DT, 0x80, 0x70, 0x10, 0x20, 0x50, 0x60):
         return None
     return code, 5 + li
+
+
+def cotp_data(buf: bytes, need: int) -> int:
+    """For a probe of a protocol carried in COTP data TPDUs: the offset of the user data when `buf` is a data
+    TPDU holding at least `need` bytes of it; -1 need more bytes (a short buffer, or the connection request
+    and confirm that S7comm, S7comm-plus and MMS all start with); -2 not this framing at all."""
+    c = cotp(buf)
+    if c is None:
+        return -1 if len(buf) < 7 and buf[:1] in (b"", b"\x03") else -2
+    code, off = c
+    if code in (COTP_CR, COTP_CC):
+        return -1
+    if code != COTP_DT:
+        return -2
+    return off if off + need <= len(buf) else -1

@@ -4,23 +4,16 @@ Content probe after ISO 8327 session SPDU after COTP: CONNECT 0x0D, ACCEPT 0x0E,
 """
 from __future__ import annotations
 
-from ..framing.tpkt import COTP_CC, COTP_CR, COTP_DT, cotp
+from ..framing.tpkt import cotp_data
 from ..spec import ProtocolSpec
 
 
 def probe(buf: bytes, to_server: bool) -> int:
     """COTP data TPDU carrying an ISO 8327 session SPDU: CONNECT (0x0D), ACCEPT (0x0E), or GIVE-TOKENS
     (0x01 0x00) followed by DATA TRANSFER (0x01 0x00) as in every MMS PDU after association."""
-    c = cotp(buf)
-    if c is None:
-        return -1 if len(buf) < 7 and buf[:1] in (b"", b"\x03") else 0
-    code, off = c
-    if code in (COTP_CR, COTP_CC):
-        return -1
-    if code != COTP_DT:
-        return 0
-    if off + 4 > len(buf):
-        return -1
+    off = cotp_data(buf, 4)
+    if off < 0:
+        return -1 if off == -1 else 0
     spdu = buf[off]
     if spdu in (0x0D, 0x0E) and buf[off + 1] > 0:
         return 1

@@ -4,23 +4,16 @@ Content probe after over ISO-on-TCP (RFC 1006 TPKT, ISO 8073 COTP); S7 header pr
 """
 from __future__ import annotations
 
-from ..framing.tpkt import COTP_CC, COTP_CR, COTP_DT, cotp
+from ..framing.tpkt import cotp_data
 from ..spec import ProtocolSpec
 
 
 def probe(buf: bytes, to_server: bool) -> int:
     """COTP data TPDU whose payload starts with the S7 protocol id 0x32; a connection request or confirm
     (the first exchange) is undecided, since MMS and S7comm-plus start the same way."""
-    c = cotp(buf)
-    if c is None:
-        return -1 if len(buf) < 7 and buf[:1] in (b"", b"\x03") else 0
-    code, off = c
-    if code in (COTP_CR, COTP_CC):
-        return -1
-    if code != COTP_DT:
-        return 0
-    if off >= len(buf):
-        return -1
+    off = cotp_data(buf, 1)
+    if off < 0:
+        return -1 if off == -1 else 0
     return 1 if buf[off] == 0x32 and len(buf) >= off + 10 and buf[off + 1] in (1, 2, 3, 7) else 0
 
 

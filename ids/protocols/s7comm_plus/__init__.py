@@ -4,22 +4,15 @@ Content probe after over ISO-on-TCP; protocol id 0x72 (Wireshark s7comm_plus dis
 """
 from __future__ import annotations
 
-from ..framing.tpkt import COTP_CC, COTP_CR, COTP_DT, cotp
+from ..framing.tpkt import cotp_data
 from ..spec import ProtocolSpec
 
 
 def probe(buf: bytes, to_server: bool) -> int:
     """COTP data TPDU whose payload starts with the S7comm-plus protocol id 0x72 and a version byte."""
-    c = cotp(buf)
-    if c is None:
-        return -1 if len(buf) < 7 and buf[:1] in (b"", b"\x03") else 0
-    code, off = c
-    if code in (COTP_CR, COTP_CC):
-        return -1
-    if code != COTP_DT:
-        return 0
-    if off + 2 > len(buf):
-        return -1
+    off = cotp_data(buf, 2)
+    if off < 0:
+        return -1 if off == -1 else 0
     return 1 if buf[off] == 0x72 and buf[off + 1] in (1, 2, 3, 0xFE) else 0
 
 
