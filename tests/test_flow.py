@@ -276,9 +276,9 @@ def test_long_stream_bounded_memory(tmp_path):
     r = Run(Config(), [], [col], [col])
     r.analyze_file(str(p))
     (flow, _), = [v for v in r.table.tcp.values() if v[1]]
-    assert flow.cs.segs in (None, {}) and flow.ss.segs in (None, {}) and flow.cs.buffered == 0
+    assert flow.to_server.segs in (None, {}) and flow.to_client.segs in (None, {}) and flow.to_server.buffered == 0
     assert flow.session.buf == [b"", b""] and flow.session.pending == {}
-    assert flow.cs.bytes == 3000 * len(mbap(0, 1, READ))
+    assert flow.to_server.bytes == 3000 * len(mbap(0, 1, READ))
     r.finish()
     assert len(col.events) == 3001  # 3000 transactions and the connection record
     assert col.events[-1].dataset == "otids.conn" and col.events[-1].client_packets >= 3000

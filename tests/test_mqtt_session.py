@@ -17,7 +17,7 @@ NS = 1_000_000_000
 class _Flow:
     def __init__(self):
         self.context = FlowContext(1, "tcp", "1:x", "10.0.0.1", 40000, None, "10.0.0.2", 1883, None, None, False)
-        self.sport = 1883
+        self.server_port = 1883
 
 
 class _Table:

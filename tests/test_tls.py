@@ -83,7 +83,7 @@ def test_probe(raw, to_server, want):
 
 
 class _Flow:
-    sport = 8883
+    server_port = 8883
 
     def __init__(self):
         self.context = FlowContext(1, "tcp", "1:x", "10.0.0.1", 40000, None, "10.0.0.2", 8883, None, None, False)

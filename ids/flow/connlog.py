@@ -190,18 +190,20 @@ def record(flow, ts: int, why: str) -> ConnRecord:
         notes.add("midstream")
     if why == "evicted":
         notes.add("evicted")
-    cs, ss = flow.cs, flow.ss
+    cs, ss = flow.to_server, flow.to_client
     if proto == 256:  # non-IP Ethernet conversation
         return ConnRecord(ts, flow.first_ts, flow.flow_id, "ether", flow.app or None, flow.ident_by,
-                          None, None, mac_text(flow.cmac), None, None, mac_text(flow.smac), flow.vlan, None,
+                          None, None, mac_text(flow.client_mac), None, None, mac_text(flow.server_mac),
+                          flow.vlan, None,
                           flow.pkts[0], flow.ipb[0], flow.pkts[1], flow.ipb[1], flow.bytes[0], flow.bytes[1],
                           "OTH", "", 0, flow.etype, tuple(sorted(notes)), flow.last_ts, None, None, None)
     if proto == 6 or proto == 17:
         cid = flow.context.community_id
     elif proto == 1 or proto == 58:  # ports are the ICMP type and its counterpart or code; etype 1: one-way
-        cid = community_id_any(proto, flow.cip, flow.sip, flow.cport, flow.sport, flow.etype == 1)
+        cid = community_id_any(proto, flow.client_ip, flow.server_ip, flow.client_port, flow.server_port,
+                               flow.etype == 1)
     else:
-        cid = community_id_any(proto, flow.cip, flow.sip, None, None)
+        cid = community_id_any(proto, flow.client_ip, flow.server_ip, None, None)
     if proto == 6:
         hist, missed = "".join(flow.hist), cs.gap_bytes + ss.gap_bytes
     elif proto == 17:
@@ -210,8 +212,9 @@ def record(flow, ts: int, why: str) -> ConnRecord:
         hist, missed = "", 0
     has_ports = proto in (6, 17, 1, 58)
     return ConnRecord(ts, flow.first_ts, flow.flow_id, transport_name(proto), flow.app or None, flow.ident_by,
-                      ip_text(flow.cip), flow.cport if has_ports else None, mac_text(flow.cmac),
-                      ip_text(flow.sip), flow.sport if has_ports else None, mac_text(flow.smac), flow.vlan, cid,
+                      ip_text(flow.client_ip), flow.client_port if has_ports else None, mac_text(flow.client_mac),
+                      ip_text(flow.server_ip), flow.server_port if has_ports else None, mac_text(flow.server_mac),
+                      flow.vlan, cid,
                       flow.pkts[0], flow.ipb[0], flow.pkts[1], flow.ipb[1], flow.bytes[0], flow.bytes[1],
                       conn_state(flow), hist, missed, None, tuple(sorted(notes)), flow.last_ts,
-                      4 if len(flow.cip) == 4 else 6, proto, flow.dissector)
+                      4 if len(flow.client_ip) == 4 else 6, proto, flow.dissector)

@@ -33,7 +33,7 @@ class SessionContext:
 
     @property
     def server_port(self) -> int:
-        return self._flow.sport
+        return self._flow.server_port
 
     @property
     def midstream(self) -> bool:

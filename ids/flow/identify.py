@@ -105,8 +105,8 @@ class Identifier:
         if not flow.ident:
             return
         from ..decode.packet import Packet
-        src, dst, sp, dp = (flow.cip, flow.sip, flow.cport, flow.sport) if to_server else \
-            (flow.sip, flow.cip, flow.sport, flow.cport)
+        src, dst, sp, dp = (flow.client_ip, flow.server_ip, flow.client_port, flow.server_port) if to_server else \
+            (flow.server_ip, flow.client_ip, flow.server_port, flow.client_port)
         self.packet(flow, Packet(ts, flow.proto, src, dst, sp, dp, 0, 0, 0x18, buf, None, None, flow.vlan,
                                  False, 0), to_server)
 
@@ -132,7 +132,7 @@ class Identifier:
         transport = "tcp" if flow.proto == 6 else "udp"
         ndpi_name = None
         for n in ndpi_names:  # NetBIOS.SMBv1 on 138 is netbios, on 445 smb
-            if flow.sport in self.own_ports.get(n, ()) or flow.cport in self.own_ports.get(n, ()):
+            if flow.server_port in self.own_ports.get(n, ()) or flow.client_port in self.own_ports.get(n, ()):
                 ndpi_name = n
                 break
         else:
@@ -142,16 +142,16 @@ class Identifier:
             name = probe_name
         elif ndpi_name:
             name = ndpi_name
-        port_owner = self.ports[transport].get(flow.sport)
+        port_owner = self.ports[transport].get(flow.server_port)
         if name is not None:
             for s in self.refiners.get(name, ()):
-                if flow.sport in s.ports or flow.cport in s.ports:
+                if flow.server_port in s.ports or flow.client_port in s.ports:
                     name = s.name
                     break
             flow.app = name
             flow.ident_by = "content"
-            if port_owner is not None and port_owner != name and flow.sport not in self.own_ports.get(name, ()) \
-                    and not self._related(name, port_owner):
+            if port_owner is not None and port_owner != name \
+                    and flow.server_port not in self.own_ports.get(name, ()) and not self._related(name, port_owner):
                 flow.cnotes.add("port_protocol_mismatch")
         elif self.deep is not None and flow.dissector is None and \
                 (name := self._deep(flow, transport)) is not None:
@@ -168,7 +168,8 @@ class Identifier:
 
     def _deep(self, flow, transport: str) -> str | None:
         from ..events import ip_text
-        return self.deep.name(transport, ip_text(flow.cip), flow.cport, ip_text(flow.sip), flow.sport)
+        return self.deep.name(transport, ip_text(flow.client_ip), flow.client_port,
+                              ip_text(flow.server_ip), flow.server_port)
 
     def _related(self, a: str, b: str) -> bool:
         """One refines the other (OPC DA inside DCE/RPC on 135, mDNS and DNS): no mismatch."""

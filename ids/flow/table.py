@@ -36,19 +36,21 @@ SESSION_COST_OTHER = 1000
 
 
 class Flow:
-    __slots__ = ("flow_id", "proto", "cip", "sip", "cport", "sport", "cmac", "smac", "vlan", "first_ts",
-                 "last_ts", "cs", "ss", "session", "app", "probe", "probing", "midstream", "closed",
-                 "fin", "pkts", "bytes", "ctx", "bad_checksums", "established", "notices",
-                 "ipb", "hseen", "hist", "cnotes", "etype", "ident", "ident_by", "dissector", "istate")
+    __slots__ = ("flow_id", "proto", "client_ip", "server_ip", "client_port", "server_port", "client_mac",
+                 "server_mac", "vlan", "first_ts", "last_ts", "to_server", "to_client", "session", "app", "probe",
+                 "probing", "midstream", "closed", "fin", "pkts", "bytes", "ctx", "bad_checksums", "established",
+                 "notices", "ipb", "hseen", "hist", "cnotes", "etype", "ident", "ident_by", "dissector", "istate")
 
-    def __init__(self, flow_id, proto, cip, cport, sip, sport, cmac, smac, vlan, ts, midstream):
+    def __init__(self, flow_id, proto, client_ip, client_port, server_ip, server_port, client_mac, server_mac,
+                 vlan, ts, midstream):
         self.flow_id = flow_id
         self.proto = proto
-        self.cip, self.cport, self.sip, self.sport = cip, cport, sip, sport
-        self.cmac, self.smac, self.vlan = cmac, smac, vlan
+        self.client_ip, self.client_port = client_ip, client_port
+        self.server_ip, self.server_port = server_ip, server_port
+        self.client_mac, self.server_mac, self.vlan = client_mac, server_mac, vlan
         self.first_ts = self.last_ts = ts
-        self.cs = Stream()  # client -> server
-        self.ss = Stream()  # server -> client
+        self.to_server = Stream()  # client -> server
+        self.to_client = Stream()  # server -> client
         self.session = None
         self.app: str | None = None
         self.probe: list[bytes] | None = None  # [client bytes, server bytes] while probing
@@ -78,9 +80,9 @@ class Flow:
         if ctx is None:
             ctx = self.ctx = FlowContext(
                 self.flow_id, TRANSPORT_NAMES.get(self.proto, str(self.proto)),
-                community_id(self.proto, self.cip, self.sip, self.cport, self.sport),
-                ip_text(self.cip), self.cport, mac_text(self.cmac), ip_text(self.sip), self.sport,
-                mac_text(self.smac), self.vlan, self.midstream)
+                community_id(self.proto, self.client_ip, self.server_ip, self.client_port, self.server_port),
+                ip_text(self.client_ip), self.client_port, mac_text(self.client_mac),
+                ip_text(self.server_ip), self.server_port, mac_text(self.server_mac), self.vlan, self.midstream)
         return ctx
 
 
@@ -167,7 +169,7 @@ class FlowTable:
                 self._notice(flow, ts, "bad_checksum", {"direction": "to_server" if to_server else "to_client"})
         if flow.closed:
             return
-        stream, other = (flow.cs, flow.ss) if to_server else (flow.ss, flow.cs)
+        stream, other = (flow.to_server, flow.to_client) if to_server else (flow.to_client, flow.to_server)
         if flags & SYN:
             stream.next_seq = (pseq + 1) & 0xFFFFFFFF
             if flags & ACK:
@@ -246,9 +248,9 @@ class FlowTable:
             f = Flow(self.nflows, p.proto, p.src, p.sport, p.dst, p.dport, p.src_mac, p.dst_mac, p.vlan, ts, mid)
         else:
             f = Flow(self.nflows, p.proto, p.dst, p.dport, p.src, p.sport, p.dst_mac, p.src_mac, p.vlan, ts, mid)
-        f.cs.pool = f.ss.pool = self.stream_pool
-        table[(f.cip, f.sip, f.cport, f.sport, p.vlan)] = (f, True)
-        table[(f.sip, f.cip, f.sport, f.cport, p.vlan)] = (f, False)
+        f.to_server.pool = f.to_client.pool = self.stream_pool
+        table[(f.client_ip, f.server_ip, f.client_port, f.server_port, p.vlan)] = (f, True)
+        table[(f.server_ip, f.client_ip, f.server_port, f.client_port, p.vlan)] = (f, False)
         return f
 
     def _guess_client(self, sport: int, dport: int) -> bool:
@@ -280,7 +282,7 @@ class FlowTable:
         return p.sport > p.dport or p.sport == p.dport
 
     def _assign(self, f: Flow) -> None:
-        name = self.port_map.get(f.sport)
+        name = self.port_map.get(f.server_port)
         if name is not None and name in self.protocols:
             f.app = f.dissector = name
             f.ident_by = "port"
@@ -371,8 +373,8 @@ class FlowTable:
         f.pkts[d] += 1
         f.bytes[d] += len(p.payload)
         f.ipb[d] += p.iplen
-        if not to_server and f.smac != p.src_mac:  # ARP pair: the answering station's own MAC
-            f.smac = p.src_mac
+        if not to_server and f.server_mac != p.src_mac:  # ARP pair: the answering station's own MAC
+            f.server_mac = p.src_mac
 
     def _arp(self, p: Packet, ts: int) -> tuple[bytes, bytes] | None:
         """Hand the ARP frame on as an ArpPacket; (sender IP, target IP) for its conversation key."""
@@ -502,7 +504,7 @@ class FlowTable:
         if now == start:
             return
         self.violated[flow] = now
-        key = (flow.sip, flow.sport, flow.app)
+        key = (flow.server_ip, flow.server_port, flow.app)
         old = self.garbage.get(key)
         if old is None and len(self.garbage) >= MAX_GARBAGE_KEYS:
             self.garbage.pop(next(iter(self.garbage)))
@@ -523,7 +525,7 @@ class FlowTable:
         flow.closed = True
         if flow.istate is not None:
             self.ident.finish(flow)
-        for stream, to_server in ((flow.cs, True), (flow.ss, False)):
+        for stream, to_server in ((flow.to_server, True), (flow.to_client, False)):
             if stream.segs:  # data still waiting behind a hole: the hole will never fill now
                 out: list = []
                 while stream.segs:
@@ -539,14 +541,14 @@ class FlowTable:
         if flow in self.violated:
             self._garbage(flow, ts)
             del self.violated[flow]
-        self.stats["retransmissions"] += flow.cs.retrans + flow.ss.retrans
+        self.stats["retransmissions"] += flow.to_server.retrans + flow.to_client.retrans
         proto = flow.proto
-        k = (flow.cip, flow.sip, flow.app or "", proto,
-             flow.etype if proto == ETHER else flow.cport if proto in (1, 58) else flow.sport)
+        k = (flow.client_ip, flow.server_ip, flow.app or "", proto,
+             flow.etype if proto == ETHER else flow.client_port if proto in (1, 58) else flow.server_port)
         if proto != ETHER:
             hosts = self.hosts
             if len(hosts) < MAX_HOSTS:
-                for ip in (flow.cip, flow.sip):
+                for ip in (flow.client_ip, flow.server_ip):
                     if ip not in hosts and connlog.is_host(ip):
                         hosts.add(ip)
         t = self.talkers.get(k)
@@ -573,11 +575,11 @@ class FlowTable:
         proto = flow.proto
         if proto == 6 or proto == 17:
             table = self.tcp if proto == 6 else self.udp
-            for key in ((flow.cip, flow.sip, flow.cport, flow.sport, flow.vlan),
-                        (flow.sip, flow.cip, flow.sport, flow.cport, flow.vlan)):
+            for key in ((flow.client_ip, flow.server_ip, flow.client_port, flow.server_port, flow.vlan),
+                        (flow.server_ip, flow.client_ip, flow.server_port, flow.client_port, flow.vlan)):
                 table.pop(key, None)
         else:
-            self.other.pop((proto, flow.cport, flow.cip, flow.sip, flow.vlan), None)
+            self.other.pop((proto, flow.client_port, flow.client_ip, flow.server_ip, flow.vlan), None)
         self.live -= 1
         # A record is timed by the flow's own last packet, not by when the sweep, an eviction or the end of
         # the input wrote it: the same traffic gives the same document (and event.id) in any run.
