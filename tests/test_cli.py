@@ -33,6 +33,17 @@ def test_demo_events_match_what_was_recorded(tmp_path):
     assert "Events by protocol and function" in p.stderr and "Top talkers" in p.stderr
 
 
+def test_summary_talker_packets_match_connection_records(tmp_path):
+    """The top-talkers table counts every packet of a flow, the last ACK after both FINs included: its
+    packets per flow are the connection record's (and tshark's: 37, 34 and 13 in the demo)."""
+    ev = tmp_path / "e.ndjson"
+    p = run_cli("analyze", DEMO, "-o", str(tmp_path / "a.ndjson"), "--events", str(ev))
+    conn = sorted(d["source"]["packets"] + d["destination"]["packets"] for d in read_ndjson(ev)
+                  if d["event"]["dataset"] == "otids.conn")
+    rows = re.findall(r"\s(\d+) \u2502\s+(\d+) \u2502\s+[\d,]+ \u2502\n", p.stderr)
+    assert conn == [13, 34, 37] and sorted(int(pk) for _, pk in rows) == conn
+
+
 def test_event_field_contract(tmp_path):
     """The fields issue #2 item 8 declares a contract, with their types, on every event."""
     ev = tmp_path / "e.ndjson"
