@@ -123,7 +123,9 @@ def to_table(recs: list[dict]) -> str:
             "FIRST SEEN", "LAST SEEN", "EVENTS"]
     rows = []
     for r in recs:
-        macs = ", ".join(f"{m['mac']} ({m['vendor']})" if m["vendor"] else m["mac"] for m in r["macs"]) or "-"
+        # notes such as "(locally administered)" come in their own parentheses: not wrapped twice
+        macs = ", ".join(f"{m['mac']} {v}" if v.startswith("(") else f"{m['mac']} ({v})" if v else m["mac"]
+                         for m in r["macs"] for v in [m["vendor"] or ""]) or "-"
         svc = ", ".join(r["services"]) or ("uses " + ", ".join(r["uses"]) if r["uses"] else "-")
         rows.append([r["ip"], macs, ", ".join(r["vlans"]) or "-", ", ".join(r["roles"]) or "-",
                      ", ".join(r.get("protocols", [])) or "-", svc,
