@@ -44,6 +44,14 @@ def test_summary_talker_packets_match_connection_records(tmp_path):
     assert conn == [13, 34, 37] and sorted(int(pk) for _, pk in rows) == conn
 
 
+def test_summary_talkers_never_cut_an_address(tmp_path):
+    """On an 80-column terminal (or a pipe) long IPv6 addresses and services fold onto a second line rather
+    than end in an ellipsis that loses them."""
+    p = run_cli("analyze", str(PCAPS / "net-basics.pcap"), "-o", str(tmp_path / "a.ndjson"))
+    talkers = p.stderr[p.stderr.index("Top talkers"):p.stderr.index("hosts seen")]
+    assert "\u2026" not in talkers and "fe80::280e:" in talkers
+
+
 def test_event_field_contract(tmp_path):
     """The fields issue #2 item 8 declares a contract, with their types, on every event."""
     ev = tmp_path / "e.ndjson"

@@ -67,11 +67,14 @@ def print_summary(run, console: Console | None = None) -> None:
     if talkers:
         from .talkers import talker_rows
         t = Table(title="Top talkers (by packets)", title_justify="left")
+        rows = talker_rows(talkers, 10)
         for col in ("client", "server", "protocol", "service"):
-            t.add_column(col)
+            # addresses and services are what analysts copy: folded onto a second line when narrow, never
+            # cut to "fe80::280e:…"
+            t.add_column(col, overflow="fold")
         for col in ("flows", "packets", "bytes"):
-            t.add_column(col, justify="right")
-        for row in talker_rows(talkers, 10):
+            t.add_column(col, justify="right", no_wrap=True)
+        for row in rows:
             t.add_row(*row)
         c.print(t)
         c.print(f"  hosts seen: {len(run.table.hosts):,}")
