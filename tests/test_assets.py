@@ -216,6 +216,15 @@ def test_assets_cli_formats(tmp_path):
     assert p.stderr.strip() == "otids: error: no-such.pcap: no such capture file"
 
 
+@pytest.mark.parametrize("cmd", ["assets", "certs"])
+def test_nothing_analysed_is_exit_2_without_an_empty_table(tmp_path, cmd):
+    """An empty or non-capture file alone: exit 2 (README: nothing analysed), as `analyze`, no empty table."""
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    p = run_cli(cmd, str(empty), check_rc=2)
+    assert p.stdout == "" and "nothing analysed" in p.stderr
+
+
 def test_assets_table_names_mac_notes_in_one_pair_of_parentheses():
     rec = {"ip": "10.99.0.1", "macs": [{"mac": "02-99-00-00-00-01", "vendor": "(locally administered)"},
                                       {"mac": "00-80-F4-00-00-01", "vendor": "Telemecanique"},

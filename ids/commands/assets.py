@@ -66,12 +66,13 @@ def cmd_assets(args) -> int:
         text = to_csv(recs)
     else:
         text = to_table(recs)
+    if run.errors and run.decoder.stats.packets == 0:  # nothing analysed: exit 2, as `analyze`, no empty table
+        for err in run.errors:
+            print(f"otids: error: {err}", file=sys.stderr)
+        left = f"; {args.output} left as it was" if args.output else ""
+        print(f"otids: error: nothing analysed (no packet read){left}", file=sys.stderr)
+        return 2
     if args.output:
-        if run.errors and run.decoder.stats.packets == 0:
-            for err in run.errors:
-                print(f"otids: error: {err}", file=sys.stderr)
-            print(f"otids: error: nothing analysed; {args.output} left as it was", file=sys.stderr)
-            return 2
         from ..output.safefile import write_text
         write_text(args.output, text, "assets")
     else:
