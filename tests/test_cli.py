@@ -52,6 +52,18 @@ def test_summary_talkers_never_cut_an_address(tmp_path):
     assert "\u2026" not in talkers and "fe80::280e:" in talkers
 
 
+def test_bad_rules_or_baseline_leave_no_temporary_output(tmp_path):
+    """A run refused for its rules, baseline or registry (exit 2) leaves no `.a.ndjson.XXXX.tmp` behind."""
+    bad = tmp_path / "bad.txt"
+    bad.write_text("hello\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    for opt in ("--rules", "--baseline", "--registry"):
+        run_cli("analyze", DEMO, "-q", opt, str(bad), "-o", str(out / "a.ndjson"), "--events", str(out / "e.ndjson"),
+                check_rc=2)
+    assert list(out.iterdir()) == []
+
+
 def test_event_field_contract(tmp_path):
     """The fields issue #2 item 8 declares a contract, with their types, on every event."""
     ev = tmp_path / "e.ndjson"
