@@ -64,6 +64,15 @@ def test_bad_rules_or_baseline_leave_no_temporary_output(tmp_path):
     assert list(out.iterdir()) == []
 
 
+def test_summary_header_and_checksum_note_are_one_line_each(tmp_path):
+    """Piped or on an 80-column terminal, the first line and the checksum-offload note are not broken
+    mid-phrase by the renderer ("in 0.00 " / "s; 3 flows"): the terminal wraps them, scripts grep them."""
+    p = run_cli("analyze", DEMO, "-o", str(tmp_path / "a.ndjson"))
+    lines = p.stderr.splitlines()
+    assert re.fullmatch(r"otids read 1 file\(s\), 84 packets, 6,493 bytes in \d+\.\d\d s; 3 flows", lines[0])
+    assert any(ln.startswith("  note: most checksums are bad") and ln.endswith("stops checking)") for ln in lines)
+
+
 def test_event_field_contract(tmp_path):
     """The fields issue #2 item 8 declares a contract, with their types, on every event."""
     ev = tmp_path / "e.ndjson"
