@@ -70,7 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
-    args = ap.parse_args(argv)
+    args, extra = ap.parse_known_args(argv)
+    if extra:  # said by the subcommand that was given them, with its usage, not by `otids [-h] COMMAND ...`
+        parser = ap
+        for tok in (sys.argv[1:] if argv is None else argv):
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            if subs and tok in subs[0].choices:
+                parser = subs[0].choices[tok]
+        parser.error("unrecognized arguments: " + " ".join(extra))
     try:
         if args.command == "analyze":
             return cmd_analyze(args)

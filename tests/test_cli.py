@@ -73,6 +73,16 @@ def test_summary_header_and_checksum_note_are_one_line_each(tmp_path):
     assert any(ln.startswith("  note: most checksums are bad") and ln.endswith("stops checking)") for ln in lines)
 
 
+def test_unknown_option_is_reported_by_its_subcommand(tmp_path):
+    """`otids es generate -o x` names `otids es generate` and its usage, not `otids [-h] COMMAND ...`."""
+    p = run_cli("es", "generate", "-o", str(tmp_path / "x"), check_rc=2)
+    assert p.stderr.startswith("usage: otids es generate ")
+    assert "otids es generate: error: unrecognized arguments: -o" in p.stderr
+    p = run_cli("analyze", "--bogus", DEMO, check_rc=2)
+    assert p.stderr.startswith("usage: otids analyze ")
+    assert "otids analyze: error: unrecognized arguments: --bogus" in p.stderr
+
+
 def test_event_field_contract(tmp_path):
     """The fields issue #2 item 8 declares a contract, with their types, on every event."""
     ev = tmp_path / "e.ndjson"
