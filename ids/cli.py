@@ -70,7 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
-    args = ap.parse_args(argv)
+    args, extra = ap.parse_known_args(argv)
+    if extra:  # said by the subcommand that was given them, with its usage, not by `otids [-h] COMMAND ...`
+        parser = ap
+        for tok in (sys.argv[1:] if argv is None else argv):
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            if subs and tok in subs[0].choices:
+                parser = subs[0].choices[tok]
+        parser.error("unrecognized arguments: " + " ".join(extra))
     try:
         if args.command == "analyze":
             return cmd_analyze(args)
@@ -122,12 +129,25 @@ def build_run(args, config):
         sinks_e.append(NdjsonSink(events_path, "events", include_secrets=config.mqtt.log_passwords, atomic=atomic))
     detectors = [AnomalyDetector(config.anomaly)] if config.anomaly.enabled else []
     sinks_a: list = [alerts]
-    for mod in ANALYZE_PLUGINS:
-        d, sa, se = importlib.import_module(mod).build(args, config)
-        detectors += d
-        sinks_a += sa
-        sinks_e += se
+    try:
+        for mod in ANALYZE_PLUGINS:
+            d, sa, se = importlib.import_module(mod).build(args, config)
+            detectors += d
+            sinks_a += sa
+            sinks_e += se
+    except BaseException:  # bad rules, baseline, registry...: no temporary output file left behind
+        discard_outputs(sinks_a + sinks_e)
+        raise
     return Run(config, detectors, sinks_a, sinks_e)
+
+
+def discard_outputs(sinks: list) -> None:
+    for s in sinks:
+        if hasattr(s, "abort"):
+            try:
+                s.abort()
+            except Exception:  # noqa: BLE001 - already failing: the first error is the one to report
+                pass
 
 
 def close_outputs(run, complete: bool = True) -> list[str]:
@@ -165,6 +185,7 @@ def cmd_analyze(args) -> int:
         from .flow.deep import DeepNamer
         run.table.ident.deep = DeepNamer.start(args.pcaps)
         if run.table.ident.deep is None:
+            discard_outputs([*run.engine.alert_sinks, *run.engine.event_sinks])
             raise UserError("--deep needs tshark (apt-get install tshark)")
 
     quiet = args.quiet or not config.output.summary

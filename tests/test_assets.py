@@ -15,7 +15,7 @@ import yaml
 
 from conftest import CORPUS, PCAPS, ROOT, need, need_tool, run_cli
 from ids.assets import Inventory, printable_runs
-from ids.commands.assets import run_inventory, to_csv
+from ids.commands.assets import run_inventory, to_csv, to_table
 from ids.assets.oui import OuiTable, mac_vendor
 from ids.config import Config
 
@@ -214,6 +214,26 @@ def test_assets_cli_formats(tmp_path):
     assert rows[0]["vendor"] == "otids demo" and rows[0]["revision"] == "1.0" and rows[0]["ip"] == "127.0.0.2"
     p = run_cli("assets", "no-such.pcap", check_rc=2)
     assert p.stderr.strip() == "otids: error: no-such.pcap: no such capture file"
+
+
+@pytest.mark.parametrize("cmd", ["assets", "certs"])
+def test_nothing_analysed_is_exit_2_without_an_empty_table(tmp_path, cmd):
+    """An empty or non-capture file alone: exit 2 (README: nothing analysed), as `analyze`, no empty table."""
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    p = run_cli(cmd, str(empty), check_rc=2)
+    assert p.stdout == "" and "nothing analysed" in p.stderr
+
+
+def test_assets_table_names_mac_notes_in_one_pair_of_parentheses():
+    rec = {"ip": "10.99.0.1", "macs": [{"mac": "02-99-00-00-00-01", "vendor": "(locally administered)"},
+                                      {"mac": "00-80-F4-00-00-01", "vendor": "Telemecanique"},
+                                      {"mac": "AA-00-00-00-00-01", "vendor": None}],
+           "vlans": [], "roles": [], "services": [], "uses": [], "summary": None,
+           "first_seen": "2026-12-05T07:41:24.000000Z", "last_seen": "2026-12-05T07:41:29.000000Z", "events": 1}
+    row = to_table([rec]).splitlines()[2]
+    assert ("02-99-00-00-00-01 (locally administered), 00-80-F4-00-00-01 (Telemecanique), AA-00-00-00-00-01"
+            in row) and "((" not in row
 
 
 def test_inventory_ignores_events_without_flow():

@@ -33,6 +33,56 @@ def test_demo_events_match_what_was_recorded(tmp_path):
     assert "Events by protocol and function" in p.stderr and "Top talkers" in p.stderr
 
 
+def test_summary_talker_packets_match_connection_records(tmp_path):
+    """The top-talkers table counts every packet of a flow, the last ACK after both FINs included: its
+    packets per flow are the connection record's (and tshark's: 37, 34 and 13 in the demo)."""
+    ev = tmp_path / "e.ndjson"
+    p = run_cli("analyze", DEMO, "-o", str(tmp_path / "a.ndjson"), "--events", str(ev))
+    conn = sorted(d["source"]["packets"] + d["destination"]["packets"] for d in read_ndjson(ev)
+                  if d["event"]["dataset"] == "otids.conn")
+    rows = re.findall(r"\s(\d+) \u2502\s+(\d+) \u2502\s+[\d,]+ \u2502\n", p.stderr)
+    assert conn == [13, 34, 37] and sorted(int(pk) for _, pk in rows) == conn
+
+
+def test_summary_talkers_never_cut_an_address(tmp_path):
+    """On an 80-column terminal (or a pipe) long IPv6 addresses and services fold onto a second line rather
+    than end in an ellipsis that loses them."""
+    p = run_cli("analyze", str(PCAPS / "net-basics.pcap"), "-o", str(tmp_path / "a.ndjson"))
+    talkers = p.stderr[p.stderr.index("Top talkers"):p.stderr.index("hosts seen")]
+    assert "\u2026" not in talkers and "fe80::280e:" in talkers
+
+
+def test_bad_rules_or_baseline_leave_no_temporary_output(tmp_path):
+    """A run refused for its rules, baseline or registry (exit 2) leaves no `.a.ndjson.XXXX.tmp` behind."""
+    bad = tmp_path / "bad.txt"
+    bad.write_text("hello\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    for opt in ("--rules", "--baseline", "--registry"):
+        run_cli("analyze", DEMO, "-q", opt, str(bad), "-o", str(out / "a.ndjson"), "--events", str(out / "e.ndjson"),
+                check_rc=2)
+    assert list(out.iterdir()) == []
+
+
+def test_summary_header_and_checksum_note_are_one_line_each(tmp_path):
+    """Piped or on an 80-column terminal, the first line and the checksum-offload note are not broken
+    mid-phrase by the renderer ("in 0.00 " / "s; 3 flows"): the terminal wraps them, scripts grep them."""
+    p = run_cli("analyze", DEMO, "-o", str(tmp_path / "a.ndjson"))
+    lines = p.stderr.splitlines()
+    assert re.fullmatch(r"otids read 1 file\(s\), 84 packets, 6,493 bytes in \d+\.\d\d s; 3 flows", lines[0])
+    assert any(ln.startswith("  note: most checksums are bad") and ln.endswith("stops checking)") for ln in lines)
+
+
+def test_unknown_option_is_reported_by_its_subcommand(tmp_path):
+    """`otids es generate -o x` names `otids es generate` and its usage, not `otids [-h] COMMAND ...`."""
+    p = run_cli("es", "generate", "-o", str(tmp_path / "x"), check_rc=2)
+    assert p.stderr.startswith("usage: otids es generate ")
+    assert "otids es generate: error: unrecognized arguments: -o" in p.stderr
+    p = run_cli("analyze", "--bogus", DEMO, check_rc=2)
+    assert p.stderr.startswith("usage: otids analyze ")
+    assert "otids analyze: error: unrecognized arguments: --bogus" in p.stderr
+
+
 def test_event_field_contract(tmp_path):
     """The fields issue #2 item 8 declares a contract, with their types, on every event."""
     ev = tmp_path / "e.ndjson"

@@ -159,3 +159,23 @@ def test_inputs_are_never_overwritten_and_documents_go_by_kind(tmp_path):
     run_cli("report", "--from", str(events), "--events", str(alerts), "-o", str(b))
     ha, hb = (without_generated(p.read_text(encoding="utf-8")) for p in (a, b))
     assert ha == hb
+
+
+def test_a_pipe_or_device_is_written_not_renamed_over(tmp_path):
+    """`-o` naming a FIFO (or /dev/full, /dev/stdout) gets the HTML written into it; a rename over it once
+    replaced the device node itself with a regular file (as root, /dev/full stopped being a device)."""
+    import os
+    import stat
+    import threading
+    alerts, events = analyze(tmp_path, "demo", DEMO)
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    run_cli("report", "--from", str(alerts), "--events", str(events), "-o", str(fifo))
+    if reader.is_alive():  # the buggy rename never opened the FIFO: unblock the reader
+        with open(fifo, "wb"):
+            pass
+    reader.join(10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and got and got[0].startswith(b"<!DOCTYPE html")

@@ -66,12 +66,13 @@ def cmd_assets(args) -> int:
         text = to_csv(recs)
     else:
         text = to_table(recs)
+    if run.errors and run.decoder.stats.packets == 0:  # nothing analysed: exit 2, as `analyze`, no empty table
+        for err in run.errors:
+            print(f"otids: error: {err}", file=sys.stderr)
+        left = f"; {args.output} left as it was" if args.output else ""
+        print(f"otids: error: nothing analysed (no packet read){left}", file=sys.stderr)
+        return 2
     if args.output:
-        if run.errors and run.decoder.stats.packets == 0:
-            for err in run.errors:
-                print(f"otids: error: {err}", file=sys.stderr)
-            print(f"otids: error: nothing analysed; {args.output} left as it was", file=sys.stderr)
-            return 2
         from ..output.safefile import write_text
         write_text(args.output, text, "assets")
     else:
@@ -123,7 +124,9 @@ def to_table(recs: list[dict]) -> str:
             "FIRST SEEN", "LAST SEEN", "EVENTS"]
     rows = []
     for r in recs:
-        macs = ", ".join(f"{m['mac']} ({m['vendor']})" if m["vendor"] else m["mac"] for m in r["macs"]) or "-"
+        # notes such as "(locally administered)" come in their own parentheses: not wrapped twice
+        macs = ", ".join(f"{m['mac']} {v}" if v.startswith("(") else f"{m['mac']} ({v})" if v else m["mac"]
+                         for m in r["macs"] for v in [m["vendor"] or ""]) or "-"
         svc = ", ".join(r["services"]) or ("uses " + ", ".join(r["uses"]) if r["uses"] else "-")
         rows.append([r["ip"], macs, ", ".join(r["vlans"]) or "-", ", ".join(r["roles"]) or "-",
                      ", ".join(r.get("protocols", [])) or "-", svc,

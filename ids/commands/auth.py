@@ -216,6 +216,11 @@ def cmd_certs(args) -> int:
     for p in args.pcaps:
         run.analyze_file(p)
     run.finish()
+    if run.errors and run.decoder.stats.packets == 0:  # nothing analysed: exit 2, as `analyze`, no empty table
+        for err in run.errors:
+            print(f"otids: error: {err}", file=sys.stderr)
+        print("otids: error: nothing analysed (no packet read)", file=sys.stderr)
+        return 2
     rows = inv.result()
     hidden = list(inv.unobservable.values())
     if args.json:

@@ -117,11 +117,15 @@ def write_report(model_doc: dict, output: str, sources: list[str], elapsed: floa
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     line = f"Generated {stamp} by otids {__version__} from " + ", ".join(os.path.basename(s) for s in sources)
     html = render(model_doc, line)
-    tmp = output + ".tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.replace(tmp, output)
+    from ..output.safefile import OutputFile
+    try:  # a device or pipe (-o /dev/full, /dev/stdout) is written directly, never renamed over
+        out = OutputFile(output)
+        try:
+            out.write(html)
+            out.commit()
+        except BaseException:
+            out.discard()
+            raise
     except OSError as e:
         raise UserError(f"{output}: cannot write: {e.strerror}") from None
     return len(html.encode())

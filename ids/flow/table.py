@@ -543,22 +543,12 @@ class FlowTable:
             del self.violated[flow]
         self.stats["retransmissions"] += flow.to_server.retrans + flow.to_client.retrans
         proto = flow.proto
-        k = (flow.client_ip, flow.server_ip, flow.app or "", proto,
-             flow.etype if proto == ETHER else flow.client_port if proto in (1, 58) else flow.server_port)
         if proto != ETHER:
             hosts = self.hosts
             if len(hosts) < MAX_HOSTS:
                 for ip in (flow.client_ip, flow.server_ip):
                     if ip not in hosts and connlog.is_host(ip):
                         hosts.add(ip)
-        t = self.talkers.get(k)
-        if t is None:
-            if len(self.talkers) >= self.max_talkers:
-                self._trim_talkers(ts)
-            t = self.talkers[k] = [0, 0, 0]
-        t[0] += 1
-        t[1] += flow.pkts[0] + flow.pkts[1]
-        t[2] += flow.bytes[0] + flow.bytes[1]
 
     def _trim_talkers(self, ts: int) -> None:
         """The talker table reached limits.talkers_bytes: keep the busier half (by packets), say so."""
@@ -570,6 +560,19 @@ class FlowTable:
 
     def _remove(self, flow: Flow, ts: int, why: str) -> None:
         self._close(flow, ts)
+        # Counted here, not at the FIN/RST close: the last ACK after the FINs belongs to the flow too, and
+        # the talker table then agrees with the connection record's packets and bytes.
+        proto = flow.proto
+        k = (flow.client_ip, flow.server_ip, flow.app or "", proto,
+             flow.etype if proto == ETHER else flow.client_port if proto in (1, 58) else flow.server_port)
+        t = self.talkers.get(k)
+        if t is None:
+            if len(self.talkers) >= self.max_talkers:
+                self._trim_talkers(ts)
+            t = self.talkers[k] = [0, 0, 0]
+        t[0] += 1
+        t[1] += flow.pkts[0] + flow.pkts[1]
+        t[2] += flow.bytes[0] + flow.bytes[1]
         flow.session = None  # break the flow <-> session cycle: freed now, not at the next full collection
         self.flow_bytes -= FLOW_BASE + (SESSION_COST.get(flow.app, SESSION_COST_OTHER) if flow.app else 0)
         proto = flow.proto

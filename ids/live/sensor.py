@@ -275,14 +275,14 @@ class Sensor:
         run = self.run
         table = run.table
         proto: dict[str, list[int]] = {}
-        for (_c, _s, app, *_service), (fl, pk, by) in table.talkers.items():  # closed flows
+        for (_c, _s, app, *_service), (fl, pk, by) in table.talkers.items():  # flows removed from the table
             t = proto.setdefault(app or "unidentified", [0, 0, 0])
             t[0] += fl
             t[1] += pk
             t[2] += by
         for tab in (table.tcp, table.udp, table.other):
             for f, is_c in tab.values():
-                if is_c and not f.closed:
+                if is_c:  # still in the table, closed (lingering) or not: counted in talkers only once removed
                     t = proto.setdefault(f.app or "unidentified", [0, 0, 0])
                     t[0] += 1
                     t[1] += f.pkts[0] + f.pkts[1]

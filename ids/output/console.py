@@ -30,15 +30,15 @@ def print_summary(run, console: Console | None = None) -> None:
     if notes:
         files += f" ({', '.join(notes)})"
     c.print(f"[bold]otids[/bold] read {files}, {d.packets:,} packets, {d.bytes:,} bytes "
-            f"in {run.elapsed:.2f} s; {ft['flows']:,} flows")
+            f"in {run.elapsed:.2f} s; {ft['flows']:,} flows", soft_wrap=True)  # never broken at 80 columns
     if d.bad_checksum:
         c.print(f"  bad checksums: {d.bad_checksum:,} of {d.checksum_checked:,} packets checked")
         if not run.decoder.checksum_note and d.bad_checksum * 2 > d.checksum_checked:
             c.print("  note: most checksums are bad, as checksum offload leaves them on the capturing host "
                     "(loopback and many span captures); the packets were analysed all the same "
-                    "(`decode.checksums: off` stops checking)")
+                    "(`decode.checksums: off` stops checking)", soft_wrap=True)
     if run.decoder.checksum_note:
-        c.print(f"  note: {run.decoder.checksum_note}")
+        c.print(f"  note: {run.decoder.checksum_note}", soft_wrap=True)
     if d.not_ip or d.not_tcp_udp:  # still analysed: connection records (otids.conn)
         c.print(f"  other traffic: non-IP frames {d.not_ip:,}, IP other than TCP/UDP {d.not_tcp_udp:,}")
     skipped = {k: v for k, v in (("truncated", d.truncated),
@@ -67,11 +67,14 @@ def print_summary(run, console: Console | None = None) -> None:
     if talkers:
         from .talkers import talker_rows
         t = Table(title="Top talkers (by packets)", title_justify="left")
+        rows = talker_rows(talkers, 10)
         for col in ("client", "server", "protocol", "service"):
-            t.add_column(col)
+            # addresses and services are what analysts copy: folded onto a second line when narrow, never
+            # cut to "fe80::280e:…"
+            t.add_column(col, overflow="fold")
         for col in ("flows", "packets", "bytes"):
-            t.add_column(col, justify="right")
-        for row in talker_rows(talkers, 10):
+            t.add_column(col, justify="right", no_wrap=True)
+        for row in rows:
             t.add_row(*row)
         c.print(t)
         c.print(f"  hosts seen: {len(run.table.hosts):,}")

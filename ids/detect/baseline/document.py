@@ -437,14 +437,19 @@ def write_atomic(path: str, text: str, what: str) -> None:
     """Write `text` to `path` through a temporary file and a rename, so a reader never sees half a file;
     a failure is a one-line UserError naming the path and `what` was being written."""
     import os
-    tmp = f"{path}.tmp"
+
+    from ...output.safefile import OutputFile
     try:
         d = os.path.dirname(path)
         if d:
             os.makedirs(d, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        out = OutputFile(path)  # a device or pipe is written directly, never renamed over
+        try:
+            out.write(text)
+            out.commit()
+        except BaseException:
+            out.discard()
+            raise
     except OSError as e:
         raise UserError(f"{path}: cannot write {what}: {e.strerror}") from None
 
