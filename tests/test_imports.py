@@ -25,16 +25,9 @@ def _modules() -> dict[str, Path]:
 
 
 def _runtime_nodes(tree: ast.AST):
-    """Every node, function bodies included, except `if TYPE_CHECKING:` blocks (never run)."""
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        yield node
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                todo.extend(child.orelse)
-                continue
-            todo.append(child)
+    """Every node, function bodies and `if TYPE_CHECKING:` blocks included: a cycle that only a type checker
+    follows is still a knot in the house."""
+    yield from ast.walk(tree)
 
 
 def import_graph() -> dict[str, set[str]]:

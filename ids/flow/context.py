@@ -4,10 +4,9 @@ flow's facts (its FlowContext, server port, mid-stream pickup), and the two noti
 reassembly budget. Not the flow table."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from ..config import Config
     from ..events import FlowContext
 
 
@@ -18,7 +17,9 @@ class SessionContext:
         self._table = table
         self._flow = flow
         self.emit: Callable = table.emit
-        self.config: Config = table.config  # a session reads its own section (config.modbus, ...)
+        # ids.config.Config; not imported even for type checkers: config is built from the protocols' specs,
+        # whose sessions import this module, and the house keeps even type-only imports acyclic
+        self.config: Any = table.config  # a session reads its own section (config.modbus, ...)
 
     @property
     def context(self) -> FlowContext:
