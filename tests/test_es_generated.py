@@ -155,11 +155,17 @@ def test_saved_objects_use_only_defined_fields(fs, target):
         by_type.setdefault(o["type"], []).append(o)
     assert [o["attributes"]["title"] for o in by_type["index-pattern"]] == ["logs-otids.*"]
     assert sorted(o["id"] for o in by_type["dashboard"]) == ["otids-alerts", "otids-assets", "otids-certificates",
-                                                             "otids-protocols"]
+                                                             "otids-conn", "otids-protocols", "otids-sparkplug"]
     used = {f for o in objs for f, _ in kibana.fields_used(o)}
     # what the dashboards must show, per issue #7
     assert {"otids.alert.severity", "rule.name", "threat.technique.name", "source.ip", "modbus.function_code",
             "modbus.response.device_identification", "otids.alert.detector"} <= used
+    # the connection and Sparkplug views (issue #17): talkers by bytes, protocols and how they were named,
+    # conn_state, edge nodes and devices, STATE, metrics by topic, the Sparkplug checks' alerts
+    assert {"network.bytes", "otids.conn.state", "otids.conn.identified_by", "event.start",
+            "mqtt.publish.sparkplug.edge_node_id", "mqtt.publish.sparkplug.device_id",
+            "mqtt.publish.sparkplug.online", "mqtt.publish.sparkplug.metrics.name", "mqtt.publish.topic",
+            "otids.alert.sparkplug.edge_node"} <= used
     # the oldest format every supported Kibana imports (it migrates forward, and refuses newer ones)
     if target == "kibana":
         assert {o["coreMigrationVersion"] for o in objs} == {"8.0.0"}
@@ -225,6 +231,28 @@ def test_every_panel_field_is_aggregatable_in_the_generated_mappings(fs, target)
             assert node.get("type") in AGGREGATABLE_MAPPED, f"{o['id']}: {f} is mapped {node.get('type')}"
             checked += 1
     assert checked > 50
+
+
+def test_connection_and_sparkplug_queries(fs):
+    """The KQL the new views filter with: OR-lists, negations (external addresses), "no value", and the
+    latest-value metric (top hit on @timestamp) for whether an edge node is born or dead."""
+    objs = {o["id"]: o for o in kibana.saved_objects(fs)}
+
+    def query(oid):
+        return json.loads(objs[oid]["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])["query"]["query"]
+
+    assert query("otids-spb-nodes") == 'mqtt.publish.sparkplug.message_type : ("NBIRTH" or "NDEATH")'
+    assert query("otids-conn-unnamed") == 'event.dataset : "otids.conn" and not network.protocol : *'
+    ext = query("otids-conn-external")
+    assert ext.startswith('event.dataset : "otids.conn" and destination.ip : * and not destination.ip : "10.0.0.0/8"')
+    assert 'not destination.ip : "fc00::/7"' in ext
+    aggs = json.loads(objs["otids-spb-nodes"]["attributes"]["visState"])["aggs"]
+    assert aggs[1] == {"id": "2", "enabled": True, "type": "top_hits", "schema": "metric", "params": {
+        "field": "mqtt.publish.sparkplug.message_type", "customLabel": "Latest", "aggregate": "concat", "size": 1,
+        "sortField": "@timestamp", "sortOrder": "desc"}}
+    assert aggs[0]["type"] == "max"  # terms order by the first metric; Kibana cannot order by a top hit
+    for d in ("otids-conn", "otids-sparkplug"):  # the events they need are off by default: the view says so
+        assert "--es-events" in next(o for o in objs.values() if o["id"] == d)["attributes"]["description"]
 
 
 def test_protocol_panels_present_and_valid(fs):
