@@ -181,7 +181,10 @@ EVENTS_OFF = ("Needs protocol events in the cluster: they are off in the shipped
 INTERNAL = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
             "224.0.0.0/4", "255.255.255.255/32", "0.0.0.0/32", "fc00::/7", "fe80::/10", "ff00::/8", "::1/128")
 SPB = "mqtt.publish.sparkplug."
-SPARKPLUG = ((SPB + "message_type", None),)
+# The sensor sees a PUBLISH once from its publisher and once per subscriber: count the publisher's copy,
+# whose source.ip is the client that sent it (docs/SPARKPLUG.md).
+PUBLISHED = (("mqtt.publish.from_client", "true"),)
+SPARKPLUG = PUBLISHED + ((SPB + "message_type", None),)
 
 DASHBOARDS += (
     Dashboard("otids-conn", "otids: Connections",
@@ -230,32 +233,32 @@ DASHBOARDS += (
             metrics=(("cardinality", SPB + "edge_node_id", "Edge nodes"),), w=12, h=8),
         Vis("otids-spb-devices", "Devices", "metric", SPARKPLUG,
             metrics=(("cardinality", SPB + "device_id", "Devices"),), w=12, h=8),
-        Vis("otids-spb-births", "Node births (NBIRTH)", "metric", ((SPB + "message_type", "NBIRTH"),), w=12, h=8),
+        Vis("otids-spb-births", "Node births (NBIRTH)", "metric", PUBLISHED + ((SPB + "message_type", "NBIRTH"),), w=12, h=8),
         Vis("otids-spb-alerts-count", "Sparkplug alerts", "metric", ALERTS + (("rule.id", "otids.sparkplug.*"),),
             w=12, h=8),
         Vis("otids-spb-nodes", "Edge nodes: latest birth or death", "table",
-            ((SPB + "message_type", ("NBIRTH", "NDEATH")),),
+            PUBLISHED + ((SPB + "message_type", ("NBIRTH", "NDEATH")),),
             rows=(SPB + "group_id", SPB + "edge_node_id"), size=100,
             metrics=(("max", "@timestamp", "At"), ("last", SPB + "message_type", "Latest"),
                      ("count", None, "Births and deaths"))),
         Vis("otids-spb-devices-state", "Devices: latest birth or death", "table",
-            ((SPB + "message_type", ("DBIRTH", "DDEATH")),),
+            PUBLISHED + ((SPB + "message_type", ("DBIRTH", "DDEATH")),),
             rows=(SPB + "edge_node_id", SPB + "device_id"), size=100,
             metrics=(("max", "@timestamp", "At"), ("last", SPB + "message_type", "Latest"),
                      ("count", None, "Births and deaths"))),
-        Vis("otids-spb-hosts", "Host applications (STATE)", "table", ((SPB + "message_type", "STATE"),),
+        Vis("otids-spb-hosts", "Host applications (STATE)", "table", PUBLISHED + ((SPB + "message_type", "STATE"),),
             rows=(SPB + "host_id", "source.ip"), size=25,
             metrics=(("max", "@timestamp", "At"), ("last", SPB + "online", "Online"))),
         Vis("otids-spb-types-time", "Sparkplug messages by type over time", "bars", SPARKPLUG,
             split=SPB + "message_type", size=12),
         Vis("otids-spb-rebirths-time", "Rebirths (NBIRTH) per edge node over time", "bars",
-            ((SPB + "message_type", "NBIRTH"),), split=SPB + "edge_node_id", size=10),
+            PUBLISHED + ((SPB + "message_type", "NBIRTH"),), split=SPB + "edge_node_id", size=10),
         Vis("otids-spb-rebirth-requests", "Rebirth requests (NCMD Node Control/Rebirth)", "table",
-            ((SPB + "message_type", "NCMD"), (SPB + "metrics.name", "Node Control/Rebirth")),
+            PUBLISHED + ((SPB + "message_type", "NCMD"), (SPB + "metrics.name", "Node Control/Rebirth")),
             rows=(SPB + "edge_node_id", "source.ip"), size=25,
             metrics=(("count", None, "Requests"), ("max", "@timestamp", "Last"))),
         Vis("otids-spb-commands", "Commands (NCMD, DCMD) and their senders", "table",
-            ((SPB + "message_type", ("NCMD", "DCMD")),),
+            PUBLISHED + ((SPB + "message_type", ("NCMD", "DCMD")),),
             rows=("source.ip", SPB + "edge_node_id", SPB + "device_id", SPB + "metrics.name"), size=50, w=48),
         Vis("otids-spb-metrics", "Metrics by topic", "table", SPARKPLUG,
             rows=("mqtt.publish.topic", SPB + "metrics.name"), size=100, w=48,
@@ -263,7 +266,7 @@ DASHBOARDS += (
                      ("max", SPB + "metrics.double", "Max (float)"), ("max", "@timestamp", "Last"))),
         Vis("otids-spb-alerts", "Sparkplug check alerts", "table", ALERTS + (("rule.id", "otids.sparkplug.*"),),
             rows=("rule.name", "otids.alert.sparkplug.edge_node", "source.ip"), size=50, w=48),
-        Vis("otids-spb-problems", "Decoding problems", "table", ((SPB + "problems", None),),
+        Vis("otids-spb-problems", "Decoding problems", "table", PUBLISHED + ((SPB + "problems", None),),
             rows=(SPB + "problems", SPB + "edge_node_id"), size=25),
     )),
 )
