@@ -155,11 +155,17 @@ def test_saved_objects_use_only_defined_fields(fs, target):
         by_type.setdefault(o["type"], []).append(o)
     assert [o["attributes"]["title"] for o in by_type["index-pattern"]] == ["logs-otids.*"]
     assert sorted(o["id"] for o in by_type["dashboard"]) == ["otids-alerts", "otids-assets", "otids-certificates",
-                                                             "otids-protocols"]
+                                                             "otids-conn", "otids-protocols", "otids-sparkplug"]
     used = {f for o in objs for f, _ in kibana.fields_used(o)}
     # what the dashboards must show, per issue #7
     assert {"otids.alert.severity", "rule.name", "threat.technique.name", "source.ip", "modbus.function_code",
             "modbus.response.device_identification", "otids.alert.detector"} <= used
+    # the connection and Sparkplug views (issue #17): talkers by bytes, protocols and how they were named,
+    # conn_state, edge nodes and devices, STATE, metrics by topic, the Sparkplug checks' alerts
+    assert {"network.bytes", "otids.conn.state", "otids.conn.identified_by", "event.start",
+            "mqtt.publish.sparkplug.edge_node_id", "mqtt.publish.sparkplug.device_id",
+            "mqtt.publish.sparkplug.online", "mqtt.publish.sparkplug.metrics.name", "mqtt.publish.topic",
+            "otids.alert.sparkplug.edge_node"} <= used
     # the oldest format every supported Kibana imports (it migrates forward, and refuses newer ones)
     if target == "kibana":
         assert {o["coreMigrationVersion"] for o in objs} == {"8.0.0"}
@@ -227,6 +233,29 @@ def test_every_panel_field_is_aggregatable_in_the_generated_mappings(fs, target)
     assert checked > 50
 
 
+def test_connection_and_sparkplug_queries(fs):
+    """The KQL the new views filter with: OR-lists, negations (external addresses), "no value", and the
+    latest-value metric (top hit on @timestamp) for whether an edge node is born or dead."""
+    objs = {o["id"]: o for o in kibana.saved_objects(fs)}
+
+    def query(oid):
+        return json.loads(objs[oid]["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])["query"]["query"]
+
+    assert query("otids-spb-nodes") == ('mqtt.publish.from_client : "true" and '
+                                        'mqtt.publish.sparkplug.message_type : ("NBIRTH" or "NDEATH")')
+    assert query("otids-conn-unnamed") == 'event.dataset : "otids.conn" and not network.protocol : *'
+    ext = query("otids-conn-external")
+    assert ext.startswith('event.dataset : "otids.conn" and destination.ip : * and not destination.ip : "10.0.0.0/8"')
+    assert 'not destination.ip : "fc00::/7"' in ext
+    aggs = json.loads(objs["otids-spb-nodes"]["attributes"]["visState"])["aggs"]
+    assert aggs[1] == {"id": "2", "enabled": True, "type": "top_hits", "schema": "metric", "params": {
+        "field": "mqtt.publish.sparkplug.message_type", "customLabel": "Latest", "aggregate": "concat", "size": 1,
+        "sortField": "@timestamp", "sortOrder": "desc"}}
+    assert aggs[0]["type"] == "max"  # terms order by the first metric; Kibana cannot order by a top hit
+    for d in ("otids-conn", "otids-sparkplug"):  # the events they need are off by default: the view says so
+        assert "--es-events" in next(o for o in objs.values() if o["id"] == d)["attributes"]["description"]
+
+
 def test_protocol_panels_present_and_valid(fs):
     """The OPC UA, MQTT and TLS panels appear now that their field groups exist, and name only real fields."""
     assert kibana.missing_panels(fs) == []
@@ -267,3 +296,85 @@ def test_detection_rules_promote_every_alert_once_with_severity_risk_and_attack(
     listed = [tech["id"] for r in rules for t in r["threat"] for tech in t["technique"]]
     assert sorted(listed) == sorted(TECHNIQUES) and rules[-1]["rule_id"] == "otids-unmapped"
     assert len({r["rule_id"] for r in rules}) == len(rules)
+
+
+# ---------------------------------------------------------------------------------------------- views on real documents
+
+def _values(doc, name: str) -> list:
+    """Every value at dotted `name` in `doc`, through lists of objects (as Elasticsearch flattens them)."""
+    out = [doc]
+    for part in name.split("."):
+        nxt = []
+        for o in out:
+            for item in (o if isinstance(o, list) else [o]):
+                if isinstance(item, dict) and part in item:
+                    v = item[part]
+                    nxt.extend(v if isinstance(v, list) else [v])
+        out = nxt
+    return out
+
+
+def _kql_match(query: str, doc: dict) -> bool:
+    """The KQL the generator writes (kibana.kql): clauses joined by `and`, each `f : *`, `not f : *`,
+    `f : "v"`, `not f : "v"` (an ip field takes CIDR), `f : ("a" or "b")`, `f : prefix*`, `f >= n`."""
+    import ipaddress
+
+    def eq(v, want: str) -> bool:
+        try:
+            net = ipaddress.ip_network(want)  # a CIDR block (the field is an ip)
+        except ValueError:
+            return str(v).lower() == want.lower() if isinstance(v, bool) else str(v) == want
+        try:
+            return ipaddress.ip_address(v) in net
+        except ValueError:
+            return False
+
+    for clause in query.split(" and "):
+        neg = clause.startswith("not ")
+        clause = clause[4:] if neg else clause
+        m = re.fullmatch(r'([\w.@]+) (:|>=|<=) (.+)', clause)
+        assert m, clause
+        f, op, rhs = m.groups()
+        vals = _values(doc, f)
+        if op != ":":
+            hit = any(isinstance(v, (int, float)) and (v >= float(rhs) if op == ">=" else v <= float(rhs)) for v in vals)
+        elif rhs == "*":
+            hit = bool(vals)
+        elif rhs.startswith("("):
+            wants = re.findall(r'"([^"]*)"', rhs)
+            hit = any(eq(v, w) for v in vals for w in wants)
+        elif rhs.startswith('"'):
+            hit = any(eq(v, rhs.strip('"')) for v in vals)
+        else:
+            assert rhs.endswith("*"), clause
+            hit = any(str(v).startswith(rhs[:-1]) for v in vals)
+        if hit == neg:
+            return False
+    return True
+
+
+def test_connection_and_sparkplug_views_show_data_from_the_captures():
+    """Over every capture's alerts and events (the golden files of pcaps/ and the corpus: what `analyze
+    --events` writes; connections to external addresses are only in the corpus), each panel
+    of the two views matches documents carrying every field it aggregates, so with events on no panel is
+    empty (the network baseline panel needs `--baseline`, which the golden runs do not use)."""
+    import gzip
+
+    docs = []
+    for p in sorted((ROOT / "tests/golden").rglob("*.gz")):
+        if p.name.endswith((".alerts.gz", ".events.gz")):
+            # only what the two views can match: connection records, Sparkplug messages and alerts
+            docs += [json.loads(x) for x in gzip.decompress(p.read_bytes()).splitlines()
+                     if x.startswith(b"{") and (b'"otids.conn"' in x or b"sparkplug" in x)]
+    assert len(docs) > 1000
+    objs = {o["id"]: o for o in kibana.saved_objects(load_fields())}
+    empty = []
+    for dash in ("otids-conn", "otids-sparkplug"):
+        for ref in objs[dash]["references"]:
+            o = objs[ref["id"]]
+            q = json.loads(o["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])["query"]["query"]
+            aggregated = [f for f, agg in kibana.fields_used(o) if agg and f != "@timestamp"]
+            rows = [d for d in docs if _kql_match(q, d) and all(_values(d, f) for f in aggregated)]
+            if not rows:
+                empty.append(o["id"])
+    assert empty == ["otids-conn-baseline-new"]

@@ -1,5 +1,5 @@
 """Command-line wiring of the Elasticsearch output: the `analyze`/`live` options and plug-in build(), and
-the `otids es` subcommands (setup, generate, validate, load)."""
+the `otids es` subcommands (setup, generate, package, validate, load)."""
 from __future__ import annotations
 
 import json
@@ -99,6 +99,16 @@ def register(sub) -> None:
     g.add_argument("--out", default=".", metavar="DIR", help="repository root to write into (default: .)")
     g.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
     g.set_defaults(func=cmd_generate)
+
+    pk = es.add_parser("package", help="generate the Elastic integration package (Fleet)",
+                       description="Write the otids integration package (package-spec format: manifest, data "
+                                   "streams alert/events/conn, fields, ingest pipelines, Elastic Agent filestream "
+                                   "input, dashboards), as a directory or as the zip Kibana's integration upload "
+                                   "takes (docs/ELASTICSEARCH.md).")
+    pk.add_argument("-o", "--output", required=True, metavar="DIR|FILE.zip",
+                    help="package directory, or FILE.zip holding otids-<version>/")
+    pk.add_argument("--force", action="store_true", help="replace an existing package directory or zip")
+    pk.set_defaults(func=cmd_package)
 
     v = es.add_parser("validate", help="check NDJSON documents against the field definitions",
                       description="Report every field that is undeclared, of the wrong type or out of range.")
@@ -224,6 +234,21 @@ def kibana_import(cfg, creds: dict, flavor: str, api: str, filename: str, payloa
                 time.sleep(2)
                 continue
             raise UserError(f"{display_url(cfg.kibana_url)}: {getattr(e, 'reason', e)}") from None
+
+
+def cmd_package(args) -> int:
+    from pathlib import Path
+
+    from ..output import fleet
+    from ..output.fields import load_fields
+
+    fs = load_fields()
+    lic = Path(__file__).resolve().parents[2] / "LICENSE"
+    done = fleet.write_package(fs, args.output, force=args.force,
+                               license_text=lic.read_text(encoding="utf-8") if lic.is_file() else None)
+    print(f"otids: wrote integration package {fleet.NAME} {fleet.__version__} (format "
+          f"{fleet.FORMAT_VERSION}) to {args.output}: {done}")
+    return 0
 
 
 def cmd_generate(args) -> int:

@@ -1,5 +1,6 @@
-"""Kibana (and OpenSearch Dashboards) saved objects for otids: a data view on logs-otids.* and four
-dashboards — alerts, OT protocol activity, assets, certificate findings — built from the panel list below
+"""Kibana (and OpenSearch Dashboards) saved objects for otids: a data view on logs-otids.* and six
+dashboards — alerts, OT protocol activity, assets, certificate findings, connections, Sparkplug — built
+from the panel list below
 and checked against the field definitions, so a visualisation can never name a field the mapping lacks.
 
 Panels are aggregation-based visualisations (not Lens): their format is shared by Kibana 8/9 and
@@ -36,10 +37,12 @@ class Vis:
     id: str
     title: str
     kind: str  # metric | pie | table | bars (count over time, split by `split`)
-    where: tuple = ()  # (field, value) pairs ANDed into a KQL query; value None means "field exists"
+    # (field, value) pairs ANDed into a KQL query; value None means "field exists", a tuple of values any of
+    # them, a value starting with "!" not that value (see kql())
+    where: tuple = ()
     rows: tuple = ()  # table: terms split rows; pie: slices; metric: unused
     split: str | None = None  # bars: split series field
-    metrics: tuple = (("count", None, "Count"),)  # (agg, field, label)
+    metrics: tuple = (("count", None, "Count"),)  # (agg, field, label); agg "last": the latest value (top hit)
     size: int = 10
     requires: tuple = ()  # field groups the panel needs; absent group -> panel left out
     w: int = 24
@@ -167,6 +170,108 @@ DASHBOARDS = (
 )
 
 
+# Connection records and Sparkplug messages are protocol events: shipped with `--es-events`
+# (elasticsearch.events: true), off in the shipped config. What it costs is in docs/ELASTICSEARCH.md.
+CONN = (("event.dataset", "otids.conn"),)
+EVENTS_OFF = ("Needs protocol events in the cluster: they are off in the shipped configuration; turn them on "
+              "with --es-events or elasticsearch.events: true (volume and cost: docs/ELASTICSEARCH.md, "
+              "'Events for the connection and Sparkplug views').")
+# Addresses that are not external: RFC 1918, CGNAT, loopback, link-local, multicast, broadcast, IPv6 ULA,
+# link-local and multicast. KQL matches an ip field against CIDR blocks.
+INTERNAL = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+            "224.0.0.0/4", "255.255.255.255/32", "0.0.0.0/32", "fc00::/7", "fe80::/10", "ff00::/8", "::1/128")
+SPB = "mqtt.publish.sparkplug."
+# The sensor sees a PUBLISH once from its publisher and once per subscriber: count the publisher's copy,
+# whose source.ip is the client that sent it (docs/SPARKPLUG.md).
+PUBLISHED = (("mqtt.publish.from_client", "true"),)
+SPARKPLUG = PUBLISHED + ((SPB + "message_type", None),)
+
+DASHBOARDS += (
+    Dashboard("otids-conn", "otids: Connections",
+              "Connection records (dataset otids.conn, Zeek's conn.log in ECS): top talkers by bytes, the "
+              "protocols named and how (content or port), TCP connection states, connections to external "
+              "addresses, and the network baseline's new hosts, links and services. " + EVENTS_OFF, (
+        Vis("otids-conn-count", "Connections", "metric", CONN, w=12, h=8),
+        Vis("otids-conn-bytes", "Bytes", "metric", CONN, metrics=(("sum", "network.bytes", "Bytes"),), w=12, h=8),
+        Vis("otids-conn-hosts", "Hosts", "metric", CONN,
+            metrics=(("cardinality", "source.ip", "Originators"), ("cardinality", "destination.ip", "Responders")),
+            w=12, h=8),
+        Vis("otids-conn-unnamed", "Connections without a protocol name", "metric",
+            CONN + (("network.protocol", "!*"),), w=12, h=8),
+        Vis("otids-conn-talkers", "Top talkers by bytes", "table", CONN,
+            rows=("source.ip", "destination.ip", "network.protocol"), size=25, w=48,
+            metrics=(("sum", "network.bytes", "Bytes"), ("sum", "source.bytes", "Bytes from originator"),
+                     ("sum", "destination.bytes", "Bytes from responder"), ("count", None, "Connections"))),
+        Vis("otids-conn-protocols", "Protocols by bytes", "pie", CONN, rows=("network.protocol",), size=20,
+            metrics=(("sum", "network.bytes", "Bytes"),)),
+        Vis("otids-conn-identified", "Protocols named by content or by port", "table", CONN,
+            rows=("network.protocol", "otids.conn.identified_by", "network.transport"), size=50,
+            metrics=(("count", None, "Connections"), ("sum", "network.bytes", "Bytes"))),
+        Vis("otids-conn-state", "Connection states (Zeek conn_state)", "pie",
+            CONN + (("network.transport", "tcp"),), rows=("otids.conn.state",), size=13),
+        Vis("otids-conn-state-time", "Connection states over time", "bars", CONN + (("network.transport", "tcp"),),
+            split="otids.conn.state", size=13),
+        Vis("otids-conn-external", "Connections to external addresses (newest first)", "table",
+            CONN + (("destination.ip", None),) + tuple(("destination.ip", "!" + c) for c in INTERNAL),
+            rows=("destination.ip", "destination.port", "network.protocol", "source.ip"), size=50, w=48,
+            metrics=(("max", "event.start", "Last started"), ("min", "event.start", "First started"),
+                     ("count", None, "Connections"), ("sum", "network.bytes", "Bytes"))),
+        Vis("otids-conn-notes", "Connection notes (odd TCP flags, port/protocol mismatch, ...)", "table",
+            CONN + (("otids.conn.notes", None),), rows=("otids.conn.notes", "source.ip", "destination.ip"), size=25),
+        Vis("otids-conn-baseline-new", "New hosts, links and services (network baseline alerts)", "table",
+            ALERTS + (("rule.id", "otids.baseline.network.*"),),
+            rows=("rule.id", "source.ip", "destination.ip"), size=25,
+            metrics=(("count", None, "Alerts"), ("min", "@timestamp", "First"))),
+    )),
+    Dashboard("otids-sparkplug", "otids: Sparkplug and UNS",
+              "Sparkplug B over MQTT: edge nodes and devices with their latest birth or death (online or "
+              "offline), host applications' STATE, rebirths and rebirth requests, commands and who sent them, "
+              "metrics by topic, and the Sparkplug checks' alerts (docs/SPARKPLUG.md). The alert panels work "
+              "with alerts alone; the others show the messages alerts are about unless protocol events are "
+              "shipped. " + EVENTS_OFF, (
+        Vis("otids-spb-edge-nodes", "Edge nodes", "metric", SPARKPLUG,
+            metrics=(("cardinality", SPB + "edge_node_id", "Edge nodes"),), w=12, h=8),
+        Vis("otids-spb-devices", "Devices", "metric", SPARKPLUG,
+            metrics=(("cardinality", SPB + "device_id", "Devices"),), w=12, h=8),
+        Vis("otids-spb-births", "Node births (NBIRTH)", "metric", PUBLISHED + ((SPB + "message_type", "NBIRTH"),), w=12, h=8),
+        Vis("otids-spb-alerts-count", "Sparkplug alerts", "metric", ALERTS + (("rule.id", "otids.sparkplug.*"),),
+            w=12, h=8),
+        Vis("otids-spb-nodes", "Edge nodes: latest birth or death", "table",
+            PUBLISHED + ((SPB + "message_type", ("NBIRTH", "NDEATH")),),
+            rows=(SPB + "group_id", SPB + "edge_node_id"), size=100,
+            metrics=(("max", "@timestamp", "At"), ("last", SPB + "message_type", "Latest"),
+                     ("count", None, "Births and deaths"))),
+        Vis("otids-spb-devices-state", "Devices: latest birth or death", "table",
+            PUBLISHED + ((SPB + "message_type", ("DBIRTH", "DDEATH")),),
+            rows=(SPB + "edge_node_id", SPB + "device_id"), size=100,
+            metrics=(("max", "@timestamp", "At"), ("last", SPB + "message_type", "Latest"),
+                     ("count", None, "Births and deaths"))),
+        Vis("otids-spb-hosts", "Host applications (STATE)", "table", PUBLISHED + ((SPB + "message_type", "STATE"),),
+            rows=(SPB + "host_id", "source.ip"), size=25,
+            metrics=(("max", "@timestamp", "At"), ("last", SPB + "online", "Online"))),
+        Vis("otids-spb-types-time", "Sparkplug messages by type over time", "bars", SPARKPLUG,
+            split=SPB + "message_type", size=12),
+        Vis("otids-spb-rebirths-time", "Rebirths (NBIRTH) per edge node over time", "bars",
+            PUBLISHED + ((SPB + "message_type", "NBIRTH"),), split=SPB + "edge_node_id", size=10),
+        Vis("otids-spb-rebirth-requests", "Rebirth requests (NCMD Node Control/Rebirth)", "table",
+            PUBLISHED + ((SPB + "message_type", "NCMD"), (SPB + "metrics.name", "Node Control/Rebirth")),
+            rows=(SPB + "edge_node_id", "source.ip"), size=25,
+            metrics=(("count", None, "Requests"), ("max", "@timestamp", "Last"))),
+        Vis("otids-spb-commands", "Commands (NCMD, DCMD) and their senders", "table",
+            PUBLISHED + ((SPB + "message_type", ("NCMD", "DCMD")),),
+            rows=("source.ip", SPB + "edge_node_id", SPB + "device_id", SPB + "metrics.name"), size=50, w=48),
+        Vis("otids-spb-metrics", "Metrics by topic", "table", SPARKPLUG,
+            rows=("mqtt.publish.topic", SPB + "metrics.name"), size=100, w=48,
+            metrics=(("count", None, "Messages"), ("min", SPB + "metrics.double", "Min (float)"),
+                     ("max", SPB + "metrics.double", "Max (float)"), ("max", "@timestamp", "Last"))),
+        Vis("otids-spb-alerts", "Sparkplug check alerts", "table", ALERTS + (("rule.id", "otids.sparkplug.*"),),
+            rows=("rule.name", "otids.alert.sparkplug.edge_node", "source.ip"), size=50, w=48),
+        Vis("otids-spb-problems", "Decoding problems", "table", PUBLISHED + ((SPB + "problems", None),),
+            rows=(SPB + "problems", SPB + "edge_node_id"), size=25),
+    )),
+)
+
+
 # ---------------------------------------------------------------------------------------------- building
 
 def kql(where: tuple) -> str:
@@ -174,6 +279,12 @@ def kql(where: tuple) -> str:
     for f, v in where:
         if v is None:
             parts.append(f"{f} : *")
+        elif isinstance(v, tuple):
+            parts.append(f"{f} : (" + " or ".join(f'"{x}"' for x in v) + ")")
+        elif v == "!*":
+            parts.append(f"not {f} : *")
+        elif v.startswith("!"):
+            parts.append(f'not {f} : "{v[1:]}"')
         elif v.startswith((">=", "<=")) or v.endswith("*"):
             parts.append(f"{f} {v[:2]} {v[2:]}" if v.startswith((">=", "<=")) else f"{f} : {v}")
         else:
@@ -191,6 +302,9 @@ def _aggs(v: Vis) -> list:
     for i, (agg, fld, label) in enumerate(v.metrics, 1):
         a = {"id": str(i), "enabled": True, "type": agg, "schema": "metric",
              "params": {"customLabel": label} if fld is None else {"field": fld, "customLabel": label}}
+        if agg == "last":  # the value of the newest document in the bucket
+            a["type"] = "top_hits"
+            a["params"].update(aggregate="concat", size=1, sortField="@timestamp", sortOrder="desc")
         aggs.append(a)
     n = len(aggs)
     if v.kind == "bars":
