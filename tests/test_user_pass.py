@@ -1,0 +1,17 @@
+"""A new user's pass over the CLI (branch polish): bad input gives one line naming the file and the exit code
+the README lists (2: nothing done, bad input or usage), the same for every command."""
+from __future__ import annotations
+
+from conftest import ROOT, run_cli
+
+
+def test_rules_lint_missing_path_or_lists_is_bad_input(tmp_path):
+    """A rule path that does not exist is bad input (2), as for `rules test`, `rules dry-run` and `analyze
+    --rules`; a rule with errors is a lint finding (1)."""
+    p = run_cli("rules", "lint", str(tmp_path / "nope.yml"), check_rc=2)
+    assert f"{tmp_path / 'nope.yml'}: error: no such rule file or directory" in p.stdout
+    run_cli("rules", "test", str(tmp_path / "nope.yml"), check_rc=2)
+    run_cli("rules", "lint", str(ROOT / "rules"), "--lists", str(tmp_path / "nope.yml"), check_rc=2)
+    bad = tmp_path / "bad.yml"
+    bad.write_text("rules:\n  - id: x\n    title: t\n    match: {nosuchfield: 1}\n")
+    run_cli("rules", "lint", str(bad), check_rc=1)
