@@ -2,7 +2,9 @@
 the README lists (2: nothing done, bad input or usage), the same for every command."""
 from __future__ import annotations
 
-from conftest import ROOT, run_cli
+from conftest import PCAPS, ROOT, run_cli
+
+DEMO = str(PCAPS / "modbus-demo.pcap")
 
 
 def test_rules_lint_missing_path_or_lists_is_bad_input(tmp_path):
@@ -15,3 +17,17 @@ def test_rules_lint_missing_path_or_lists_is_bad_input(tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text("rules:\n  - id: x\n    title: t\n    match: {nosuchfield: 1}\n")
     run_cli("rules", "lint", str(bad), check_rc=1)
+
+
+def test_learn_into_a_directory_says_so_before_reading(tmp_path):
+    """`learn -o DIR` is refused at once with what -o wants; it said "the previous file is unchanged" of a
+    file that never existed, after reading every capture."""
+    p = run_cli("learn", "-o", str(tmp_path), DEMO, check_rc=2)
+    assert p.stderr.strip() == (f"otids: error: {tmp_path}: is a directory; -o takes the baseline file's name "
+                                f"(e.g. {tmp_path / 'baseline.yaml'})")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_failure_says_previous_file_unchanged_only_when_there_was_one(tmp_path):
+    p = run_cli("assets", "-o", str(tmp_path), DEMO, check_rc=2)
+    assert p.stderr.strip() == f"otids: error: {tmp_path}: cannot write assets: Is a directory; nothing written"
