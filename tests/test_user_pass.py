@@ -31,3 +31,20 @@ def test_learn_into_a_directory_says_so_before_reading(tmp_path):
 def test_write_failure_says_previous_file_unchanged_only_when_there_was_one(tmp_path):
     p = run_cli("assets", "-o", str(tmp_path), DEMO, check_rc=2)
     assert p.stderr.strip() == f"otids: error: {tmp_path}: cannot write assets: Is a directory; nothing written"
+
+
+def test_report_of_nothing_is_refused_like_analyze(tmp_path):
+    """A capture that cannot be read gives `report` exit 2 and no report, as `analyze` and `assets` do; it
+    wrote an empty report and exited 1."""
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    out = tmp_path / "r.html"
+    p = run_cli("report", str(empty), "-o", str(out), check_rc=2)
+    assert p.stderr.splitlines()[-1] == f"otids: error: nothing analysed (no packet read); {out} not written"
+    assert not out.exists()
+
+
+def test_a_directory_is_not_called_a_missing_capture(tmp_path):
+    for cmd in (("certs",), ("report", "-o", str(tmp_path / "r.html"))):
+        p = run_cli(*cmd, str(tmp_path), check_rc=2)
+        assert p.stderr.strip() == f"otids: error: {tmp_path}: is a directory, not a capture file", cmd
