@@ -48,3 +48,20 @@ def test_a_directory_is_not_called_a_missing_capture(tmp_path):
     for cmd in (("certs",), ("report", "-o", str(tmp_path / "r.html"))):
         p = run_cli(*cmd, str(tmp_path), check_rc=2)
         assert p.stderr.strip() == f"otids: error: {tmp_path}: is a directory, not a capture file", cmd
+
+
+def test_a_capture_given_for_a_text_file_is_one_line_not_a_traceback(tmp_path):
+    """A capture where a baseline, NDJSON or events file was wanted (an easy slip on the command line) is
+    named with what is wrong; these raised UnicodeDecodeError with a traceback (exit 1)."""
+    for cmd in (("baseline", "check", DEMO), ("learn", "-o", DEMO, DEMO),
+                ("analyze", "-q", "-o", str(tmp_path / "a.ndjson"), "--baseline", DEMO, DEMO)):
+        p = run_cli(*cmd, check_rc=2)
+        assert p.stderr.strip() == f"otids: error: {DEMO}: not a baseline: not UTF-8 text (byte 0)", cmd
+    nd = tmp_path / "events.ndjson"
+    nd.write_bytes((PCAPS / "modbus-demo.pcap").read_bytes())
+    p = run_cli("rules", "dry-run", str(ROOT / "rules"), str(nd), check_rc=2)
+    assert p.stderr.strip() == f"otids: error: {nd}:1: not JSON (not UTF-8 text)"
+    p = run_cli("report", "--from", str(nd), "-o", str(tmp_path / "r.html"), check_rc=2)
+    assert p.stderr.strip() == f"otids: error: {nd}:1: not a JSON document (not UTF-8 text, byte 0 of the line)"
+    p = run_cli("es", "validate", str(nd), check_rc=1)
+    assert p.stdout.startswith(f"{nd}:1: not UTF-8 text (byte 0 of the line)\n")

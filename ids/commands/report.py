@@ -45,7 +45,10 @@ def read_ndjson(path: str):
             if not line.strip():
                 continue
             try:
+                line.decode("utf-8")  # orjson says "str is not valid UTF-8: surrogates not allowed" of a capture
                 doc = orjson.loads(line)
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{n}: not a JSON document (not UTF-8 text, byte {e.start} of the line)") from None
             except orjson.JSONDecodeError as e:
                 raise UserError(f"{path}:{n}: not a JSON document ({e})") from None
             if not isinstance(doc, dict):

@@ -270,12 +270,14 @@ def cmd_dry_run(args) -> int:
         if not os.path.isfile(inp):
             raise UserError(f"{inp}: no such file")
         if inp.endswith((".ndjson", ".json", ".jsonl")):
-            with open(inp, encoding="utf-8") as fh:
+            with open(inp, "rb") as fh:
                 for ln, line in enumerate(fh, 1):
                     if not line.strip():
                         continue
                     try:
-                        doc = json.loads(line)
+                        doc = json.loads(line.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        raise UserError(f"{inp}:{ln}: not JSON (not UTF-8 text)") from None
                     except json.JSONDecodeError as e:
                         raise UserError(f"{inp}:{ln}: not JSON ({e.msg})") from None
                     if not isinstance(doc, dict) or (doc.get("event") or {}).get("kind") == "alert":
