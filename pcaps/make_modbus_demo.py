@@ -34,14 +34,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import select
 import shutil
 import signal
 import struct
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when a test loads this file by path
+from tcpdump_lo import start_tcpdump, stop_tcpdump  # noqa: E402  the generators' one tcpdump helper
 
 PLC = ("127.0.0.2", 502)
 PLC_ALT = ("127.0.0.3", 5020)
@@ -54,42 +54,6 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "modbus-demo.pcap"
 def die(msg: str) -> None:
     print(f"make_modbus_demo: error: {msg}", file=sys.stderr)
     sys.exit(1)
-
-
-# --------------------------------------------------------------------------- #
-# tcpdump handling
-# --------------------------------------------------------------------------- #
-def start_tcpdump(out: Path) -> subprocess.Popen:
-    cmd = ["tcpdump", "-i", "lo", "-n", "-U", "-Z", "root", "-w", str(out), BPF]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 10
-    seen = ""
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            die(f"tcpdump exited early: {(seen + proc.stderr.read()).strip()}")
-        ready, _, _ = select.select([proc.stderr], [], [], 0.2)
-        if ready:
-            line = proc.stderr.readline()
-            seen += line
-            if "listening on" in line:
-                time.sleep(0.3)  # let the capture settle
-                return proc
-    proc.terminate()
-    die(f"tcpdump not ready after 10s: {seen.strip()}")
-    raise AssertionError  # unreachable
-
-
-def stop_tcpdump(proc: subprocess.Popen) -> str:
-    time.sleep(0.5)  # let the last FIN/ACKs reach the capture
-    proc.send_signal(signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-    return err
 
 
 def count_pcap_packets(path: Path) -> int:
@@ -289,7 +253,7 @@ def main() -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    proc = start_tcpdump(out)
+    proc = start_tcpdump(out, BPF)
     try:
         asyncio.run(run_traffic())
     except BaseException:

@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import select
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -43,6 +41,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when a test loads this file by path
+from tcpdump_lo import start_tcpdump, stop_tcpdump  # noqa: E402  the generators' one tcpdump helper
 
 HOST = "127.0.0.5"
 PLAIN, PROBE_PORT, TLS12, TLS13 = 1883, 11883, 8883, 8884
@@ -54,34 +55,9 @@ def die(msg: str) -> None:
     sys.exit(1)
 
 
-# ------------------------------------------------------------------ tcpdump and mosquitto
-def start_tcpdump(out: Path, ports: list[int]) -> subprocess.Popen:
-    bpf = f"host {HOST} and (" + " or ".join(f"tcp port {p}" for p in ports) + ")"
-    proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "-Z", "root", "-w", str(out), bpf],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 10
-    seen = ""
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            die(f"tcpdump exited early: {seen + proc.stderr.read()}")
-        if select.select([proc.stderr], [], [], 0.2)[0]:
-            line = proc.stderr.readline()
-            seen += line
-            if "listening on" in line:
-                time.sleep(0.3)
-                return proc
-    proc.terminate()
-    die(f"tcpdump not ready: {seen}")
-    raise AssertionError
-
-
-def stop_tcpdump(proc: subprocess.Popen) -> None:
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+# ------------------------------------------------------------------ mosquitto (tcpdump: tcpdump_lo.py)
+def _bpf(ports: list[int]) -> str:
+    return f"host {HOST} and (" + " or ".join(f"tcp port {p}" for p in ports) + ")"
 
 
 def start_broker(conf: Path, ports: list[int]) -> subprocess.Popen:
@@ -351,12 +327,12 @@ tls_version tlsv1.3
         broker = start_broker(conf, [PLAIN, PROBE_PORT, TLS12, TLS13])
         try:
             time.sleep(0.3)
-            dump = start_tcpdump(out / "mqtt-mosquitto.pcap", [PLAIN, PROBE_PORT])
+            dump = start_tcpdump(out / "mqtt-mosquitto.pcap", _bpf([PLAIN, PROBE_PORT]))
             try:
                 plain_traffic()
             finally:
                 stop_tcpdump(dump)
-            dump = start_tcpdump(out / "mqtt-tls.pcap", [TLS12, TLS13])
+            dump = start_tcpdump(out / "mqtt-tls.pcap", _bpf([TLS12, TLS13]))
             try:
                 tls_traffic(pki)
             finally:

@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import select
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when a test loads this file by path
+from tcpdump_lo import start_tcpdump, stop_tcpdump  # noqa: E402  the generators' one tcpdump helper
 
 BROKER = "127.0.0.6"
 PORT = 1883
@@ -100,36 +101,7 @@ def pysparkplug_metrics(rows, ts=T0):
     return [psp.Metric(timestamp=ts, name=n, datatype=psp.DataType[k], value=_pyvalue(k, v)) for n, k, v in rows]
 
 
-# ------------------------------------------------------------------ tcpdump and mosquitto
-def start_tcpdump(out: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "-Z", "root", "-w", str(out),
-                             f"host {BROKER} and tcp port {PORT}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 10
-    seen = ""
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            die(f"tcpdump exited early: {seen + proc.stderr.read()}")
-        if select.select([proc.stderr], [], [], 0.2)[0]:
-            line = proc.stderr.readline()
-            seen += line
-            if "listening on" in line:
-                time.sleep(0.3)
-                return proc
-    proc.terminate()
-    die(f"tcpdump not ready: {seen}")
-    raise AssertionError
-
-
-def stop_tcpdump(proc: subprocess.Popen) -> None:
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
+# ------------------------------------------------------------------ mosquitto (tcpdump: tcpdump_lo.py)
 def start_broker(tmp: Path) -> subprocess.Popen:
     conf = tmp / "mosquitto.conf"
     conf.write_text(f"listener {PORT} {BROKER}\nallow_anonymous true\npersistence false\n")
@@ -380,7 +352,7 @@ def record(name: str, fn, outdir: Path, tmp: Path) -> None:
     out = outdir / name
     broker = start_broker(tmp)
     try:
-        dump = start_tcpdump(out)
+        dump = start_tcpdump(out, f"host {BROKER} and tcp port {PORT}")
         try:
             fn()
         finally:

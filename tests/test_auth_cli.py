@@ -104,6 +104,8 @@ def test_certs_table():
     out = p.stdout
     assert "Certificates seen: 4" in out  # two clients, and the server's certificate towards each and "CN=device-expired,O=otids test plant" in out
     assert "expired (high): expired" in out and " ok " in out
+    # judged at the capture's time, and said so: "35 days ago" read as 35 days before today
+    assert "expired 2026-10-18 (35 days before the capture)" in out and "ago" not in out
     p = run_cli("certs", str(PCAPS / "auth-opcua-valid.pcap"))
     assert "no_trust_store (info)" in p.stdout and "chains were not verified" in p.stdout
 

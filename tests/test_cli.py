@@ -44,6 +44,19 @@ def test_summary_talker_packets_match_connection_records(tmp_path):
     assert conn == [13, 34, 37] and sorted(int(pk) for _, pk in rows) == conn
 
 
+def test_summary_names_each_kind_of_bytes(tmp_path):
+    """The first line counts frame bytes as captured; the talkers' bytes are payload bytes, the sum of the
+    connection records' source/destination_payload_bytes (not their IP bytes, not frame bytes)."""
+    ev = tmp_path / "e.ndjson"
+    p = run_cli("analyze", DEMO, "-o", str(tmp_path / "a.ndjson"), "--events", str(ev))
+    conn = sorted(d["otids"]["conn"]["source_payload_bytes"] + d["otids"]["conn"]["destination_payload_bytes"]
+                  for d in read_ndjson(ev) if d["event"]["dataset"] == "otids.conn")
+    rows = re.findall(r"\s\d+ \u2502\s+\d+ \u2502\s+([\d,]+) \u2502\n", p.stderr)
+    assert sorted(int(b.replace(",", "")) for b in rows) == conn == [58, 372, 471]
+    assert "payload" in p.stderr[p.stderr.index("Top talkers"):p.stderr.index("127.0.0.10")]
+    assert ", 6,493 frame bytes in " in p.stderr.splitlines()[0]
+
+
 def test_summary_talkers_never_cut_an_address(tmp_path):
     """On an 80-column terminal (or a pipe) long IPv6 addresses and services fold onto a second line rather
     than end in an ellipsis that loses them."""
@@ -69,7 +82,7 @@ def test_summary_header_and_checksum_note_are_one_line_each(tmp_path):
     mid-phrase by the renderer ("in 0.00 " / "s; 3 flows"): the terminal wraps them, scripts grep them."""
     p = run_cli("analyze", DEMO, "-o", str(tmp_path / "a.ndjson"))
     lines = p.stderr.splitlines()
-    assert re.fullmatch(r"otids read 1 file\(s\), 84 packets, 6,493 bytes in \d+\.\d\d s; 3 flows", lines[0])
+    assert re.fullmatch(r"otids read 1 file\(s\), 84 packets, 6,493 frame bytes in \d+\.\d\d s; 3 flows", lines[0])
     assert any(ln.startswith("  note: most checksums are bad") and ln.endswith("stops checking)") for ln in lines)
 
 

@@ -54,6 +54,33 @@ def open_capture(path: str) -> "CaptureReader":
     raise CaptureError(path, 0, f"not a pcap or pcapng file (magic {head.hex()})")
 
 
+def read_chunk(r) -> bytes:
+    """Up to CHUNK bytes of reader `r`'s file; b"" at its end. A gzip stream cut short (a capture copied
+    while it was still being written) first gives what decompressed before the cut, then the error at the
+    offset of the last whole packet: GzipFile.read(CHUNK) dropped the chunk that held the cut."""
+    fh, err = r._fh, getattr(r, "_gz_error", None)
+    if err is not None:
+        raise CaptureError(r.path, r.offset, f"read failed: {err}")
+    if not isinstance(fh, gzip.GzipFile):
+        try:
+            return fh.read(CHUNK)
+        except OSError as e:
+            raise CaptureError(r.path, r.offset, f"read failed: {e}") from None
+    parts, n = [], 0
+    try:
+        while n < CHUNK:
+            b = fh.read1(CHUNK - n)
+            if not b:
+                break
+            parts.append(b)
+            n += len(b)
+    except (OSError, EOFError) as e:
+        if not parts:
+            raise CaptureError(r.path, r.offset, f"read failed: {e}") from None
+        r._gz_error = e
+    return b"".join(parts)
+
+
 class CaptureReader:
     path: str
     #: byte offset of the next unread record; after an error, where the damage starts
@@ -113,10 +140,7 @@ class PcapReader(CaptureReader):
             buf, base, pos, eof = buf[pos:] + more, base + pos, 0, not more
 
     def _read(self) -> bytes:
-        try:
-            return self._fh.read(CHUNK)
-        except (OSError, EOFError) as e:
-            raise CaptureError(self.path, self.offset, f"read failed: {e}") from None
+        return read_chunk(self)
 
 
 class PcapngReader(CaptureReader):
@@ -223,10 +247,7 @@ class PcapngReader(CaptureReader):
             pos += blen
 
     def _read(self) -> bytes:
-        try:
-            return self._fh.read(CHUNK)
-        except (OSError, EOFError) as e:
-            raise CaptureError(self.path, self.offset, f"read failed: {e}") from None
+        return read_chunk(self)
 
     def _refill(self, buf: bytes, pos: int, base: int):
         more = self._read()

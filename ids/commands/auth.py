@@ -6,11 +6,10 @@ table or JSON. Both judge with the same code (verdicts.py), so the table and the
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import OrderedDict
 
-from ..errors import UserError
+from ..errors import missing_captures
 from ..detect.auth.certs import Finding, TrustStore
 from ..detect.auth.context import load_context
 from ..detect.auth.registry import Registry
@@ -207,9 +206,9 @@ def cmd_certs(args) -> int:
     from ..pipeline import Run
 
     config = load_config(args.config)
-    missing = [p for p in args.pcaps if not os.path.isfile(p)]
-    if missing:
-        raise UserError(f"{missing[0]}: no such capture file")
+    err = missing_captures(args.pcaps)  # a directory is not "no such capture file"
+    if err is not None:
+        raise err
     reg, store = load_context(args)
     inv = CertInventory(reg, store)
     run = Run(config, [inv], [], [])

@@ -77,6 +77,9 @@ def cmd_learn(args) -> int:
     from ..config import load_config
 
     config = load_config(args.config)
+    if os.path.isdir(args.output):  # refused before the captures are read, not after minutes of learning
+        raise UserError(f"{args.output}: is a directory; -o takes the baseline file's name (e.g. "
+                        f"{os.path.join(args.output, 'baseline.yaml')})")
     old = None
     if os.path.isfile(args.output):  # a device (/dev/full, /dev/stdout) is written, never read as a baseline
         old = document.load(args.output)  # a broken file stops here, before anything is overwritten

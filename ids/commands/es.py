@@ -290,7 +290,7 @@ def cmd_validate(args) -> int:
     bad = docs = 0
     for path in args.files:
         try:
-            fh = open(path, encoding="utf-8")
+            fh = open(path, "rb")
         except OSError as e:
             raise UserError(f"{path}: {e.strerror}") from None
         with fh:
@@ -299,7 +299,11 @@ def cmd_validate(args) -> int:
                     continue
                 docs += 1
                 try:
-                    doc = json.loads(line)
+                    doc = json.loads(line.decode("utf-8"))
+                except UnicodeDecodeError as e:
+                    print(f"{path}:{n}: not UTF-8 text (byte {e.start} of the line)")
+                    bad += 1
+                    continue
                 except ValueError as e:
                     print(f"{path}:{n}: not JSON: {e}")
                     bad += 1
@@ -321,12 +325,15 @@ def cmd_load(args) -> int:
     try:
         for path in args.files:
             try:
-                fh = open(path, encoding="utf-8")
+                fh = open(path, "rb")
             except OSError as e:
                 raise UserError(f"{path}: {e.strerror}") from None
             with fh:
-                for lineno, line in enumerate(fh, 1):
-                    line = line.strip()
+                for lineno, raw in enumerate(fh, 1):
+                    try:
+                        line = raw.decode("utf-8").strip()
+                    except UnicodeDecodeError:
+                        raise UserError(f"{path}:{lineno}: not an otids document (not UTF-8 text)") from None
                     if not line:
                         continue
                     try:

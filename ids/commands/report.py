@@ -45,7 +45,10 @@ def read_ndjson(path: str):
             if not line.strip():
                 continue
             try:
+                line.decode("utf-8")  # orjson says "str is not valid UTF-8: surrogates not allowed" of a capture
                 doc = orjson.loads(line)
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{n}: not a JSON document (not UTF-8 text, byte {e.start} of the line)") from None
             except orjson.JSONDecodeError as e:
                 raise UserError(f"{path}:{n}: not a JSON document ({e})") from None
             if not isinstance(doc, dict):
@@ -82,7 +85,7 @@ class ReportSink:
         pass
 
 
-def build_from_captures(args, model) -> list[str]:
+def build_from_captures(args, model) -> tuple[list[str], int]:
     """Run the pipeline over args.pcaps with analyze's detectors; documents go to `model`. Returns errors."""
     from ..cli import ANALYZE_PLUGINS
     from ..config import load_config
@@ -90,9 +93,10 @@ def build_from_captures(args, model) -> list[str]:
     from ..pipeline import Run
 
     config = load_config(args.config)
-    missing = [p for p in args.pcaps if not os.path.isfile(p)]
-    if missing:
-        raise UserError(f"{missing[0]}: no such capture file")
+    from ..errors import missing_captures
+    err = missing_captures(args.pcaps)  # a directory is not "no such capture file"
+    if err is not None:
+        raise err
     sink = ReportSink(model)
     detectors = [AnomalyDetector(config.anomaly)] if config.anomaly.enabled else []
     alert_sinks, event_sinks = [sink], [sink]
@@ -107,7 +111,7 @@ def build_from_captures(args, model) -> list[str]:
     run.finish()
     for s in {id(s): s for s in alert_sinks + event_sinks}.values():
         s.close()
-    return run.errors
+    return run.errors, run.decoder.stats.packets
 
 
 def write_report(model_doc: dict, output: str, sources: list[str], elapsed: float | None = None) -> int:
@@ -162,8 +166,14 @@ def cmd_report(args) -> int:
         if args.events:
             raise UserError("--events is for --from (a capture run keeps its events in the report)")
         check_output(args.output, args.pcaps)
-        errors = build_from_captures(args, model)
+        errors, packets = build_from_captures(args, model)
         sources = list(args.pcaps)
+        if errors and not packets:  # nothing analysed: exit 2, as analyze and assets, and no empty report
+            for err in errors:
+                print(f"otids: error: {err}", file=sys.stderr)
+            left = "left as it was" if os.path.exists(args.output) else "not written"
+            print(f"otids: error: nothing analysed (no packet read); {args.output} {left}", file=sys.stderr)
+            return 2
     t1 = time.perf_counter()
     doc = model.build()
     size = write_report(doc, args.output, sources)

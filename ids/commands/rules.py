@@ -1,6 +1,7 @@
 """`otids rules lint|test|dry-run|bench` and the `otids analyze --rules PATH` extension.
 
-lint reports every problem of every file in one run (exit 1 if any error); test runs the cases rules carry
+lint reports every problem of every file in one run (exit 1 if any error, 2 if a path is missing or the lists
+file broken, as analyze refuses them); test runs the cases rules carry
 (inline documents that must / must not match, pcaps with an exact alert count); dry-run shows how often each
 rule would have fired per day on recorded traffic; bench prints engine throughput with 10 and 1,000 rules.
 """
@@ -125,7 +126,7 @@ def _print_issues(issues, out=sys.stdout) -> None:
 
 def cmd_lint(args) -> int:
     from ..detect.rules.detector import needed_lists
-    from ..detect.rules.prepare import disabled_line
+    from ..detect.rules.prepare import disabled_line, fatal
     lists = args.lists or default_lists(args.paths)
     rs = load_paths(args.paths)
     c = load_ruleset(args.paths, lists)  # what `analyze --rules` would run, decided by the same code
@@ -143,6 +144,8 @@ def cmd_lint(args) -> int:
         print(line, file=sys.stderr)
     print(f"{len(rs.rules)} rules in {files} file(s): {errs} error(s), {warns} warning(s); {len(c.rules)} would run",
           file=sys.stderr)
+    if fatal(issues, lists):  # a missing path or a broken lists file: bad input, as analyze --rules says (2)
+        return 2
     return 1 if errs or (args.strict and warns) else 0
 
 
@@ -267,12 +270,14 @@ def cmd_dry_run(args) -> int:
         if not os.path.isfile(inp):
             raise UserError(f"{inp}: no such file")
         if inp.endswith((".ndjson", ".json", ".jsonl")):
-            with open(inp, encoding="utf-8") as fh:
+            with open(inp, "rb") as fh:
                 for ln, line in enumerate(fh, 1):
                     if not line.strip():
                         continue
                     try:
-                        doc = json.loads(line)
+                        doc = json.loads(line.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        raise UserError(f"{inp}:{ln}: not JSON (not UTF-8 text)") from None
                     except json.JSONDecodeError as e:
                         raise UserError(f"{inp}:{ln}: not JSON ({e.msg})") from None
                     if not isinstance(doc, dict) or (doc.get("event") or {}).get("kind") == "alert":

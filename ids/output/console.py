@@ -10,6 +10,7 @@ from rich.table import Table
 
 SEV_ORDER = ("critical", "high", "medium", "low", "info")
 SEV_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
+DP_LABEL = {"tcp_gap_bytes": "tcp stream bytes missed"}  # otids.conn.missed_bytes, not frame bytes
 TOP = 20  # rows of the events and per-host tables; the rest are counted in one "and N more" row
 
 
@@ -29,7 +30,9 @@ def print_summary(run, console: Console | None = None) -> None:
     notes = [f"{n} {w}" for n, w in ((damaged, "damaged"), (unreadable, "not readable as a capture")) if n]
     if notes:
         files += f" ({', '.join(notes)})"
-    c.print(f"[bold]otids[/bold] read {files}, {d.packets:,} packets, {d.bytes:,} bytes "
+    # three kinds of bytes, each named: frames as captured (link headers included) here, payload bytes in
+    # the talkers table (as otids.conn's *_payload_bytes), stream bytes never captured in the data path line
+    c.print(f"[bold]otids[/bold] read {files}, {d.packets:,} packets, {d.bytes:,} frame bytes "
             f"in {run.elapsed:.2f} s; {ft['flows']:,} flows", soft_wrap=True)  # never broken at 80 columns
     if d.bad_checksum:
         c.print(f"  bad checksums: {d.bad_checksum:,} of {d.checksum_checked:,} packets checked")
@@ -47,7 +50,7 @@ def print_summary(run, console: Console | None = None) -> None:
         c.print("  packets not analysed: " + ", ".join(f"{k} {v:,}" for k, v in skipped.items()))
     dp = {k: v for k, v in ft.items() if v and k not in ("flows",)}
     if dp:
-        c.print("  data path: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in dp.items()))
+        c.print("  data path: " + ", ".join(f"{DP_LABEL.get(k, k.replace('_', ' '))} {v:,}" for k, v in dp.items()))
 
     ev = run.engine.events
     if ev:
@@ -72,7 +75,7 @@ def print_summary(run, console: Console | None = None) -> None:
             # addresses and services are what analysts copy: folded onto a second line when narrow, never
             # cut to "fe80::280e:…"
             t.add_column(col, overflow="fold")
-        for col in ("flows", "packets", "bytes"):
+        for col in ("flows", "packets", "payload\nbytes"):  # as otids.conn's *_payload_bytes, not IP bytes
             t.add_column(col, justify="right", no_wrap=True)
         for row in rows:
             t.add_row(*row)

@@ -124,6 +124,7 @@ def write_text(path: str, text: str, what: str, backup: bool = False) -> str | N
     """Write `text` to `path` atomically; with backup, the previous file is kept first (returns its name).
     Any failure is a one-line UserError naming the file; `path` is then left as it was."""
     bak = keep_previous(path) if backup else None
+    existed = os.path.isfile(path)  # the message below says what became of it: only a file can be "unchanged"
     try:
         d = os.path.dirname(path)
         if d and not os.path.isdir(d):
@@ -141,7 +142,8 @@ def write_text(path: str, text: str, what: str, backup: bool = False) -> str | N
                 os.unlink(bak)
             except OSError:
                 pass
-        raise UserError(f"{path}: cannot write {what}: {e.strerror or e}; the previous file is unchanged") from None
+        left = "the previous file is unchanged" if existed else "nothing written"
+        raise UserError(f"{path}: cannot write {what}: {e.strerror or e}; {left}") from None
     return bak
 
 

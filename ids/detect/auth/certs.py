@@ -81,6 +81,11 @@ class TrustStore:
         return any(c == cert for c in self._by_subject.get(cert.subject.public_bytes(), []))
 
 
+def _days(d: dt.timedelta) -> str:
+    """Days from the packet's time, at which validity is judged: not from today, as "N days ago" read."""
+    return "1 day" if d.days == 1 else f"{d.days} days"
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -141,9 +146,9 @@ def _check_certificate(cert, sent_chain, store, policy, now) -> list[Finding]:
     if now < nb:
         out.append(Finding("not_yet_valid", "high", f"not valid before {nb:%Y-%m-%d}"))
     elif now > na:
-        out.append(Finding("expired", "high", f"expired {na:%Y-%m-%d} ({(now - na).days} days ago)"))
+        out.append(Finding("expired", "high", f"expired {na:%Y-%m-%d} ({_days(now - na)} before the capture)"))
     elif (na - now).days < policy.expiry_warning_days:
-        out.append(Finding("expiring_soon", "low", f"expires {na:%Y-%m-%d} (in {(na - now).days} days)"))
+        out.append(Finding("expiring_soon", "low", f"expires {na:%Y-%m-%d} ({_days(na - now)} after the capture)"))
 
     alg, size, _curve = key_info(cert)
     if alg == "RSA" and size is not None and size < policy.min_rsa_bits:
@@ -199,9 +204,9 @@ def check_description(x: dict, policy: CheckPolicy, now: dt.datetime, store: Tru
     if nb is not None and now < nb:
         out.append(Finding("not_yet_valid", "high", f"not valid before {nb:%Y-%m-%d}"))
     elif na is not None and now > na:
-        out.append(Finding("expired", "high", f"expired {na:%Y-%m-%d} ({(now - na).days} days ago)"))
+        out.append(Finding("expired", "high", f"expired {na:%Y-%m-%d} ({_days(now - na)} before the capture)"))
     elif na is not None and (na - now).days < policy.expiry_warning_days:
-        out.append(Finding("expiring_soon", "low", f"expires {na:%Y-%m-%d} (in {(na - now).days} days)"))
+        out.append(Finding("expiring_soon", "low", f"expires {na:%Y-%m-%d} ({_days(na - now)} after the capture)"))
     alg, size = str(x.get("public_key_algorithm") or ""), x.get("public_key_size")
     if alg.upper() == "RSA" and isinstance(size, int) and size < policy.min_rsa_bits:
         out.append(Finding("weak_key", "high", f"RSA key of {size} bits (< {policy.min_rsa_bits})"))

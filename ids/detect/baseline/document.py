@@ -173,6 +173,8 @@ def load(path: str) -> Baseline:
             text = fh.read()
     except OSError as e:
         raise BaselineError(f"cannot read baseline: {e.strerror}", SourceLocation(path)) from None
+    except UnicodeDecodeError as e:  # a capture or other binary given for a baseline
+        raise BaselineError(f"not a baseline: not UTF-8 text (byte {e.start})", SourceLocation(path)) from None
     return parse(text, path)
 
 

@@ -236,7 +236,12 @@ class BaselineDetector:
     # ------------------------------------------------------------------ deviations -> alerts
     def report(self, rule: str, key: tuple, ev, expected: str, seen: str, entry: str | None = None,
                techniques=None, item=None, item_fmt=None, ts: int | None = None, flow=None, protocol=None) -> None:
-        """One occurrence of deviation `key`. Protocol enforcers call this."""
+        """One occurrence of deviation `key`. Protocol enforcers call this.
+
+        Not detect/api.Limiter, on purpose: a deviation's first alert waits for its hold window to close, so
+        that it carries the window's count and distinct values (api.Limiter alerts on the first occurrence),
+        and the follow-up due after `realert_after` counts the occurrence that triggers it (api.Limiter writes
+        the held count, then a fresh alert); the baseline alerts' counts and number depend on both."""
         ts = ts if ts is not None else ev.ts
         d = self.pending.get(key)
         if d is None:

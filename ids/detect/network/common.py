@@ -91,7 +91,12 @@ class _Finding:
 class Limiter:
     """One alert per finding (rule and its source): `fire` returns True the first time (alert now) and
     when `realert` has passed since the last alert; in between occurrences are counted (`pending`) and
-    reported by the next alert or, at the end, by `leftovers` (one follow-up each)."""
+    reported by the next alert or, at the end, by `leftovers` (one follow-up each).
+
+    Not detect/api.Limiter, on purpose: here the alert due after `realert` stands for the occurrences held
+    back and its own (one alert per period, its count the period's total), where api.Limiter writes the held
+    count as a follow-up and then a fresh alert of count 1; the network alerts' counts and number (golden
+    files) depend on this."""
 
     def __init__(self, realert_ns: int, cap: int):
         self.realert = realert_ns
