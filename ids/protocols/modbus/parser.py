@@ -182,7 +182,8 @@ def _file_records(pdu: bytes, write: bool, cap: int) -> tuple[list, tuple]:
         an.append(MALFORMED)
     recs, off = [], 1
     while off + 7 <= end:
-        ref, fnum, rnum, rlen = pdu[off], *_HHH(pdu, off + 1)
+        ref = pdu[off]
+        fnum, rnum, rlen = _HHH(pdu, off + 1)
         rec = {"reference_type": ref, "file_number": fnum, "record_number": rnum, "record_length": rlen}
         off += 7
         if write:
