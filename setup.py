@@ -64,6 +64,8 @@ class BuildExt(build_ext):
     source digests (ids/_compiled.json) names only what was built, so a stale extension never runs."""
 
     def run(self):
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1  # one gcc per core
         try:
             super().run()
         except Exception as e:  # noqa: BLE001 - no compiler: fall back to pure Python, loudly
