@@ -19,3 +19,7 @@ def locals(**_types):  # noqa: A001 - the name Cython gives it
 
 def declare(_type=None, value=None, **_kw):
     return value
+
+
+def cast(_type, value, **_kw):
+    return value

@@ -7,3 +7,5 @@ cdef class DecodeStats:
 cdef class Decoder:
     cdef public DecodeStats stats
     cdef public object frag, verify, auto, auto_sample, checksum_note, notices
+
+cpdef object _sum_mod(object data, Py_ssize_t start, Py_ssize_t end)
