@@ -10,6 +10,11 @@ import gzip
 import struct
 from typing import BinaryIO, Iterator
 
+try:
+    import cython  # C types for the compiled path (setup.py); no-ops when this runs as Python
+except ImportError:
+    from .. import _cy as cython
+
 from ..errors import CaptureError
 
 CHUNK = 1 << 20
@@ -87,6 +92,8 @@ class PcapReader(CaptureReader):
         self.linktype = network & 0x0FFFFFFF
         self.offset = 24
 
+    @cython.locals(buf=bytes, pos=cython.Py_ssize_t, end=cython.Py_ssize_t, nxt=cython.Py_ssize_t,
+                   base=cython.Py_ssize_t)
     def packets(self) -> Iterator[Packet]:
         hdr = struct.Struct(self.endian + "IIII").unpack_from
         linktype, mult, path = self.linktype, self.ts_mult, self.path

@@ -142,7 +142,7 @@ class FlowTable:
         else:
             self.sweep(ts)
 
-    @cython.locals(flow=Flow, stream=Stream, other=Stream)
+    @cython.locals(flow=Flow, stream=Stream, other=Stream, d=cython.Py_ssize_t, n=cython.Py_ssize_t)
     def _tcp(self, p: Packet, ts: int) -> None:
         _, _, src, dst, sport, dport, pseq, pack, flags, payload, _, _, vlan, bad, iplen = p  # one unpack, not ten reads
         key = (src, dst, sport, dport, vlan)
