@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             from .commands.bench import cmd_bench
             return cmd_bench(args)
         if args.command == "version":
+            from ._build import report
             print(f"otids {__version__}")
+            print(report())
             return EXIT_OK
         if getattr(args, "func", None) is not None:
             return args.func(args)

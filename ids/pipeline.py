@@ -32,6 +32,9 @@ class Run:
         # them over and over under a flow flood: half the run time of a 200k-SYN flood (docs/ROBUSTNESS.md).
         if gc.get_threshold()[0] < 50_000:
             gc.set_threshold(50_000, 20, 100)
+        # What is loaded by now (modules, rules, models) lives as long as the process: out of the collector's
+        # sight, so its full collections walk only what the traffic built.
+        gc.freeze()
         self.engine = Engine(detectors, alert_sinks, event_sinks)
         dc = config.decode
         lim = config.limits

@@ -10,6 +10,11 @@ import gzip
 import struct
 from typing import BinaryIO, Iterator
 
+try:
+    import cython  # C types for the compiled path (setup.py); no-ops when this runs as Python
+except ImportError:
+    from .. import _cy as cython
+
 from ..errors import CaptureError
 
 CHUNK = 1 << 20
@@ -114,14 +119,24 @@ class PcapReader(CaptureReader):
         self.linktype = network & 0x0FFFFFFF
         self.offset = 24
 
+    @cython.locals(buf=bytes, pos=cython.Py_ssize_t, end=cython.Py_ssize_t, nxt=cython.Py_ssize_t,
+                   base=cython.Py_ssize_t, b=cython.p_uchar, le=cython.bint, sec=cython.ulonglong,
+                   frac=cython.ulonglong, incl=cython.ulonglong, mult=cython.ulonglong)
     def packets(self) -> Iterator[Packet]:
         hdr = struct.Struct(self.endian + "IIII").unpack_from
+        le = self.endian == "<"
         linktype, mult, path = self.linktype, self.ts_mult, self.path
         buf, pos, base, eof = b"", 0, self.offset, False
         while True:
             end = len(buf)
             while pos + 16 <= end:
-                sec, frac, incl, _orig = hdr(buf, pos)
+                if cython.compiled and le:  # the same four fields, read from the bytes without a tuple
+                    b = buf
+                    sec = b[pos] | b[pos + 1] << 8 | b[pos + 2] << 16 | cython.cast(cython.uint, b[pos + 3]) << 24
+                    frac = b[pos + 4] | b[pos + 5] << 8 | b[pos + 6] << 16 | cython.cast(cython.uint, b[pos + 7]) << 24
+                    incl = b[pos + 8] | b[pos + 9] << 8 | b[pos + 10] << 16 | cython.cast(cython.uint, b[pos + 11]) << 24
+                else:
+                    sec, frac, incl, _orig = hdr(buf, pos)
                 if incl > MAX_RECORD:
                     self.offset = base + pos
                     raise CaptureError(path, self.offset, f"corrupt record header (captured length {incl})")

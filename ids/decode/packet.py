@@ -12,6 +12,11 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+try:
+    import cython  # C types for the compiled path (setup.py); no-ops when this runs as Python
+except ImportError:
+    from .. import _cy as cython
+
 from .frag import FragmentReassembler
 
 # Link types (tcpdump.org/linktypes.html)
@@ -91,6 +96,23 @@ def _csum_ok(data: bytes) -> bool:
     return _from_bytes(data, "big") % 0xFFFF == 0
 
 
+@cython.locals(p=cython.p_uchar, i=cython.Py_ssize_t, last=cython.Py_ssize_t, acc=cython.ulonglong)
+def _sum_mod(data: bytes, start: int, end: int) -> int:
+    """`int.from_bytes(data[start:end], "big") % 0xFFFF`, padded with a zero byte when odd, computed as the
+    one's-complement sum of 16-bit words (2^16 = 1 mod 0xFFFF). The compiled path's checksum: a C loop over
+    the bytes, no big integer. As Python it gives the same value, slowly; the pure path uses from_bytes."""
+    p = data
+    acc = 0
+    last = end - 1
+    i = start
+    while i < last:
+        acc += (p[i] << 8) | p[i + 1]
+        i += 2
+    if i == last:
+        acc += p[i] << 8
+    return acc % 0xFFFF
+
+
 class DecodeStats:
     __slots__ = ("packets", "bytes", "not_ip", "not_tcp_udp", "malformed", "truncated", "bad_checksum",
                  "fragments", "linktype_unknown", "checksum_checked")
@@ -121,14 +143,28 @@ class Decoder:
         self.notices: list[tuple[int, str, dict]] = []  # (ts, action, details) for the flow stage to emit
 
     # ------------------------------------------------------------------ entry point
+    @cython.locals(b=cython.p_uchar, et=cython.int, vhl=cython.int, tot=cython.Py_ssize_t, frag=cython.int,
+                   proto=cython.int, off=cython.int, thl=cython.Py_ssize_t, end=cython.Py_ssize_t,
+                   seglen=cython.Py_ssize_t)
     def decode(self, ts: int, linktype: int, data: bytes) -> Packet | None:
         st = self.stats
         st.packets += 1
         st.bytes += len(data)
         # Fast path: untagged Ethernet, IPv4 without options, unfragmented TCP.
         if linktype == 1 and len(data) >= 54:
-            (dmac, smac, et, vhl, _tos, tot, _id, frag, _ttl, proto, _ic, src, dst,
-             sport, dport, seq, ack, off, flags, _win, _tc, _urg) = _ETH_IP4_TCP.unpack_from(data)
+            if cython.compiled and type(data) is bytes:
+                # Compiled: the fields the test needs, read from the bytes (no 22-field tuple); the rest
+                # only for a packet that takes this path. The same values as the struct below.
+                b = data
+                et = b[12] << 8 | b[13]
+                vhl = b[14]
+                tot = b[16] << 8 | b[17]
+                frag = b[20] << 8 | b[21]
+                proto = b[23]
+                off = b[46]
+            else:
+                (dmac, smac, et, vhl, _tos, tot, _id, frag, _ttl, proto, _ic, src, dst,
+                 sport, dport, seq, ack, off, flags, _win, _tc, _urg) = _ETH_IP4_TCP.unpack_from(data)
             thl = (off >> 4) * 4
             end = 14 + tot
             if et == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF \
@@ -140,13 +176,23 @@ class Decoder:
                     # (mod 0xFFFF) lets protocol and length be added rather than concatenated.
                     st.checksum_checked += 1
                     seglen = tot - 20
-                    v = _from_bytes(data[26:end], "big")
-                    if seglen & 1:
-                        v <<= 8
-                    if _from_bytes(data[14:34], "big") % 0xFFFF or (v + 6 + seglen) % 0xFFFF:
+                    if cython.compiled and type(data) is bytes:  # the same sums, without big integers
+                        wrong = _sum_mod(data, 14, 34) or (_sum_mod(data, 26, end) + 6 + seglen) % 0xFFFF
+                    else:
+                        v = _from_bytes(data[26:end], "big")
+                        if seglen & 1:
+                            v <<= 8
+                        wrong = _from_bytes(data[14:34], "big") % 0xFFFF or (v + 6 + seglen) % 0xFFFF
+                    if wrong:
                         bad = self._bad(ts)
                     elif self.auto:
                         self._auto_check()
+                if cython.compiled and type(data) is bytes:
+                    return _new_packet(Packet, (
+                        ts, 6, data[26:30], data[30:34], b[34] << 8 | b[35], b[36] << 8 | b[37],
+                        cython.cast(cython.uint, b[38]) << 24 | b[39] << 16 | b[40] << 8 | b[41],
+                        cython.cast(cython.uint, b[42]) << 24 | b[43] << 16 | b[44] << 8 | b[45],
+                        b[47], data[34 + thl:end], data[6:12], data[0:6], None, bad, tot))
                 return _new_packet(Packet, (ts, 6, src, dst, sport, dport, seq, ack, flags, data[34 + thl:end],
                                             smac, dmac, None, bad, tot))
         return self._decode_slow(ts, linktype, data)

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+try:
+    import cython  # C types for the compiled path (setup.py); no-ops when this runs as Python
+except ImportError:
+    from .. import _cy as cython
+
 from ..config import Config
 from ..decode.arp import parse_arp
 from ..decode.packet import ACK, ETHER, FIN, RST, SYN, Packet
@@ -137,6 +142,7 @@ class FlowTable:
         else:
             self.sweep(ts)
 
+    @cython.locals(flow=Flow, stream=Stream, other=Stream, d=cython.Py_ssize_t, n=cython.Py_ssize_t)
     def _tcp(self, p: Packet, ts: int) -> None:
         _, _, src, dst, sport, dport, pseq, pack, flags, payload, _, _, vlan, bad, iplen = p  # one unpack, not ten reads
         key = (src, dst, sport, dport, vlan)

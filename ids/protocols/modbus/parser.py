@@ -25,6 +25,18 @@ _chain = chain.from_iterable
 _BITS = [tuple(bool(b >> i & 1) for i in range(8)) for b in range(256)]
 
 MALFORMED = "malformed_pdu"
+_new = tuple.__new__
+
+
+def _req(address=None, quantity=None, values=None, sub_function=None, details=None) -> ModbusRequest:
+    """ModbusRequest(...) without the NamedTuple's generated __new__ (Python code, even when this module
+    is compiled): one record per request on the hot path."""
+    return _new(ModbusRequest, (address, quantity, values, sub_function, details))
+
+
+def _resp(address=None, quantity=None, values=None, sub_function=None, details=None) -> ModbusResponse:
+    """ModbusResponse(...), as _req."""
+    return _new(ModbusResponse, (address, quantity, values, sub_function, details))
 
 
 def _regs(buf: bytes, off: int, n: int, cap: int) -> tuple:
@@ -55,7 +67,7 @@ def _words(pdu: bytes, n: int) -> tuple:
 def parse_request(fc: int, pdu: bytes, cap: int) -> tuple[ModbusRequest, tuple]:
     fn = _REQUEST.get(fc)
     if fn is None:
-        return ModbusRequest(details={"data_length": len(pdu)} if pdu else None), ()
+        return _req(details={"data_length": len(pdu)} if pdu else None), ()
     return fn(pdu, cap)
 
 
@@ -63,10 +75,10 @@ def _req_read(limit):
     def parse(pdu, cap):
         if len(pdu) == 4:
             addr, qty = _HH(pdu)
-            return ModbusRequest(addr, qty), (() if 1 <= qty <= limit else ("quantity_out_of_range",))
+            return _req(addr, qty), (() if 1 <= qty <= limit else ("quantity_out_of_range",))
         addr, qty = _words(pdu, 2)
         an = (MALFORMED,) if qty is None or 1 <= qty <= limit else (MALFORMED, "quantity_out_of_range")
-        return ModbusRequest(addr, qty), an
+        return _req(addr, qty), an
     return parse
 
 
@@ -74,41 +86,41 @@ def _req_write_coil(pdu, cap):
     addr, val = _HH(pdu) if len(pdu) == 4 else _words(pdu, 2)
     an = () if len(pdu) == 4 else (MALFORMED,)
     if val is None:
-        return ModbusRequest(addr), an
+        return _req(addr), an
     if val == 0xFF00:
-        return ModbusRequest(addr, 1, (True,)), an
+        return _req(addr, 1, (True,)), an
     if val == 0:
-        return ModbusRequest(addr, 1, (False,)), an
-    return ModbusRequest(addr, 1, (val,)), an + ("invalid_coil_value",)
+        return _req(addr, 1, (False,)), an
+    return _req(addr, 1, (val,)), an + ("invalid_coil_value",)
 
 
 def _req_write_register(pdu, cap):
     addr, val = _HH(pdu) if len(pdu) == 4 else _words(pdu, 2)
     an = () if len(pdu) == 4 else (MALFORMED,)
-    return ModbusRequest(addr, None if val is None else 1, None if val is None else (val,)), an
+    return _req(addr, None if val is None else 1, None if val is None else (val,)), an
 
 
 def _req_empty(pdu, cap):
-    return ModbusRequest(), (() if not pdu else (MALFORMED,))
+    return _req(), (() if not pdu else (MALFORMED,))
 
 
 def _req_diagnostics(pdu, cap):
     # Sub-function (2 bytes) and data of N x 2 bytes (6.8); an odd length is malformed but still named.
     if len(pdu) < 2:
-        return ModbusRequest(), (MALFORMED,)
+        return _req(), (MALFORMED,)
     sub = _H(pdu)[0]
     n = (len(pdu) - 2) // 2
     an = () if not len(pdu) & 1 else (MALFORMED,)
     if n > cap:
         an += ("values_truncated",)
-    return ModbusRequest(sub_function=sub, values=_regs(pdu, 2, n, cap),
+    return _req(sub_function=sub, values=_regs(pdu, 2, n, cap),
                          details={"sub_function_name": diagnostic_name(sub)}), an
 
 
 def _req_write_coils(pdu, cap):
     if len(pdu) < 5:
         addr, qty = _words(pdu, 2)
-        return ModbusRequest(addr, qty), (MALFORMED,)
+        return _req(addr, qty), (MALFORMED,)
     addr, qty, nb = _HHB(pdu)
     an = ()
     if nb != (qty + 7) // 8 or len(pdu) != 5 + nb:
@@ -118,13 +130,13 @@ def _req_write_coils(pdu, cap):
     vals = _coils(pdu, 5, min(nb, len(pdu) - 5), qty, cap)
     if qty > cap:
         an += ("values_truncated",)
-    return ModbusRequest(addr, qty, vals), an
+    return _req(addr, qty, vals), an
 
 
 def _req_write_registers(pdu, cap):
     if len(pdu) < 5:
         addr, qty = _words(pdu, 2)
-        return ModbusRequest(addr, qty), (MALFORMED,)
+        return _req(addr, qty), (MALFORMED,)
     addr, qty, nb = _HHB(pdu)
     an = ()
     if nb != 2 * qty or len(pdu) != 5 + nb:
@@ -135,23 +147,23 @@ def _req_write_registers(pdu, cap):
     vals = _regs(pdu, 5, n, cap)
     if n > cap:
         an += ("values_truncated",)
-    return ModbusRequest(addr, qty, vals), an
+    return _req(addr, qty, vals), an
 
 
 def _req_mask_write(pdu, cap):
     if len(pdu) == 6:
         addr, and_m, or_m = _HHH(pdu)
-        return ModbusRequest(addr, 1, details={"and_mask": and_m, "or_mask": or_m}), ()
+        return _req(addr, 1, details={"and_mask": and_m, "or_mask": or_m}), ()
     addr, and_m, or_m = _words(pdu, 3)
     det = {k: v for k, v in (("and_mask", and_m), ("or_mask", or_m)) if v is not None}
-    return ModbusRequest(addr, None if addr is None else 1, details=det or None), (MALFORMED,)
+    return _req(addr, None if addr is None else 1, details=det or None), (MALFORMED,)
 
 
 def _req_read_write(pdu, cap):
     if len(pdu) < 9:
         raddr, rqty, waddr, wqty = _words(pdu, 4)
         det = {k: v for k, v in (("read_address", raddr), ("read_quantity", rqty)) if v is not None}
-        return ModbusRequest(waddr, wqty, details=det or None), (MALFORMED,)
+        return _req(waddr, wqty, details=det or None), (MALFORMED,)
     raddr, rqty, waddr, wqty, nb = _HHHHB(pdu)
     an = ()
     if nb != 2 * wqty or len(pdu) != 9 + nb:
@@ -163,11 +175,11 @@ def _req_read_write(pdu, cap):
     if n > cap:
         an += ("values_truncated",)
     # address/quantity describe the write; the read half is in details (docs/EVENTS.md)
-    return ModbusRequest(waddr, wqty, vals, details={"read_address": raddr, "read_quantity": rqty}), an
+    return _req(waddr, wqty, vals, details={"read_address": raddr, "read_quantity": rqty}), an
 
 
 def _req_fifo(pdu, cap):
-    return ModbusRequest(address=_words(pdu, 1)[0]), (() if len(pdu) == 2 else (MALFORMED,))
+    return _req(address=_words(pdu, 1)[0]), (() if len(pdu) == 2 else (MALFORMED,))
 
 
 def _file_records(pdu: bytes, write: bool, cap: int) -> tuple[list, tuple]:
@@ -182,7 +194,8 @@ def _file_records(pdu: bytes, write: bool, cap: int) -> tuple[list, tuple]:
         an.append(MALFORMED)
     recs, off = [], 1
     while off + 7 <= end:
-        ref, fnum, rnum, rlen = pdu[off], *_HHH(pdu, off + 1)
+        ref = pdu[off]
+        fnum, rnum, rlen = _HHH(pdu, off + 1)
         rec = {"reference_type": ref, "file_number": fnum, "record_number": rnum, "record_length": rlen}
         off += 7
         if write:
@@ -202,13 +215,13 @@ def _file_records(pdu: bytes, write: bool, cap: int) -> tuple[list, tuple]:
 def _req_file(write):
     def parse(pdu, cap):
         recs, an = _file_records(pdu, write, cap)
-        return ModbusRequest(details={"file_records": recs}), an
+        return _req(details={"file_records": recs}), an
     return parse
 
 
 def _req_mei(pdu, cap):
     if not pdu:
-        return ModbusRequest(), (MALFORMED,)
+        return _req(), (MALFORMED,)
     mei = pdu[0]
     if mei == 14:  # Read Device Identification (6.21): read device id code, object id
         det: dict = {"mei_type": 14}
@@ -221,15 +234,15 @@ def _req_mei(pdu, cap):
                 an += ("invalid_device_id_code",)
         if len(pdu) > 2:
             det["object_id"] = pdu[2]
-        return ModbusRequest(details=det), an
-    return ModbusRequest(details={"mei_type": mei, "data_length": len(pdu) - 1}), ()
+        return _req(details=det), an
+    return _req(details={"mei_type": mei, "data_length": len(pdu) - 1}), ()
 
 
 def _req_umas(pdu, cap):
     if len(pdu) < 2:
-        return ModbusRequest(), (MALFORMED,)
+        return _req(), (MALFORMED,)
     code = pdu[1]
-    return ModbusRequest(details={"umas": {"session": pdu[0], "function_code": code,
+    return _req(details={"umas": {"session": pdu[0], "function_code": code,
                                            "function": UMAS_FUNCTIONS.get(code, f"unknown-{code}"),
                                            "data_length": len(pdu) - 2}}), ()
 
@@ -249,13 +262,13 @@ _REQUEST = {
 def parse_response(fc: int, pdu: bytes, req: ModbusRequest | None, cap: int) -> tuple[ModbusResponse, tuple]:
     fn = _RESPONSE.get(fc)
     if fn is None:
-        return ModbusResponse(details={"data_length": len(pdu)} if pdu else None), ()
+        return _resp(details={"data_length": len(pdu)} if pdu else None), ()
     return fn(pdu, req, cap)
 
 
 def _resp_bits(pdu, req, cap):
     if not pdu:
-        return ModbusResponse(), (MALFORMED,)
+        return _resp(), (MALFORMED,)
     nb = pdu[0]
     an = () if len(pdu) == 1 + nb else ("byte_count_mismatch",)
     count = req.quantity if req is not None and req.quantity else nb * 8
@@ -264,12 +277,12 @@ def _resp_bits(pdu, req, cap):
     vals = _coils(pdu, 1, min(nb, len(pdu) - 1), count, cap)
     if count > cap:
         an += ("values_truncated",)
-    return ModbusResponse(quantity=count, values=vals), an
+    return _resp(quantity=count, values=vals), an
 
 
 def _resp_regs(pdu, req, cap):
     if not pdu:
-        return ModbusResponse(), (MALFORMED,)
+        return _resp(), (MALFORMED,)
     nb = pdu[0]
     an = () if len(pdu) == 1 + nb and not nb & 1 else ("byte_count_mismatch",)
     if req is not None and not an:
@@ -279,17 +292,17 @@ def _resp_regs(pdu, req, cap):
     n = min(nb, len(pdu) - 1) // 2
     if n > cap:
         an += ("values_truncated",)
-    return ModbusResponse(quantity=n, values=_regs(pdu, 1, n, cap)), an
+    return _resp(quantity=n, values=_regs(pdu, 1, n, cap)), an
 
 
 def _resp_echo_coil(pdu, req, cap):
     r, an = _req_write_coil(pdu, cap)
-    return ModbusResponse(r.address, r.quantity, r.values), an + _echo_check(r, req)
+    return _resp(r.address, r.quantity, r.values), an + _echo_check(r, req)
 
 
 def _resp_echo_register(pdu, req, cap):
     r, an = _req_write_register(pdu, cap)
-    return ModbusResponse(r.address, r.quantity, r.values), an + _echo_check(r, req)
+    return _resp(r.address, r.quantity, r.values), an + _echo_check(r, req)
 
 
 def _echo_check(r, req) -> tuple:
@@ -301,20 +314,20 @@ def _echo_check(r, req) -> tuple:
 def _resp_write_multiple(pdu, req, cap):
     addr, qty = _HH(pdu) if len(pdu) == 4 else _words(pdu, 2)
     if len(pdu) != 4:
-        return ModbusResponse(addr, qty), (MALFORMED,)
+        return _resp(addr, qty), (MALFORMED,)
     an = ()
     if req is not None and req.address is not None and (addr, qty) != (req.address, req.quantity):
         an = ("response_mismatch",)
-    return ModbusResponse(addr, qty), an
+    return _resp(addr, qty), an
 
 
 def _resp_exception_status(pdu, req, cap):
-    return ModbusResponse(values=(pdu[0],) if pdu else None), (() if len(pdu) == 1 else (MALFORMED,))
+    return _resp(values=(pdu[0],) if pdu else None), (() if len(pdu) == 1 else (MALFORMED,))
 
 
 def _resp_diagnostics(pdu, req, cap):
     r, an = _req_diagnostics(pdu, cap)
-    out = ModbusResponse(sub_function=r.sub_function, values=r.values, details=r.details)
+    out = _resp(sub_function=r.sub_function, values=r.values, details=r.details)
     if req is not None and req.sub_function is not None and r.sub_function != req.sub_function:
         an += ("response_mismatch",)
     return out, an
@@ -323,22 +336,22 @@ def _resp_diagnostics(pdu, req, cap):
 def _resp_event_counter(pdu, req, cap):
     status, count = _words(pdu, 2)
     det = {k: v for k, v in (("status", status), ("event_count", count)) if v is not None}
-    return ModbusResponse(details=det or None), (() if len(pdu) == 4 else (MALFORMED,))
+    return _resp(details=det or None), (() if len(pdu) == 4 else (MALFORMED,))
 
 
 def _resp_event_log(pdu, req, cap):
     if len(pdu) < 7:
-        return ModbusResponse(), (MALFORMED,)
+        return _resp(), (MALFORMED,)
     nb = pdu[0]
     status, evc, msgc = _HHH(pdu, 1)
     ev = list(pdu[7:1 + nb][:64])
-    return ModbusResponse(details={"status": status, "event_count": evc, "message_count": msgc,
+    return _resp(details={"status": status, "event_count": evc, "message_count": msgc,
                                    "events": ev}), (() if len(pdu) == 1 + nb else ("byte_count_mismatch",))
 
 
 def _resp_server_id(pdu, req, cap):
     if not pdu:
-        return ModbusResponse(), (MALFORMED,)
+        return _resp(), (MALFORMED,)
     nb = pdu[0]
     data = pdu[1:1 + nb]
     sid, run, extra = server_id_parts(data)
@@ -348,7 +361,7 @@ def _resp_server_id(pdu, req, cap):
     if extra:
         det["additional_data"] = extra.hex()
         det["additional_data_text"] = _printable(extra)
-    return ModbusResponse(details=det), (() if len(pdu) == 1 + nb else ("byte_count_mismatch",))
+    return _resp(details=det), (() if len(pdu) == 1 + nb else ("byte_count_mismatch",))
 
 
 def server_id_parts(data: bytes) -> tuple[bytes, bool | None, bytes]:
@@ -377,11 +390,11 @@ def _resp_file(write):
     def parse(pdu, req, cap):
         if write:  # an echo of the request (6.15)
             recs, an = _file_records(pdu, True, cap)
-            return ModbusResponse(details={"file_records": recs}), an
+            return _resp(details={"file_records": recs}), an
         # 6.14: response data length 7..245, then per sub-request: file response length (1 + 2N),
         # reference type 6, N registers.
         if not pdu:
-            return ModbusResponse(), (MALFORMED,)
+            return _resp(), (MALFORMED,)
         nb = pdu[0]
         end = min(1 + nb, len(pdu))
         an = [] if len(pdu) == 1 + nb else ["byte_count_mismatch"]
@@ -401,7 +414,7 @@ def _resp_file(write):
             off += 1 + flen
         if off != 1 + nb:
             an.append(MALFORMED)
-        return ModbusResponse(details={"file_records": recs}), tuple(dict.fromkeys(an))
+        return _resp(details={"file_records": recs}), tuple(dict.fromkeys(an))
     return parse
 
 
@@ -409,31 +422,31 @@ def _resp_mask_write(pdu, req, cap):
     r, an = _req_mask_write(pdu, cap)
     if req is not None and req.details and r.details and (r.address, r.details) != (req.address, req.details):
         an += ("response_mismatch",)
-    return ModbusResponse(r.address, r.quantity, details=r.details), an
+    return _resp(r.address, r.quantity, details=r.details), an
 
 
 def _resp_fifo(pdu, req, cap):
     if len(pdu) < 4:
-        return ModbusResponse(quantity=_words(pdu, 2)[1]), (MALFORMED,)
+        return _resp(quantity=_words(pdu, 2)[1]), (MALFORMED,)
     nb, cnt = _HH(pdu)
     an = () if len(pdu) == 2 + nb and nb == 2 + 2 * cnt and cnt <= 31 else ("byte_count_mismatch",)
     n = min(cnt, (len(pdu) - 4) // 2)
-    return ModbusResponse(quantity=cnt, values=_regs(pdu, 4, n, cap)), an
+    return _resp(quantity=cnt, values=_regs(pdu, 4, n, cap)), an
 
 
 def _resp_mei(pdu, req, cap):
     if not pdu:
-        return ModbusResponse(), (MALFORMED,)
+        return _resp(), (MALFORMED,)
     mei = pdu[0]
     if mei != 14:
-        return ModbusResponse(details={"mei_type": mei, "data_length": len(pdu) - 1}), ()
+        return _resp(details={"mei_type": mei, "data_length": len(pdu) - 1}), ()
     if len(pdu) < 6:
         det = {"mei_type": 14}
         if len(pdu) > 1:
             det["read_device_id_code"] = pdu[1]
         if len(pdu) > 2:
             det["conformity_level"] = pdu[2]
-        return ModbusResponse(details=det), (MALFORMED,)
+        return _resp(details=det), (MALFORMED,)
     code, conformity, more, nxt, nobj = pdu[1], pdu[2], pdu[3], pdu[4], pdu[5]
     off, objects, ident = 6, [], {}
     an = ()
@@ -455,14 +468,14 @@ def _resp_mei(pdu, req, cap):
     det = {"mei_type": 14, "read_device_id_code": code, "conformity_level": conformity,
            "more_follows": more == 0xFF, "next_object_id": nxt, "objects": objects,
            "device_identification": ident}
-    return ModbusResponse(details=det), an
+    return _resp(details=det), an
 
 
 def _resp_umas(pdu, req, cap):
     if len(pdu) < 2:
-        return ModbusResponse(), (MALFORMED,)
+        return _resp(), (MALFORMED,)
     code = pdu[1]
-    return ModbusResponse(details={"umas": {"session": pdu[0], "function_code": code,
+    return _resp(details={"umas": {"session": pdu[0], "function_code": code,
                                             "function": UMAS_FUNCTIONS.get(code, f"unknown-{code}"),
                                             "data_length": len(pdu) - 2}}), ()
 

@@ -1,0 +1,5 @@
+# Cython declarations augmenting tcp.py (compiled path, setup.py): Stream becomes an extension type, so the
+# flow table reads its fields from the struct. Every field stays a Python object (no C integer overflow).
+cdef class Stream:
+    cdef public object next_seq, segs, heap, anchor, buffered, fin_seq, bytes, gaps, gap_bytes, overlaps
+    cdef public object retrans, closed, pool
