@@ -14,6 +14,8 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import struct
+import sys
 import time
 from operator import itemgetter
 
@@ -25,7 +27,10 @@ from .shard import END, NS, STEP_NOTICE, STEP_PACKET, STEP_WATERMARK, Router, Sh
 
 BATCH_EVENTS = 2048  # events per message to the parent
 BATCH_PACKETS = 8192  # packets after which a worker sends what it has (at least a watermark)
-PIPE_BYTES = 1 << 20  # pipe capacity asked for: workers run ahead of the merge by about this much
+PIPE_BYTES = 1 << 20
+#: The fields of Decoder.decode's fast-path test (EtherType, version/IHL, total length, fragment bits, protocol,
+#: addresses, ports, TCP data offset): another worker's packet is told apart without decoding it
+FAST_TCP = struct.Struct("!12xHBxH2xH1xB2x4s4sHH8xB")  # pipe capacity asked for: workers run ahead of the merge by about this much
 
 
 class WorkerFailed(UserError):
@@ -81,6 +86,10 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
                 table.emit(FlowNotice(nts or ts, action, None, None, details))
         notices.clear()
 
+    fast = FAST_TCP.unpack_from
+    tcp_owner = router.tcp_owner
+    st = decoder.stats
+    own_checked = own_bad = 0  # fast-path packets left to others; checksums of the ones kept
     i = 0
     ts = 0
     last_ts = 0
@@ -96,12 +105,39 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
         try:
             for ts, lt, data in reader.packets():
                 i += 1
-                p = decode(ts, lt, data)
+                if lt == 1 and not decoder.auto and len(data) >= 54:
+                    # Decoder.decode's fast path (untagged Ethernet, IPv4 without options, unfragmented TCP):
+                    # a packet that takes it always decodes, so another worker's needs only counting and the
+                    # clock. Once checksum auto-detection has settled, nothing else of the decoder's state
+                    # depends on it; before, every worker decodes every packet.
+                    et, vhl, tot, frag, proto, src, dst, sport, dport, off = fast(data)
+                    if et == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF \
+                            and 20 <= (off >> 4) * 4 <= tot - 20 and 14 + tot <= len(data):
+                        if tcp_owner(src, dst, sport, dport) != wid:
+                            st.packets += 1
+                            st.bytes += len(data)
+                            if ts >= table.next_sweep:
+                                table.cur = (i, 0, 0)
+                                table.sweep_or_start(ts)
+                            if len(out) >= BATCH_EVENTS or not i % BATCH_PACKETS:
+                                flush(i)
+                            continue
+                        c0, b0 = st.checksum_checked, st.bad_checksum
+                        p = decode(ts, lt, data)
+                        own_checked += st.checksum_checked - c0
+                        own_bad += st.bad_checksum - b0
+                        mine = True
+                    else:
+                        p = decode(ts, lt, data)
+                        mine = False
+                else:
+                    p = decode(ts, lt, data)
+                    mine = False
                 if p is not None:
                     if ts >= table.next_sweep:
                         table.cur = (i, 0, 0)
                         table.sweep_or_start(ts)
-                    if owner(p) == wid:
+                    if mine or owner(p) == wid:
                         table.cur = (i, STEP_PACKET, 0)
                         table.nflows = i - 1  # a new flow's id is the index of the packet that made it
                         proto = p.proto
@@ -139,6 +175,7 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
         "decode": decoder.stats.as_dict(), "checksum_note": decoder.checksum_note,
         "flow_stats": table.stats, "hosts": table.hosts,
         "talkers": [(tk.get(k, (0,)), k, v) for k, v in table.talkers.items()],
+        "cpu": sum(os.times()[:2]), "own_checksums": (own_checked, own_bad),
     }
     send(dumps(("end", result), 5))
 
@@ -226,6 +263,9 @@ class Parallel:
         self._merge()
         run.engine.flush(run.last_ts)
         run.elapsed += time.perf_counter() - t0
+        run.worker_cpu = [r["cpu"] for r in self.results]  # seconds per worker (otids bench, docs/PERFORMANCE.md)
+        if os.environ.get("OTIDS_WORKER_CPU"):
+            print(f"workers cpu {run.worker_cpu} parent cpu {sum(os.times()[:2]):.1f}", file=sys.stderr)
 
     def _merge(self) -> None:
         """The run's figures from the workers': reading and decoding were done by all (worker 0's stand for
@@ -239,6 +279,11 @@ class Parallel:
         run.last_ts = max(run.last_ts, r0["last_ts"])
         for k, v in r0["decode"].items():
             setattr(run.decoder.stats, k, v)
+        # Fast-path packets were checksummed by their owner only: worker 0's count plus the others' own ones.
+        st = run.decoder.stats
+        for r in self.results[1:]:
+            st.checksum_checked += r["own_checksums"][0]
+            st.bad_checksum += r["own_checksums"][1]
         run.decoder.checksum_note = r0["checksum_note"]
         table = run.table
         for r in self.results:
