@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--txns", type=int, default=1000, help="transactions per connection")
     b.add_argument("--runs", type=int, default=1, help="repeat each measurement and report the median")
     b.add_argument("--workdir", default=None, help="where to write the generated capture (default: a temp dir)")
+    from .commands.bench import add_arguments as add_bench_arguments
+    add_bench_arguments(b)
 
     sub.add_parser("version", help="print the version")
 
