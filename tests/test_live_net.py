@@ -323,3 +323,22 @@ def test_user_errors_are_one_line(tmp_path):
     assert "no interface to capture on" in p.stderr
     p = run_cli("live", "-i", "lo", "--user", "no-such-user-x", "-o", str(tmp_path / "a.ndjson"), check_rc=2)
     assert p.stderr.strip() == "otids: error: live.user: no such user 'no-such-user-x'"
+
+
+def test_a_dead_live_worker_stops_the_sensor_loudly(veth, tmp_path):
+    """A worker's share of the traffic must never go unanalysed in silence: its death ends the sensor with
+    one line naming it and a non-zero exit, after the outputs were closed."""
+    s = SensorProcess(veth, tmp_path, "--workers", "2", "-q")
+    try:
+        s.wait_ready()
+        with open(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children") as fh:
+            kids = [int(x) for x in fh.read().split()]
+        assert len(kids) == 1, kids
+        os.kill(kids[0], signal.SIGKILL)
+        rc = s.proc.wait(60)
+    finally:
+        s.kill()
+    s._reader.join(5)
+    assert rc == 2, s.output
+    assert f"otids: error: live worker 1 (pid {kids[0]}) died (killed by signal 9): its share of the traffic " \
+           "is no longer analysed; stopping" in s.output.splitlines(), s.output

@@ -49,6 +49,8 @@ def register(sub) -> None:
     b.add_argument("--pps", type=int, default=2000, help="rate of the memory run (default 2000)")
     b.add_argument("--methods", action="store_true", help="capture-only frames/s per method")
     b.add_argument("--method", choices=("ring", "socket"), default="ring")
+    b.add_argument("--workers", default="1", metavar="N,...",
+                   help="--rates with each of these worker counts, e.g. 1,2 (default 1)")
     b.add_argument("--workdir", help="keep outputs here (default: a temp dir)")
     b.set_defaults(func=cmd_bench_live)
 
