@@ -20,7 +20,7 @@ def test_bench_generates_and_compares_with_tshark(tmp_path):
         lines = [l for l in rows if l.startswith(name + " ")]
         assert len(lines) == 2, (name, out)  # one per workload
         for line in lines:
-            assert re.search(r"\d+\.\d+\s+[\d,]+\s+\d+\.\d+x\s+\d+MB$", line), line
+            assert re.search(r"\d+\.\d+\s+[\d,]+\s+\d+\.\d+x\s+\d+\.\d+\s+\d+MB$", line), line
 
 
 def test_bench_names_missing_generator(tmp_path):

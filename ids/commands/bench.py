@@ -5,9 +5,9 @@ Two workloads: the 1M-packet reference capture from ../shared/bench/gen_modbus_p
 from bench/gen_mixed_pcap.py (--no-mixed skips it). On each it times tshark, `otids analyze` in one process
 in pure Python (OTIDS_PURE=1, which makes ids import its pure-Python modules even where compiled ones are
 installed), in one process as installed, in one process writing every event, and with --workers 2 up to the
-machine's cores, each in its own process, and prints packets/s, the ratio to tshark and the peak RSS summed
-over the command's whole process tree (workers included; sampled from /proc, and never below wait4's own
-figure for the top process). Figures only: no pass/fail; the issue's targets are read off the ratios.
+machine's cores, each in its own process, and prints packets/s, the ratio to tshark, the CPU seconds of
+the whole process tree and the peak RSS summed over it (workers included; sampled from /proc, and never
+below wait4's own figure for the top process). Figures only: no pass/fail; the issue's targets are read off the ratios.
 """
 from __future__ import annotations
 
@@ -48,8 +48,9 @@ def _rss(pid: int) -> int:
         return 0
 
 
-def _measure(cmd: list[str], env: dict | None = None) -> tuple[float, int, int]:
-    """Run cmd with stdout discarded; return (wall seconds, peak RSS bytes of its process tree, exit code)."""
+def _measure(cmd: list[str], env: dict | None = None) -> tuple[float, int, float]:
+    """Run cmd with stdout discarded; return (wall seconds, peak RSS bytes of its process tree, CPU seconds
+    of the tree: wait4's rusage counts every descendant the command waited for, as it does its workers)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          env=None if env is None else {**os.environ, **env})
@@ -74,7 +75,7 @@ def _measure(cmd: list[str], env: dict | None = None) -> tuple[float, int, int]:
     err = b"".join(err_chunks).decode(errors="replace")
     if p.returncode != 0:
         raise UserError(f"benchmark command failed (exit {p.returncode}): {' '.join(cmd)}: {err.strip()[-300:]}")
-    return dt, max(peak[0], ru.ru_maxrss * 1024), p.returncode
+    return dt, max(peak[0], ru.ru_maxrss * 1024), ru.ru_utime + ru.ru_stime
 
 
 def _find_generator(given: str | None) -> Path:
@@ -116,13 +117,14 @@ def _workload(name: str, pcap: str, tshark: list[str], args, out: str) -> None:
     results = {}
     for label, (cmd, env) in cmds.items():
         runs = [_measure(cmd, env) for _ in range(max(1, args.runs))]
-        results[label] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
+        results[label] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs),
+                          statistics.median(r[2] for r in runs))
     ts_time = results["tshark"][0]
     print(f"{name}: {pcap} ({npk:,} packets, {size / 1e6:.1f} MB); median of {max(1, args.runs)} run(s); "
           f"{_cores()} CPU(s), load average {os.getloadavg()[0]:.1f}")
-    print(f"  {'command':38s} {'seconds':>8s} {'packets/s':>11s} {'vs tshark':>9s} {'peak RSS':>9s}")
-    for label, (t, rss) in results.items():
-        print(f"  {label:38s} {t:8.2f} {npk / t:11,.0f} {ts_time / t:8.2f}x {rss / 1e6:7.0f}MB")
+    print(f"  {'command':38s} {'seconds':>8s} {'packets/s':>11s} {'vs tshark':>9s} {'CPU s':>7s} {'peak RSS':>9s}")
+    for label, (t, rss, cpu) in results.items():
+        print(f"  {label:38s} {t:8.2f} {npk / t:11,.0f} {ts_time / t:8.2f}x {cpu:7.2f} {rss / 1e6:7.0f}MB")
     print("  (ran: tshark -r PCAP " + " ".join(repr(a) if " " in a else a for a in tshark[3:]) + ")")
     sys.stdout.flush()
 
