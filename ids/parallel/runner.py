@@ -27,10 +27,10 @@ from .shard import END, NS, STEP_NOTICE, STEP_PACKET, STEP_WATERMARK, Router, Sh
 
 BATCH_EVENTS = 2048  # events per message to the parent
 BATCH_PACKETS = 8192  # packets after which a worker sends what it has (at least a watermark)
-PIPE_BYTES = 1 << 20
-#: The fields of Decoder.decode's fast-path test (EtherType, version/IHL, total length, fragment bits, protocol,
-#: addresses, ports, TCP data offset): another worker's packet is told apart without decoding it
-FAST_TCP = struct.Struct("!12xHBxH2xH1xB2x4s4sHH8xB")  # pipe capacity asked for: workers run ahead of the merge by about this much
+PIPE_BYTES = 1 << 20  # pipe capacity asked for: workers run ahead of the merge by about this much
+#: The fields of Decoder.decode's fast-path test (EtherType, version/IHL, total length, fragment bits,
+#: protocol, addresses, ports, TCP data offset): another worker's packet is told apart without decoding it
+FAST_TCP = struct.Struct("!12xHBxH2xH1xB2x4s4sHH8xB")
 
 
 class WorkerFailed(UserError):
