@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(a)
     a.add_argument("--deep", action="store_true",
                    help="also ask tshark (in its own process) to name flows nDPI and otids' probes cannot")
+    from .parallel.options import add_workers_argument
+    add_workers_argument(a)
 
     b = sub.add_parser("bench", help="benchmark the pipeline against tshark on the reference capture",
                        description="Generate the 1M-packet reference capture with ../shared/bench/gen_modbus_pcap.py "
@@ -59,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--txns", type=int, default=1000, help="transactions per connection")
     b.add_argument("--runs", type=int, default=1, help="repeat each measurement and report the median")
     b.add_argument("--workdir", default=None, help="where to write the generated capture (default: a temp dir)")
+    from .commands.bench import add_arguments as add_bench_arguments
+    add_bench_arguments(b)
 
     sub.add_parser("version", help="print the version")
 
@@ -182,6 +186,8 @@ def cmd_analyze(args) -> int:
     err = missing_captures(args.pcaps)
     if err is not None:
         raise err
+    from .parallel.options import workers_for
+    workers = workers_for(args, args.pcaps)
     run = build_run(args, config)
     if args.deep:
         from .flow.deep import DeepNamer
@@ -192,16 +198,15 @@ def cmd_analyze(args) -> int:
 
     quiet = args.quiet or not config.output.summary
     progress = None
-    if not quiet and config.output.progress and sys.stderr.isatty():
+    if not quiet and config.output.progress and sys.stderr.isatty() and workers == 1:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                             TimeRemainingColumn(), transient=True)
         progress.start()
     complete = False
     try:
-        for path in args.pcaps:
-            run.analyze_file(path, progress)
-        run.finish()
+        from .parallel import run_files
+        run_files(run, args.pcaps, workers, progress)
         # nothing analysed (no capture readable): the previous outputs stay as they were
         complete = not (run.errors and run.decoder.stats.packets == 0)
     finally:

@@ -9,13 +9,18 @@ from conftest import CORPUS, need, need_tool, run_cli
 def test_bench_generates_and_compares_with_tshark(tmp_path):
     need_tool("tshark")
     gen = need(CORPUS.parent / "bench" / "gen_modbus_pcap.py")
-    p = run_cli("bench", "--generator", str(gen), "--connections", "3", "--txns", "20",
-                "--workdir", str(tmp_path))
+    p = run_cli("bench", "--generator", str(gen), "--connections", "3", "--txns", "20", "--mixed", "2,20,4,2",
+                "--max-workers", "3", "--workdir", str(tmp_path))
     out = p.stdout
-    assert re.search(r"capture: .*\(\d[\d,]* packets", out)
-    for name in ("otids analyze (alerts)", "otids analyze (alerts + all events)", "tshark -Y modbus -T fields"):
-        line = next(l for l in out.splitlines() if l.startswith(name))
-        assert re.search(r"\d+\.\d+\s+[\d,]+\s+\d+\.\d+x\s+\d+MB$", line), line
+    for workload in ("reference (Modbus/TCP)", "mixed (Modbus/TCP + OPC UA + MQTT)"):
+        assert re.search(re.escape(workload) + r": .*\(\d[\d,]* packets", out), out
+    rows = [l.strip() for l in out.splitlines() if l.startswith("  ")]
+    for name in ("tshark", "otids 1 process, pure Python", "otids 1 process, as installed",
+                 "otids 1 process, + every event", "otids --workers 2", "otids --workers 3"):
+        lines = [l for l in rows if l.startswith(name + " ")]
+        assert len(lines) == 2, (name, out)  # one per workload
+        for line in lines:
+            assert re.search(r"\d+\.\d+\s+[\d,]+\s+\d+\.\d+x\s+\d+\.\d+\s+\d+MB$", line), line
 
 
 def test_bench_names_missing_generator(tmp_path):

@@ -113,6 +113,9 @@ CASES = {
     "generated": (lambda g, t: g, ()),
     # cut in the middle of flow 2: requests pending at SIGTERM must be emitted as at the end of a file
     "sample-cut-pending": (lambda g, t: cut(PCAPS / "live-sample.pcap", t / "cut.pcap", 21), ()),
+    # --workers: the kernel divides flows among the sockets of a PACKET_FANOUT group; nothing lost, nothing twice
+    "generated-workers-3": (lambda g, t: g, ("--workers", "3")),
+    "sample-workers-2": (lambda g, t: PCAPS / "live-sample.pcap", ("--workers", "2")),
 }
 
 
@@ -140,6 +143,10 @@ def test_replay_gives_the_same_events_and_alerts_as_analyze(veth, generated, tmp
     if case == "sample-cut-pending":
         unknown = [d for d in read_ndjson(s.events) if d["event"].get("outcome") == "unknown"]
         assert unknown and all("unanswered_request" in d["otids"]["anomalies"] for d in unknown)
+    if case == "generated-workers-3":  # the kernel gave every process a share
+        line = next(x for x in s.output.splitlines() if "frames per process" in x)
+        shares = [int(x.rsplit(" ", 1)[1].replace(",", "")) for x in line.split(": ", 2)[2].split(", ")]
+        assert len(shares) == 3 and all(shares) and sum(shares) == frames, line
     if case == "sample-as-nobody":
         st = info["status"]
         assert st["Uid"].split()[:2] == ["65534", "65534"], st["Uid"]
@@ -316,3 +323,22 @@ def test_user_errors_are_one_line(tmp_path):
     assert "no interface to capture on" in p.stderr
     p = run_cli("live", "-i", "lo", "--user", "no-such-user-x", "-o", str(tmp_path / "a.ndjson"), check_rc=2)
     assert p.stderr.strip() == "otids: error: live.user: no such user 'no-such-user-x'"
+
+
+def test_a_dead_live_worker_stops_the_sensor_loudly(veth, tmp_path):
+    """A worker's share of the traffic must never go unanalysed in silence: its death ends the sensor with
+    one line naming it and a non-zero exit, after the outputs were closed."""
+    s = SensorProcess(veth, tmp_path, "--workers", "2", "-q")
+    try:
+        s.wait_ready()
+        with open(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children") as fh:
+            kids = [int(x) for x in fh.read().split()]
+        assert len(kids) == 1, kids
+        os.kill(kids[0], signal.SIGKILL)
+        rc = s.proc.wait(60)
+    finally:
+        s.kill()
+    s._reader.join(5)
+    assert rc == 2, s.output
+    assert f"otids: error: live worker 1 (pid {kids[0]}) died (killed by signal 9): its share of the traffic " \
+           "is no longer analysed; stopping" in s.output.splitlines(), s.output

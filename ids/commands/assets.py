@@ -17,6 +17,8 @@ def register(sub) -> None:
                                    "vendor/product/revision from Modbus FC 43/14 and FC 17, OPC UA and MQTT "
                                    "identities, first and last seen. Every host seen is listed, whatever it speaks.")
     p.add_argument("pcaps", nargs="+", metavar="PCAP", help="capture files (pcap, pcapng, .gz)")
+    from ..parallel.options import add_workers_argument
+    add_workers_argument(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON (a list of assets)")
     fmt.add_argument("--csv", action="store_true", help="CSV, one row per asset")
@@ -39,7 +41,7 @@ class InventoryDetector:
         return None
 
 
-def run_inventory(paths: list[str], config):
+def run_inventory(paths: list[str], config, workers: int = 1):
     from ..pipeline import Run
     from ..assets import Inventory
 
@@ -48,9 +50,8 @@ def run_inventory(paths: list[str], config):
         raise err
     inv = Inventory()
     run = Run(config, [InventoryDetector(inv)], [], [])
-    for p in paths:
-        run.analyze_file(p)
-    run.finish()
+    from ..parallel import run_files
+    run_files(run, paths, workers)
     return inv, run
 
 
@@ -58,7 +59,8 @@ def cmd_assets(args) -> int:
     from ..config import load_config
 
     config = load_config(args.config)
-    inv, run = run_inventory(args.pcaps, config)
+    from ..parallel.options import workers_for
+    inv, run = run_inventory(args.pcaps, config, workers_for(args, args.pcaps))
     recs = inv.records()
     if args.json:
         text = json.dumps(recs, indent=2, ensure_ascii=False) + "\n"

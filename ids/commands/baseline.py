@@ -18,6 +18,8 @@ def register(sub) -> None:
                                    "re-learned: status, notes and comments carry over; approved and denied "
                                    "entries stay as reviewed.")
     p.add_argument("pcaps", nargs="+", metavar="PCAP", help="capture files of normal traffic")
+    from ..parallel.options import add_workers_argument
+    add_workers_argument(p)
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="baseline YAML to write (e.g. "
                                                                          "models/baseline.yaml)")
     p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (baseline and protocol settings)")
@@ -57,7 +59,7 @@ def register(sub) -> None:
 
 # ---------------------------------------------------------------------------------------------- learn
 
-def learn_paths(paths: list[str], config):
+def learn_paths(paths: list[str], config, workers: int = 1):
     from ..pipeline import Run
     from ..detect.baseline.learner import Learner, LearnerDetector, capture_info
 
@@ -67,9 +69,8 @@ def learn_paths(paths: list[str], config):
         raise err
     learner = Learner(config.baseline)
     run = Run(config, [LearnerDetector(learner)], [], [])
-    for p in paths:
-        run.analyze_file(p)
-    run.finish()
+    from ..parallel import run_files
+    run_files(run, paths, workers)
     return learner.baseline([capture_info(p) for p in paths]), learner, run
 
 
@@ -83,7 +84,8 @@ def cmd_learn(args) -> int:
     old = None
     if os.path.isfile(args.output):  # a device (/dev/full, /dev/stdout) is written, never read as a baseline
         old = document.load(args.output)  # a broken file stops here, before anything is overwritten
-    b, learner, run = learn_paths(args.pcaps, config)
+    from ..parallel.options import workers_for
+    b, learner, run = learn_paths(args.pcaps, config, workers_for(args, args.pcaps))
     for err in run.errors:
         print(f"otids: error: {err}", file=sys.stderr)
     # Learning from nothing, or from a damaged capture, never touches a baseline someone may have reviewed.

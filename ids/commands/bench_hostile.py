@@ -320,7 +320,7 @@ def run(cases: list[str], scale: float, workdir: str, tshark: bool, extra: list[
         out.close()
         gen_s = time.perf_counter() - t0
         alerts = os.path.join(workdir, f"{name}.alerts.ndjson")
-        secs, rss, _ = _measure(otids + ["analyze", pcap, "-q", "-o", alerts, *extra])
+        secs, rss, _ = _measure(otids + ["analyze", pcap, "-q", "-o", alerts, "--workers", "1", *extra])
         row = {"case": name, "size": size, "unit": unit, "frames": out.frames, "mb": out.bytes / 1e6,
                "seconds": secs, "rss_mb": rss / 1e6, "alerts": _alerts(alerts), "generate_s": gen_s}
         if tshark:

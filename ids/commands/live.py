@@ -30,6 +30,9 @@ def register(sub) -> None:
     p.add_argument("--stats", metavar="FILE", help="also write the otids.stats events to this NDJSON file")
     p.add_argument("--stats-interval", type=int, metavar="SECONDS",
                    help="seconds between counters (default: live.stats_interval)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes to analyse with (default 1): the kernel divides flows among them "
+                        "(PACKET_FANOUT_HASH); see docs/PERFORMANCE.md")
     add_run_arguments(p)
     p.set_defaults(func=cmd_live)
 
@@ -46,6 +49,8 @@ def register(sub) -> None:
     b.add_argument("--pps", type=int, default=2000, help="rate of the memory run (default 2000)")
     b.add_argument("--methods", action="store_true", help="capture-only frames/s per method")
     b.add_argument("--method", choices=("ring", "socket"), default="ring")
+    b.add_argument("--workers", default="1", metavar="N,...",
+                   help="--rates with each of these worker counts, e.g. 1,2 (default 1)")
     b.add_argument("--workdir", help="keep outputs here (default: a temp dir)")
     b.set_defaults(func=cmd_bench_live)
 
@@ -67,6 +72,10 @@ def cmd_live(args) -> int:
     if len(set(ifaces)) != len(ifaces):
         raise UserError(f"interface given twice: {', '.join(sorted({i for i in ifaces if ifaces.count(i) > 1}))}")
     bpf = args.bpf if args.bpf is not None else lc.bpf
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1 (got {args.workers})")
+    if args.workers > 1 and lc.evidence_mb:
+        raise UserError("live.evidence_mb (the evidence ring) works with one process only: use --workers 1")
     caps: list[LiveCapture] = []
     try:
         for name in ifaces:
@@ -81,6 +90,7 @@ def cmd_live(args) -> int:
     run.engine.reroute()
     stats_sinks: list = []
     sensors: list[Sensor] = []
+    workers = None
     evidence = None
     try:
         if args.stats:
@@ -94,16 +104,25 @@ def cmd_live(args) -> int:
             if off:
                 log(f"{c.name}: {', '.join(o.upper() for o in off)} is on: the kernel merges segments before "
                     f"capture, which breaks reassembly; run `ethtool -K {c.name} gro off lro off`")
+        if args.workers > 1:  # capture sockets are opened here, before privileges go
+            from ..parallel.live import LiveWorkers
+            workers = LiveWorkers(run, caps, args.workers)
+            workers.start()
         log(drop_privileges(args.user or lc.user, lc.keep_net_raw))
         if evidence is not None:
             evidence.check_writable()
         sensor = Sensor(run, caps, config, args.config, stats_sinks, evidence, quiet=args.quiet,
                         stats_interval=args.stats_interval)
         sensors.append(sensor)
+        if workers is not None:
+            sensor.extra.update(workers.fds())
+            sensor.before_finish.append(workers.drain)
         rc = sensor.serve(f"capturing on {', '.join(c.name for c in caps)} ({caps[0].method}, {lc.buffer_mb} MB "
                           f"per interface{', filter ' + repr(bpf) if bpf else ''}"
                           f"{', promiscuous' if lc.promiscuous else ''})")
     finally:
+        if workers is not None:
+            workers.close()
         for c in caps:
             c.close()
         close_outputs(run)

@@ -50,6 +50,12 @@ def bench_live(args) -> int:
     for tool in ("ip", "tcpreplay"):
         if shutil.which(tool) is None:
             raise UserError(f"bench-live needs {tool} (iproute2, tcpreplay)")
+    try:
+        workers = sorted({int(x) for x in str(getattr(args, "workers", None) or "1").split(",")})
+    except ValueError:
+        raise UserError(f"--workers {args.workers!r}: expected worker counts such as 1,2") from None
+    if workers[0] < 1:
+        raise UserError("--workers: every worker count must be at least 1")
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="otids-bench-live-"))
     work.mkdir(parents=True, exist_ok=True)
     pcap = _pcap(args, work)
@@ -59,7 +65,8 @@ def bench_live(args) -> int:
         if args.methods:
             methods(veth, pcap, args.seconds)
         if args.rates:
-            rates(veth, pcap, [int(r) for r in args.rates.split(",")], args.seconds, args.method, work)
+            for w in workers:
+                rates(veth, pcap, [int(r) for r in args.rates.split(",")], args.seconds, args.method, work, w)
         if args.minutes:
             memory(veth, pcap, args.minutes, args.pps, args.method, work)
     return 0
@@ -169,15 +176,17 @@ def methods(veth: VethPair, pcap: str, seconds: float) -> None:
 
 # ---------------------------------------------------------------------------------------------- rates
 
-def rates(veth: VethPair, pcap: str, pps_list: list[int], seconds: float, method: str, work: Path) -> None:
-    print(f"\nsensor at fixed replay rates ({method}; alerts and stats written, not events; {seconds:g} s per rate)")
+def rates(veth: VethPair, pcap: str, pps_list: list[int], seconds: float, method: str, work: Path,
+          workers: int = 1) -> None:
+    print(f"\nsensor at fixed replay rates ({method}, --workers {workers}; alerts and stats written, not events; "
+          f"{seconds:g} s per rate)")
     print(f"{'pps asked':>9} {'pps sent':>9} {'sent':>9} {'iface rx':>9} {'kernel q':>9} {'analysed':>9} "
           f"{'k.drops':>8} {'s.drops':>8} {'match':>6} {'loss alert':>10}")
     best = None
     for pps in pps_list:
-        d = work / f"rate-{pps}"
+        d = work / f"rate-{pps}-w{workers}"
         d.mkdir(exist_ok=True)
-        s = SensorProcess(veth, d, "-q", "--method", method, events=False)
+        s = SensorProcess(veth, d, "-q", "--method", method, "--workers", str(workers), events=False)
         try:
             s.wait_ready()
             base = veth.rx_counter()
@@ -195,7 +204,8 @@ def rates(veth: VethPair, pcap: str, pps_list: list[int], seconds: float, method
               f"{t['kernel_drops']:>8,} {t['sensor_drops']:>8,} {'yes' if match else 'NO':>6} {loss:>10}")
         if t["kernel_drops"] == 0 and t["sensor_drops"] == 0:
             best = max(best or 0, pps)
-    print(f"highest rate without drops: {best:,} pps" if best else "drops at every rate tried")
+    print(f"highest rate without drops (--workers {workers}): {best:,} pps" if best else
+          f"drops at every rate tried (--workers {workers})")
     print("iface rx: the kernel's rx_packets of the capture interface; kernel q: frames the kernel queued for "
           "the sensor (PACKET_STATISTICS, drops included); match: kernel q == iface rx == analysed + k.drops")
 

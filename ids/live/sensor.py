@@ -47,6 +47,8 @@ class Sensor:
         self.dead: dict[str, int] = {}  # interface removed: name -> next reopen attempt
         self.last = {c.name: self._snapshot(c) for c in captures}
         self.feeds = [self._feed_for(i) for i in range(len(captures))]
+        self.extra: dict = {}  # more fds to poll -> callback (ids.parallel.live: the workers' event pipes)
+        self.before_finish: list = []  # called at stop, before the run finishes (workers drained)
 
     # ------------------------------------------------------------------ frames
     def _feed_for(self, i: int):
@@ -71,6 +73,8 @@ class Sensor:
         handlers = {s: signal.signal(s, self._signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         poller = select.poll()
         poller.register(wake_r, select.POLLIN)
+        for fd in self.extra:
+            poller.register(fd, select.POLLIN)
         by_fd: dict[int, int] = {}
 
         def register():
@@ -102,6 +106,8 @@ class Sensor:
                         continue
                     i = by_fd.get(fd)
                     if i is None:
+                        if fd in self.extra:
+                            self.extra[fd]()
                         continue
                     c = caps[i]
                     if ev & select.POLLERR:
@@ -132,6 +138,8 @@ class Sensor:
                     if c.sock is not None:
                         while c.dispatch(feeds[i], BUDGET):
                             pass
+                for f in self.before_finish:
+                    f()
                 now = time.time_ns()
                 run.tick(now)
                 self.stats(now)

@@ -1,0 +1,36 @@
+"""The `--workers` option of analyze, assets and learn, and the default it takes."""
+from __future__ import annotations
+
+import os
+
+#: Below this much capture in total the default is one process: forking and merging cost more than they save.
+SMALL_INPUT = 16 << 20
+
+
+def add_workers_argument(p) -> None:
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes to analyse with, packets divided by host pair; output identical for any N "
+                        "(default: one per CPU core; 1 for captures under 16 MB in total)")
+
+
+def workers_for(args, paths: list[str]) -> int:
+    """--workers as given (at least 1), else one per core for large inputs; --deep keeps one process."""
+    from ..errors import UserError
+    from .runner import default_workers
+
+    n = getattr(args, "workers", None)
+    if n is not None:
+        if n < 1:
+            raise UserError(f"--workers must be at least 1 (got {n})")
+        if getattr(args, "deep", False) and n > 1:
+            raise UserError("--deep runs in one process: use --workers 1")
+        return n
+    if getattr(args, "deep", False):
+        return 1
+    total = 0
+    for p in paths:
+        try:
+            total += os.path.getsize(p)
+        except OSError:
+            pass
+    return default_workers() if total >= SMALL_INPUT else 1

@@ -1,0 +1,300 @@
+"""`--workers N` for file analysis: N forked workers each run ids.parallel.shard over the whole capture and
+stream their keyed events to this process, which merges them by key and hands them to the run's engine
+(every detector, every sink) in exactly the order one process would have. The run's summary figures are
+merged from the workers' own at the end.
+
+A worker that fails or dies ends the run with WorkerFailed (one line: which worker, why); Ctrl-C stops the
+workers (they ignore SIGINT themselves, so only this process decides) and leaves the outputs as they were.
+"""
+from __future__ import annotations
+
+import fcntl
+import heapq
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import struct
+import sys
+import time
+from operator import itemgetter
+
+from ..capture import open_capture
+from ..errors import CaptureError, UserError
+from ..events import FlowNotice
+from ..protocols import DISSECTED
+from .shard import END, NS, STEP_NOTICE, STEP_PACKET, STEP_WATERMARK, Router, ShardTable
+
+BATCH_EVENTS = 2048  # events per message to the parent
+BATCH_PACKETS = 8192  # packets after which a worker sends what it has (at least a watermark)
+PIPE_BYTES = 1 << 20  # pipe capacity asked for: workers run ahead of the merge by about this much
+#: The fields of Decoder.decode's fast-path test (EtherType, version/IHL, total length, fragment bits,
+#: protocol, addresses, ports, TCP data offset): another worker's packet is told apart without decoding it
+FAST_TCP = struct.Struct("!12xHBxH2xH1xB2x4s4sHH8xB")
+
+
+class WorkerFailed(UserError):
+    exit_code = 2
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def broker_ports(config) -> set[int]:
+    return {p for p, n in config.port_map().items() if n == "mqtt"}
+
+
+def run_files(run, paths: list[str], workers: int = 1, progress=None) -> None:
+    """Analyse `paths` as one continuous capture into `run` (ids.pipeline.Run) and finish it: in this
+    process when workers <= 1 (exactly Run.analyze_file + Run.finish), else in `workers` processes."""
+    if workers <= 1:
+        for p in paths:
+            run.analyze_file(p, progress)
+        run.finish()
+        return
+    Parallel(run, paths, workers).run()
+
+
+# ------------------------------------------------------------------------------------------ worker side
+
+def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
+    config = run.config
+    table = ShardTable(config, DISSECTED, None, verify_checksums=config.decode.checksums == "on")
+    run.table = table
+    router = Router(n, broker_ports(config))
+    owner = router.owner
+    decoder = run.decoder
+    decode = decoder.decode
+    notices = decoder.notices
+    tcp, udp, other = table._tcp, table._udp, table._other
+    out = table.out
+    send = conn.send_bytes
+    dumps = pickle.dumps
+
+    def flush(i: int) -> None:
+        out.append(((i, STEP_WATERMARK, 0, 0), None))
+        send(dumps(("b", out), 5))
+        out.clear()
+
+    def note(ts: int) -> None:
+        if wid == 0:
+            for nts, action, details in notices:
+                table.emit(FlowNotice(nts or ts, action, None, None, details))
+        notices.clear()
+
+    fast = FAST_TCP.unpack_from
+    tcp_owner = router.tcp_owner
+    st = decoder.stats
+    own_checked = own_bad = 0  # fast-path packets left to others; checksums of the ones kept
+    i = 0
+    ts = 0
+    last_ts = 0
+    for path in paths:
+        try:
+            reader = open_capture(path)
+        except CaptureError as e:
+            run.errors.append(str(e))
+            run.files_unreadable += 1
+            continue
+        ok = True
+        ts = last_ts
+        try:
+            for ts, lt, data in reader.packets():
+                i += 1
+                if lt == 1 and not decoder.auto and len(data) >= 54:
+                    # Decoder.decode's fast path (untagged Ethernet, IPv4 without options, unfragmented TCP):
+                    # a packet that takes it always decodes, so another worker's needs only counting and the
+                    # clock. Once checksum auto-detection has settled, nothing else of the decoder's state
+                    # depends on it; before, every worker decodes every packet.
+                    et, vhl, tot, frag, proto, src, dst, sport, dport, off = fast(data)
+                    if et == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF \
+                            and 20 <= (off >> 4) * 4 <= tot - 20 and 14 + tot <= len(data):
+                        if tcp_owner(src, dst, sport, dport) != wid:
+                            st.packets += 1
+                            st.bytes += len(data)
+                            if ts >= table.next_sweep:
+                                table.cur = (i, 0, 0)
+                                table.sweep_or_start(ts)
+                            if len(out) >= BATCH_EVENTS or not i % BATCH_PACKETS:
+                                flush(i)
+                            continue
+                        c0, b0 = st.checksum_checked, st.bad_checksum
+                        p = decode(ts, lt, data)
+                        own_checked += st.checksum_checked - c0
+                        own_bad += st.bad_checksum - b0
+                        mine = True
+                    else:
+                        p = decode(ts, lt, data)
+                        mine = False
+                else:
+                    p = decode(ts, lt, data)
+                    mine = False
+                if p is not None:
+                    if ts >= table.next_sweep:
+                        table.cur = (i, 0, 0)
+                        table.sweep_or_start(ts)
+                    if mine or owner(p) == wid:
+                        table.cur = (i, STEP_PACKET, 0)
+                        table.nflows = i - 1  # a new flow's id is the index of the packet that made it
+                        proto = p.proto
+                        if proto == 6:
+                            tcp(p, ts)
+                        elif proto == 17:
+                            udp(p, ts)
+                        else:
+                            other(p, ts)
+                if notices:
+                    table.cur = (i, STEP_NOTICE, 0)
+                    note(ts)
+                if len(out) >= BATCH_EVENTS or not i % BATCH_PACKETS:
+                    flush(i)
+        except CaptureError as e:
+            run.errors.append(str(e))
+            run.files_damaged += 1
+            ok = False
+        finally:
+            reader.close()
+        last_ts = max(last_ts, ts)
+        if ok:
+            run.files_ok += 1
+    # Run.finish, keyed after every packet
+    table.cur = (END, 0, 0)
+    decoder.frag.expire(last_ts + config.decode.fragment_timeout * NS + 1, notices)
+    if notices:
+        note(last_ts)
+    table.finish(last_ts)
+    flush(END + 1)
+    tk = table.talker_rank
+    result = {
+        "packets": i, "last_ts": last_ts, "errors": run.errors, "files_ok": run.files_ok,
+        "files_damaged": run.files_damaged, "files_unreadable": run.files_unreadable,
+        "decode": decoder.stats.as_dict(), "checksum_note": decoder.checksum_note,
+        "flow_stats": table.stats, "hosts": table.hosts,
+        "talkers": [(tk.get(k, (0,)), k, v) for k, v in table.talkers.items()],
+        "cpu": sum(os.times()[:2]), "own_checksums": (own_checked, own_bad),
+    }
+    send(dumps(("end", result), 5))
+
+
+def _worker_main(run, paths, wid, n, conn) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    try:
+        _work(run, paths, wid, n, conn)
+    except BrokenPipeError:  # the parent has gone (it failed, or was interrupted): nothing to report to
+        os._exit(1)
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which fails the run
+        try:
+            conn.send_bytes(pickle.dumps(("error", f"{type(e).__name__}: {e}")))
+        except Exception:  # noqa: BLE001
+            pass
+        os._exit(1)
+    conn.close()
+    os._exit(0)  # no atexit, no flushing of file objects inherited from the parent (its output sinks)
+
+
+# ------------------------------------------------------------------------------------------ parent side
+
+class Parallel:
+    def __init__(self, run, paths: list[str], workers: int):
+        self.run_ = run
+        self.paths = paths
+        self.n = workers
+        self.procs: list = []
+        self.results: list = [None] * workers
+
+    def _stream(self, wid: int, conn):
+        proc = self.procs[wid]
+        loads = pickle.loads
+        while True:
+            try:
+                data = conn.recv_bytes()
+            except (EOFError, OSError):
+                proc.join(5)
+                code = proc.exitcode
+                how = (f"killed by signal {-code}" if code is not None and code < 0 else
+                       f"exit status {code}" if code is not None else "closed its pipe")
+                raise WorkerFailed(f"worker {wid} (pid {proc.pid}) died ({how}) before the end of the capture; "
+                                   f"the run is incomplete") from None
+            msg = loads(data)
+            kind = msg[0]
+            if kind == "b":
+                yield from msg[1]
+            elif kind == "end":
+                self.results[wid] = msg[1]
+                return
+            else:
+                raise WorkerFailed(f"worker {wid} (pid {proc.pid}) failed: {msg[1]}")
+
+    def run(self) -> None:
+        run = self.run_
+        t0 = time.perf_counter()
+        ctx = mp.get_context("fork")
+        conns = []
+        try:
+            for wid in range(self.n):
+                r, w = ctx.Pipe(duplex=False)
+                try:
+                    fcntl.fcntl(w.fileno(), 1031, PIPE_BYTES)  # F_SETPIPE_SZ: let workers run ahead
+                except OSError:
+                    pass
+                p = ctx.Process(target=_worker_main, args=(run, self.paths, wid, self.n, w), daemon=True,
+                                name=f"otids-worker-{wid}")
+                p.start()
+                w.close()  # only the worker holds the write end: its death is our EOF
+                self.procs.append(p)
+                conns.append(r)
+            on_event = run.engine.on_event
+            for _key, ev in heapq.merge(*(self._stream(w, c) for w, c in enumerate(conns)), key=itemgetter(0)):
+                if ev is not None:
+                    on_event(ev)
+            for p in self.procs:
+                p.join()
+        finally:
+            for p in self.procs:
+                if p.exitcode is None:
+                    p.kill()
+                    p.join()
+            for c in conns:
+                c.close()
+        self._merge()
+        run.engine.flush(run.last_ts)
+        run.elapsed += time.perf_counter() - t0
+        run.worker_cpu = [r["cpu"] for r in self.results]  # seconds per worker (otids bench, docs/PERFORMANCE.md)
+        if os.environ.get("OTIDS_WORKER_CPU"):
+            print(f"workers cpu {run.worker_cpu} parent cpu {sum(os.times()[:2]):.1f}", file=sys.stderr)
+
+    def _merge(self) -> None:
+        """The run's figures from the workers': reading and decoding were done by all (worker 0's stand for
+        them), flows by one each (summed)."""
+        run = self.run_
+        r0 = self.results[0]
+        run.errors += r0["errors"]
+        run.files_ok += r0["files_ok"]
+        run.files_damaged += r0["files_damaged"]
+        run.files_unreadable += r0["files_unreadable"]
+        run.last_ts = max(run.last_ts, r0["last_ts"])
+        for k, v in r0["decode"].items():
+            setattr(run.decoder.stats, k, v)
+        # Fast-path packets were checksummed by their owner only: worker 0's count plus the others' own ones.
+        st = run.decoder.stats
+        for r in self.results[1:]:
+            st.checksum_checked += r["own_checksums"][0]
+            st.bad_checksum += r["own_checksums"][1]
+        run.decoder.checksum_note = r0["checksum_note"]
+        table = run.table
+        for r in self.results:
+            for k, v in r["flow_stats"].items():
+                table.stats[k] = table.stats.get(k, 0) + v
+            table.hosts |= r["hosts"]
+        talkers = sorted((t for r in self.results for t in r["talkers"]), key=itemgetter(0))
+        for _rank, k, v in talkers:
+            t = table.talkers.get(k)
+            if t is None:
+                table.talkers[k] = list(v)
+            else:
+                for j in range(len(v)):
+                    t[j] += v[j]

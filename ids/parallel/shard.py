@@ -1,0 +1,168 @@
+"""One worker's share of an analysis run: it reads and decodes every frame of the capture (so the decoder's
+state, fragment reassembly and checksum auto-detection, is the same in every worker), advances the flow
+table's clock on every packet (timeout sweeps at the same packet positions as in one process), but runs the
+flow table, reassembly and protocol sessions only for the packets whose host pair hashes to it.
+
+Every event leaves with a sort key that places it where one process would have emitted it:
+(global packet index, step, flow, sequence). Steps within a packet: the timeout sweep (its expire pass per
+table, the sustained-garbage pass, its removal pass per table), then the packet itself, then the decoder's
+notices; the end of input sorts after every packet. Within a sweep one process walks each table in flow
+creation order, so the flow's id (here: the global index of the packet that created it, which orders flows
+as one process numbers them) places the events of different workers. The merge is ids.parallel.runner.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from ..flow.table import FlowTable
+
+NS = 1_000_000_000
+END = 1 << 62  # packet index of the end of input: after every packet
+STEP_EXPIRE = 0  # + table (tcp 0, udp 1, other 2)
+STEP_GARBAGE = 3
+STEP_REMOVE = 4  # + table
+STEP_PACKET = 7
+STEP_NOTICE = 8
+STEP_WATERMARK = -1  # no event: "nothing before this key is still to come from me"
+ETHER = 256
+
+
+def _hash(b: bytes) -> int:
+    """Well spread over structured addresses (crc32 is linear: plant subnets split unevenly); once per pair."""
+    return int.from_bytes(hashlib.blake2b(b, digest_size=8).digest(), "big")
+
+
+class ShardTable(FlowTable):
+    """A FlowTable whose emissions carry their merge key (`cur` + a running sequence number), and whose
+    sweep and end-of-input walks say which flow each emission belongs to. The walks are FlowTable's own,
+    step for step (tests/test_parallel.py holds every capture's output identical to one process)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.out: list = []
+        self.seq = 0
+        self.cur = (0, STEP_PACKET, 0)
+        self.vrank: dict = {}  # violated flow -> its rank in one process's violated dict (when it was detached)
+        self.talker_rank: dict = {}  # talker key -> key of the emission that created it (summary order)
+        self.emit = self._emit
+
+    def _emit(self, ev) -> None:
+        self.seq += 1
+        c = self.cur
+        self.out.append(((c[0], c[1], c[2], self.seq), ev))
+
+    def detach(self, flow, ts: int, reason: str) -> None:
+        if flow.app and flow not in self.violated:
+            # one process orders the garbage pass by detach time: packet index, then emission order (a detach
+            # is a packet-step emission of the packet's one owner, so the sequence breaks ties within it)
+            self.vrank[flow] = (self.cur[0] << 40) | (self.seq & ((1 << 40) - 1))
+        super().detach(flow, ts, reason)
+
+    def _remove(self, flow, ts: int, why: str) -> None:
+        n = len(self.talkers)
+        super()._remove(flow, ts, why)
+        if len(self.talkers) > n:
+            c = self.cur
+            self.talker_rank[next(reversed(self.talkers))] = (c[0], c[1], c[2], self.seq)
+
+    def sweep(self, now: int) -> None:
+        """FlowTable.sweep, with each flow's emissions keyed by its step and id."""
+        cfg = self.cfg
+        self.next_sweep = now + cfg.sweep_interval * NS
+        idle_tcp, idle_udp, linger = cfg.tcp_idle_timeout * NS, cfg.udp_idle_timeout * NS, cfg.closed_linger * NS
+        i = self.cur[0]
+        dead = []
+        for t, table in enumerate((self.tcp, self.udp, self.other)):
+            for key, (f, is_c) in table.items():
+                if not is_c:
+                    continue
+                age = now - f.last_ts
+                if f.closed:
+                    if age > linger:
+                        dead.append((t, f))
+                elif age > (idle_tcp if f.proto == 6 else idle_udp):
+                    dead.append((t, f))
+                elif f.session is not None:
+                    self.cur = (i, STEP_EXPIRE + t, f.flow_id)
+                    try:
+                        f.session.expire(now)
+                    except Exception as e:  # noqa: BLE001
+                        self.session_error(f, now, "expire", e)
+        if self.violated:
+            for f in list(self.violated):
+                self.cur = (i, STEP_GARBAGE, self.vrank.get(f, 0))
+                self._garbage(f, now)
+        for t, f in dead:
+            self.cur = (i, STEP_REMOVE + t, f.flow_id)
+            if not f.closed:
+                self.stats["flows_timed_out"] += 1
+            self._remove(f, now, "timeout")
+        self.cur = (i, STEP_PACKET, 0)
+
+    def _close(self, flow, ts: int) -> None:
+        super()._close(flow, ts)
+        self.vrank.pop(flow, None)
+
+    def finish(self, ts: int) -> None:
+        flows = sorted({id(f): f for table in (self.tcp, self.udp, self.other) for f, _ in table.values()}.values(),
+                       key=lambda f: f.flow_id)
+        for f in flows:
+            self.cur = (END, 1, f.flow_id)
+            self._remove(f, ts, "end")
+
+
+class Router:
+    """Which worker owns a packet: a hash of its host pair, the same for both directions, so every flow of a
+    pair lands in one worker. MQTT (dissected ports) goes by the broker's address alone: Sparkplug births and
+    PubSub metadata learned on one client's connection are applied on another's (state per broker and run).
+    Non-IP frames (ARP, LLDP, ...) all go to worker 0."""
+
+    __slots__ = ("n", "broker_ports", "cache")
+
+    def __init__(self, n: int, broker_ports: set[int]):
+        self.n = n
+        self.broker_ports = broker_ports
+        self.cache: dict = {}
+
+    def owner(self, p) -> int:
+        proto = p.proto
+        if proto == ETHER:
+            return 0
+        src, dst = p.src, p.dst
+        if proto == 6 and self.broker_ports:
+            bp = self.broker_ports
+            if p.dport in bp:
+                return self._one(dst)
+            if p.sport in bp:
+                return self._one(src)
+        k = (src, dst) if src < dst else (dst, src)
+        w = self.cache.get(k)
+        if w is None:
+            if len(self.cache) >= 1 << 16:
+                self.cache.clear()
+            w = self.cache[k] = _hash(k[0] + k[1]) % self.n
+        return w
+
+    def tcp_owner(self, src: bytes, dst: bytes, sport: int, dport: int) -> int:
+        """owner() from the header fields of a TCP packet not yet decoded."""
+        bp = self.broker_ports
+        if bp:
+            if dport in bp:
+                return self._one(dst)
+            if sport in bp:
+                return self._one(src)
+        k = (src, dst) if src < dst else (dst, src)
+        w = self.cache.get(k)
+        if w is None:
+            if len(self.cache) >= 1 << 16:
+                self.cache.clear()
+            w = self.cache[k] = _hash(k[0] + k[1]) % self.n
+        return w
+
+    def _one(self, addr: bytes) -> int:
+        w = self.cache.get(addr)
+        if w is None:
+            if len(self.cache) >= 1 << 16:
+                self.cache.clear()
+            w = self.cache[addr] = _hash(addr) % self.n
+        return w
