@@ -15,11 +15,24 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _sec_cache: dict[int, str] = {}
 
 
+MAX_SEC = 253_402_300_799  # 9999-12-31T23:59:59: past it no datetime exists
+
+
+def capture_datetime(ts_ns: int) -> datetime:
+    """Nanosecond epoch timestamp -> aware UTC datetime, clamped to what datetime can hold (a hostile capture's
+    timestamps may lie anywhere in 64 bits: before 1970 is the epoch, past year 9999 its last second)."""
+    if ts_ns // 1_000_000_000 >= MAX_SEC:
+        return datetime.fromtimestamp(MAX_SEC, timezone.utc).replace(microsecond=999_999)
+    if ts_ns < 0:
+        return _EPOCH
+    return datetime.fromtimestamp(ts_ns / 1_000_000_000, timezone.utc)
+
+
 def rfc3339(ts_ns: int) -> str:
     """Nanosecond epoch timestamp -> RFC 3339 UTC with microseconds, e.g. 2024-01-31T12:00:00.123456Z."""
     sec, ns = divmod(ts_ns, 1_000_000_000)
-    if sec > 253_402_300_799:  # past 9999-12-31T23:59:59 no datetime exists: the last second it can say
-        sec, ns = 253_402_300_799, 999_999_999
+    if sec > MAX_SEC:  # the last second a datetime can say
+        sec, ns = MAX_SEC, 999_999_999
     head = _sec_cache.get(sec)
     if head is None:  # events arrive in time order: the formatted second is reused many times
         if len(_sec_cache) > 4096:

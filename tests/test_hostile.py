@@ -89,6 +89,17 @@ def test_f2_timestamps_past_year_9999_are_clamped_not_fatal(tmp_path):
     assert docs and all(d["@timestamp"] == "9999-12-31T23:59:59.999999Z" for d in docs)
 
 
+def test_f2_far_future_time_reaches_the_certificate_checks_and_the_report(tmp_path):
+    """The same class past the writer: the auth detector judges certificates at capture time and the report
+    draws a timeline, each turning the time into a datetime (a traceback at the auth flush and in the report)."""
+    a, rep = tmp_path / "a.ndjson", tmp_path / "r.html"
+    caps = [need(ROOT / "pcaps/mqtt-tls.pcap"), need(HOSTILE / "f2-pcapng-year-10000.pcapng")]
+    r = _cli("analyze", *caps, "--registry", ROOT / "pcaps/auth-registry.yaml", "-q", "-o", a)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    r = _cli("report", *caps, "-o", rep)
+    assert r.returncode == 0 and "Traceback" not in r.stderr and rep.stat().st_size > 0, r.stderr
+
+
 # ---------------------------------------------------------------------------------------------- F3, F4
 def _reverse_ooo(stream: Stream, n: int, max_buffer: int, size: int = 1) -> list:
     """n segments after a one-byte hole, last first; returns what was delivered."""

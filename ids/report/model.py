@@ -12,6 +12,8 @@ import ipaddress
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 
+from ..units import capture_datetime
+
 SEVERITIES = (("critical", 99), ("high", 73), ("medium", 47), ("low", 21), ("info", 1))
 MAX_TIME_KEYS = 20_000  # distinct time keys kept before the base resolution coarsens
 NICE_BINS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
@@ -40,7 +42,7 @@ def ts_seconds(ts: str) -> float:
 
 
 def rfc3339_s(sec: float) -> str:
-    return datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return capture_datetime(int(sec * 1_000_000_000)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def subnet_of(ip: str) -> str:

@@ -10,6 +10,7 @@ import re
 from collections import OrderedDict
 
 from ... import x509 as _x509
+from ...units import capture_datetime
 from .certs import CheckPolicy, Finding, TrustStore, check_certificate, check_description
 from .registry import Registry
 
@@ -20,7 +21,7 @@ _POOL_MAX = 256
 
 
 def ts_datetime(ts_ns: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts_ns / NS, dt.timezone.utc)
+    return capture_datetime(ts_ns)
 
 
 class CertJudge:
