@@ -217,3 +217,29 @@ def test_window_state_is_bounded_in_bytes_and_says_so(tmp_path):
     det2 = MlDetector(load(str(tmp_path / "m")), base.ml)
     _, col2 = analyze([str(TEST)], base, [det2])
     assert not [a for a in col2.alerts if a.rule_id == "otids.ml.state_capped"] and det2.windower.pairs_refused == 0
+
+
+@pytest.mark.parametrize("proto,absent_host", [("opcua", "127.0.0.5"), ("mqtt", "127.0.0.52")])
+def test_pairs_absent_from_training_alert_at_most_once_opcua_mqtt(proto, absent_host, tmp_path):
+    """OPC UA (historian left out of training) and MQTT (sensor-2 left out): analysing the whole benign
+    capture and then the attack capture (whose rogue clients 127.0.0.66/67 are new too), every pair the model
+    never saw raises at most one ML alert, never a stream."""
+    plain = tmp_path / "train.pcap"
+    with gzip.open(need(ML / f"{proto}-train.pcap.gz")) as src, open(plain, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    cut = tmp_path / "without.pcap"
+    subprocess.run([need_tool("tcpdump"), "-r", str(plain), "-w", str(cut), f"not host {absent_host}"], check=True,
+                   capture_output=True)
+    run_cli("train", str(cut), "-o", str(tmp_path / "m"), "-q")
+    model = load(str(tmp_path / "m"))
+    assert not any(absent_host in p[:2] for p in model.pairs)
+    seen_absent = 0
+    for pcap in (plain, need(ML / f"{proto}-test.pcap.gz")):
+        det = MlDetector(model, Config().ml)
+        _, col = analyze([str(pcap)], Config(), [det])
+        ml = [a for a in col.alerts if a.source == "ml"]
+        per_pair = collections.Counter((a.flow.client_ip, a.flow.server_ip) for a in ml)
+        absent = {p for p in per_pair if not any(p == tuple(q[:2]) for q in model.pairs)}
+        seen_absent += len(absent)
+        assert all(per_pair[p] <= 1 for p in absent), (pcap.name, per_pair)
+    assert seen_absent >= 1  # the absent client did alert (once) somewhere: the check is not vacuous
