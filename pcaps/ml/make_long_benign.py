@@ -9,7 +9,8 @@ writes the same plant's traffic directly, with a simulated clock, from a schedul
   Modbus plant in make_ml_captures.py (PLCs 127.0.0.11-13, HMIs .2 and .3, engineering station .4,
   historian .5) and of its MQTT plant (broker .31, sensors .51 and .52, historian .61);
 - Modbus PDUs built by pymodbus (the library the real peers use) inside MBAP frames, MQTT packets in the
-  wire format mosquitto and paho use, each over one TCP connection per client with handshake, coherent
+  wire format mosquitto and paho use (sensor-2 MQTT 5, the others 3.1.1; the same client ids, accounts,
+  topics, QoS, payload formats and value ranges), each over one TCP connection per client with handshake, coherent
   sequence numbers, delayed ACKs and FIN teardown (dpkt builds Ethernet/IPv4/TCP with checksums);
 - response latencies drawn from the latencies measured in the committed real-peer capture
   pcaps/ml/modbus-train.pcap.gz (plant time), so timing statistics match what the real peers showed;
@@ -370,7 +371,8 @@ def mqtt(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
     events: list[tuple[float, float, tuple]] = []
     conns: dict[str, Conn] = {}
     pid: dict[str, int] = {}
-    users = {"sensor-1": "sensor1", "sensor-2": "sensor2", "historian": "historian"}
+    users = {"sensor-1": ("sensors", "s3ns0rs!"), "sensor-2": ("sensors", "s3ns0rs!"), "historian": ("historian", "h1st0rian")}
+    v5 = {"sensor-2"}  # paho with MQTTv5, as in make_ml_captures.py
     ips = {**SENSORS, "historian": HIST_MQTT}
 
     def push(t, *action):
@@ -385,12 +387,13 @@ def mqtt(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
 
     def connect(t, name):
         c = conns[name] = Conn(wire, rng, ips[name], BROKER, 1883, t)
-        cid = f"{name}-{rng.getrandbits(24):06x}"
         flags = 0xC2  # user name, password, clean session
-        body = mqtt_str("MQTT") + bytes([4, flags]) + struct.pack(">H", 60) + mqtt_str(cid) + \
-            mqtt_str(users[name]) + mqtt_str(f"{users[name]}-pw")
+        user, password = users[name]
+        props = b"\x00" if name in v5 else b""
+        body = mqtt_str("MQTT") + bytes([5 if name in v5 else 4, flags]) + struct.pack(">H", 60) + props + \
+            mqtt_str(name) + mqtt_str(user) + mqtt_str(password)
         c.send(t, True, mqtt_packet(1, 0, body))
-        c.send(t + latency(), False, mqtt_packet(2, 0, b"\x00\x00"))
+        c.send(t + latency(), False, mqtt_packet(2, 0, b"\x00\x00" + props))
         c.ack(c.last + 0.0003, True)
         if name == "historian":
             p = next_pid(name)
@@ -402,12 +405,13 @@ def mqtt(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
         c = conns.get(name)
         if c is None:
             return
+        props = b"\x00" if name in v5 else b""
         if qos:
             p = next_pid(name)
-            c.send(t, True, mqtt_packet(3, 2, mqtt_str(topic) + struct.pack(">H", p) + payload))
+            c.send(t, True, mqtt_packet(3, 2, mqtt_str(topic) + struct.pack(">H", p) + props + payload))
             c.send(t + latency(), False, mqtt_packet(4, 0, struct.pack(">H", p)))
         else:
-            c.send(t, True, mqtt_packet(3, 0, mqtt_str(topic) + payload))
+            c.send(t, True, mqtt_packet(3, 0, mqtt_str(topic) + props + payload))
             c.ack(t + latency(), False)
         h = conns.get("historian")
         if h is not None:  # the broker relays it (subscription QoS 1: the lower of the two)
@@ -436,8 +440,8 @@ def mqtt(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
     for name in ("historian", "sensor-1", "sensor-2"):
         push(t0 + rng.uniform(0, 2), "connect", name)
     streams = [("sensor-1", "plant/line1/temperature", 0, 5.0, lambda: f"{rng.uniform(60, 70):.2f}"),
-               ("sensor-1", "plant/line1/vibration", 1, 10.0, lambda: f"{rng.uniform(0.1, 0.9):.3f}"),
-               ("sensor-2", "plant/tank1/level", 1, 5.0, lambda: f"{rng.uniform(40, 80):.1f}")]
+               ("sensor-1", "plant/line1/vibration", 1, 10.0, lambda: f"{rng.uniform(0.1, 0.9):.2f}"),
+               ("sensor-2", "plant/tank/level", 1, 5.0, lambda: f"{rng.uniform(10, 90):.2f}")]
     for name, topic, qos, period, value in streams:
         for t in periodic(rng, t0 + 3, t1, lambda t, p=period: p):
             push(t, "publish", name, topic, qos, value)
@@ -445,13 +449,13 @@ def mqtt(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
         if name == "historian":
             for t in periodic(rng, t0 + 60, t1, lambda t: 60.0):
                 push(t, "ping", name)
-    t = t0 + rng.uniform(240, 540)
+    t = t0 + rng.uniform(120, 300)
     while t < t1 - 60:  # a sensor restarts or publishes its status
         name = rng.choice(("sensor-1", "sensor-2"))
         if rng.random() < 0.5:
             push(t, "restart", name)
         else:
-            push(t, "publish", name, f"plant/{name}/status", 1, lambda: "online")
+            push(t, "publish", name, f"plant/{name}/status", 1, lambda: "1")
         t += rng.uniform(1200, 2400) if shift_of(t) == "night" else rng.uniform(240, 540)
     for b in shift_boundaries(t0, t1):
         push(b + rng.uniform(0, 120), "restart", "historian")
@@ -469,7 +473,7 @@ def mqtt(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
             ping(t, a[0])
         elif kind == "restart":
             disconnect(t, a[0])
-            push(t + 2.0, "connect", a[0])
+            push(t + 5.0, "connect", a[0])
     for name in list(conns):
         disconnect(t1, name)
 
