@@ -120,6 +120,7 @@ class MlConfig:
     explain: int = 3  # features reported as the drivers of each alert
     realert_after: int = 300  # seconds before the same pair alerts again (windows in between are counted)
     max_pairs: int = 10_000  # (client, server, protocol) pairs tracked at once; idle ones are forgotten first
+    max_state_bytes: int = 128 << 20  # windowing state (estimated bytes); when full, an alert and new pairs untracked
     false_alerts_per_day: float = 1.0  # `otids train` sets each pair's threshold so the sensor totals about this
     adapt_every: int = 0  # seconds of traffic between refits on recent quiet windows (0: off; ml/adapt.py)
     adapt_min_windows: int = 1000  # quiet windows a refit needs
@@ -387,7 +388,7 @@ def _validate(obj, path, prefix, lines):
             if f.name not in ("enabled", "arp_warmup") and getattr(obj, f.name) < 1:
                 raise ConfigError(f"'{prefix}{f.name}' must be at least 1", where(f.name))
     if isinstance(obj, MlConfig):
-        for k in ("batch", "max_pairs"):
+        for k in ("batch", "max_pairs", "max_state_bytes"):
             if getattr(obj, k) < 1:
                 raise ConfigError(f"'{prefix}{k}' must be at least 1", where(k))
         for k in ("adapt_every",):

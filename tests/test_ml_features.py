@@ -232,3 +232,30 @@ def test_feature_set_id_changes_with_the_definitions():
     assert a.feature_set_id() != b.feature_set_id()
     assert len(a.feature_names()) == 45 and a.feature_names()[0] == "txn_rate_10s"
     assert a.groups().count("txn_rate") == 2
+
+
+def test_period_error_v3_sporadic_streams_and_gaps_over_three_periods_count_nothing():
+    """Definitions v3: a stream whose training intervals were irregular (an operator's set-point) has no
+    period; a regular stream's gap of 4 periods (a screen opened again) counts nothing, a gap of 2 periods 1."""
+    spec = WindowSpec(10, (10,), 2)
+    pb = ProfileBuilder()
+    for i in range(10):
+        pb.add(view(i * 2.0))  # a 2 s poll
+    for t in (0.0, 3.0, 40.0, 47.0, 200.0, 206.0):  # hand-written set-points: irregular intervals
+        pb.add(view(t, op="write_single_register", keys=("1:hr:21",), write=True, writes=(("1:hr:21", 15.0),)))
+    js = pb.to_json()
+    periods = {(op, k): (per, regular) for op, k, per, regular in js[0]["periods"]}
+    assert periods[("read_holding_registers", "1:hr:0")] == (2.0, True)
+    assert periods[("write_single_register", "1:hr:21")][1] is False
+    prof = profiles_from_json(js)
+    sp = [view(t, op="write_single_register", keys=("1:hr:21",), write=True, writes=(("1:hr:21", 15.0),))
+          for t in (31.0, 32.0, 38.5)]
+    _, rows = run(sorted([view(1 + 2 * i) for i in range(15)] + sp, key=lambda v: v.ts), prof, spec, until=50)
+    c = dict(zip(spec.feature_names(), dict(((m.end - T0) // NS, r) for m, r in rows)[40]))
+    assert c["period_error_10s"] == 0.0  # the poll is steady and the set-points have no period
+    # the poll pauses: 8 s (4 periods) counts nothing, 4 s (2 periods) counts |4 - 2| / 2 = 1
+    ts = [1 + 2 * i for i in range(15)] + [37.0, 39.0] + [43.0, 45.0, 47.0]
+    _, rows = run([view(t) for t in sorted(set(ts) - {31.0, 33.0, 35.0, 41.0})], prof, spec, until=60)
+    by_end = dict(((m.end - T0) // NS, r) for m, r in rows)
+    assert dict(zip(spec.feature_names(), by_end[40]))["period_error_10s"] == 0.0  # 29 -> 37: 4 periods
+    assert dict(zip(spec.feature_names(), by_end[50]))["period_error_10s"] == pytest.approx(1 / 3)  # 39 -> 43

@@ -102,3 +102,29 @@ def test_scores_are_row_independent_whatever_the_batch():
         whole = s.score(T, p)
         parts = np.concatenate([s.score(T[i:i + 7], p[i:i + 7]) for i in range(0, len(T), 7)])
         assert np.array_equal(whole, parts), algo
+
+
+def test_held_back_episode_the_budget_explains_does_not_set_the_threshold():
+    """calibrate_pairs: one benign episode of 6 windows at 8.8 among 6 held-back hours (the budget of 1 a day
+    expects 0.25 there, and P(N >= 1) = 0.22) stays above the threshold; among 45 minutes (0.03 expected) it
+    sets it, as does a second episode among 6 hours (P(N >= 2) = 0.026)."""
+    import numpy as np
+
+    from ids.detect.ml.train import allowed_episodes, calibrate_pairs
+
+    assert [allowed_episodes(x) for x in (0.0, 0.03, 0.05, 0.06, 0.25, 1.0)] == [0, 0, 0, 1, 1, 3]
+    rng = np.random.default_rng(0)
+    n = 6 * 360
+    scores = 0.4 + rng.exponential(0.03, n)
+    scores[1000:1006] = 8.8
+    end = np.arange(n, dtype=np.int64) * 10 * 10**9
+    pidx = np.zeros(n, dtype=np.int64)
+    six = calibrate_pairs(scores, pidx, 1, 1.0, 10, end, 0.25)
+    assert six["threshold"] < 1.5 and six["calibration"]["episodes_allowed_above"] == 1
+    short = calibrate_pairs(scores, pidx, 1, 1.0, 10, end, 0.03)
+    assert short["threshold"] >= 8.8
+    two = scores.copy()
+    two[1500:1503] = 5.0
+    assert calibrate_pairs(two, pidx, 1, 1.0, 10, end, 0.25)["threshold"] >= 5.0
+    # without row times (adaptation) every row above is its own episode: the old rule, never below the largest
+    assert calibrate_pairs(scores, pidx, 1, 1.0, 10)["threshold"] >= 8.8

@@ -150,3 +150,96 @@ def test_continuous_adaptation_never_learns_from_alerting_windows(plain_train, t
             alerted |= {lb.attack for lb in labels if lb.matches(a.flow.client_ip, a.flow.server_ip)
                         and lb.start <= a.ts <= lb.end + gap}
     assert alerted == {lb.attack for lb in labels}
+
+
+def test_adaptation_never_learns_windows_the_baseline_flagged(plain_train, tmp_path):
+    """The same adapting model beside the baseline detector (learned on the same 5 minutes): every alert the
+    baseline raises reaches the ML (engine -> MlDetector.on_alert), and no refit uses a window of the hosts
+    it names within the longest window of it."""
+    from dataclasses import replace
+
+    from ids.detect.baseline import document
+    from ids.detect.baseline.enforcer import BaselineDetector
+
+    five = _cut_seconds(plain_train, tmp_path / "five.pcap", 300)
+    run_cli("train", str(five), "-o", str(tmp_path / "m"), "-q")
+    run_cli("learn", str(five), "-o", str(tmp_path / "base.yaml"), "-q")
+    base = Config()
+    cfg = replace(base, ml=replace(base.ml, adapt_every=600, adapt_min_windows=300))
+    det = MlDetector(load(str(tmp_path / "m")), cfg.ml)
+    bl = BaselineDetector(document.load(str(tmp_path / "base.yaml")), cfg.baseline, str(tmp_path / "base.yaml"))
+    _, col = analyze([str(need(TEST))], cfg, [bl, det])
+    flagged = [a for a in col.alerts if a.source == "baseline"]
+    ad = det.adapter
+    assert flagged and ad.refits >= 1
+    assert det.model.meta["training"]["adapted"]["windows_excluded_for_other_detectors"] > 0
+    gap = det.model.spec.longest * 10**9
+    pairs = det.model.pairs
+    for end, p in ad.last_fit:
+        hosts = {pairs[p][0], pairs[p][1]}
+        for a in flagged:
+            named = {a.flow.client_ip, a.flow.server_ip} if a.flow else set()
+            if named and (named == hosts or (len(named - {None}) == 1 and named & hosts)):
+                assert not end - 2 * gap <= a.ts <= end + gap, (end, pairs[p], a.rule_id, a.ts)
+
+
+def test_window_state_is_bounded_in_bytes_and_says_so(tmp_path):
+    """ml.max_state_bytes: with room for a few pairs, the attack capture's other pairs are not tracked, the
+    state (each pair counted at least at the reserve it took when admitted: its longest window of buckets)
+    stays within the bound plus a few keys, and one state_capped alert per ml.realert_after says so, never
+    one per event."""
+    from dataclasses import replace
+
+    from ids.detect.ml.features import KEY_BYTES
+
+    run_cli("train", str(need(TRAIN)), "-o", str(tmp_path / "m"), "-q")
+    base = Config()
+    cap = 25_000
+    cfg = replace(base, ml=replace(base.ml, max_state_bytes=cap))
+    det = MlDetector(load(str(tmp_path / "m")), cfg.ml)
+    peak = [0]
+    add = det.windower.add
+
+    def watched(v):
+        add(v)
+        peak[0] = max(peak[0], det.windower.state_bytes)
+    det.windower.add = watched
+    _, col = analyze([str(need(TEST))], cfg, [det])
+    capped = [a for a in col.alerts if a.rule_id == "otids.ml.state_capped"]
+    w = det.windower
+    assert w.pairs_refused > 0
+    assert cap / 2 < peak[0] <= cap + 8 * KEY_BYTES
+    span = (max(a.ts for a in col.alerts) - min(a.ts for a in col.alerts)) / 1e9
+    assert 1 <= len(capped) <= span / cfg.ml.realert_after + 1
+    doc = capped[0].to_doc()
+    assert doc["otids"]["alert"]["ml"]["max_state_bytes"] == cap and "ML window state full" in doc["event"]["reason"]
+    # the default bound leaves this plant alone
+    det2 = MlDetector(load(str(tmp_path / "m")), base.ml)
+    _, col2 = analyze([str(TEST)], base, [det2])
+    assert not [a for a in col2.alerts if a.rule_id == "otids.ml.state_capped"] and det2.windower.pairs_refused == 0
+
+
+@pytest.mark.parametrize("proto,absent_host", [("opcua", "127.0.0.5"), ("mqtt", "127.0.0.52")])
+def test_pairs_absent_from_training_alert_at_most_once_opcua_mqtt(proto, absent_host, tmp_path):
+    """OPC UA (historian left out of training) and MQTT (sensor-2 left out): analysing the whole benign
+    capture and then the attack capture (whose rogue clients 127.0.0.66/67 are new too), every pair the model
+    never saw raises at most one ML alert, never a stream."""
+    plain = tmp_path / "train.pcap"
+    with gzip.open(need(ML / f"{proto}-train.pcap.gz")) as src, open(plain, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    cut = tmp_path / "without.pcap"
+    subprocess.run([need_tool("tcpdump"), "-r", str(plain), "-w", str(cut), f"not host {absent_host}"], check=True,
+                   capture_output=True)
+    run_cli("train", str(cut), "-o", str(tmp_path / "m"), "-q")
+    model = load(str(tmp_path / "m"))
+    assert not any(absent_host in p[:2] for p in model.pairs)
+    seen_absent = 0
+    for pcap in (plain, need(ML / f"{proto}-test.pcap.gz")):
+        det = MlDetector(model, Config().ml)
+        _, col = analyze([str(pcap)], Config(), [det])
+        ml = [a for a in col.alerts if a.source == "ml"]
+        per_pair = collections.Counter((a.flow.client_ip, a.flow.server_ip) for a in ml)
+        absent = {p for p in per_pair if not any(p == tuple(q[:2]) for q in model.pairs)}
+        seen_absent += len(absent)
+        assert all(per_pair[p] <= 1 for p in absent), (pcap.name, per_pair)
+    assert seen_absent >= 1  # the absent client did alert (once) somewhere: the check is not vacuous

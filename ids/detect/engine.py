@@ -31,6 +31,8 @@ class Engine:
         # site suppressions over every detector's alerts (detect/suppress.py); counted for the summary
         self.alert_filters = [d.suppress for d in detectors if hasattr(d, "suppress")]
         self.suppressed = 0
+        # detectors that want to know what the others found (the ML's adaptation never learns those windows)
+        self.alert_observers = [d.on_alert for d in detectors if hasattr(d, "on_alert")]
         self._internal: dict[type, bool] = {}  # event type -> internal (detectors only)
 
     def _route(self, t: type) -> tuple:
@@ -70,6 +72,8 @@ class Engine:
         self.alert_rules[(a.rule_id, a.rule_name)] += 1
         for s in self.alert_sinks:
             s.write_alert(a)
+        for o in self.alert_observers:
+            o(a)
 
     def flush(self, ts: int) -> None:
         for d in self.detectors:

@@ -9,8 +9,11 @@ straddling two blocks dropped, the same algorithm, seed and guard weight, per-pa
 their previous statistics; profiles (keys, operations, written ranges, periods) are not adapted, so a new
 key still counts as new. The new model's `training.adapted` records what it was fitted on (the model it
 replaces, windows fitted and held back, their span, what was excluded); with `ml.adapt_dir` set, every
-refit is written there as a model directory. The baseline's findings are not seen by the ML detector, so
-windows only the baseline flagged are not excluded (not built).
+refit is written there as a model directory. Windows another detector flagged (the baseline, rules, the
+attack and auth detectors: every alert the engine writes reaches `MlDetector.on_alert`) are excluded too:
+every window of a pair, in either direction, whose hosts an alert names, less than the longest window
+before or after the alert; an alert naming one host only (a new host, a scan) excludes every pair of that
+host around it.
 """
 from __future__ import annotations
 
@@ -38,6 +41,10 @@ class Adapter:
         self.gap = model.spec.longest * NS
         self.rows: deque = deque(maxlen=cfg.adapt_keep)  # (end, pair index, row) of windows below threshold
         self.anom: dict[int, deque] = {}  # pair index -> ends of its recent anomalous windows
+        self.other: dict[str, deque] = {}  # host address -> times of other detectors' alerts naming it alone
+        self.other_pairs: dict[frozenset, deque] = {}  # {client, server} -> times of other detectors' alerts
+        self.pair_hosts = [frozenset((c, s)) for c, s, _ in model.pairs]
+        self.excluded_flagged = 0  # windows left out of the last refit for another detector's alert
         self.next_at: int | None = None
         self.refits = 0
         self.skipped: list[str] = []
@@ -65,13 +72,31 @@ class Adapter:
             self.next_at += self.every
         return self.refit(model, now)
 
+    def flagged(self, a) -> None:
+        """Another detector's alert: remember its time against the hosts it names."""
+        fl = a.flow or getattr(a.event, "flow", None)
+        c, s = (getattr(fl, "client_ip", None), getattr(fl, "server_ip", None)) if fl is not None else (None, None)
+        if c and s:
+            self.other_pairs.setdefault(frozenset((c, s)), deque(maxlen=4096)).append(a.ts)
+        elif c or s:
+            self.other.setdefault(c or s, deque(maxlen=4096)).append(a.ts)
+
+    def _near(self, times, end: int) -> bool:
+        """An alert at t lies in the windows ending in [t, t + longest]; plus the longest window either side."""
+        return bool(times) and any(end - 2 * self.gap <= t <= end + self.gap for t in times)
+
     def _quiet(self, now: int) -> list[tuple]:
         out = []
+        self.excluded_flagged = 0
         for end, p, row in self.rows:
             if end > now - self.gap:
                 continue  # its pair's next windows are not known yet
             near = self.anom.get(p)
             if near and any(abs(e - end) <= self.gap for e in near):
+                continue
+            hosts = self.pair_hosts[p]
+            if self._near(self.other_pairs.get(hosts), end) or any(self._near(self.other.get(h), end) for h in hosts):
+                self.excluded_flagged += 1
                 continue
             out.append((end, p, row))
         return out
@@ -128,7 +153,9 @@ class Adapter:
             "from_model": model.id, "refit": self.refits + 1, "windows_fit": int(fitm.sum()),
             "windows_holdout": int(hold.sum()), "span": {"start": rfc3339(int(ends.min())), "end": rfc3339(int(ends.max()))},
             "excluded": "windows above their threshold, windows of their pair within the longest window of one, "
+                        "windows of hosts another detector alerted on within the longest window of that alert, "
                         "pairs absent from training",
+            "windows_excluded_for_other_detectors": self.excluded_flagged,
             "pairs_keeping_previous_statistics": int(keep.sum())}
         finalize(meta, arrays)
         self.refits += 1

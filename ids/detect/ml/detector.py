@@ -302,7 +302,10 @@ class MlDetector:
     def __init__(self, model: Model, cfg: MlConfig, record: bool = False):
         self.model = model
         self.cfg = cfg
-        self.windower = Windower(model.spec, model.profiles, self._rows, cfg.max_pairs, model.stand_ins)
+        self.windower = Windower(model.spec, model.profiles, self._rows, cfg.max_pairs, model.stand_ins,
+                                 cfg.max_state_bytes)
+        self.cap_alerted: int | None = None  # time of the last state-capped alert
+        self.cap_seen = (0, 0, 0)  # windower's refused pairs, key and stream cap hits at that alert
         self.alerter = Alerter(model, cfg)
         self.metas: list[RowMeta] = []
         self.rows: list[list[float]] = []
@@ -319,6 +322,12 @@ class MlDetector:
             from .adapt import Adapter
             self.adapter = Adapter(model, cfg)
 
+    def on_alert(self, a: Alert) -> None:
+        """Another detector's alert (the engine calls this for every alert written): adaptation never learns
+        the windows of its hosts around it."""
+        if self.adapter is not None and a.source != "ml":
+            self.adapter.flagged(a)
+
     def _rows(self, metas, rows) -> None:
         self.metas += metas
         self.rows += rows
@@ -330,10 +339,36 @@ class MlDetector:
         v = fn(ev)
         if v is None:
             return None
-        self.windower.add(v)
+        win = self.windower
+        win.add(v)
+        if win.state_bytes > win.max_bytes or win.pairs_refused != self.cap_seen[0]:
+            capped = self._capped(v)
+            if capped is not None:
+                return [capped] + (self._score() if self.rows else [])
         if self.rows and (len(self.rows) >= self.batch or v.ts - self.metas[0].end >= self.max_delay):
             return self._score()
         return None
+
+    def _capped(self, v) -> Alert | None:
+        """One alert per ml.realert_after while the windowing state is full (ml.max_state_bytes)."""
+        w = self.windower
+        if self.cap_alerted is not None and v.ts - self.cap_alerted < self.cfg.realert_after * NS:
+            return None
+        seen = (w.pairs_refused, w.key_cap_hits, w.stream_cap_hits)
+        self.cap_alerted = v.ts
+        d = [a - b for a, b in zip(seen, self.cap_seen)]
+        self.cap_seen = seen
+        return Alert(
+            ts=v.ts, rule_id="otids.ml.state_capped", rule_name="ML window state full",
+            description="The ML detector's windowing state reached ml.max_state_bytes: new pairs, keys and streams "
+                        "are not tracked until idle pairs are forgotten.",
+            severity="medium", source="ml", flow=v.flow, protocol=v.protocol,
+            reason=f"ML window state full: about {w.state_bytes:,} bytes for {len(w.pairs):,} pairs "
+                   f"(ml.max_state_bytes {w.max_bytes:,}); since the last such alert {d[0]:,} new pairs not "
+                   f"tracked, {d[1]:,} keys and {d[2]:,} streams not counted (pairs evicted so far "
+                   f"{w.pairs_evicted:,})",
+            extra={"ml": {"state_bytes": w.state_bytes, "max_state_bytes": w.max_bytes, "pairs": len(w.pairs),
+                          "pairs_refused": d[0]}})
 
     def _score(self) -> list[Alert]:
         metas, rows = self.metas, self.rows

@@ -21,7 +21,9 @@ from typing import NamedTuple
 NS = 1_000_000_000
 
 #: Bumped whenever a feature's definition changes: models built for another version refuse to load.
-FEATURE_VERSION = 2  # 2: value statistics in units of each key's training spread (keys of different scales)
+FEATURE_VERSION = 3  # 2: value statistics in units of each key's training spread (keys of different scales)
+# 3: period_error ignores streams sporadic in training (hand-made actions are not polls) and intervals
+#    over 3 periods (a screen opened again, not a poll gone wrong; was 8)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,9 @@ WINDOW_FEATURES: tuple[Feature, ...] = (
             "Mean relative deviation |interval - period| / period of each request from its stream's period, a stream "
             "being one (operation, first key) of the pair and its period the median interval of that stream in "
             "training (a running estimate for streams training never saw): ~0 for steady polling, at most 10 per "
-            "request; an interval over 8 periods is a stream resuming and counts nothing."),
+            "request; an interval over 3 periods is a stream resuming and counts nothing; a stream whose training "
+            "intervals were irregular (interquartile range over half the median: an operator's set-point, not a "
+            "poll) counts nothing either."),
     Feature("wval_rate", "1/s", 0.1, "Numeric values written per second."),
     Feature("wval_mean", "spreads", 1.0, "Mean of the written values, each taken relative to its key (see wval_min; 0 when none)."),
     Feature("wval_std", "spreads", 1.0, "Standard deviation of those relative written values (0 when fewer than two)."),
@@ -79,8 +83,12 @@ PAIR_FEATURES: tuple[Feature, ...] = (
 
 PERIOD_ALPHA = 0.2  # weight of the newest interval in the running period of a stream training never saw
 PERIOD_ERROR_CAP = 10.0
-PERIOD_RESUME = 8.0  # an interval this many periods long is a stream resuming after silence, not an error
+PERIOD_RESUME = 3.0  # an interval this many periods long is a stream resuming after silence, not an error
+SPORADIC_IQR = 0.5  # training intervals with (q75 - q25) / median above this: a sporadic stream, no period
 MAX_PROFILE_INTERVALS = 4096  # intervals per stream kept in training to take the median of
+# Estimated bytes of the windowing state (CPython 3.11, measured with sys.getsizeof and tracemalloc): a pair's
+# object, key and dicts; a bucket with its empty sets; one key string held in a bucket's sets; one stream.
+PAIR_BYTES, BUCKET_BYTES, KEY_BYTES, STREAM_BYTES = 500, 1200, 100, 250
 MAX_BUCKET_KEYS = 1024  # distinct keys remembered per pair per hop (more are counted as a cap hit)
 MAX_STREAMS = 256  # polling streams tracked per pair for the period error
 MAX_PROFILE_KEYS = 4096  # keys remembered per pair in a training profile
@@ -140,7 +148,7 @@ class PairProfile(NamedTuple):
     ops: frozenset
     keys: frozenset
     writes: dict  # key -> (lo, hi, spread) of numeric values written; (nan, nan, 1.0) when none were numeric
-    periods: dict  # (operation, first key) -> median interval in seconds, for streams with 3+ intervals
+    periods: dict  # (operation, first key) -> median interval in seconds, for streams with 3+ intervals (inf: sporadic)
     truncated: bool
 
 
@@ -210,11 +218,17 @@ class ProfileBuilder:
                 n, mean, m2, lo, hi = p["writes"][k]
                 std = math.sqrt(m2 / (n - 1)) if n > 1 else 0.0
                 writes[k] = [n, lo if n else None, hi if n else None, std]
-            periods = [[op, k, statistics.median(iv)] for (op, k), (_, iv) in sorted(p["streams"].items())
+            periods = [[op, k, statistics.median(iv), _regular(iv)] for (op, k), (_, iv) in sorted(p["streams"].items())
                        if len(iv) >= 3]
             out.append({"client": c, "server": s, "protocol": proto, "ops": {o: p["ops"][o] for o in sorted(p["ops"])},
                         "keys": sorted(p["keys"]), "writes": writes, "periods": periods, "truncated": p["truncated"]})
         return out
+
+
+def _regular(iv: list[float]) -> bool:
+    """A polling stream (True) or a sporadic one (False: intervals spread over more than SPORADIC_IQR x median)."""
+    q1, med, q3 = statistics.quantiles(iv, n=4, method="inclusive")
+    return med > 0 and (q3 - q1) <= SPORADIC_IQR * med
 
 
 def profiles_from_json(items: list[dict]) -> dict[tuple, PairProfile]:
@@ -227,7 +241,7 @@ def profiles_from_json(items: list[dict]) -> dict[tuple, PairProfile]:
                 continue
             spread = max(std, 0.1 * max(abs(lo), abs(hi)), 1.0)
             writes[k] = (lo, hi, spread)
-        periods = {(op, k): float(per) for op, k, per in it["periods"] if per > 0}
+        periods = {(op, k): (float(per) if regular else math.inf) for op, k, per, regular in it["periods"] if per > 0}
         out[(it["client"], it["server"], it["protocol"])] = PairProfile(
             frozenset(it["ops"]), frozenset(it["keys"]), writes, periods, bool(it["truncated"]))
     return out
@@ -290,7 +304,7 @@ class Windower:
     """
 
     def __init__(self, spec: WindowSpec, profiles: dict[tuple, PairProfile] | None, emit, max_pairs: int = 10_000,
-                 stand_in=None):
+                 stand_in=None, max_bytes: int = 1 << 62):
         self.spec = spec
         self.stand_in = stand_in  # key -> known key whose profile an unknown pair is measured against (roles.py)
         self.hop = spec.hop * NS
@@ -309,6 +323,13 @@ class Windower:
         self.pairs_evicted = 0
         self.key_cap_hits = 0
         self.stream_cap_hits = 0
+        # State in bytes (estimated): recounted at every hop boundary, grown between them as pairs, buckets,
+        # keys and streams are added. Over max_bytes, idle pairs are forgotten first, then new pairs, keys and
+        # streams are not tracked (counted in pairs_refused / key_cap_hits / stream_cap_hits).
+        self.max_bytes = max_bytes
+        self.reserve = PAIR_BYTES + (self.nb_max + 1) * BUCKET_BYTES  # a pair with its longest window of buckets
+        self.state_bytes = 0
+        self.pairs_refused = 0
         self.rows = 0
         self.nfeat = len(spec.feature_names())
 
@@ -328,6 +349,8 @@ class Windower:
         p = self.pairs.get(key)
         if p is None:
             p = self._new_pair(key)
+            if p is None:
+                return
         p.flow = v.flow
         b = p.buckets.get(idx)
         if b is None:
@@ -344,12 +367,14 @@ class Windower:
         keys = v.keys
         for k in keys:
             if k not in b.keys:
-                if len(b.keys) >= MAX_BUCKET_KEYS:
+                if len(b.keys) >= MAX_BUCKET_KEYS or self.state_bytes > self.max_bytes:
                     self.key_cap_hits += 1
                     continue
                 b.keys.add(k)
+                self.state_bytes += KEY_BYTES
                 if prof is None or k not in prof.keys:
                     b.nkeys.add(k)
+                    self.state_bytes += KEY_BYTES
         if v.request:
             b.req += 1
             last = p.last_req
@@ -381,35 +406,50 @@ class Windower:
             b.wr += 1
             self._writes(b, prof, v)
 
-    def _new_pair(self, key) -> _Pair:
-        if len(self.pairs) >= self.max_pairs:
+    def _new_pair(self, key) -> _Pair | None:
+        if len(self.pairs) >= self.max_pairs or self.state_bytes + self.reserve > self.max_bytes:
             # Forget the least recently active idle pair (its stream periods restart if it returns).
             for k, q in self.pairs.items():
                 if k not in self.active:
                     del self.pairs[k]
                     self.pairs_evicted += 1
+                    self.state_bytes -= self._pair_bytes(q)
                     break
+            if self.state_bytes + self.reserve > self.max_bytes:
+                self.pairs_refused += 1  # every pair is busy and the state is full: this one is not tracked
+                return None
         prof = self.profiles.get(key)
         if prof is None and self.stand_in is not None:
             sk = self.stand_in(key)
             prof = self.profiles.get(sk) if sk is not None else None
         p = self.pairs[key] = _Pair(key, prof)
+        self.state_bytes += self.reserve
         return p
+
+    def _pair_bytes(self, p: _Pair) -> int:
+        """A pair's estimated bytes, at least the reserve taken when it was admitted (its buckets to come)."""
+        n = PAIR_BYTES + STREAM_BYTES * len(p.streams)
+        for b in p.buckets.values():
+            n += BUCKET_BYTES + KEY_BYTES * (len(b.keys) + len(b.nkeys) + len(b.nwkeys))
+        return max(n, self.reserve + STREAM_BYTES * len(p.streams))
 
     def _period(self, p: _Pair, b: _Bucket, op: str, k: str, ts: int) -> None:
         sk = (op, k)
         st = p.streams.get(sk)
         if st is None:
-            if len(p.streams) >= MAX_STREAMS:
+            if len(p.streams) >= MAX_STREAMS or self.state_bytes > self.max_bytes:
                 self.stream_cap_hits += 1
                 return
             p.streams[sk] = [ts, 0.0]
+            self.state_bytes += STREAM_BYTES
             return
         dt = (ts - st[0]) / NS
         if dt <= 0:
             return
         st[0] = ts
         ref = p.profile.periods.get(sk) if p.profile is not None else None
+        if ref == math.inf:  # sporadic in training (an operator's action): no period to miss
+            return
         if ref is None:  # a stream training never saw: a running estimate (which an attack can drag along)
             ref = st[1]
             if ref == 0.0:
@@ -488,6 +528,7 @@ class Windower:
                 rows.append(self._row(p, k))
             for i in [i for i in p.buckets if i <= k + 1 - nb_max]:  # not needed by the next row
                 del p.buckets[i]
+        self.state_bytes = sum(self._pair_bytes(p) for p in self.pairs.values())
         if rows:
             self.rows += len(rows)
             self.emit(metas, rows)

@@ -35,6 +35,7 @@ from .view import ADAPTERS
 MIN_FIT_ROWS = 50
 MIN_HOLDOUT_ROWS = 20
 MIN_PAIR_HOLDOUT = 20  # held-back windows a pair needs for a tail fit of its own
+EPISODE_P = 0.05  # held-back episodes above a threshold must be this likely under the false-alert budget
 
 
 class ViewTap:
@@ -91,6 +92,7 @@ class TrainingSet:
     hold: np.ndarray  # bool mask of held-back rows
     info: dict = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    end: np.ndarray | None = None  # ns, end of each row's windows (episodes in calibration)
 
 
 def extract(paths: list[str], config: Config, spec: WindowSpec, holdout: float) -> TrainingSet:
@@ -153,10 +155,12 @@ def extract(paths: list[str], config: Config, spec: WindowSpec, holdout: float) 
     fitm = whole & ~hold
     first = origin[0]
     info = {"events": tap.views, "rows": len(rows), "rows_fit": int(fitm.sum()), "rows_holdout": int(hold.sum()),
-            "rows_dropped": int((~whole).sum()), "pairs": len(pairs), "holdout": 1 / period, "block_seconds": block // NS,
+            "rows_dropped": int((~whole).sum()), "pairs": len(pairs),
+            "holdout_seconds": int(len(np.unique(bstart[hold]))) * (block // NS), "holdout": 1 / period, "block_seconds": block // NS,
             "blocks_adapted": adapted, "span": {"start": rfc3339(first), "end": rfc3339(run2.last_ts)},
             "hours": (run2.last_ts - first) / NS / 3600, "late_events": win.late}
-    return TrainingSet(spec, all_json, pairs, X, pidx, fitm, hold, info, errors)
+    end = np.array([m.end for m in metas], dtype=np.int64)
+    return TrainingSet(spec, all_json, pairs, X, pidx, fitm, hold, info, errors, end)
 
 
 def tail_fit(scores: np.ndarray) -> tuple[float, float, float, int] | None:
@@ -178,13 +182,48 @@ def _tail_rate(fit, thr: float, m: float | None = None) -> float:
     return pu * float(np.exp(-(thr - u) / m)) if thr > u else pu
 
 
-def calibrate_pairs(scores: np.ndarray, pidx: np.ndarray, npairs: int, per_day: float, hop: int) -> dict:
+def allowed_episodes(lam: float) -> int:
+    """Most benign episodes a held-back sample may show above a threshold while still agreeing (at 5%) with
+    the budget: the largest n with P(N >= n) >= 0.05 for N ~ Poisson(lam), lam the budgeted false alerts
+    over the held-back time. 0 below lam = 0.051 (under 1.2 held-back hours at 1 a day): then no held-back
+    window may lie above a threshold."""
+    from scipy.stats import poisson
+
+    n = 0
+    while poisson.sf(n, lam) >= EPISODE_P:
+        n += 1
+    return n
+
+
+def episode_peaks(scores: np.ndarray, pidx: np.ndarray, end: np.ndarray | None, above: float, gap_ns: int) -> np.ndarray:
+    """Peak score of each run of one pair's rows above `above` (rows less than `gap_ns` apart: one episode,
+    as the Alerter folds them), largest first. Without row times every row above is its own episode."""
+    sel = np.flatnonzero(scores > above)
+    if end is None:
+        return np.sort(scores[sel])[::-1]
+    peaks, last = [], {}
+    for i in sel[np.lexsort((end[sel], pidx[sel]))]:
+        p = int(pidx[i])
+        j = last.get(p)
+        if j is not None and end[i] - end[j[0]] <= gap_ns:
+            peaks[j[1]] = max(peaks[j[1]], float(scores[i]))
+            last[p] = (i, j[1])
+        else:
+            last[p] = (i, len(peaks))
+            peaks.append(float(scores[i]))
+    return np.sort(np.array(peaks, dtype=np.float64))[::-1]
+
+
+def calibrate_pairs(scores: np.ndarray, pidx: np.ndarray, npairs: int, per_day: float, hop: int,
+                    end: np.ndarray | None = None, hold_days: float = 0.0, gap_ns: int = 60 * NS) -> dict:
     """Per-pair thresholds holding about `per_day` false alerts a day for the whole sensor.
 
     Each of the `npairs` pairs gets an equal share of the daily budget: a target share of its windows
     q = per_day / (npairs x windows a day per pair). Its threshold is where an exponential tail fitted over
     the 75th percentile of its held-back benign scores falls to q, and never below its largest held-back
-    score; a pair with fewer than MIN_PAIR_HOLDOUT held-back windows (or no tail to fit) gets the pooled fit of
+    held-back episode score that the budget cannot explain (`allowed_episodes`: with under 1.2 held-back hours
+    that is the largest held-back score; with hours held back, an episode or two of a rare benign action
+    over the budget's own expectation may lie above, as they will in use); a pair with fewer than MIN_PAIR_HOLDOUT held-back windows (or no tail to fit) gets the pooled fit of
     all pairs' held-back windows (also the last entry, for rows of no known pair). The expected count
     sums each pair's fitted tail rate at its threshold x its windows a day (every anomalous window counted as
     an alert: an upper bound, since episodes fold consecutive ones); the interval takes each mean excess at the
@@ -199,11 +238,16 @@ def calibrate_pairs(scores: np.ndarray, pidx: np.ndarray, npairs: int, per_day: 
         raise UserError(f"cannot calibrate: {len(scores)} held-back windows give no tail to fit (need at least "
                         f"{MIN_PAIR_HOLDOUT}, with 5 above their 75th percentile and some spread)")
 
-    def thr_of(fit, s):
-        u, pu, m, _ = fit
-        return max(u + m * float(np.log(pu / q)), float(s.max()))
+    n_ok = allowed_episodes(per_day * hold_days)
 
-    g_thr = thr_of(pooled, scores)
+    def thr_of(fit, sel):
+        u, pu, m, _ = fit
+        t = u + m * float(np.log(pu / q))
+        peaks = episode_peaks(scores[sel], pidx[sel], None if end is None else end[sel], t, gap_ns)
+        return max(t, float(peaks[n_ok])) if len(peaks) > n_ok else t
+
+    every = np.ones(len(scores), dtype=bool)
+    g_thr = thr_of(pooled, every)
     thr = np.full(npairs + 1, g_thr)
     high = np.full(npairs + 1, g_thr + max(g_thr - float(np.median(scores)), 1e-9))
     per_pair, exp, lo, hi = [], 0.0, 0.0, 0.0
@@ -213,10 +257,10 @@ def calibrate_pairs(scores: np.ndarray, pidx: np.ndarray, npairs: int, per_day: 
         method = "own tail" if fit is not None else "pooled tail"
         if fit is None:
             fit, s_ref = pooled, scores
-            t = max(g_thr, float(s.max())) if len(s) else g_thr
+            t = g_thr
         else:
             s_ref = s
-            t = thr_of(fit, s)
+            t = thr_of(fit, pidx == p)
             if t < g_thr:  # a pair's few held-back windows rarely show its rare modes: never below the pooled fit
                 t, fit, s_ref, method = g_thr, pooled, scores, "pooled tail (above its own)"
         thr[p] = t
@@ -230,7 +274,8 @@ def calibrate_pairs(scores: np.ndarray, pidx: np.ndarray, npairs: int, per_day: 
     return {"pair_threshold": thr, "pair_threshold_high": high, "threshold": g_thr, "threshold_high": float(high[-1]),
             "calibration": {"method": "per-pair exponential tail over the 75th percentile",
                             "false_alerts_per_day": per_day, "target_share_per_pair": q,
-                            "holdout_windows": int(len(scores)),
+                            "holdout_windows": int(len(scores)), "holdout_days": hold_days,
+                            "episodes_allowed_above": n_ok,
                             "expected_false_alerts_per_day": exp, "expected_interval_95": [lo, hi],
                             "observed_far": float(np.mean(scores > thr[np.where(pidx < 0, npairs, pidx)])),
                             "benign_median": float(np.median(scores)), "benign_max": float(scores.max()),
@@ -295,7 +340,9 @@ def fit_model(ts: TrainingSet, algorithm: str, seed: int, target: float | None, 
     if target is not None:
         cal = calibrate(scorer.score(Xh, ph), target)
     else:
-        cal = calibrate_pairs(scorer.score(Xh, ph), ph, len(ts.pairs), per_day, spec.hop)
+        cal = calibrate_pairs(scorer.score(Xh, ph), ph, len(ts.pairs), per_day, spec.hop,
+                              None if ts.end is None else ts.end[ts.hold], ts.info.get("holdout_seconds", 0) / 86400,
+                              spec.longest * NS)
         arrays["pair_threshold"] = cal.pop("pair_threshold")
         arrays["pair_threshold_high"] = cal.pop("pair_threshold_high")
     for k, v in stats.items():
