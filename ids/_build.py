@@ -32,6 +32,8 @@ COMPILED = (
     "ids.detect.engine",
     "ids.detect.anomaly",
     "ids.pipeline",
+    "ids.parallel.shard",
+    "ids.parallel.runner",
 )
 MANIFEST = "_compiled.json"
 PURE_ENV = "OTIDS_PURE"
