@@ -21,6 +21,7 @@ from ..attack import techniques
 from .compile import MISSING, Compiler, DocView
 from .fastpath import FAST
 from .fields import SECRET_FIELDS
+from .groups import FALLBACK
 from .index import ProtoIndex
 from .loader import RuleSet, is_lists_file, load_lists, load_paths, rule_files
 from .rule import RULE_DATASETS, Issue, Rule, SiteLists, fields_of, warning
@@ -334,15 +335,27 @@ class RulesDetector:
         if pi is None:
             return None
         t = type(ev)
-        fast = FAST.get(t)
-        if fast is None:
-            fast = FAST[t] = next((FAST[b] for b in t.__mro__ if b in FAST), {})
-        view = _new_view(DocView)  # DocView(None, ev, fast, build) without a Python __init__ per event
-        view._doc = None
-        view.ev = ev
-        view.fast = fast
-        view.build = pi.build
-        cands = pi.lookup_record(view, ev, fast)
+        try:
+            look = pi._fns[t]
+        except KeyError:
+            look = pi.group_lookup(t, _fast(t))
+        view = None
+        if look is not None:
+            cands = look(ev)  # exact-key groups: no view, no document, one dict lookup per group
+            if cands is not FALLBACK:
+                rest = pi.rest
+                if rest.probes or rest.wild:
+                    view = _view(ev, pi)
+                    more = pi.lookup_record(view, ev, view.fast, rest)
+                    if more:
+                        cands = pi._merge([cands, more]) if cands else more
+                if not cands:
+                    return None
+                if view is None:
+                    view = _view(ev, pi)
+                return self._run(cands, view, ev, ev.ts)
+        view = _view(ev, pi)
+        cands = pi.lookup_record(view, ev, view.fast)
         if not cands:
             return None
         return self._run(cands, view, ev, ev.ts)
@@ -428,6 +441,24 @@ class RulesDetector:
 
     def flush(self, ts: int):
         return None
+
+
+def _fast(t: type) -> dict:
+    """The typed readers of a record type (those of a base class it derives from, or none)."""
+    fast = FAST.get(t)
+    if fast is None:
+        fast = FAST[t] = next((FAST[b] for b in t.__mro__ if b in FAST), {})
+    return fast
+
+
+def _view(ev, pi) -> DocView:
+    """The event's view: DocView(None, ev, readers, build) without a Python __init__ per event."""
+    view = _new_view(DocView)
+    view._doc = None
+    view.ev = ev
+    view.fast = _fast(type(ev))
+    view.build = pi.build
+    return view
 
 
 def _key(v):

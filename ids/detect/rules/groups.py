@@ -1,0 +1,225 @@
+"""Exact-key groups, the rules engine's first prefilter stage: each rule with one or two conditions that pin a
+field to a few exact values (function codes, units, hosts, a small CIDR block or a short register range,
+expanded) is filed under the tuple of those values, and an event costs one dict lookup per group of rules
+filed under the same fields -- the event's values read once by the record's typed readers, by a function
+generated for the rule set, with no document, view or per-field call chain (Suricata hashes its signature
+groups by address and port the same way).
+
+Groups only narrow, like the rest of the index (index.py): a rule's keys are a superset of the values it can
+match, so the candidates still run their whole conditions. Keys are exact for scalar values only (two
+conditions on one field are intersected), so an event carrying a list in a grouped field is looked up in the
+full tree instead; rules with no such conditions, or sharing one key with many others, stay in the tree.
+"""
+from __future__ import annotations
+
+import math
+
+from .compile import _IP_CACHE, MISSING, ip_int
+
+#: Most values one condition is expanded to (a register range, a CIDR block); more: not exact.
+MAX_KEYS = 64
+#: Most keys one rule is filed under (the product of its two conditions' values).
+MAX_COMBOS = 256
+#: Most groups (one dict lookup each per event); rules of the smallest groups past it go to the tree.
+MAX_GROUPS = 12
+#: A key shared by more rules than this is left to the tree, which divides it by the rules' other conditions.
+MAX_SHARED = 8
+#: Returned by a group lookup when the event holds a list in a grouped field: look it up in the full tree.
+FALLBACK = object()
+
+_INT = (int,)
+
+
+def _exact_keys(nd) -> frozenset | None:
+    """The values a Need pins its field to, expanded, or None when it pins it to too many or a range."""
+    if nd.kind == "eq":
+        return nd.keys if len(nd.keys) <= MAX_KEYS * 4 else None
+    if nd.kind == "ip":
+        keys = set(nd.keys)
+        for v, lo, hi in nd.ivs:
+            if hi - lo + 1 > MAX_KEYS:
+                return None
+            keys.update((v, x) for x in range(lo, hi + 1))
+        return frozenset(keys) if len(keys) <= MAX_KEYS * 4 else None
+    return None
+
+
+def _num_interval(ivs):
+    """A single interval a num Need stands for, or None (several intervals: a union, not intersected)."""
+    return ivs[0] if len(ivs) == 1 else None
+
+
+def exact_needs(ns: list, fast: set) -> dict:
+    """{(field, kind): keys} a rule's Needs pin, for fields with a typed reader. Two Needs on one field are
+    intersected (both must hold on a scalar value); numeric intervals become the integers they hold (floored:
+    an event's float value is looked up by its floor, which lies in any integer-bounded interval it lies in)."""
+    out: dict = {}
+    nums: dict = {}
+    for nd in ns:
+        if nd.field not in fast:
+            continue
+        if nd.kind == "num":
+            iv = _num_interval(nd.ivs)
+            if iv is None:
+                continue
+            lo, hi = nums.get(nd.field, (-math.inf, math.inf))
+            nums[nd.field] = (max(lo, iv[0]), min(hi, iv[1]))
+            continue
+        ks = _exact_keys(nd)
+        if ks is None:
+            continue
+        fk = (nd.field, nd.kind)
+        out[fk] = out[fk] & ks if fk in out else ks
+    for f, (lo, hi) in nums.items():
+        if lo in (-math.inf, math.inf) or hi in (-math.inf, math.inf):
+            continue
+        flo, fhi = math.floor(lo), math.floor(hi)
+        if fhi - flo + 1 <= MAX_KEYS:
+            out[(f, "num")] = frozenset(range(flo, fhi + 1)) if fhi >= flo else frozenset()
+    return out
+
+
+class Groups:
+    """Rules filed by the exact values of one or two fields: [(fields, {key: rules in load order})]."""
+
+    def __init__(self):
+        self.groups: list = []  # ((field, kind), ...), {key: tuple of rules}
+        self.rest: list = []  # entries (rule, [Need]) left to the tree
+
+    def build(self, entries: list, fast: set) -> None:
+        exact = [(cr, ns, exact_needs(ns, fast)) for cr, ns in entries]
+        distinct: dict = {}
+        for _, _, ex in exact:
+            for fk, ks in ex.items():
+                distinct.setdefault(fk, set()).update(ks)
+        share = {fk: max(1, len(s)) for fk, s in distinct.items()}
+
+        def options(ex):
+            """(estimated share of events meeting it, fields) for each single field and pair, best first."""
+            fks = sorted(ex)
+            opts = []
+            for i, a in enumerate(fks):
+                pa = len(ex[a]) / share[a]
+                if len(ex[a]) <= MAX_COMBOS:
+                    opts.append((pa, (a,)))
+                for b in fks[i + 1:]:
+                    if len(ex[a]) * len(ex[b]) <= MAX_COMBOS:
+                        opts.append((pa * len(ex[b]) / share[b], (a, b)))
+            opts.sort(key=lambda o: (o[0], len(o[1]), o[1]))
+            return opts
+
+        chosen = {}
+        pop: dict = {}
+        for cr, ns, ex in exact:
+            opts = options(ex)
+            if opts:
+                chosen[cr.order] = opts
+                g = opts[0][1]
+                pop[g] = pop.get(g, 0) + 1
+        # Few groups: rules of a small group move to a busier one they can be filed under, as good or nearly.
+        floor_pop = max(4, len(entries) // 200)
+        busy = {g for g, n in pop.items() if n >= floor_pop}
+        final: dict = {}
+        for cr, ns, ex in exact:
+            opts = chosen.get(cr.order)
+            if not opts:
+                continue
+            best = opts[0]
+            pick = best[1]
+            if pick not in busy:
+                alt = next((o for o in opts if o[1] in busy and o[0] <= max(best[0] * 16, 1e-3)), None)
+                if alt is not None:
+                    pick = alt[1]
+            final[cr.order] = pick
+        counts: dict = {}
+        for g in final.values():
+            counts[g] = counts.get(g, 0) + 1
+        keep = set(sorted(counts, key=lambda g: (-counts[g], g))[:MAX_GROUPS])
+        tables: dict = {g: {} for g in keep}
+        for cr, ns, ex in exact:
+            g = final.get(cr.order)
+            if g not in keep:
+                continue
+            t = tables[g]
+            if len(g) == 1:
+                keys = ex[g[0]]
+            else:
+                keys = [(a, b) for a in ex[g[0]] for b in ex[g[1]]]
+            for k in keys:
+                t.setdefault(k, []).append(cr)
+        # a key many rules share is met by every event carrying it: the tree divides those rules further
+        crowded = {cr.order for t in tables.values() for rs in t.values() if len(rs) > MAX_SHARED for cr in rs}
+        filed = set()
+        self.groups = []
+        for g in sorted(tables, key=lambda g: (-counts[g], g)):
+            t = {}
+            for k, rs in tables[g].items():
+                rs = tuple(sorted((cr for cr in rs if cr.order not in crowded), key=lambda c: c.order))
+                if rs:
+                    t[k] = rs
+                    filed.update(cr.order for cr in rs)
+            if t:
+                self.groups.append((g, t))
+        self.rest = [(cr, ns) for cr, ns in entries if cr.order not in filed]
+
+    def stats(self) -> dict:
+        return {"groups": len(self.groups), "grouped": len({c.order for _, t in self.groups for rs in t.values()
+                                                            for c in rs}),
+                "largest": max((len(rs) for _, t in self.groups for rs in t.values()), default=0)}
+
+    def compile(self, readers: dict, merge):
+        """A function event -> None (no candidate), a tuple of candidate rules in load order, or FALLBACK;
+        generated once per record type from the readers of the grouped fields, or None if one has none."""
+        if not self.groups:
+            return None
+        fields = sorted({f for g, _ in self.groups for f, _ in g})
+        if any(readers.get(f) is None for f in fields):
+            return None
+        from .index import _c_reader
+        env = {"MISSING": MISSING, "FALLBACK": FALLBACK, "IPC": _IP_CACHE, "ip_int": ip_int, "merge": merge,
+               "floor": _floor}
+        lines = ["def lookup(ev):"]
+        var = {}
+        for i, f in enumerate(fields):
+            env[f"R{i}"] = _c_reader(f, readers[f])
+            var[f] = f"x{i}"
+            lines.append(f"    x{i} = R{i}(ev)")
+        lines.append("    if " + " or ".join(f"type({v}) is list" for v in var.values()) + ":")
+        lines.append("        return FALLBACK")
+        keyvar = {}
+        for g, _ in self.groups:
+            for f, kind in g:
+                if (f, kind) in keyvar:
+                    continue
+                x = var[f]
+                k = keyvar[(f, kind)] = f"k{len(keyvar)}"
+                if kind == "eq":
+                    lines.append(f"    {k} = {x} if {x}.__hash__ is not None else MISSING")
+                elif kind == "ip":
+                    lines.append(f"    {k} = (IPC.get({x}) or ip_int({x}) or MISSING) if type({x}) is str else MISSING")
+                else:  # num: integers as they are, floats by their floor, anything else meets no interval
+                    lines.append(f"    {k} = {x} if type({x}) is int else floor({x}) if type({x}) is float else MISSING")
+        lines.append("    found = None")
+        for j, (g, t) in enumerate(self.groups):
+            env[f"T{j}"] = t
+            key = keyvar[g[0]] if len(g) == 1 else f"({keyvar[g[0]]}, {keyvar[g[1]]})"
+            lines.append(f"    r = T{j}.get({key})")
+            lines.append("    if r is not None:")
+            lines.append("        if found is None:")
+            lines.append("            found = [r]")
+            lines.append("        else:")
+            lines.append("            found.append(r)")
+        lines.append("    if found is None:")
+        lines.append("        return None")
+        lines.append("    return found[0] if len(found) == 1 else merge(found)")
+        src = "\n".join(lines) + "\n"
+        exec(compile(src, "<otids rule groups>", "exec"), env)  # noqa: S102 (our own text, from the rule set)
+        fn = env["lookup"]
+        fn.source = src
+        return fn
+
+
+def _floor(x):
+    if x != x or x in (math.inf, -math.inf):
+        return MISSING
+    return math.floor(x)
