@@ -30,6 +30,7 @@ from .validators import SuppressionValidator, validate
 
 NS = 1_000_000_000
 _new_view = dict.__new__
+_RULE_DATASETS = frozenset(RULE_DATASETS.values())
 MAX_GROUPS = 100_000  # threshold groups kept per rule; the oldest are forgotten first (counted)
 
 
@@ -261,6 +262,7 @@ class RulesDetector:
         self.reload_s = reload_s
         self.report = report or (lambda msg: print(f"otids: rules: {msg}", file=sys.stderr))
         self.states: dict = {}
+        self._routes: dict = {}  # event type -> (its protocol's index or None, its group lookup)
         self._init_states()
         self.matches: dict = {}  # rule id -> matches (before thresholds and suppressions)
         self.suppressed = 0
@@ -312,6 +314,7 @@ class RulesDetector:
             return False
         old = self.states
         self.c = new
+        self._routes.clear()
         self._init_states(old)
         self.reloads += 1
         self.report(f"reloaded {len(new.rules)} rules from {len(new.files)} file(s)")
@@ -331,34 +334,50 @@ class RulesDetector:
             if not self._tick & 0x3FF and time.monotonic() >= self._next_check:
                 self._next_check = time.monotonic() + self.reload_s
                 self.check_reload()
+        try:
+            pi, look, rest = self._routes[type(ev)]
+        except KeyError:
+            pi, look, rest = self._route(ev)
+        cands = look(ev)  # exact-key groups: no view, no document, one dict lookup per group
+        if cands is None and rest is None:
+            return None  # the common case: met no rule
+        if cands is FALLBACK:  # a list in a grouped field: the full tree decides
+            view = _view(ev, pi)
+            cands = pi.lookup_record(view, ev, view.fast)
+        else:
+            view = None
+            if rest is not None:
+                view = _view(ev, pi)
+                more = pi.lookup_record(view, ev, view.fast, rest)
+                if more:
+                    cands = pi._merge([cands, more]) if cands else more
+            if not cands:
+                return None
+            if view is None:
+                view = _view(ev, pi)
+        return self._run(cands, view, ev, ev.ts)
+
+    def _route(self, ev):
+        """(index, group lookup, tree of the rules no group holds or None) for events of this type: asked once
+        per type and rule set. Without groups (or readers for them) the lookup sends every event to the tree."""
+        t = type(ev)
         pi = self.c.index.get(ev.dataset)
         if pi is None:
-            return None
-        t = type(ev)
-        try:
-            look = pi._fns[t]
-        except KeyError:
+            route = (None, _nothing, None)
+        else:
             look = pi.group_lookup(t, _fast(t))
-        view = None
-        if look is not None:
-            cands = look(ev)  # exact-key groups: no view, no document, one dict lookup per group
-            if cands is not FALLBACK:
-                rest = pi.rest
-                if rest.probes or rest.wild:
-                    view = _view(ev, pi)
-                    more = pi.lookup_record(view, ev, view.fast, rest)
-                    if more:
-                        cands = pi._merge([cands, more]) if cands else more
-                if not cands:
-                    return None
-                if view is None:
-                    view = _view(ev, pi)
-                return self._run(cands, view, ev, ev.ts)
-        view = _view(ev, pi)
-        cands = pi.lookup_record(view, ev, view.fast)
-        if not cands:
-            return None
-        return self._run(cands, view, ev, ev.ts)
+            rest = getattr(pi, "rest", None)  # (a PlainIndex has none: its lookup is every rule)
+            rest = rest if rest is not None and (rest.probes or rest.wild) else None
+            route = (pi, look or _everything, rest)
+        if pi is not None or type(getattr(t, "dataset", None)) is str:  # else its dataset is per event: ask again
+            self._routes[t] = route
+        return route
+
+    def accepts(self, t: type) -> bool:
+        """The engine routes only the records of protocols rules can be written for to this detector (a
+        reload may add rules for any of them, so the answer does not depend on the rules loaded)."""
+        ds = getattr(t, "dataset", None)
+        return type(ds) is not str or ds in _RULE_DATASETS
 
     def on_doc(self, doc: dict, ts: int | None = None):
         """Match a document (NDJSON events, inline test cases); returns the alerts it raises."""
@@ -441,6 +460,14 @@ class RulesDetector:
 
     def flush(self, ts: int):
         return None
+
+
+def _nothing(ev):
+    return None
+
+
+def _everything(ev):
+    return FALLBACK
 
 
 def _fast(t: type) -> dict:

@@ -13,12 +13,15 @@ full tree instead; rules with no such conditions, or sharing one key with many o
 from __future__ import annotations
 
 import math
+from itertools import combinations, product
 
-from .compile import _IP_CACHE, MISSING, ip_int
+from .compile import MISSING, ip_int
 
 #: Most values one condition is expanded to (a register range, a CIDR block); more: not exact.
 MAX_KEYS = 64
-#: Most keys one rule is filed under (the product of its two conditions' values).
+#: Most fields a group keys on (a tuple of their values).
+MAX_FIELDS = 3
+#: Most keys one rule is filed under (the product of its conditions' values).
 MAX_COMBOS = 256
 #: Most groups (one dict lookup each per event); rules of the smallest groups past it go to the tree.
 MAX_GROUPS = 12
@@ -27,7 +30,26 @@ MAX_SHARED = 8
 #: Returned by a group lookup when the event holds a list in a grouped field: look it up in the full tree.
 FALLBACK = object()
 
-_INT = (int,)
+#: IPv6 addresses as keys: their integer with this bit set, apart from every IPv4 address's integer (a plain
+#: int hashes without the tuple (version, int) ip_int gives).
+V6 = 1 << 130
+_IPK: dict = {}  # address text -> key
+
+
+def ip_key(s: str):
+    """An address's key (a plain int), MISSING if it is not one; cached like ip_int."""
+    ip = ip_int(s)
+    if ip is None:
+        return MISSING
+    k = ip[1] if ip[0] == 4 else ip[1] | V6
+    if len(_IPK) > 65536:
+        _IPK.clear()
+    _IPK[s] = k
+    return k
+
+
+def _flat(ip: tuple) -> int:
+    return ip[1] if ip[0] == 4 else ip[1] | V6
 
 
 def _exact_keys(nd) -> frozenset | None:
@@ -35,11 +57,11 @@ def _exact_keys(nd) -> frozenset | None:
     if nd.kind == "eq":
         return nd.keys if len(nd.keys) <= MAX_KEYS * 4 else None
     if nd.kind == "ip":
-        keys = set(nd.keys)
+        keys = {_flat(k) for k in nd.keys}
         for v, lo, hi in nd.ivs:
             if hi - lo + 1 > MAX_KEYS:
                 return None
-            keys.update((v, x) for x in range(lo, hi + 1))
+            keys.update(_flat((v, x)) for x in range(lo, hi + 1))
         return frozenset(keys) if len(keys) <= MAX_KEYS * 4 else None
     return None
 
@@ -88,6 +110,10 @@ class Groups:
 
     def build(self, entries: list, fast: set) -> None:
         exact = [(cr, ns, exact_needs(ns, fast)) for cr, ns in entries]
+        # A field some rules pin to a range and others to equal numbers: one kind of key for both (fewer groups)
+        ranged = {f for _, _, ex in exact for f, kind in ex if kind == "num"}
+        if ranged:
+            exact = [(cr, ns, _as_num(ex, ranged)) for cr, ns, ex in exact]
         distinct: dict = {}
         for _, _, ex in exact:
             for fk, ks in ex.items():
@@ -95,16 +121,16 @@ class Groups:
         share = {fk: max(1, len(s)) for fk, s in distinct.items()}
 
         def options(ex):
-            """(estimated share of events meeting it, fields) for each single field and pair, best first."""
+            """(estimated share of events meeting it, fields) for each set of up to MAX_FIELDS fields, best
+            first; the share is the product of each field's share of the values rules pin it to."""
             fks = sorted(ex)
+            p = {fk: len(ex[fk]) / share[fk] for fk in fks}
             opts = []
-            for i, a in enumerate(fks):
-                pa = len(ex[a]) / share[a]
-                if len(ex[a]) <= MAX_COMBOS:
-                    opts.append((pa, (a,)))
-                for b in fks[i + 1:]:
-                    if len(ex[a]) * len(ex[b]) <= MAX_COMBOS:
-                        opts.append((pa * len(ex[b]) / share[b], (a, b)))
+            for n in range(1, min(MAX_FIELDS, len(fks)) + 1):
+                for g in combinations(fks, n):
+                    combos = math.prod(len(ex[fk]) for fk in g)
+                    if combos <= MAX_COMBOS:
+                        opts.append((math.prod(p[fk] for fk in g), g))
             opts.sort(key=lambda o: (o[0], len(o[1]), o[1]))
             return opts
 
@@ -141,10 +167,7 @@ class Groups:
             if g not in keep:
                 continue
             t = tables[g]
-            if len(g) == 1:
-                keys = ex[g[0]]
-            else:
-                keys = [(a, b) for a in ex[g[0]] for b in ex[g[1]]]
+            keys = ex[g[0]] if len(g) == 1 else product(*(ex[fk] for fk in g))
             for k in keys:
                 t.setdefault(k, []).append(cr)
         # a key many rules share is met by every event carrying it: the tree divides those rules further
@@ -167,56 +190,90 @@ class Groups:
                                                             for c in rs}),
                 "largest": max((len(rs) for _, t in self.groups for rs in t.values()), default=0)}
 
-    def compile(self, readers: dict, merge):
+    def compile(self, readers: dict, merge, inline: dict):
         """A function event -> None (no candidate), a tuple of candidate rules in load order, or FALLBACK;
-        generated once per record type from the readers of the grouped fields, or None if one has none."""
+        generated once per record type from the readers of the grouped fields (`inline`: those that are plain
+        attribute reads, as expressions), or None if a grouped field has no reader."""
         if not self.groups:
             return None
         fields = sorted({f for g, _ in self.groups for f, _ in g})
         if any(readers.get(f) is None for f in fields):
             return None
         from .index import _c_reader
-        env = {"MISSING": MISSING, "FALLBACK": FALLBACK, "IPC": _IP_CACHE, "ip_int": ip_int, "merge": merge,
+        env = {"MISSING": MISSING, "FALLBACK": FALLBACK, "IPK": _IPK, "ip_key": ip_key, "merge": merge,
                "floor": _floor}
         lines = ["def lookup(ev):"]
-        var = {}
+        var, maybe_list = {}, []
         for i, f in enumerate(fields):
-            env[f"R{i}"] = _c_reader(f, readers[f])
             var[f] = f"x{i}"
-            lines.append(f"    x{i} = R{i}(ev)")
-        lines.append("    if " + " or ".join(f"type({v}) is list" for v in var.values()) + ":")
-        lines.append("        return FALLBACK")
+            expr = inline.get((f, id(readers[f])))
+            if expr is None:
+                env[f"R{i}"] = _c_reader(f, readers[f])
+                expr = f"R{i}(ev)"
+                maybe_list.append(f"x{i}")
+            lines.append(f"    x{i} = {expr}")
+        if maybe_list:
+            lines.append("    if " + " or ".join(f"type({v}) is list" for v in maybe_list) + ":")
+            lines.append("        return FALLBACK")
+        lines.append("    try:")  # an unhashable value: the full tree decides
         keyvar = {}
         for g, _ in self.groups:
             for f, kind in g:
                 if (f, kind) in keyvar:
                     continue
                 x = var[f]
-                k = keyvar[(f, kind)] = f"k{len(keyvar)}"
                 if kind == "eq":
-                    lines.append(f"    {k} = {x} if {x}.__hash__ is not None else MISSING")
-                elif kind == "ip":
-                    lines.append(f"    {k} = (IPC.get({x}) or ip_int({x}) or MISSING) if type({x}) is str else MISSING")
-                else:  # num: integers as they are, floats by their floor, anything else meets no interval
-                    lines.append(f"    {k} = {x} if type({x}) is int else floor({x}) if type({x}) is float else MISSING")
-        lines.append("    found = None")
+                    keyvar[(f, kind)] = x
+                    continue
+                k = keyvar[(f, kind)] = f"k{len(keyvar)}"
+                if kind == "ip":
+                    lines.append(f"        {k} = (IPK.get({x}) or ip_key({x})) if type({x}) is str else MISSING")
+                else:  # num: integers as they are, floats by their floor, bools as 0/1, the rest meets none
+                    lines.append(f"        {k} = {x} if type({x}) is int else floor({x}) if type({x}) is float "
+                                 f"else int({x}) if type({x}) is bool else MISSING")
+        lines.append("        found = None")
         for j, (g, t) in enumerate(self.groups):
             env[f"T{j}"] = t
-            key = keyvar[g[0]] if len(g) == 1 else f"({keyvar[g[0]]}, {keyvar[g[1]]})"
-            lines.append(f"    r = T{j}.get({key})")
-            lines.append("    if r is not None:")
-            lines.append("        if found is None:")
-            lines.append("            found = [r]")
-            lines.append("        else:")
-            lines.append("            found.append(r)")
-        lines.append("    if found is None:")
-        lines.append("        return None")
-        lines.append("    return found[0] if len(found) == 1 else merge(found)")
+            key = keyvar[g[0]] if len(g) == 1 else "(" + ", ".join(keyvar[fk] for fk in g) + ")"
+            lines += [f"        r = T{j}.get({key})",
+                      "        if r is not None:",
+                      "            if found is None:",
+                      "                found = [r]",
+                      "            else:",
+                      "                found.append(r)"]
+        lines += ["    except TypeError:",
+                  "        return FALLBACK",
+                  "    if found is None:",
+                  "        return None",
+                  "    return found[0] if len(found) == 1 else merge(found)"]
         src = "\n".join(lines) + "\n"
         exec(compile(src, "<otids rule groups>", "exec"), env)  # noqa: S102 (our own text, from the rule set)
         fn = env["lookup"]
         fn.source = src
         return fn
+
+
+def _integral(k) -> bool:
+    t = type(k)
+    return t is int or t is bool or (t is float and k.is_integer())
+
+
+def _as_num(ex: dict, ranged: set) -> dict:
+    """Equalities to whole numbers on a ranged field as num keys (an event's number is looked up by its
+    floor, a bool as 0/1, so every value an equality matches finds its key), intersected with its ranges."""
+    out = {}
+    for (f, kind), ks in ex.items():
+        if kind == "eq" and f in ranged and all(_integral(k) for k in ks):
+            fk = (f, "num")
+            ks = frozenset(int(k) for k in ks)
+            if fk in ex:
+                ks &= ex[fk]
+            out[fk] = out[fk] & ks if fk in out else ks
+        elif (f, kind) not in out:
+            out[(f, kind)] = ks
+        else:
+            out[(f, kind)] &= ks
+    return out
 
 
 def _floor(x):

@@ -310,6 +310,21 @@ for _proto, _fields in (("modbus", {"modbus.function_code": "function_code", "mo
             _ATTR_READERS[(_p, id(_readers[_p]))] = attrgetter(_a)
 
 
+#: The same readers as expressions over `ev`, for the generated group lookup (groups.py): attribute reads
+#: inline, without a call per field. Each is a plain attribute of a typed record, never a list.
+INLINE = {(p, id(FLOW_READERS[p])): f"ev.{a}" for p, a in _ATTR_PATHS.items() if p in FLOW_READERS}
+_spec = REGISTRY.get("modbus")
+if _spec is not None and _spec.rules is not None:
+    _readers = _spec.rules.readers
+    for _p, _a in (("modbus.function_code", "function_code"), ("modbus.unit_id", "unit_id")):
+        if _p in _readers:
+            INLINE[(_p, id(_readers[_p]))] = f"ev.{_a}"
+    for _a in ("address", "quantity"):  # _req(attr): MISSING without a request or the value
+        _p = f"modbus.request.{_a}"
+        if _p in _readers:
+            INLINE[(_p, id(_readers[_p]))] = f"(MISSING if (_r := ev.request) is None or _r.{_a} is None else _r.{_a})"
+
+
 def _c_reader(path: str, reader):
     return _ATTR_READERS.get((path, id(reader)), reader) if reader is not None else None
 
@@ -572,9 +587,9 @@ class ProtoIndex:
 
     def group_lookup(self, t: type, fast: dict):
         """The generated group lookup for records of type t (None: look them up in the full tree)."""
-        fn = self.groups.compile(fast, self._merge) if self.groups.groups else None
-        if fn is None and not self.groups.groups:
-            fn = _no_groups
+        if t in self._fns:
+            return self._fns[t]
+        fn = self.groups.compile(fast, self._merge, INLINE) if self.groups.groups else _no_groups
         self._fns[t] = fn
         return fn
 
