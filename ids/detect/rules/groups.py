@@ -1,4 +1,4 @@
-"""Exact-key groups, the rules engine's first prefilter stage: each rule with one or two conditions that pin a
+"""Exact-key groups, the rules engine's first prefilter stage: each rule with up to three conditions that pin a
 field to a few exact values (function codes, units, hosts, a small CIDR block or a short register range,
 expanded) is filed under the tuple of those values, and an event costs one dict lookup per group of rules
 filed under the same fields -- the event's values read once by the record's typed readers, by a function
@@ -102,23 +102,31 @@ def exact_needs(ns: list, fast: set) -> dict:
 
 
 class Groups:
-    """Rules filed by the exact values of one or two fields: [(fields, {key: rules in load order})]."""
+    """Rules filed by the exact values of up to three fields: [(fields, {key: rules in load order})]."""
 
     def __init__(self):
         self.groups: list = []  # ((field, kind), ...), {key: tuple of rules}
         self.rest: list = []  # entries (rule, [Need]) left to the tree
 
     def build(self, entries: list, fast: set) -> None:
-        exact = [(cr, ns, exact_needs(ns, fast)) for cr, ns in entries]
+        # Each rule's exact keys are worked out again in each pass rather than kept for 50,000 rules at once
+        # (expanded ranges and blocks: the peak memory of loading, which the process keeps).
         # A field some rules pin to a range and others to equal numbers: one kind of key for both (fewer groups)
-        ranged = {f for _, _, ex in exact for f, kind in ex if kind == "num"}
-        if ranged:
-            exact = [(cr, ns, _as_num(ex, ranged)) for cr, ns, ex in exact]
+        ranged: set = set()
+        for _, ns in entries:
+            ranged.update(f for f, kind in exact_needs(ns, fast) if kind == "num")
+
+        def each():
+            for cr, ns in entries:
+                ex = exact_needs(ns, fast)
+                yield cr, (_as_num(ex, ranged) if ranged else ex)
+
         distinct: dict = {}
-        for _, _, ex in exact:
+        for _, ex in each():
             for fk, ks in ex.items():
                 distinct.setdefault(fk, set()).update(ks)
         share = {fk: max(1, len(s)) for fk, s in distinct.items()}
+        del distinct
 
         def options(ex):
             """(estimated share of events meeting it, fields) for each set of up to MAX_FIELDS fields, best
@@ -134,20 +142,18 @@ class Groups:
             opts.sort(key=lambda o: (o[0], len(o[1]), o[1]))
             return opts
 
-        chosen = {}
         pop: dict = {}
-        for cr, ns, ex in exact:
+        for _, ex in each():
             opts = options(ex)
             if opts:
-                chosen[cr.order] = opts
                 g = opts[0][1]
                 pop[g] = pop.get(g, 0) + 1
         # Few groups: rules of a small group move to a busier one they can be filed under, as good or nearly.
         floor_pop = max(4, len(entries) // 200)
         busy = {g for g, n in pop.items() if n >= floor_pop}
         final: dict = {}
-        for cr, ns, ex in exact:
-            opts = chosen.get(cr.order)
+        for cr, ex in each():
+            opts = options(ex)
             if not opts:
                 continue
             best = opts[0]
@@ -162,7 +168,7 @@ class Groups:
             counts[g] = counts.get(g, 0) + 1
         keep = set(sorted(counts, key=lambda g: (-counts[g], g))[:MAX_GROUPS])
         tables: dict = {g: {} for g in keep}
-        for cr, ns, ex in exact:
+        for cr, ex in each():
             g = final.get(cr.order)
             if g not in keep:
                 continue
@@ -174,12 +180,13 @@ class Groups:
         crowded = {cr.order for t in tables.values() for rs in t.values() if len(rs) > MAX_SHARED for cr in rs}
         filed = set()
         self.groups = []
+        shared: dict = {}  # one tuple per set of rules (a rule filed under many keys holds one)
         for g in sorted(tables, key=lambda g: (-counts[g], g)):
             t = {}
             for k, rs in tables[g].items():
                 rs = tuple(sorted((cr for cr in rs if cr.order not in crowded), key=lambda c: c.order))
                 if rs:
-                    t[k] = rs
+                    t[k] = shared.setdefault(tuple(cr.order for cr in rs), rs)
                     filed.update(cr.order for cr in rs)
             if t:
                 self.groups.append((g, t))
