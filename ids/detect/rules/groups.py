@@ -210,18 +210,16 @@ class Groups:
         env = {"MISSING": MISSING, "FALLBACK": FALLBACK, "IPK": _IPK, "ip_key": ip_key, "merge": merge,
                "floor": _floor}
         lines = ["def lookup(ev):"]
-        var, maybe_list = {}, []
+        var = {}
         for i, f in enumerate(fields):
             var[f] = f"x{i}"
             expr = inline.get((f, id(readers[f])))
             if expr is None:
                 env[f"R{i}"] = _c_reader(f, readers[f])
                 expr = f"R{i}(ev)"
-                maybe_list.append(f"x{i}")
             lines.append(f"    x{i} = {expr}")
-        if maybe_list:
-            lines.append("    if " + " or ".join(f"type({v}) is list" for v in maybe_list) + ":")
-            lines.append("        return FALLBACK")
+        lines.append("    if " + " or ".join(f"type({v}) is list" for v in var.values()) + ":")
+        lines.append("        return FALLBACK")
         lines.append("    try:")  # an unhashable value: the full tree decides
         keyvar = {}
         for g, _ in self.groups:
