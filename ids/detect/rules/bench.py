@@ -76,17 +76,19 @@ def run_bench(args) -> int:
     if not os.path.isfile(pcap):
         print(f"otids: error: {pcap}: no such capture", file=sys.stderr)
         return 2
-    run, col = analyze([pcap], detectors=[])
+    if getattr(args, "pipeline", False):
+        # a sample of the exchanges is enough to draw rules from; holding all of them would be counted in the
+        # process's RSS as if the rules or the pipeline used it
+        base = _sample(pcap)
+        if not base:
+            print(f"otids: error: {pcap} has no Modbus events", file=sys.stderr)
+            return 2
+        return run_pipeline(args, pcap, base)
+    _, col = analyze([pcap], detectors=[])
     base = [e for e in col.events if getattr(e, "dataset", "") == "otids.modbus"]
     if not base:
         print(f"otids: error: {pcap} has no Modbus events", file=sys.stderr)
         return 2
-    if getattr(args, "pipeline", False):
-        # a sample of the exchanges is enough to draw rules from; keeping all of them would be counted in the
-        # process's RSS as if the rules used it
-        sample = base[:: max(1, len(base) // 5000)]
-        del run, col, base
-        return run_pipeline(args, pcap, sample)
     events = (base * (args.events // len(base) + 1))[: args.events]
     if getattr(args, "site", False):
         return run_site(args, pcap, base, events)
@@ -241,6 +243,38 @@ def _time(det, events, pi):
         k = events[: min(len(events), 2000)]
         seen = sum(len(det.candidates(ev)) for ev in k) / max(1, len(k))
     return len(events) / dt, alerts, seen
+
+
+def _sample(pcap: str, keep: int = 5000) -> list:
+    """Modbus exchanges of the capture spread over all of it, at most 2 * keep (every one until then, then
+    every other one of those kept, and so on): what site_matches draws hosts and addresses from."""
+    from ...config import Config
+    from ...pipeline import Run
+
+    class Sample:
+        def __init__(self):
+            self.kept, self.stride, self.n = [], 1, 0
+
+        def write_event(self, ev):
+            if getattr(ev, "dataset", "") != "otids.modbus":
+                return
+            if self.n % self.stride == 0:
+                self.kept.append(ev)
+                if len(self.kept) >= 2 * keep:
+                    self.kept = self.kept[::2]
+                    self.stride *= 2
+            self.n += 1
+
+        def write_alert(self, a):
+            pass
+
+        def close(self):
+            pass
+    s = Sample()
+    run = Run(Config(), [], [s], [s])
+    run.analyze_file(pcap)
+    run.finish()
+    return s.kept
 
 
 def _rss_mb() -> float:
