@@ -1,7 +1,8 @@
 """`otids rules bench`: events/s of the rules engine alone, replaying the Modbus events of a capture
 against 0, 10 and 1,000 rules (the shipped Modbus rules, then filled up with rules for other function
-codes, OPC UA and MQTT that cannot apply), plus 1,000 rules that all apply, to show what the index saves.
-Figures are printed, never asserted.
+codes, OPC UA and MQTT that cannot apply), plus 1,000 rules that all apply, to show what the index saves;
+--site: 10 to 50,000 rules of the shape a site writes, engine alone and (--pipeline) in the whole pipeline,
+beside tshark. Figures are printed, never asserted.
 """
 from __future__ import annotations
 

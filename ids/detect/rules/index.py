@@ -3,6 +3,9 @@ condition it cannot match without -- the most selective equality, set, CIDR, add
 MQTT topic condition of its conjunction -- so an event meets only the rules filed under its own values (a
 dict for equalities, a stabbing table for ranges and CIDR blocks), plus the few rules with no such condition.
 
+Rules with conditions pinning fields to a few exact values are taken first by the exact-key groups (groups.py);
+this tree holds the rest, and every rule for documents and for events the groups cannot key (built on demand).
+
 The index only narrows: every candidate's full predicate still decides, in load order, so the alerts are
 exactly those of testing every rule in turn (tests/test_rules_index.py checks it against that plain loop on
 random rule sets and real events). Where the index is unsure it files a rule as a wildcard, never nowhere.
