@@ -386,7 +386,7 @@ class RulesDetector:
             rest = getattr(pi, "rest", None)  # (a PlainIndex has none: its lookup is every rule)
             rest = rest if rest is not None and (rest.probes or rest.wild) else None
             route = (pi, look or _everything, rest)
-        if pi is not None or type(getattr(t, "dataset", None)) is str:  # else its dataset is per event: ask again
+        if type(getattr(t, "dataset", None)) is str:  # a dataset per type; else per event: asked each time
             self._routes[t] = route
         return route
 
