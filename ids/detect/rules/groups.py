@@ -197,16 +197,16 @@ class Groups:
                                                             for c in rs}),
                 "largest": max((len(rs) for _, t in self.groups for rs in t.values()), default=0)}
 
-    def compile(self, readers: dict, merge, inline: dict):
+    def compile(self, readers: dict, merge, inline: dict, wrap=lambda path, reader: reader):
         """A function event -> None (no candidate), a tuple of candidate rules in load order, or FALLBACK;
         generated once per record type from the readers of the grouped fields (`inline`: those that are plain
-        attribute reads, as expressions), or None if a grouped field has no reader."""
+        attribute reads, as expressions; `wrap` may swap a reader for a faster equal one), or None if a grouped
+        field has no reader."""
         if not self.groups:
             return None
         fields = sorted({f for g, _ in self.groups for f, _ in g})
         if any(readers.get(f) is None for f in fields):
             return None
-        from .index import _c_reader
         env = {"MISSING": MISSING, "FALLBACK": FALLBACK, "IPK": _IPK, "ip_key": ip_key, "merge": merge,
                "floor": _floor}
         lines = ["def lookup(ev):"]
@@ -215,7 +215,7 @@ class Groups:
             var[f] = f"x{i}"
             expr = inline.get((f, id(readers[f])))
             if expr is None:
-                env[f"R{i}"] = _c_reader(f, readers[f])
+                env[f"R{i}"] = wrap(f, readers[f])
                 expr = f"R{i}(ev)"
             lines.append(f"    x{i} = {expr}")
         lines.append("    if " + " or ".join(f"type({v}) is list" for v in var.values()) + ":")

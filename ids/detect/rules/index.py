@@ -592,7 +592,7 @@ class ProtoIndex:
         """The generated group lookup for records of type t (None: look them up in the full tree)."""
         if t in self._fns:
             return self._fns[t]
-        fn = self.groups.compile(fast, self._merge, INLINE) if self.groups.groups else _no_groups
+        fn = self.groups.compile(fast, self._merge, INLINE, _c_reader) if self.groups.groups else _no_groups
         self._fns[t] = fn
         return fn
 
