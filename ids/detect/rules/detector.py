@@ -21,6 +21,7 @@ from ..attack import techniques
 from .compile import MISSING, Compiler, DocView
 from .fastpath import FAST
 from .fields import SECRET_FIELDS
+from .groups import FALLBACK
 from .index import ProtoIndex
 from .loader import RuleSet, is_lists_file, load_lists, load_paths, rule_files
 from .rule import RULE_DATASETS, Issue, Rule, SiteLists, fields_of, warning
@@ -29,6 +30,7 @@ from .validators import SuppressionValidator, validate
 
 NS = 1_000_000_000
 _new_view = dict.__new__
+_RULE_DATASETS = frozenset(RULE_DATASETS.values())
 MAX_GROUPS = 100_000  # threshold groups kept per rule; the oldest are forgotten first (counted)
 
 
@@ -260,6 +262,7 @@ class RulesDetector:
         self.reload_s = reload_s
         self.report = report or (lambda msg: print(f"otids: rules: {msg}", file=sys.stderr))
         self.states: dict = {}
+        self._routes: dict = {}  # event type -> (its protocol's index or None, its group lookup)
         self._init_states()
         self.matches: dict = {}  # rule id -> matches (before thresholds and suppressions)
         self.suppressed = 0
@@ -311,6 +314,7 @@ class RulesDetector:
             return False
         old = self.states
         self.c = new
+        self._routes.clear()
         self._init_states(old)
         self.reloads += 1
         self.report(f"reloaded {len(new.rules)} rules from {len(new.files)} file(s)")
@@ -330,22 +334,67 @@ class RulesDetector:
             if not self._tick & 0x3FF and time.monotonic() >= self._next_check:
                 self._next_check = time.monotonic() + self.reload_s
                 self.check_reload()
+        try:
+            pi, look, rest = self._routes[type(ev)]
+        except KeyError:
+            pi, look, rest = self._route(ev)
+        cands = look(ev)  # exact-key groups: no view, no document, one dict lookup per group
+        if cands is None and rest is None:
+            return None  # the common case: met no rule
+        if cands is FALLBACK:  # a list in a grouped field: the full tree decides
+            view = _view(ev, pi)
+            cands = pi.lookup_record(view, ev, view.fast)
+        else:
+            view = None
+            if rest is not None:
+                view = _view(ev, pi)
+                more = pi.lookup_record(view, ev, view.fast, rest)
+                if more:
+                    cands = pi._merge([cands, more]) if cands else more
+            if not cands:
+                return None
+            if view is None:
+                view = _view(ev, pi)
+        return self._run(cands, view, ev, ev.ts)
+
+    def candidates(self, ev) -> tuple:
+        """The rules on_event tests the event against, in load order (for `otids rules bench` and tests)."""
+        try:
+            pi, look, rest = self._routes[type(ev)]
+        except KeyError:
+            pi, look, rest = self._route(ev)
+        cands = look(ev)
+        if cands is FALLBACK:
+            view = _view(ev, pi)
+            return pi.lookup_record(view, ev, view.fast)
+        if rest is not None:
+            view = _view(ev, pi)
+            more = pi.lookup_record(view, ev, view.fast, rest)
+            if more:
+                cands = pi._merge([cands, more]) if cands else more
+        return tuple(cands or ())
+
+    def _route(self, ev):
+        """(index, group lookup, tree of the rules no group holds or None) for events of this type: asked once
+        per type and rule set. Without groups (or readers for them) the lookup sends every event to the tree."""
+        t = type(ev)
         pi = self.c.index.get(ev.dataset)
         if pi is None:
-            return None
-        t = type(ev)
-        fast = FAST.get(t)
-        if fast is None:
-            fast = FAST[t] = next((FAST[b] for b in t.__mro__ if b in FAST), {})
-        view = _new_view(DocView)  # DocView(None, ev, fast, build) without a Python __init__ per event
-        view._doc = None
-        view.ev = ev
-        view.fast = fast
-        view.build = pi.build
-        cands = pi.lookup_record(view, ev, fast)
-        if not cands:
-            return None
-        return self._run(cands, view, ev, ev.ts)
+            route = (None, _nothing, None)
+        else:
+            look = pi.group_lookup(t, _fast(t))
+            rest = getattr(pi, "rest", None)  # (a PlainIndex has none: its lookup is every rule)
+            rest = rest if rest is not None and (rest.probes or rest.wild) else None
+            route = (pi, look or _everything, rest)
+        if type(getattr(t, "dataset", None)) is str:  # a dataset per type; else per event: asked each time
+            self._routes[t] = route
+        return route
+
+    def accepts(self, t: type) -> bool:
+        """The engine routes only the records of protocols rules can be written for to this detector (a
+        reload may add rules for any of them, so the answer does not depend on the rules loaded)."""
+        ds = getattr(t, "dataset", None)
+        return type(ds) is not str or ds in _RULE_DATASETS
 
     def on_doc(self, doc: dict, ts: int | None = None):
         """Match a document (NDJSON events, inline test cases); returns the alerts it raises."""
@@ -428,6 +477,32 @@ class RulesDetector:
 
     def flush(self, ts: int):
         return None
+
+
+def _nothing(ev):
+    return None
+
+
+def _everything(ev):
+    return FALLBACK
+
+
+def _fast(t: type) -> dict:
+    """The typed readers of a record type (those of a base class it derives from, or none)."""
+    fast = FAST.get(t)
+    if fast is None:
+        fast = FAST[t] = next((FAST[b] for b in t.__mro__ if b in FAST), {})
+    return fast
+
+
+def _view(ev, pi) -> DocView:
+    """The event's view: DocView(None, ev, readers, build) without a Python __init__ per event."""
+    view = _new_view(DocView)
+    view._doc = None
+    view.ev = ev
+    view.fast = _fast(type(ev))
+    view.build = pi.build
+    return view
 
 
 def _key(v):

@@ -3,6 +3,9 @@ condition it cannot match without -- the most selective equality, set, CIDR, add
 MQTT topic condition of its conjunction -- so an event meets only the rules filed under its own values (a
 dict for equalities, a stabbing table for ranges and CIDR blocks), plus the few rules with no such condition.
 
+Rules with conditions pinning fields to a few exact values are taken first by the exact-key groups (groups.py);
+this tree holds the rest, and every rule for documents and for events the groups cannot key (built on demand).
+
 The index only narrows: every candidate's full predicate still decides, in load order, so the alerts are
 exactly those of testing every rule in turn (tests/test_rules_index.py checks it against that plain loop on
 random rule sets and real events). Where the index is unsure it files a rule as a wildcard, never nowhere.
@@ -16,6 +19,7 @@ from ...protocols import REGISTRY
 from ...protocols.spec import FLOW_READERS
 from .compile import _IP_CACHE, INDEX_FIELD, MISSING, IpSet, ip_int, keys_of
 from .fields import DOMAINS, field_type
+from .groups import Groups
 from .rule import All, Any_, Check, ListRef
 
 INF = float("inf")
@@ -309,6 +313,21 @@ for _proto, _fields in (("modbus", {"modbus.function_code": "function_code", "mo
             _ATTR_READERS[(_p, id(_readers[_p]))] = attrgetter(_a)
 
 
+#: The same readers as expressions over `ev`, for the generated group lookup (groups.py): attribute reads
+#: inline, without a call per field. Each is a plain attribute of a typed record, never a list.
+INLINE = {(p, id(FLOW_READERS[p])): f"ev.{a}" for p, a in _ATTR_PATHS.items() if p in FLOW_READERS}
+_spec = REGISTRY.get("modbus")
+if _spec is not None and _spec.rules is not None:
+    _readers = _spec.rules.readers
+    for _p, _a in (("modbus.function_code", "function_code"), ("modbus.unit_id", "unit_id")):
+        if _p in _readers:
+            INLINE[(_p, id(_readers[_p]))] = f"ev.{_a}"
+    for _a in ("address", "quantity"):  # _req(attr): MISSING without a request or the value
+        _p = f"modbus.request.{_a}"
+        if _p in _readers:
+            INLINE[(_p, id(_readers[_p]))] = f"(MISSING if (_r := ev.request) is None or _r.{_a} is None else _r.{_a})"
+
+
 def _c_reader(path: str, reader):
     return _ATTR_READERS.get((path, id(reader)), reader) if reader is not None else None
 
@@ -513,6 +532,10 @@ def _costs(entries: list, fast: set) -> None:
             nd.cost = cost
 
 
+def _no_groups(ev):
+    return None
+
+
 class ProtoIndex:
     """Rules of one protocol: a tree of Nodes; an event meets the rules of the entries its values reach."""
 
@@ -521,12 +544,16 @@ class ProtoIndex:
         self.doc_of = doc_of  # (event, with secrets) -> its document
         self.field = INDEX_FIELD[protocol]
         self.entries: list = []  # (rule, [Need])
-        self.root = Node()
-        self.filed: dict = {}  # rule order -> the Need it is filed under at the root (None: wildcard)
+        self.groups = Groups()  # rules filed by exact values (groups.py), looked up first
+        self.rest = Node()  # the rules no group holds
+        self._root: Node | None = None  # every rule (documents, and events with a list in a grouped field)
+        self._filed: dict = {}
         self.needs_secrets = False
         self._merged: dict = {}
-        self._rows: dict = {}  # id of a record type's readers -> (field, reader or None, probe) of the root
+        self._rows: dict = {}  # (id of a node, id of a record type's readers) -> (field, reader or None, probe)
         self._keep: list = []
+        self._fns: dict = {}  # record type -> generated group lookup (None: that type has no readers for them)
+        self._fast: set = set()
 
     def build(self, ev) -> dict:
         return self.doc_of(ev, self.needs_secrets)
@@ -541,21 +568,47 @@ class ProtoIndex:
 
     def finish(self) -> None:
         spec = REGISTRY.get(self.protocol)
-        fast = set(spec.rules.readers) if spec is not None and spec.rules is not None else set()
-        self.filed = self.root.build(self.entries, fast, self.field)
+        self._fast = set(spec.rules.readers) if spec is not None and spec.rules is not None else set()
+        self.groups.build(self.entries, self._fast)
+        self.rest = Node()
+        self.rest.build(self.groups.rest, self._fast, self.field)
+
+    @property
+    def root(self) -> Node:
+        """Every rule in one tree, built the first time a document or an event the groups cannot take needs it."""
+        if self._root is None:
+            root = Node()
+            self._filed = root.build(self.entries, self._fast, self.field)
+            self._root = root
+        return self._root
+
+    @property
+    def filed(self) -> dict:
+        """Rule order -> the Need it is filed under at the root of the full tree (None: wildcard)."""
+        self.root  # noqa: B018 (built on demand)
+        return self._filed
+
+    def group_lookup(self, t: type, fast: dict):
+        """The generated group lookup for records of type t (None: look them up in the full tree)."""
+        if t in self._fns:
+            return self._fns[t]
+        fn = self.groups.compile(fast, self._merge, INLINE, _c_reader) if self.groups.groups else _no_groups
+        self._fns[t] = fn
+        return fn
 
     @property
     def wild(self) -> tuple:
         return self.root.wild
 
     # ------------------------------------------------------------------ matching
-    def lookup_record(self, view, ev, fast: dict):
-        """lookup() for the view of a typed record: the root's fields are read by the record's readers
-        straight into the view (no miss handler per field), the rest through the view."""
-        rows = self._rows.get(id(fast))
+    def lookup_record(self, view, ev, fast: dict, node: Node | None = None):
+        """lookup() for the view of a typed record, in `node` (default: the full tree): the node's fields are read
+        by the record's readers straight into the view (no miss handler per field), the rest through the view."""
+        node = node if node is not None else self.root
+        rows = self._rows.get((id(node), id(fast)))
         if rows is None:
-            rows = tuple((path, _c_reader(path, fast.get(path)), probe) for path, probe in self.root.probes)
-            self._rows[id(fast)] = rows
+            rows = tuple((path, _c_reader(path, fast.get(path)), probe) for path, probe in node.probes)
+            self._rows[(id(node), id(fast))] = rows
             self._keep.append(fast)  # the id stays this dict's while the index lives
         get = view.get
         found: list = []
@@ -566,8 +619,8 @@ class ProtoIndex:
                 v = get(path)
             if v is not MISSING:
                 probe(v, found, get)
-        if self.root.wild:
-            found.append(self.root.wild)
+        if node.wild:
+            found.append(node.wild)
         return self._merge(found)
 
     def lookup(self, get):
@@ -605,13 +658,17 @@ class ProtoIndex:
         return tuple(out[o] for o in sorted(out))
 
     def stats(self) -> dict:
-        """How the rules are filed: root wildcards, rules per root field, the largest entry, the nodes."""
+        """How the rules are filed as events meet them: exact-key groups, then the tree of the rest (its root
+        wildcards, rules per root field, its nodes); the largest entry of either."""
         per: dict = {}
-        for nd in self.filed.values():
+        rest = Node()
+        filed = rest.build(self.groups.rest, self._fast, self.field) if self.groups.rest else {}
+        for nd in filed.values():
             if nd is not None:
                 per[nd.field] = per.get(nd.field, 0) + 1
-        largest, nodes = 0, 0
-        for n in self.root.walk():
+        g = self.groups.stats()
+        largest, nodes = g["largest"], 0
+        for n in self.rest.walk():
             nodes += 1
             largest = max(largest, len(n.wild))
             for _, fi in n.fields:
@@ -619,7 +676,8 @@ class ProtoIndex:
                     for t in (tab.values() if type(tab) is dict else tab):
                         if type(t) is tuple:
                             largest = max(largest, len(t))
-        return {"wildcard": len(self.root.wild), "fields": per, "largest": largest, "nodes": nodes}
+        return {"wildcard": len(self.rest.wild), "fields": per, "largest": largest, "nodes": nodes,
+                "groups": g["groups"], "grouped": g["grouped"]}
 
 
 class PlainIndex:
@@ -631,6 +689,11 @@ class PlainIndex:
         self.needs_secrets = pi.needs_secrets
         self.rules = _sorted(cr for cr, _ in pi.entries)
         self.wild = self.rules
+        self._fns: dict = {}
+
+    def group_lookup(self, t: type, fast: dict):
+        self._fns[t] = None
+        return None
 
     def build(self, ev) -> dict:
         return self.doc_of(ev, self.needs_secrets)
