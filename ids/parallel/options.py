@@ -5,12 +5,16 @@ import os
 
 #: Below this much capture in total the default is one process: forking and merging cost more than they save.
 SMALL_INPUT = 16 << 20
+#: Fewer cores than this and the default is one process: every worker reads every frame and the parent merges
+#: and runs the detectors, so two workers on two cores measured no faster than one process (docs/PERFORMANCE.md).
+MIN_CORES = 4
 
 
 def add_workers_argument(p) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes to analyse with, packets divided by host pair; output identical for any N "
-                        "(default: one per CPU core; 1 for captures under 16 MB in total)")
+                        "(default: one per CPU core but one for the parent on machines with 4 or more cores "
+                        "and captures of 16 MB or more; else 1)")
 
 
 def workers_for(args, paths: list[str]) -> int:
@@ -33,4 +37,5 @@ def workers_for(args, paths: list[str]) -> int:
             total += os.path.getsize(p)
         except OSError:
             pass
-    return default_workers() if total >= SMALL_INPUT else 1
+    cores = default_workers()
+    return cores - 1 if total >= SMALL_INPUT and cores >= MIN_CORES else 1
