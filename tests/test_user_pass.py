@@ -87,3 +87,19 @@ def test_truncated_gzip_capture_gives_its_packets_before_the_cut(tmp_path):
     p = run_cli("analyze", str(f), "-o", str(tmp_path / "a.ndjson"), check_rc=1)
     assert re.match(rf"otids read 1 file\(s\) \(1 damaged\), {whole} packets, ", p.stderr)
     assert f"otids: error: {f}: byte {off}: read failed: Compressed file ended" in p.stderr
+
+
+def test_binary_lists_or_rule_file_is_one_line_not_a_traceback(tmp_path):
+    """A binary file given as --lists (or as a rule file) said UnicodeDecodeError in a traceback; it is one
+    line with the place of the first byte that is not UTF-8, and analyze refuses to run (2)."""
+    binf = tmp_path / "site.yml"
+    binf.write_bytes(b"lists:\n  hmi: [\xd0\xff]\n")
+    p = run_cli("analyze", DEMO, "--rules", str(ROOT / "rules"), "--lists", str(binf), "-q",
+                "-o", str(tmp_path / "a.ndjson"), check_rc=2)
+    assert "Traceback" not in p.stderr
+    assert f"{binf}:2:9: error: not UTF-8 text (byte 0xd0 at offset 15)" in p.stderr
+    assert not (tmp_path / "a.ndjson").exists()
+    rules = tmp_path / "rules.yml"
+    rules.write_bytes(b"\x00\x01\xfe")
+    p = run_cli("rules", "lint", str(rules), check_rc=1)
+    assert "Traceback" not in p.stdout + p.stderr and "not UTF-8 text" in p.stdout + p.stderr

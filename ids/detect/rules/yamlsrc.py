@@ -76,8 +76,15 @@ def _convert(path: str, node):
 def load_documents(path: str, text: str | None = None) -> list:
     """Every YAML document in `path` as located data. Raises YamlProblem (with line:col) or OSError."""
     if text is None:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:  # a binary file, or another encoding: say where, as for bad YAML
+            line = raw.count(b"\n", 0, e.start) + 1
+            col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+            raise YamlProblem(f"not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); a YAML file is "
+                              f"UTF-8", SourceLocation(path, line, col)) from None
     try:
         try:  # libyaml's parser where PyYAML has it (half the time on 50,000 rules; same nodes and marks)
             nodes = list(yaml.compose_all(text, Loader=_FAST_LOADER))
