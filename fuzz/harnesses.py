@@ -29,6 +29,7 @@ from ids.decode.packet import Packet
 from ids.detect.anomaly import AnomalyDetector
 from ids.errors import CaptureError, UserError
 from ids.events import FlowNotice
+from ids.flow import table as _table_mod
 from ids.flow.table import FlowTable
 from ids.pipeline import Collector, Run
 from ids.protocols import DISSECTED as PROTOCOLS
@@ -38,6 +39,28 @@ T0 = 1_700_000_000 * NS
 CIP, SIP = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
 SESSION_PORTS = {"modbus": 502, "mqtt": 1883, "opcua": 4840, "tls": 8883}
 _CFG = Config()
+
+
+def _shared_identifier():
+    """One Identifier per process for every table the harnesses build. Each FlowTable builds its own, and
+    with it a fresh nDPI dissector (several MB of C memory, never freed) plus the import walk of every
+    identified-only package: per execution that made the session harnesses leak ~10 MB and spend half
+    their time there (libFuzzer stopped them on its RSS limit after a few hundred runs). The Identifier
+    holds no per-flow state (nDPI's flow state lives on the flow), so sharing it changes no result."""
+    made: dict = {}
+    real = _table_mod.Identifier
+
+    def identifier(ports, use_ndpi=True):
+        key = (tuple(sorted(ports.items())), use_ndpi)
+        ident = made.get(key)
+        if ident is None:
+            ident = made[key] = real(ports, use_ndpi=use_ndpi)
+        ident.deep = None
+        return ident
+    return identifier
+
+
+_table_mod.Identifier = _shared_identifier()
 
 
 class Finding(Exception):
