@@ -310,5 +310,36 @@ def model_file(data: bytes) -> None:
         os.rmdir(d)
 
 
+# ---------------------------------------------------------------------------------------------- Elasticsearch
+def es_bulk_answer(data: bytes) -> None:
+    """A `_bulk` answer from the network (ids/output/elasticsearch/answers.py): the first byte is how many
+    documents were sent, the rest the body (as JSON when it parses, else as the client hands over bytes).
+    BadAnswer is the only way to refuse it; what comes back must be one small result per document."""
+    from ids.output.elasticsearch.answers import MAX_REASON, BadAnswer, bulk_items
+    from ids.output.elasticsearch.backend import _error_reason
+    n, raw = (data[0] if data else 0), data[1:]
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = raw
+    if len(_error_reason(body)) > 600:
+        raise Finding("error reason not cut")
+    try:
+        out = bulk_items(body, n)
+    except BadAnswer as e:
+        if len(str(e)) > 1000:
+            raise Finding("BadAnswer reason not cut") from None
+        return
+    if len(out) != n:
+        raise Finding("wrong number of results")
+    for r in out:
+        st = r["status"]
+        if st is not None and type(st) is not int:
+            raise Finding(f"status {st!r}")
+        if len(json.dumps(r)) > 4 * MAX_REASON + 300:
+            raise Finding("result not bounded")
+
+
 HARNESSES = {f.__name__: f for f in (session_modbus, session_mqtt, session_opcua, session_tls, capture, pipeline,
-                                     x509, config_file, registry_file, baseline_file, rules_file, model_file)}
+                                     x509, config_file, registry_file, baseline_file, rules_file, model_file,
+                                     es_bulk_answer)}
