@@ -48,6 +48,11 @@ class LimitsConfig:
     max_fragments: int = 1024  # fragments of one IP datagram; beyond: the datagram is dropped (alert)
     garbage_alert_bytes: int = 1 << 20  # bytes sent on flows after their protocol was violated, per server
     #                                     address, port and protocol, before a sustained-garbage alert
+    pending_total: int = 32 << 20  # requests awaiting answers (Modbus, OPC UA, MQTT) over all flows; beyond: the
+    #                                flow's oldest is reported unanswered (alert)
+    network_state_bytes: int = 48 << 20  # the network detectors' per-source/target state; beyond: oldest forgotten (alert)
+    assets_bytes: int = 32 << 20  # the asset inventory (otids assets, learn); beyond: new addresses not kept (alert)
+    learner_bytes: int = 64 << 20  # the baseline learner's per-key state (talkers, network hosts); beyond: not kept (alert)
 
 
 @dataclass(frozen=True)

@@ -51,3 +51,56 @@ class Pool:
 
     def stats(self) -> dict:
         return {"used": self.used, "peak": self.peak, "max_bytes": self.limit, "hits": self.hits}
+
+
+
+_MISSING = object()
+
+
+class Charged(dict):
+    """A session's table of requests awaiting answers, charged entry by entry to a run-wide pool
+    (limits.pending_total) so that per-flow caps (max_pending) cannot add up over many flows. `cost(value)`
+    is what one entry holds in bytes (measured with tracemalloc, the decoded request included). After
+    adding, `over` says the pool refused: the session then gives up its oldest entry (reports it
+    unanswered) and says so (memory_cap). Every way out of the table gives the bytes back."""
+
+    __slots__ = ("pool", "cost", "over")
+
+    def __init__(self, pool: Pool | None, cost):
+        super().__init__()
+        self.pool = pool
+        self.cost = cost
+        self.over = False
+
+    def __setitem__(self, key, value) -> None:
+        pool = self.pool
+        if pool is None:
+            return dict.__setitem__(self, key, value)
+        old = dict.get(self, key, _MISSING)
+        if old is not _MISSING:
+            pool.give(self.cost(old))
+        dict.__setitem__(self, key, value)
+        if not pool.take(self.cost(value)):
+            self.over = True
+
+    def __delitem__(self, key) -> None:
+        value = dict.pop(self, key)
+        if self.pool is not None:
+            self.pool.give(self.cost(value))
+
+    def pop(self, key, *default):
+        value = dict.pop(self, key, _MISSING)
+        if value is _MISSING:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        if self.pool is not None:
+            self.pool.give(self.cost(value))
+        return value
+
+    def take_over(self) -> bool:
+        """True once after an insertion the pool refused (the caller drops its oldest entry)."""
+        if self.over:
+            self.over = False
+            return True
+        return False

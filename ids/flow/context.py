@@ -51,6 +51,12 @@ class SessionContext:
         a session charges what it holds across PDUs here, so many flows cannot add their per-flow caps up."""
         return getattr(self._table, "reassembly_pool", None)
 
+    @property
+    def pending_pool(self):
+        """The run's budget for requests awaiting answers over all flows (limits.pending_total): sessions
+        charge their pending tables here through a budget.Ledger."""
+        return getattr(self._table, "pending_pool", None)
+
     def memory_cap(self, ts: int, pool) -> None:
         """`pool` refused a charge of this flow's: a memory_cap notice (and alert), once per quiet period."""
         self._table.memory_cap(self._flow, ts, pool)

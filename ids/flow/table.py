@@ -111,6 +111,7 @@ class FlowTable:
         self.max_talkers = max(16, lim.talkers_bytes // TALKER_ENTRY)
         self.stream_pool = Pool("stream_buffer", lim.stream_buffer_total)
         self.reassembly_pool = Pool("reassembly", lim.reassembly_total)  # sessions charge their buffers here
+        self.pending_pool = Pool("pending_requests", lim.pending_total)  # requests awaiting answers, all flows
         self.violated: dict = {}  # flow -> bytes it had carried when its protocol was violated
         self.flow_bytes = 0  # what live flows hold, in FLOW_BASE and SESSION_COST units
         self.garbage: dict[tuple, int] = {}  # (server ip, port, protocol) -> bytes sent after violations
