@@ -18,7 +18,7 @@ from .context import SessionContext
 from . import connlog
 from .conn import ArpPacket
 from .identify import Identifier
-from .budget import Pool
+from .budget import Pool, trim_oldest
 from .tcp import Stream
 
 NS = 1_000_000_000
@@ -508,7 +508,7 @@ class FlowTable:
         key = (flow.server_ip, flow.server_port, flow.app)
         old = self.garbage.get(key)
         if old is None and len(self.garbage) >= MAX_GARBAGE_KEYS:
-            self.garbage.pop(next(iter(self.garbage)))
+            trim_oldest(self.garbage, MAX_GARBAGE_KEYS)
         total = self.garbage[key] = (old or 0) + now - start
         limit = self.limits.garbage_alert_bytes
         if (old or 0) // limit < total // limit:  # every further limit's worth is reported again
