@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import struct
 import tracemalloc
+from dataclasses import replace
 
 import pytest
 
@@ -145,3 +146,145 @@ def test_pending_cost_matches_tracemalloc(proto):
     pending = sum(len(f.session.pending) for f, _ in fl.table.tcp.values() if f.session is not None)
     assert pending >= n * 10 - 1, pending
     assert 0.75 * held <= charged <= 1.25 * held, (held, charged)
+
+
+# ---------------------------------------------------------------------------------------------- network detectors
+def _conn(i: int, src: str, dst: str, dport: int, ts: int, notes=()):
+    from ids.flow.conn import ConnRecord
+    return ConnRecord(ts, ts, i, "tcp", None, None, src, 40000 + i % 20000, None, dst, dport, None, None, None,
+                      1, 60, 0, 0, 0, 0, "S0", "S", 0, notes=notes)
+
+
+def _ip(i: int, net: int = 10) -> str:
+    return f"{net}.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+
+
+def test_scan_detector_state_bounded_in_bytes():
+    """Spoofed SYNs to 5,000 hosts, one source each, each host short of the flood threshold: every table
+    of the scan detector gains a key per record (held 30 MB at 60,000 records with only the count cap of
+    network.max_tracked). With limits.network_state_bytes 2 MiB it holds within it and says what it
+    forgot in a memory_cap alert."""
+    from ids.detect.network.scan import ScanDetector
+    limit = 2 << 20
+    d = ScanDetector(Config().network, limit)
+    alerts = []
+
+    def fill():
+        for i in range(60_000):
+            alerts.extend(a for a in d.on_event(_conn(i, _ip(i), _ip(i % 5000, 172), 502, T0 + i * 1000)) or ()
+                          if "sensor" in a.extra)  # keeping every alert would be measured as held
+    held = _held(fill)
+    assert held <= limit * 1.25, f"{held:,} bytes held for a {limit:,}-byte bound"
+    alerts += d.flush(T0 + 3600 * NS)
+    caps = [a for a in alerts if a.rule_id == "otids.anomaly.sensor.memory_cap"]
+    assert 1 <= len(caps) <= 2  # the first hit, then what else was forgotten within the re-alert window
+    pools = {t["pool"] for a in caps for t in a.extra["sensor"].get("tables", [a.extra["sensor"]])}
+    assert pools >= {"network.scan.vertical", "network.scan.horizontal", "network.scan.flood", "network.scan.tries"}
+
+
+def test_scan_detector_flood_still_found_under_the_bound():
+    """Forgetting the oldest keys does not blind the detector to a flood that is going on: SYNs to one port
+    still alert while a spray over 3,000 other targets (more than the default bound keeps) fills the tables:
+    a target being attacked stays among the newest."""
+    from ids.detect.network.scan import ScanDetector
+    d = ScanDetector(Config().network)
+    assert d.caps["flood"].max_keys < 3000
+    alerts = []
+    for i in range(20_000):
+        alerts.extend(d.on_event(_conn(i, _ip(i), _ip(i % 3000, 172), 502, T0 + i * 1000)) or ())
+        if i % 20 == 0:
+            alerts.extend(d.on_event(_conn(i, _ip(i, 11), "192.168.0.10", 502, T0 + i * 1000)) or ())
+    assert any(a.rule_id == "otids.network.flood.syn_flood" and "192.168.0.10" in a.reason for a in alerts)
+
+
+def test_flag_detector_state_bounded_in_bytes():
+    """TCP flag probes from 40,000 spoofed sources to 64 hosts and ports each: bounded by its share of
+    limits.network_state_bytes, with a memory_cap alert."""
+    from ids.detect.network.flags import FlagDetector
+    limit = 2 << 20
+    d = FlagDetector(Config().replace(network=replace(Config().network, realert_after=10**6)).network, limit)
+    alerts = []
+
+    def fill():
+        for i in range(40_000):
+            for k in range(3):
+                r = _conn(i, _ip(i), _ip(k, 172), 1000 + k, T0 + i * 1000 + k, notes=("tcp_flags_null",))
+                alerts.extend(a for a in d.on_event(r) or () if a.source != "network" or "sensor" in a.extra)
+    held = _held(fill)
+    assert held <= limit * 1.25 // 5, f"{held:,} bytes held"
+    assert any(a.rule_id == "otids.anomaly.sensor.memory_cap" and a.extra["sensor"]["pool"].startswith("network.flags")
+               for a in alerts)
+
+
+# ---------------------------------------------------------------------------------------------- announced, never sent
+def test_mqtt_packet_announcing_268_mb_alerts_when_announced_once_per_flow():
+    """A PUBLISH whose remaining length says 268,435,455 bytes, then bytes trickling (64 kB, far from the
+    1 MiB head the session waits for): an oversized_pdu notice and alert while the flow is still open, not
+    only a truncated_pdu when it ends; a second such packet on the same flow adds none."""
+    from ids.commands.bench_hostile import _mqtt_connect, _mqtt_len, _mqtt_str
+    from ids.detect.anomaly import AnomalyDetector
+    fl = Flows(Config(), 1883, 1)
+    fl.send_all(_mqtt_connect(b"dev"))
+    fl.send_all(b"\x30" + _mqtt_len(268_435_455) + _mqtt_str(b"t/big") + bytes(1000))
+    for _ in range(46):
+        fl.send_all(bytes(1400))
+    notices = [e for e in fl.events if e.action == "oversized_pdu"]
+    assert len(notices) == 1 and notices[0].details["announced_bytes"] == 268_435_455
+    alerts = AnomalyDetector(Config().anomaly).on_event(notices[0])
+    assert [a.rule_id for a in alerts] == ["otids.anomaly.flow.oversized_pdu"]
+    fl.send_all(b"\x30" + _mqtt_len(200_000_000) + _mqtt_str(b"t/big"))  # inside the first one's bytes: skipped
+    assert len([e for e in fl.events if e.action == "oversized_pdu"]) == 1
+
+
+# ---------------------------------------------------------------------------------------------- inventory, learner
+def _answered(i: int, src: str, dst: str, port: int = 502):
+    from ids.flow.conn import ConnRecord
+    return ConnRecord(T0 + i, T0 + i, i, "tcp", "modbus", "port", src, 40000, "02:00:00:00:00:01", dst, port,
+                      "02:00:00:00:00:02", None, None, 3, 180, 3, 180, 12, 12, "SF", "ShADadFf", 0)
+
+
+def test_asset_inventory_bounded_in_bytes():
+    """20,000 answered connections from spoofed sources to 20,000 servers: 40,000 assets, ~78 MB without a
+    bound; limits.assets_bytes 2 MiB holds within it and says how many addresses it did not keep."""
+    from ids.assets import Inventory
+    limit = 2 << 20
+    inv = Inventory(limit)
+    held = _held(lambda: [inv.observe(_answered(i, _ip(i), _ip(i, 172))) for i in range(20_000)])
+    assert held <= limit * 1.25, f"{held:,} bytes held"
+    d = inv.capped()
+    assert d["pool"] == "assets" and d["addresses_not_kept"] > 30_000
+    assert 0.75 * held <= inv.used <= 1.25 * held  # what it counts is what it holds
+
+
+class _Ev:
+    protocol = "s7comm"
+    anomalies = ()
+
+    def __init__(self, ts, flow):
+        self.ts, self.flow = ts, flow
+
+
+def test_learner_bounded_and_alerts(tmp_path):
+    """The baseline learner in a run (LearnerDetector): talker pairs and assets within limits.learner_bytes
+    and limits.assets_bytes, one memory_cap alert naming both. (Events of a protocol with no section
+    learner: the per-protocol sections are not bounded in bytes yet, docs/ROBUSTNESS.md. The two flow-id
+    caches hold up to 65,536 entries each, a fixed ~10 MB, allowed for here.)"""
+    from ids.config import BaselineConfig
+    from ids.detect.baseline.learner import Learner, LearnerDetector
+    from ids.events import FlowContext
+    lr = Learner(BaselineConfig(), LimitsConfig(assets_bytes=1 << 20, learner_bytes=1 << 20))
+    det = LearnerDetector(lr)
+    alerts = []
+
+    def fill():
+        for i in range(20_000):
+            ctx = FlowContext(i, "tcp", "", _ip(i), 40000, None, _ip(i, 172), 102, None, None, False)
+            alerts.extend(det.on_event(_Ev(T0 + i, ctx)) or ())
+    held = _held(fill)
+    caches = 2 * 20_000 * 150  # the flow-id caches at 20,000 flows
+    assert held <= (2 << 20) * 1.25 + caches, f"{held:,} bytes held"
+    assert lr.used <= 1 << 20 and lr.inventory.used <= 1 << 20
+    assert len(alerts) == 1 and alerts[0].rule_id == "otids.anomaly.sensor.memory_cap"
+    pools = {t["pool"] for t in alerts[0].extra["sensor"].get("tables", [alerts[0].extra["sensor"]])}
+    assert pools <= {"assets", "baseline_talkers"} and pools
+    assert {d["pool"] for d in lr.capped()} == {"assets", "baseline_talkers"}

@@ -46,7 +46,7 @@ def run_inventory(paths: list[str], config):
     err = missing_captures(paths)
     if err is not None:
         raise err
-    inv = Inventory()
+    inv = Inventory(config.limits.assets_bytes)
     run = Run(config, [InventoryDetector(inv)], [], [])
     for p in paths:
         run.analyze_file(p)
@@ -59,6 +59,10 @@ def cmd_assets(args) -> int:
 
     config = load_config(args.config)
     inv, run = run_inventory(args.pcaps, config)
+    d = inv.capped()
+    if d:  # limits.assets_bytes: the inventory is partial, say what is missing
+        print(f"otids assets: warning: the inventory reached limits.assets_bytes ({d['max_bytes']:,} bytes): "
+              f"{d['addresses_not_kept']:,} addresses and {d['peers_not_kept']:,} peers not kept", file=sys.stderr)
     recs = inv.records()
     if args.json:
         text = json.dumps(recs, indent=2, ensure_ascii=False) + "\n"

@@ -61,6 +61,14 @@ class SessionContext:
         """`pool` refused a charge of this flow's: a memory_cap notice (and alert), once per quiet period."""
         self._table.memory_cap(self._flow, ts, pool)
 
+    def oversized(self, ts: int, protocol: str, announced: int, limit: int, to_server: bool) -> None:
+        """A PDU's length field announces more than the session will hold (`limit`): an `oversized_pdu`
+        notice (and alert) at once, not when (if ever) the PDU ends; sessions call it once per flow."""
+        notice = getattr(self._table, "_notice", None)  # stand-in tables of unit tests have none
+        if notice is not None:
+            notice(self._flow, ts, "oversized_pdu", {"protocol": protocol, "announced_bytes": announced,
+                                                     "max_bytes": limit, "to_server": to_server})
+
     def truncated(self, ts: int, protocol: str, nbytes: int, to_server: bool) -> None:
         """The session ends holding `nbytes` of a PDU that never completed (a truncated_pdu notice)."""
         self._table.truncated(self._flow, ts, protocol, nbytes, to_server)

@@ -152,7 +152,7 @@ class _Pending:
 
 class MqttSession:
     __slots__ = ("sc", "emit", "ctx", "buf", "have", "need", "skip", "resync", "version", "connected",
-                 "pending", "cap", "limit", "max_pending", "timeout", "aliases", "valid", "dead")
+                 "pending", "cap", "limit", "max_pending", "timeout", "aliases", "valid", "dead", "oversized")
 
     def __init__(self, sc: SessionContext):
         self.sc = sc
@@ -175,6 +175,7 @@ class MqttSession:
         self.connected = False  # a CONNECT/CONNACK pair completed (Suricata's meaning)
         # "connect" | (originator is client, packet id) -> _Pending, counted across flows (limits.pending_total)
         self.pending: dict = Charged(sc.pending_pool, _pending_cost)
+        self.oversized = False  # an oversized_pdu notice was given for this flow
         self.aliases = [None, None]  # v5 topic alias -> topic, per direction
         self.valid = 0
 
@@ -227,6 +228,9 @@ class MqttSession:
                 rlen, p = hdr
             end = p + rlen
             if rlen > cap:
+                if not self.oversized:  # said when announced: the packet may never complete
+                    self.oversized = True
+                    self.sc.oversized(ts, "mqtt", rlen, cap, to_server)
                 head = p + cap
                 if head > n:
                     need = head - off  # wait for the capped head only
