@@ -105,7 +105,7 @@ def cap_alerts(caps, ts: int, gate: list | None = None, quiet: int = 0) -> list:
                      for d in due)
     return [Alert(ts=ts, rule_id=r.id, rule_name=r.name, description=r.description, severity=r.severity,
                   reason=f"{r.name}: {what} (shares of limits.network_state_bytes)", source="network",
-                  count=sum(d["forgotten"] for d in due), extra={"sensor": due[0] if len(due) == 1 else
+                  extra={"sensor": due[0] if len(due) == 1 else
                                                                  {"pool": "network", "tables": due}})]
 
 
