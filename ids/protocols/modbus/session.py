@@ -71,7 +71,7 @@ class ModbusSession:
         self.timeout = cfg.request_timeout * NS
         self.buf = [b"", b""]  # partial frame per direction (at most one MBAP frame, 266 bytes)
         # transaction id -> (ts, unit, fc, request, anomalies), counted across flows (limits.pending_total)
-        self.pending: dict[int, tuple] = Charged(sc.pending_pool, _pending_cost)
+        self.pending: Charged = Charged(sc.pending_pool, _pending_cost)  # typed so: compiled code keeps its methods
         self.valid = 0  # well-formed frames seen (both directions)
         self.bad = 0  # broken headers seen before the first well-formed frame
         # Hunting for the next frame boundary, quietly: after a gap, and from the start on a flow picked up

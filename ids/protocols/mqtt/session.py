@@ -174,7 +174,7 @@ class MqttSession:
         self.version = 0  # unknown until CONNECT (or a v5 CONNACK on mid-stream pickup)
         self.connected = False  # a CONNECT/CONNACK pair completed (Suricata's meaning)
         # "connect" | (originator is client, packet id) -> _Pending, counted across flows (limits.pending_total)
-        self.pending: dict = Charged(sc.pending_pool, _pending_cost)
+        self.pending: Charged = Charged(sc.pending_pool, _pending_cost)  # typed so: compiled code keeps its methods
         self.oversized = False  # an oversized_pdu notice was given for this flow
         self.aliases = [None, None]  # v5 topic alias -> topic, per direction
         self.valid = 0

@@ -142,7 +142,7 @@ class OpcuaSession:
         self.channels: dict[int, _Channel] = {}
         self.partial: tuple[dict, dict] = ({}, {})  # per UA direction: request id -> _Partial
         # request handle -> request awaiting its response, counted across flows (limits.pending_total)
-        self.pending: dict[int, _Pending] = Charged(sc.pending_pool, _pending_cost)
+        self.pending: Charged = Charged(sc.pending_pool, _pending_cost)  # typed so: compiled code keeps its methods
         self.opn_pending: tuple | None = None  # encrypted OPN request awaiting its response
         self.enc = [[0, 0, 0], [0, 0, 0]]  # per UA direction: chunks, bytes, first ts of an encrypted message
         self.last_seq: list[int | None] = [None, None]
