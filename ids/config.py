@@ -39,7 +39,7 @@ class LimitsConfig:
     """Bounds across flows, in bytes that count what is really held (Python object overhead included), so
     hostile traffic cannot add per-flow bounds up past what the sensor can hold (docs/ROBUSTNESS.md)."""
 
-    flow_table_bytes: int = 112 << 20  # live flows with their sessions (flow.max_flows also holds); at the
+    flow_table_bytes: int = 104 << 20  # live flows with their sessions (flow.max_flows also holds); at the
     #                                     bound the least recently active tenth is closed (notice + alert)
     stream_buffer_total: int = 64 << 20  # out-of-order TCP segments over all streams; beyond: a gap (alert)
     reassembly_total: int = 64 << 20  # protocol reassembly over all flows (OPC UA chunks); beyond: dropped (alert)
