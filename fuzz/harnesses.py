@@ -29,6 +29,7 @@ from ids.decode.packet import Packet
 from ids.detect.anomaly import AnomalyDetector
 from ids.errors import CaptureError, UserError
 from ids.events import FlowNotice
+from ids.flow import table as _table_mod
 from ids.flow.table import FlowTable
 from ids.pipeline import Collector, Run
 from ids.protocols import DISSECTED as PROTOCOLS
@@ -38,6 +39,28 @@ T0 = 1_700_000_000 * NS
 CIP, SIP = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
 SESSION_PORTS = {"modbus": 502, "mqtt": 1883, "opcua": 4840, "tls": 8883}
 _CFG = Config()
+
+
+def _shared_identifier():
+    """One Identifier per process for every table the harnesses build. Each FlowTable builds its own, and
+    with it a fresh nDPI dissector (several MB of C memory, never freed) plus the import walk of every
+    identified-only package: per execution that made the session harnesses leak ~10 MB and spend half
+    their time there (libFuzzer stopped them on its RSS limit after a few hundred runs). The Identifier
+    holds no per-flow state (nDPI's flow state lives on the flow), so sharing it changes no result."""
+    made: dict = {}
+    real = _table_mod.Identifier
+
+    def identifier(ports, use_ndpi=True):
+        key = (tuple(sorted(ports.items())), use_ndpi)
+        ident = made.get(key)
+        if ident is None:
+            ident = made[key] = real(ports, use_ndpi=use_ndpi)
+        ident.deep = None
+        return ident
+    return identifier
+
+
+_table_mod.Identifier = _shared_identifier()
 
 
 class Finding(Exception):
@@ -287,5 +310,36 @@ def model_file(data: bytes) -> None:
         os.rmdir(d)
 
 
+# ---------------------------------------------------------------------------------------------- Elasticsearch
+def es_bulk_answer(data: bytes) -> None:
+    """A `_bulk` answer from the network (ids/output/elasticsearch/answers.py): the first byte is how many
+    documents were sent, the rest the body (as JSON when it parses, else as the client hands over bytes).
+    BadAnswer is the only way to refuse it; what comes back must be one small result per document."""
+    from ids.output.elasticsearch.answers import MAX_REASON, BadAnswer, bulk_items
+    from ids.output.elasticsearch.backend import _error_reason
+    n, raw = (data[0] if data else 0), data[1:]
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = raw
+    if len(_error_reason(body)) > 600:
+        raise Finding("error reason not cut")
+    try:
+        out = bulk_items(body, n)
+    except BadAnswer as e:
+        if len(str(e)) > 1000:
+            raise Finding("BadAnswer reason not cut") from None
+        return
+    if len(out) != n:
+        raise Finding("wrong number of results")
+    for r in out:
+        st = r["status"]
+        if st is not None and type(st) is not int:
+            raise Finding(f"status {st!r}")
+        if len(json.dumps(r)) > 4 * MAX_REASON + 300:
+            raise Finding("result not bounded")
+
+
 HARNESSES = {f.__name__: f for f in (session_modbus, session_mqtt, session_opcua, session_tls, capture, pipeline,
-                                     x509, config_file, registry_file, baseline_file, rules_file, model_file)}
+                                     x509, config_file, registry_file, baseline_file, rules_file, model_file,
+                                     es_bulk_answer)}

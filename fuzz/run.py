@@ -30,7 +30,8 @@ FUZZ = ROOT / "fuzz"
 # Modules a harness imports lazily: imported inside the instrumentation block so their coverage counts.
 _LAZY = ("ids.x509", "ids.protocols.tls.certificates", "ids.detect.auth.certs", "ids.detect.auth.verdicts",
          "ids.detect.auth.registry", "ids.detect.baseline.document", "ids.detect.rules.loader",
-         "ids.detect.rules.suricata", "ids.detect.ml.store", "ids.config")
+         "ids.detect.rules.suricata", "ids.detect.ml.store", "ids.config",
+         "ids.output.elasticsearch.answers", "ids.output.elasticsearch.backend")
 
 
 def _names() -> list[str]:

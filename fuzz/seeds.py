@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -114,11 +115,33 @@ def text_seeds(harness: str, max_seeds: int, max_len: int) -> list[bytes]:
     return out[:max_seeds]
 
 
+def es_answer_seeds() -> list[bytes]:
+    """`_bulk` answers as Elasticsearch writes them (created, conflict, rejected, whole-request error)."""
+    ok = {"took": 3, "errors": False, "items": [{"create": {"_index": ".ds-logs-otids.alert-default-2026.12.05-000001",
+                                                            "_id": "a1", "_version": 1, "result": "created",
+                                                            "status": 201, "_seq_no": 0, "_primary_term": 1}}]}
+    mixed = {"took": 5, "errors": True, "items": [
+        {"create": {"_index": "i", "_id": "a", "status": 201, "result": "created"}},
+        {"create": {"_index": "i", "_id": "b", "status": 409, "error": {
+            "type": "version_conflict_engine_exception", "reason": "[b]: version conflict, document already exists"}}},
+        {"create": {"_index": "i", "_id": "c", "status": 400, "error": {
+            "type": "document_parsing_exception", "reason": "[1:20] failed to parse field [source.port]",
+            "caused_by": {"type": "number_format_exception", "reason": "For input string: \"x\""}}}},
+        {"index": {"_index": "i", "_id": "d", "status": 429, "error": {"type": "es_rejected_execution_exception",
+                                                                       "reason": "rejected execution"}}}]}
+    whole = {"error": {"root_cause": [{"type": "illegal_argument_exception", "reason": "bad"}],
+                       "type": "illegal_argument_exception", "reason": "bad"}, "status": 400}
+    return [bytes([1]) + json.dumps(ok).encode(), bytes([4]) + json.dumps(mixed).encode(),
+            bytes([1]) + json.dumps(whole).encode(), bytes([1]) + b"<html><h1>502 Bad Gateway</h1></html>"]
+
+
 def build(harness: str, sources: list[Path], max_seeds: int = 16, max_len: int = 8192) -> list[bytes]:
     if harness.startswith("session_"):
         return session_seeds(harness[8:], sources, max_seeds, max_len)
     if harness in ("capture", "pipeline"):
         return capture_seeds(sources, max_seeds, max_len)
+    if harness == "es_bulk_answer":
+        return es_answer_seeds()
     if harness == "x509":
         return cert_seeds([ROOT / "pcaps" / "opcua-certs", ROOT / "pcaps" / "auth-pki", ROOT / "pcaps" / "mqtt-tls-certs"]
                           + [s for s in sources if s.is_dir()], max_seeds)

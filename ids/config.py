@@ -39,7 +39,7 @@ class LimitsConfig:
     """Bounds across flows, in bytes that count what is really held (Python object overhead included), so
     hostile traffic cannot add per-flow bounds up past what the sensor can hold (docs/ROBUSTNESS.md)."""
 
-    flow_table_bytes: int = 128 << 20  # live flows with their sessions (flow.max_flows also holds); at the
+    flow_table_bytes: int = 104 << 20  # live flows with their sessions (flow.max_flows also holds); at the
     #                                     bound the least recently active tenth is closed (notice + alert)
     stream_buffer_total: int = 64 << 20  # out-of-order TCP segments over all streams; beyond: a gap (alert)
     reassembly_total: int = 64 << 20  # protocol reassembly over all flows (OPC UA chunks); beyond: dropped (alert)
@@ -48,6 +48,11 @@ class LimitsConfig:
     max_fragments: int = 1024  # fragments of one IP datagram; beyond: the datagram is dropped (alert)
     garbage_alert_bytes: int = 1 << 20  # bytes sent on flows after their protocol was violated, per server
     #                                     address, port and protocol, before a sustained-garbage alert
+    pending_total: int = 32 << 20  # requests awaiting answers (Modbus, OPC UA, MQTT) over all flows; beyond: the
+    #                                flow's oldest is reported unanswered (alert)
+    network_state_bytes: int = 48 << 20  # the network detectors' per-source/target state; beyond: oldest forgotten (alert)
+    assets_bytes: int = 32 << 20  # the asset inventory (otids assets, learn); beyond: new addresses not kept (alert)
+    learner_bytes: int = 64 << 20  # the baseline learner's per-key state (talkers, network hosts); beyond: not kept (alert)
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,39 @@ def es_config(tmp: Path, **over) -> ElasticsearchConfig:
 
 # ---------------------------------------------------------------------------------------------- recorder
 
+class RawAnswer:
+    """An answer sent byte for byte as given (hostile servers, tests/test_es_hostile.py): `length` may lie
+    (a truncated body), `drip` sends the body `drip` bytes at a time `pause` seconds apart."""
+
+    def __init__(self, status: int, body: bytes, ctype: str = "application/json", headers: dict | None = None,
+                 length: int | None = None, drip: int = 0, pause: float = 0.0, product: bool = True):
+        self.status, self.body, self.ctype, self.headers = status, body, ctype, headers or {}
+        self.length = len(body) if length is None else length
+        self.drip, self.pause, self.product = drip, pause, product
+
+    def send(self, h) -> None:
+        h.send_response(self.status)
+        h.send_header("Content-Type", self.ctype)
+        if self.product:
+            h.send_header("X-Elastic-Product", "Elasticsearch")
+        for k, v in self.headers.items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(self.length))
+        h.end_headers()
+        try:
+            if not self.drip:
+                h.wfile.write(self.body)
+            else:
+                for i in range(0, len(self.body), self.drip):
+                    h.wfile.write(self.body[i:i + self.drip])
+                    h.wfile.flush()
+                    time.sleep(self.pause)
+            if self.length != len(self.body):
+                h.close_connection = True
+        except OSError:  # the client gave up (its timeout): what a real server sees too
+            h.close_connection = True
+
+
 NGINX_413 = (b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center><h1>413 "
              b"Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 _COMPAT = re.compile(r"application/vnd\.elasticsearch\+[a-z-]+;\s*compatible-with=(\d+)")
@@ -171,6 +204,7 @@ class Recorder:
         self.put_status = 200  # answer for PUT of templates and policies
         self.body_limit = 0  # bytes; 0 = no proxy limit
         self.objects: dict[str, dict] = {}  # path -> stored body
+        self.bulk_raw: list = []  # per bulk request, before bulk_script: a raw answer (RawAnswer) to send as is
         rec = self
 
         class H(BaseHTTPRequestHandler):
@@ -187,6 +221,11 @@ class Recorder:
                 if rec.body_limit and len(body) > rec.body_limit:
                     rec.requests[-1]["status"] = 413
                     self._send(413, NGINX_413, "text/html", product=False)
+                    return
+                if self.path.startswith("/_bulk") and rec.bulk_raw:
+                    raw = rec.bulk_raw.pop(0)
+                    rec.requests[-1]["status"] = raw.status
+                    raw.send(self)
                     return
                 bad = rec.compat_problem(headers)
                 status, answer = (400, bad) if bad else rec.answer(self.command, self.path, body)

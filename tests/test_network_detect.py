@@ -136,6 +136,11 @@ def test_spoofed_syn_flood_against_a_dnp3_outstation_is_one_to_25_alerts():
                          spk=1)
           for i in range(20 * 3600)]
     out = run(ScanDetector(CFG), ev)
+    # 72,000 spoofed sources outgrow the per-source tables' share of limits.network_state_bytes: the oldest
+    # are forgotten, said by one memory_cap alert per re-alert window (issue #16)
+    caps = [a for a in out if a.rule_id == "otids.anomaly.sensor.memory_cap"]
+    out = [a for a in out if a not in caps]
+    assert len(caps) <= 3600 // CFG.realert_after + 1
     assert 1 <= len(out) <= 25, len(out)
     assert set(rules(out)) == {"otids.network.flood.syn_flood"}
     assert sum(a.count for a in out) == len(ev)

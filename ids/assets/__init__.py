@@ -33,6 +33,10 @@ NO_MAC = "00-00-00-00-00-00"  # loopback and some tunnels: no hardware address
 MAX_PEERS = 1024  # per asset; beyond it peers are counted, not listed
 FLOW_CACHE = 65536
 MAX_FACTS = 32  # values per identity fact, and certificates, per asset
+# What the inventory holds, for limits.assets_bytes (tracemalloc, tests/test_hostile_state.py): an asset with
+# its first peer, service, MAC and protocol, and each further peer.
+ASSET_BYTES = 1950
+PEER_BYTES = 110
 
 #: Modbus FC 43/14 object names (ids.protocols.modbus.consts) shown first, in this order
 MODBUS_ID_ORDER = ("vendor_name", "product_code", "major_minor_revision", "vendor_url", "product_name",
@@ -122,17 +126,56 @@ class Asset:
         self.protocols: set[str] = set()  # application protocols of its flows (either side)
 
 
+def _default_assets_bytes() -> int:
+    from ..config import LimitsConfig
+    return LimitsConfig.assets_bytes
+
+
 class Inventory:
     """Builds assets from events. Call `observe(ev)` for every event (it ignores what it cannot use)."""
 
-    def __init__(self):
+    def __init__(self, max_bytes: int | None = None):
         self.assets: dict[str, Asset] = {}
         self._flows: dict[int, tuple[Asset, Asset]] = {}
+        # limits.assets_bytes: beyond it new addresses are not kept (counted in `dropped`) and known assets
+        # take no new peers (counted in their peer_overflow); `capped()` says what was refused
+        self.max_bytes = max_bytes if max_bytes is not None else _default_assets_bytes()
+        self.used = 0
+        self.dropped = 0
+        self.peers_refused = 0
+
+    def _new(self, ip: str, ts: int) -> Asset:
+        a = Asset(ip, ts)
+        if self.used + ASSET_BYTES > self.max_bytes:
+            self.dropped += 1
+            return a  # used for this event only, not kept
+        self.used += ASSET_BYTES
+        self.assets[ip] = a
+        return a
+
+    def _peer(self, a: Asset, peer: str) -> None:
+        if peer in a.peers:
+            return
+        if len(a.peers) >= MAX_PEERS or self.used + PEER_BYTES > self.max_bytes:
+            a.peer_overflow += 1
+            if len(a.peers) < MAX_PEERS:
+                self.peers_refused += 1
+            return
+        if a.ip in self.assets:
+            self.used += PEER_BYTES
+        a.peers.add(peer)
+
+    def capped(self) -> dict | None:
+        """The first time the bound refused something: what and how much (a memory_cap alert's details)."""
+        if not (self.dropped or self.peers_refused):
+            return None
+        return {"pool": "assets", "max_bytes": self.max_bytes, "addresses_not_kept": self.dropped,
+                "peers_not_kept": self.peers_refused}
 
     def _asset(self, ip: str, ts: int) -> Asset:
         a = self.assets.get(ip)
         if a is None:
-            a = self.assets[ip] = Asset(ip, ts)
+            a = self._new(ip, ts)
         return a
 
     def observe(self, ev) -> None:
@@ -193,19 +236,16 @@ class Inventory:
                 a.macs.add(mac)
             if ctx.vlan:
                 a.vlans.add("/".join(str(v) for v in ctx.vlan))
-            if peer not in a.peers:
-                if len(a.peers) < MAX_PEERS:
-                    a.peers.add(peer)
-                else:
-                    a.peer_overflow += 1
+            self._peer(a, peer)
         pair = (c, s)
-        self._flows[ctx.flow_id] = pair
+        if c.ip in self.assets and s.ip in self.assets:  # an asset not kept is not cached either
+            self._flows[ctx.flow_id] = pair
         return pair
 
     def _seen(self, ip: str, first: int, last: int) -> Asset:
         a = self.assets.get(ip)
         if a is None:
-            a = self.assets[ip] = Asset(ip, first)
+            a = self._new(ip, first)
         if first < a.first_seen:
             a.first_seen = first
         if last > a.last_seen:
@@ -237,11 +277,7 @@ class Inventory:
         c, s = sides
         if c is not None and s is not None:
             for a, peer in ((c, s.ip), (s, c.ip)):
-                if peer not in a.peers:
-                    if len(a.peers) < MAX_PEERS:
-                        a.peers.add(peer)
-                    else:
-                        a.peer_overflow += 1
+                self._peer(a, peer)
         if proto and answered:
             crole, srole = roles_for(proto)
             svc = (proto, ev.transport, ev.server_port)

@@ -48,7 +48,7 @@ def run_inventory(paths: list[str], config, workers: int = 1):
     err = missing_captures(paths)
     if err is not None:
         raise err
-    inv = Inventory()
+    inv = Inventory(config.limits.assets_bytes)
     run = Run(config, [InventoryDetector(inv)], [], [])
     from ..parallel import run_files
     run_files(run, paths, workers)
@@ -61,6 +61,10 @@ def cmd_assets(args) -> int:
     config = load_config(args.config)
     from ..parallel.options import workers_for
     inv, run = run_inventory(args.pcaps, config, workers_for(args, args.pcaps))
+    d = inv.capped()
+    if d:  # limits.assets_bytes: the inventory is partial, say what is missing
+        print(f"otids assets: warning: the inventory reached limits.assets_bytes ({d['max_bytes']:,} bytes): "
+              f"{d['addresses_not_kept']:,} addresses and {d['peers_not_kept']:,} peers not kept", file=sys.stderr)
     recs = inv.records()
     if args.json:
         text = json.dumps(recs, indent=2, ensure_ascii=False) + "\n"

@@ -67,7 +67,7 @@ def learn_paths(paths: list[str], config, workers: int = 1):
     err = missing_captures(paths)
     if err is not None:
         raise err
-    learner = Learner(config.baseline)
+    learner = Learner(config.baseline, config.limits)
     run = Run(config, [LearnerDetector(learner)], [], [])
     from ..parallel import run_files
     run_files(run, paths, workers)
@@ -97,6 +97,10 @@ def cmd_learn(args) -> int:
         print(f"otids learn: a capture is damaged; {args.output} left as it was (learn from undamaged "
               f"captures, or write to a new file with -o)", file=sys.stderr)
         return 2
+    for d in learner.capped():  # limits.assets_bytes / learner_bytes: the baseline is partial, say what is missing
+        print(f"otids learn: warning: {d['pool']} reached limits ({d['max_bytes']:,} bytes): "
+              + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in d.items() if k not in ("pool", "max_bytes")),
+              file=sys.stderr)
     rep = document.merge_review(b, old, prune=args.prune) if old is not None else None
     bak = write_baseline(b, args.output, old.text if old is not None else None)
     if rep is not None and rep.dropped_learned and not args.prune:

@@ -354,7 +354,42 @@ def register(sub) -> None:
     p.add_argument("--no-tshark", action="store_true", help="skip the tshark reference")
     p.add_argument("--json", default=None, help="also write the rows to this file")
     p.add_argument("--analyze-args", default="", help="extra `otids analyze` arguments, e.g. '--rules rules'")
+    p.add_argument("--live", action="store_true",
+                   help="the live sensor instead (root): the floods (SYN flood, garbage on 502, fragments; "
+                        "cases given or LIVE_CASES) replayed in a loop over a veth pair between network "
+                        "namespaces hostile-<pid>-tx/-rx into `otids live`, RSS sampled, drops reported")
+    p.add_argument("--minutes", type=float, default=10, help="--live: length of the flood (default 10)")
+    p.add_argument("--pps", type=int, default=20000, help="--live: replay rate, packets/s (default 20,000)")
     p.set_defaults(func=cmd_bench_hostile)
+
+
+#: the floods of the live run, and the size of each in the looped capture
+LIVE_CASES = {"syn_flood": 0.05, "garbage_502": 0.02, "fragment_flood": 0.05}
+
+
+def live_flood(args, cases: list[str], work: str) -> int:
+    """The live sensor under the floods (issue #16 item 4): one capture holding each flood in turn,
+    replayed in a loop into `otids live` over a veth pair; the netns rig's memory run samples its RSS."""
+    from ..live.bench import memory
+    from ..live.netns import VethPair
+    if os.geteuid() != 0:
+        raise UserError("bench-hostile --live creates network namespaces: run it as root")
+    for tool in ("ip", "tcpreplay"):
+        if shutil.which(tool) is None:
+            raise UserError(f"bench-hostile --live needs {tool} (iproute2, tcpreplay)")
+    pcap = os.path.join(work, "live-floods.pcap")
+    out = PcapOut(pcap)
+    for name in cases:
+        gen, full, unit = CASES[name]
+        gen(out, max(1, int(full * LIVE_CASES.get(name, args.scale if args.scale != 1.0 else 0.02))))
+    out.close()
+    print(f"live: {', '.join(cases)} in one capture ({out.frames:,} frames, {out.bytes / 1e6:.0f} MB), "
+          f"looped at {args.pps:,} pps for {args.minutes:g} min; outputs in {work}", flush=True)
+    with VethPair(f"hostile-{os.getpid()}") as veth:
+        memory(veth, pcap, args.minutes, args.pps, "ring", Path(work))
+    al = _alerts(os.path.join(work, "memory", "alerts.ndjson"))
+    print("alerts: " + (", ".join(f"{k}: {v:,}" for k, v in sorted(al.items())) or "none"))
+    return 0
 
 
 def cmd_bench_hostile(args) -> int:
@@ -363,6 +398,10 @@ def cmd_bench_hostile(args) -> int:
         raise UserError(f"unknown case {', '.join(bad)} (known: {', '.join(CASES)})")
     if args.scale <= 0:
         raise UserError("--scale must be positive")
+    if args.live:
+        work = args.workdir or tempfile.mkdtemp(prefix="otids-bench-hostile-live-")
+        Path(work).mkdir(parents=True, exist_ok=True)
+        return live_flood(args, args.cases or list(LIVE_CASES), work)
     tshark = not args.no_tshark
     if tshark and shutil.which("tshark") is None:
         raise UserError("tshark not found (install it, or pass --no-tshark)")

@@ -13,4 +13,4 @@ def build(args, config):
     if getattr(args, "no_network_detectors", False) or not config.network.enabled:
         return [], [], []
     from ..detect.network import detectors
-    return detectors(config.network), [], []
+    return detectors(config.network, config.limits.network_state_bytes), [], []

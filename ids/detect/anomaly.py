@@ -13,6 +13,7 @@ from collections import deque
 
 from ..config import AnomalyConfig
 from ..events import Alert, FlowNotice
+from ..flow.budget import trim_oldest
 from ..protocols import REGISTRY
 from .api import Limiter, RuleInfo
 from .attack import techniques
@@ -32,7 +33,8 @@ NOTICE_RULES = {"stream_buffer_cap": "otids.anomaly.flow.stream_buffer_cap",
                 "session_error": "otids.anomaly.sensor.parser_error",
                 "sustained_garbage": "otids.anomaly.flow.sustained_garbage",
                 "ip_fragment_too_many": "otids.anomaly.ip.fragment_flood",
-                "ip_fragment_table_full": "otids.anomaly.ip.fragment_flood"}
+                "ip_fragment_table_full": "otids.anomaly.ip.fragment_flood",
+                "oversized_pdu": "otids.anomaly.flow.oversized_pdu"}
 _NOTICE = (
     RuleInfo("otids.anomaly.flow.stream_buffer_cap", "TCP reassembly buffer cap reached", "low",
              "Out-of-order data for one stream exceeded the reassembly buffer; a gap was declared. Heavy loss "
@@ -56,6 +58,11 @@ _NOTICE = (
              "After a flow on a protocol's port was found not to carry that protocol, it (and others to the "
              "same server port) kept sending: past limits.garbage_alert_bytes. Fuzzing of the device, a "
              "tunnel, or a flood meant to tie up the sensor."),
+    RuleInfo("otids.anomaly.flow.oversized_pdu", "PDU announced over the size limit", "medium",
+             "A protocol data unit's length field announced more bytes than the sensor parses (MQTT remaining "
+             "length over mqtt.max_message_length, up to 268 MB): raised when the header is seen, once per "
+             "flow, whether or not the bytes ever come. A slow-drip resource exhaustion attempt against the "
+             "broker or the sensor, or a broken client."),
     RuleInfo("otids.anomaly.ip.fragment_flood", "IP fragment flood", "medium",
              "A datagram in more fragments than limits.max_fragments, or more datagrams in reassembly than "
              "decode.max_fragmented_datagrams: tiny-fragment evasion or a flood against reassembly."),
@@ -150,7 +157,7 @@ class AnomalyDetector:
         q = table.get(key)
         if q is None:
             if len(table) >= MAX_KEYS:
-                table.pop(next(iter(table)))
+                trim_oldest(table, MAX_KEYS)  # in one pass: popping the first key one by one is quadratic
             q = table[key] = deque()
         ts = ev.ts
         q.append(ts)

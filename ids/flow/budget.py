@@ -11,6 +11,8 @@ yields one line, not millions.
 """
 from __future__ import annotations
 
+from itertools import islice
+
 NS = 1_000_000_000
 
 
@@ -51,3 +53,102 @@ class Pool:
 
     def stats(self) -> dict:
         return {"used": self.used, "peak": self.peak, "max_bytes": self.limit, "hits": self.hits}
+
+
+
+_MISSING = object()
+
+
+class Charged(dict):
+    """A session's table of requests awaiting answers, charged entry by entry to a run-wide pool
+    (limits.pending_total) so that per-flow caps (max_pending) cannot add up over many flows. `cost(value)`
+    is what one entry holds in bytes (measured with tracemalloc, the decoded request included). After
+    adding, `over` says the pool refused: the session then gives up its oldest entry (reports it
+    unanswered) and says so (memory_cap). Every way out of the table gives the bytes back."""
+
+    __slots__ = ("pool", "cost", "over")
+
+    def __init__(self, pool: Pool | None, cost):
+        super().__init__()
+        self.pool = pool
+        self.cost = cost
+        self.over = False
+
+    def __setitem__(self, key, value) -> None:
+        pool = self.pool
+        if pool is None:
+            return dict.__setitem__(self, key, value)
+        old = dict.get(self, key, _MISSING)
+        if old is not _MISSING:
+            pool.give(self.cost(old))
+        dict.__setitem__(self, key, value)
+        if not pool.take(self.cost(value)):
+            self.over = True
+
+    def __delitem__(self, key) -> None:
+        value = dict.pop(self, key)
+        if self.pool is not None:
+            self.pool.give(self.cost(value))
+
+    def pop(self, key, *default):
+        value = dict.pop(self, key, _MISSING)
+        if value is _MISSING:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        if self.pool is not None:
+            self.pool.give(self.cost(value))
+        return value
+
+    def take_over(self) -> bool:
+        """True once after an insertion the pool refused (the caller drops its oldest entry)."""
+        if self.over:
+            self.over = False
+            return True
+        return False
+
+
+def trim_oldest(d: dict, keep: int) -> int:
+    """Forget the oldest keys of `d` (insertion order) so that `keep` less an eighth remain, in one pass.
+    Popping `next(iter(d))` one key at a time is quadratic in CPython (each call walks over the slots that
+    earlier pops emptied at the front): a spoofed-source flood then cost a network detector 0.4 ms per
+    record. Returns how many keys were forgotten."""
+    n = len(d) - keep + max(1, keep // 8)
+    if n <= 0:
+        return 0
+    for k in list(islice(d, n)):
+        del d[k]
+    return n
+
+
+class KeyCap:
+    """A bound in bytes on a table of per-key state whose entries are themselves bounded (by a threshold
+    or a cap): `entry` is what one key holds at most (measured with tracemalloc, Python overhead
+    included), so `max_keys` = max_bytes // entry keys can never hold more than max_bytes. `make_room(d)`
+    forgets the oldest keys when `d` is full; `report(ts)` gives the details of a memory_cap alert, at
+    most once per quiet period of capture time."""
+
+    __slots__ = ("name", "max_bytes", "entry", "max_keys", "hits", "reported", "last_notice", "quiet")
+
+    def __init__(self, name: str, max_bytes: int, entry: int, ceiling: int | None = None, quiet: int = 60 * NS):
+        self.name = name
+        self.max_bytes = max_bytes
+        self.entry = entry
+        self.max_keys = max(16, max_bytes // entry)
+        if ceiling is not None:
+            self.max_keys = min(self.max_keys, ceiling)
+        self.hits = 0  # keys forgotten
+        self.reported = 0
+        self.last_notice: int | None = None
+        self.quiet = quiet
+
+    def make_room(self, d: dict) -> None:
+        if len(d) >= self.max_keys:
+            self.hits += trim_oldest(d, self.max_keys)
+
+    def report(self, ts: int) -> dict | None:
+        if self.hits == self.reported or (self.last_notice is not None and ts - self.last_notice < self.quiet):
+            return None
+        self.last_notice = ts
+        n, self.reported = self.hits - self.reported, self.hits
+        return {"pool": self.name, "max_bytes": self.max_bytes, "max_keys": self.max_keys, "forgotten": n}

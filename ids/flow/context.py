@@ -51,9 +51,23 @@ class SessionContext:
         a session charges what it holds across PDUs here, so many flows cannot add their per-flow caps up."""
         return getattr(self._table, "reassembly_pool", None)
 
+    @property
+    def pending_pool(self):
+        """The run's budget for requests awaiting answers over all flows (limits.pending_total): sessions
+        charge their pending tables here through a budget.Ledger."""
+        return getattr(self._table, "pending_pool", None)
+
     def memory_cap(self, ts: int, pool) -> None:
         """`pool` refused a charge of this flow's: a memory_cap notice (and alert), once per quiet period."""
         self._table.memory_cap(self._flow, ts, pool)
+
+    def oversized(self, ts: int, protocol: str, announced: int, limit: int, to_server: bool) -> None:
+        """A PDU's length field announces more than the session will hold (`limit`): an `oversized_pdu`
+        notice (and alert) at once, not when (if ever) the PDU ends; sessions call it once per flow."""
+        notice = getattr(self._table, "_notice", None)  # stand-in tables of unit tests have none
+        if notice is not None:
+            notice(self._flow, ts, "oversized_pdu", {"protocol": protocol, "announced_bytes": announced,
+                                                     "max_bytes": limit, "to_server": to_server})
 
     def truncated(self, ts: int, protocol: str, nbytes: int, to_server: bool) -> None:
         """The session ends holding `nbytes` of a PDU that never completed (a truncated_pdu notice)."""

@@ -23,19 +23,19 @@ from .context import SessionContext
 from . import connlog
 from .conn import ArpPacket
 from .identify import Identifier
-from .budget import Pool
+from .budget import Pool, trim_oldest
 from .tcp import Stream
 
 NS = 1_000_000_000
 PROBE_LIMIT = 1024  # bytes per direction looked at before a flow is declared unknown
-MAX_HOSTS = 1 << 20  # addresses kept for the summary's host count (spoofed floods stop here)
+MAX_HOSTS = 1 << 18  # addresses kept for the summary's host count (spoofed floods stop here: 1M held 70 MB)
 #: What one talker-table entry holds (key tuple, two address bytes, counter list, dict slot), tracemalloc
 TALKER_ENTRY = 280
 MAX_GARBAGE_KEYS = 4096  # server ports watched for sustained garbage
 #: What a live flow holds (Flow, its two Streams and counters, both dict entries and keys), and what its
 #: protocol session adds when it starts; measured with tracemalloc over 20k half-open flows (CPython 3.11).
 #: limits.flow_table_bytes is counted in these.
-FLOW_BASE = 1350
+FLOW_BASE = 1950  # 1,350 before the connection records and identification state of wave 2 (measured again)
 SESSION_COST = {"modbus": 300, "opcua": 1600, "mqtt": 1050, "tls": 700}
 SESSION_COST_OTHER = 1000
 
@@ -116,6 +116,7 @@ class FlowTable:
         self.max_talkers = max(16, lim.talkers_bytes // TALKER_ENTRY)
         self.stream_pool = Pool("stream_buffer", lim.stream_buffer_total)
         self.reassembly_pool = Pool("reassembly", lim.reassembly_total)  # sessions charge their buffers here
+        self.pending_pool = Pool("pending_requests", lim.pending_total)  # requests awaiting answers, all flows
         self.violated: dict = {}  # flow -> bytes it had carried when its protocol was violated
         self.flow_bytes = 0  # what live flows hold, in FLOW_BASE and SESSION_COST units
         self.garbage: dict[tuple, int] = {}  # (server ip, port, protocol) -> bytes sent after violations
@@ -513,7 +514,7 @@ class FlowTable:
         key = (flow.server_ip, flow.server_port, flow.app)
         old = self.garbage.get(key)
         if old is None and len(self.garbage) >= MAX_GARBAGE_KEYS:
-            self.garbage.pop(next(iter(self.garbage)))
+            trim_oldest(self.garbage, MAX_GARBAGE_KEYS)
         total = self.garbage[key] = (old or 0) + now - start
         limit = self.limits.garbage_alert_bytes
         if (old or 0) // limit < total // limit:  # every further limit's worth is reported again

@@ -80,7 +80,9 @@ def print_summary(run, console: Console | None = None) -> None:
         for row in rows:
             t.add_row(*row)
         c.print(t)
-        c.print(f"  hosts seen: {len(run.table.hosts):,}")
+        from ..flow.table import MAX_HOSTS
+        n = len(run.table.hosts)
+        c.print(f"  hosts seen: {n:,}{' or more (no more are counted)' if n >= MAX_HOSTS else ''}")
 
     al = run.engine.alerts
     sup = suppressed_count(run)

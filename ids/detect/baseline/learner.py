@@ -18,14 +18,22 @@ from .document import Baseline, sections
 from .protocols import BY_PROTOCOL, PROTOCOL_MODULES
 
 NS = 1_000_000_000
+TALKER_BYTES = 900  # a talker pair with its first port (tracemalloc, tests/test_hostile_state.py)
+PORT_BYTES = 70  # each further server port of a pair
 
 
 class Learner:
-    def __init__(self, cfg):
+    def __init__(self, cfg, limits=None):
+        from ...config import LimitsConfig
+        limits = limits or LimitsConfig()
         self.cfg = cfg
-        self.inventory = Inventory()
+        self.inventory = Inventory(limits.assets_bytes)
         self.observe = self.inventory.observe
         self.talkers: dict[tuple, list] = {}  # (client, server, protocol) -> [first, last, events, ports]
+        self.max_bytes = limits.learner_bytes  # talker pairs; beyond: new pairs not learned (counted)
+        self.used = 0
+        self.talkers_dropped = 0
+        self._spill = [0, 0, 0, set()]
         self._flows: dict[int, list] = {}
         self.protocols = {name: m.Learner(cfg) for name, m in PROTOCOL_MODULES.items()}
         self.epoch = 0
@@ -68,8 +76,17 @@ class Learner:
             key = (ctx.client_ip, ctx.server_ip, proto)
             t = self.talkers.get(key)
             if t is None:
-                t = self.talkers[key] = [ts, ts, 0, set()]
-            t[3].add(ctx.server_port)
+                if self.used + TALKER_BYTES > self.max_bytes:  # limits.learner_bytes
+                    self.talkers_dropped += 1
+                    t = self._spill  # not kept: its events go to one shared, unwritten entry
+                else:
+                    self.used += TALKER_BYTES
+                    t = self.talkers[key] = [ts, ts, 0, set()]
+            if t is not self._spill and ctx.server_port not in t[3] and \
+                    (not t[3] or self.used + PORT_BYTES <= self.max_bytes):
+                if t[3]:
+                    self.used += PORT_BYTES
+                t[3].add(ctx.server_port)
             self._flows[ctx.flow_id] = t
         t[2] += 1
         if ts > t[1]:
@@ -78,6 +95,17 @@ class Learner:
             t[0] = ts
         for name in BY_PROTOCOL.get(proto, ()):  # #14: every section that reads this protocol
             self.protocols[name].learn(ev, self.epoch)
+
+    def capped(self) -> list[dict]:
+        """What the bounds refused (limits.assets_bytes, limits.learner_bytes), for a warning or an alert."""
+        out = []
+        d = self.inventory.capped()
+        if d:
+            out.append(d)
+        if self.talkers_dropped:
+            out.append({"pool": "baseline_talkers", "max_bytes": self.max_bytes,
+                        "pairs_not_kept": self.talkers_dropped})
+        return out
 
     # ------------------------------------------------------------------ result
     def baseline(self, captures: list[dict] | None = None) -> Baseline:
@@ -117,10 +145,33 @@ class LearnerDetector:
 
     def __init__(self, learner: Learner):
         self.learner = learner
-        self.on_event = learner.learn
+        self.said = False
+
+    def on_event(self, ev):
+        lr = self.learner
+        lr.learn(ev)
+        if not self.said and (lr.talkers_dropped or lr.inventory.dropped or lr.inventory.peers_refused):
+            self.said = True
+            return capped_alerts(lr.capped(), ev.ts)
+        return None
 
     def flush(self, ts):
         return None
+
+
+def capped_alerts(capped: list[dict], ts: int) -> list:
+    """A memory_cap alert (ids/detect/anomaly.py's rule) for what the learner's bounds refused."""
+    from ...events import Alert
+    from ..anomaly import RULES
+    if not capped:
+        return []
+    r = RULES["otids.anomaly.sensor.memory_cap"]
+    what = "; ".join(f"{d['pool']} reached {d['max_bytes']:,} bytes, "
+                     + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in d.items() if k not in ("pool", "max_bytes"))
+                     for d in capped)
+    return [Alert(ts=ts, rule_id=r.id, rule_name=r.name, description=r.description, severity=r.severity,
+                  reason=f"{r.name}: {what} (limits.assets_bytes, limits.learner_bytes)", source="baseline",
+                  extra={"sensor": capped[0] if len(capped) == 1 else {"pool": "baseline", "tables": capped}})]
 
 
 def capture_info(path: str) -> dict:

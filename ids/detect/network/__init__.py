@@ -12,8 +12,11 @@ from .flags import FlagDetector
 from .scan import ScanDetector
 
 
-def detectors(cfg) -> list:
-    return [ArpWatch(cfg), ScanDetector(cfg), FlagDetector(cfg)]
+def detectors(cfg, state_bytes: int | None = None) -> list:
+    """`state_bytes`: limits.network_state_bytes, shared out between the scan and flag detectors."""
+    if state_bytes is None:
+        return [ArpWatch(cfg), ScanDetector(cfg), FlagDetector(cfg)]
+    return [ArpWatch(cfg), ScanDetector(cfg, state_bytes), FlagDetector(cfg, state_bytes)]
 
 
 __all__ = ["ArpWatch", "FlagDetector", "ScanDetector", "detectors"]

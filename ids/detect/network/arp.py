@@ -10,6 +10,7 @@ the last `UNSOLICITED_NS` that no earlier reply answered; a gratuitous ARP annou
 from __future__ import annotations
 
 from ...config import NetworkConfig
+from ...flow.budget import trim_oldest
 from ...flow.conn import ArpPacket
 from .common import NS, ArpView, Limiter, listed, make_alert, when
 
@@ -46,7 +47,7 @@ class ArpWatch:
         ip = p.sender_ip
         if p.op == 1 and p.target_ip not in NO_IP and p.target_ip != ip:
             if len(self.asked) >= self.cap:
-                self.asked.pop(next(iter(self.asked)))
+                trim_oldest(self.asked, self.cap)
             self.asked[p.target_ip] = ts
         if ip not in NO_IP and mac:
             self._burst(p, mac, ip, ts)
@@ -67,7 +68,7 @@ class ArpWatch:
         w = self.burst.get(mac)
         if w is None or ts - w[0] > self.cfg.arp_gratuitous_window * NS:
             if w is None and len(self.burst) >= self.cap:
-                self.burst.pop(next(iter(self.burst)))
+                trim_oldest(self.burst, self.cap)
             w = self.burst[mac] = [ts, 0]
         w[1] += 1
         if w[1] < self.cfg.arp_gratuitous_burst:
@@ -83,7 +84,7 @@ class ArpWatch:
         macs = self.ip_macs.get(ip)
         if macs is None:
             if len(self.ip_macs) >= self.cap:
-                self.ip_macs.pop(next(iter(self.ip_macs)))
+                trim_oldest(self.ip_macs, self.cap)
             macs = self.ip_macs[ip] = {}
         new_pair = mac not in macs
         others = [m for m in macs if m != mac]
@@ -92,7 +93,7 @@ class ArpWatch:
         new_mac = ips is None
         if ips is None:
             if len(self.mac_ips) >= self.cap:
-                self.mac_ips.pop(next(iter(self.mac_ips)))
+                trim_oldest(self.mac_ips, self.cap)
             ips = self.mac_ips[mac] = set()
         if ip not in ips and len(ips) < 4096:
             ips.add(ip)

@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from ...events import Alert, FlowContext, rfc3339
+from ...flow.budget import KeyCap
 from ...flow.conn import ArpPacket, ConnRecord
 from ..attack import techniques
 from .rules import RULES
@@ -88,6 +89,26 @@ class _Finding:
         self.info = None  # what the follow-up alert points at (set by the detector)
 
 
+def cap_alerts(caps, ts: int, gate: list | None = None, quiet: int = 0) -> list:
+    """One memory_cap alert (the sensor's own rule, ids/detect/anomaly.py) naming the detector tables that
+    had to forget keys since the last one; `gate` ([last alert ts]) holds them to one per `quiet` ns."""
+    from ..anomaly import RULES as SENSOR_RULES
+    if gate is not None:
+        if not any(c.hits != c.reported for c in caps) or gate[0] is not None and ts - gate[0] < quiet:
+            return []
+        gate[0] = ts
+    due = [d for d in (cap.report(ts) for cap in caps) if d is not None]
+    if not due:
+        return []
+    r = SENSOR_RULES["otids.anomaly.sensor.memory_cap"]
+    what = "; ".join(f"{d['pool']} reached its {d['max_bytes']:,} bytes, {d['forgotten']:,} oldest key(s) forgotten"
+                     for d in due)
+    return [Alert(ts=ts, rule_id=r.id, rule_name=r.name, description=r.description, severity=r.severity,
+                  reason=f"{r.name}: {what} (shares of limits.network_state_bytes)", source="network",
+                  extra={"sensor": due[0] if len(due) == 1 else
+                                                                 {"pool": "network", "tables": due}})]
+
+
 class Limiter:
     """One alert per finding (rule and its source): `fire` returns True the first time (alert now) and
     when `realert` has passed since the last alert; in between occurrences are counted (`pending`) and
@@ -98,9 +119,10 @@ class Limiter:
     count as a follow-up and then a fresh alert of count 1; the network alerts' counts and number (golden
     files) depend on this."""
 
-    def __init__(self, realert_ns: int, cap: int):
+    def __init__(self, realert_ns: int, cap: int, keycap: KeyCap | None = None):
         self.realert = realert_ns
         self.cap = cap
+        self.keycap = keycap  # the bound in bytes (a finding keeps the record it points at)
         self.findings: dict[tuple, _Finding] = {}
 
     def fire(self, key: tuple, ts: int, n: int = 1) -> int:
@@ -108,7 +130,9 @@ class Limiter:
         now stands for."""
         f = self.findings.get(key)
         if f is None:
-            if len(self.findings) >= self.cap:
+            if self.keycap is not None:
+                self.keycap.make_room(self.findings)
+            elif len(self.findings) >= self.cap:
                 self.findings.pop(next(iter(self.findings)))
             self.findings[key] = _Finding(ts)
             return n

@@ -12,15 +12,24 @@ seconds; repeats are counted into a follow-up. Decoding, states and payload coun
 """
 from __future__ import annotations
 
-from ...config import NetworkConfig
+from ...config import LimitsConfig, NetworkConfig
+from ...flow.budget import KeyCap
 from ...flow.conn import ConnRecord
-from .common import NS, Limiter, flow_of, is_unicast, listed, make_alert, when
+from .common import NS, Limiter, cap_alerts, flow_of, is_unicast, listed, make_alert, when
+
+# Bytes one key holds at most (tracemalloc, tests/test_hostile_state.py), with `t` targets, sources or ports
+# under it (each table forgets a key's targets when their threshold is reached, so t < the threshold).
+KEY_BYTES = {"vertical": (240, 110), "horizontal": (240, 130), "sweep": (240, 130), "flood": (520, 145)}
+TRY_BYTES = 160
+FINDING_BYTES = 1100  # the limiter's entry with the connection record it keeps for the follow-up alert
+# shares of limits.network_state_bytes (the flag detector has the last fifth)
+SHARES = {"vertical": 0.1, "horizontal": 0.2, "sweep": 0.05, "flood": 0.35, "tries": 0.05, "findings": 0.05}
 
 ICMP_REQUESTS = {"icmp": frozenset((8, 13, 17)), "ipv6-icmp": frozenset((128,))}  # echo, timestamp, mask
 
 
 class ScanDetector:
-    def __init__(self, cfg: NetworkConfig):
+    def __init__(self, cfg: NetworkConfig, state_bytes: int = LimitsConfig.network_state_bytes):
         self.cfg = cfg
         self.window = cfg.scan_window * NS
         self.flood_window = cfg.syn_flood_window * NS
@@ -29,13 +38,25 @@ class ScanDetector:
         self.horizontal: dict[tuple, dict] = {}  # (transport, src, port) -> {dst: start}
         self.sweep: dict[str, dict] = {}  # src -> {dst: start}
         self.flood: dict[tuple, list] = {}  # (dst, port) -> [window start, attempts, sources]
+        self.flood_bytes = 0  # what `flood` holds (KEY_BYTES: a key, and each source kept under it)
         self.tries: dict[tuple, int] = {}  # (rule, src) -> attempts not yet reported by an alert
-        self.limit = Limiter(cfg.realert_after * NS, cfg.max_tracked)
+        # limits.network_state_bytes, shared out: each table holds at most its share (worst case per key)
+        most = {"vertical": cfg.port_scan_ports, "horizontal": cfg.address_scan_hosts, "sweep": cfg.icmp_sweep_hosts,
+                "flood": min(cfg.syn_flood_attempts, 4096)}
+        self.quiet, self.gate = cfg.realert_after * NS, [None]  # one memory_cap alert per re-alert window
+        quiet = 0
+        self.caps = {name: KeyCap(f"network.scan.{name}", int(state_bytes * SHARES[name]), base + per * most[name],
+                                  cfg.max_tracked, quiet) for name, (base, per) in KEY_BYTES.items()}
+        self.caps["tries"] = KeyCap("network.scan.tries", int(state_bytes * SHARES["tries"]), TRY_BYTES,
+                                    cfg.max_tracked, quiet)
+        self.caps["findings"] = KeyCap("network.scan.findings", int(state_bytes * SHARES["findings"]), FINDING_BYTES,
+                                       cfg.max_tracked, quiet)
+        self.limit = Limiter(cfg.realert_after * NS, cfg.max_tracked, self.caps["findings"])
         self.out: list = []
 
     def reload(self, config) -> None:
         """SIGHUP (`otids live`): the `network:` thresholds of the new config; what was counted starts afresh."""
-        self.__init__(config.network)
+        self.__init__(config.network, config.limits.network_state_bytes)
 
     def accepts(self, t: type) -> bool:
         return t is ConnRecord
@@ -60,10 +81,37 @@ class ScanDetector:
             self._sweep(r)
         else:
             return None
+        f = self.caps["findings"]
+        if f.hits != f.reported:
+            self.out += cap_alerts(self.caps.values(), r.start, self.gate, self.quiet)
         if self.out:
             out, self.out = self.out, []
             return out
         return None
+
+    def _forget_floods(self, ts: int) -> None:
+        """The flood table is at its share of limits.network_state_bytes, counted as it holds (each key and
+        its sources): forget the oldest keys down to seven eighths, in one pass, and say so."""
+        cap = self.caps["flood"]
+        base, per = KEY_BYTES["flood"]
+        goal, keep = cap.max_bytes * 7 // 8, self.cap * 7 // 8
+        drop, freed = [], 0
+        for k, w in self.flood.items():
+            if self.flood_bytes - freed <= goal and len(self.flood) - len(drop) <= keep:
+                break
+            drop.append(k)
+            freed += base + per * len(w[2])
+        for k in drop:
+            del self.flood[k]
+        self.flood_bytes -= freed
+        cap.hits += len(drop)
+        self.out += cap_alerts(self.caps.values(), ts, self.gate, self.quiet)
+
+    def _room(self, name: str, table: dict, ts: int) -> None:
+        """`table` is full: forget its oldest keys, and say so (one memory_cap alert per quiet period)."""
+        cap = self.caps[name]
+        cap.make_room(table)
+        self.out += cap_alerts(self.caps.values(), ts, self.gate, self.quiet)
 
     # ------------------------------------------------------------------ counting
     def _add(self, table: dict, key, target, start: int, threshold: int):
@@ -71,8 +119,9 @@ class ScanDetector:
         scan window (and forget them: the next finding starts afresh)."""
         d = table.get(key)
         if d is None:
-            if len(table) >= self.cap:
-                table.pop(next(iter(table)))
+            name = "vertical" if table is self.vertical else "horizontal" if table is self.horizontal else "sweep"
+            if len(table) >= self.caps[name].max_keys:
+                self._room(name, table, start)
             d = table[key] = {}
         if d.get(target, -1) < start:
             d[target] = start
@@ -87,11 +136,11 @@ class ScanDetector:
         del table[key]
         return d
 
-    def _try(self, lkey: tuple) -> None:
+    def _try(self, lkey: tuple, ts: int) -> None:
         n = self.tries.get(lkey)
         if n is None:
-            if len(self.tries) >= self.cap:
-                self.tries.pop(next(iter(self.tries)))
+            if len(self.tries) >= self.caps["tries"].max_keys:
+                self._room("tries", self.tries, ts)
             n = 0
         self.tries[lkey] = n + 1
 
@@ -108,7 +157,7 @@ class ScanDetector:
                     self.limit.fire(lkey, ts)
                 continue
             if first_pass:
-                self._try(lkey)
+                self._try(lkey, ts)
             hit = self._add(table, key, target, ts, threshold)
             if hit is None:
                 continue
@@ -141,7 +190,7 @@ class ScanDetector:
         if self.limit.active(lkey, ts):
             self.limit.fire(lkey, ts)
             return
-        self._try(lkey)
+        self._try(lkey, ts)
         hit = self._add(self.sweep, src, r.server_ip, ts, self.cfg.icmp_sweep_hosts)
         if hit is None:
             return
@@ -169,17 +218,25 @@ class ScanDetector:
             self.limit.fire(lkey, ts)
             return
         w = self.flood.get(key)
+        base, per = KEY_BYTES["flood"]
         if w is None or ts - w[0] > self.flood_window:
-            if w is None and len(self.flood) >= self.cap:
-                self.flood.pop(next(iter(self.flood)))
+            if w is not None:
+                self.flood_bytes -= base + per * len(w[2])
+            elif self.flood_bytes + base > self.caps["flood"].max_bytes or len(self.flood) >= self.cap:
+                self._forget_floods(ts)
             w = self.flood[key] = [ts, 0, set()]
+            self.flood_bytes += base
+        else:  # a target under attack stays among the newest: what the bound forgets is cold
+            self.flood[key] = self.flood.pop(key)
         w[1] += 1
-        if len(w[2]) < 4096:
+        if len(w[2]) < 4096 and r.client_ip not in w[2]:
             w[2].add(r.client_ip)
+            self.flood_bytes += per
         if w[1] < self.cfg.syn_flood_attempts:
             return
         attempts, sources = w[1], w[2]
         del self.flood[key]
+        self.flood_bytes -= base + per * len(sources)
         follow = lkey in self.limit.findings
         n = self.limit.fire(lkey, ts, attempts)
         self.limit.note(lkey, r)
@@ -198,7 +255,7 @@ class ScanDetector:
     # ------------------------------------------------------------------ end
     def flush(self, ts: int):
         """End of input: findings that went on after their alert get one follow-up with the count."""
-        out, self.out = self.out, []
+        out, self.out = self.out + cap_alerts(self.caps.values(), ts), []  # at the end: whatever is left
         for (rule, *key), n, last, r in self.limit.leftovers():
             if r is None:
                 continue

@@ -10,6 +10,7 @@ from dataclasses import replace
 from ...errors import UserError
 from ..esgen import Layout, cluster_objects
 from .settings import auth_header, split_urls, tls_options
+from .answers import cut
 
 log = logging.getLogger("otids.es")
 
@@ -45,9 +46,10 @@ class Backend:
 
     urls: list = []
 
-    def bulk(self, body) -> list[dict]:
-        """POST /_bulk with an NDJSON `body`; returns the per-action result objects (`{"status": ..}`).
-        Raises RequestFailed when the request failed as a whole, Unreachable when nothing answered."""
+    def bulk(self, body):
+        """POST /_bulk with an NDJSON `body`; returns the answer's body as the client read it (answers.py
+        checks its shape). Raises RequestFailed when the request failed as a whole, Unreachable when
+        nothing answered."""
         return self._each_node(self._bulk1, body)
 
     def request(self, method: str, path: str, body=None) -> dict:
@@ -158,7 +160,9 @@ class EsBackend(Backend):
             raise RequestFailed(0, _reason(e)) from None
         except TransportError as e:
             raise Unreachable(_reason(e)) from None
-        return [next(iter(it.values())) for it in r.body.get("items", [])]
+        except Exception as e:  # the client's own checks on what came back (product header, decoding)
+            raise RequestFailed(0, f"{type(e).__name__}: {_reason(e)}") from None
+        return r.body
 
     def _request1(self, method, path, body=None):
         from elastic_transport import ApiError, TransportError
@@ -206,7 +210,9 @@ class OsBackend(Backend):
         except TransportError as e:
             status = e.status_code if isinstance(e.status_code, int) else 0
             raise RequestFailed(status, _error_reason(e.info)) from None
-        return [next(iter(it.values())) for it in r.get("items", [])]
+        except Exception as e:  # the client's own decoding of what came back
+            raise RequestFailed(0, f"{type(e).__name__}: {_reason(e)}") from None
+        return r
 
     def _request1(self, method, path, body=None):
         from opensearchpy.exceptions import ConnectionError as OsConnectionError, TransportError
@@ -220,7 +226,7 @@ class OsBackend(Backend):
 
 
 def _reason(e: Exception) -> str:
-    msg = str(getattr(e, "message", "") or e)
+    msg = str(getattr(e, "message", "") or e)[:4096]
     return msg.split("\n")[0][:300] or type(e).__name__
 
 
@@ -228,15 +234,15 @@ def _error_reason(body) -> str:
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict):
-            text = f"{err.get('type', '?')}: {err.get('reason', '')}"
+            text = f"{cut(err.get('type', '?'), 100)}: {cut(err.get('reason', ''))}"
             cause = err.get("caused_by")
             if isinstance(cause, dict) and cause.get("reason"):
-                text += f" ({cause['reason']})"
+                text += f" ({cut(cause['reason'])})"
             return text[:500]
-        return str(err)[:500]
+        return cut(err)
     if isinstance(body, (bytes, bytearray)):
-        body = body.decode("utf-8", "replace")
-    text = " ".join(re.sub(r"<[^>]+>", " ", str(body)).split())  # a proxy's HTML error page, in one line
+        body = bytes(body[:4096]).decode("utf-8", "replace")
+    text = " ".join(re.sub(r"<[^>]+>", " ", body[:4096] if isinstance(body, str) else cut(body)).split())  # a proxy's HTML error page, in one line
     return text[:300]
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from ...errors import UserError
 from ..esgen import Layout
+from .answers import BadAnswer, bounded_error, bulk_items, cut
 from .backend import (Backend, ClusterError, RequestFailed, Unreachable, _error_reason, connect, install,
                       layout_for)
 from .settings import credentials, display_url, split_urls, url_problem
@@ -265,7 +266,7 @@ class Shipper:
                 elif item.get("whole") or status in TRANSIENT or not isinstance(status, int):
                     retry.append(it)
                     err = item.get("error")
-                    reason = _error_reason({"error": err}) if isinstance(err, dict) else str(err)
+                    reason = _error_reason({"error": err}) if isinstance(err, dict) else cut(err)
                 else:
                     self._reject(it, status, item.get("error"))
             if replay and len(retry) < len(pending):
@@ -305,10 +306,9 @@ class Shipper:
             half = len(items) // 2
             return self._bulk(items[:half]) + self._bulk(items[half:])
         try:
-            results = self.backend.bulk(b"".join(lines))
-            if len(results) != len(items):
-                raise Unreachable(f"bulk answered {len(results)} items for {len(items)} documents")
-            return results
+            return bulk_items(self.backend.bulk(b"".join(lines)), len(items))
+        except BadAnswer as e:  # whatever came back, it says nothing per document: retry, then spool
+            return [{"whole": True, "status": None, "error": str(e)}] * len(items)
         except RequestFailed as e:
             if e.status != 413:
                 return [{"whole": True, "status": e.status, "error": str(e)}] * len(items)
@@ -339,7 +339,7 @@ class Shipper:
             doc = line
         rec = {"@timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                "index": self._index(it), "_id": did, "status": status,
-               "error": error if isinstance(error, (dict, str)) else str(error), "document": doc}
+               "error": bounded_error(error), "document": doc}
         if self.stats[kind]["rejected"] == 1:
             log.warning("otids: elasticsearch: the cluster rejected a document (%s); rejected documents go to %s",
                         _error_reason({"error": error}), self.cfg.dead_letter)

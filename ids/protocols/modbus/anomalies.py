@@ -5,6 +5,7 @@ exceptions and of unanswered requests). Read by ids.detect.anomaly; thresholds c
 from __future__ import annotations
 
 from ...detect.api import RuleInfo
+from ...flow.budget import trim_oldest
 from ..spec import AnomalyCatalogue
 
 NS = 1_000_000_000
@@ -76,7 +77,7 @@ class ModbusChecker:
         ts = ev.ts
         if w is None or ts - w[0] > self.exc_window:
             if w is None and len(self.exc) >= MAX_KEYS:
-                self.exc.pop(next(iter(self.exc)))
+                trim_oldest(self.exc, MAX_KEYS)
             w = self.exc[key] = [ts, 0, 0]
         w[1] += 1
         if ev.exception_code is not None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import struct
 
+from ...flow.budget import Charged
 from .messages import ModbusRequest, ModbusResponse, ModbusTransaction
 from .consts import MAX_MBAP_LENGTH, MAX_TOLERATED_LENGTH, MIN_MBAP_LENGTH, exception_name, function_name
 from .parser import MALFORMED, parse_request, parse_response
@@ -20,6 +21,14 @@ if TYPE_CHECKING:
 
 _MBAP = struct.Struct(">HHHBB").unpack_from  # transaction id, protocol id, length, unit id, function code
 NS = 1_000_000_000
+
+
+def _pending_cost(p) -> int:
+    """Bytes one pending request holds (tracemalloc, tests/test_hostile_state.py): 256 for a read, about 8
+    more per value a write carries (a 123-register write: 1,280)."""
+    req = p[3]
+    vals = getattr(req, "values", None) if req is not None else None
+    return 270 + 8 * len(vals) if vals else 260
 _FUNCTION_NAMES = [function_name(f) for f in range(128)]  # per transaction: a list index, not a call
 _new = tuple.__new__  # builds the event without the NamedTuple constructor's argument handling
 #: A flow picked up mid-stream is declared "not Modbus" after this many broken headers with no good one.
@@ -61,7 +70,8 @@ class ModbusSession:
         self.max_pending = cfg.max_pending
         self.timeout = cfg.request_timeout * NS
         self.buf = [b"", b""]  # partial frame per direction (at most one MBAP frame, 266 bytes)
-        self.pending: dict[int, tuple] = {}  # transaction id -> (ts, unit, fc, request, anomalies)
+        # transaction id -> (ts, unit, fc, request, anomalies), counted across flows (limits.pending_total)
+        self.pending: Charged = Charged(sc.pending_pool, _pending_cost)  # typed so: compiled code keeps its methods
         self.valid = 0  # well-formed frames seen (both directions)
         self.bad = 0  # broken headers seen before the first well-formed frame
         # Hunting for the next frame boundary, quietly: after a gap, and from the start on a flow picked up
@@ -194,6 +204,10 @@ class ModbusSession:
             otid = next(iter(pending))
             self._unanswered(pending.pop(otid), otid, ("too_many_pending",))
         pending[tid] = (ts, unit, fc, req, an)
+        if pending.take_over():  # limits.pending_total: this flow gives up its oldest
+            otid = next(iter(pending))
+            self._unanswered(pending.pop(otid), otid, ("too_many_pending",))
+            self.sc.memory_cap(ts, pending.pool)
 
     def _response(self, ts, tid, unit, fc, pdu, an0=()) -> None:
         base = fc & 0x7F

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...flow.budget import Charged
 from .messages import MqttExchange
 from .consts import (DOUBLE_CONNECT, MALFORMED_TRAFFIC, MESSAGE_TOO_LARGE, MISSING_CONNECT, MISSING_MSG_ID,
                      MISSING_PUBLISH, MISSING_SUBSCRIBE, MISSING_UNSUBSCRIBE, REQUIRED_FLAGS,
@@ -25,6 +26,14 @@ if TYPE_CHECKING:
     from ...flow.context import SessionContext
 
 NS = 1_000_000_000
+
+
+def _pending_cost(p) -> int:
+    """Bytes an open exchange holds (_Pending, its message and the payload head that message keeps, at
+    most mqtt.string_log_limit): 620 for a small PUBLISH, 1,700 with a 1 kB head (tracemalloc,
+    tests/test_hostile_state.py)."""
+    head = getattr(p.msgs[0], "payload", None)
+    return 600 + (len(head) if head else 0)
 #: Topic aliases remembered per direction (the peer may allow up to 65535; more are not stored).
 MAX_TOPIC_ALIASES = 4096
 #: A flow reached by port is declared "not MQTT" when its first bytes cannot be framed.
@@ -143,7 +152,7 @@ class _Pending:
 
 class MqttSession:
     __slots__ = ("sc", "emit", "ctx", "buf", "have", "need", "skip", "resync", "version", "connected",
-                 "pending", "cap", "limit", "max_pending", "timeout", "aliases", "valid", "dead")
+                 "pending", "cap", "limit", "max_pending", "timeout", "aliases", "valid", "dead", "oversized")
 
     def __init__(self, sc: SessionContext):
         self.sc = sc
@@ -164,7 +173,9 @@ class MqttSession:
         self.dead = [False, False]
         self.version = 0  # unknown until CONNECT (or a v5 CONNACK on mid-stream pickup)
         self.connected = False  # a CONNECT/CONNACK pair completed (Suricata's meaning)
-        self.pending: dict = {}  # "connect" | (originator is client, packet id) -> _Pending
+        # "connect" | (originator is client, packet id) -> _Pending, counted across flows (limits.pending_total)
+        self.pending: Charged = Charged(sc.pending_pool, _pending_cost)  # typed so: compiled code keeps its methods
+        self.oversized = False  # an oversized_pdu notice was given for this flow
         self.aliases = [None, None]  # v5 topic alias -> topic, per direction
         self.valid = 0
 
@@ -217,6 +228,9 @@ class MqttSession:
                 rlen, p = hdr
             end = p + rlen
             if rlen > cap:
+                if not self.oversized:  # said when announced: the packet may never complete
+                    self.oversized = True
+                    self.sc.oversized(ts, "mqtt", rlen, cap, to_server)
                 head = p + cap
                 if head > n:
                     need = head - off  # wait for the capped head only
@@ -392,6 +406,9 @@ class MqttSession:
             okey = next(iter(pending))
             self._finish(pending.pop(okey), "incomplete", (TOO_MANY_TRANSACTIONS,))
         pending[key] = _Pending(msg, an, qos)
+        if pending.take_over():  # limits.pending_total: this flow gives up its oldest
+            self._finish(pending.pop(next(iter(pending))), "incomplete", (TOO_MANY_TRANSACTIONS,))
+            self.sc.memory_cap(msg.ts, pending.pool)
 
     def _connect(self, msg, an) -> None:
         if self.connected:

@@ -21,7 +21,8 @@ KNOWN = MALFORMED | CHUNK | SEQUENCE | UNSOLICITED | frozenset((
     "unanswered_request", "thumbprint_mismatch", "trailing_bytes", "aborted", "incomplete_message",
     "truncated", "negative_length", "length_too_large", "array_length_exceeds_message", "bad_variant_type",
     "bad_nodeid_encoding", "bad_extension_object_encoding", "no_progress", "tcp_gap", "too_many_partial_messages",
-    "too_many_pending", "duplicate_request_handle", "lost", "dropped"))
+    "too_many_pending", "duplicate_request_handle", "lost", "dropped",
+    "reassembly_memory_cap"))  # with chunk_cap_hit; the memory_cap notice alerts the pool (limits.reassembly_total)
 
 RULES = (
     RuleInfo("otids.anomaly.opcua.malformed", "Malformed OPC UA message", "medium",

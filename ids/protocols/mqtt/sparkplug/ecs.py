@@ -128,4 +128,17 @@ def sparkplug_doc(s) -> dict:
         d["metric_count"] = len(s.metrics)
     if s.problems:
         d["problems"] = list(s.problems)
-    return d
+    return _texts(d)
+
+
+def _texts(v):
+    """Text fields the protobuf runtime handed over as bytes: a proto2 `string` that is not UTF-8 comes
+    back as bytes (a hostile DataSet column name did, fuzz/crashes/session_mqtt/crash-ddf8...), which no
+    JSON writer takes. Written as text with the bad bytes escaped."""
+    if type(v) is bytes:
+        return v.decode("utf-8", "backslashreplace")
+    if isinstance(v, dict):
+        return {k.decode("utf-8", "backslashreplace") if type(k) is bytes else k: _texts(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_texts(x) for x in v]
+    return v
