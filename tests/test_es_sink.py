@@ -364,6 +364,20 @@ def test_load_ships_ndjson_files_with_their_ids(osmem, tmp_path):
     assert "sent 0, duplicates 109," in p.stdout
 
 
+def test_load_of_a_file_that_is_not_otids_output_leaves_no_spool(tmp_path):
+    """`es load` of a binary or missing file against a cluster that is down refuses it in one line (2) and
+    leaves nothing behind: the spool directory was created before the first line was read."""
+    cfg = cfg_file(tmp_path)
+    down = f"http://127.0.0.1:{free_port()}"
+    binf = tmp_path / "x.ndjson"
+    binf.write_bytes(b"\x7fELF\x02\x01\xd0\xff\n")
+    p = run_cli("es", "load", "--es", down, "-c", cfg, str(binf), check_rc=2)
+    assert p.stderr.strip() == f"otids: error: {binf}:1: not an otids document (not UTF-8 text)"
+    p = run_cli("es", "load", "--es", down, "-c", cfg, str(tmp_path / "nope.ndjson"), check_rc=2)
+    assert p.stderr.strip() == f"otids: error: {tmp_path / 'nope.ndjson'}: no such file"
+    assert not (tmp_path / "spool").exists()
+
+
 def test_bad_elasticsearch_config_names_file_and_line(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("elasticsearch:\n  url: http://127.0.0.1:9200\n  namespace: plant-1\n")

@@ -320,7 +320,14 @@ def cmd_load(args) -> int:
     from ..output.ndjson import doc_id
 
     cfg = _load_cfg(args)
-    shipper = Shipper(cfg.url, cfg)
+    for path in args.files:  # every file readable before anything is sent or spooled
+        if os.path.isdir(path):
+            raise UserError(f"{path}: is a directory, not an NDJSON file")
+        if not os.access(path, os.R_OK):
+            raise UserError(f"{path}: {'no such file' if not os.path.exists(path) else 'not readable'}")
+    # The shipper replays the spool at once when there is one (or when no file is given: replaying it is the
+    # job); else it comes with the first document, so a file that is not otids output leaves no spool behind.
+    shipper = Shipper(cfg.url, cfg) if not args.files or os.path.isdir(cfg.spool_dir) else None
     n = 0
     try:
         for path in args.files:
@@ -347,11 +354,17 @@ def cmd_load(args) -> int:
                     dataset = "otids.alert" if alert else ev.get("dataset", "otids.unknown")
                     # which sensor wrote the file is not known here: no observer.* / host.*
                     doc = cluster_fields(doc, dataset, cfg.namespace, None)
+                    if shipper is None:
+                        shipper = Shipper(cfg.url, cfg)
                     shipper.put("alerts" if alert else "events", stream_name(dataset, cfg.namespace), did, ts,
                                 json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
                     n += 1
     finally:
-        shipper.close()
+        if shipper is not None:
+            shipper.close()
+    if shipper is None:
+        print("otids: no document in the given file(s) and no spool; nothing sent")
+        return 0
     print(f"otids: {n:,} document(s) read; {shipper.summary()}")
     failure = shipper.failure()
     if failure:
