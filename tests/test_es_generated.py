@@ -41,6 +41,18 @@ def test_generate_check_reports_a_stale_file(tmp_path):
                                 "run `otids es generate`")
 
 
+def test_generate_check_outside_a_checkout_says_so(tmp_path):
+    """--check where none of the generated files exists is a wrong directory (2, one line), not twenty
+    'stale' files; one file gone is 'missing'."""
+    p = run_cli("es", "generate", "--check", "--out", str(tmp_path), check_rc=2)
+    assert p.stderr.strip() == (f"otids: error: {tmp_path}: none of the generated files is there (deploy/, "
+                                f"docs/FIELDS.md): not an otids checkout; run it in one or give --out DIR")
+    run_cli("es", "generate", "--out", str(tmp_path))
+    (tmp_path / "docs/FIELDS.md").unlink()
+    p = run_cli("es", "generate", "--check", "--out", str(tmp_path), check_rc=1)
+    assert p.stderr.strip() == "otids: docs/FIELDS.md is missing: run `otids es generate`"
+
+
 def _leaf(props: dict, name: str) -> dict:
     node = {"properties": props}
     for part in name.split("."):

@@ -258,6 +258,7 @@ def cmd_generate(args) -> int:
     fs = load_fields()
     files = esgen.generated_files(fs)
     stale = []
+    missing = set()
     for rel, content in files.items():
         path = os.path.join(args.out, rel)
         try:
@@ -265,6 +266,7 @@ def cmd_generate(args) -> int:
                 same = fh.read() == content
         except OSError:
             same = False
+            missing.add(rel)
         if same:
             continue
         stale.append(rel)
@@ -275,8 +277,12 @@ def cmd_generate(args) -> int:
     for d, title, groups in kibana.missing_panels(fs):
         print(f"otids: note: panel '{title}' ({d}) left out until field group(s) {', '.join(groups)} exist")
     if args.check:
+        if len(missing) == len(files):
+            raise UserError(f"{os.path.abspath(args.out)}: none of the generated files is there (deploy/, "
+                            f"docs/FIELDS.md): not an otids checkout; run it in one or give --out DIR")
         for rel in stale:
-            print(f"otids: {rel} is stale: run `otids es generate`", file=sys.stderr)
+            print(f"otids: {rel} is {'missing' if rel in missing else 'stale'}: run `otids es generate`",
+                  file=sys.stderr)
         return 1 if stale else 0
     print(f"otids: {len(files)} generated file(s), {len(stale)} changed, from {len(fs)} fields in "
           f"{len(fs.groups)} groups")
