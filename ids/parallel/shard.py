@@ -128,20 +128,9 @@ class Router:
         proto = p.proto
         if proto == ETHER:
             return 0
-        src, dst = p.src, p.dst
-        if proto == 6 and self.broker_ports:
-            bp = self.broker_ports
-            if p.dport in bp:
-                return self._one(dst)
-            if p.sport in bp:
-                return self._one(src)
-        k = (src, dst) if src < dst else (dst, src)
-        w = self.cache.get(k)
-        if w is None:
-            if len(self.cache) >= 1 << 16:
-                self.cache.clear()
-            w = self.cache[k] = _hash(k[0] + k[1]) % self.n
-        return w
+        if proto == 6:
+            return self.tcp_owner(p.src, p.dst, p.sport, p.dport)
+        return self._pair(p.src, p.dst)
 
     def tcp_owner(self, src: bytes, dst: bytes, sport: int, dport: int) -> int:
         """owner() from the header fields of a TCP packet not yet decoded."""
@@ -151,6 +140,10 @@ class Router:
                 return self._one(dst)
             if sport in bp:
                 return self._one(src)
+        return self._pair(src, dst)
+
+    def _pair(self, src: bytes, dst: bytes) -> int:
+        """The worker of a host pair, the same for both directions."""
         k = (src, dst) if src < dst else (dst, src)
         w = self.cache.get(k)
         if w is None:
