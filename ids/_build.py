@@ -24,6 +24,7 @@ COMPILED = (
     "ids.flow.tcp",
     "ids.flow.table",
     "ids.flow.connlog",
+    "ids.flow.budget",
     "ids.protocols.modbus.session",
     "ids.protocols.modbus.parser",
     "ids.protocols.modbus.anomalies",
