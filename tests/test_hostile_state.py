@@ -303,3 +303,27 @@ def test_flow_cost_matches_tracemalloc():
             t._pkt(struct.pack("!I", 0x0A000001 + i), SERVER, 1024 + i % 60000, 502, 1000, 0, 0x02)
     held = _held(fill)
     assert 0.75 * held <= t.table.flow_bytes <= 1.25 * held, (held, t.table.flow_bytes)
+
+
+def test_forgotten_findings_say_what_they_held_back():
+    """A network finding forgotten at its table's bound took its held-back occurrences (counted between
+    re-alerts) with it, silently; the memory_cap alert now says how many were never alerted. The table
+    without a byte bound (ARP watch) trims an eighth at once instead of one key per new key (F9's class)."""
+    from ids.detect.network.common import Limiter, cap_alerts
+    from ids.flow.budget import KeyCap
+
+    cap = KeyCap("network.scan.findings", 16 * 100, 100, None, 0)
+    lim = Limiter(10**12, 1000, cap)
+    for i in range(16):
+        assert lim.fire(("r", i), 1) == 1  # the first occurrence alerts
+        assert lim.fire(("r", i), 2, n=3) == 0  # three more held back for the next alert
+    lim.fire(("r", 99), 3)  # full: the oldest eighth (2 keys) goes, with 2 x 3 occurrences
+    (a,) = cap_alerts([cap], 5)
+    assert a.extra["sensor"]["occurrences_lost"] == 6 and a.extra["sensor"]["forgotten"] == 2
+    assert "2 oldest key(s) forgotten with 6 occurrence(s) not yet alerted" in a.reason
+    assert sum(n for _k, n, _t, _i in lim.leftovers()) == 14 * 3  # the kept ones still report theirs
+
+    arp = Limiter(10**12, 64)
+    for i in range(65):
+        arp.fire(("r", i), 1)
+    assert len(arp.findings) == 64 - 8 + 1

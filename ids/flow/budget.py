@@ -113,12 +113,17 @@ def trim_oldest(d: dict, keep: int) -> int:
     Popping `next(iter(d))` one key at a time is quadratic in CPython (each call walks over the slots that
     earlier pops emptied at the front): a spoofed-source flood then cost a network detector 0.4 ms per
     record. Returns how many keys were forgotten."""
-    n = len(d) - keep + max(1, keep // 8)
+    n = _excess(len(d), keep)
     if n <= 0:
         return 0
     for k in list(islice(d, n)):
         del d[k]
     return n
+
+
+def _excess(size: int, keep: int) -> int:
+    """How many of `size` keys trim_oldest forgets to keep `keep` less an eighth."""
+    return size - keep + max(1, keep // 8)
 
 
 class KeyCap:
@@ -128,7 +133,8 @@ class KeyCap:
     forgets the oldest keys when `d` is full; `report(ts)` gives the details of a memory_cap alert, at
     most once per quiet period of capture time."""
 
-    __slots__ = ("name", "max_bytes", "entry", "max_keys", "hits", "reported", "last_notice", "quiet")
+    __slots__ = ("name", "max_bytes", "entry", "max_keys", "hits", "reported", "last_notice", "quiet", "lost",
+                 "lost_reported")
 
     def __init__(self, name: str, max_bytes: int, entry: int, ceiling: int | None = None, quiet: int = 60 * NS):
         self.name = name
@@ -138,12 +144,18 @@ class KeyCap:
         if ceiling is not None:
             self.max_keys = min(self.max_keys, ceiling)
         self.hits = 0  # keys forgotten
+        self.lost = 0  # occurrences the forgotten keys held back, not yet in any alert (make_room's `held`)
+        self.lost_reported = 0
         self.reported = 0
         self.last_notice: int | None = None
         self.quiet = quiet
 
-    def make_room(self, d: dict) -> None:
+    def make_room(self, d: dict, held=None) -> None:
+        """Forget the oldest keys of a full `d`; `held(value)`, when given, is how many occurrences an entry
+        holds back from alerts so far: they are counted as lost and the memory_cap alert says how many."""
         if len(d) >= self.max_keys:
+            if held is not None:
+                self.lost += sum(held(v) for v in islice(d.values(), max(0, _excess(len(d), self.max_keys))))
             self.hits += trim_oldest(d, self.max_keys)
 
     def report(self, ts: int) -> dict | None:
@@ -151,4 +163,7 @@ class KeyCap:
             return None
         self.last_notice = ts
         n, self.reported = self.hits - self.reported, self.hits
-        return {"pool": self.name, "max_bytes": self.max_bytes, "max_keys": self.max_keys, "forgotten": n}
+        d = {"pool": self.name, "max_bytes": self.max_bytes, "max_keys": self.max_keys, "forgotten": n}
+        if self.lost != self.lost_reported:
+            d["occurrences_lost"], self.lost_reported = self.lost - self.lost_reported, self.lost
+        return d

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from ...events import Alert, FlowContext, rfc3339
-from ...flow.budget import KeyCap
+from ...flow.budget import KeyCap, trim_oldest
 from ...flow.conn import ArpPacket, ConnRecord
 from ..attack import techniques
 from .rules import RULES
@@ -102,11 +102,17 @@ def cap_alerts(caps, ts: int, gate: list | None = None, quiet: int = 0) -> list:
         return []
     r = SENSOR_RULES["otids.anomaly.sensor.memory_cap"]
     what = "; ".join(f"{d['pool']} reached its {d['max_bytes']:,} bytes, {d['forgotten']:,} oldest key(s) forgotten"
+                     + (f" with {d['occurrences_lost']:,} occurrence(s) not yet alerted" if d.get("occurrences_lost")
+                        else "")
                      for d in due)
     return [Alert(ts=ts, rule_id=r.id, rule_name=r.name, description=r.description, severity=r.severity,
                   reason=f"{r.name}: {what} (shares of limits.network_state_bytes)", source="network",
                   extra={"sensor": due[0] if len(due) == 1 else
                                                                  {"pool": "network", "tables": due}})]
+
+
+def _held(f: _Finding) -> int:
+    return f.count
 
 
 class Limiter:
@@ -131,9 +137,9 @@ class Limiter:
         f = self.findings.get(key)
         if f is None:
             if self.keycap is not None:
-                self.keycap.make_room(self.findings)
-            elif len(self.findings) >= self.cap:
-                self.findings.pop(next(iter(self.findings)))
+                self.keycap.make_room(self.findings, _held)
+            elif len(self.findings) >= self.cap:  # the oldest eighth at once: one key at a time is quadratic (F9)
+                trim_oldest(self.findings, self.cap)
             self.findings[key] = _Finding(ts)
             return n
         f.count += n
