@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when a test loads this file by path
+from mosquitto_lo import start_mosquitto, stop_mosquitto  # noqa: E402  the generators' one mosquitto helper
 from tcpdump_lo import start_tcpdump, stop_tcpdump  # noqa: E402  the generators' one tcpdump helper
 
 HOST = "127.0.0.5"
@@ -61,29 +62,11 @@ def _bpf(ports: list[int]) -> str:
 
 
 def start_broker(conf: Path, ports: list[int]) -> subprocess.Popen:
-    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            die(f"mosquitto exited: {proc.stderr.read()}")
-        try:
-            for p in ports:
-                socket.create_connection((HOST, p), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.terminate()
-    die("mosquitto did not start listening")
-    raise AssertionError
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        return start_mosquitto(conf, HOST, ports)
+    except RuntimeError as e:
+        die(str(e))
+        raise
 
 
 # ------------------------------------------------------------------ certificates
@@ -338,7 +321,7 @@ tls_version tlsv1.3
             finally:
                 stop_tcpdump(dump)
         finally:
-            stop(broker)
+            stop_mosquitto(broker)
         certs = out / "mqtt-tls-certs"
         certs.mkdir(exist_ok=True)
         for k in ("ca", "broker", "device"):

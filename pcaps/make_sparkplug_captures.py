@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when a test loads this file by path
+from mosquitto_lo import start_mosquitto, stop_mosquitto  # noqa: E402  the generators' one mosquitto helper
 from tcpdump_lo import start_tcpdump, stop_tcpdump  # noqa: E402  the generators' one tcpdump helper
 
 BROKER = "127.0.0.6"
@@ -105,28 +105,11 @@ def pysparkplug_metrics(rows, ts=T0):
 def start_broker(tmp: Path) -> subprocess.Popen:
     conf = tmp / "mosquitto.conf"
     conf.write_text(f"listener {PORT} {BROKER}\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            die(f"mosquitto exited: {proc.stderr.read()}")
-        try:
-            socket.create_connection((BROKER, PORT), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.terminate()
-    die("mosquitto did not start listening")
-    raise AssertionError
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        return start_mosquitto(conf, BROKER, [PORT])
+    except RuntimeError as e:
+        die(str(e))
+        raise
 
 
 # ------------------------------------------------------------------ paho helpers
@@ -358,7 +341,7 @@ def record(name: str, fn, outdir: Path, tmp: Path) -> None:
         finally:
             stop_tcpdump(dump)
     finally:
-        stop(broker)
+        stop_mosquitto(broker)
     print(f"wrote {out} ({out.stat().st_size} bytes)")
 
 

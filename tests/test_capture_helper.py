@@ -36,3 +36,23 @@ def test_generators_have_no_tcpdump_of_their_own():
     for name in ("make_modbus_demo.py", "make_mqtt_captures.py", "make_sparkplug_captures.py"):
         text = (PCAPS / name).read_text()
         assert "from tcpdump_lo import start_tcpdump, stop_tcpdump" in text and '"tcpdump", "-i"' not in text, name
+
+
+def test_mosquitto_helper_starts_listening_and_stops(tmp_path):
+    """pcaps/mosquitto_lo.py, the generators' one mosquitto helper: returns once the broker listens, and a
+    broker that cannot start is an error naming why (not a generator waiting forever)."""
+    need_tool("mosquitto")
+    from mosquitto_lo import start_mosquitto, stop_mosquitto
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "m.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    proc = start_mosquitto(conf, "127.0.0.1", [port])
+    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    stop_mosquitto(proc)
+    assert proc.returncode is not None
+    conf.write_text("no_such_option 1\n")
+    with pytest.raises(RuntimeError, match="mosquitto exited"):
+        start_mosquitto(conf, "127.0.0.1", [port], timeout=5)
