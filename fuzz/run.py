@@ -61,6 +61,10 @@ def child(name: str, fuzzer_args: list[str]) -> None:
              if n.startswith("ids") and getattr(m, "__file__", None) and not m.__file__.startswith(str(ROOT))]
     if stray:
         sys.exit(f"fuzz/run.py: modules from outside {ROOT}: {stray[:3]}")
+    blind = [n for n, m in list(sys.modules.items())
+             if n.startswith("ids") and str(getattr(m, "__file__", "") or "").endswith((".so", ".pyd"))]
+    if blind:
+        sys.exit(f"fuzz/run.py: compiled modules would run uninstrumented: {blind[:3]} (OTIDS_PURE=1 unset?)")
     atheris.Setup([sys.argv[0]] + fuzzer_args, fn)
     atheris.Fuzz()
 
@@ -93,8 +97,11 @@ def run_one(name: str, seconds: int, runs: int, sources: list[str], work: str | 
     if runs:
         args.append(f"-runs={runs}")
     t0 = time.time()
+    # Pure Python modules even where compiled ones are built in place: atheris instruments Python bytecode,
+    # so a compiled parser would run blind (no coverage feedback from the code most exposed to the wire).
+    env = dict(os.environ, OTIDS_PURE="1")
     p = subprocess.run([sys.executable, __file__, "--child", name, "--", *args, *dirs], cwd=ROOT,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=env)
     out = p.stderr
     if log is not None:
         log.write_text(out)
