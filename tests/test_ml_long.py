@@ -71,3 +71,24 @@ def test_every_attack_type_still_detected(modbus):
     missed = {k: v for k, v in types.items() if v["detected"] == 0}
     assert not missed, missed
     assert att["false_alerts"] == 0, att["false_alert_reasons"]
+
+
+def test_opcua_generator_writes_sessions_the_dissector_reads(tmp_path):
+    """OPC UA in simulated time: asyncua's own encoders, sessions, reads, writes, a trend subscription, the tag
+    browser and a new SCADA session at the 14:00 shift change; same arguments, same bytes; no parser anomaly."""
+    a = generate(tmp_path / "a.pcap", "opcua", 1.0, 5, "2025-03-10T13:30:00")
+    b = generate(tmp_path / "b.pcap", "opcua", 1.0, 5, "2025-03-10T13:30:00")
+    assert a.read_bytes() == b.read_bytes()
+    run_cli("analyze", str(a), "-o", str(tmp_path / "a.ndjson"), "--events", str(tmp_path / "ev.ndjson"))
+    services, anomalies = {}, 0
+    for line in (tmp_path / "ev.ndjson").read_text().splitlines():
+        d = json.loads(line)
+        s = (d.get("opcua") or {}).get("service")
+        if s:
+            services[s] = services.get(s, 0) + 1
+        anomalies += len((d.get("otids") or {}).get("anomalies") or ())
+    assert anomalies == 0
+    assert services["CreateSession"] >= 3, services  # SCADA and historian, then the shift change's new session
+    assert services["Read"] > 2000 and services["Write"] >= 100, services
+    for s in ("Hello", "OpenSecureChannel", "ActivateSession", "CloseSession", "CloseSecureChannel"):
+        assert services.get(s), (s, services)

@@ -28,7 +28,8 @@ writes the same plant's traffic directly, with a simulated clock, from a schedul
   | HMI 2 poll of PLC 2 | every 5 s | every 5 s | every 10 s |
 
   At each shift boundary both HMIs restart (new operators log in: reconnect, device identification).
-  MQTT: sensors publish as in make_ml_captures.py; a sensor restarts or publishes its status every 4-9
+  MQTT: sensors publish as in make_ml_captures.py; every client sends PINGREQ every 60 s from its CONNECT
+  (keepalive 60 s: the real paho peers ping about once a minute each); a sensor restarts or publishes its status every 4-9
   minutes by day, every 20-40 minutes at night; at shift boundaries the historian reconnects.
 
 Same arguments, same bytes (seeded; no wall clock). Usage:
@@ -374,6 +375,7 @@ def mqtt(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
     users = {"sensor-1": ("sensors", "s3ns0rs!"), "sensor-2": ("sensors", "s3ns0rs!"), "historian": ("historian", "h1st0rian")}
     v5 = {"sensor-2"}  # paho with MQTTv5, as in make_ml_captures.py
     ips = {**SENSORS, "historian": HIST_MQTT}
+    gen: dict[str, int] = {}  # connection number per client: a keepalive timer belongs to one connection
 
     def push(t, *action):
         heapq.heappush(events, (t, len(events) + rng.random(), action))
@@ -445,10 +447,6 @@ def mqtt(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
     for name, topic, qos, period, value in streams:
         for t in periodic(rng, t0 + 3, t1, lambda t, p=period: p):
             push(t, "publish", name, topic, qos, value)
-    for name in ("historian", "sensor-1", "sensor-2"):  # keepalive 60 s: PINGREQ when idle (historian only)
-        if name == "historian":
-            for t in periodic(rng, t0 + 60, t1, lambda t: 60.0):
-                push(t, "ping", name)
     t = t0 + rng.uniform(120, 300)
     while t < t1 - 60:  # a sensor restarts or publishes its status
         name = rng.choice(("sensor-1", "sensor-2"))
@@ -466,11 +464,14 @@ def mqtt(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
             continue
         if kind == "connect":
             connect(t, a[0])
+            gen[a[0]] = gen.get(a[0], 0) + 1
+            push(t + 60.0 * (1 + rng.uniform(-0.03, 0.03)), "ping", a[0], gen[a[0]])
         elif kind == "publish":
             name, topic, qos, value = a
             publish(t, name, topic, qos, value().encode())
-        elif kind == "ping":
+        elif kind == "ping" and a[1] == gen.get(a[0]) and a[0] in conns:  # this connection's keepalive
             ping(t, a[0])
+            push(t + 60.0 * (1 + rng.uniform(-0.03, 0.03)), "ping", *a)
         elif kind == "restart":
             disconnect(t, a[0])
             push(t + 5.0, "connect", a[0])
@@ -478,10 +479,366 @@ def mqtt(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
         disconnect(t1, name)
 
 
+# ---------------------------------------------------------------------------------------------- OPC UA
+
+OPC_SERVER, OPC_PORT = "127.0.0.21", 4840
+SCADA, OPC_HIST = "127.0.0.4", "127.0.0.5"
+OPC_URL = f"opc.tcp://{OPC_SERVER}:{OPC_PORT}/plant/"
+OPC_RATES = {  # SCADA operator actions per hour of plant time, by shift (see the docstring)
+    "screen": {"day": 10, "evening": 8, "night": 1},
+    "restart": {"day": 1, "evening": 1, "night": 0.2},
+    "motor": {"day": 0.5, "evening": 0.5, "night": 0.1},
+    "trend": {"day": 2, "evening": 2, "night": 0.5},
+    "browse": {"day": 0.5, "evening": 0.3, "night": 0.05},
+}
+
+
+def measured_opcua_latencies() -> list[float]:
+    """Response latencies (plant seconds) of the real asyncua peers in pcaps/ml/opcua-train.pcap.gz: MSG
+    chunks paired by connection and request id."""
+    src = HERE / "opcua-train.pcap.gz"
+    pend, out = {}, []
+    with gzip.open(src) as f:
+        for ts, buf in dpkt.pcap.Reader(f):
+            tcp = dpkt.ethernet.Ethernet(buf).data.data
+            d = getattr(tcp, "data", b"")
+            if not isinstance(tcp, dpkt.tcp.TCP) or len(d) < 24 or d[:3] != b"MSG":
+                continue
+            rid = d[20:24]
+            if tcp.dport == OPC_PORT:
+                pend[tcp.sport, rid] = ts
+            else:
+                t = pend.pop((tcp.dport, rid), None)
+                if t is not None:
+                    out.append(ts - t)
+    if len(out) < 100:
+        sys.exit(f"error: {src}: only {len(out)} OPC UA responses to take latencies from")
+    return sorted(out)
+
+
+def _stamp(t: float) -> datetime:
+    return datetime.fromtimestamp(t, timezone.utc).replace(tzinfo=None)
+
+
+class UaChannel:
+    """One asyncua client's TCP connection, secure channel (security None) and session, as bytes built by
+    asyncua's own encoders: HEL/ACK, OPN issue (and renew every 45 minutes, 0.75 of the channel lifetime, as
+    asyncua's client does), CreateSession, ActivateSession, then service calls; CloseSession, CLO, FIN."""
+
+    def __init__(self, wire: Wire, rng: random.Random, client: str, t: float, channel_id: int, lat):
+        from asyncua import ua
+        from asyncua.crypto.security_policies import SecurityPolicyNone
+        self.ua, self.policy, self.rng, self.lat = ua, SecurityPolicyNone(), rng, lat
+        self.c = Conn(wire, rng, client, OPC_SERVER, OPC_PORT, t)
+        self.channel, self.token = channel_id, 13
+        self.seq = {True: 0, False: 0}
+        self.rid = 0
+        self.opened = t
+        self.subs: dict[int, list] = {}
+        self.auth = ua.NodeId()
+        hel = ua.Hello(EndpointUrl=OPC_URL, MaxMessageSize=0, MaxChunkCount=0)
+        self.c.send(self.c.last + 0.006, True, self._uacp(ua.MessageType.Hello, hel))
+        ack = ua.Acknowledge(ReceiveBufferSize=65535, SendBufferSize=65535, MaxMessageSize=104857600, MaxChunkCount=1601)
+        self.c.send(self.c.last + 0.0008, False, self._uacp(ua.MessageType.Acknowledge, ack))
+        self.open(self.c.last + 0.001, renew=False)
+        p = ua.CreateSessionParameters(
+            ClientDescription=ua.ApplicationDescription(
+                ApplicationUri="urn:example.org:FreeOpcUa:opcua-asyncio", ProductUri="urn:freeopcua.github.io:client",
+                ApplicationName=ua.LocalizedText("Pure Python Async Client"), ApplicationType=ua.ApplicationType.Client),
+            EndpointUrl=OPC_URL, SessionName=f"Pure Python Async Client Session{rng.randint(1, 9)}",
+            ClientNonce=rng.randbytes(32), RequestedSessionTimeout=3600000, MaxResponseMessageSize=0)
+        ep = ua.EndpointDescription(
+            EndpointUrl=OPC_URL, Server=ua.ApplicationDescription(
+                ApplicationUri="urn:freeopcua:python:server", ProductUri="urn:freeopcua.github.io:python:server",
+                ApplicationName=ua.LocalizedText("FreeOpcUa Python Server"), ApplicationType=ua.ApplicationType.Server,
+                DiscoveryUrls=[OPC_URL]),
+            SecurityMode=ua.MessageSecurityMode.None_, SecurityPolicyUri="http://opcfoundation.org/UA/SecurityPolicy#None",
+            UserIdentityTokens=[ua.UserTokenPolicy(PolicyId="anonymous", TokenType=ua.UserTokenType.Anonymous),
+                                ua.UserTokenPolicy(PolicyId="username", TokenType=ua.UserTokenType.UserName),
+                                ua.UserTokenPolicy(PolicyId="certificate_basic256sha256",
+                                                   TokenType=ua.UserTokenType.Certificate)],
+            TransportProfileUri="http://opcfoundation.org/UA-Profile/Transport/uatcp-uasc-uabinary", SecurityLevel=0)
+        sid = rng.randint(1, 2**31)
+        self.auth = ua.NodeId(rng.randint(1000, 60000), 1)  # the session's token, in every later request header
+        r = ua.CreateSessionResult(SessionId=ua.NodeId(sid, 1), AuthenticationToken=self.auth,
+                                   RevisedSessionTimeout=3600000, ServerNonce=rng.randbytes(32), ServerEndpoints=[ep])
+        self.call(self.c.last + 0.01, ua.CreateSessionRequest(Parameters=p), ua.CreateSessionResponse(Parameters=r))
+        p = ua.ActivateSessionParameters(
+            ClientSignature=ua.SignatureData(Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"),
+            LocaleIds=["en"], UserIdentityToken=ua.AnonymousIdentityToken(PolicyId="anonymous"))
+        self.call(self.c.last + 0.01, ua.ActivateSessionRequest(Parameters=p),
+                  ua.ActivateSessionResponse(Parameters=ua.ActivateSessionResult(ServerNonce=rng.randbytes(32))))
+
+    def _uacp(self, mtype, obj) -> bytes:
+        from asyncua.ua.ua_binary import header_to_binary, struct_to_binary
+        body = struct_to_binary(obj)
+        h = self.ua.Header(mtype, self.ua.ChunkType.Single)
+        h.body_size = len(body)
+        return header_to_binary(h) + body
+
+    def _chunks(self, mtype, obj, rid: int, from_client: bool) -> bytes:
+        from asyncua.common.connection import MessageChunk
+        from asyncua.ua.ua_binary import struct_to_binary
+        out = b""
+        for ch in MessageChunk.message_to_chunks(self.policy, struct_to_binary(obj), 65535, mtype,
+                                                 self.channel, rid, self.token):
+            self.seq[from_client] += 1
+            ch.SequenceHeader.SequenceNumber = self.seq[from_client]
+            out += ch.to_binary()
+        return out
+
+    def _header(self, req, t: float, timeout: int = 5000):
+        req.RequestHeader.Timestamp = _stamp(t)  # asyncua stamps the wall clock: plant time here, for same bytes
+        req.RequestHeader.RequestHandle = self.rid
+        req.RequestHeader.TimeoutHint = timeout
+        req.RequestHeader.AuthenticationToken = self.auth
+        return req
+
+    def open(self, t: float, renew: bool) -> None:
+        ua = self.ua
+        self.rid += 1
+        p = ua.OpenSecureChannelParameters(
+            ClientProtocolVersion=0, SecurityMode=ua.MessageSecurityMode.None_, RequestedLifetime=3600000,
+            RequestType=ua.SecurityTokenRequestType.Renew if renew else ua.SecurityTokenRequestType.Issue)
+        req = self._header(ua.OpenSecureChannelRequest(Parameters=p), t, 1000)
+        if renew:
+            self.token += 1
+        r = ua.OpenSecureChannelResult(SecurityToken=ua.ChannelSecurityToken(
+            ChannelId=self.channel, TokenId=self.token, CreatedAt=_stamp(t), RevisedLifetime=3600000))
+        resp = ua.OpenSecureChannelResponse(Parameters=r)
+        resp.ResponseHeader.RequestHandle = self.rid
+        resp.ResponseHeader.Timestamp = _stamp(t)
+        self.c.send(t, True, self._chunks(ua.MessageType.SecureOpen, req, self.rid, True))
+        self.c.send(self.c.last + self.lat(), False, self._chunks(ua.MessageType.SecureOpen, resp, self.rid, False))
+        self.c.ack(self.c.last + 0.0002 + self.rng.random() * 0.0004, True)
+        self.opened = t
+
+    def call(self, t: float, req, resp, latency: float | None = None) -> None:
+        if t - self.opened > 2700:  # asyncua renews the channel at 0.75 of its lifetime
+            self.open(t - 0.001, renew=True)
+        ua = self.ua
+        self.rid += 1
+        self._header(req, t)
+        resp.ResponseHeader.RequestHandle = self.rid
+        resp.ResponseHeader.Timestamp = _stamp(t)
+        self.c.send(t, True, self._chunks(ua.MessageType.SecureMessage, req, self.rid, True))
+        self.c.send(self.c.last + (self.lat() if latency is None else latency), False,
+                    self._chunks(ua.MessageType.SecureMessage, resp, self.rid, False))
+        self.c.ack(self.c.last + 0.0002 + self.rng.random() * 0.0004, True)
+
+    def close(self, t: float) -> None:
+        ua = self.ua
+        self.call(t, ua.CloseSessionRequest(DeleteSubscriptions=True), ua.CloseSessionResponse())
+        self.rid += 1
+        req = self._header(ua.CloseSecureChannelRequest(), t, 1000)
+        self.c.send(self.c.last + 0.005, True, self._chunks(ua.MessageType.SecureClose, req, self.rid, True))
+        self.c.close(self.c.last + 0.002)
+
+
+def opcua(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
+    from asyncua import ua
+    lats = measured_opcua_latencies()
+    ns = 2
+    node = {n: ua.NodeId(f"Line1.{n}", ns) for n in ("Speed", "Temperature", "Setpoint", "MotorEnable")}
+    state_node = ua.NodeId(2259, 0)  # Server_ServerStatus_State, read by asyncua's keep-alive every 10 s
+    setpoint, motor = [60.0], [True]
+    events: list[tuple[float, float, tuple]] = []
+    chans: dict[str, UaChannel] = {}
+    ids = [5]
+
+    def push(t, *action):
+        heapq.heappush(events, (t, len(events) + rng.random(), action))
+
+    def lat() -> float:
+        return lats[int(rng.random() * len(lats))]
+
+    def connect(t, who):
+        ids[0] += 1
+        chans[who] = UaChannel(wire, rng, SCADA if who == "scada" else OPC_HIST, t, ids[0], lat)
+
+    def value(name, t):
+        if name == "Speed":
+            return ua.Variant(1200.0 + 40 * math.sin(t / 300) + rng.uniform(-5, 5), ua.VariantType.Double)
+        if name == "Temperature":
+            return ua.Variant(round(65 + 4 * math.sin(t / 900) + rng.uniform(-0.5, 0.5), 2), ua.VariantType.Double)
+        if name == "Setpoint":
+            return ua.Variant(setpoint[0], ua.VariantType.Double)
+        if name == "MotorEnable":
+            return ua.Variant(motor[0], ua.VariantType.Boolean)
+        return ua.Variant(0, ua.VariantType.Int32)  # ServerState Running
+
+    def dv(v, t):
+        stamp = datetime.fromtimestamp(t, timezone.utc).replace(tzinfo=None)
+        return ua.DataValue(v, SourceTimestamp=stamp, ServerTimestamp=stamp)
+
+    def read(t, who, names):
+        c = chans.get(who)
+        if c is None:
+            return
+        nids = [node[n] if n != "State" else state_node for n in names]
+        p = ua.ReadParameters(MaxAge=0, TimestampsToReturn=ua.TimestampsToReturn.Source,
+                              NodesToRead=[ua.ReadValueId(NodeId=n, AttributeId=ua.AttributeIds.Value) for n in nids])
+        c.call(t, ua.ReadRequest(Parameters=p), ua.ReadResponse(Results=[dv(value(n, t), t) for n in names]))
+
+    def write(t, who, name, v):
+        c = chans.get(who)
+        if c is None:
+            return
+        if name == "Setpoint":
+            setpoint[0] = v
+            var = ua.Variant(v, ua.VariantType.Double)
+        else:
+            motor[0] = v
+            var = ua.Variant(v, ua.VariantType.Boolean)
+        p = ua.WriteParameters(NodesToWrite=[ua.WriteValue(NodeId=node[name], AttributeId=ua.AttributeIds.Value,
+                                                           Value=ua.DataValue(var))])
+        c.call(t, ua.WriteRequest(Parameters=p), ua.WriteResponse(Results=[ua.StatusCode()]))
+
+    def browse(t, who, step):
+        """The operator's tag browser: Objects, then Line1, then the browse path of one tag."""
+        c = chans.get(who)
+        if c is None:
+            return
+        if step < 2:
+            start = ua.NodeId(85, 0) if step == 0 else ua.NodeId("Line1", ns)
+            kids = ["Server", "Line1"] if step == 0 else ["Speed", "Temperature", "Setpoint", "MotorEnable", "Stop",
+                                                          "ResetCounters"]
+            refs = [ua.ReferenceDescription(
+                ReferenceTypeId=ua.NodeId(35 if step == 0 else 47, 0), IsForward=True,
+                NodeId=ua.ExpandedNodeId(2253, 0) if k == "Server" else ua.ExpandedNodeId(f"Line1.{k}" if step else k, ns),
+                BrowseName=ua.QualifiedName(k, 0 if k == "Server" else ns), DisplayName=ua.LocalizedText(k),
+                NodeClass=ua.NodeClass.Method if k in ("Stop", "ResetCounters") else
+                ua.NodeClass.Object if step == 0 else ua.NodeClass.Variable) for k in kids]
+            p = ua.BrowseParameters(RequestedMaxReferencesPerNode=0, NodesToBrowse=[ua.BrowseDescription(
+                NodeId=start, BrowseDirection=ua.BrowseDirection.Forward, ReferenceTypeId=ua.NodeId(33, 0),
+                IncludeSubtypes=True, NodeClassMask=0, ResultMask=63)])
+            c.call(t, ua.BrowseRequest(Parameters=p), ua.BrowseResponse(Results=[ua.BrowseResult(References=refs)]))
+        else:
+            tag = rng.choice(("Speed", "Temperature", "Setpoint", "MotorEnable"))
+            path = ua.BrowsePath(StartingNode=ua.NodeId(85, 0), RelativePath=ua.RelativePath(Elements=[
+                ua.RelativePathElement(TargetName=ua.QualifiedName("Line1", ns)),
+                ua.RelativePathElement(TargetName=ua.QualifiedName(tag, ns))]))
+            res = ua.BrowsePathResult(Targets=[ua.BrowsePathTarget(TargetId=ua.ExpandedNodeId(f"Line1.{tag}", ns),
+                                                                   RemainingPathIndex=0xFFFFFFFF)])
+            c.call(t, ua.TranslateBrowsePathsToNodeIdsRequest(Parameters=ua.TranslateBrowsePathsToNodeIdsParameters(
+                BrowsePaths=[path])), ua.TranslateBrowsePathsToNodeIdsResponse(Results=[res]))
+
+    def trend(t, who, minutes):
+        """A trend screen: a subscription on the temperature and speed (1 s publishing), Publish requests
+        answered every interval, deleted when the screen closes."""
+        c = chans.get(who)
+        if c is None:
+            return
+        sid = rng.randint(1, 2**31)
+        p = ua.CreateSubscriptionParameters(RequestedPublishingInterval=1000, RequestedLifetimeCount=10000,
+                                            RequestedMaxKeepAliveCount=3000, MaxNotificationsPerPublish=10000,
+                                            PublishingEnabled=True, Priority=0)
+        c.call(t, ua.CreateSubscriptionRequest(Parameters=p), ua.CreateSubscriptionResponse(
+            Parameters=ua.CreateSubscriptionResult(SubscriptionId=sid, RevisedPublishingInterval=1000,
+                                                   RevisedLifetimeCount=10000, RevisedMaxKeepAliveCount=3000)))
+        items = [ua.MonitoredItemCreateRequest(
+            ItemToMonitor=ua.ReadValueId(NodeId=node[n], AttributeId=ua.AttributeIds.Value),
+            MonitoringMode=ua.MonitoringMode.Reporting, RequestedParameters=ua.MonitoringParameters(
+                ClientHandle=200 + i, SamplingInterval=1000, QueueSize=1, DiscardOldest=True))
+            for i, n in enumerate(("Temperature", "Speed"))]
+        c.call(c.c.last + 0.005, ua.CreateMonitoredItemsRequest(Parameters=ua.CreateMonitoredItemsParameters(
+            SubscriptionId=sid, TimestampsToReturn=ua.TimestampsToReturn.Both, ItemsToCreate=items)),
+            ua.CreateMonitoredItemsResponse(Results=[ua.MonitoredItemCreateResult(
+                MonitoredItemId=i + 1, RevisedSamplingInterval=1000, RevisedQueueSize=1) for i in range(2)]))
+        c.subs[sid] = [0, c.c.last + 60 * minutes]
+        push(c.c.last + 0.002, "publish", who, sid)
+
+    def publish(t, who, sid):
+        c = chans.get(who)
+        if c is None or sid not in c.subs:
+            return
+        seqno, until = c.subs[sid]
+        acks = [ua.SubscriptionAcknowledgement(SubscriptionId=sid, SequenceNumber=seqno)] if seqno else []
+        wait = 1.0 * (1 + rng.uniform(-0.03, 0.03))
+        seqno += 1
+        c.subs[sid][0] = seqno
+        notif = ua.DataChangeNotification(MonitoredItems=[
+            ua.MonitoredItemNotification(ClientHandle=200 + i, Value=dv(value(n, t + wait), t + wait))
+            for i, n in enumerate(("Temperature", "Speed"))])
+        res = ua.PublishResult(SubscriptionId=sid, AvailableSequenceNumbers=[seqno], NotificationMessage=ua.NotificationMessage(
+            SequenceNumber=seqno, PublishTime=datetime.fromtimestamp(t + wait, timezone.utc).replace(tzinfo=None),
+            NotificationData=[notif]), Results=[ua.StatusCode()] * len(acks))
+        c.call(t, ua.PublishRequest(Parameters=ua.PublishParameters(SubscriptionAcknowledgements=acks)),
+               ua.PublishResponse(Parameters=res), latency=wait)
+        if c.c.last < until:
+            push(c.c.last + 0.001, "publish", who, sid)
+        else:
+            del c.subs[sid]
+            c.call(c.c.last + 0.01, ua.DeleteSubscriptionsRequest(Parameters=ua.DeleteSubscriptionsParameters(
+                SubscriptionIds=[sid])), ua.DeleteSubscriptionsResponse(Results=[ua.StatusCode()]))
+
+    def restart(t, who):
+        c = chans.pop(who, None)
+        if c is not None:
+            c.close(t)
+        push(t + 5.0, "connect", who)
+
+    push(t0 + rng.uniform(0, 1), "connect", "scada")
+    push(t0 + rng.uniform(0, 1), "connect", "hist")
+    for t in periodic(rng, t0 + 2, t1, lambda t: 2.0):
+        push(t, "read", "scada", ("Speed", "Temperature", "Setpoint"))
+    for t in periodic(rng, t0 + 2, t1, lambda t: 30.0):
+        push(t, "write", "scada", "Setpoint", round(rng.uniform(55, 65), 1))
+    for t in periodic(rng, t0 + 2, t1, lambda t: 10.0):
+        push(t, "read", "hist", ("Speed", "Temperature"))
+    for who in ("scada", "hist"):
+        for t in periodic(rng, t0 + 10, t1, lambda t: 10.0):
+            push(t, "read", who, ("State",))
+    for kind in OPC_RATES:
+        t = t0
+        while True:
+            t += rng.expovariate(20 / 3600)
+            if t >= t1 - 600:
+                break
+            if rng.random() >= OPC_RATES[kind][shift_of(t)] / 20:
+                continue
+            if kind == "screen":  # a second screen: motor state and speed every 3 s for a minute
+                for i in range(20):
+                    push(t + 3.0 * i, "read", "scada", ("MotorEnable", "Speed"))
+            elif kind == "restart":
+                push(t, "restart", "scada")
+            elif kind == "motor":  # switched off and on again 20 s later
+                push(t, "write", "scada", "MotorEnable", False)
+                push(t + 20.0, "write", "scada", "MotorEnable", True)
+            elif kind == "trend":
+                push(t, "trend", "scada", rng.uniform(2, 10))
+            else:
+                for i in range(3):
+                    push(t + rng.uniform(1.5, 4.0) * i, "browse", "scada", i)
+    for b in shift_boundaries(t0, t1):  # a new operator logs in at the SCADA
+        push(b + rng.uniform(0, 120), "restart", "scada")
+
+    while events:
+        t, _, (kind, *a) = heapq.heappop(events)
+        if t >= t1:
+            continue
+        if kind == "connect":
+            connect(t, a[0])
+        elif kind == "read":
+            read(t, *a)
+        elif kind == "write":
+            write(t, *a)
+        elif kind == "restart":
+            restart(t, a[0])
+        elif kind == "trend":
+            trend(t, *a)
+        elif kind == "publish":
+            publish(t, *a)
+        elif kind == "browse":
+            browse(t, *a)
+    for c in chans.values():
+        c.close(t1)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-o", "--out", required=True, help="pcap to write (.gz: gzip)")
-    ap.add_argument("--protocol", choices=("modbus", "mqtt"), default="modbus")
+    ap.add_argument("--protocol", choices=("modbus", "mqtt", "opcua"), default="modbus")
     ap.add_argument("--hours", type=float, default=24.0, help="plant hours (default 24)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--start", default="2025-03-10T00:00:00",
@@ -491,7 +848,7 @@ def main(argv=None) -> int:
     rng = random.Random(f"{a.protocol}:{a.seed}")
     wire = Wire()
     # absolute plant time so that shifts fall on the hours of the day
-    (modbus if a.protocol == "modbus" else mqtt)(wire, rng, start, start + a.hours * 3600)
+    {"modbus": modbus, "mqtt": mqtt, "opcua": opcua}[a.protocol](wire, rng, start, start + a.hours * 3600)
     out = Path(a.out)
     n = wire.write(out, 0.0)
     Path(str(out) + ".labels.csv").write_text("start,end,src,dst,attack,note\n")
