@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+import ids.detect.ml.adapters  # noqa: F401 - registers each protocol's view (run alone, nothing else imports it)
 from ids.protocols.modbus.ml import modbus_view
 from ids.detect.ml.features import (NS, ProfileBuilder, Windower, WindowSpec, _window_features,
                                     profiles_from_json)
