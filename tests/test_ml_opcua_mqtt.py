@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PCAPS, need, run_cli
+from conftest import CORPUS, PCAPS, need, run_cli
 
 ML = PCAPS / "ml"
 
@@ -29,10 +29,24 @@ EXPECTED = {
 }
 
 
+MODELS: dict[str, Path] = {}  # protocol -> the fixture's model directory
+
+#: Public captures nobody here made (../shared/corpus, MANIFEST.md): the longest MQTT ones (suricata-verify,
+#: nDPI, Zeek, EmreEkin) and every OPC UA one. Their clients and servers are all absent from training.
+PUBLIC = {
+    "mqtt": ["ndpi/pcap/coap_mqtt.pcap", "ndpi/pcap/mqtt.pcap", "collections/EmreEkin-ICS-Pcaps/MQTT/mqtt_user_credentials.pcap",
+             "zeek/Traces/mqtt.pcap", "suricata-verify/mqtt-limit-2/input.pcap",
+             "suricata-verify/mqtt-events-missing-connect/input.pcap"],
+    "opcua": ["ndpi/pcap/opc-ua.pcap", "collections/EmreEkin-ICS-Pcaps/OPC-UA/opycua_share.pcap",
+              "collections/ITI-ICS-Security-Tools/pcaps/OPC/opc-ua-ap-method-wireshark-freeze.pcap"],
+}
+
+
 @pytest.fixture(scope="module", params=sorted(EXPECTED))
 def result(request, tmp_path_factory):
     proto = request.param
     d = tmp_path_factory.mktemp(f"ml-{proto}")
+    MODELS[proto] = d / "model"
     train = run_cli("train", str(need(ML / f"{proto}-train.pcap.gz")), "-o", str(d / "model"))
     out = d / "eval.json"
     run_cli("eval", str(need(ML / f"{proto}-test.pcap.gz")), "--labels", str(need(ML / f"{proto}-test.labels.csv")),
@@ -83,3 +97,22 @@ def test_training_is_reproducible(result, tmp_path):
     line = [x for x in out.splitlines() if x.startswith("threshold")]
     assert line and line == [x for x in again.splitlines() if x.startswith("threshold")]
     assert out.split()[1] == again.split()[1]  # "model <id> ..."
+
+
+def test_public_captures_unknown_pairs_never_stream(result, tmp_path):
+    """#18: a public capture nobody here made, scored with the model: its pairs are absent from training, so
+    the ML abstains once per pair (or, for a known server, alerts once against a stand-in); never a stream,
+    never an anomalous-window alert beyond one per pair."""
+    proto = result[0]
+    per_pair: dict[tuple, int] = {}
+    for rel in PUBLIC[proto]:
+        out = tmp_path / "a.ndjson"
+        run_cli("analyze", str(need(CORPUS / rel)), "--model", str(MODELS[proto]), "-o", str(out), "-q")
+        for line in out.read_text().splitlines():
+            a = json.loads(line)
+            if a["otids"]["alert"]["detector"] == "ml":
+                key = (rel, a["source"]["ip"], a["destination"]["ip"])
+                per_pair[key] = per_pair.get(key, 0) + 1
+    assert all(n == 1 for n in per_pair.values()), per_pair
+    if proto == "mqtt":  # two of them last longer than the first windows: each unknown pair says so once
+        assert len(per_pair) == 2, per_pair
