@@ -49,7 +49,57 @@ class ShardTable(FlowTable):
     def _emit(self, ev) -> None:
         self.seq += 1
         c = self.cur
-        self.out.append(((c[0], c[1], c[2], self.seq), ev))
+        self.out.append(((c[0], c[1], c[2], self.seq), ev, None))
+
+    def offload(self, engine, det, types, send_all: bool) -> None:
+        """Run `det`'s checks of `types` here (ids.parallel.offload) and send an event only when the parent
+        needs it: an event sink (`send_all`) or a detector of the parent's is routed to it; else count it."""
+        from .offload import Inserted
+        self.det = det
+        self.types = types
+        self.engine = engine
+        self.send_all = send_all
+        self.plans: dict = {}
+        self.counts: dict = {}  # (dataset, label) -> events counted here, not sent
+        self.inserted = Inserted(det.limiter)
+        self.lim_entries = det.limiter.entries
+        self.lim_max = det.limiter.max_keys
+        self.emit = self._emit_plan
+
+    def _plan(self, t: type) -> tuple:
+        from .offload import parent_route
+        internal = getattr(t, "internal", False) is True
+        check = self.det.on_event if t in self.types else None
+        route = parent_route(self.engine, self.det, t) if check is not None else self.engine._route(t)
+        p = self.plans[t] = (check, bool(route) or (self.send_all and not internal), not internal)
+        return p
+
+    def _emit_plan(self, ev) -> None:
+        self.seq += 1
+        c = self.cur
+        key = (c[0], c[1], c[2], self.seq)
+        p = self.plans.get(type(ev))
+        if p is None:
+            p = self._plan(type(ev))
+        check, send, count = p
+        alerts = None
+        if check is not None:
+            ent = self.lim_entries
+            n = len(ent)
+            if n < self.lim_max:  # Inserted.call, inlined: this runs for most events
+                alerts = check(ev)
+                if len(ent) != n:
+                    self.inserted.grew(n, key)
+            else:
+                alerts = self.inserted.call(check, ev, key)
+        if send:
+            self.out.append((key, ev, alerts))
+            return
+        if count:
+            k = (ev.dataset, ev.label)
+            self.counts[k] = self.counts.get(k, 0) + 1
+        if alerts:
+            self.out.append((key, None, alerts))
 
     def detach(self, flow, ts: int, reason: str) -> None:
         if flow.app and flow not in self.violated:
