@@ -14,7 +14,6 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
-import struct
 import sys
 import time
 from operator import itemgetter
@@ -29,9 +28,6 @@ from .shard import END, NS, STEP_NOTICE, STEP_PACKET, STEP_WATERMARK, Router, Sh
 BATCH_EVENTS = 2048  # events per message to the parent
 BATCH_PACKETS = 8192  # packets after which a worker sends what it has (at least a watermark)
 PIPE_BYTES = 1 << 20  # pipe capacity asked for: workers run ahead of the merge by about this much
-#: The fields of Decoder.decode's fast-path test (EtherType, version/IHL, total length, fragment bits,
-#: protocol, addresses, ports, TCP data offset): another worker's packet is told apart without decoding it
-FAST_TCP = struct.Struct("!12xHBxH2xH1xB2x4s4sHH8xB")
 
 
 class WorkerFailed(UserError):
@@ -90,8 +86,7 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
                 table.emit(FlowNotice(nts or ts, action, None, None, details))
         notices.clear()
 
-    fast = FAST_TCP.unpack_from
-    tcp_owner = router.tcp_owner
+    frame_owner = router.frame_owner
     st = decoder.stats
     own_checked = own_bad = 0  # fast-path packets left to others; checksums of the ones kept
     i = 0
@@ -109,31 +104,25 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
         try:
             for ts, lt, data in reader.packets():
                 i += 1
-                if lt == 1 and not decoder.auto and len(data) >= 54:
+                if lt == 1 and not decoder.auto and (w := frame_owner(data)) >= 0:
                     # Decoder.decode's fast path (untagged Ethernet, IPv4 without options, unfragmented TCP):
                     # a packet that takes it always decodes, so another worker's needs only counting and the
                     # clock. Once checksum auto-detection has settled, nothing else of the decoder's state
                     # depends on it; before, every worker decodes every packet.
-                    et, vhl, tot, frag, proto, src, dst, sport, dport, off = fast(data)
-                    if et == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF \
-                            and 20 <= (off >> 4) * 4 <= tot - 20 and 14 + tot <= len(data):
-                        if tcp_owner(src, dst, sport, dport) != wid:
-                            st.packets += 1
-                            st.bytes += len(data)
-                            if ts >= table.next_sweep:
-                                table.cur = (i, 0, 0)
-                                table.sweep_or_start(ts)
-                            if len(out) >= BATCH_EVENTS or not i % BATCH_PACKETS:
-                                flush(i)
-                            continue
-                        c0, b0 = st.checksum_checked, st.bad_checksum
-                        p = decode(ts, lt, data)
-                        own_checked += st.checksum_checked - c0
-                        own_bad += st.bad_checksum - b0
-                        mine = True
-                    else:
-                        p = decode(ts, lt, data)
-                        mine = False
+                    if w != wid:
+                        st.packets += 1
+                        st.bytes += len(data)
+                        if ts >= table.next_sweep:
+                            table.cur = (i, 0, 0)
+                            table.sweep_or_start(ts)
+                        if len(out) >= BATCH_EVENTS or not i % BATCH_PACKETS:
+                            flush(i)
+                        continue
+                    c0, b0 = st.checksum_checked, st.bad_checksum
+                    p = decode(ts, lt, data)
+                    own_checked += st.checksum_checked - c0
+                    own_bad += st.bad_checksum - b0
+                    mine = True
                 else:
                     p = decode(ts, lt, data)
                     mine = False
