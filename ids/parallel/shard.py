@@ -20,7 +20,7 @@ try:
 except ImportError:
     from .. import _cy as cython
 
-from ..flow.table import FlowTable
+from ..flow.table import SWEEP_EXPIRE, SWEEP_GARBAGE, FlowTable
 
 NS = 1_000_000_000
 END = 1 << 62  # packet index of the end of input: after every packet
@@ -54,6 +54,7 @@ class ShardTable(FlowTable):
         self.vrank: dict = {}  # violated flow -> its rank in one process's violated dict (when it was detached)
         self.talker_rank: dict = {}  # talker key -> key of the emission that created it (summary order)
         self.emit = self._emit
+        self.sweep_at = self._sweep_at
 
     def _emit(self, ev) -> None:
         self.seq += 1
@@ -125,38 +126,18 @@ class ShardTable(FlowTable):
             self.talker_rank[next(reversed(self.talkers))] = (c[0], c[1], c[2], self.seq)
 
     def sweep(self, now: int) -> None:
-        """FlowTable.sweep, with each flow's emissions keyed by its step and id."""
-        cfg = self.cfg
-        self.next_sweep = now + cfg.sweep_interval * NS
-        idle_tcp, idle_udp, linger = cfg.tcp_idle_timeout * NS, cfg.udp_idle_timeout * NS, cfg.closed_linger * NS
+        """FlowTable.sweep, with each flow's emissions keyed by its pass, table and id (_sweep_at)."""
         i = self.cur[0]
-        dead = []
-        for t, table in enumerate((self.tcp, self.udp, self.other)):
-            for key, (f, is_c) in table.items():
-                if not is_c:
-                    continue
-                age = now - f.last_ts
-                if f.closed:
-                    if age > linger:
-                        dead.append((t, f))
-                elif age > (idle_tcp if f.proto == 6 else idle_udp):
-                    dead.append((t, f))
-                elif f.session is not None:
-                    self.cur = (i, STEP_EXPIRE + t, f.flow_id)
-                    try:
-                        f.session.expire(now)
-                    except Exception as e:  # noqa: BLE001
-                        self.session_error(f, now, "expire", e)
-        if self.violated:
-            for f in list(self.violated):
-                self.cur = (i, STEP_GARBAGE, self.vrank.get(f, 0))
-                self._garbage(f, now)
-        for t, f in dead:
-            self.cur = (i, STEP_REMOVE + t, f.flow_id)
-            if not f.closed:
-                self.stats["flows_timed_out"] += 1
-            self._remove(f, now, "timeout")
+        super().sweep(now)
         self.cur = (i, STEP_PACKET, 0)
+
+    def _sweep_at(self, what: int, f) -> None:
+        i = self.cur[0]
+        if what == SWEEP_GARBAGE:
+            self.cur = (i, STEP_GARBAGE, self.vrank.get(f, 0))
+        else:
+            t = 0 if f.proto == 6 else 1 if f.proto == 17 else 2  # its table: tcp, udp, other
+            self.cur = (i, (STEP_EXPIRE if what == SWEEP_EXPIRE else STEP_REMOVE) + t, f.flow_id)
 
     def _close(self, flow, ts: int) -> None:
         super()._close(flow, ts)
