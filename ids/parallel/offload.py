@@ -5,7 +5,8 @@ The anomaly detector's checks of protocol records (ModbusTransaction, OpcuaMessa
 per host pair: the re-alert limiter by (rule, client, server), the flood windows by (rule, client, server),
 Modbus exception shares by (client, server). Every record of one pair comes from one worker (ids.parallel.shard
 routes by host pair; MQTT by broker), so a worker that runs these checks on its own records, in its own
-emission order, reaches exactly the state and the alerts one process reaches. The alerts travel to the parent
+emission order, reaches exactly the state and the alerts one process reaches. MQTT's records are the exception
+(routed by broker on its dissected ports, by pair elsewhere): the parent checks them, as before. The alerts travel to the parent
 keyed like the event they belong to and are written there (filters, counters, sinks, observers) before the
 parent's own detectors see the event, which is where the anomaly detector, first in the engine, puts them.
 
@@ -33,7 +34,12 @@ def offloaded(engine):
     if not isinstance(d, AnomalyDetector) or type(d).flush is not AnomalyDetector.flush \
             or getattr(d, "accepts", None) is not None:
         return None, frozenset()
-    return d, frozenset(d.checks)
+    # Records of MQTT's dissected ports come from the worker of their broker, the same pair's records on any
+    # other port from the worker of the pair: their per-pair state is only whole in the parent, so they stay there.
+    return d, frozenset(t for t in d.checks if not t.__module__.startswith(BROKER_ROUTED))
+
+
+BROKER_ROUTED = "ids.protocols.mqtt"  # ids.parallel.shard.Router routes these flows by broker, not by pair
 
 
 def parent_route(engine, d, t: type) -> tuple:
