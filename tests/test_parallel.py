@@ -54,6 +54,13 @@ def _outputs(paths: list[str], n: int, out: Path, analyze_only: bool = False) ->
     for p in (a, e, j, b):
         p.unlink(missing_ok=True)
     res: dict[str, object] = {}
+    # without an event sink, workers send only what the parent's detectors need (ids/parallel/offload.py)
+    res["analyze, alerts only"] = _run(["analyze", *paths, "-o", str(a), "--rules", "rules",
+                                        "--lists", "pcaps/modbus-demo.lists.yml", "--registry",
+                                        "pcaps/auth-registry.yaml", "--workers", str(n)])
+    res["alerts only"] = a.read_bytes() if a.exists() else None
+    res["plain analyze"] = _run(["analyze", *paths, "-o", str(a), "--workers", str(n)])
+    res["plain alerts"] = a.read_bytes() if a.exists() else None
     res["analyze"] = _run(["analyze", *paths, "-o", str(a), "--events", str(e), "--rules", "rules",
                            "--lists", "pcaps/modbus-demo.lists.yml", "--registry", "pcaps/auth-registry.yaml",
                            "--workers", str(n)])

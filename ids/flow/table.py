@@ -27,6 +27,7 @@ from .budget import Pool, trim_oldest
 from .tcp import Stream
 
 NS = 1_000_000_000
+SWEEP_EXPIRE, SWEEP_GARBAGE, SWEEP_REMOVE = 0, 1, 2  # FlowTable.sweep's passes, for its sweep_at hook
 PROBE_LIMIT = 1024  # bytes per direction looked at before a flow is declared unknown
 MAX_HOSTS = 1 << 18  # addresses kept for the summary's host count (spoofed floods stop here: 1M held 70 MB)
 #: What one talker-table entry holds (key tuple, two address bytes, counter list, dict slot), tracemalloc
@@ -109,6 +110,7 @@ class FlowTable:
         self.nflows = 0
         self.live = 0
         self.next_sweep = -1  # capture time of the next timeout sweep; -1 until the first packet
+        self.sweep_at = None  # sweep_at(pass, flow) before each flow's part of a sweep (SWEEP_*), if set
         self.report_checksums = verify_checksums
         self.talkers: dict[tuple, list[int]] = {}
         self.hosts: set[bytes] = set()  # unicast IP addresses seen in any flow (summary), up to MAX_HOSTS
@@ -601,6 +603,7 @@ class FlowTable:
         self.next_sweep = now + cfg.sweep_interval * NS
         idle_tcp, idle_udp, linger = cfg.tcp_idle_timeout * NS, cfg.udp_idle_timeout * NS, cfg.closed_linger * NS
         dead = []
+        at = self.sweep_at  # None in one process; ids.parallel.shard keys each flow's emissions by it
         for table in (self.tcp, self.udp, self.other):
             for key, (f, is_c) in table.items():
                 if not is_c:
@@ -612,14 +615,20 @@ class FlowTable:
                 elif age > (idle_tcp if f.proto == 6 else idle_udp):
                     dead.append(f)
                 elif f.session is not None:
+                    if at is not None:
+                        at(SWEEP_EXPIRE, f)
                     try:
                         f.session.expire(now)
                     except Exception as e:  # noqa: BLE001
                         self.session_error(f, now, "expire", e)
         if self.violated:
             for f in list(self.violated):
+                if at is not None:
+                    at(SWEEP_GARBAGE, f)
                 self._garbage(f, now)
         for f in dead:
+            if at is not None:
+                at(SWEEP_REMOVE, f)
             if not f.closed:
                 self.stats["flows_timed_out"] += 1
             self._remove(f, now, "timeout")

@@ -14,7 +14,6 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
-import struct
 import sys
 import time
 from operator import itemgetter
@@ -23,14 +22,12 @@ from ..capture import open_capture
 from ..errors import CaptureError, UserError
 from ..events import FlowNotice
 from ..protocols import DISSECTED
+from .offload import Inserted, offloaded, parent_route
 from .shard import END, NS, STEP_NOTICE, STEP_PACKET, STEP_WATERMARK, Router, ShardTable
 
 BATCH_EVENTS = 2048  # events per message to the parent
 BATCH_PACKETS = 8192  # packets after which a worker sends what it has (at least a watermark)
 PIPE_BYTES = 1 << 20  # pipe capacity asked for: workers run ahead of the merge by about this much
-#: The fields of Decoder.decode's fast-path test (EtherType, version/IHL, total length, fragment bits,
-#: protocol, addresses, ports, TCP data offset): another worker's packet is told apart without decoding it
-FAST_TCP = struct.Struct("!12xHBxH2xH1xB2x4s4sHH8xB")
 
 
 class WorkerFailed(UserError):
@@ -65,6 +62,9 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
     config = run.config
     table = ShardTable(config, DISSECTED, None, verify_checksums=config.decode.checksums == "on")
     run.table = table
+    det, types = offloaded(run.engine)
+    if det is not None:
+        table.offload(run.engine, det, types, bool(run.engine.event_sinks))
     router = Router(n, broker_ports(config))
     owner = router.owner
     decoder = run.decoder
@@ -76,7 +76,7 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
     dumps = pickle.dumps
 
     def flush(i: int) -> None:
-        out.append(((i, STEP_WATERMARK, 0, 0), None))
+        out.append(((i, STEP_WATERMARK, 0, 0), None, None))
         send(dumps(("b", out), 5))
         out.clear()
 
@@ -86,8 +86,7 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
                 table.emit(FlowNotice(nts or ts, action, None, None, details))
         notices.clear()
 
-    fast = FAST_TCP.unpack_from
-    tcp_owner = router.tcp_owner
+    frame_owner = router.frame_owner
     st = decoder.stats
     own_checked = own_bad = 0  # fast-path packets left to others; checksums of the ones kept
     i = 0
@@ -105,31 +104,25 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
         try:
             for ts, lt, data in reader.packets():
                 i += 1
-                if lt == 1 and not decoder.auto and len(data) >= 54:
+                if lt == 1 and not decoder.auto and (w := frame_owner(data)) >= 0:
                     # Decoder.decode's fast path (untagged Ethernet, IPv4 without options, unfragmented TCP):
                     # a packet that takes it always decodes, so another worker's needs only counting and the
                     # clock. Once checksum auto-detection has settled, nothing else of the decoder's state
                     # depends on it; before, every worker decodes every packet.
-                    et, vhl, tot, frag, proto, src, dst, sport, dport, off = fast(data)
-                    if et == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF \
-                            and 20 <= (off >> 4) * 4 <= tot - 20 and 14 + tot <= len(data):
-                        if tcp_owner(src, dst, sport, dport) != wid:
-                            st.packets += 1
-                            st.bytes += len(data)
-                            if ts >= table.next_sweep:
-                                table.cur = (i, 0, 0)
-                                table.sweep_or_start(ts)
-                            if len(out) >= BATCH_EVENTS or not i % BATCH_PACKETS:
-                                flush(i)
-                            continue
-                        c0, b0 = st.checksum_checked, st.bad_checksum
-                        p = decode(ts, lt, data)
-                        own_checked += st.checksum_checked - c0
-                        own_bad += st.bad_checksum - b0
-                        mine = True
-                    else:
-                        p = decode(ts, lt, data)
-                        mine = False
+                    if w != wid:
+                        st.packets += 1
+                        st.bytes += len(data)
+                        if ts >= table.next_sweep:
+                            table.cur = (i, 0, 0)
+                            table.sweep_or_start(ts)
+                        if len(out) >= BATCH_EVENTS or not i % BATCH_PACKETS:
+                            flush(i)
+                        continue
+                    c0, b0 = st.checksum_checked, st.bad_checksum
+                    p = decode(ts, lt, data)
+                    own_checked += st.checksum_checked - c0
+                    own_bad += st.bad_checksum - b0
+                    mine = True
                 else:
                     p = decode(ts, lt, data)
                     mine = False
@@ -176,6 +169,8 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
         "flow_stats": table.stats, "hosts": table.hosts,
         "talkers": [(tk.get(k, (0,)), k, v) for k, v in table.talkers.items()],
         "cpu": sum(os.times()[:2]), "own_checksums": (own_checked, own_bad),
+        "counts": table.counts if det is not None else {},
+        "pending": table.inserted.pending() if det is not None else [],
     }
     send(dumps(("end", result), 5))
 
@@ -205,6 +200,7 @@ class Parallel:
         self.n = workers
         self.procs: list = []
         self.results: list = [None] * workers
+        self.inserted = None  # the parent's anomaly limiter, when the workers run the record checks
 
     def _stream(self, wid: int, conn):
         proc = self.procs[wid]
@@ -247,10 +243,27 @@ class Parallel:
                 w.close()  # only the worker holds the write end: its death is our EOF
                 self.procs.append(p)
                 conns.append(r)
-            on_event = run.engine.on_event
-            for _key, ev in heapq.merge(*(self._stream(w, c) for w, c in enumerate(conns)), key=itemgetter(0)):
-                if ev is not None:
-                    on_event(ev)
+            engine = run.engine
+            on_event = engine.on_event
+            alert = engine._alert
+            det, types = offloaded(engine)
+            self.inserted = None
+            merged = heapq.merge(*(self._stream(w, c) for w, c in enumerate(conns)), key=itemgetter(0))
+            if det is None:
+                for _key, ev, _alerts in merged:
+                    if ev is not None:
+                        on_event(ev)
+            else:
+                for t in types:  # their anomaly checks ran in the workers
+                    engine._routes[t] = parent_route(engine, det, t)
+                call = (ins := Inserted(det.limiter)).call
+                self.inserted = ins
+                for key, ev, alerts in merged:
+                    if alerts:
+                        for a in alerts:
+                            alert(a)
+                    if ev is not None:
+                        call(on_event, ev, key)
             for p in self.procs:
                 p.join()
         finally:
@@ -261,11 +274,30 @@ class Parallel:
             for c in conns:
                 c.close()
         self._merge()
-        run.engine.flush(run.last_ts)
+        self._flush(run.last_ts)
         run.elapsed += time.perf_counter() - t0
         run.worker_cpu = [r["cpu"] for r in self.results]  # seconds per worker (otids bench, docs/PERFORMANCE.md)
         if os.environ.get("OTIDS_WORKER_CPU"):
             print(f"workers cpu {run.worker_cpu} parent cpu {sum(os.times()[:2]):.1f}", file=sys.stderr)
+
+    def _flush(self, ts: int) -> None:
+        """Engine.flush, with the anomaly detector's held-back repeats of every process in one limiter's order."""
+        engine = self.run_.engine
+        if self.inserted is None:
+            engine.flush(ts)
+            return
+        det = engine.detectors[0]
+        for d in engine.detectors:
+            if d is det:
+                held = self.inserted.pending()
+                for r in self.results:
+                    held += r["pending"]
+                held.sort(key=itemgetter(0))
+                alerts = [det._repeat(k[0], e, ts) for _at, k, e in held]
+            else:
+                alerts = d.flush(ts) or ()
+            for a in alerts:
+                engine._alert(a)
 
     def _merge(self) -> None:
         """The run's figures from the workers': reading and decoding were done by all (worker 0's stand for
@@ -290,6 +322,10 @@ class Parallel:
             for k, v in r["flow_stats"].items():
                 table.stats[k] = table.stats.get(k, 0) + v
             table.hosts |= r["hosts"]
+        events = self.run_.engine.events
+        for r in self.results:  # events the workers counted without sending
+            for k, v in r["counts"].items():
+                events[k] += v
         talkers = sorted((t for r in self.results for t in r["talkers"]), key=itemgetter(0))
         for _rank, k, v in talkers:
             t = table.talkers.get(k)
