@@ -77,7 +77,8 @@ class Charged(dict):
     def __setitem__(self, key, value) -> None:
         pool = self.pool
         if pool is None:
-            return dict.__setitem__(self, key, value)
+            dict.__setitem__(self, key, value)
+            return
         old = dict.get(self, key, _MISSING)
         if old is not _MISSING:
             pool.give(self.cost(old))
