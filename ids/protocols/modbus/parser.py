@@ -25,18 +25,23 @@ _chain = chain.from_iterable
 _BITS = [tuple(bool(b >> i & 1) for i in range(8)) for b in range(256)]
 
 MALFORMED = "malformed_pdu"
-_new = tuple.__new__
+try:
+    import cython  # compiled: the record builder below is cimported (parser.pxd)
+except ImportError:
+    from ... import _cy as cython
+if not cython.compiled:
+    from ..._records import new_record
 
 
 def _req(address=None, quantity=None, values=None, sub_function=None, details=None) -> ModbusRequest:
     """ModbusRequest(...) without the NamedTuple's generated __new__ (Python code, even when this module
     is compiled): one record per request on the hot path."""
-    return _new(ModbusRequest, (address, quantity, values, sub_function, details))
+    return new_record(ModbusRequest, (address, quantity, values, sub_function, details))
 
 
 def _resp(address=None, quantity=None, values=None, sub_function=None, details=None) -> ModbusResponse:
     """ModbusResponse(...), as _req."""
-    return _new(ModbusResponse, (address, quantity, values, sub_function, details))
+    return new_record(ModbusResponse, (address, quantity, values, sub_function, details))
 
 
 def _regs(buf: bytes, off: int, n: int, cap: int) -> tuple:

@@ -3,6 +3,7 @@
 # looking each up by name. Every field stays a Python object (no C integer overflow); the .py's __slots__
 # name the same fields for the pure-Python module.
 from ids.flow.budget cimport Charged
+from ids._records cimport new_record
 
 cdef class ModbusSession:
     cdef public object sc, emit, buf, valid, bad, resync, cap, max_pending, timeout, ctx

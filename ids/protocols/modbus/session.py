@@ -15,6 +15,8 @@ try:
     import cython  # C types for the compiled path (setup.py); no-ops when this runs as Python
 except ImportError:
     from ... import _cy as cython
+if not cython.compiled:  # compiled, the C version is cimported (session.pxd)
+    from ..._records import new_record
 
 from ...flow.budget import Charged
 from .messages import ModbusRequest, ModbusResponse, ModbusTransaction
@@ -35,7 +37,6 @@ def _pending_cost(p) -> int:
     vals = getattr(req, "values", None) if req is not None else None
     return 270 + 8 * len(vals) if vals else 260
 _FUNCTION_NAMES = [function_name(f) for f in range(128)]  # per transaction: a list index, not a call
-_new = tuple.__new__  # builds the event without the NamedTuple constructor's argument handling
 #: A flow picked up mid-stream is declared "not Modbus" after this many broken headers with no good one.
 VIOLATION_LIMIT = 3
 _BAD_LENGTH = ("malformed_mbap", "bad_length")
@@ -255,7 +256,7 @@ class ModbusSession:
         ctx = self.ctx
         if ctx is None:
             ctx = self.ctx = self.sc.context
-        self.emit(_new(ModbusTransaction, (ts, ctx, tid, unit, fc, name, req, resp, exc,
+        self.emit(new_record(ModbusTransaction, (ts, ctx, tid, unit, fc, name, req, resp, exc,
                                            exception_name(exc) if exc is not None else None, anomalies, rts)))
 
     def _unanswered(self, p, tid, extra=()) -> None:
