@@ -189,11 +189,13 @@ class Decoder:
                     elif self.auto:
                         self._auto_check()
                 if cython.compiled and type(data) is bytes:
+                    # b[i:j]: bytes made straight from the frame's memory (no slice object); in bounds by
+                    # the test above. The same bytes as data[i:j].
                     return new_record(Packet, (
-                        ts, 6, data[26:30], data[30:34], b[34] << 8 | b[35], b[36] << 8 | b[37],
+                        ts, 6, b[26:30], b[30:34], b[34] << 8 | b[35], b[36] << 8 | b[37],
                         cython.cast(cython.uint, b[38]) << 24 | b[39] << 16 | b[40] << 8 | b[41],
                         cython.cast(cython.uint, b[42]) << 24 | b[43] << 16 | b[44] << 8 | b[45],
-                        b[47], data[34 + thl:end], data[6:12], data[0:6], None, bad, tot))
+                        b[47], b[34 + thl:end], b[6:12], b[0:6], None, bad, tot))
                 return new_record(Packet, (ts, 6, src, dst, sport, dport, seq, ack, flags, data[34 + thl:end],
                                             smac, dmac, None, bad, tot))
         return self._decode_slow(ts, linktype, data)
