@@ -148,7 +148,10 @@ class FlowTable:
     @cython.locals(flow=Flow, stream=Stream, other=Stream, d=cython.Py_ssize_t, n=cython.Py_ssize_t)
     def _tcp(self, p: Packet, ts: int) -> None:
         # One unpack, not ten reads; compiled, by index as the tuple a Packet is (no iterator)
-        _, _, src, dst, sport, dport, pseq, pack, flags, payload, _, _, vlan, bad, iplen = cython.cast(tuple, p)
+        if cython.compiled:
+            _, _, src, dst, sport, dport, pseq, pack, flags, payload, _, _, vlan, bad, iplen = cython.cast(tuple, p)
+        else:
+            _, _, src, dst, sport, dport, pseq, pack, flags, payload, _, _, vlan, bad, iplen = p
         key = (src, dst, sport, dport, vlan)
         hit = self.tcp.get(key)
         if hit is None or (hit[0].closed and flags & SYN and not flags & ACK):
