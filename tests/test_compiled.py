@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -108,6 +110,63 @@ def test_checksum_sum_matches_big_integer_path():
             if (len(data) - start) & 1:
                 v <<= 8
             assert _sum_mod(data, start, len(data)) == v % 0xFFFF, (data[:8], start)
+
+
+def test_modbus_value_readers_match_the_pure_definitions_at_the_edges():
+    """The compiled parser reads registers and coils from the bytes (ids/protocols/modbus/parser.py); the
+    pure path uses struct and the bit table. Same values and value types, same errors (short buffers, odd
+    counts and offsets), over random small buffers and arguments at and past the edges."""
+    import random
+    import struct
+    from itertools import chain
+
+    from ids.protocols.modbus import parser as P
+    bits = [tuple(bool(b >> i & 1) for i in range(8)) for b in range(256)]
+
+    def regs(buf, off, n, cap):
+        return struct.unpack_from(f">{min(n, cap)}H", buf, off)
+
+    def coils(buf, off, nbytes, count, cap):
+        n = min(count, cap)
+        return tuple(chain.from_iterable(map(bits.__getitem__, buf[off:off + min(nbytes, (n + 7) >> 3)])))[:n]
+
+    def outcome(f, *a):
+        try:
+            v = f(*a)
+        except Exception as e:  # noqa: BLE001 - the error's type is what is compared
+            return "error", type(e)
+        return "ok", v, tuple(type(x) for x in v)
+    rnd = random.Random(3)
+    for _ in range(20000):
+        buf = bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 12)))
+        a = (buf, rnd.randrange(-2, 8), rnd.randrange(-2, 8), rnd.randrange(0, 8))
+        assert outcome(P._regs, *a) == outcome(regs, *a), a
+        a = (buf, rnd.randrange(-2, 8), rnd.randrange(-2, 14), rnd.randrange(-3, 70), rnd.randrange(1, 70))
+        assert outcome(P._coils, *a) == outcome(coils, *a), a
+
+
+def test_charged_table_counts_every_way_in_and_out():
+    """Charged (ids/flow/budget.py) reaches its dict through the C API when compiled: the pool's count is
+    the sum of what the table holds after replacing, deleting and popping, and a refused charge says so."""
+    from ids.flow.budget import Charged, Pool
+    pool = Pool("t", 100)
+    t = Charged(pool, len)
+    t[1] = "aaaa"
+    t[2] = "bb"
+    t[1] = "c"  # replaced: the old value's bytes given back
+    assert dict(t) == {1: "c", 2: "bb"} and pool.used == 3 and not t.take_over()
+    del t[2]
+    assert t.pop(1) == "c" and t.pop(9, None) is None and pool.used == 0 and not t
+    with pytest.raises(KeyError):
+        t.pop(9)
+    with pytest.raises(KeyError):
+        del t[9]
+    t[3] = "x" * 101
+    assert t.take_over() and not t.take_over() and pool.hits == 1 and pool.used == 101
+    free = Charged(None, len)
+    free[1] = "abc"
+    del free[1]
+    assert not free and pool.used == 101
 
 
 def test_runs_without_cython_installed(tmp_path):

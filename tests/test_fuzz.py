@@ -43,18 +43,21 @@ def test_seeds_run_clean():
 
 def test_harness_finds_a_session_exception():
     """The harness must see what the flow table's guard hides in production: a raising session."""
+    import dataclasses
+
     from fuzz import harnesses as hs
     from ids.protocols.modbus import session as mb
-    orig = mb.ModbusSession.data
 
-    def boom(self, *a):
-        raise IndexError("planted")
-    mb.ModbusSession.data = boom
+    class Boom(mb.ModbusSession):  # planted through the registry: the compiled class's methods are read-only
+        def data(self, *a):
+            raise IndexError("planted")
+    orig = hs.PROTOCOLS["modbus"]
+    hs.PROTOCOLS["modbus"] = dataclasses.replace(orig, session=Boom)
     try:
         with pytest.raises(IndexError, match="planted"):
             hs.session_modbus(b"\x00" + hs.encode_record(False, b"\x00\x01\x00\x00\x00\x06\x01\x03\x00\x00\x00\x01"))
     finally:
-        mb.ModbusSession.data = orig
+        hs.PROTOCOLS["modbus"] = orig
 
 
 def test_atheris_smoke_run_of_every_harness(tmp_path):

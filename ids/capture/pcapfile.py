@@ -144,7 +144,11 @@ class PcapReader(CaptureReader):
                 if nxt > end:
                     break
                 self.packets_read += 1
-                yield (sec * 1_000_000_000 + frac * mult, linktype, buf[pos + 16:nxt])
+                if cython.compiled:  # the record's bytes made straight from the buffer (in bounds: nxt <= end)
+                    b = buf
+                    yield (sec * 1_000_000_000 + frac * mult, linktype, b[pos + 16:nxt])
+                else:
+                    yield (sec * 1_000_000_000 + frac * mult, linktype, buf[pos + 16:nxt])
                 pos = nxt
             self.offset = base + pos
             if eof:

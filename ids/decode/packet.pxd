@@ -1,5 +1,7 @@
 # Cython declarations augmenting packet.py (compiled path, setup.py): the decoder and its counters become
 # extension types read from the struct. Fields stay Python objects (no C integer overflow).
+from ids._records cimport new_record
+
 cdef class DecodeStats:
     cdef public object packets, bytes, not_ip, not_tcp_udp, malformed, truncated, bad_checksum, fragments
     cdef public object linktype_unknown, checksum_checked

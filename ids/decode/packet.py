@@ -66,7 +66,8 @@ class Packet(NamedTuple):
 # TCP flags
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
-_new_packet = tuple.__new__  # builds a Packet without the generated __new__'s argument handling
+if not cython.compiled:  # builds a Packet without the generated __new__'s argument handling (packet.pxd)
+    from .._records import new_record
 
 _ETH_IP4_TCP = struct.Struct("!6s6sHBBHHHBBH4s4sHHIIBBHHH")  # 14 + 20 + 20 bytes
 _ETH = struct.Struct("!6s6sH")
@@ -188,12 +189,14 @@ class Decoder:
                     elif self.auto:
                         self._auto_check()
                 if cython.compiled and type(data) is bytes:
-                    return _new_packet(Packet, (
-                        ts, 6, data[26:30], data[30:34], b[34] << 8 | b[35], b[36] << 8 | b[37],
+                    # b[i:j]: bytes made straight from the frame's memory (no slice object); in bounds by
+                    # the test above. The same bytes as data[i:j].
+                    return new_record(Packet, (
+                        ts, 6, b[26:30], b[30:34], b[34] << 8 | b[35], b[36] << 8 | b[37],
                         cython.cast(cython.uint, b[38]) << 24 | b[39] << 16 | b[40] << 8 | b[41],
                         cython.cast(cython.uint, b[42]) << 24 | b[43] << 16 | b[44] << 8 | b[45],
-                        b[47], data[34 + thl:end], data[6:12], data[0:6], None, bad, tot))
-                return _new_packet(Packet, (ts, 6, src, dst, sport, dport, seq, ack, flags, data[34 + thl:end],
+                        b[47], b[34 + thl:end], b[6:12], b[0:6], None, bad, tot))
+                return new_record(Packet, (ts, 6, src, dst, sport, dport, seq, ack, flags, data[34 + thl:end],
                                             smac, dmac, None, bad, tot))
         return self._decode_slow(ts, linktype, data)
 

@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+try:
+    import cython  # C types for the compiled path (setup.py); no-ops when this runs as Python
+except ImportError:
+    from .. import _cy as cython
+
 from .api import Detector
 
 
@@ -52,7 +57,12 @@ class Engine:
         if route is None:
             route = self._route(t)
         if not self._internal[t]:
-            self.events[ev.dataset, ev.label] += 1
+            if cython.compiled:  # the Counter updated as the dict it is (C calls, no Counter item slot: engine.pxd)
+                counts = cython.cast(dict, self.events)
+                k = (ev.dataset, ev.label)
+                counts[k] = counts.get(k, 0) + 1
+            else:
+                self.events[ev.dataset, ev.label] += 1
             for s in self.event_sinks:
                 s.write_event(ev)
         for on_event in route:

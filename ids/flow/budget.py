@@ -13,6 +13,11 @@ from __future__ import annotations
 
 from itertools import islice
 
+try:
+    import cython  # C types for the compiled path (setup.py); no-ops when this runs as Python
+except ImportError:
+    from .. import _cy as cython
+
 NS = 1_000_000_000
 
 
@@ -74,24 +79,31 @@ class Charged(dict):
         self.cost = cost
         self.over = False
 
+    # Compiled, the dict underneath is reached through its C API (cast: budget.pxd), not by calling dict's
+    # methods by name; as Python, through dict's methods. The same operations either way.
     def __setitem__(self, key, value) -> None:
         pool = self.pool
+        if cython.compiled:
+            d = cython.cast(dict, self)
+            old = d.get(key, _MISSING) if pool is not None else _MISSING
+            d[key] = value
+        else:
+            old = dict.get(self, key, _MISSING) if pool is not None else _MISSING
+            dict.__setitem__(self, key, value)
         if pool is None:
-            return dict.__setitem__(self, key, value)
-        old = dict.get(self, key, _MISSING)
+            return
         if old is not _MISSING:
             pool.give(self.cost(old))
-        dict.__setitem__(self, key, value)
         if not pool.take(self.cost(value)):
             self.over = True
 
     def __delitem__(self, key) -> None:
-        value = dict.pop(self, key)
+        value = cython.cast(dict, self).pop(key) if cython.compiled else dict.pop(self, key)
         if self.pool is not None:
             self.pool.give(self.cost(value))
 
     def pop(self, key, *default):
-        value = dict.pop(self, key, _MISSING)
+        value = cython.cast(dict, self).pop(key, _MISSING) if cython.compiled else dict.pop(self, key, _MISSING)
         if value is _MISSING:
             if default:
                 return default[0]

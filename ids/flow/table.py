@@ -39,6 +39,8 @@ MAX_GARBAGE_KEYS = 4096  # server ports watched for sustained garbage
 FLOW_BASE = 1950  # 1,350 before the connection records and identification state of wave 2 (measured again)
 SESSION_COST = {"modbus": 300, "opcua": 1600, "mqtt": 1050, "tls": 700}
 SESSION_COST_OTHER = 1000
+#: the history bit of each (flags & 0x3F) | 64-if-payload value (FlowTable._tcp, connlog.tcp_history)
+_HBIT = tuple(1 << i for i in range(128))
 
 
 class Flow:
@@ -147,7 +149,11 @@ class FlowTable:
 
     @cython.locals(flow=Flow, stream=Stream, other=Stream, d=cython.Py_ssize_t, n=cython.Py_ssize_t)
     def _tcp(self, p: Packet, ts: int) -> None:
-        _, _, src, dst, sport, dport, pseq, pack, flags, payload, _, _, vlan, bad, iplen = p  # one unpack, not ten reads
+        # One unpack, not ten reads; compiled, by index as the tuple a Packet is (no iterator)
+        if cython.compiled:
+            _, _, src, dst, sport, dport, pseq, pack, flags, payload, _, _, vlan, bad, iplen = cython.cast(tuple, p)
+        else:
+            _, _, src, dst, sport, dport, pseq, pack, flags, payload, _, _, vlan, bad, iplen = p
         key = (src, dst, sport, dport, vlan)
         hit = self.tcp.get(key)
         if hit is None or (hit[0].closed and flags & SYN and not flags & ACK):
@@ -165,7 +171,7 @@ class FlowTable:
         n = len(payload)
         flow.bytes[d] += n
         flow.ipb[d] += iplen
-        bit = 1 << ((flags & 0x3F) | (64 if n else 0))
+        bit = _HBIT[(flags & 0x3F) | (64 if n else 0)]  # 1 << that, without making the big integer per packet
         if not flow.hseen[d] & bit:  # a flag combination new for this direction: history letters, notes
             connlog.tcp_history(flow, d, flags, n > 0, bit)
         if flow.ident:  # the first packets of a flow no dissector holds: identification
@@ -178,7 +184,10 @@ class FlowTable:
                 self._notice(flow, ts, "bad_checksum", {"direction": "to_server" if to_server else "to_client"})
         if flow.closed:
             return
-        stream, other = (flow.to_server, flow.to_client) if to_server else (flow.to_client, flow.to_server)
+        if to_server:
+            stream, other = flow.to_server, flow.to_client
+        else:
+            stream, other = flow.to_client, flow.to_server
         if flags & SYN:
             stream.next_seq = (pseq + 1) & 0xFFFFFFFF
             if flags & ACK:

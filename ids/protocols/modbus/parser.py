@@ -25,30 +25,46 @@ _chain = chain.from_iterable
 _BITS = [tuple(bool(b >> i & 1) for i in range(8)) for b in range(256)]
 
 MALFORMED = "malformed_pdu"
-_new = tuple.__new__
+try:
+    import cython  # compiled: the record builder below is cimported (parser.pxd)
+except ImportError:
+    from ... import _cy as cython
+if not cython.compiled:
+    from ..._records import new_record
 
 
 def _req(address=None, quantity=None, values=None, sub_function=None, details=None) -> ModbusRequest:
     """ModbusRequest(...) without the NamedTuple's generated __new__ (Python code, even when this module
     is compiled): one record per request on the hot path."""
-    return _new(ModbusRequest, (address, quantity, values, sub_function, details))
+    return new_record(ModbusRequest, (address, quantity, values, sub_function, details))
 
 
 def _resp(address=None, quantity=None, values=None, sub_function=None, details=None) -> ModbusResponse:
     """ModbusResponse(...), as _req."""
-    return _new(ModbusResponse, (address, quantity, values, sub_function, details))
+    return new_record(ModbusResponse, (address, quantity, values, sub_function, details))
 
 
+@cython.locals(b=cython.p_uchar, i=cython.Py_ssize_t, k=cython.Py_ssize_t, o=cython.Py_ssize_t)
 def _regs(buf: bytes, off: int, n: int, cap: int) -> tuple:
     if n > cap:
         n = cap
+    if cython.compiled and type(buf) is bytes and n >= 0 and off >= 0 and off + 2 * n <= len(buf):
+        # Compiled: the big-endian words read from the bytes (no format string built per call); the same
+        # values as struct's. Anything else (short buffer, odd arguments) goes to struct as before.
+        b, k, o = buf, n, off
+        return tuple([b[o + 2 * i] << 8 | b[o + 2 * i + 1] for i in range(k)])
     return struct.unpack_from(f">{n}H", buf, off)
 
 
+@cython.locals(r=cython.p_uchar, i=cython.Py_ssize_t, k=cython.Py_ssize_t)
 def _coils(buf: bytes, off: int, nbytes: int, count: int, cap: int) -> tuple:
     """The first min(count, cap) bits of `nbytes` bytes at `off`; only the bytes needed are expanded."""
     n = min(count, cap)
     raw = buf[off:off + min(nbytes, (n + 7) >> 3)]
+    if cython.compiled and type(raw) is bytes and n >= 0:
+        # Compiled: each bit read from the bytes, least significant first, as _BITS lists them
+        r, k = raw, min(n, 8 * len(raw))
+        return tuple([(r[i >> 3] >> (i & 7)) & 1 == 1 for i in range(k)])
     return tuple(_chain(map(_BITS.__getitem__, raw)))[:n]
 
 

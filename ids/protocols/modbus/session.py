@@ -11,6 +11,13 @@ from typing import TYPE_CHECKING
 
 import struct
 
+try:
+    import cython  # C types for the compiled path (setup.py); no-ops when this runs as Python
+except ImportError:
+    from ... import _cy as cython
+if not cython.compiled:  # compiled, the C version is cimported (session.pxd)
+    from ..._records import new_record
+
 from ...flow.budget import Charged
 from .messages import ModbusRequest, ModbusResponse, ModbusTransaction
 from .consts import MAX_MBAP_LENGTH, MAX_TOLERATED_LENGTH, MIN_MBAP_LENGTH, exception_name, function_name
@@ -30,7 +37,6 @@ def _pending_cost(p) -> int:
     vals = getattr(req, "values", None) if req is not None else None
     return 270 + 8 * len(vals) if vals else 260
 _FUNCTION_NAMES = [function_name(f) for f in range(128)]  # per transaction: a list index, not a call
-_new = tuple.__new__  # builds the event without the NamedTuple constructor's argument handling
 #: A flow picked up mid-stream is declared "not Modbus" after this many broken headers with no good one.
 VIOLATION_LIMIT = 3
 _BAD_LENGTH = ("malformed_mbap", "bad_length")
@@ -81,13 +87,21 @@ class ModbusSession:
         self.ctx = None  # the flow's FlowContext, fetched once at the first event
 
     # ------------------------------------------------------------------ stream input
+    @cython.locals(b=cython.p_uchar, length=cython.Py_ssize_t)
     def data(self, to_server: bool, data: bytes, ts: int) -> None:
         i = 0 if to_server else 1
         if self.buf[i]:
             data = self.buf[i] + data
         elif len(data) >= 8 and not self.resync[i]:
             # Nearly every segment is exactly one whole, well-formed frame: no loop, no slicing of the rest.
-            tid, pid, length, unit, fc = _MBAP(data)
+            if cython.compiled and type(data) is bytes:
+                # Compiled: the header read from the bytes (no tuple), the same values as _MBAP.
+                b = data
+                pid = b[2] << 8 | b[3]
+                length = b[4] << 8 | b[5]
+                tid, unit, fc = b[0] << 8 | b[1], b[6], b[7]
+            else:
+                tid, pid, length, unit, fc = _MBAP(data)
             if not pid and MIN_MBAP_LENGTH <= length <= MAX_MBAP_LENGTH and length + 6 == len(data):
                 self.valid += 1
                 if to_server:
@@ -242,7 +256,7 @@ class ModbusSession:
         ctx = self.ctx
         if ctx is None:
             ctx = self.ctx = self.sc.context
-        self.emit(_new(ModbusTransaction, (ts, ctx, tid, unit, fc, name, req, resp, exc,
+        self.emit(new_record(ModbusTransaction, (ts, ctx, tid, unit, fc, name, req, resp, exc,
                                            exception_name(exc) if exc is not None else None, anomalies, rts)))
 
     def _unanswered(self, p, tid, extra=()) -> None:
