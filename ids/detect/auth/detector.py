@@ -17,6 +17,7 @@ import dataclasses
 from collections import deque
 
 from ...events import Alert, rfc3339
+from ...flow.budget import trim_oldest
 from ...protocols.opcua.messages import OpcuaEvent
 from ..api import LimitEntry, Limiter, RuleInfo
 from ..attack import techniques
@@ -174,7 +175,7 @@ def certificate_extra(doc: dict | None, role: str | None) -> dict:
 
 def _bounded_set(d: dict, key, value) -> None:
     if key not in d and len(d) >= MAX_KEYS:
-        d.pop(next(iter(d)))
+        trim_oldest(d, MAX_KEYS)
     d[key] = value
 
 
@@ -622,7 +623,7 @@ class AuthDetector:
                        seen=", ".join(sorted({f.client_ip, *live})), client_id=cid,
                        extra={"source_ips": sorted({f.client_ip, *live})})
         if len(sess) >= 64 and f.client_ip not in sess:
-            sess.pop(next(iter(sess)))
+            trim_oldest(sess, 64)
         sess[f.client_ip] = [f.flow_id, ev.ts, life, False]
         _bounded_set(self.mqtt_flows, f.flow_id, cid)
 

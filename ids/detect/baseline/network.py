@@ -21,6 +21,7 @@ from ...assets import NO_MAC
 from ...assets.oui import mac_vendor
 from ...events import rfc3339
 from ...flow.conn import ConnRecord
+from ...flow.budget import trim_oldest
 from .section import SectionSpec
 
 if TYPE_CHECKING:
@@ -412,7 +413,7 @@ class Enforcer:
         w = self.windows.get((rule, pivot))
         if w is None or r.start - w[0] >= span:
             if len(self.windows) >= self.cfg.max_tracked:
-                self.windows.pop(next(iter(self.windows)))
+                trim_oldest(self.windows, self.cfg.max_tracked)
             w = self.windows[(rule, pivot)] = [r.start, set()]
         k = key or (rule, thing)
         if k in det.pending or k in det.alerted or len(w[1]) < self.cfg.network_new_hosts or thing in w[1]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ...errors import UserError
 from ...events import Alert
+from ...flow.budget import trim_oldest
 from ..attack import techniques
 from .compile import MISSING, Compiler, DocView
 from .fastpath import FAST
@@ -172,8 +173,7 @@ class ThresholdState:
         g = self.groups.get(key)
         if g is None:
             if len(self.groups) >= MAX_GROUPS:
-                self.groups.pop(next(iter(self.groups)))
-                self.evicted += 1
+                self.evicted += trim_oldest(self.groups, MAX_GROUPS)
             g = self.groups[key] = [deque(), {}, 0, -1 << 62]  # times, distinct values, alerts, window start
         t = self.thr
         lo = ts - self.window
