@@ -54,7 +54,7 @@ class LimitsConfig:
     assets_bytes: int = 32 << 20  # the asset inventory (otids assets, learn); beyond: new addresses not kept (alert)
     learner_bytes: int = 64 << 20  # the baseline learner's per-key state (talkers, every section); beyond: not kept (alert)
     baseline_state_bytes: int = 16 << 20  # deviations held and alerted by the baseline; beyond: oldest forgotten (alert)
-    auth_state_bytes: int = 16 << 20  # the auth detector's per-key tables; beyond: oldest forgotten (alert)
+    auth_state_bytes: int = 32 << 20  # the auth detector's per-key tables; beyond: oldest forgotten (alert)
     rules_state_bytes: int = 16 << 20  # the rules' threshold groups, shared by the threshold rules; beyond: oldest forgotten (alert)
 
 
