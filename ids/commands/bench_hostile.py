@@ -360,6 +360,8 @@ def register(sub) -> None:
                         "namespaces hostile-<pid>-tx/-rx into `otids live`, RSS sampled, drops reported")
     p.add_argument("--minutes", type=float, default=10, help="--live: length of the flood (default 10)")
     p.add_argument("--pps", type=int, default=20000, help="--live: replay rate, packets/s (default 20,000)")
+    p.add_argument("--netns", default=None, metavar="TAG",
+                   help="--live: name the namespaces TAG-tx and TAG-rx (default hostile-<pid>)")
     p.set_defaults(func=cmd_bench_hostile)
 
 
@@ -385,7 +387,7 @@ def live_flood(args, cases: list[str], work: str) -> int:
     out.close()
     print(f"live: {', '.join(cases)} in one capture ({out.frames:,} frames, {out.bytes / 1e6:.0f} MB), "
           f"looped at {args.pps:,} pps for {args.minutes:g} min; outputs in {work}", flush=True)
-    with VethPair(f"hostile-{os.getpid()}") as veth:
+    with VethPair(args.netns or f"hostile-{os.getpid()}") as veth:
         memory(veth, pcap, args.minutes, args.pps, "ring", Path(work))
     al = _alerts(os.path.join(work, "memory", "alerts.ndjson"))
     print("alerts: " + (", ".join(f"{k}: {v:,}" for k, v in sorted(al.items())) or "none"))
