@@ -305,7 +305,12 @@ class AuthDetector:
         if self.pending_none:
             if ev.service != "ActivateSession":
                 self._release_none(ev.flow.flow_id, out)
-            for fid in [k for k, v in self.pending_none.items() if ev.ts - v[2] > HOLD_NS]:
+            late = []
+            for k, v in self.pending_none.items():  # oldest first: stop at the first still in its hold
+                if ev.ts - v[2] <= HOLD_NS:
+                    break
+                late.append(k)
+            for fid in late:
                 self._release_none(fid, out)  # no session followed in time: said as it was (live sensors)
         if ev.certificates:
             seen = opcua_certificates(ev)
@@ -460,6 +465,7 @@ class AuthDetector:
             rid = "otids.auth.opcua.policy_none"
             # Held until the session's ActivateSession: an anonymous or password token over None is then one
             # alert naming this fact too (one fact, one alert); anything else releases it as it was.
+            self.pending_none.pop(f.flow_id, None)  # re-held at the end: the table stays in time order
             self.pending_none[f.flow_id] = (rid, ev, ev.ts, f"OPC UA session over SecurityPolicy None, {pair} "
                                                            f"({who}: {required})",
                                             dict(key=(rid, f.client_ip, f.server_ip, f.server_port),
