@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from collections import deque
+from collections import OrderedDict, deque
 
 from ...events import Alert, rfc3339
 from ...flow.budget import KeyCap
@@ -214,7 +214,9 @@ class AuthDetector:
         self.mqtt_sessions: dict[str, dict] = {}  # client id -> ip -> [flow id, last ts, lifetime, ended]
         self.mqtt_flows: dict[int, str] = {}  # flow id -> client id
         self.refusals: dict[tuple, deque] = {}
-        self.pending_none: dict[int, tuple] = {}  # flow id -> policy_none finding held for its session's token
+        # flow id -> policy_none finding held for its session's token, oldest first (an OrderedDict: its front
+        # is found without walking the slots released findings emptied)
+        self.pending_none: OrderedDict[int, tuple] = OrderedDict()
 
     def reload(self, config) -> None:
         """SIGHUP (`otids live`): re-read the registry and trust store. A broken file raises (ConfigError)

@@ -14,6 +14,8 @@ protocol's own checks (protocols.py).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from ...assets import NO_MAC, modbus_identity, opcua_identity, roles_for
 from ...events import Alert, rfc3339
 from ...protocols.modbus.messages import ModbusTransaction
@@ -103,7 +105,10 @@ class BaselineDetector:
         self.hold = cfg.hold * NS
         self.realert = cfg.realert_after * NS
         self.gap = cfg.capture_gap * NS
-        self.pending: dict[tuple, _Dev] = {}
+        # held deviations in order of arrival; released from the front as their windows close. An OrderedDict:
+        # the front of a dict that keeps losing its first keys is found by walking every slot they emptied
+        # (1M new MQTT topics under a baseline: 542 s, against 22 s for 100k)
+        self.pending: OrderedDict[tuple, _Dev] = OrderedDict()
         self.alerted: dict[tuple, _Dev] = {}
         self._verdicts: dict[int, tuple] = {}
         self.epoch = 0
