@@ -52,7 +52,10 @@ class LimitsConfig:
     #                                flow's oldest is reported unanswered (alert)
     network_state_bytes: int = 48 << 20  # the network detectors' per-source/target state; beyond: oldest forgotten (alert)
     assets_bytes: int = 32 << 20  # the asset inventory (otids assets, learn); beyond: new addresses not kept (alert)
-    learner_bytes: int = 64 << 20  # the baseline learner's per-key state (talkers, network hosts); beyond: not kept (alert)
+    learner_bytes: int = 64 << 20  # the baseline learner's per-key state (talkers, every section); beyond: not kept (alert)
+    baseline_state_bytes: int = 16 << 20  # deviations held and alerted by the baseline; beyond: oldest forgotten (alert)
+    auth_state_bytes: int = 32 << 20  # the auth detector's per-key tables; beyond: oldest forgotten (alert)
+    rules_state_bytes: int = 16 << 20  # the rules' threshold groups, shared by the threshold rules; beyond: oldest forgotten (alert)
 
 
 @dataclass(frozen=True)

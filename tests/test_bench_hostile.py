@@ -22,4 +22,7 @@ def test_every_case_runs_small_and_says_what_it_hit(tmp_path):
     assert "anomaly.ip.fragment_flood" in rows["fragment_flood"]["alerts"]
     assert "anomaly.flow.stream_buffer_cap" in rows["ooo_segments"]["alerts"]
     assert "anomaly.modbus.unanswered_flood" in rows["modbus_unanswered"]["alerts"]
+    assert "auth.opcua.policy_none" in rows["opcua_auth_none"]["alerts"]
+    assert rows["mqtt_topics_baseline"]["alerts"]["baseline.mqtt.new_topic"] > 9_000
+    assert rows["mqtt_topics_learn"]["alerts"]["learned mqtt topics"] == 10_000  # within the bound at this size
     assert not list((tmp_path / "w").glob("*.pcap"))  # captures are removed once measured

@@ -45,7 +45,7 @@ def build(args, config):
         return [], [], []
     from ..detect.auth.detector import AuthDetector
     reg, store = load_context(args)
-    det = AuthDetector(reg, store)
+    det = AuthDetector(reg, store, limits=config.limits)
     det.context_args = args  # SIGHUP re-reads the registry and trust store named here
     return [det], [], []
 

@@ -217,7 +217,7 @@ def build(args, config):
         return [], [], []
     cfg = config.baseline
     if path and os.path.exists(path):
-        return [BaselineDetector(document.load(path), cfg, path)], [], []
+        return [BaselineDetector(document.load(path), cfg, path, config.limits)], [], []
     if learn:
-        return [LearnThenEnforce(dataclasses.replace(cfg), learn, path)], [], []
+        return [LearnThenEnforce(dataclasses.replace(cfg), learn, path, limits=config.limits)], [], []
     raise UserError(f"{path}: no such baseline file (make one with `otids learn`, or add --baseline-learn SECONDS)")

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import shutil
+import subprocess
 import struct
 import sys
 import tempfile
@@ -278,6 +279,29 @@ def opcua_writes(out: PcapOut, nodes: int) -> None:
     c.close()
 
 
+def opcua_auth_none(out: PcapOut, channels: int) -> None:
+    """channels connections from as many clients, each a secure channel on SecurityPolicy None and one
+    WriteRequest on it: every one an auth finding (policy None where the default policy wants Sign)."""
+    hdr = b"\x00\x00" + struct.pack("<qII", 0, 1, 0) + _ua_str(None) + struct.pack("<I", 0) + b"\x00\x00\x00"
+    opn = (b"\x01\x00" + struct.pack("<H", 446) + hdr  # OpenSecureChannelRequest: issue, mode None, no nonce
+           + struct.pack("<III", 0, 0, 1) + _ua_str(b"") + struct.pack("<I", 3_600_000))
+    opn_resp = (b"\x01\x00" + struct.pack("<H", 449) + struct.pack("<qII", 0, 1, 0) + b"\x00" + struct.pack("<i", -1)
+                + b"\x00\x00\x00" + struct.pack("<IIIqI", 0, 1, 1, 0, 3_600_000) + _ua_str(b""))  # channel 1, token 1
+    asym = _ua_str(_POLICY_NONE) + _ua_str(None) + _ua_str(None)
+    for f in range(channels):
+        c = Conv(out, _ip(f + 1), SERVER, 20000 + (f & 0x7FFF), 4840, T0 + f * 1_000_000).handshake()
+        c.send(True, _ua(b"HEL", b"F", struct.pack("<IIIII", 0, 65536, 65536, 0, 0) + _ua_str(b"opc.tcp://plc:4840")))
+        c.send(False, _ua(b"ACK", b"F", struct.pack("<IIIII", 0, 65536, 65536, 0, 0)))
+        c.send(True, _ua(b"OPN", b"F", struct.pack("<I", 0) + asym + struct.pack("<II", 1, 1) + opn))
+        c.send(False, _ua(b"OPN", b"F", struct.pack("<I", 1) + asym + struct.pack("<II", 1, 1) + opn_resp))
+        req = bytearray(b"\x01\x00" + struct.pack("<H", 673))  # WriteRequest, binary
+        req += b"\x00\x00" + struct.pack("<qII", 0, 1, 0) + _ua_str(None) + struct.pack("<I", 0) + b"\x00\x00\x00"
+        req += struct.pack("<i", 1) + b"\x03" + struct.pack("<H", 2) + _ua_str(b"Plant.Line1.Tag1") \
+            + struct.pack("<I", 13) + _ua_str(None) + b"\x01\x06" + struct.pack("<i", f)
+        c.send(True, _ua(b"MSG", b"F", struct.pack("<IIII", 1, 1, 2, 100) + bytes(req)))
+        c.close()
+
+
 #: name -> (generator, full-scale size, unit, what)
 CASES: dict[str, tuple[Callable, int, str]] = {
     "syn_flood": (syn_flood, 1_000_000, "flows"),
@@ -292,7 +316,47 @@ CASES: dict[str, tuple[Callable, int, str]] = {
     "fragment_flood": (fragment_flood, 1_000_000, "fragments"),
     "mqtt_topics": (mqtt_topics, 1_000_000, "topics"),
     "opcua_writes": (opcua_writes, 100_000, "nodes"),
+    "opcua_auth_none": (opcua_auth_none, 10_000, "channels"),
+    "rule_threshold_keys": (mqtt_topics, 100_000, "topics"),
+    "mqtt_topics_learn": (mqtt_topics, 1_000_000, "topics"),
+    "mqtt_topics_baseline": (mqtt_topics, 1_000_000, "topics"),
 }
+# cases run through another command than a plain `otids analyze`: `otids learn` (the learner's bounds), and
+# analyze enforcing a baseline learned from the first 100 topics (every further topic a deviation)
+LEARN, BASELINE, THRESHOLDS = "mqtt_topics_learn", "mqtt_topics_baseline", "rule_threshold_keys"
+# rule_threshold_keys: one threshold rule counting publishes per topic (every topic a group)
+THRESHOLD_RULE = """rules:
+  - id: bench.mqtt.topic_burst
+    title: Bursts of publishes to one topic
+    description: Ten or more publishes to one topic within a minute.
+    severity: low
+    protocol: mqtt
+    match: {mqtt.types: publish}
+    threshold: {count: 10, window: 60s, group_by: [mqtt.publish.topic]}
+"""
+
+
+def _learned(path: str) -> Counter:
+    """How many MQTT topics a baseline learned under a flood kept (for the learn rows). Counted line by line:
+    loading a large baseline here would grow this process, and every command it starts after would inherit
+    that peak in its ru_maxrss."""
+    c: Counter = Counter()
+    section = None
+    inside = False
+    with open(path) as fh:
+        for line in fh:
+            if line[:1].isalpha():
+                section = line.split(":", 1)[0]
+                continue
+            if section != "mqtt":
+                continue
+            if line.startswith("    publishes:"):
+                inside = True
+            elif inside and line.startswith("      "):
+                c["learned mqtt topics"] += 1
+            else:
+                inside = False
+    return c
 
 
 def _alerts(path: str) -> Counter:
@@ -320,9 +384,29 @@ def run(cases: list[str], scale: float, workdir: str, tshark: bool, extra: list[
         out.close()
         gen_s = time.perf_counter() - t0
         alerts = os.path.join(workdir, f"{name}.alerts.ndjson")
-        secs, rss, _ = _measure(otids + ["analyze", pcap, "-q", "-o", alerts, "--workers", "1", *extra])
+        more: list[str] = []
+        if name == BASELINE:
+            small = os.path.join(workdir, "baseline-topics.pcap")
+            o = PcapOut(small)
+            gen(o, 100)
+            o.close()
+            more = ["--baseline", os.path.join(workdir, "topics.yaml")]
+            subprocess.run(otids + ["learn", small, "-q", "-o", more[1]], check=True, capture_output=True)
+            os.unlink(small)
+        if name == THRESHOLDS:
+            rules = os.path.join(workdir, "threshold-rules.yml")
+            with open(rules, "w") as fh:
+                fh.write(THRESHOLD_RULE)
+            more = ["--rules", rules]
+        if name == LEARN:
+            bl = os.path.join(workdir, "learned.yaml")
+            secs, rss, _ = _measure(otids + ["learn", pcap, "-q", "-o", bl])
+            got = _learned(bl)
+        else:
+            secs, rss, _ = _measure(otids + ["analyze", pcap, "-q", "-o", alerts, "--workers", "1", *more, *extra])
+            got = _alerts(alerts)
         row = {"case": name, "size": size, "unit": unit, "frames": out.frames, "mb": out.bytes / 1e6,
-               "seconds": secs, "rss_mb": rss / 1e6, "alerts": _alerts(alerts), "generate_s": gen_s}
+               "seconds": secs, "rss_mb": rss / 1e6, "alerts": got, "generate_s": gen_s}
         if tshark:
             ts_secs, ts_rss, _ = _measure(["tshark", "-r", pcap, "-q", "-z", "io,phs"])
             row.update(tshark_s=ts_secs, tshark_rss_mb=ts_rss / 1e6)
@@ -360,6 +444,8 @@ def register(sub) -> None:
                         "namespaces hostile-<pid>-tx/-rx into `otids live`, RSS sampled, drops reported")
     p.add_argument("--minutes", type=float, default=10, help="--live: length of the flood (default 10)")
     p.add_argument("--pps", type=int, default=20000, help="--live: replay rate, packets/s (default 20,000)")
+    p.add_argument("--netns", default=None, metavar="TAG",
+                   help="--live: name the namespaces TAG-tx and TAG-rx (default hostile-<pid>)")
     p.set_defaults(func=cmd_bench_hostile)
 
 
@@ -385,7 +471,7 @@ def live_flood(args, cases: list[str], work: str) -> int:
     out.close()
     print(f"live: {', '.join(cases)} in one capture ({out.frames:,} frames, {out.bytes / 1e6:.0f} MB), "
           f"looped at {args.pps:,} pps for {args.minutes:g} min; outputs in {work}", flush=True)
-    with VethPair(f"hostile-{os.getpid()}") as veth:
+    with VethPair(args.netns or f"hostile-{os.getpid()}") as veth:
         memory(veth, pcap, args.minutes, args.pps, "ring", Path(work))
     al = _alerts(os.path.join(work, "memory", "alerts.ndjson"))
     print("alerts: " + (", ".join(f"{k}: {v:,}" for k, v in sorted(al.items())) or "none"))

@@ -65,7 +65,7 @@ def build(args, config):
         print(f"otids: rules: {line}", file=sys.stderr)
     if not c.rules:
         raise RuleError("no rules loaded from " + ", ".join(paths))
-    det = RulesDetector(c, paths, lists, args.rules_reload)
+    det = RulesDetector(c, paths, lists, args.rules_reload, limits=config.limits)
     extra = [AlertSuppressor(c.site)] if c.site.suppressions else []
     if getattr(args, "strict", False):
         n_off = len({i.rule_id or str(i.source) for i in c.issues if i.code == "needs-lists"})

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from collections import deque
+from collections import OrderedDict, deque
 
 from ...events import Alert, rfc3339
+from ...flow.budget import KeyCap
 from ...protocols.opcua.messages import OpcuaEvent
 from ..api import LimitEntry, Limiter, RuleInfo
 from ..attack import techniques
@@ -172,10 +173,11 @@ def certificate_extra(doc: dict | None, role: str | None) -> dict:
     return out
 
 
-def _bounded_set(d: dict, key, value) -> None:
-    if key not in d and len(d) >= MAX_KEYS:
-        d.pop(next(iter(d)))
-    d[key] = value
+# What one key of each table holds at most (tracemalloc; tests/test_bounds_state.py), and its share of
+# limits.auth_state_bytes: the re-alert limiter keeps the latest occurrence of a finding held back (its event
+# and certificate), the others small facts per channel, server, client id or flow.
+TABLES = {"limiter": (3_000, 0.6), "learned": (450, 0.1), "channels": (450, 0.05), "advertised": (900, 0.05),
+          "mqtt_sessions": (1_500, 0.1), "mqtt_flows": (200, 0.05), "refusals": (700, 0.05)}
 
 
 #: findings that hold only against a site policy (security mode, authentication, CA-issued certificates);
@@ -193,21 +195,28 @@ def _user(name) -> str:
 
 class AuthDetector:
     def __init__(self, registry: Registry | None = None, store: TrustStore | None = None,
-                 policy: AuthPolicy | None = None):
+                 policy: AuthPolicy | None = None, limits=None):
         self.registry = registry if registry is not None and registry.devices else None
         self.policy = policy or (registry.policy if registry is not None else AuthPolicy())
         # without a registry (its policy) the site's wishes are not known: posture findings stay low
         self.site_policy = registry is not None or policy is not None
         self.judge = CertJudge(store, dataclasses.replace(self.policy.cert_policy(), site=self.site_policy))
         self.realert = self.policy.realert_after * NS
-        self.limiter = Limiter(self.realert, MAX_KEYS, lru=True)
+        from ...config import LimitsConfig
+        max_bytes = (limits or LimitsConfig()).auth_state_bytes
+        self.caps = {t: KeyCap(f"auth.{t}", int(max_bytes * share), entry, MAX_KEYS)
+                     for t, (entry, share) in TABLES.items()}
+        self.limiter = Limiter(self.realert, self.caps["limiter"].max_keys, lru=True)
+        self.gate = [None]
         self.learned: dict[tuple, tuple[str, int]] = {}  # (ip, role, uri) -> (sha256, first ts)
         self.channels: dict[tuple, set] = {}  # (flow id, channel id) -> rule ids already decided
         self.advertised: dict[tuple, set] = {}  # (server ip, port) -> {(mode, policy uri)}
         self.mqtt_sessions: dict[str, dict] = {}  # client id -> ip -> [flow id, last ts, lifetime, ended]
         self.mqtt_flows: dict[int, str] = {}  # flow id -> client id
         self.refusals: dict[tuple, deque] = {}
-        self.pending_none: dict[int, tuple] = {}  # flow id -> policy_none finding held for its session's token
+        # flow id -> policy_none finding held for its session's token, oldest first (an OrderedDict: its front
+        # is found without walking the slots released findings emptied)
+        self.pending_none: OrderedDict[int, tuple] = OrderedDict()
 
     def reload(self, config) -> None:
         """SIGHUP (`otids live`): re-read the registry and trust store. A broken file raises (ConfigError)
@@ -232,13 +241,21 @@ class AuthDetector:
 
     def on_event(self, ev):
         if type(ev) is OpcuaEvent:
-            return self._opcua(ev)
-        ds = getattr(ev, "dataset", None)
-        if ds == "otids.mqtt":
-            return self._mqtt(ev)
-        if ds == "otids.tls":
-            return self._tls(ev)
-        return None
+            out = self._opcua(ev)
+        else:
+            ds = getattr(ev, "dataset", None)
+            if ds == "otids.mqtt":
+                out = self._mqtt(ev)
+            elif ds == "otids.tls":
+                out = self._tls(ev)
+            else:
+                return None
+        caps = self.caps.values()
+        if any(c.hits != c.reported for c in caps):
+            more = _cap_alerts(caps, ev.ts, self.gate)
+            if more:
+                out = (out or []) + more
+        return out
 
     # ------------------------------------------------------------------ certificates (OPC UA and TLS)
     def _certs(self, ev, seen: list[SeenCert], out: list) -> None:
@@ -290,7 +307,12 @@ class AuthDetector:
         if self.pending_none:
             if ev.service != "ActivateSession":
                 self._release_none(ev.flow.flow_id, out)
-            for fid in [k for k, v in self.pending_none.items() if ev.ts - v[2] > HOLD_NS]:
+            late = []
+            for k, v in self.pending_none.items():  # oldest first: stop at the first still in its hold
+                if ev.ts - v[2] <= HOLD_NS:
+                    break
+                late.append(k)
+            for fid in late:
                 self._release_none(fid, out)  # no session followed in time: said as it was (live sensors)
         if ev.certificates:
             seen = opcua_certificates(ev)
@@ -306,7 +328,7 @@ class AuthDetector:
             ch = self.channels.get((ev.flow.flow_id, ev.secure_channel_id))
             if ch is None:
                 ch = set()
-                _bounded_set(self.channels, (ev.flow.flow_id, ev.secure_channel_id), ch)
+                self._put("channels", self.channels, (ev.flow.flow_id, ev.secure_channel_id), ch)
             if "deprecated" not in ch:
                 ch.add("deprecated")
                 if uri.endswith(DEPRECATED_POLICIES):
@@ -376,7 +398,7 @@ class AuthDetector:
             key = (sc.ip, sc.role, uri)
             old = self.learned.get(key)
             if old is None:
-                _bounded_set(self.learned, key, (sha, ev.ts))
+                self._put("learned", self.learned, key, (sha, ev.ts))
                 continue
             if old[0] == sha:
                 continue
@@ -389,7 +411,7 @@ class AuthDetector:
                        f"{sha[:16]}…, earlier in this capture {old[0][:16]}…", key=(rid, sc.ip, sc.role, sha),
                        severity="medium", cert=sc.doc, role=sc.role, protocol="opcua", expected=old[0].lower(),
                        seen=sha.lower())
-            _bounded_set(self.learned, key, (sha, ev.ts))
+            self._put("learned", self.learned, key, (sha, ev.ts))
 
     def _thumbprint(self, ev, out: list) -> None:
         req, resp = ev.request or {}, ev.response or {}
@@ -417,7 +439,7 @@ class AuthDetector:
         modes = {(e.get("security_mode"), e.get("security_policy_uri")) for e in eps
                  if isinstance(e, dict) and e.get("security_mode") in MODE_RANK}
         if modes:
-            _bounded_set(self.advertised, (ev.flow.server_ip, ev.flow.server_port), modes)
+            self._put("advertised", self.advertised, (ev.flow.server_ip, ev.flow.server_port), modes)
 
     def _required_mode(self, ev) -> tuple[str, str]:
         """The mode the registry requires: the strictest min_security_mode of the two parties' devices where
@@ -445,6 +467,7 @@ class AuthDetector:
             rid = "otids.auth.opcua.policy_none"
             # Held until the session's ActivateSession: an anonymous or password token over None is then one
             # alert naming this fact too (one fact, one alert); anything else releases it as it was.
+            self.pending_none.pop(f.flow_id, None)  # re-held at the end: the table stays in time order
             self.pending_none[f.flow_id] = (rid, ev, ev.ts, f"OPC UA session over SecurityPolicy None, {pair} "
                                                            f"({who}: {required})",
                                             dict(key=(rid, f.client_ip, f.server_ip, f.server_port),
@@ -561,7 +584,7 @@ class AuthDetector:
         q = self.refusals.get(key)
         if q is None:
             q = deque()
-            _bounded_set(self.refusals, key, q)
+            self._put("refusals", self.refusals, key, q)
         q.append(ev.ts)
         while q and q[0] < ev.ts - REFUSAL_WINDOW:
             q.popleft()
@@ -610,7 +633,7 @@ class AuthDetector:
         sess = self.mqtt_sessions.get(cid)
         if sess is None:
             sess = {}
-            _bounded_set(self.mqtt_sessions, cid, sess)
+            self._put("mqtt_sessions", self.mqtt_sessions, cid, sess)
         live = sorted(ip for ip, s in sess.items() if ip != f.client_ip and not s[3] and ev.ts - s[1] <= s[2])
         if live:
             rid = "otids.auth.mqtt.client_id_multiple_ips"
@@ -622,11 +645,18 @@ class AuthDetector:
                        seen=", ".join(sorted({f.client_ip, *live})), client_id=cid,
                        extra={"source_ips": sorted({f.client_ip, *live})})
         if len(sess) >= 64 and f.client_ip not in sess:
-            sess.pop(next(iter(sess)))
+            trim_oldest(sess, 64)
         sess[f.client_ip] = [f.flow_id, ev.ts, life, False]
-        _bounded_set(self.mqtt_flows, f.flow_id, cid)
+        self._put("mqtt_flows", self.mqtt_flows, f.flow_id, cid)
 
     # ------------------------------------------------------------------ TLS
+    def _put(self, table: str, d: dict, key, value) -> None:
+        """d[key] = value within the table's share of limits.auth_state_bytes: a full table forgets its
+        oldest eighth at once (trim_oldest), said in a memory_cap alert."""
+        if key not in d:
+            self.caps[table].make_room(d)
+        d[key] = value
+
     def _tls(self, ev):
         hs = tls_handshake(ev)
         out: list = []
@@ -652,6 +682,8 @@ class AuthDetector:
         args = (rid, ev, ts, reason, severity, cert, role, protocol, device, expected, seen, client_id, extra)
         lim = self.limiter.get(key)
         flow = ev.flow.flow_id
+        if lim is None and len(self.limiter.entries) >= self.limiter.max_keys:
+            self.caps["limiter"].hits += 1  # its oldest key goes (its held-back count in a follow-up)
         if lim is not None and (flow == lim.tag or (severity or RULES[rid].severity) == "info"):
             return  # the same connection is the same sighting; facts (info) are said once per key
         due = self.limiter.hit(key, ts, args, tag=flow)
@@ -709,6 +741,7 @@ class AuthDetector:
         for fid in list(self.pending_none):
             self._release_none(fid, out)
         out.extend(self._repeat(lim, ts) for _, lim in self.limiter.pending())
+        out.extend(_cap_alerts(self.caps.values(), ts, None))
         return out
 
 
@@ -721,6 +754,23 @@ _EXPECTED = {
     "ca_expired": "a CA within its validity", "unparsable": "a valid X.509 certificate",
     "no_trust_store": "verification against a trust store", "unverified": "the certificate's bytes",
 }
+
+
+def _cap_alerts(caps, ts: int, gate: list | None) -> list:
+    """One memory_cap alert naming the tables that forgot keys since the last one, at most one a minute."""
+    from ..bounds import memory_cap_alert
+    if gate is not None:
+        if gate[0] is not None and ts - gate[0] < 60 * NS:
+            return []
+        gate[0] = ts
+    due = []
+    for c in caps:
+        if c.hits != c.reported:
+            c.last_notice = None
+            d = c.report(ts)
+            if d is not None:
+                due.append(d)
+    return [memory_cap_alert(ts, due, "auth", "shares of limits.auth_state_bytes")] if due else []
 
 
 def _merge(fs: list[Finding]) -> list[Finding]:

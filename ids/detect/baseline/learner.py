@@ -14,6 +14,7 @@ from ...assets import Inventory
 from ...assets.oui import mac_vendor
 from ...events import rfc3339
 from ...flow.conn import ConnRecord
+from ..bounds import Budget
 from .document import Baseline, sections
 from .protocols import BY_PROTOCOL, PROTOCOL_MODULES
 
@@ -30,12 +31,15 @@ class Learner:
         self.inventory = Inventory(limits.assets_bytes)
         self.observe = self.inventory.observe
         self.talkers: dict[tuple, list] = {}  # (client, server, protocol) -> [first, last, events, ports]
-        self.max_bytes = limits.learner_bytes  # talker pairs; beyond: new pairs not learned (counted)
-        self.used = 0
+        self.max_bytes = limits.learner_bytes  # talker pairs and every section; beyond: not learned (counted)
+        # one bound for all the learner's tables (they add up): what is learned first is kept
+        self.budget = Budget("baseline", limits.learner_bytes)
         self.talkers_dropped = 0
         self._spill = [0, 0, 0, set()]
         self._flows: dict[int, list] = {}
         self.protocols = {name: m.Learner(cfg) for name, m in PROTOCOL_MODULES.items()}
+        for pl in self.protocols.values():
+            pl.budget = self.budget
         self.epoch = 0
         self.epochs: dict[int, list[int]] = {}  # stretch of capture without a gap -> [first, last] event time
         self.gap = cfg.capture_gap * NS
@@ -76,16 +80,13 @@ class Learner:
             key = (ctx.client_ip, ctx.server_ip, proto)
             t = self.talkers.get(key)
             if t is None:
-                if self.used + TALKER_BYTES > self.max_bytes:  # limits.learner_bytes
+                if not self.budget.take("talkers", TALKER_BYTES):  # limits.learner_bytes
                     self.talkers_dropped += 1
                     t = self._spill  # not kept: its events go to one shared, unwritten entry
                 else:
-                    self.used += TALKER_BYTES
                     t = self.talkers[key] = [ts, ts, 0, set()]
             if t is not self._spill and ctx.server_port not in t[3] and \
-                    (not t[3] or self.used + PORT_BYTES <= self.max_bytes):
-                if t[3]:
-                    self.used += PORT_BYTES
+                    (not t[3] or self.budget.take("talkers", PORT_BYTES)):
                 t[3].add(ctx.server_port)
             self._flows[ctx.flow_id] = t
         t[2] += 1
@@ -105,7 +106,15 @@ class Learner:
         if self.talkers_dropped:
             out.append({"pool": "baseline_talkers", "max_bytes": self.max_bytes,
                         "pairs_not_kept": self.talkers_dropped})
+        out.extend(d for d in self.budget.capped() if d["pool"] != "baseline.talkers")
         return out
+
+    @property
+    def used(self) -> int:
+        return self.budget.used
+
+    def refused(self) -> bool:
+        return bool(self.budget.refused or self.inventory.dropped or self.inventory.peers_refused)
 
     # ------------------------------------------------------------------ result
     def baseline(self, captures: list[dict] | None = None) -> Baseline:
@@ -150,7 +159,7 @@ class LearnerDetector:
     def on_event(self, ev):
         lr = self.learner
         lr.learn(ev)
-        if not self.said and (lr.talkers_dropped or lr.inventory.dropped or lr.inventory.peers_refused):
+        if not self.said and lr.refused():
             self.said = True
             return capped_alerts(lr.capped(), ev.ts)
         return None

@@ -21,7 +21,9 @@ from ...assets import NO_MAC
 from ...assets.oui import mac_vendor
 from ...events import rfc3339
 from ...flow.conn import ConnRecord
+from ...flow.budget import trim_oldest
 from .section import SectionSpec
+from ..bounds import SLOT, Budget, text
 
 if TYPE_CHECKING:
     from .document import Baseline
@@ -37,6 +39,8 @@ type), protocol (identified application protocol, lower case), client/server ip,
 bytes per side, history (Zeek letters), start and ts."""
 
 MAX_HOSTS = 100_000  # hosts learned; beyond, new ones are counted (`otids learn` says so)
+HOST_BYTES = 900  # a host with its empty sets (tracemalloc); limits.learner_bytes counts it
+LINK_BYTES = 350  # a peer it talks to, with its first service
 SWEEP_NS = 10 * NS  # silent hosts are looked for every 10 s of capture time
 
 #: IT remote-access and file-sharing protocols (family -> identified names, and server ports when the
@@ -156,6 +160,7 @@ class Learner:
         self.cfg = cfg
         self.hosts: dict[str, _Host] = {}
         self.untracked = 0
+        self.budget = Budget("baseline", 1 << 62)  # the learner's shared bound (limits.learner_bytes)
 
     def learn(self, ev, epoch: int) -> None:
         if type(ev) is not ConnRecord or not conversation(ev):
@@ -165,7 +170,7 @@ class Learner:
         for ip, mac, server in ((r.client_ip, r.client_mac, False), (r.server_ip, r.server_mac, True)):
             h = self.hosts.get(ip)
             if h is None:
-                if len(self.hosts) >= MAX_HOSTS:
+                if len(self.hosts) >= MAX_HOSTS or not self.budget.take("network", HOST_BYTES):
                     self.untracked += 1
                     continue
                 h = self.hosts[ip] = _Host(r.start)
@@ -185,9 +190,16 @@ class Learner:
             if r.vlan:
                 h.vlans.add(str(r.vlan[0]))
             if server:
-                h.services.add(svc)
+                if svc not in h.services and self.budget.take("network", text(svc) + SLOT):
+                    h.services.add(svc)
             else:
-                h.links.setdefault(r.server_ip, set()).add(svc)
+                ln = h.links.get(r.server_ip)
+                if ln is None:
+                    if not self.budget.take("network", LINK_BYTES):
+                        continue
+                    ln = h.links[r.server_ip] = set()
+                if svc not in ln and (not ln or self.budget.take("network", text(svc) + SLOT)):
+                    ln.add(svc)
 
     def entries(self, epochs: dict | None = None) -> list[dict]:
         silent = self.cfg.network_silent_after * NS
@@ -412,7 +424,7 @@ class Enforcer:
         w = self.windows.get((rule, pivot))
         if w is None or r.start - w[0] >= span:
             if len(self.windows) >= self.cfg.max_tracked:
-                self.windows.pop(next(iter(self.windows)))
+                trim_oldest(self.windows, self.cfg.max_tracked)
             w = self.windows[(rule, pivot)] = [r.start, set()]
         k = key or (rule, thing)
         if k in det.pending or k in det.alerted or len(w[1]) < self.cfg.network_new_hosts or thing in w[1]:

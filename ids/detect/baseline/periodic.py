@@ -18,6 +18,8 @@ from collections import deque
 
 NS = 1_000_000_000
 SAMPLE_CAP = 4096  # intervals kept per key while learning (reservoir)
+SAMPLE_STEP = 256  # the learner's bound is charged for every SAMPLE_STEP intervals a sample grows by
+INTERVAL_BYTES = 40  # one interval in a sample (an int and its list slot)
 _M64 = (1 << 64) - 1
 
 
@@ -35,9 +37,12 @@ class IntervalSample:
     plus what the self-check needs: the extremes of the sliding-window medians, the longest interval, and
     when the key was first and last seen in each stretch of capture (epoch)."""
 
-    __slots__ = ("last", "epoch", "sample", "rng", "n", "win", "wpos", "wsize", "wmin", "wmax", "max_gap", "seen")
+    __slots__ = ("last", "epoch", "sample", "rng", "n", "win", "wpos", "wsize", "wmin", "wmax", "max_gap", "seen",
+                 "budget", "cap")
 
-    def __init__(self, window: int = 8):
+    def __init__(self, window: int = 8, budget=None):
+        self.budget = budget  # the learner's bound (limits.learner_bytes): the sample is charged as it grows
+        self.cap = SAMPLE_CAP  # lowered to what it holds when the bound refuses more: a reservoir from then on
         self.last = None
         self.epoch = -1
         self.sample: list[int] | None = None  # allocated at the first interval: most keys never repeat
@@ -50,19 +55,27 @@ class IntervalSample:
         self.max_gap = 0
         self.seen: dict[int, list[int]] = {}  # epoch -> [first, last]
 
+    def _reservoir(self, iv: int, n: int) -> None:
+        self.rng = (self.rng * 6364136223846793005 + 1442695040888963407) & _M64
+        j = (self.rng >> 11) % n
+        if j < self.cap:
+            self.sample[j] = iv
+
     def add(self, ts: int, epoch: int) -> None:
         if self.last is not None and self.epoch == epoch and ts >= self.last:
             iv = ts - self.last
             n = self.n = self.n + 1
             if n == 1:
                 self.sample = [iv]
-            elif n <= SAMPLE_CAP:
-                self.sample.append(iv)
+            elif n <= self.cap:
+                if not n & (SAMPLE_STEP - 1) and self.budget is not None and \
+                        not self.budget.take("intervals", SAMPLE_STEP * INTERVAL_BYTES):
+                    self.cap = n - 1  # the bound is reached: keep what is held, sample into it
+                    self._reservoir(iv, n)
+                else:
+                    self.sample.append(iv)
             else:
-                self.rng = (self.rng * 6364136223846793005 + 1442695040888963407) & _M64
-                j = (self.rng >> 11) % n
-                if j < SAMPLE_CAP:
-                    self.sample[j] = iv
+                self._reservoir(iv, n)
             if iv > self.max_gap:
                 self.max_gap = iv
             w = self.win

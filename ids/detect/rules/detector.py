@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ...errors import UserError
 from ...events import Alert
+from ...flow.budget import KeyCap
 from ..attack import techniques
 from .compile import MISSING, Compiler, DocView
 from .fastpath import FAST
@@ -32,6 +33,9 @@ NS = 1_000_000_000
 _new_view = dict.__new__
 _RULE_DATASETS = frozenset(RULE_DATASETS.values())
 MAX_GROUPS = 100_000  # threshold groups kept per rule; the oldest are forgotten first (counted)
+GROUP_BYTES = 700  # a threshold group with its key, before the times and values it counts (tracemalloc)
+TIME_BYTES = 40  # a match time in a group's window
+VALUE_BYTES = 170  # a distinct value with its time
 
 
 # ---------------------------------------------------------------------------------------------- compiled set
@@ -154,13 +158,20 @@ class ThresholdState:
     every time `count` matches fall within `window` (then starts over), `limit` alerts on the first `count`
     matches per window, `both` alerts once per window when `count` is reached."""
 
-    __slots__ = ("thr", "window", "groups", "evicted")
+    __slots__ = ("thr", "window", "groups", "cap")
 
-    def __init__(self, thr):
+    def __init__(self, thr, max_bytes: int = 1 << 40, rule_id: str = ""):
         self.thr = thr
         self.window = int(thr.window_s * NS)
         self.groups: dict = {}
-        self.evicted = 0
+        # its share of limits.rules_state_bytes at what one group can hold: `count` times, or up to 4 x
+        # `count` distinct values (type `both` keeps every time in its window: counted as 4 x `count` too)
+        entry = GROUP_BYTES + 4 * thr.count * (VALUE_BYTES if thr.distinct is not None else TIME_BYTES)
+        self.cap = KeyCap(f"rules.threshold {rule_id}".strip(), max_bytes, entry, MAX_GROUPS)
+
+    @property
+    def evicted(self) -> int:
+        return self.cap.hits
 
     def values(self, key) -> list:
         """The distinct values counted for `key` (a distinct threshold), sorted."""
@@ -171,9 +182,8 @@ class ThresholdState:
         """Record a match; returns how many matches the alert stands for, 0 for no alert."""
         g = self.groups.get(key)
         if g is None:
-            if len(self.groups) >= MAX_GROUPS:
-                self.groups.pop(next(iter(self.groups)))
-                self.evicted += 1
+            if len(self.groups) >= self.cap.max_keys:
+                self.cap.make_room(self.groups)
             g = self.groups[key] = [deque(), {}, 0, -1 << 62]  # times, distinct values, alerts, window start
         t = self.thr
         lo = ts - self.window
@@ -255,8 +265,11 @@ class RulesDetector:
     """Detector interface (`on_event`, `flush`) over a compiled ruleset, with optional hot reload."""
 
     def __init__(self, compiled: Compiled, paths: list[str] | None = None, lists_path: str | None = None,
-                 reload_s: float = 0.0, report=None):
+                 reload_s: float = 0.0, report=None, limits=None):
+        from ...config import LimitsConfig
         self.c = compiled
+        self.max_bytes = (limits or LimitsConfig()).rules_state_bytes  # shared by the threshold rules
+        self.gate = [None]
         self.paths = paths or []
         self.lists_path = lists_path
         self.reload_s = reload_s
@@ -274,12 +287,17 @@ class RulesDetector:
 
     def _init_states(self, old: dict | None = None):
         states = {}
+        share = self.max_bytes // max(1, sum(1 for cr in self.c.rules if cr.rule.threshold is not None))
         for cr in self.c.rules:
             t = cr.rule.threshold
             if t is None:
                 continue
             prev = (old or {}).get(cr.rule.id)
-            states[cr.rule.id] = prev if prev is not None and prev.thr == t else ThresholdState(t)
+            if prev is not None and prev.thr == t:
+                prev.cap = KeyCap(prev.cap.name, share, prev.cap.entry, MAX_GROUPS)
+                states[cr.rule.id] = prev
+            else:
+                states[cr.rule.id] = ThresholdState(t, share, cr.rule.id)
         self.states = states
 
     # ------------------------------------------------------------------ reload
@@ -425,6 +443,10 @@ class RulesDetector:
                 key = tuple(_key(g(f)) for f in cr.group_by)
                 val = _key(g(st.thr.distinct)) if st.thr.distinct else None
                 count = st.hit(key, ts, val)
+                if st.cap.hits != st.cap.reported:
+                    more = self._cap_alerts(ts)
+                    if more:
+                        out = (out or []) + more
                 if not count:
                     continue
                 extra = {"threshold": {"count": count, "window": st.thr.window_s,
@@ -475,8 +497,24 @@ class RulesDetector:
                      protocol=r.protocol, count=count, references=r.references, extra=extra,
                      ruleset=os.path.basename(r.source.path) if r.origin == "suricata" else "otids")
 
+    def _cap_alerts(self, ts: int, gate: list | None = ...) -> list:
+        """One memory_cap alert naming the threshold rules that forgot groups, at most one a minute."""
+        from ..bounds import memory_cap_alert
+        gate = self.gate if gate is ... else gate
+        if gate is not None:
+            if gate[0] is not None and ts - gate[0] < 60 * NS:
+                return []
+            gate[0] = ts
+        due = []
+        for st in self.states.values():
+            c = st.cap
+            if c.hits != c.reported:
+                c.last_notice = None
+                due.append(c.report(ts))
+        return [memory_cap_alert(ts, due, "rules", "shares of limits.rules_state_bytes")] if due else []
+
     def flush(self, ts: int):
-        return None
+        return self._cap_alerts(ts, None) or None
 
 
 def _nothing(ev):

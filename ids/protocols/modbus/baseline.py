@@ -18,6 +18,7 @@ from .messages import ModbusTransaction
 from .anomalies import MALFORMED
 from ...detect.baseline.periodic import IntervalSample, PeriodTracker, period_seen, seconds
 from ...detect.baseline.section import SectionSpec
+from ...detect.bounds import SLOT, Budget, text
 
 if TYPE_CHECKING:
     from ...detect.baseline.document import Baseline
@@ -152,10 +153,17 @@ class _Triple:
         self.polls: dict[tuple, IntervalSample] = {}
 
 
+TRIPLE_BYTES = 1_300  # a (master, slave, unit) entry with its empty tables (tracemalloc)
+VALUE_BYTES = 260  # a written holding register's value band
+POLL_BYTES = 700  # a polled request's interval sample, before it grows (charged as it grows)
+RANGE_BYTES = 70  # a further address interval of a read or written table
+
+
 class Learner:
     def __init__(self, cfg):
         self.cfg = cfg
         self.triples: dict[tuple, _Triple] = {}
+        self.budget = Budget("baseline", 1 << 62)  # the learner's shared bound (limits.learner_bytes)
         self.untracked = 0  # requests not followed for periods (MAX_POLL_KEYS reached)
 
     def learn(self, ev, epoch: int) -> None:
@@ -165,7 +173,10 @@ class Learner:
         key = (ctx.client_ip, ctx.server_ip, ev.unit_id)
         t = self.triples.get(key)
         ts = ev.ts
+        take = self.budget.take
         if t is None:
+            if not take("modbus", TRIPLE_BYTES):
+                return
             t = self.triples[key] = _Triple(ts)
         t.n += 1
         if ts > t.last:
@@ -180,12 +191,14 @@ class Learner:
             r = d.get(table)
             if r is None:
                 r = d[table] = Ranges()
-            r.add(a, b)
+            if not r.covers(a, b) and (len(r.lo) < 1 or take("modbus", RANGE_BYTES)):
+                r.add(a, b)
         if fc in REGISTER_WRITES:
             for addr, v in written_registers(ev):
                 band = t.values.get(("holding_registers", addr))
                 if band is None:
-                    t.values[("holding_registers", addr)] = [v, v, 1]
+                    if take("modbus", VALUE_BYTES):
+                        t.values[("holding_registers", addr)] = [v, v, 1]
                 else:
                     if v < band[0]:
                         band[0] = v
@@ -198,7 +211,9 @@ class Learner:
             if len(t.polls) >= MAX_POLL_KEYS:
                 self.untracked += 1
                 return
-            s = t.polls[pk] = IntervalSample(self.cfg.poll_window)
+            if not take("modbus", POLL_BYTES):
+                return
+            s = t.polls[pk] = IntervalSample(self.cfg.poll_window, self.budget)
         s.add(ts, epoch)
 
     def entries(self, epochs: dict | None = None) -> list[dict]:

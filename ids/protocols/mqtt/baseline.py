@@ -14,6 +14,7 @@ from ...units import rfc3339
 from .messages import MqttConnect, MqttExchange, MqttPublish, MqttSubscribe
 from ...detect.baseline.periodic import IntervalSample, PeriodTracker, period_seen, seconds
 from ...detect.baseline.section import SectionSpec
+from ...detect.bounds import SLOT, Budget, text
 
 if TYPE_CHECKING:
     from ...detect.baseline.document import Baseline
@@ -66,10 +67,16 @@ class _Client:
         self.subs: dict[str, set] = {}
 
 
+CLIENT_BYTES = 1_100  # a (client, broker) entry with its empty sets and tables (tracemalloc)
+TOPIC_BYTES = 900  # a topic published: its QoS set, count and interval sample, besides its name
+FILTER_BYTES = 300  # a subscription filter with its QoS set, besides its text
+
+
 class Learner:
     def __init__(self, cfg):
         self.cfg = cfg
         self.clients: dict[tuple, _Client] = {}
+        self.budget = Budget("baseline", 1 << 62)  # the learner's shared bound (limits.learner_bytes)
 
     def learn(self, ev, epoch: int) -> None:
         if type(ev) is not MqttExchange:
@@ -77,23 +84,32 @@ class Learner:
         f = facts(ev)
         key = (ev.flow.client_ip, ev.flow.server_ip)
         c = self.clients.get(key)
+        take = self.budget.take
         if c is None:
+            if not take("mqtt", CLIENT_BYTES):
+                return
             c = self.clients[key] = _Client(ev.ts)
         c.n += 1
         c.first, c.last = min(c.first, ev.ts), max(c.last, ev.ts)
-        if f.client_id is not None:
+        if f.client_id is not None and f.client_id not in c.ids and take("mqtt", text(f.client_id) + SLOT):
             c.ids.add(f.client_id)
-        if f.username:
+        if f.username and f.username not in c.users and take("mqtt", text(f.username) + SLOT):
             c.users.add(f.username)
         if f.topic is not None:
             t = c.topics.get(f.topic)
-            if t is None:
-                t = c.topics[f.topic] = [set(), 0, IntervalSample(self.cfg.poll_window)]
-            t[0].add(f.qos)
-            t[1] += 1
-            t[2].add(ev.ts, epoch)
+            if t is None and take("mqtt", TOPIC_BYTES + text(f.topic)):
+                t = c.topics[f.topic] = [set(), 0, IntervalSample(self.cfg.poll_window, self.budget)]
+            if t is not None:
+                t[0].add(f.qos)
+                t[1] += 1
+                t[2].add(ev.ts, epoch)
         for flt, q in f.subscribe:
-            c.subs.setdefault(flt, set()).add(q)
+            s = c.subs.get(flt)
+            if s is None:
+                if not take("mqtt", FILTER_BYTES + text(flt)):
+                    continue
+                s = c.subs[flt] = set()
+            s.add(q)
 
     def entries(self, epochs: dict | None = None) -> list[dict]:
         cfg = self.cfg

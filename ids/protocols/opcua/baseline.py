@@ -11,6 +11,7 @@ from .assets import norm_service
 from ...units import rfc3339
 from .messages import OpcuaEvent
 from ...detect.baseline.section import SectionSpec
+from ...detect.bounds import SLOT, Budget, text
 
 if TYPE_CHECKING:
     from ...detect.baseline.document import Baseline
@@ -69,9 +70,13 @@ class _Pair:
         self.services, self.written, self.called = set(), set(), set()
 
 
+PAIR_BYTES = 2_000  # a (client, server) entry with its six empty sets (tracemalloc)
+
+
 class Learner:
     def __init__(self, cfg):
         self.pairs: dict[tuple, _Pair] = {}
+        self.budget = Budget("baseline", 1 << 62)  # the learner's shared bound (limits.learner_bytes)
 
     def learn(self, ev, epoch: int) -> None:
         if type(ev) is not OpcuaEvent:
@@ -79,20 +84,20 @@ class Learner:
         f = facts(ev)
         key = (ev.flow.client_ip, ev.flow.server_ip)
         p = self.pairs.get(key)
+        take = self.budget.take
         if p is None:
+            if not take("opcua", PAIR_BYTES):
+                return
             p = self.pairs[key] = _Pair(ev.ts)
         p.n += 1
         p.first, p.last = min(p.first, ev.ts), max(p.last, ev.ts)
-        if f.policy:
-            p.policies.add(f.policy)
-        if f.mode:
-            p.modes.add(f.mode)
-        if f.app_uri:
-            p.uris.add(f.app_uri)
-        if f.service:
-            p.services.add(f.service)
-        p.written.update(f.written)
-        p.called.update(f.called)
+        for s, v in ((p.policies, f.policy), (p.modes, f.mode), (p.uris, f.app_uri), (p.services, f.service)):
+            if v and v not in s and take("opcua", text(v) + SLOT):
+                s.add(v)
+        for s, vs in ((p.written, f.written), (p.called, f.called)):
+            for v in vs:
+                if v not in s and take("opcua", text(v) + SLOT):
+                    s.add(v)
 
     def entries(self, epochs: dict | None = None) -> list[dict]:
         out = []

@@ -9,6 +9,7 @@ import math
 
 from ....detect.baseline.document import Baseline
 from ....detect.baseline.section import SectionSpec
+from ....detect.bounds import SLOT, Budget, text
 from ....detect.baseline.rules import RULES, BaselineRule
 from ....events import rfc3339
 from ..messages import MqttExchange, MqttPublish
@@ -70,10 +71,15 @@ class _Pub:
         self.writers: dict[str, dict] = {}  # writer -> field -> [lo, hi, n]
 
 
+PUB_BYTES = 1_300  # a (broker, publisher id) entry with its empty tables (tracemalloc)
+FIELD_BYTES = 300  # a field's value band or a writer's table, besides its name
+
+
 class Learner:
     def __init__(self, cfg):
         self.cfg = cfg
         self.pubs: dict[tuple, _Pub] = {}
+        self.budget = Budget("baseline", 1 << 62)  # the learner's shared bound (limits.learner_bytes)
 
     def learn(self, ev, epoch: int) -> None:
         if type(ev) is not MqttExchange:
@@ -81,21 +87,30 @@ class Learner:
         for m, p in facts(ev):
             key = (ev.flow.server_ip, p.publisher_id)
             e = self.pubs.get(key)
+            take = self.budget.take
             if e is None:
+                if not take("pubsub", PUB_BYTES + text(p.publisher_id)):
+                    continue
                 e = self.pubs[key] = _Pub(m.ts)
             e.n += 1
             e.first, e.last = min(e.first, m.ts), max(e.last, m.ts)
-            e.clients.add(ev.flow.client_ip)
+            if ev.flow.client_ip not in e.clients and take("pubsub", text(ev.flow.client_ip) + SLOT):
+                e.clients.add(ev.flow.client_ip)
             e.encodings.add(p.encoding)
             e.modes.add(_mode(p))
             for d in p.datasets:
-                fields = e.writers.setdefault(_writer(d), {})
+                w = _writer(d)
+                fields = e.writers.get(w)
+                if fields is None:
+                    if not take("pubsub", FIELD_BYTES):
+                        continue
+                    fields = e.writers[w] = {}
                 for name, v, _ in d.fields:
                     if not _numeric(v) or isinstance(v, bool):
                         continue
                     b = fields.get(name)
                     if b is None:
-                        if len(fields) < MAX_FIELDS:
+                        if len(fields) < MAX_FIELDS and take("pubsub", FIELD_BYTES + text(name)):
                             fields[name] = [v, v, 1]
                     else:
                         b[0], b[1], b[2] = min(b[0], v), max(b[1], v), b[2] + 1

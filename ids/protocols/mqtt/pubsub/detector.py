@@ -4,6 +4,7 @@ message security, OPC 10000-14 7.2.5) is an alert. Publisher's copies only (clie
 (publisher ids, writers, field values) is the baseline's (pubsub section)."""
 from __future__ import annotations
 
+from ....flow.budget import trim_oldest
 from ....detect.attack import techniques
 from ....events import Alert
 from ..messages import MqttExchange, MqttPublish
@@ -41,7 +42,7 @@ class PubSubDetector:
             count = 1 + (st[1] if st else 0)
             self.last[key] = [ev.ts, 0]
             if len(self.last) > MAX_KEYS:
-                del self.last[next(iter(self.last))]
+                trim_oldest(self.last, MAX_KEYS)
             why = "JSON encoding (no message security)" if p.encoding == "json" else "UADP SecurityMode None"
             rid, name, sev, desc, att = RULE
             a = Alert(ev.ts, rid, name, desc, sev, f"PubSub {p.message_type} from publisher {p.publisher_id} "

@@ -4,6 +4,7 @@ run), keyed by broker, PublisherId and DataSetWriterId; bounded like the Sparkpl
 from __future__ import annotations
 
 import weakref
+from ....flow.budget import trim_oldest
 
 MAX_WRITERS = 4096
 
@@ -20,7 +21,7 @@ class MetaTable:
             for d in msg.datasets:
                 if d.writer_id is not None and msg.metadata_fields:
                     if len(self.names) >= MAX_WRITERS:
-                        del self.names[next(iter(self.names))]
+                        trim_oldest(self.names, MAX_WRITERS)
                     self.names[(broker, msg.publisher_id, d.writer_id)] = tuple(n for n, _ in msg.metadata_fields)
             return msg
         if msg.encoding != "uadp" or not msg.datasets or not self.names:

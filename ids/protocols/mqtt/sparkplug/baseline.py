@@ -12,6 +12,7 @@ import math
 
 from ....detect.baseline.document import Baseline
 from ....detect.baseline.section import SectionSpec
+from ....detect.bounds import SLOT, Budget, text
 from ....detect.baseline.rules import RULES, BaselineRule
 from ....events import rfc3339
 from ..messages import MqttConnect, MqttExchange, MqttPublish
@@ -88,10 +89,15 @@ def _scope(sp) -> str:
     return f"{sp.device_id}/" if sp.device_id else ""
 
 
+EDGE_BYTES = 1_500  # an edge node entry with its empty tables (tracemalloc)
+METRIC_BYTES = 300  # a metric's value band or a command's count, besides its name
+
+
 class Learner:
     def __init__(self, cfg):
         self.cfg = cfg
         self.edges: dict[tuple, _Edge] = {}
+        self.budget = Budget("baseline", 1 << 62)  # the learner's shared bound (limits.learner_bytes)
         self.flows: dict[int, str | None] = {}
 
     def learn(self, ev, epoch: int) -> None:
@@ -101,19 +107,27 @@ class Learner:
         for m, sp in facts(ev):
             key = (ev.flow.server_ip, f"{sp.group_id}/{sp.edge_node_id}")
             e = self.edges.get(key)
+            take = self.budget.take
             if e is None:
+                if not take("sparkplug", EDGE_BYTES + text(key[1])):
+                    continue
                 e = self.edges[key] = _Edge(ev.ts)
             e.n += 1
             e.first, e.last = min(e.first, m.ts), max(e.last, m.ts)
             sender = _sender(ev.flow.client_ip, cid)
-            if sp.device_id:
+            if sp.device_id and sp.device_id not in e.devices and take("sparkplug", text(sp.device_id) + SLOT):
                 e.devices.add(sp.device_id)
             if sp.message_type in ("NCMD", "DCMD"):
-                cmds = e.commands.setdefault(sender, {})
+                cmds = e.commands.get(sender)
+                if cmds is None:
+                    if not take("sparkplug", METRIC_BYTES):
+                        continue
+                    cmds = e.commands[sender] = {}
                 for x in sp.metrics:
                     name = _scope(sp) + (x.name or f"alias {x.alias}")
-                    cmds[name] = cmds.get(name, 0) + 1
-            elif sp.message_type != "NDEATH":
+                    if name in cmds or take("sparkplug", METRIC_BYTES + text(name)):
+                        cmds[name] = cmds.get(name, 0) + 1
+            elif sp.message_type != "NDEATH" and sender not in e.publishers and take("sparkplug", METRIC_BYTES):
                 e.publishers.add(sender)
             for x in sp.metrics:
                 v = x.value
@@ -123,7 +137,7 @@ class Learner:
                 name = _scope(sp) + x.name
                 b = e.metrics.get(name)
                 if b is None:
-                    if len(e.metrics) >= MAX_METRICS:
+                    if len(e.metrics) >= MAX_METRICS or not take("sparkplug", METRIC_BYTES + text(name)):
                         continue
                     e.metrics[name] = [x.datatype, v, v, 1]
                 else:

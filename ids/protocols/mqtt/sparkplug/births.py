@@ -9,6 +9,7 @@ MAX_EDGE_NODES tables (the least recently born is forgotten) and MAX_ALIASES per
 from __future__ import annotations
 
 import weakref
+from ....flow.budget import trim_oldest
 
 MAX_EDGE_NODES = 4096
 MAX_ALIASES = 65536
@@ -54,7 +55,7 @@ class Births:
             if not birth:
                 return None
             if len(self.tables) >= MAX_EDGE_NODES:
-                del self.tables[next(iter(self.tables))]
+                trim_oldest(self.tables, MAX_EDGE_NODES)
             t = self.tables[key] = AliasTable()
         elif birth:
             self.tables[key] = self.tables.pop(key)  # most recently born last

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from ....flow.budget import trim_oldest
 from ....events import Alert
 from ..messages import MqttConnect, MqttExchange, MqttPublish, MqttSubscribe
 from ....detect.attack import techniques
@@ -169,7 +170,7 @@ class SparkplugDetector:
         fl = self.flows.get(fid)
         if fl is None:
             if len(self.flows) >= MAX_FLOWS:
-                del self.flows[next(iter(self.flows))]
+                trim_oldest(self.flows, MAX_FLOWS)
             fl = self.flows[fid] = _Flow()
         return fl
 
@@ -177,7 +178,7 @@ class SparkplugDetector:
         e = self.edges.get(key)
         if e is None:
             if len(self.edges) >= MAX_EDGE_NODES:
-                del self.edges[next(iter(self.edges))]
+                trim_oldest(self.edges, MAX_EDGE_NODES)
             e = self.edges[key] = _Edge()
         return e
 
@@ -309,7 +310,7 @@ class SparkplugDetector:
                         f"{sender[1]!r}; the host is {owner[0]} client id {owner[1]!r}", {"host_id": host})
         elif sp.online:
             if len(self.hosts) >= MAX_HOSTS and host not in self.hosts:
-                del self.hosts[next(iter(self.hosts))]
+                trim_oldest(self.hosts, MAX_HOSTS)
             self.hosts[host] = sender
             self.host_clients.add(sender)
         ts = sp.timestamp
@@ -347,7 +348,7 @@ class SparkplugDetector:
         count = 1 + (st[1] if st else 0)
         self.last[k] = [ev.ts, 0]
         if len(self.last) > MAX_FLOWS:
-            del self.last[next(iter(self.last))]
+            trim_oldest(self.last, MAX_FLOWS)
         name, sev, desc, att = RULES[rule]
         out.append(Alert(ev.ts, f"otids.sparkplug.{rule}", name, desc, sev, reason, "sparkplug",
                          techniques(*att), ev, ev.flow, "mqtt", count, extra={"sparkplug": extra}))

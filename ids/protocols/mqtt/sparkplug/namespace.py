@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ....detect.baseline.document import Baseline
 from ....detect.baseline.section import SectionSpec
+from ....detect.bounds import SLOT, Budget, text
 from ....detect.baseline.rules import RULES, BaselineRule
 from ....events import rfc3339
 from ..messages import MqttExchange, MqttPublish
@@ -59,27 +60,36 @@ class _Broker:
         self.subtrees: dict[tuple, set] = {}
 
 
+BROKER_BYTES = 700  # a broker entry (tracemalloc)
+SUBTREE_BYTES = 400  # a subtree with its set of publishers, besides its name
+
+
 class Learner:
     def __init__(self, cfg):
         self.cfg = cfg
         self.brokers: dict[str, _Broker] = {}
+        self.budget = Budget("baseline", 1 << 62)  # the learner's shared bound (limits.learner_bytes)
 
     def learn(self, ev, epoch: int) -> None:
         if type(ev) is not MqttExchange:
             return
         for m in _publishes(ev):
             b = self.brokers.get(ev.flow.server_ip)
+            take = self.budget.take
             if b is None:
+                if not take("namespace", BROKER_BYTES):
+                    continue
                 b = self.brokers[ev.flow.server_ip] = _Broker(m.ts)
             b.n += 1
             b.first, b.last = min(b.first, m.ts), max(b.last, m.ts)
             st = subtree(m.topic)
             pubs = b.subtrees.get(st)
             if pubs is None:
-                if len(b.subtrees) >= MAX_SUBTREES:
+                if len(b.subtrees) >= MAX_SUBTREES or not take("namespace", SUBTREE_BYTES + text(st)):
                     continue
                 pubs = b.subtrees[st] = set()
-            pubs.add(ev.flow.client_ip)
+            if ev.flow.client_ip not in pubs and (not pubs or take("namespace", SLOT)):
+                pubs.add(ev.flow.client_ip)
 
     def entries(self, epochs: dict | None = None) -> list[dict]:
         out = []
