@@ -57,10 +57,12 @@ _probe_errors: list = []  # exceptions the identifier's probes raised (it swallo
 _seen_protocols: set = set()  # network.protocol of every connection record of the last session run
 
 
-def _strict_probe(probe):
+def _strict_probe(name: str):
+    spec = REGISTRY[name]  # the probe is looked up per call, so a test can plant a raising one
+
     def checked(buf, to_server):
         try:
-            return probe(buf, to_server)
+            return spec.probe(buf, to_server)
         except Exception as e:
             _probe_errors.append(e)
             raise
@@ -83,7 +85,7 @@ def _shared_identifier():
         ident = made.get(key)
         if ident is None:
             ident = made[key] = real(ports, use_ndpi=use_ndpi)
-            ident.probes = {t: [(n, _strict_probe(pr)) for n, pr in lst] for t, lst in ident.probes.items()}
+            ident.probes = {t: [(n, _strict_probe(n)) for n, _ in lst] for t, lst in ident.probes.items()}
         ident.deep = None
         return ident
     return identifier
