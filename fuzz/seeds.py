@@ -154,7 +154,10 @@ def _opening_messages() -> dict[str, list[tuple[bool, bytes]]]:
         "profinet_rt": [(False, b"\x80\x00" + bytes(40) + b"\x12\x34\x35\x00")],
         "opc_da": [(False, bytes.fromhex("05000b03100000004800000001000000d016d016000000000100000000000100")
                     + iopc + bytes(24))],
-        "profinet_io_cm": [(False, bytes([4, 0, 0x20, 0]) + b"\x10\x00\x00\x00" + bytes(16) + pnio + bytes(40))],
+        # a connect request: version 4, request, little-endian; object UUID (PNIO, instance 1, device 2,
+        # vendor 0x2a), interface UUID (PNIO device)
+        "profinet_io_cm": [(False, bytes([4, 0, 0x20, 0]) + b"\x10\x00\x00\x00"
+                            + uuid.UUID("dea00000-6c97-11d1-8271-00010002002a").bytes_le + pnio + bytes(40))],
         "rdp": [(False, bytes.fromhex("0300002722e00000000000") + b"Cookie: mstshash=user\r\n"
                  + bytes.fromhex("0100080003000000"))],
         "snmp": [(False, bytes.fromhex("302902010104067075626c6963a01c02040000000102010002010030"
