@@ -5,15 +5,24 @@ tests/test_fuzz.py replays the committed seeds and every past crash through them
 What is a finding: any exception other than the documented ones (CaptureError on a damaged capture,
 UserError on a bad user file), a session_error (the flow table's guard catches session exceptions in
 production; here it re-raises them, so the fuzzer sees the parser bug behind it), and an event whose
-ECS document cannot be rendered to JSON.
+ECS document cannot be rendered to JSON; also an exception from an identified-only protocol's content
+probe (the identifier swallows it in production: the flow stays unnamed, and nobody would know).
 
-Session input format (also what seeds.py writes from real captures), a sequence of records:
-  flags:u8  len:u16be  payload[len]  [hole:u16be if flags&2]  [seconds:u16be if flags&8]  [back:u8 if flags&4]
+Session harnesses: `session_<name>` for every protocol of the registry (ids.protocols.REGISTRY: dissected
+and identified-only alike), derived from it, one flow to the protocol's port over its transport.
+Session input format (also what seeds.py writes from real captures), a head byte, then records:
+  head bit 0: TCP picked up mid-stream (no handshake)    bit 1: UDP (a "tcp/udp" protocol; UDP-only ones
+  always)    bits 2-4: which of the spec's ports is the server's
+  record: flags:u8  len:u16be  payload[len]  [hole:u16be if flags&2]  [seconds:u16be if flags&8]  [back:u8 if flags&4]
+TCP (one segment per record):
   flags bit 0: server -> client (else client -> server)      bit 1: skip `hole` bytes of sequence space first
   bit 2: send it `back` bytes before the stream's position (overlap / retransmission with other bytes)
   bit 3: capture time jumps `seconds` forward first (timeouts, sweeps)
   bit 4: hold it back and send it after the next record (out of order)        bit 5: FIN after it
-The first byte of the input (when its bit 0 is set) skips the handshake: a flow picked up mid-stream.
+UDP (one datagram per record, as Ethernet/IPv4 frames through the decoder): bits 0, 3, 4 as for TCP;
+  bit 1: cut into IPv4 fragments of ((hole & 0xFF) + 1) * 8 bytes; bit 2: fragments last first, plus one
+  overlapping fragment with other bytes; bit 5: from a second client port.
+Non-IP Ethernet (PROFINET DCP and RT): one frame of the spec's EtherType per record, bits 0 and 3 only.
 """
 from __future__ import annotations
 
@@ -32,13 +41,32 @@ from ids.events import FlowNotice
 from ids.flow import table as _table_mod
 from ids.flow.table import FlowTable
 from ids.pipeline import Collector, Run
+from ids.flow.conn import ConnRecord
 from ids.protocols import DISSECTED as PROTOCOLS
+from ids.protocols import REGISTRY
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS
 CIP, SIP = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
-SESSION_PORTS = {"modbus": 502, "mqtt": 1883, "opcua": 4840, "tls": 8883}
+CMAC, SMAC = b"\x02\x00\x00\x00\x00\x01", b"\x02\x00\x00\x00\x00\x02"
+DYNAMIC_PORT = 49152  # a protocol without a well-known port (OPC DA): its content alone names it
+#: Every protocol of the registry gets a session harness: server ports and transport come from its spec.
+SESSION_PORTS = {n: (s.ports[0] if s.ports else DYNAMIC_PORT) for n, s in REGISTRY.items()}
 _CFG = Config()
+_probe_errors: list = []  # exceptions the identifier's probes raised (it swallows them: the flow stays unnamed)
+_seen_protocols: set = set()  # network.protocol of every connection record of the last session run
+
+
+def _strict_probe(name: str):
+    spec = REGISTRY[name]  # the probe is looked up per call, so a test can plant a raising one
+
+    def checked(buf, to_server):
+        try:
+            return spec.probe(buf, to_server)
+        except Exception as e:
+            _probe_errors.append(e)
+            raise
+    return checked
 
 
 def _shared_identifier():
@@ -46,7 +74,9 @@ def _shared_identifier():
     with it a fresh nDPI dissector (several MB of C memory, never freed) plus the import walk of every
     identified-only package: per execution that made the session harnesses leak ~10 MB and spend half
     their time there (libFuzzer stopped them on its RSS limit after a few hundred runs). The Identifier
-    holds no per-flow state (nDPI's flow state lives on the flow), so sharing it changes no result."""
+    holds no per-flow state (nDPI's flow state lives on the flow), so sharing it changes no result.
+    Its content probes are wrapped so that an exception they raise (production turns it into "not this
+    protocol") still reaches the fuzzer."""
     made: dict = {}
     real = _table_mod.Identifier
 
@@ -55,6 +85,7 @@ def _shared_identifier():
         ident = made.get(key)
         if ident is None:
             ident = made[key] = real(ports, use_ndpi=use_ndpi)
+            ident.probes = {t: [(n, _strict_probe(n)) for n, _ in lst] for t, lst in ident.probes.items()}
         ident.deep = None
         return ident
     return identifier
@@ -80,8 +111,11 @@ def _render(ev) -> None:
 
 def _strict_emit(detector: AnomalyDetector | None):
     def emit(ev):
-        if type(ev) is FlowNotice and ev.action == "session_error":
+        t = type(ev)
+        if t is FlowNotice and ev.action == "session_error":
             raise Finding(f"session_error {ev.details}")
+        if t is ConnRecord and ev.protocol:
+            _seen_protocols.add(ev.protocol)
         _render(ev)
         if detector is not None:
             for a in detector.on_event(ev) or ():
@@ -117,9 +151,52 @@ def encode_record(to_client: bool, payload: bytes) -> bytes:
     return struct.pack("!BH", 1 if to_client else 0, len(payload)) + payload
 
 
-def run_session(proto: str, data: bytes) -> None:
-    """One TCP flow to `proto`'s port, segments as the input says; then every timeout and the flow end."""
-    port = SESSION_PORTS[proto]
+def session_head(proto: str, transport: str, midstream: bool = False, port: int | None = None) -> int:
+    """The first byte of a session input: mid-stream (TCP), UDP (for a "tcp/udp" protocol), which port."""
+    ports = REGISTRY[proto].ports
+    sel = ports.index(port) if port in ports else 0
+    return (1 if midstream else 0) | (2 if transport == "udp" else 0) | (sel & 7) << 2
+
+
+def run_session(proto: str, data: bytes) -> set:
+    """One flow of `proto` (its spec's transport and ports), records as the input says; then every timeout
+    and the flow end. Returns the protocols the connection records named (for the tests)."""
+    spec = REGISTRY[proto]
+    transports = spec.transport.split("/")
+    head = data[0] if data else 0
+    _probe_errors.clear()
+    _seen_protocols.clear()
+    if "ether" in transports:
+        _run_frames(spec, data)
+    elif "udp" in transports and ("tcp" not in transports or head & 2):
+        _run_datagrams(spec, data)
+    else:
+        _run_tcp(spec, data)
+    if _probe_errors:
+        e = _probe_errors[0]
+        _probe_errors.clear()
+        raise e
+    return set(_seen_protocols)
+
+
+def _server_port(spec, head: int) -> int:
+    ports = spec.ports or (DYNAMIC_PORT,)
+    return ports[(head >> 2 & 7) % len(ports)]
+
+
+def _end(table, det, ts: int, decoder=None) -> None:
+    end = ts + 7200 * NS  # past every timeout: pending requests, idle flows and fragments expire
+    table.sweep(end)
+    if decoder is not None:
+        decoder.frag.expire(end, decoder.notices)
+        _decoder_notices(decoder, table, end)
+    table.finish(end)
+    for f in det.flush(ts) or ():
+        json.dumps(f.to_doc())
+
+
+def _run_tcp(spec, data: bytes) -> None:
+    port = _server_port(spec, data[0] if data else 0)
     det = AnomalyDetector(_CFG.anomaly)
     table = StrictTable(_CFG, PROTOCOLS, _strict_emit(det))
     seq = [1000, 5000]  # next sequence number per direction (0: client)
@@ -156,26 +233,115 @@ def run_session(proto: str, data: bytes) -> None:
             seq[d] += 1
     if held is not None:
         send(*held)
-    table.sweep(ts + 7200 * NS)  # past every timeout: pending requests and idle flows expire
-    table.finish(ts + 7200 * NS)
-    for f in det.flush(ts) or ():
-        json.dumps(f.to_doc())
+    _end(table, det, ts)
 
 
-def session_modbus(data: bytes) -> None:
-    run_session("modbus", data)
+_ETH_IP4 = b"\x08\x00"
+_IP4 = struct.Struct("!BBHHHBBH4s4s")
+_UDP = struct.Struct("!HHHH")
 
 
-def session_mqtt(data: bytes) -> None:
-    run_session("mqtt", data)
+def _decoder_notices(decoder, table, ts: int) -> None:
+    for nts, action, details in decoder.notices:
+        table.emit(FlowNotice(nts or ts, action, None, None, details))
+    decoder.notices.clear()
 
 
-def session_opcua(data: bytes) -> None:
-    run_session("opcua", data)
+def _ip4_frames(d: int, sport: int, dport: int, ipid: int, payload: bytes, piece: int, reverse: bool,
+                overlap: int) -> list[bytes]:
+    """One UDP datagram as Ethernet/IPv4 frames: whole, or cut into `piece`-byte fragments (reversed, and
+    with one more fragment `overlap` pieces in whose bytes differ from the first copy's, on request)."""
+    src, dst, smac, dmac = (CIP, SIP, CMAC, SMAC) if d == 0 else (SIP, CIP, SMAC, CMAC)
+    l4 = _UDP.pack(sport, dport, 8 + len(payload) & 0xFFFF, 0) + payload
+
+    def frame(off: int, more: bool, body: bytes) -> bytes:
+        ip = _IP4.pack(0x45, 0, 20 + len(body) & 0xFFFF, ipid, (0x2000 if more else 0) | off >> 3, 64, 17, 0,
+                       src, dst)
+        return dmac + smac + _ETH_IP4 + ip + body
+
+    if not piece or len(l4) <= piece or len(l4) > 0xFFFF - 20:
+        return [frame(0, False, l4)]
+    frames = [frame(o, o + piece < len(l4), l4[o:o + piece]) for o in range(0, len(l4), piece)]
+    if reverse:
+        frames.reverse()
+    if overlap:
+        o = min(overlap % len(frames), len(frames) - 1) * piece
+        frames.insert(1, frame(o, o + piece < len(l4), bytes(b ^ 0xFF for b in l4[o:o + piece])))
+    return frames
 
 
-def session_tls(data: bytes) -> None:
-    run_session("tls", data)
+def _run_datagrams(spec, data: bytes) -> None:
+    """The datagram variant of the session format: each record one UDP datagram, both directions.
+    Record flags: bit 0 server -> client; bit 1 cut into IPv4 fragments of ((hole & 0xFF) + 1) * 8 bytes;
+    bit 2 those fragments last first, plus one overlapping fragment with other bytes (`back` picks which);
+    bit 3 capture time jumps `seconds` forward first; bit 4 held back, sent after the next record;
+    bit 5 from a second client port (a second flow to the same server)."""
+    from ids.decode.packet import Decoder
+    port = _server_port(spec, data[0] if data else 0)
+    det = AnomalyDetector(_CFG.anomaly)
+    table = StrictTable(_CFG, PROTOCOLS, _strict_emit(det))
+    dec = Decoder("off")
+    ts = T0
+    ipid = 1
+    held = None
+
+    def send(frames: list[bytes]) -> None:
+        for fr in frames:
+            p = dec.decode(ts, 1, fr)
+            if p is not None:
+                table.packet(p)
+            if dec.notices:
+                _decoder_notices(dec, table, ts)
+
+    for flags, payload, hole, secs, back in records(data[1:]):
+        d = flags & 1
+        ts += 1000 + secs * NS
+        cport = 40001 if flags & 32 else 40000
+        sp, dp = (cport, port) if d == 0 else (port, cport)
+        ipid = ipid + 1 & 0xFFFF
+        frames = _ip4_frames(d, sp, dp, ipid, payload[:0xFFFF - 28], ((hole & 0xFF) + 1) * 8 if flags & 2 else 0,
+                             bool(flags & 4), back if flags & 4 else 0)
+        if flags & 16 and held is None:
+            held = frames
+            continue
+        send(frames)
+        if held is not None:
+            send(held)
+            held = None
+    if held is not None:
+        send(held)
+    _end(table, det, ts, dec)
+
+
+def _run_frames(spec, data: bytes) -> None:
+    """Non-IP Ethernet (PROFINET by EtherType): each record one frame of the spec's EtherType, both
+    directions (by MAC), time jumps; the other flags have no meaning on a frame."""
+    from ids.decode.packet import Decoder
+    etype = struct.pack("!H", spec.ports[0])
+    det = AnomalyDetector(_CFG.anomaly)
+    table = StrictTable(_CFG, PROTOCOLS, _strict_emit(det))
+    dec = Decoder("off")
+    ts = T0
+    for flags, payload, hole, secs, back in records(data[1:]):
+        ts += 1000 + secs * NS
+        src, dst = (SMAC, CMAC) if flags & 1 else (CMAC, SMAC)
+        p = dec.decode(ts, 1, dst + src + etype + payload)
+        if p is not None:
+            table.packet(p)
+    _end(table, det, ts, dec)
+
+
+def _session_harness(proto: str):
+    def harness(data: bytes) -> None:
+        run_session(proto, data)
+    harness.__name__ = harness.__qualname__ = f"session_{proto}"
+    harness.__doc__ = f"One {proto} flow ({REGISTRY[proto].transport}): flow table, identification, detection."
+    return harness
+
+
+#: session_<name> for every protocol of the registry, dissected or identified (derived: never a hand list)
+SESSION_HARNESSES = {f"session_{n}": _session_harness(n) for n in REGISTRY}
+globals().update(SESSION_HARNESSES)  # fuzz.harnesses.session_modbus and friends, as before
 
 
 # ---------------------------------------------------------------------------------------------- captures
@@ -340,6 +506,6 @@ def es_bulk_answer(data: bytes) -> None:
             raise Finding("result not bounded")
 
 
-HARNESSES = {f.__name__: f for f in (session_modbus, session_mqtt, session_opcua, session_tls, capture, pipeline,
-                                     x509, config_file, registry_file, baseline_file, rules_file, model_file,
-                                     es_bulk_answer)}
+HARNESSES = {**SESSION_HARNESSES,
+             **{f.__name__: f for f in (capture, pipeline, x509, config_file, registry_file, baseline_file,
+                                        rules_file, model_file, es_bulk_answer)}}

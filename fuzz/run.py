@@ -145,13 +145,13 @@ def main(argv=None) -> int:
         print(f"fuzz/run.py: unknown harness {', '.join(bad)} (--list shows them)", file=sys.stderr)
         return 2
     status = 0
-    print(f"{'harness':16} {'execs':>10} {'cov':>6} {'ft':>7} {'corpus':>6} {'secs':>5}  crashes")
+    print(f"{'harness':22} {'execs':>10} {'cov':>6} {'ft':>7} {'corpus':>6} {'secs':>5}  crashes")
     for h in todo:
         log = Path(a.log) / f"{h}.log" if a.log else None
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
         r = run_one(h, a.time, a.runs, a.sources, a.work, a.artifacts, a.max_len, log)
-        print(f"{h:16} {r['execs']:>10} {r['cov']:>6} {r['ft']:>7} {r['corpus']:>6} {r['seconds']:>5}  "
+        print(f"{h:22} {r['execs']:>10} {r['cov']:>6} {r['ft']:>7} {r['corpus']:>6} {r['seconds']:>5}  "
               f"{' '.join(r['crashes']) or '-'}", flush=True)
         if r["rc"]:
             status = 1

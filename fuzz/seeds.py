@@ -1,7 +1,7 @@
-"""Seed inputs for the harnesses of fuzz/harnesses.py, cut from real files: TCP payloads of the protocol
-flows in captures (in the session input format), capture heads, certificates, and the shipped config,
-registry, baseline and rule files. Sources are read in place (pcaps/, ../shared/corpus): never copied
-into the repository beyond the small committed set in fuzz/seeds/ that `--commit` writes.
+"""Seed inputs for the harnesses of fuzz/harnesses.py, cut from real files: the payloads of each protocol's
+flows in captures (in the session input format: TCP segments, UDP datagrams or non-IP frames), capture
+heads, certificates, and the shipped config, registry, baseline and rule files. Sources are read in place
+(pcaps/, ../shared/corpus): never copied into the repository beyond the small committed set in fuzz/seeds/.
 
 Usage: python3 fuzz/seeds.py OUTDIR [--harness NAME] [--from PATH...] [--max-seeds N] [--max-len BYTES]
 """
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from fuzz.harnesses import HARNESSES, SESSION_PORTS, encode_record  # noqa: E402
+from fuzz.harnesses import HARNESSES, encode_record  # noqa: E402
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
 
@@ -34,44 +34,153 @@ def _captures(sources: list[Path]) -> list[Path]:
 
 
 def session_seeds(proto: str, sources: list[Path], max_seeds: int, max_len: int) -> list[bytes]:
-    """Per flow on the protocol's port: its payloads in capture order, as session records."""
-    from ids.capture import open_capture
-    from ids.decode import Decoder
-    from ids.errors import CaptureError
+    return all_session_seeds([proto], sources, max_seeds, max_len)[proto]
 
+
+def all_session_seeds(protos: list[str], sources: list[Path], max_seeds: int, max_len: int) -> dict:
+    """Per flow of each protocol (its spec's transports and ports, with the configured ports of a dissected
+    one; a protocol without a port by its content probe): its payloads in capture order, as session records.
+    One pass over the captures for every protocol. Flows the protocol's probe accepts come first, so a
+    port several protocols share (102: S7comm, S7comm-plus, MMS) gives each its own."""
+    from ids.capture import open_capture
     from ids.config import Config
-    ports = set(Config().protocols.ports.get(proto, [])) | {SESSION_PORTS[proto]}
-    seeds: list[bytes] = []
+    from ids.decode import Decoder
+    from ids.decode.packet import ETHER
+    from ids.errors import CaptureError
+    from ids.protocols import REGISTRY
+
+    cfg_ports = Config().protocols.ports
+    by_port: dict[tuple[str, int], list[str]] = {}  # (transport, server port) -> protocols
+    portless: dict[str, list[str]] = {"tcp": [], "udp": []}
+    for proto in protos:
+        spec = REGISTRY[proto]
+        ports = set(spec.ports) | set(cfg_ports.get(proto, []))
+        for t in spec.transport.split("/"):
+            if not ports and t in portless:
+                portless[t].append(proto)
+            for port in ports:
+                by_port.setdefault((t, port), []).append(proto)
+    # (proto, flow key) -> [buffer, probe accepted, payloads probed]
+    flows: dict[str, dict[tuple, list]] = {p: {} for p in protos}
     for path in _captures(sources):
-        if len(seeds) >= max_seeds:
+        if all(len(f) >= 8 * max_seeds for f in flows.values()):
             break
-        flows: dict[tuple, bytearray] = {}
         dec = Decoder("off")
+        seen: dict[str, dict[tuple, list]] = {p: {} for p in protos}
         try:
             reader = open_capture(str(path))
             for ts, lt, frame in reader.packets():
                 p = dec.decode(ts, lt, frame)
-                if p is None or p.proto != 6:
+                if p is None:
                     continue
-                if p.dport in ports:
-                    key, to_client = (p.src, p.sport, p.dst, p.dport), False
-                elif p.sport in ports:
-                    key, to_client = (p.dst, p.dport, p.src, p.sport), True
-                else:
-                    continue
-                buf = flows.get(key)
-                if buf is None:
-                    if len(flows) >= max_seeds:
+                if p.proto == ETHER:
+                    names = by_port.get(("ether", p.sport), ())
+                    if not names:
                         continue
-                    # bit 0 of the first byte: picked up mid-stream (no SYN seen from the client)
-                    buf = flows[key] = bytearray(b"\x00" if p.flags & 0x02 and not to_client else b"\x01")
-                if p.payload and len(buf) < max_len:
-                    buf += encode_record(to_client, p.payload)
+                    a, b = sorted((p.src, p.dst))
+                    key, to_client, head = (a, b, p.sport), p.src != a, 0
+                else:
+                    t = "tcp" if p.proto == 6 else "udp" if p.proto == 17 else None
+                    if t is None:
+                        continue
+                    if (t, p.dport) in by_port:
+                        names, key, to_client = by_port[(t, p.dport)], (p.src, p.sport, p.dst, p.dport), False
+                    elif (t, p.sport) in by_port:
+                        names, key, to_client = by_port[(t, p.sport)], (p.dst, p.dport, p.src, p.sport), True
+                    elif portless[t] and p.payload:
+                        names, key, to_client = portless[t], (p.src, p.sport, p.dst, p.dport), False
+                    else:
+                        continue
+                    # bit 0: picked up mid-stream (no SYN seen from the client); bit 1: UDP; bits 2-4: the port
+                    server_port = key[3]
+                    head = 2 if t == "udp" else 0
+                    if t == "tcp" and not (p.flags & 0x02 and not to_client):
+                        head |= 1
+                for proto in names:
+                    f = seen[proto]
+                    st = f.get(key)
+                    if st is None:
+                        if len(f) >= 8 * max_seeds or p.proto != ETHER and not p.payload and p.proto != 6:
+                            continue
+                        h = head
+                        if p.proto != ETHER:
+                            ports = REGISTRY[proto].ports
+                            h |= (ports.index(server_port) & 7) << 2 if server_port in ports else 0
+                        st = f[key] = [bytearray([h]), False, 0]
+                    buf = st[0]
+                    if p.payload and len(buf) < max_len:
+                        buf += encode_record(to_client, p.payload)
+                        spec = REGISTRY[proto]
+                        if not st[1] and st[2] < 4 and spec.probe is not None:
+                            st[2] += 1
+                            try:
+                                st[1] = spec.probe(p.payload, not to_client) > 0
+                            except Exception:  # noqa: BLE001 - a seed is a seed; the fuzzer finds probe bugs
+                                pass
             reader.close()
         except (CaptureError, OSError):
             pass
-        seeds += [bytes(b[:max_len]) for b in flows.values() if len(b) > 1]
-    return seeds[:max_seeds]
+        for proto in protos:
+            for key, st in seen[proto].items():
+                # a portless protocol, or one sharing its EtherType (PROFINET DCP, RT): only flows its probe names
+                if st[1] or REGISTRY[proto].ports and "ether" not in REGISTRY[proto].transport:
+                    flows[proto][(path, key)] = st
+    out = {}
+    for proto in protos:
+        ranked = sorted((st for st in flows[proto].values() if len(st[0]) > 1), key=lambda st: not st[1])
+        out[proto] = [bytes(st[0][:max_len]) for st in ranked[:max_seeds]]
+    return out
+
+
+def _opening_messages() -> dict[str, list[tuple[bool, bytes]]]:
+    """The opening exchange of each protocol that neither pcaps/ nor ../shared/corpus carries (the IT
+    protocols, CIP I/O, PROFINET IO CM, OPC DA): the first messages after each specification, the same
+    bytes tests/test_identify.py checks the content probes with, as (to_client, payload). A stand-in
+    until real captures of them are committed: tests/test_fuzz.py holds that each is named as its protocol."""
+    import struct
+    import uuid
+    pnio = uuid.UUID("dea00001-6c97-11d1-8271-00a02442df7d").bytes_le  # PNIO device interface
+    iopc = uuid.UUID("39c13a4d-011e-11d0-9675-0020afd8adb3").bytes_le  # IOPCServer
+    krb = bytes.fromhex("6a81a03081a0a103020105a20302010a") + bytes(8)  # AS-REQ: pvno 5, msg-type 10
+    return {
+        "cip_io": [(False, struct.pack("<HHHIIHH", 2, 0x8002, 8, 1, 7, 0x00B1, 6) + b"\x07\x00\x01\x00\x00\x00")],
+        "ftp": [(True, b"220 ProFTPD Server ready\r\n"), (False, b"USER anonymous\r\n"),
+                (True, b"331 Password required\r\n"), (False, b"PASS x@y\r\n"), (True, b"230 Logged in\r\n")],
+        "kerberos": [(False, krb), (True, bytes.fromhex("7e0b3009a003020105a103020119"))],
+        "ldap": [(False, bytes.fromhex("300c020101600702010304008000")),  # bind request, simple, empty
+                 (True, bytes.fromhex("300c02010161070a010004000400"))],  # bind response, success
+        "ntp": [(False, bytes([0x23]) + bytes(47)), (True, bytes([0x24, 2]) + bytes(46))],
+        # a cyclic RT frame: frame id 0x8000, 40 data bytes, cycle counter, data status, transfer status
+        "profinet_rt": [(False, b"\x80\x00" + bytes(40) + b"\x12\x34\x35\x00")],
+        "opc_da": [(False, bytes.fromhex("05000b03100000004800000001000000d016d016000000000100000000000100")
+                    + iopc + bytes(24))],
+        # a connect request: version 4, request, little-endian; object UUID (PNIO, instance 1, device 2,
+        # vendor 0x2a), interface UUID (PNIO device)
+        "profinet_io_cm": [(False, bytes([4, 0, 0x20, 0]) + b"\x10\x00\x00\x00"
+                            + uuid.UUID("dea00000-6c97-11d1-8271-00010002002a").bytes_le + pnio + bytes(40))],
+        "rdp": [(False, bytes.fromhex("0300002722e00000000000") + b"Cookie: mstshash=user\r\n"
+                 + bytes.fromhex("0100080003000000"))],
+        "snmp": [(False, bytes.fromhex("302902010104067075626c6963a01c02040000000102010002010030"
+                                       "0e300c06082b060102010101000500"))],
+        "ssh": [(True, b"SSH-2.0-OpenSSH_9.2\r\n"), (False, b"SSH-2.0-OpenSSH_9.6\r\n")],
+        "syslog": [(False, b"<34>1 2026-12-05T08:00:00Z host app - - - hi")],
+        "telnet": [(True, b"\xff\xfd\x18\xff\xfd\x20"), (False, b"\xff\xfb\x18"), (True, b"login: ")],
+        "tftp": [(False, b"\x00\x01boot.bin\x00octet\x00"), (True, b"\x00\x03\x00\x01" + bytes(512))],
+        "vnc": [(True, b"RFB 003.008\n"), (False, b"RFB 003.008\n"), (True, b"\x01\x02")],
+    }
+
+
+def opening_seeds(proto: str) -> list[bytes]:
+    """One seed from the protocol's opening messages, over each of its transports (first port)."""
+    from fuzz.harnesses import session_head
+    from ids.protocols import REGISTRY
+    msgs = _opening_messages().get(proto)
+    if not msgs:
+        return []
+    out = []
+    for t in REGISTRY[proto].transport.split("/"):
+        out.append(bytes([session_head(proto, t)]) + b"".join(encode_record(c, m) for c, m in msgs))
+    return out
 
 
 def capture_seeds(sources: list[Path], max_seeds: int, max_len: int) -> list[bytes]:
@@ -137,7 +246,7 @@ def es_answer_seeds() -> list[bytes]:
 
 def build(harness: str, sources: list[Path], max_seeds: int = 16, max_len: int = 8192) -> list[bytes]:
     if harness.startswith("session_"):
-        return session_seeds(harness[8:], sources, max_seeds, max_len)
+        return session_seeds(harness[8:], sources, max_seeds, max_len) or opening_seeds(harness[8:])
     if harness in ("capture", "pipeline"):
         return capture_seeds(sources, max_seeds, max_len)
     if harness == "es_bulk_answer":
@@ -165,8 +274,13 @@ def main(argv=None) -> int:
     ap.add_argument("--max-len", type=int, default=8192)
     a = ap.parse_args(argv)
     sources = [Path(s) for s in (a.sources or [str(ROOT / "pcaps")])]
-    for h in a.harness or sorted(HARNESSES):
-        n = write(build(h, sources, a.max_seeds, a.max_len), Path(a.out) / h)
+    todo = a.harness or sorted(HARNESSES)
+    sessions = all_session_seeds([h[8:] for h in todo if h.startswith("session_")], sources, a.max_seeds,
+                                 a.max_len)  # one pass over the captures for every session harness
+    for h in todo:
+        seeds = (sessions[h[8:]] or opening_seeds(h[8:])) if h.startswith("session_") else \
+            build(h, sources, a.max_seeds, a.max_len)
+        n = write(seeds, Path(a.out) / h)
         print(f"{h}: {n} seeds")
     return 0
 
