@@ -40,7 +40,7 @@ def test_every_protocol_has_a_session_harness():
 
 
 #: Protocols whose committed seeds are named otherwise, and why (an identification matter, not the harness's)
-NAMED_OTHERWISE = {"profinet_io_cm": "dcerpc"}  # nDPI's DCE/RPC wins over the PNIO probe, which refines nothing
+NAMED_OTHERWISE: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("proto", sorted(REGISTRY))

@@ -24,4 +24,5 @@ def probe(buf: bytes, to_server: bool) -> int:
 
 PROTOCOL = ProtocolSpec(name="profinet_io_cm", transport="udp", ports=(34964,), probe=probe, session=None,
                         roles={'server': 'profinet_device', 'client': 'profinet_controller'}, category="ics",
-                        description="PROFINET IO context management (connectionless DCE/RPC on UDP 34964)")
+                        description="PROFINET IO context management (connectionless DCE/RPC on UDP 34964)",
+                        extra={'refines': 'dcerpc'})
