@@ -167,7 +167,6 @@ ALLOWED = {  # per-flow tables of a few hundred keys whose eviction is their mea
     "ids/decode/frag.py", "ids/detect/ml/labels.py", "ids/output/elasticsearch/answers.py",
     "ids/detect/baseline/enforcer.py",  # _release: the front of an OrderedDict (its linked list: no walk)
     "ids/flow/budget.py",  # the docstring naming the pattern
-    "ids/detect/ml/detector.py", "ids/detect/ml/roles.py",  # branch ml's (reported to it)
 }
 
 

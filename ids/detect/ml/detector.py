@@ -16,6 +16,7 @@ np = lazy("numpy")  # loaded when a model is trained, loaded or scored, not for 
 
 from ...config import MlConfig
 from ...events import Alert, rfc3339
+from ...flow.budget import trim_oldest
 from ..attack import techniques
 from . import adapters  # noqa: F401  (registers the protocol adapters)
 from .features import NS, RowMeta, Windower
@@ -221,8 +222,8 @@ class Alerter:
         self.abstained[key] = (n or 0) + 1
         if n is not None:
             return []
-        if len(self.abstained) > self.max_pairs:
-            self.abstained.pop(next(iter(self.abstained)))
+        if len(self.abstained) > self.max_pairs:  # the oldest eighth at once: one key per new key is quadratic
+            trim_oldest(self.abstained, self.max_pairs)
         return [self._abstain(m)]
 
     def _abstain(self, m: RowMeta) -> Alert:

@@ -16,6 +16,8 @@ A pair scored by a stand-in raises at most one ML alert in its lifetime (docs/ML
 """
 from __future__ import annotations
 
+from ...flow.budget import trim_oldest
+
 
 def _breadth(key, prof) -> tuple:
     return (-len(prof.keys), -len(prof.ops), key)
@@ -49,7 +51,7 @@ class StandIns:
         except KeyError:
             pass
         c = nearest(self.profiles, key)
-        if len(self.choice) >= self.limit:
-            self.choice.pop(next(iter(self.choice)))
+        if len(self.choice) >= self.limit:  # the oldest eighth at once: one key per new key is quadratic
+            trim_oldest(self.choice, self.limit)
         self.choice[key] = c
         return c
