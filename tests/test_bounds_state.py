@@ -181,3 +181,19 @@ def test_no_one_key_eviction_at_a_cap():
             if re.search(r"(pop|del [\w.]+)\[?\(?next\(iter\(", line) or re.search(r"\.pop\(next\(iter\(", line):
                 bad.append(f"{rel}:{n}: {line.strip()}")
     assert not bad, "\n".join(bad)
+
+
+def test_auth_one_client_id_from_many_addresses():
+    """One MQTT client id accepted from 200 addresses (a botnet sharing a leaked id): its session table stays
+    at 64 addresses, forgotten an eighth at once, and the multiple-addresses alert is raised. This path once
+    raised NameError out of the detector (the mixed bench capture with --workers 2 found it)."""
+    from authlib import flow as aflow
+    from authlib import mqtt_connect
+    from ids.detect.auth.detector import AuthDetector
+    det = AuthDetector(limits=LimitsConfig())
+    rules = set()
+    for i in range(200):
+        fl = aflow(client=f"10.8.0.{i + 1}", fid=i + 1)
+        rules.update(a.rule_id for a in det.on_event(mqtt_connect(i * NS, fl, "shared-id", rc=0)) or ())
+    assert "otids.auth.mqtt.client_id_multiple_ips" in rules
+    assert 56 <= len(det.mqtt_sessions["shared-id"]) <= 64

@@ -17,7 +17,7 @@ import dataclasses
 from collections import OrderedDict, deque
 
 from ...events import Alert, rfc3339
-from ...flow.budget import KeyCap
+from ...flow.budget import KeyCap, trim_oldest
 from ...protocols.opcua.messages import OpcuaEvent
 from ..api import LimitEntry, Limiter, RuleInfo
 from ..attack import techniques
