@@ -52,6 +52,12 @@ def child(name: str, fuzzer_args: list[str]) -> None:
         k = f if isinstance(f, type) else type(f)
         return f"{k.__module__}.{k.__name__}".lower()
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in _name(f)]
+    # `ids` first, outside the block: its __init__ puts the finder that picks the pure-Python twins of the
+    # compiled modules (ids/_build.py) at the head of sys.meta_path. Imported inside, that finder would come
+    # before atheris's and load the hot modules (flow table, Modbus and MQTT sessions and parsers) itself,
+    # uninstrumented; imported here, atheris's finder comes first and wraps what that finder returns.
+    import ids  # noqa: F401
+    before = set(sys.modules)  # ids and its loader (ids._build): not instrumented, nothing to fuzz there
     with atheris.instrument_imports(include=["ids", "fuzz"]):
         import fuzz.harnesses as h
         for m in _LAZY:
@@ -65,6 +71,12 @@ def child(name: str, fuzzer_args: list[str]) -> None:
              if n.startswith("ids") and str(getattr(m, "__file__", "") or "").endswith((".so", ".pyd"))]
     if blind:
         sys.exit(f"fuzz/run.py: compiled modules would run uninstrumented: {blind[:3]} (OTIDS_PURE=1 unset?)")
+    plain = [n for n, m in list(sys.modules.items())
+             if n.startswith("ids.") and n not in before and getattr(m, "__spec__", None) is not None
+             and m.__spec__.origin
+             and m.__spec__.origin.endswith(".py") and not type(m.__spec__.loader).__name__.startswith("Atheris")]
+    if plain:
+        sys.exit(f"fuzz/run.py: modules loaded without atheris's instrumentation: {sorted(plain)[:5]}")
     atheris.Setup([sys.argv[0]] + fuzzer_args, fn)
     atheris.Fuzz()
 
