@@ -5,16 +5,17 @@ import os
 
 #: Below this much capture in total the default is one process: forking and merging cost more than they save.
 SMALL_INPUT = 16 << 20
-#: Fewer cores than this and the default is one process: every worker reads every frame and the parent merges
-#: and runs the detectors, so two workers on two cores measured no faster than one process (docs/PERFORMANCE.md).
+#: From this many cores up the default leaves one core to the parent (it merges and runs the whole-network
+#: detectors); below it every core gets a worker: since the anomaly checks run in the workers the parent is
+#: mostly idle, and on 2 cores `--workers 2` measured 1.2-1.3x faster than one process (docs/PERFORMANCE.md).
 MIN_CORES = 4
 
 
 def add_workers_argument(p) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes to analyse with, packets divided by host pair; output identical for any N "
-                        "(default: one per CPU core but one for the parent on machines with 4 or more cores "
-                        "and captures of 16 MB or more; else 1)")
+                        "(default for captures of 16 MB or more: one per CPU core, but one core left to the "
+                        "parent on machines with 4 or more; else 1)")
 
 
 def workers_for(args, paths: list[str]) -> int:
@@ -38,4 +39,6 @@ def workers_for(args, paths: list[str]) -> int:
         except OSError:
             pass
     cores = default_workers()
-    return cores - 1 if total >= SMALL_INPUT and cores >= MIN_CORES else 1
+    if total < SMALL_INPUT or cores < 2:
+        return 1
+    return cores - 1 if cores >= MIN_CORES else cores
