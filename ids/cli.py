@@ -15,6 +15,7 @@ from .config import load_config
 from .errors import UserError, missing_captures
 
 EXIT_OK, EXIT_DAMAGED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERNAL = 70  # sysexits EX_SOFTWARE: a bug of otids, not of the input
 
 #: Further subcommands: modules with `register(subparsers)`, which adds a parser and sets its handler with
 #: `parser.set_defaults(func=handler)`; handler(args) returns an exit code.
@@ -105,6 +106,28 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as e:  # a bug of otids: one line, the traceback kept in a file for the report
+        return _internal_error(e)
+
+
+def _internal_error(e: BaseException) -> int:
+    import os
+    import tempfile
+    import traceback
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" at {os.path.relpath(tb[-1].filename, os.path.dirname(os.path.dirname(__file__)))}:{tb[-1].lineno}" \
+        if tb else ""
+    text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    try:
+        fd, path = tempfile.mkstemp(prefix="otids-crash-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"otids {__version__}\n{' '.join(sys.argv)}\n\n{text}")
+        kept = f"; traceback in {path}"
+    except OSError:
+        kept = ""
+    msg = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+    print(f"otids: internal error (a bug of otids, please report it): {msg}{where}{kept}", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
