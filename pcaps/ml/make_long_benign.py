@@ -88,6 +88,15 @@ def shift_boundaries(t0: float, t1: float) -> list[float]:
     return out
 
 
+def play(events: list, t1: float, handlers: dict) -> None:
+    """Pop the (time, order, (kind, *args)) heap in time order and call handlers[kind](time, *args) for each
+    event before `t1` (handlers may push more)."""
+    while events:
+        t, _, (kind, *a) = heapq.heappop(events)
+        if t < t1:
+            handlers[kind](t, *a)
+
+
 def mac(ip: str) -> bytes:
     return bytes([0x02, 0x00]) + bytes(int(x) for x in ip.split("."))
 
@@ -326,25 +335,16 @@ def modbus(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
         for src, plc in ((HMI1, "plc1"), (HMI1, "plc2"), (HMI2, "plc3"), (HMI2, "plc2")):
             push(b + rng.uniform(0, 120), "restart", src, plc)
 
-    while events:
-        t, _, (kind, *a) = heapq.heappop(events)
-        if t >= t1:
-            continue
-        if kind == "read":
-            read(t, *a)
-        elif kind == "write":
-            write(t, *a)
-        elif kind == "identify":
-            identify(t, *a)
-        elif kind == "restart":
-            restart(t, *a)
-        elif kind == "coil":
-            src, plc, addr, on = a
-            coils[plc][addr] = on
-            txn(t, src, plc, bm.WriteSingleCoilRequest(address=addr, bits=[on]),
-                lambda _t: bm.WriteSingleCoilResponse(address=addr, bits=[on]))
-        elif kind == "recipe":
-            write(t, EWS, "plc3", 40, [rng.randint(0, 1000) for _ in range(8)])
+    def coil(t, src, plc, addr, on):
+        coils[plc][addr] = on
+        txn(t, src, plc, bm.WriteSingleCoilRequest(address=addr, bits=[on]),
+            lambda _t: bm.WriteSingleCoilResponse(address=addr, bits=[on]))
+
+    def recipe(t, src, plc):
+        write(t, EWS, "plc3", 40, [rng.randint(0, 1000) for _ in range(8)])
+
+    play(events, t1, {"read": read, "write": write, "identify": identify, "restart": restart, "coil": coil,
+                      "recipe": recipe})
     for c in conns.values():
         c.close(t1)
 
@@ -461,20 +461,12 @@ def mqtt(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
     for b in shift_boundaries(t0, t1):
         push(b + rng.uniform(0, 120), "restart", "historian")
 
-    while events:
-        t, _, (kind, *a) = heapq.heappop(events)
-        if t >= t1:
-            continue
-        if kind == "connect":
-            connect(t, a[0])
-        elif kind == "publish":
-            name, topic, qos, value = a
-            publish(t, name, topic, qos, value().encode())
-        elif kind == "ping":
-            ping(t, a[0])
-        elif kind == "restart":
-            disconnect(t, a[0])
-            push(t + 5.0, "connect", a[0])
+    def restart(t, name):
+        disconnect(t, name)
+        push(t + 5.0, "connect", name)
+
+    play(events, t1, {"connect": connect, "ping": ping, "restart": restart,
+                      "publish": lambda t, name, topic, qos, value: publish(t, name, topic, qos, value().encode())})
     for name in list(conns):
         disconnect(t1, name)
 
@@ -813,24 +805,8 @@ def opcua(wire: Wire, rng: random.Random, t0: float, t1: float) -> None:
     for b in shift_boundaries(t0, t1):  # a new operator logs in at the SCADA
         push(b + rng.uniform(0, 120), "restart", "scada")
 
-    while events:
-        t, _, (kind, *a) = heapq.heappop(events)
-        if t >= t1:
-            continue
-        if kind == "connect":
-            connect(t, a[0])
-        elif kind == "read":
-            read(t, *a)
-        elif kind == "write":
-            write(t, *a)
-        elif kind == "restart":
-            restart(t, a[0])
-        elif kind == "trend":
-            trend(t, *a)
-        elif kind == "publish":
-            publish(t, *a)
-        elif kind == "browse":
-            browse(t, *a)
+    play(events, t1, {"connect": connect, "read": read, "write": write, "restart": restart, "trend": trend,
+                      "publish": publish, "browse": browse})
     for c in chans.values():
         c.close(t1)
 
