@@ -102,6 +102,22 @@ def test_dcerpc_interfaces_refine_dcerpc():
     assert SPECS["opc_da"].extra["refines"] == "dcerpc"
 
 
+def test_a_dcerpc_datagram_is_not_enip_list_services():
+    """DCE/RPC over UDP with a nil object UUID starts 04 00 like ListServices (0x0004): without nDPI the ENIP
+    probe took every such request (an endpoint-mapper lookup) for EtherNet/IP."""
+    import uuid
+    epm = uuid.UUID("e1af8308-5d1f-11c9-91a4-08002b14a0fa").bytes_le
+    cl = bytes.fromhex("04002800100000000000") + bytes(14) + epm + bytes(16) + bytes(24) + bytes(16)
+    assert len(cl) == 96 and probe("dcerpc", cl) == 1
+    assert probe("enip", cl) == 0
+    assert probe("enip", cl[:2] + bytes(2) + cl[4:]) == 0  # flags 0: the length reads 0, more header follows
+    hdr = struct.pack("<HHIIQI", 0x0004, 0, 0, 0, 0, 0)
+    assert probe("enip", hdr) == 1 and probe("enip", hdr + hdr) == 1  # a real ListServices, pipelined or not
+    assert probe("enip", struct.pack("<HHIIQI", 0x0063, 0, 0, 0, 0, 0)) == 1  # ListIdentity
+    reply = struct.pack("<HHIIQI", 0x0004, 26, 0, 0, 0, 0) + bytes(26)
+    assert probe("enip", reply, to_server=False) == 1
+
+
 def test_it_protocols():
     assert probe("ssh", b"SSH-2.0-OpenSSH_9.2\r\n") == 1 and probe("ssh", b"SSH") == -1
     assert probe("smb", b"\x00\x00\x00\x45\xfeSMB@\x00") == 1 and probe("smb", b"\x00\x00\x00\x45\xffSMC") == 0
