@@ -189,7 +189,7 @@ class FlowTable:
         else:
             stream, other = flow.to_client, flow.to_server
         if flags & SYN:
-            stream.next_seq = (pseq + 1) & 0xFFFFFFFF
+            stream.renumber((pseq + 1) & 0xFFFFFFFF)
             if flags & ACK:
                 flow.established = True
             if not payload:

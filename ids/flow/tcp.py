@@ -80,6 +80,7 @@ class Stream:
             self.anchor = nxt
         else:
             self._rebase()
+            segs = self.segs  # _rebase built a new dict: the segment goes there, not into the old one
         key = (seq - self.anchor) & M32
         old = segs.get(key)
         cost = len(data) + SEG_OVERHEAD
@@ -156,8 +157,12 @@ class Stream:
         nxt = self.next_seq
         cur = (nxt - self.anchor) & M32
         missing = (self.heap[0] - cur) & M32
-        if missing >= HALF:
-            missing = 0
+        if missing >= HALF:  # the earliest segment lies behind next_seq: drop it (every call makes progress)
+            self._pop()
+            if not self.segs:
+                self.heap = []
+            self._drain(out)
+            return
         if upto is not None and 0 < ((upto - nxt) & M32) < missing:
             missing = (upto - nxt) & M32
         self.gaps += 1
@@ -165,6 +170,19 @@ class Stream:
         out.append(missing)  # an int in the output list marks a gap of that many bytes
         self.next_seq = (nxt + missing) & M32
         self._drain(out)
+
+    def renumber(self, seq: int) -> None:
+        """A SYN set the next byte to `seq`. Segments waiting under another numbering are dropped: their
+        positions mean nothing in the new one, and kept they would break the order of the keys (a SYN that
+        moved the stream backwards left segments behind next_seq that no drain reached, and closing the flow
+        then looped for ever, 1.4 GB in 30 s on 12,000 random-flag segments, 2026-12-05)."""
+        if self.segs and seq != self.next_seq:
+            if self.pool is not None:
+                self.pool.used -= self.buffered
+            self.segs = None
+            self.heap = []
+            self.buffered = 0
+        self.next_seq = seq
 
     def ack_past(self, ack: int) -> bool:
         """True when the peer acknowledges bytes we never saw while segments wait behind a hole
