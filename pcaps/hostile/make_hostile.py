@@ -8,6 +8,10 @@ Small cases are written here as committed captures (deterministic: same bytes ev
   f2-pcapng-year-10000.pcapng       a Modbus exchange stamped past year 9999 (pcapng has 64-bit times)
   f6-opcua-chunk-bomb.pcap          OPC UA over one channel: intermediate chunks of one request, never final
   f7-ip-fragment-flood.pcap         one IPv4 datagram in 8191 eight-byte fragments (cut to 1024 here)
+  tcp-random-flags.pcap             3,000 TCP segments between one host pair with random flags, sequence
+                                     and acknowledgement numbers (near and far), options and payloads, to
+                                     the dissected ports: SYNs renumber streams while segments wait (found
+                                     a reassembly KeyError that ended the run, 2026-12-05)
 Floods (F3, F4, F5, F7 at scale, F8 and the benchmark cases) are generators: `frames_*` functions yield
 (ts_ns, Ethernet frame) so a test writes them into its tmp dir and the benchmark streams them to a file.
 
@@ -27,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.craft import (MAC_A, MAC_B, TcpConv, eth, ip4, ipv4, mbap, tcp, write_pcap,  # noqa: E402
+from tests.craft import (MAC_A, MAC_B, TcpConv, csum, eth, ip4, ipv4, mbap, tcp, write_pcap,  # noqa: E402
                          write_pcapng)
 
 T0 = 1_700_000_000 * 10**9  # 2023-11-14T22:13:20Z
@@ -208,6 +212,35 @@ def fragment_flood_frames(datagrams: int, frags: int, size: int = 8, port: int =
 
 
 # ------------------------------------------------------------------------------------------- files
+def random_tcp_frames(n: int, seed: int = 2) -> Iterator[tuple[int, bytes]]:
+    """`n` TCP segments from one client port to the dissected ports with random flag bytes (FIN and RST rare), sequence numbers
+    (mostly near the last one, sometimes anywhere), acknowledgements, options and payloads (seeded)."""
+    import random
+    rnd = random.Random(seed)
+    c, s = ip4("10.5.0.1"), ip4("10.5.0.2")
+    seqs = {p: rnd.getrandbits(32) for p in (502, 1883, 4840, 8883, 102, 20000, 44818)}
+    ts = T0
+    for _ in range(n):
+        port = rnd.choice(list(seqs))
+        to_server = rnd.random() < 0.6
+        seq = seqs[port] + rnd.randint(-200, 400) if rnd.random() < 0.5 else rnd.getrandbits(32)
+        seqs[port] = seq & 0xFFFFFFFF
+        opts = bytes(rnd.getrandbits(8) for _ in range(rnd.choice((0, 0, 4, 8, 40))))
+        body = bytes(rnd.getrandbits(8) for _ in range(rnd.choice((0, 1, 12, 60, 300))))
+        if rnd.random() < 0.3 and port == 502:
+            body = mbap(rnd.getrandbits(16), 1, bytes((3, 0, 0, 0, 10)))
+        src, dst, sp, dp = (c, s, 40000, port) if to_server else (s, c, port, 40000)
+        flags = rnd.getrandbits(8) & (0xFF if rnd.random() < 0.05 else ~0x05)  # FIN and RST rarely: flows live
+        hdr = struct.pack("!HHIIBBHHH", sp, dp, seq & 0xFFFFFFFF, rnd.getrandbits(32),
+                          ((20 + len(opts)) // 4) << 4, flags, rnd.getrandbits(16), 0,
+                          rnd.getrandbits(16))
+        seg = hdr + opts + body
+        ck = csum(src + dst + struct.pack("!BBH", 0, 6, len(seg)) + seg)
+        seg = seg[:16] + struct.pack("!H", ck) + seg[18:]
+        ts += rnd.choice((1, 1000, 10**6, 10**9))
+        yield ts, eth(ipv4(src, dst, 6, seg), src=MAC_A if to_server else MAC_B, dst=MAC_B if to_server else MAC_A)
+
+
 def write(path, frames: Iterable[tuple[int, bytes]]) -> None:
     write_pcap(path, frames)
 
@@ -218,6 +251,7 @@ def main(out: str) -> None:
     write_far_future_pcapng(os.path.join(out, "f2-pcapng-year-10000.pcapng"))
     write(os.path.join(out, "f6-opcua-chunk-bomb.pcap"), opcua_chunk_bomb_frames(2, 8, 1000))
     write(os.path.join(out, "f7-ip-fragment-flood.pcap"), fragment_flood_frames(1, 1100))
+    write(os.path.join(out, "tcp-random-flags.pcap"), random_tcp_frames(3000))
 
 
 if __name__ == "__main__":
