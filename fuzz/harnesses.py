@@ -19,6 +19,8 @@ TCP (one segment per record):
   bit 2: send it `back` bytes before the stream's position (overlap / retransmission with other bytes)
   bit 3: capture time jumps `seconds` forward first (timeouts, sweeps)
   bit 4: hold it back and send it after the next record (out of order)        bit 5: FIN after it
+  bit 6: a SYN first that renumbers this direction by (hole << 16) (a SYN's new numbering while segments
+  wait: a random-flags capture found two reassembly bugs there that no record could express before)
 UDP (one datagram per record, as Ethernet/IPv4 frames through the decoder): bits 0, 3, 4 as for TCP;
   bit 1: cut into IPv4 fragments of ((hole & 0xFF) + 1) * 8 bytes; bit 2: fragments last first, plus one
   overlapping fragment with other bytes; bit 5: from a second client port.
@@ -215,6 +217,9 @@ def _run_tcp(spec, data: bytes) -> None:
     for flags, payload, hole, secs, back in records(data[1:]):
         d = flags & 1
         ts += 1000 + secs * NS
+        if flags & 64:
+            seq[d] = (seq[d] + (hole << 16)) & 0xFFFFFFFF
+            send(d, 0x02 if d == 0 else 0x12, seq[d] - 1)
         if flags & 2:
             seq[d] += hole
         sq = seq[d] - back if flags & 4 else seq[d]
