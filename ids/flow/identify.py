@@ -17,6 +17,11 @@ from __future__ import annotations
 from ..protocols import identified
 
 IDENT_PACKETS = 16  # packets per flow nDPI and the probes may look at
+#: What one flow under nDPI holds in C (nfstream's meter flow with nDPI's flow struct and what nDPI allocates
+#: for it), beyond the Python objects tracemalloc sees: glibc's bytes in use over 10,000 flows with one payload
+#: each, 2.9 KB. The flow table counts it against limits.flow_table_bytes (tests/test_hostile_state.py holds
+#: it to that measurement).
+NDPI_FLOW_BYTES = 2900
 PROBE_PAYLOADS = 4  # payload packets the probes look at
 
 #: EtherType -> name for non-IP conversations (IEEE registry; 0x8892 is split by frame id below)
@@ -56,6 +61,7 @@ class Identifier:
             if r:
                 self.refiners.setdefault(r, []).append(s)
         self.use_ndpi = use_ndpi
+        self.c_flows = 0  # flows holding an nDPI C flow now (NDPI_FLOW_BYTES each)
         self.deep = None  # ids.flow.deep.DeepNamer in deep mode (otids analyze --deep)
         self._ndpi = None
         self.ndpi_version: str | None = None
@@ -82,9 +88,11 @@ class Identifier:
         st = flow.istate
         flow.ident -= 1
         if not st[4] and (p.payload or st[0] is not None):  # nDPI starts at the first payload: scans cost nothing
-            if self._ndpi.packet(st, p, st[0] is None):
+            held = st[0] is not None
+            if self._ndpi.packet(st, p, not held):
                 st[5] = self._ndpi.result(st)
                 st[4] = True
+            self.c_flows += (st[0] is not None) - held
         payload = p.payload
         if payload and st[2] is None and st[3] < PROBE_PAYLOADS:
             st[3] += 1
@@ -115,6 +123,7 @@ class Identifier:
         st = flow.istate
         if st is not None and st[0] is not None:
             self._ndpi.free(st)
+            self.c_flows -= 1
         flow.istate = None
         flow.ident = 0
 
@@ -128,6 +137,7 @@ class Identifier:
         ndpi_names = st[5] or ()
         if not st[4] and st[0] is not None:
             ndpi_names = self._ndpi.result(st)
+            self.c_flows -= 1
         probe_name = st[2]
         transport = "tcp" if flow.proto == 6 else "udp"
         ndpi_name = None

@@ -22,7 +22,7 @@ from ..events import FlowContext, FlowNotice, community_id, ip_text, mac_text, T
 from .context import SessionContext
 from . import connlog
 from .conn import ArpPacket
-from .identify import Identifier
+from .identify import NDPI_FLOW_BYTES, Identifier
 from .budget import Pool, trim_oldest
 from .tcp import Stream
 
@@ -256,7 +256,8 @@ class FlowTable:
 
     def _make_flow(self, p: Packet, ts: int, client_is_src: bool, mid: bool, table: dict) -> Flow:
         """A new flow in `table` under both directions' keys, after making room under the flow cap."""
-        if self.live >= self.cfg.max_flows or self.flow_bytes >= self.limits.flow_table_bytes:
+        if self.live >= self.cfg.max_flows or \
+                self.flow_bytes + self.ident.c_flows * NDPI_FLOW_BYTES >= self.limits.flow_table_bytes:
             self._evict(ts)
         self.flow_bytes += FLOW_BASE
         self.nflows += 1
@@ -592,7 +593,11 @@ class FlowTable:
         t[1] += flow.pkts[0] + flow.pkts[1]
         t[2] += flow.bytes[0] + flow.bytes[1]
         flow.session = None  # break the flow <-> session cycle: freed now, not at the next full collection
-        self.flow_bytes -= FLOW_BASE + (SESSION_COST.get(flow.app, SESSION_COST_OTHER) if flow.app else 0)
+        # a session's cost was charged when a dissector claimed the flow; a name from identification alone
+        # charged nothing (taking SESSION_COST_OTHER back for those let the count drift down with every
+        # identified flow, until the byte bound no longer held: 41k live flows counted as 33 MB)
+        self.flow_bytes -= FLOW_BASE + (SESSION_COST.get(flow.dissector, SESSION_COST_OTHER) if flow.dissector
+                                        else 0)
         proto = flow.proto
         if proto == 6 or proto == 17:
             table = self.tcp if proto == 6 else self.udp
