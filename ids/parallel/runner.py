@@ -23,7 +23,14 @@ from ..errors import CaptureError, UserError
 from ..events import FlowNotice
 from ..protocols import DISSECTED
 from .offload import Inserted, offloaded, parent_route
-from .shard import END, NS, STEP_NOTICE, STEP_PACKET, STEP_WATERMARK, Router, ShardTable
+from .shard import END, NS, STEP_NOTICE, STEP_PACKET, STEP_WATERMARK, ShardTable
+
+try:
+    import cython  # C types for the compiled path (setup.py); no-ops when this runs as Python
+except ImportError:
+    from .. import _cy as cython
+if not cython.compiled:  # compiled, the extension types are cimported (runner.pxd)
+    from .shard import Emitter, Router
 
 BATCH_EVENTS = 2048  # events per message to the parent
 BATCH_PACKETS = 8192  # packets after which a worker sends what it has (at least a watermark)
@@ -58,6 +65,9 @@ def run_files(run, paths: list[str], workers: int = 1, progress=None) -> None:
 
 # ------------------------------------------------------------------------------------------ worker side
 
+@cython.locals(router=Router, em=Emitter, i=cython.longlong, me=cython.int, w=cython.int,
+               lt=cython.int, auto=cython.bint, mine=cython.bint, skipped=cython.longlong,
+               skipped_bytes=cython.longlong)
 def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
     config = run.config
     table = ShardTable(config, DISSECTED, None, verify_checksums=config.decode.checksums == "on")
@@ -66,12 +76,13 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
     if det is not None:
         table.offload(run.engine, det, types, bool(run.engine.event_sinks))
     router = Router(n, broker_ports(config))
-    owner = router.owner
+    em = table.em
+    me = wid
     decoder = run.decoder
     decode = decoder.decode
     notices = decoder.notices
     tcp, udp, other = table._tcp, table._udp, table._other
-    out = table.out
+    out = em.out
     send = conn.send_bytes
     dumps = pickle.dumps
 
@@ -86,12 +97,13 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
                 table.emit(FlowNotice(nts or ts, action, None, None, details))
         notices.clear()
 
-    frame_owner = router.frame_owner
     st = decoder.stats
-    own_checked = own_bad = 0  # fast-path packets left to others; checksums of the ones kept
+    shared_checked = shared_bad = 0  # checksums of packets every worker decodes (not the fast path's)
+    skipped = skipped_bytes = 0  # other workers' fast-path packets: counted here, added to the stats at the end
     i = 0
     ts = 0
     last_ts = 0
+    auto = decoder.auto
     for path in paths:
         try:
             reader = open_capture(path)
@@ -101,38 +113,47 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
             continue
         ok = True
         ts = last_ts
+        nsw = table.next_sweep
         try:
             for ts, lt, data in reader.packets():
                 i += 1
-                if lt == 1 and not decoder.auto and (w := frame_owner(data)) >= 0:
+                if lt == 1 and not auto and (w := router.frame_owner(data)) >= 0:
                     # Decoder.decode's fast path (untagged Ethernet, IPv4 without options, unfragmented TCP):
                     # a packet that takes it always decodes, so another worker's needs only counting and the
                     # clock. Once checksum auto-detection has settled, nothing else of the decoder's state
                     # depends on it; before, every worker decodes every packet.
-                    if w != wid:
-                        st.packets += 1
-                        st.bytes += len(data)
-                        if ts >= table.next_sweep:
-                            table.cur = (i, 0, 0)
+                    if w != me:
+                        skipped += 1
+                        skipped_bytes += len(data)
+                        if ts >= nsw:
+                            em.i = i
+                            em.step = 0
+                            em.fid = 0
                             table.sweep_or_start(ts)
+                            nsw = table.next_sweep
                         if len(out) >= BATCH_EVENTS or not i % BATCH_PACKETS:
                             flush(i)
                         continue
-                    c0, b0 = st.checksum_checked, st.bad_checksum
                     p = decode(ts, lt, data)
-                    own_checked += st.checksum_checked - c0
-                    own_bad += st.bad_checksum - b0
                     mine = True
                 else:
+                    c0, b0 = st.checksum_checked, st.bad_checksum
                     p = decode(ts, lt, data)
+                    shared_checked += st.checksum_checked - c0
+                    shared_bad += st.bad_checksum - b0
+                    auto = decoder.auto
                     mine = False
                 if p is not None:
-                    if ts >= table.next_sweep:
-                        table.cur = (i, 0, 0)
+                    if ts >= nsw:
+                        em.i = i
+                        em.step = 0
+                        em.fid = 0
                         table.sweep_or_start(ts)
-                    if mine or owner(p) == wid:
-                        table.cur = (i, STEP_PACKET, 0)
-                        table.nflows = i - 1  # a new flow's id is the index of the packet that made it
+                        nsw = table.next_sweep
+                    if mine or router.owner(p) == me:
+                        em.i = i
+                        em.step = STEP_PACKET
+                        em.fid = 0
                         proto = p.proto
                         if proto == 6:
                             tcp(p, ts)
@@ -141,7 +162,9 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
                         else:
                             other(p, ts)
                 if notices:
-                    table.cur = (i, STEP_NOTICE, 0)
+                    em.i = i
+                    em.step = STEP_NOTICE
+                    em.fid = 0
                     note(ts)
                 if len(out) >= BATCH_EVENTS or not i % BATCH_PACKETS:
                     flush(i)
@@ -154,23 +177,29 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
         last_ts = max(last_ts, ts)
         if ok:
             run.files_ok += 1
+    st.packets += skipped
+    st.bytes += skipped_bytes
     # Run.finish, keyed after every packet
-    table.cur = (END, 0, 0)
+    em.i = END
+    em.step = 0
+    em.fid = 0
     decoder.frag.expire(last_ts + config.decode.fragment_timeout * NS + 1, notices)
     if notices:
         note(last_ts)
     table.finish(last_ts)
     flush(END + 1)
     tk = table.talker_rank
+    em_counts = em.counts if det is not None else {}
     result = {
         "packets": i, "last_ts": last_ts, "errors": run.errors, "files_ok": run.files_ok,
         "files_damaged": run.files_damaged, "files_unreadable": run.files_unreadable,
         "decode": decoder.stats.as_dict(), "checksum_note": decoder.checksum_note,
         "flow_stats": table.stats, "hosts": table.hosts,
         "talkers": [(tk.get(k, (0,)), k, v) for k, v in table.talkers.items()],
-        "cpu": sum(os.times()[:2]), "own_checksums": (own_checked, own_bad),
-        "counts": table.counts if det is not None else {},
-        "pending": table.inserted.pending() if det is not None else [],
+        "cpu": sum(os.times()[:2]),
+        "own_checksums": (st.checksum_checked - shared_checked, st.bad_checksum - shared_bad),
+        "counts": em_counts,
+        "pending": em.inserted.pending() if det is not None else [],
     }
     send(dumps(("end", result), 5))
 

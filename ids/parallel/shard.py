@@ -37,44 +37,62 @@ _FAST = struct.Struct("!12xHBxH2xH1xB22xB")
 
 
 def _hash(b: bytes) -> int:
-    """Well spread over structured addresses (crc32 is linear: plant subnets split unevenly); once per pair."""
+    """Bucket hash of an address or pair that is not IPv4 (IPv6): once per pair."""
     return int.from_bytes(hashlib.blake2b(b, digest_size=8).digest(), "big")
 
 
-class ShardTable(FlowTable):
-    """A FlowTable whose emissions carry their merge key (`cur` + a running sequence number), and whose
-    sweep and end-of-input walks say which flow each emission belongs to. The walks are FlowTable's own,
-    step for step (tests/test_parallel.py holds every capture's output identical to one process)."""
+#: Buckets of host pairs (a power of two): each is given to a worker when its first packet arrives.
+BUCKET_BITS = 16
+BUCKETS = 1 << BUCKET_BITS
+#: At most this many workers (a bucket holds its worker in one byte)
+MAX_WORKERS = 255
+_P = cython.declare(cython.longlong, 2147483647)  # 2**31 - 1: the IPv4 bucket hash stays below 2**62 at
+_K1 = cython.declare(cython.longlong, 1103515245)  # every step, in C as in Python
+_K2 = cython.declare(cython.longlong, 1664525)
+_SHIFT = cython.declare(cython.int, 31 - BUCKET_BITS)
 
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.out: list = []
+
+@cython.locals(h=cython.longlong)
+def _bucket4(a: int, b: int) -> int:
+    """Bucket of the IPv4 host pair (a, b) (addresses as 32-bit integers, either order; a broker's address
+    alone is the pair (a, a)): the same value in C and in Python, no 64-bit overflow anywhere."""
+    if a > b:
+        a, b = b, a
+    h = (a % _P) * _K1 % _P
+    h = (h + (b + 1) % _P) * _K2 % _P
+    return h >> _SHIFT
+
+
+class Emitter:
+    """The merge key of what a worker emits and where it goes: `i` (global packet index), `step` and `fid`
+    (flow id) are set by the worker's loop and the table's walks; each emission adds a running sequence
+    number. An extension type when compiled (shard.pxd): the loop sets the fields as C values."""
+
+    def __init__(self):
+        self.i = 0
+        self.step = STEP_PACKET
+        self.fid = 0
         self.seq = 0
-        self.cur = (0, STEP_PACKET, 0)
-        self.vrank: dict = {}  # violated flow -> its rank in one process's violated dict (when it was detached)
-        self.talker_rank: dict = {}  # talker key -> key of the emission that created it (summary order)
-        self.emit = self._emit
-        self.sweep_at = self._sweep_at
+        self.out: list = []
 
-    def _emit(self, ev) -> None:
+    def key(self) -> tuple:
+        return (self.i, self.step, self.fid, self.seq)
+
+    def emit(self, ev) -> None:
         self.seq += 1
-        c = self.cur
-        self.out.append(((c[0], c[1], c[2], self.seq), ev, None))
+        self.out.append(((self.i, self.step, self.fid, self.seq), ev, None))
 
     def offload(self, engine, det, types, send_all: bool) -> None:
-        """Run `det`'s checks of `types` here (ids.parallel.offload) and send an event only when the parent
-        needs it: an event sink (`send_all`) or a detector of the parent's is routed to it; else count it."""
         from .offload import Inserted
         self.det = det
         self.types = types
         self.engine = engine
         self.send_all = send_all
-        self.plans: dict = {}
-        self.counts: dict = {}  # (dataset, label) -> events counted here, not sent
+        self.plans = {}
+        self.counts = {}  # (dataset, label) -> events counted here, not sent
         self.inserted = Inserted(det.limiter)
         self.lim_entries = det.limiter.entries
         self.lim_max = det.limiter.max_keys
-        self.emit = self._emit_plan
 
     def _plan(self, t: type) -> tuple:
         from .offload import parent_route
@@ -84,10 +102,9 @@ class ShardTable(FlowTable):
         p = self.plans[t] = (check, bool(route) or (self.send_all and not internal), not internal)
         return p
 
-    def _emit_plan(self, ev) -> None:
+    def emit_plan(self, ev) -> None:
         self.seq += 1
-        c = self.cur
-        key = (c[0], c[1], c[2], self.seq)
+        key = (self.i, self.step, self.fid, self.seq)
         p = self.plans.get(type(ev))
         if p is None:
             p = self._plan(type(ev))
@@ -111,33 +128,71 @@ class ShardTable(FlowTable):
         if alerts:
             self.out.append((key, None, alerts))
 
+
+class ShardTable(FlowTable):
+    """A FlowTable whose emissions carry their merge key (ids.parallel.shard.Emitter), and whose sweep and
+    end-of-input walks say which flow each emission belongs to. The walks are FlowTable's own, step for
+    step (tests/test_parallel.py holds every capture's output identical to one process)."""
+
+    def __init__(self, *a, **kw):
+        self.em = em = Emitter()
+        self._nf = 0
+        self._nf_at = -1
+        super().__init__(*a, **kw)
+        self.out = em.out
+        self.vrank: dict = {}  # violated flow -> its rank in one process's violated dict (when it was detached)
+        self.talker_rank: dict = {}  # talker key -> key of the emission that created it (summary order)
+        self.emit = em.emit
+        self.sweep_at = self._sweep_at
+
+    @property
+    def nflows(self) -> int:
+        """A new flow's id is the global index of the packet that made it (one process numbers flows in
+        that order); read only when a flow is made, so the loop never sets it."""
+        i = self.em.i
+        return self._nf if self._nf_at == i else i - 1
+
+    @nflows.setter
+    def nflows(self, v: int) -> None:
+        self._nf = v
+        self._nf_at = self.em.i
+
+    def offload(self, engine, det, types, send_all: bool) -> None:
+        """Run `det`'s checks of `types` here (ids.parallel.offload) and send an event only when the parent
+        needs it: an event sink (`send_all`) or a detector of the parent's is routed to it; else count it."""
+        self.em.offload(engine, det, types, send_all)
+        self.emit = self.em.emit_plan
+
     def detach(self, flow, ts: int, reason: str) -> None:
         if flow.app and flow not in self.violated:
             # one process orders the garbage pass by detach time: packet index, then emission order (a detach
             # is a packet-step emission of the packet's one owner, so the sequence breaks ties within it)
-            self.vrank[flow] = (self.cur[0] << 40) | (self.seq & ((1 << 40) - 1))
+            em = self.em
+            self.vrank[flow] = (em.i << 40) | (em.seq & ((1 << 40) - 1))
         super().detach(flow, ts, reason)
 
     def _remove(self, flow, ts: int, why: str) -> None:
         n = len(self.talkers)
         super()._remove(flow, ts, why)
         if len(self.talkers) > n:
-            c = self.cur
-            self.talker_rank[next(reversed(self.talkers))] = (c[0], c[1], c[2], self.seq)
+            self.talker_rank[next(reversed(self.talkers))] = self.em.key()
 
     def sweep(self, now: int) -> None:
         """FlowTable.sweep, with each flow's emissions keyed by its pass, table and id (_sweep_at)."""
-        i = self.cur[0]
         super().sweep(now)
-        self.cur = (i, STEP_PACKET, 0)
+        em = self.em
+        em.step = STEP_PACKET
+        em.fid = 0
 
     def _sweep_at(self, what: int, f) -> None:
-        i = self.cur[0]
+        em = self.em
         if what == SWEEP_GARBAGE:
-            self.cur = (i, STEP_GARBAGE, self.vrank.get(f, 0))
+            em.step = STEP_GARBAGE
+            em.fid = self.vrank.get(f, 0)
         else:
             t = 0 if f.proto == 6 else 1 if f.proto == 17 else 2  # its table: tcp, udp, other
-            self.cur = (i, (STEP_EXPIRE if what == SWEEP_EXPIRE else STEP_REMOVE) + t, f.flow_id)
+            em.step = (STEP_EXPIRE if what == SWEEP_EXPIRE else STEP_REMOVE) + t
+            em.fid = f.flow_id
 
     def _close(self, flow, ts: int) -> None:
         super()._close(flow, ts)
@@ -146,31 +201,62 @@ class ShardTable(FlowTable):
     def finish(self, ts: int) -> None:
         flows = sorted({id(f): f for table in (self.tcp, self.udp, self.other) for f, _ in table.values()}.values(),
                        key=lambda f: f.flow_id)
+        em = self.em
+        em.i = END
+        em.step = 1
         for f in flows:
-            self.cur = (END, 1, f.flow_id)
+            em.fid = f.flow_id
             self._remove(f, ts, "end")
 
 
 class Router:
-    """Which worker owns a packet: a hash of its host pair, the same for both directions, so every flow of a
+    """Which worker owns a packet: its host pair's bucket, the same for both directions, so every flow of a
     pair lands in one worker. MQTT (dissected ports) goes by the broker's address alone: Sparkplug births and
     PubSub metadata learned on one client's connection are applied on another's (state per broker and run).
-    Non-IP frames (ARP, LLDP, ...) all go to worker 0."""
+    Non-IP frames (ARP, LLDP, ...) all go to one worker (bucket 0's).
 
-    __slots__ = ("n", "broker_ports", "cache", "frames")
+    A bucket is given, when its first packet arrives, to the worker that owns the fewest packets so far:
+    every worker reads every frame and asks the router about each, in the same order, so all of them make
+    the same choices (a hash alone split the reference capture 53/47). Buckets are never given again, so a
+    pair stays with its worker for the whole run; the table is fixed in size (BUCKETS)."""
 
     def __init__(self, n: int, broker_ports: set[int]):
+        if not 1 <= n <= MAX_WORKERS:
+            raise ValueError(f"1 to {MAX_WORKERS} workers")
         self.n = n
         self.broker_ports = broker_ports
-        self.cache: dict = {}
-        self.frames: dict = {}  # addresses and ports as they sit in a frame (12 bytes) -> owner
+        self.cache: dict = {}  # IPv6 pair or address -> bucket
+        self.nbp = 0
+        if cython.compiled:  # the C fields (shard.pxd) start zeroed
+            for p in sorted(broker_ports)[:8]:
+                self.bp[self.nbp] = p
+                self.nbp += 1
+        else:
+            self.buckets = bytearray(BUCKETS)  # bucket -> worker + 1 (0: not given yet)
+            self.loads = [0] * n  # packets owned so far, per worker
+
+    @cython.locals(w=cython.int, j=cython.int, best=cython.longlong)
+    def _take(self, h: cython.Py_ssize_t) -> int:
+        """The worker of bucket `h` (given now if new), its packet count advanced."""
+        w = self.buckets[h]
+        if w == 0:
+            best = self.loads[0]
+            w = 1
+            for j in range(1, self.n):
+                if self.loads[j] < best:
+                    best = self.loads[j]
+                    w = j + 1
+            self.buckets[h] = w
+        self.loads[w - 1] += 1
+        return w - 1
 
     @cython.locals(b=cython.p_uchar, et=cython.int, vhl=cython.int, tot=cython.Py_ssize_t, frag=cython.int,
-                   proto=cython.int, off=cython.int, thl=cython.Py_ssize_t)
+                   proto=cython.int, off=cython.int, thl=cython.Py_ssize_t, sa=cython.longlong,
+                   da=cython.longlong, sp=cython.int, dp=cython.int, j=cython.int, nbp=cython.int)
     def frame_owner(self, data: bytes) -> int:
         """owner() of an Ethernet frame that takes Decoder.decode's fast path (untagged Ethernet, IPv4
         without options, unfragmented TCP; such a packet always decodes), from its bytes; -1 for any other
-        frame. Once per frame in every worker: no decode, no tuple of fields, one dict lookup."""
+        frame. Once per frame in every worker: no decode, no Python object made."""
         if len(data) < 54:
             return -1
         if cython.compiled and type(data) is bytes:
@@ -187,19 +273,29 @@ class Router:
         if et != 0x0800 or vhl != 0x45 or proto != 6 or frag & 0x3FFF or thl < 20 or 34 + thl > 14 + tot \
                 or 14 + tot > len(data):
             return -1
-        k = data[26:38]
-        w = self.frames.get(k)
-        if w is None:
-            if len(self.frames) >= 1 << 16:
-                self.frames.clear()
-            w = self.frames[k] = self.tcp_owner(data[26:30], data[30:34], int.from_bytes(data[34:36], "big"),
-                                                int.from_bytes(data[36:38], "big"))
-        return w
+        if cython.compiled and type(data) is bytes:
+            sa = cython.cast(cython.longlong, b[26]) << 24 | b[27] << 16 | b[28] << 8 | b[29]
+            da = cython.cast(cython.longlong, b[30]) << 24 | b[31] << 16 | b[32] << 8 | b[33]
+            sp = b[34] << 8 | b[35]
+            dp = b[36] << 8 | b[37]
+            nbp = self.nbp
+            if nbp:
+                if len(self.broker_ports) > nbp:  # more than the C table holds: ask the set
+                    return self.tcp_owner(data[26:30], data[30:34], sp, dp)
+                for j in range(nbp):
+                    if dp == self.bp[j]:
+                        return self._take(_bucket4(da, da))
+                for j in range(nbp):
+                    if sp == self.bp[j]:
+                        return self._take(_bucket4(sa, sa))
+            return self._take(_bucket4(sa, da))
+        return self.tcp_owner(data[26:30], data[30:34], int.from_bytes(data[34:36], "big"),
+                              int.from_bytes(data[36:38], "big"))
 
     def owner(self, p) -> int:
         proto = p.proto
         if proto == ETHER:
-            return 0
+            return self._take(0)
         if proto == 6:
             return self.tcp_owner(p.src, p.dst, p.sport, p.dport)
         return self._pair(p.src, p.dst)
@@ -216,18 +312,23 @@ class Router:
 
     def _pair(self, src: bytes, dst: bytes) -> int:
         """The worker of a host pair, the same for both directions."""
+        if len(src) == 4 and len(dst) == 4:
+            return self._take(_bucket4(int.from_bytes(src, "big"), int.from_bytes(dst, "big")))
         k = (src, dst) if src < dst else (dst, src)
-        w = self.cache.get(k)
-        if w is None:
+        h = self.cache.get(k)
+        if h is None:
             if len(self.cache) >= 1 << 16:
                 self.cache.clear()
-            w = self.cache[k] = _hash(k[0] + k[1]) % self.n
-        return w
+            h = self.cache[k] = _hash(k[0] + k[1]) % BUCKETS
+        return self._take(h)
 
     def _one(self, addr: bytes) -> int:
-        w = self.cache.get(addr)
-        if w is None:
+        if len(addr) == 4:
+            a = int.from_bytes(addr, "big")
+            return self._take(_bucket4(a, a))
+        h = self.cache.get(addr)
+        if h is None:
             if len(self.cache) >= 1 << 16:
                 self.cache.clear()
-            w = self.cache[addr] = _hash(addr) % self.n
-        return w
+            h = self.cache[addr] = _hash(addr) % BUCKETS
+        return self._take(h)
