@@ -119,8 +119,15 @@ def _sig_name(cert: x509.Certificate) -> str:
     return oid_name
 
 
+#: When a list: every certificate described is also appended here. A `--workers` worker ships them to the
+#: process that runs the certificate checks, which describes them too (der_by_sha256 must find the bytes there).
+JOURNAL: list | None = None
+
+
 def describe(der: bytes) -> dict:
     """One DER certificate -> {"x509": {...ECS...}, "hash": {"sha1", "sha256"}} (or a parse error)."""
+    if JOURNAL is not None:
+        JOURNAL.append(der)
     hit = _CACHE.get(der)
     if hit is not None:
         _CACHE.move_to_end(der)

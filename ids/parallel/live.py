@@ -28,6 +28,7 @@ import signal
 import struct
 import time
 
+from .. import x509 as _x509
 from ..capture.live import SOL_PACKET, LiveCapture
 from ..errors import UserError
 from .offload import offloaded, parent_route
@@ -169,12 +170,15 @@ def _worker(run, caps: list[LiveCapture], wid: int, conn, by_pair: bool = False)
     feed = run.feed
     send = conn.send_bytes
 
+    certs = _x509.JOURNAL = []  # certificates described here: the sensor's checks need their bytes
+
     def ship(final: bool = False) -> None:
         stats = {c.name: _counters(c) for c in caps}
-        send(pickle.dumps(("b", out, stats, final, col.alerts, col.counts), 5))
+        send(pickle.dumps(("b", out, stats, final, col.alerts, col.counts, list(dict.fromkeys(certs))), 5))
         out.clear()
         col.alerts.clear()
         col.counts.clear()
+        certs.clear()
 
     poller = select.poll()
     by_fd = {}
@@ -290,7 +294,9 @@ class LiveWorkers:
         if msg[0] == "error":
             self.done.add(k)
             raise WorkerFailed(f"live worker {k + 1} (pid {proc.pid}) failed: {msg[1]}; stopping")
-        _, events, stats, final, alerts, counts = msg
+        _, events, stats, final, alerts, counts, certs = msg
+        for der in certs:  # described in the worker: the bytes, for the certificate checks here
+            _x509.describe(der)
         engine = self.run.engine
         for a in alerts:  # the checks made in the worker (by_pair)
             engine._alert(a)

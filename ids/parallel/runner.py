@@ -18,6 +18,7 @@ import sys
 import time
 from operator import itemgetter
 
+from .. import x509 as _x509
 from ..capture import open_capture
 from ..errors import CaptureError, UserError
 from ..events import FlowNotice
@@ -30,7 +31,7 @@ try:
 except ImportError:
     from .. import _cy as cython
 if not cython.compiled:  # compiled, the extension types are cimported (runner.pxd)
-    from .shard import Emitter, Router
+    from .shard import Emitter, Router, Scan
 
 BATCH_EVENTS = 2048  # events per message to the parent
 BATCH_PACKETS = 8192  # packets after which a worker sends what it has (at least a watermark)
@@ -80,9 +81,8 @@ def run_files(run, paths: list[str], workers: int = 1, progress=None) -> None:
 
 # ------------------------------------------------------------------------------------------ worker side
 
-@cython.locals(router=Router, em=Emitter, i=cython.longlong, me=cython.int, w=cython.int,
-               lt=cython.int, auto=cython.bint, mine=cython.bint, skipped=cython.longlong,
-               skipped_bytes=cython.longlong)
+@cython.locals(router=Router, em=Emitter, scan=Scan, i=cython.longlong, me=cython.int, w=cython.int,
+               mine=cython.bint)
 def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
     config = run.config
     table = ShardTable(config, DISSECTED, None, verify_checksums=config.decode.checksums == "on")
@@ -101,10 +101,13 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
     send = conn.send_bytes
     dumps = pickle.dumps
 
+    certs = _x509.JOURNAL = []  # certificates described here: the parent's checks need their bytes
+
     def flush(i: int) -> None:
         out.append(((i, STEP_WATERMARK, 0, 0), None, None))
-        send(dumps(("b", out), 5))
+        send(dumps(("b", out, list(dict.fromkeys(certs))), 5))
         out.clear()
+        certs.clear()
 
     def note(ts: int) -> None:
         if wid == 0:
@@ -114,11 +117,11 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
 
     st = decoder.stats
     shared_checked = shared_bad = 0  # checksums of packets every worker decodes (not the fast path's)
-    skipped = skipped_bytes = 0  # other workers' fast-path packets: counted here, added to the stats at the end
+    scan = Scan(router, me, BATCH_PACKETS)  # other workers' fast-path packets: counted there, added at the end
+    scan.auto = decoder.auto
     i = 0
     ts = 0
     last_ts = 0
-    auto = decoder.auto
     for path in paths:
         try:
             reader = open_capture(path)
@@ -130,22 +133,24 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
         ts = last_ts
         nsw = table.next_sweep
         try:
-            for ts, lt, data in reader.packets():
-                i += 1
-                if lt == 1 and not auto and (w := router.frame_owner(data)) >= 0:
+            for ts, lt, data, w in scan.frames(reader):
+                i = scan.i
+                if w >= 0:
                     # Decoder.decode's fast path (untagged Ethernet, IPv4 without options, unfragmented TCP):
                     # a packet that takes it always decodes, so another worker's needs only counting and the
-                    # clock. Once checksum auto-detection has settled, nothing else of the decoder's state
-                    # depends on it; before, every worker decodes every packet.
+                    # clock (Scan hands it over only when a sweep is due or a watermark). Once checksum
+                    # auto-detection has settled, nothing else of the decoder's state depends on it; before,
+                    # every worker decodes every packet.
                     if w != me:
-                        skipped += 1
-                        skipped_bytes += len(data)
+                        scan.skipped += 1
+                        scan.skipped_bytes += len(data)
                         if ts >= nsw:
                             em.i = i
                             em.step = 0
                             em.fid = 0
                             table.sweep_or_start(ts)
                             nsw = table.next_sweep
+                            scan.set_next_sweep(nsw)
                         if len(out) >= BATCH_EVENTS or not i % BATCH_PACKETS:
                             flush(i)
                         continue
@@ -156,7 +161,7 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
                     p = decode(ts, lt, data)
                     shared_checked += st.checksum_checked - c0
                     shared_bad += st.bad_checksum - b0
-                    auto = decoder.auto
+                    scan.auto = decoder.auto
                     mine = False
                 if p is not None:
                     if ts >= nsw:
@@ -165,6 +170,7 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
                         em.fid = 0
                         table.sweep_or_start(ts)
                         nsw = table.next_sweep
+                        scan.set_next_sweep(nsw)
                     if mine or router.owner(p) == me:
                         em.i = i
                         em.step = STEP_PACKET
@@ -189,11 +195,11 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
             ok = False
         finally:
             reader.close()
-        last_ts = max(last_ts, ts)
+        last_ts = max(last_ts, scan.ts)  # the last frame read, which may have been another worker's
         if ok:
             run.files_ok += 1
-    st.packets += skipped
-    st.bytes += skipped_bytes
+    st.packets += scan.skipped
+    st.bytes += scan.skipped_bytes
     # Run.finish, keyed after every packet
     em.i = END
     em.step = 0
@@ -249,6 +255,7 @@ class Parallel:
     def _stream(self, wid: int, conn):
         proc = self.procs[wid]
         loads = pickle.loads
+        describe = _x509.describe
         while True:
             try:
                 data = conn.recv_bytes()
@@ -262,6 +269,8 @@ class Parallel:
             msg = loads(data)
             kind = msg[0]
             if kind == "b":
+                for der in msg[2]:  # described in the worker: the bytes, for the checks here (der_by_sha256)
+                    describe(der)
                 yield from msg[1]
             elif kind == "end":
                 self.results[wid] = msg[1]

@@ -19,5 +19,13 @@ cdef class Router:
     cdef long long loads[255]
     cpdef int _take(self, Py_ssize_t h) except -1
     cpdef int frame_owner(self, object data) except -2
+    cdef int owner_at(self, const unsigned char *b, Py_ssize_t n) except -2
+
+cdef class Scan:
+    cdef public Router router
+    cdef public int me, batch
+    cdef public long long i, c_next_sweep, skipped, skipped_bytes
+    cdef public object ts, next_sweep
+    cdef public bint auto
 
 cdef Py_ssize_t _bucket4(long long a, long long b) except -1

@@ -20,6 +20,8 @@ try:
 except ImportError:
     from .. import _cy as cython
 
+from ..capture.pcapfile import MAX_RECORD, PcapReader
+from ..errors import CaptureError
 from ..flow.table import SWEEP_EXPIRE, SWEEP_GARBAGE, FlowTable
 
 NS = 1_000_000_000
@@ -227,13 +229,13 @@ class Router:
         self.broker_ports = broker_ports
         self.cache: dict = {}  # IPv6 pair or address -> bucket
         self.nbp = 0
-        if cython.compiled:  # the C fields (shard.pxd) start zeroed
-            for p in sorted(broker_ports)[:8]:
-                self.bp[self.nbp] = p
-                self.nbp += 1
-        else:
+        if not cython.compiled:  # compiled, these are C arrays (shard.pxd), zeroed
+            self.bp = [0] * 8  # broker ports (the first 8; more are looked up in the set)
             self.buckets = bytearray(BUCKETS)  # bucket -> worker + 1 (0: not given yet)
             self.loads = [0] * n  # packets owned so far, per worker
+        for p in sorted(broker_ports)[:8]:
+            self.bp[self.nbp] = p
+            self.nbp += 1
 
     @cython.locals(w=cython.int, j=cython.int, best=cython.longlong)
     def _take(self, h: cython.Py_ssize_t) -> int:
@@ -251,46 +253,57 @@ class Router:
         return w - 1
 
     @cython.locals(b=cython.p_uchar, et=cython.int, vhl=cython.int, tot=cython.Py_ssize_t, frag=cython.int,
-                   proto=cython.int, off=cython.int, thl=cython.Py_ssize_t, sa=cython.longlong,
-                   da=cython.longlong, sp=cython.int, dp=cython.int, j=cython.int, nbp=cython.int)
+                   proto=cython.int, off=cython.int, thl=cython.Py_ssize_t)
     def frame_owner(self, data: bytes) -> int:
         """owner() of an Ethernet frame that takes Decoder.decode's fast path (untagged Ethernet, IPv4
         without options, unfragmented TCP; such a packet always decodes), from its bytes; -1 for any other
         frame. Once per frame in every worker: no decode, no Python object made."""
-        if len(data) < 54:
-            return -1
         if cython.compiled and type(data) is bytes:
             b = data
-            et = b[12] << 8 | b[13]
-            vhl = b[14]
-            tot = b[16] << 8 | b[17]
-            frag = b[20] << 8 | b[21]
-            proto = b[23]
-            off = b[46]
-        else:
-            et, vhl, tot, frag, proto, off = _FAST.unpack_from(data)
+            return self.owner_at(b, len(data))
+        if len(data) < 54:
+            return -1
+        et, vhl, tot, frag, proto, off = _FAST.unpack_from(data)
         thl = (off >> 4) * 4
         if et != 0x0800 or vhl != 0x45 or proto != 6 or frag & 0x3FFF or thl < 20 or 34 + thl > 14 + tot \
                 or 14 + tot > len(data):
             return -1
-        if cython.compiled and type(data) is bytes:
-            sa = cython.cast(cython.longlong, b[26]) << 24 | b[27] << 16 | b[28] << 8 | b[29]
-            da = cython.cast(cython.longlong, b[30]) << 24 | b[31] << 16 | b[32] << 8 | b[33]
-            sp = b[34] << 8 | b[35]
-            dp = b[36] << 8 | b[37]
-            nbp = self.nbp
-            if nbp:
-                if len(self.broker_ports) > nbp:  # more than the C table holds: ask the set
-                    return self.tcp_owner(data[26:30], data[30:34], sp, dp)
-                for j in range(nbp):
-                    if dp == self.bp[j]:
-                        return self._take(_bucket4(da, da))
-                for j in range(nbp):
-                    if sp == self.bp[j]:
-                        return self._take(_bucket4(sa, sa))
-            return self._take(_bucket4(sa, da))
         return self.tcp_owner(data[26:30], data[30:34], int.from_bytes(data[34:36], "big"),
                               int.from_bytes(data[36:38], "big"))
+
+    @cython.locals(et=cython.int, vhl=cython.int, tot=cython.Py_ssize_t, frag=cython.int, proto=cython.int,
+                   off=cython.int, thl=cython.Py_ssize_t, sa=cython.longlong, da=cython.longlong, sp=cython.int,
+                   dp=cython.int, j=cython.int, nbp=cython.int)
+    def owner_at(self, b, n: int) -> int:
+        """frame_owner() of the `n` bytes of a frame at `b`: compiled, a pointer into the capture reader's
+        buffer (ids.parallel.shard.Scan), so another worker's frame never becomes a bytes object."""
+        if n < 54:
+            return -1
+        et = b[12] << 8 | b[13]
+        vhl = b[14]
+        tot = b[16] << 8 | b[17]
+        frag = b[20] << 8 | b[21]
+        proto = b[23]
+        off = b[46]
+        thl = (off >> 4) * 4
+        if et != 0x0800 or vhl != 0x45 or proto != 6 or frag & 0x3FFF or thl < 20 or 34 + thl > 14 + tot \
+                or 14 + tot > n:
+            return -1
+        sa = cython.cast(cython.longlong, b[26]) << 24 | b[27] << 16 | b[28] << 8 | b[29]
+        da = cython.cast(cython.longlong, b[30]) << 24 | b[31] << 16 | b[32] << 8 | b[33]
+        sp = b[34] << 8 | b[35]
+        dp = b[36] << 8 | b[37]
+        nbp = self.nbp
+        if nbp:
+            if len(self.broker_ports) > nbp:  # more than the table holds: the set
+                return self.tcp_owner(b[26:30], b[30:34], sp, dp)
+            for j in range(nbp):
+                if dp == self.bp[j]:
+                    return self._take(_bucket4(da, da))
+            for j in range(nbp):
+                if sp == self.bp[j]:
+                    return self._take(_bucket4(sa, sa))
+        return self._take(_bucket4(sa, da))
 
     def owner(self, p) -> int:
         proto = p.proto
@@ -332,3 +345,101 @@ class Router:
                 self.cache.clear()
             h = self.cache[addr] = _hash(addr) % BUCKETS
         return self._take(h)
+
+
+class Scan:
+    """The frames of a capture one worker has to look at, as (ts, linktype, data, owner): its own, every
+    frame Router.frame_owner cannot place (they are decoded by every worker), and another worker's frame
+    only where the loop must act on it (a timeout sweep is due, or a watermark: every BATCH_PACKETS
+    frames). The others are only counted (`skipped`, `skipped_bytes`). `i` is the global index of the last
+    frame read; the loop keeps `auto` (checksum auto-detection still running: every frame is decoded) and
+    `next_sweep` up to date. Compiled, a little-endian pcap file's records are walked here, as
+    PcapReader.packets walks them, so another worker's frame never becomes a Python object."""
+
+    def __init__(self, router: Router, me: int, batch: int):
+        self.router = router
+        self.me = me
+        self.batch = batch
+        self.i = 0
+        self.ts = 0  # of the last frame read, skipped or not
+        self.auto = True
+        self.next_sweep = -1
+        self.c_next_sweep = -1  # next_sweep as a C integer, clamped (timestamps may pass 2**63: MAX_TS)
+        self.skipped = 0
+        self.skipped_bytes = 0
+
+    def set_next_sweep(self, t: int) -> None:
+        self.next_sweep = t
+        self.c_next_sweep = min(t, (1 << 63) - 1)
+
+    @cython.locals(w=cython.int)
+    def frames(self, reader):
+        if cython.compiled and type(reader) is PcapReader and reader.endian == "<":
+            yield from self._pcap_le(reader)
+            return
+        router = self.router
+        for ts, lt, data in reader.packets():
+            self.i += 1
+            self.ts = ts
+            w = -1
+            if lt == 1 and not self.auto:
+                w = router.frame_owner(data)
+                if w >= 0 and w != self.me and ts < self.next_sweep and self.i % self.batch:
+                    self.skipped += 1
+                    self.skipped_bytes += len(data)
+                    continue
+            yield ts, lt, data, w
+
+    @cython.locals(buf=bytes, pos=cython.Py_ssize_t, end=cython.Py_ssize_t, nxt=cython.Py_ssize_t,
+                   base=cython.Py_ssize_t, b=cython.p_uchar, sec=cython.ulonglong, frac=cython.ulonglong,
+                   incl=cython.ulonglong, mult=cython.ulonglong, ts=cython.longlong, w=cython.int,
+                   lt=cython.int, router=Router, maxrec=cython.ulonglong, last=cython.longlong,
+                   got=cython.bint, nsw=cython.longlong)
+    def _pcap_le(self, reader):
+        """PcapReader.packets for a little-endian file (compiled only), with the skipping of frames()."""
+        lt = reader.linktype
+        maxrec = MAX_RECORD
+        linktype, mult, path = reader.linktype, reader.ts_mult, reader.path
+        router = self.router
+        buf, pos, base, eof = b"", 0, reader.offset, False
+        last = 0
+        got = False
+        while True:
+            end = len(buf)
+            while pos + 16 <= end:
+                b = buf
+                sec = b[pos] | b[pos + 1] << 8 | b[pos + 2] << 16 | cython.cast(cython.uint, b[pos + 3]) << 24
+                frac = b[pos + 4] | b[pos + 5] << 8 | b[pos + 6] << 16 | cython.cast(cython.uint, b[pos + 7]) << 24
+                incl = b[pos + 8] | b[pos + 9] << 8 | b[pos + 10] << 16 | cython.cast(cython.uint, b[pos + 11]) << 24
+                if incl > maxrec:
+                    reader.offset = base + pos
+                    if got:
+                        self.ts = last
+                    raise CaptureError(path, reader.offset, f"corrupt record header (captured length {incl})")
+                nxt = pos + 16 + incl
+                if nxt > end:
+                    break
+                reader.packets_read += 1
+                self.i += 1
+                ts = sec * 1_000_000_000 + frac * mult  # below 2**63: 32-bit seconds
+                last = ts
+                got = True
+                w = -1
+                if lt == 1 and not self.auto:
+                    w = router.owner_at(b + pos + 16, incl)
+                    if w >= 0 and w != self.me and ts < self.c_next_sweep and self.i % self.batch:
+                        self.skipped += 1
+                        self.skipped_bytes += incl
+                        pos = nxt
+                        continue
+                yield (ts, linktype, b[pos + 16:nxt], w)
+                pos = nxt
+            reader.offset = base + pos
+            if got:
+                self.ts = last
+            if eof:
+                if pos < end:
+                    raise CaptureError(path, reader.offset, f"truncated record ({end - pos} bytes left at end of file)")
+                return
+            more = reader._read()
+            buf, base, pos, eof = buf[pos:] + more, base + pos, 0, not more
