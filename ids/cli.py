@@ -203,8 +203,6 @@ def close_outputs(run, complete: bool = True) -> list[str]:
 
 
 def cmd_analyze(args) -> int:
-    from .output.console import print_summary
-
     config = load_config(args.config)
     err = missing_captures(args.pcaps)
     if err is not None:
@@ -239,6 +237,7 @@ def cmd_analyze(args) -> int:
     run.errors += out_errors
     run.errors += [e for d in run.engine.detectors for e in getattr(d, "errors_at_end", ())]
     if not quiet:
+        from .output.console import print_summary  # rich: only when a summary is printed
         print_summary(run)
     else:
         for err in run.errors:

@@ -14,18 +14,32 @@ import re
 import warnings
 from collections import OrderedDict
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtensionOID, NameOID
+from .lazy import lazy
+
+# cryptography loads when a certificate is decoded, not for every run (about 30 ms of start-up)
+x509 = lazy("cryptography.x509")
+dsa = lazy("cryptography.hazmat.primitives.asymmetric.dsa")
+ec = lazy("cryptography.hazmat.primitives.asymmetric.ec")
+ed448 = lazy("cryptography.hazmat.primitives.asymmetric.ed448")
+ed25519 = lazy("cryptography.hazmat.primitives.asymmetric.ed25519")
+rsa = lazy("cryptography.hazmat.primitives.asymmetric.rsa")
 
 MAX_CHAIN = 8
 _CACHE: "OrderedDict[bytes, dict]" = OrderedDict()
 _CACHE_MAX = 4096  # distinct certificates remembered (and their DER, for chain checks)
 _BY_SHA256: dict[str, bytes] = {}
 
-_NAME_KEYS = ((NameOID.COMMON_NAME, "common_name"), (NameOID.ORGANIZATION_NAME, "organization"),
-              (NameOID.ORGANIZATIONAL_UNIT_NAME, "organizational_unit"), (NameOID.COUNTRY_NAME, "country"),
-              (NameOID.STATE_OR_PROVINCE_NAME, "state_or_province"), (NameOID.LOCALITY_NAME, "locality"))
+_NAME_KEYS: tuple = ()  # ((NameOID, ECS key), ...), made at the first certificate (_name_keys)
+
+
+def _name_keys() -> tuple:
+    global _NAME_KEYS
+    if not _NAME_KEYS:
+        n = x509.oid.NameOID
+        _NAME_KEYS = ((n.COMMON_NAME, "common_name"), (n.ORGANIZATION_NAME, "organization"),
+                      (n.ORGANIZATIONAL_UNIT_NAME, "organizational_unit"), (n.COUNTRY_NAME, "country"),
+                      (n.STATE_OR_PROVINCE_NAME, "state_or_province"), (n.LOCALITY_NAME, "locality"))
+    return _NAME_KEYS
 
 
 def split_chain(blob: bytes) -> list[bytes]:
@@ -56,7 +70,7 @@ def split_chain(blob: bytes) -> list[bytes]:
 
 def _name(name: x509.Name) -> dict:
     d: dict = {"distinguished_name": name.rfc4514_string()}
-    for oid, key in _NAME_KEYS:
+    for oid, key in _name_keys():
         vals = [a.value for a in name.get_attributes_for_oid(oid)]
         if vals:
             d[key] = [v if isinstance(v, str) else v.decode("utf-8", "replace") for v in vals]
@@ -105,8 +119,15 @@ def _sig_name(cert: x509.Certificate) -> str:
     return oid_name
 
 
+#: When a list: every certificate described is also appended here. A `--workers` worker ships them to the
+#: process that runs the certificate checks, which describes them too (der_by_sha256 must find the bytes there).
+JOURNAL: list | None = None
+
+
 def describe(der: bytes) -> dict:
     """One DER certificate -> {"x509": {...ECS...}, "hash": {"sha1", "sha256"}} (or a parse error)."""
+    if JOURNAL is not None:
+        JOURNAL.append(der)
     hit = _CACHE.get(der)
     if hit is not None:
         _CACHE.move_to_end(der)
@@ -133,7 +154,7 @@ def describe(der: bytes) -> dict:
             x["public_key_size"] = size
         x.update(extra)
         try:
-            san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+            san = cert.extensions.get_extension_for_oid(x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
             # ECS lists plain values (no "DNS:" prefixes); URIs carry their scheme (urn:, opc.tcp:)
             names = [str(v) for v in san.get_values_for_type(x509.UniformResourceIdentifier)]
             names += [str(v) for v in san.get_values_for_type(x509.DNSName)]

@@ -147,6 +147,7 @@ def test_replay_gives_the_same_events_and_alerts_as_analyze(veth, generated, tmp
         line = next(x for x in s.output.splitlines() if "frames per process" in x)
         shares = [int(x.rsplit(" ", 1)[1].replace(",", "")) for x in line.split(": ", 2)[2].split(", ")]
         assert len(shares) == 3 and all(shares) and sum(shares) == frames, line
+        assert "fanout by host pair" in line, line  # the CBPF program, not the kernel's flow hash
     if case == "sample-as-nobody":
         st = info["status"]
         assert st["Uid"].split()[:2] == ["65534", "65534"], st["Uid"]

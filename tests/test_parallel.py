@@ -43,6 +43,11 @@ def test_every_capture_is_in_a_set():
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
+    from ids import x509
+    # every run as in a fresh process: certificates an earlier run described must not help the checks of the
+    # next (the parent of --workers N learns them from its workers: ids.x509.JOURNAL)
+    x509._CACHE.clear()
+    x509._BY_SHA256.clear()
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         rc = main(argv)
@@ -142,3 +147,12 @@ def test_ctrl_c_stops_every_worker(busy_capture, tmp_path):
     assert err.strip().splitlines()[-1] == "otids: interrupted"
     for k in kids:
         assert not os.path.exists(f"/proc/{k}") or open(f"/proc/{k}/stat").read().split()[2] == "Z"
+
+
+@pytest.mark.parametrize("n, msg", [("0", "--workers must be at least 1 (got 0)"),
+                                    ("256", "--workers must be at most 255 (got 256)")])
+def test_a_worker_count_out_of_range_is_one_line(n, msg, tmp_path):
+    out = tmp_path / "alerts.ndjson"
+    rc, err = _run(["analyze", str(ROOT / "pcaps" / "live-sample.pcap"), "-o", str(out), "--workers", n])
+    assert (rc, err) == (2, f"otids: error: {msg}\n")
+    assert not out.exists()

@@ -7,8 +7,9 @@ import os
 import sys
 
 from ..errors import UserError
-from ..detect.baseline import document
-from ..detect.baseline.document import write_baseline
+
+# The baseline package (its YAML document, the enforcer) is imported by the functions that use it: a run
+# without a baseline never loads it.
 
 
 def register(sub) -> None:
@@ -75,6 +76,7 @@ def learn_paths(paths: list[str], config, workers: int = 1):
 
 
 def cmd_learn(args) -> int:
+    from ..detect.baseline import document
     from ..config import load_config
 
     config = load_config(args.config)
@@ -102,7 +104,7 @@ def cmd_learn(args) -> int:
               + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in d.items() if k not in ("pool", "max_bytes")),
               file=sys.stderr)
     rep = document.merge_review(b, old, prune=args.prune) if old is not None else None
-    bak = write_baseline(b, args.output, old.text if old is not None else None)
+    bak = document.write_baseline(b, args.output, old.text if old is not None else None)
     if rep is not None and rep.dropped_learned and not args.prune:
         print(f"otids learn: {len(rep.dropped_learned)} learned entries were not seen again and are kept; "
               f"re-run with --prune to drop them", file=sys.stderr)
@@ -145,6 +147,7 @@ def _strip(x):
 
 
 def cmd_diff(args) -> int:
+    from ..detect.baseline import document
     old, new = document.load(args.old), document.load(args.new)
     if args.ignore_counts:
         for b in (old, new):
@@ -168,6 +171,7 @@ def cmd_diff(args) -> int:
 
 
 def cmd_check(args) -> int:
+    from ..detect.baseline import document
     from ..config import load_config
     from ..detect.baseline.enforcer import BaselineDetector
 
@@ -182,6 +186,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_export_rules(args) -> int:
+    from ..detect.baseline import document
     from ..config import Config
     from ..detect.baseline.enforcer import BaselineDetector
     from ..detect.baseline.export import export_rules, write_text
@@ -207,14 +212,14 @@ def add_arguments(parser) -> None:
 def build(args, config):
     import dataclasses
 
-    from ..detect.baseline.enforcer import BaselineDetector, LearnThenEnforce
-
     path = getattr(args, "baseline", None) or config.baseline.file
     learn = getattr(args, "baseline_learn", None)
     if learn is None:
         learn = config.baseline.learn_period
     if not path and not learn:
         return [], [], []
+    from ..detect.baseline import document
+    from ..detect.baseline.enforcer import BaselineDetector, LearnThenEnforce
     cfg = config.baseline
     if path and os.path.exists(path):
         return [BaselineDetector(document.load(path), cfg, path, config.limits)], [], []

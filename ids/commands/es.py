@@ -5,21 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import ssl
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
 from dataclasses import replace
 
 from ..errors import UserError
-from ..output.esgen import stream_name
-from ..output.elasticsearch.backend import ClusterError, Unreachable, connect, install, layout_for
 from ..output.elasticsearch.settings import auth_header, cloud_urls, config_problem, credentials, display_url, sensor_name, sensor_paths
-from ..output.elasticsearch.shipper import Shipper
-from ..output.elasticsearch.sinks import AlertSink, EventSink, cluster_fields
+
+# The cluster client (urllib, ssl, the sender thread) loads where a cluster is used, not in every run:
+# each function below that talks to one imports what it needs.
 
 
 def add_arguments(parser) -> None:
@@ -56,6 +51,8 @@ def build(args, config):
     cfg = effective_config(args, config)
     if not cfg.url:
         return [], [], []
+    from ..output.elasticsearch.shipper import Shipper
+    from ..output.elasticsearch.sinks import AlertSink, EventSink
     shipper = Shipper(cfg.url, cfg)
     _sigterm_closes_outputs()
     alerts = AlertSink(shipper, cfg.namespace, sensor_name(cfg))
@@ -140,6 +137,8 @@ def _load_cfg(args):
 
 
 def cmd_setup(args) -> int:
+    from ..output.elasticsearch.backend import ClusterError, Unreachable, connect, install, layout_for
+
     cfg = _load_cfg(args)
     creds = credentials(cfg)
     deadline = time.monotonic() + args.wait
@@ -203,6 +202,11 @@ def import_detection_rules(cfg, creds: dict, deadline: float = 0.0) -> int:
 def kibana_import(cfg, creds: dict, flavor: str, api: str, filename: str, payload: bytes,
                   deadline: float = 0.0) -> dict:
     """POST `payload` as the multipart `file` field to Kibana's `api` (in elasticsearch.kibana_space)."""
+    import ssl
+    import urllib.error
+    import urllib.request
+    import uuid
+
     boundary = "otids-" + uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
             f"Content-Type: application/ndjson\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
@@ -323,6 +327,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_load(args) -> int:
+    from ..output.elasticsearch.shipper import Shipper
+    from ..output.elasticsearch.sinks import cluster_fields
+    from ..output.esgen import stream_name
     from ..output.ndjson import doc_id
 
     cfg = _load_cfg(args)

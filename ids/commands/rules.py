@@ -14,9 +14,17 @@ import sys
 import time
 
 from ..errors import RuleError, UserError
-from ..detect.rules.detector import RulesDetector, compile_rules, default_lists, load_ruleset
-from ..detect.rules.loader import RuleSet, expand_doc, load_lists, load_paths
-from ..detect.rules.rule import RULE_DATASETS, SiteLists
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy
+
+if TYPE_CHECKING:
+    from ..detect.rules.rule import SiteLists
+
+# The rules engine loads when a run or command uses rules or lists, not for every run
+_detector = lazy("ids.detect.rules.detector")
+_loader = lazy("ids.detect.rules.loader")
+_rule = lazy("ids.detect.rules.rule")
 
 NS = 1_000_000_000
 
@@ -36,21 +44,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build(args, config):
-    from ..detect.suppress import AlertSuppressor
-    from ..detect.rules.prepare import disabled_line, fatal
     paths = getattr(args, "rules", None) or []
     if not paths:
         if not getattr(args, "lists", None):
             return [], [], []
-        site, li = load_lists(args.lists)  # suppressions only: they cover every detector's alerts
+    from ..detect.suppress import AlertSuppressor
+    from ..detect.rules.prepare import disabled_line, fatal
+    if not paths:
+        site, li = _loader.load_lists(args.lists)  # suppressions only: they cover every detector's alerts
         li = [i for i in li if i.severity == "error"]
         if li:
             for i in li:
                 print(f"otids: {i}", file=sys.stderr)
             raise RuleError(f"{len(li)} error(s) in the lists file; nothing analysed")
         return ([AlertSuppressor(site)] if site.suppressions else []), [], []
-    lists = args.lists or default_lists(paths)
-    c = load_ruleset(paths, lists)
+    lists = args.lists or _detector.default_lists(paths)
+    c = _detector.load_ruleset(paths, lists)
     stop = fatal(c.issues, lists)
     if stop:
         for i in stop:
@@ -65,7 +74,7 @@ def build(args, config):
         print(f"otids: rules: {line}", file=sys.stderr)
     if not c.rules:
         raise RuleError("no rules loaded from " + ", ".join(paths))
-    det = RulesDetector(c, paths, lists, args.rules_reload, limits=config.limits)
+    det = _detector.RulesDetector(c, paths, lists, args.rules_reload, limits=config.limits)
     extra = [AlertSuppressor(c.site)] if c.site.suppressions else []
     if getattr(args, "strict", False):
         n_off = len({i.rule_id or str(i.source) for i in c.issues if i.code == "needs-lists"})
@@ -127,9 +136,9 @@ def _print_issues(issues, out=sys.stdout) -> None:
 def cmd_lint(args) -> int:
     from ..detect.rules.detector import needed_lists
     from ..detect.rules.prepare import disabled_line, fatal
-    lists = args.lists or default_lists(args.paths)
-    rs = load_paths(args.paths)
-    c = load_ruleset(args.paths, lists)  # what `analyze --rules` would run, decided by the same code
+    lists = args.lists or _detector.default_lists(args.paths)
+    rs = _loader.load_paths(args.paths)
+    c = _detector.load_ruleset(args.paths, lists)  # what `analyze --rules` would run, decided by the same code
     issues = c.issues
     _print_issues(issues)
     errs = sum(1 for i in issues if i.severity == "error")
@@ -188,11 +197,11 @@ SKIPPED = None  # run_case's verdict for a case that cannot run here (its captur
 def run_case(rule, case, site: SiteLists) -> tuple[bool | None, str]:
     """Run one test case; returns (passed, description); passed is None when the case was skipped."""
     lists = _case_lists(rule, case, site)
-    c = compile_rules(RuleSet(rules=[rule]), SiteLists(lists=lists))
+    c = _detector.compile_rules(_loader.RuleSet(rules=[rule]), _rule.SiteLists(lists=lists))
     errs = [i for i in c.errors if i.code not in ("no-firing-test", "no-quiet-test")]
     if errs or not c.rules:
         return False, f"rule does not compile: {errs[0] if errs else 'disabled'}"
-    det = RulesDetector(c)
+    det = _detector.RulesDetector(c)
     if case.kind == "pcap":
         from ..pipeline import analyze
         path = _resolve_pcap(case.pcap, rule)
@@ -205,9 +214,9 @@ def run_case(rule, case, site: SiteLists) -> tuple[bool | None, str]:
     n = 0
     base = 1_700_000_000 * NS
     for i, d in enumerate(docs):
-        d = _with_index_field(expand_doc(d), rule.protocol)
+        d = _with_index_field(_loader.expand_doc(d), rule.protocol)
         ev = dict(d.get("event") or {})
-        ev.setdefault("dataset", RULE_DATASETS[rule.protocol])
+        ev.setdefault("dataset", _rule.RULE_DATASETS[rule.protocol])
         d["event"] = ev
         for a in det.on_doc(d, base + int(i * interval * NS)) or ():
             n += 1
@@ -216,9 +225,9 @@ def run_case(rule, case, site: SiteLists) -> tuple[bool | None, str]:
 
 
 def cmd_test(args) -> int:
-    rs = load_paths(args.paths)
-    lists_path = args.lists or default_lists(args.paths)
-    site, li = load_lists(lists_path)
+    rs = _loader.load_paths(args.paths)
+    lists_path = args.lists or _detector.default_lists(args.paths)
+    site, li = _loader.load_lists(lists_path)
     bad = [i for i in rs.issues + li if i.severity == "error"]
     if bad:
         _print_issues(bad, sys.stderr)
@@ -251,13 +260,13 @@ def cmd_test(args) -> int:
 
 def cmd_dry_run(args) -> int:
     paths = [p for p in args.rules.split(",") if p]
-    lists = args.lists or default_lists(paths)
-    c = load_ruleset(paths, lists)
+    lists = args.lists or _detector.default_lists(paths)
+    c = _detector.load_ruleset(paths, lists)
     errs = [i for i in c.errors]
     if errs:
         _print_issues(errs, sys.stderr)
         raise RuleError(f"{len(errs)} error(s) in the rules (otids rules lint)")
-    det = RulesDetector(c)
+    det = _detector.RulesDetector(c)
     counts: dict = {}
     first = last = None
     n_events = 0

@@ -9,6 +9,8 @@ SMALL_INPUT = 16 << 20
 #: detectors); below it every core gets a worker: since the anomaly checks run in the workers the parent is
 #: mostly idle, and on 2 cores `--workers 2` measured 1.2-1.3x faster than one process (docs/PERFORMANCE.md).
 MIN_CORES = 4
+#: ids.parallel.shard.Router keeps a bucket's worker in one byte
+MAX_WORKERS = 255
 
 
 def add_workers_argument(p) -> None:
@@ -27,6 +29,8 @@ def workers_for(args, paths: list[str]) -> int:
     if n is not None:
         if n < 1:
             raise UserError(f"--workers must be at least 1 (got {n})")
+        if n > MAX_WORKERS:
+            raise UserError(f"--workers must be at most {MAX_WORKERS} (got {n})")
         if getattr(args, "deep", False) and n > 1:
             raise UserError("--deep runs in one process: use --workers 1")
         return n

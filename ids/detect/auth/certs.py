@@ -10,12 +10,18 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import padding, rsa, ec, dsa
-
 from ...errors import ConfigError, SourceLocation
+from ...lazy import lazy
 from ...x509 import key_info, signature_algorithm
+
+# cryptography loads when a certificate is checked, not for every run
+x509 = lazy("cryptography.x509")
+_exceptions = lazy("cryptography.exceptions")
+padding = lazy("cryptography.hazmat.primitives.asymmetric.padding")
+rsa = lazy("cryptography.hazmat.primitives.asymmetric.rsa")
+ec = lazy("cryptography.hazmat.primitives.asymmetric.ec")
+dsa = lazy("cryptography.hazmat.primitives.asymmetric.dsa")
+_hashes = lazy("cryptography.hazmat.primitives.hashes")
 
 #: Signature hashes considered broken for device authentication (MD5, SHA-1; OPC UA Basic128Rsa15 and
 #: Basic256 policies are deprecated for relying on SHA-1: OPC 10000-7).
@@ -95,7 +101,7 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
         return True
-    except InvalidSignature:
+    except _exceptions.InvalidSignature:
         return False
     except ValueError:
         # cryptography refuses legacy algorithms (SHA-1) here; weak signatures are reported by their own
@@ -237,7 +243,7 @@ def _chain(cert, sent, store: TrustStore, now) -> list[Finding]:
     """Walk issuer by issuer through the certificates sent on the wire to a trust anchor."""
     out: list[Finding] = []
     cur = cert
-    seen = {cert.fingerprint(_SHA256)}
+    seen = {cert.fingerprint(_sha256())}
     for _ in range(8):  # path length bound
         anchors = store.issuers_of(cur)
         for a in anchors:
@@ -248,7 +254,7 @@ def _chain(cert, sent, store: TrustStore, now) -> list[Finding]:
         if anchors:
             return out + [Finding("bad_signature", "critical",
                                   f"signature does not verify with the trusted CA {anchors[0].subject.rfc4514_string()}")]
-        nxt = [c for c in sent if c.subject == cur.issuer and c.fingerprint(_SHA256) not in seen]
+        nxt = [c for c in sent if c.subject == cur.issuer and c.fingerprint(_sha256()) not in seen]
         if not nxt:
             return out + [Finding("untrusted", "high",
                                   f"issuer {cur.issuer.rfc4514_string()} is not a trusted CA and was not sent in the chain")]
@@ -258,7 +264,7 @@ def _chain(cert, sent, store: TrustStore, now) -> list[Finding]:
                                   f"signature does not verify with the sent issuer {inter.subject.rfc4514_string()}")]
         if not (inter.not_valid_before_utc <= now <= inter.not_valid_after_utc):
             out.append(Finding("ca_expired", "high", f"intermediate {inter.subject.rfc4514_string()} is outside its validity"))
-        seen.add(inter.fingerprint(_SHA256))
+        seen.add(inter.fingerprint(_sha256()))
         cur = inter
     return out + [Finding("untrusted", "high", "chain longer than 8 certificates")]
 
@@ -290,6 +296,5 @@ def _crl_signed_by(crl, issuer) -> bool:
         return False
 
 
-from cryptography.hazmat.primitives import hashes as _hashes  # noqa: E402
-
-_SHA256 = _hashes.SHA256()
+def _sha256():
+    return _hashes.SHA256()

@@ -18,10 +18,22 @@ deterministic `_id` sent with op_type `create`, so a replay is never stored twic
 """
 from __future__ import annotations
 
-from .backend import Backend, ClusterError, EsBackend, OsBackend, Unreachable, connect, install, layout_for
-from .settings import auth_header, config_problem, credentials, display_url, url_problem
-from .shipper import Shipper
-from .sinks import AlertSink, EventSink
+# The names below load their module at first use (PEP 562): `otids analyze` without a cluster never imports
+# the HTTP client, ssl and the sender (about 25 ms of every run's start-up).
+_WHERE = {"Backend": "backend", "ClusterError": "backend", "EsBackend": "backend", "OsBackend": "backend",
+          "Unreachable": "backend", "connect": "backend", "install": "backend", "layout_for": "backend",
+          "auth_header": "settings", "config_problem": "settings", "credentials": "settings",
+          "display_url": "settings", "url_problem": "settings", "Shipper": "shipper", "AlertSink": "sinks",
+          "EventSink": "sinks"}
+
+
+def __getattr__(name: str):
+    mod = _WHERE.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+
 
 __all__ = ["AlertSink", "Backend", "ClusterError", "EsBackend", "EventSink", "OsBackend", "Shipper", "Unreachable",
            "auth_header", "config_problem", "connect", "credentials", "display_url", "install", "layout_for",

@@ -4,10 +4,12 @@ certificate. A certificate that does not decode yields its hashes and the error,
 """
 from __future__ import annotations
 
-from cryptography import x509 as cx
+from ...lazy import lazy
 
 from ... import x509 as shared
 from .messages import X509Cert
+
+cx = lazy("cryptography.x509")  # loaded with the first certificate, not for every run
 
 _NS = 1_000_000_000
 
