@@ -249,6 +249,7 @@ class LiveWorkers:
 
     def start(self) -> None:
         ctx = mp.get_context("fork")
+        self.run.table.share(self.n)  # the sensor and every worker each hold 1/n of the flow bounds
         by_pair = True
         for c in self.caps:
             by_pair = join_fanout(c, os.getpid() + c.ifindex, by_pair)

@@ -86,6 +86,7 @@ def run_files(run, paths: list[str], workers: int = 1, progress=None) -> None:
 def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
     config = run.config
     table = ShardTable(config, DISSECTED, None, verify_checksums=config.decode.checksums == "on")
+    table.share(n)  # the flow bounds are the run's, divided among the workers
     run.table = table
     det, types = offloaded(run.engine)
     if det is not None:
