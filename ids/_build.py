@@ -35,6 +35,7 @@ COMPILED = (
     "ids.pipeline",
     "ids.parallel.shard",
     "ids.parallel.runner",
+    "ids.detect.ml.features",  # the ML windowing (docs/ML.md "Throughput"): extension types in features.pxd
 )
 MANIFEST = "_compiled.json"
 PURE_ENV = "OTIDS_PURE"
