@@ -1,0 +1,3 @@
+# Cython declarations augmenting ml.py (compiled path, setup.py): the feature view is built by the C record
+# builder (ids/_records.pxd) rather than through FeatureView's generated __new__.
+from ids._records cimport new_record
