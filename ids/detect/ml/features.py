@@ -165,7 +165,9 @@ class ProfileBuilder:
         self.max_pairs = max_pairs
         self.pairs_dropped = 0
 
-    def add(self, v) -> None:
+    def add(self, v) -> bool:
+        """Count one exchange. True when the state needs reporting: over max_bytes, or pairs refused since
+        `refused_ack` (the ML detector's state_capped alert)."""
         key = (v.client, v.server, v.protocol)
         p = self.pairs.get(key)
         if p is None:
@@ -335,11 +337,14 @@ class Windower:
         self.reserve = PAIR_BYTES + (self.nb_max + 1) * BUCKET_BYTES  # a pair with its longest window of buckets
         self.state_bytes = 0
         self.pairs_refused = 0
+        self.refused_ack = 0  # pairs_refused when the ML detector last reported it (MlDetector._capped)
         self.rows = 0
         self.nfeat = len(spec.feature_names())
 
     # ------------------------------------------------------------------ input
-    def add(self, v) -> None:
+    def add(self, v) -> bool:
+        """Count one exchange. True when the state needs reporting: over max_bytes, or pairs refused since
+        `refused_ack` (the ML detector's state_capped alert)."""
         # One unpack instead of fifteen attribute reads (the view is a NamedTuple: view.py's field order);
         # compiled, read as the tuple it is (item by item from the struct).
         (ts, protocol, client, server, op, is_write, is_error, keys, writes, ans, request, lat, nbytes, anomalous,
@@ -358,7 +363,7 @@ class Windower:
         if p is None:
             p = self._new_pair(key)
             if p is None:
-                return
+                return True  # (a pair refused)
         p.flow = flow
         b = p.buckets.get(idx)
         if b is None:
@@ -416,6 +421,7 @@ class Windower:
         if is_write:
             b.wr += 1
             self._writes(b, prof, keys, writes)
+        return self.state_bytes > self.max_bytes or self.pairs_refused != self.refused_ack
 
     def _new_pair(self, key) -> _Pair | None:
         if len(self.pairs) >= self.max_pairs or self.state_bytes + self.reserve > self.max_bytes:

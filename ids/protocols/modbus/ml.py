@@ -38,9 +38,7 @@ def _key(unit, table, addr) -> tuple:
     return k
 
 
-def _modbus_keys(ev: ModbusTransaction) -> tuple[str, ...]:
-    fc, unit = ev.function_code, ev.unit_id
-    req = ev.request
+def _modbus_keys(unit: int, fc: int, req) -> tuple[str, ...]:
     if req is None:
         return _key(unit, None, fc)
     table = _TABLE.get(fc)
@@ -56,12 +54,11 @@ def _modbus_keys(ev: ModbusTransaction) -> tuple[str, ...]:
     return _key(unit, None, fc)
 
 
-def _modbus_writes(ev: ModbusTransaction) -> tuple[tuple[str, float], ...]:
-    req = ev.request
+def _modbus_writes(unit: int, fc: int, req) -> tuple[tuple[str, float], ...]:
     if req is None or not req.values or req.address is None:
         return ()
-    table = _TABLE.get(ev.function_code, "hr")
-    unit, addr = ev.unit_id, req.address
+    table = _TABLE.get(fc, "hr")
+    addr = req.address
     # One key per register or coil: the value profile of register 20 must not mix with register 21's.
     out = []
     for v in req.values:
@@ -70,11 +67,9 @@ def _modbus_writes(ev: ModbusTransaction) -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
-def _modbus_bytes(ev: ModbusTransaction) -> int:
+def _modbus_bytes(fc: int, req, resp, exc) -> int:
     """ADU bytes of request and response, from the decoded fields. The event carries no lengths; for the
     public function codes the layout fixes them (exact), for others the PDU data length stands in."""
-    fc = ev.function_code
-    req, resp = ev.request, ev.response
     n = 0
     if req is not None:
         q = req.quantity or 0
@@ -95,7 +90,7 @@ def _modbus_bytes(ev: ModbusTransaction) -> int:
         else:
             body = (req.details or {}).get("data_length", 0) if req.details else 0
         n += _MBAP + body
-    if ev.exception_code is not None:
+    if exc is not None:
         n += _MBAP + 1
     elif resp is not None:
         q = resp.quantity or 0
@@ -116,12 +111,12 @@ def _modbus_bytes(ev: ModbusTransaction) -> int:
 
 
 def modbus_view(ev: ModbusTransaction) -> FeatureView:
-    (ts, f, _tid, _unit, fc, function, req, resp, exc, _exc_name, an, rts) = cython.cast(tuple, ev)
+    (ts, f, _tid, unit, fc, function, req, resp, exc, _exc_name, an, rts) = cython.cast(tuple, ev)
     has_request = req is not None or "unsolicited_response" not in an
     answered = resp is not None or exc is not None
     lat = rts - ts if (answered and has_request and rts is not None) else None
     is_write = fc in _WRITES
     return new_record(FeatureView, (
-        ts, "modbus", f.client_ip, f.server_ip, function, is_write, exc is not None, _modbus_keys(ev),
-        _modbus_writes(ev) if is_write else (), answered, has_request, lat, _modbus_bytes(ev),
+        ts, "modbus", f.client_ip, f.server_ip, function, is_write, exc is not None, _modbus_keys(unit, fc, req),
+        _modbus_writes(unit, fc, req) if is_write else (), answered, has_request, lat, _modbus_bytes(fc, req, resp, exc),
         bool(an) and any(a not in _BALANCE for a in an), f))
