@@ -346,7 +346,9 @@ class Windower:
         """Count one exchange. True when the state needs reporting: over max_bytes, or pairs refused since
         `refused_ack` (the ML detector's state_capped alert)."""
         # One unpack instead of fifteen attribute reads (the view is a NamedTuple: view.py's field order);
-        # compiled, read as the tuple it is (item by item from the struct).
+        # compiled, read as the tuple it is (item by item from the struct, hence the check).
+        if not isinstance(v, tuple):
+            raise TypeError(f"Windower.add needs a FeatureView, not {type(v).__name__}")
         (ts, protocol, client, server, op, is_write, is_error, keys, writes, ans, request, lat, nbytes, anomalous,
          flow) = cython.cast(tuple, v)
         if self.open_idx is None:

@@ -111,6 +111,8 @@ def _modbus_bytes(fc: int, req, resp, exc) -> int:
 
 
 def modbus_view(ev: ModbusTransaction) -> FeatureView:
+    if not isinstance(ev, tuple):  # (compiled, the unpack reads it as a tuple without checking)
+        raise TypeError(f"modbus_view needs a ModbusTransaction, not {type(ev).__name__}")
     (ts, f, _tid, unit, fc, function, req, resp, exc, _exc_name, an, rts) = cython.cast(tuple, ev)
     has_request = req is not None or "unsolicited_response" not in an
     answered = resp is not None or exc is not None
