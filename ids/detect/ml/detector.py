@@ -333,6 +333,12 @@ class MlDetector:
         if self.adapter is not None and a.source != "ml":
             self.adapter.flagged(a)
 
+    @staticmethod
+    def accepts(t: type) -> bool:
+        """Only event types with a feature view (the engine routes nothing else here, and with --workers the
+        others need not cross to the parent for this detector)."""
+        return t in ADAPTERS
+
     def _rows(self, metas, rows) -> None:
         self.metas += metas
         self.rows += rows
