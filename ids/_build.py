@@ -35,6 +35,8 @@ COMPILED = (
     "ids.pipeline",
     "ids.parallel.shard",
     "ids.parallel.runner",
+    "ids.detect.ml.features",  # the ML windowing (docs/ML.md "Throughput"): extension types in features.pxd
+    "ids.protocols.modbus.ml",  # the Modbus feature view of the ML detector
 )
 MANIFEST = "_compiled.json"
 PURE_ENV = "OTIDS_PURE"

@@ -111,6 +111,18 @@ def test_load_and_score_identically_in_another_process(model_dir, tmp_path):
     assert p.stdout.split() == [float(x).hex() for x in scores]
 
 
+def test_analyze_with_model_gives_the_same_output_for_any_worker_count(model_dir, tmp_path):
+    """With --workers 2 the ML detector runs in the parent, which receives only the event types it has a
+    feature view for (MlDetector.accepts): alerts and events byte-identical to one process."""
+    outs = []
+    for n in ("1", "2"):
+        a, e = tmp_path / f"a{n}.ndjson", tmp_path / f"e{n}.ndjson"
+        run_cli("analyze", str(TEST), "--model", str(model_dir), "--workers", n, "-o", str(a), "--events", str(e), "-q")
+        outs.append((a.read_bytes(), e.read_bytes()))
+    assert outs[0][0].count(b"otids.ml.anomalous_window") >= sum(EXPECTED_DETECTED.values())
+    assert outs[0] == outs[1]
+
+
 def test_analyze_with_model_writes_explained_ml_alerts(model_dir, tmp_path):
     out = tmp_path / "alerts.ndjson"
     run_cli("analyze", str(TEST), "--model", str(model_dir), "-o", str(out), "-q")

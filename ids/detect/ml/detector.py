@@ -297,6 +297,9 @@ def _group(feature: str, model: Model) -> str:
     return model.groups[model.names.index(feature)]
 
 
+_NOW = float("-inf")  # MlDetector.due of a full batch: scored at the next event
+
+
 class MlDetector:
     """Detector interface (ids.detect.engine): on_event(ev) and flush(ts) return alerts or None."""
 
@@ -312,6 +315,7 @@ class MlDetector:
         self.rows: list[list[float]] = []
         self.max_delay = cfg.max_delay * NS
         self.batch = cfg.batch
+        self.due = None  # while rows wait: the time from which they are scored (-inf: a full batch), else None
         self.calls = 0
         self.windows = 0
         self.record = record  # keep every scored row (otids eval, tests)
@@ -329,9 +333,17 @@ class MlDetector:
         if self.adapter is not None and a.source != "ml":
             self.adapter.flagged(a)
 
+    @staticmethod
+    def accepts(t: type) -> bool:
+        """Only event types with a feature view (the engine routes nothing else here, and with --workers the
+        others need not cross to the parent for this detector)."""
+        return t in ADAPTERS
+
     def _rows(self, metas, rows) -> None:
         self.metas += metas
         self.rows += rows
+        # decided here, once per hop, rather than on every event
+        self.due = _NOW if len(self.rows) >= self.batch else self.metas[0].end + self.max_delay
 
     def on_event(self, ev):
         fn = ADAPTERS.get(type(ev))
@@ -340,13 +352,12 @@ class MlDetector:
         v = fn(ev)
         if v is None:
             return None
-        win = self.windower
-        win.add(v)
-        if win.state_bytes > win.max_bytes or win.pairs_refused != self.cap_seen[0]:
+        if self.windower.add(v):  # the state is over ml.max_state_bytes, or pairs were refused since _capped
             capped = self._capped(v)
             if capped is not None:
                 return [capped] + (self._score() if self.rows else [])
-        if self.rows and (len(self.rows) >= self.batch or v.ts - self.metas[0].end >= self.max_delay):
+        due = self.due
+        if due is not None and v.ts >= due:
             return self._score()
         return None
 
@@ -359,6 +370,7 @@ class MlDetector:
         self.cap_alerted = v.ts
         d = [a - b for a, b in zip(seen, self.cap_seen)]
         self.cap_seen = seen
+        w.refused_ack = seen[0]
         return Alert(
             ts=v.ts, rule_id="otids.ml.state_capped", rule_name="ML window state full",
             description="The ML detector's windowing state reached ml.max_state_bytes: new pairs, keys and streams "
@@ -373,7 +385,7 @@ class MlDetector:
 
     def _score(self) -> list[Alert]:
         metas, rows = self.metas, self.rows
-        self.metas, self.rows = [], []
+        self.metas, self.rows, self.due = [], [], None
         X = np.array(rows, dtype=np.float64)
         pidx = self.model.pair_index(metas)
         s = self.model.scorer.score(X, pidx)

@@ -18,6 +18,11 @@ import statistics
 from dataclasses import dataclass
 from typing import NamedTuple
 
+try:
+    import cython  # C types for the compiled path (setup.py, features.pxd); no-ops when this runs as Python
+except ImportError:
+    from ... import _cy as cython
+
 NS = 1_000_000_000
 
 #: Bumped whenever a feature's definition changes: models built for another version refuse to load.
@@ -160,7 +165,9 @@ class ProfileBuilder:
         self.max_pairs = max_pairs
         self.pairs_dropped = 0
 
-    def add(self, v) -> None:
+    def add(self, v) -> bool:
+        """Count one exchange. True when the state needs reporting: over max_bytes, or pairs refused since
+        `refused_ack` (the ML detector's state_capped alert)."""
         key = (v.client, v.server, v.protocol)
         p = self.pairs.get(key)
         if p is None:
@@ -330,12 +337,20 @@ class Windower:
         self.reserve = PAIR_BYTES + (self.nb_max + 1) * BUCKET_BYTES  # a pair with its longest window of buckets
         self.state_bytes = 0
         self.pairs_refused = 0
+        self.refused_ack = 0  # pairs_refused when the ML detector last reported it (MlDetector._capped)
         self.rows = 0
         self.nfeat = len(spec.feature_names())
 
     # ------------------------------------------------------------------ input
-    def add(self, v) -> None:
-        ts = v.ts
+    def add(self, v) -> bool:
+        """Count one exchange. True when the state needs reporting: over max_bytes, or pairs refused since
+        `refused_ack` (the ML detector's state_capped alert)."""
+        # One unpack instead of fifteen attribute reads (the view is a NamedTuple: view.py's field order);
+        # compiled, read as the tuple it is (item by item from the struct, hence the check).
+        if not isinstance(v, tuple):
+            raise TypeError(f"Windower.add needs a FeatureView, not {type(v).__name__}")
+        (ts, protocol, client, server, op, is_write, is_error, keys, writes, ans, request, lat, nbytes, anomalous,
+         flow) = cython.cast(tuple, v)
         if self.open_idx is None:
             self.open_idx = self.first_idx = ts // self.hop
             self.close_at = (self.open_idx + 1) * self.hop + self.lateness
@@ -345,13 +360,13 @@ class Windower:
         if idx < self.open_idx:
             idx = self.open_idx
             self.late += 1
-        key = (v.client, v.server, v.protocol)
+        key = (client, server, protocol)
         p = self.pairs.get(key)
         if p is None:
             p = self._new_pair(key)
             if p is None:
-                return
-        p.flow = v.flow
+                return True  # (a pair refused)
+        p.flow = flow
         b = p.buckets.get(idx)
         if b is None:
             b = p.buckets[idx] = _Bucket()
@@ -360,22 +375,26 @@ class Windower:
             self.active[key] = p
         b.n += 1
         prof = p.profile
-        op = v.operation
-        b.ops[op] = b.ops.get(op, 0) + 1
-        if prof is None or op not in prof.ops:
-            b.nops.add(op)
-        keys = v.keys
+        ops = b.ops
+        c = ops.get(op)
+        if c is None:  # first time in this hop: whether training saw it is decided once per hop
+            ops[op] = 1
+            if prof is None or op not in prof.ops:
+                b.nops.add(op)
+        else:
+            ops[op] = c + 1
+        bkeys = b.keys
         for k in keys:
-            if k not in b.keys:
-                if len(b.keys) >= MAX_BUCKET_KEYS or self.state_bytes > self.max_bytes:
+            if k not in bkeys:
+                if len(bkeys) >= MAX_BUCKET_KEYS or self.state_bytes > self.max_bytes:
                     self.key_cap_hits += 1
                     continue
-                b.keys.add(k)
+                bkeys.add(k)
                 self.state_bytes += KEY_BYTES
                 if prof is None or k not in prof.keys:
                     b.nkeys.add(k)
                     self.state_bytes += KEY_BYTES
-        if v.request:
+        if request:
             b.req += 1
             last = p.last_req
             if last is not None and ts >= last:
@@ -386,25 +405,25 @@ class Windower:
             if last is None or ts > last:
                 p.last_req = ts
             self._period(p, b, op, keys[0] if keys else "", ts)
-        ans = v.answered
         if ans is False:
             b.unans += 1
         elif ans:
-            if v.request:
+            if request:
                 b.ans += 1
             else:
                 b.unsol += 1
-        if v.is_error:
+        if is_error:
             b.err += 1
-        if v.anomalous:
+        if anomalous:
             b.anom += 1
-        if v.latency_ns is not None:
-            b.lat_sum += v.latency_ns / NS
+        if lat is not None:
+            b.lat_sum += lat / NS
             b.lat_n += 1
-        b.nbytes += v.nbytes
-        if v.is_write:
+        b.nbytes += nbytes
+        if is_write:
             b.wr += 1
-            self._writes(b, prof, v)
+            self._writes(b, prof, keys, writes)
+        return self.state_bytes > self.max_bytes or self.pairs_refused != self.refused_ack
 
     def _new_pair(self, key) -> _Pair | None:
         if len(self.pairs) >= self.max_pairs or self.state_bytes + self.reserve > self.max_bytes:
@@ -440,14 +459,16 @@ class Windower:
             if len(p.streams) >= MAX_STREAMS or self.state_bytes > self.max_bytes:
                 self.stream_cap_hits += 1
                 return
-            p.streams[sk] = [ts, 0.0]
+            # [last request time, running period estimate, training period or None]: a pair's profile never
+            # changes while it is tracked, so its period is looked up once per stream
+            p.streams[sk] = [ts, 0.0, p.profile.periods.get(sk) if p.profile is not None else None]
             self.state_bytes += STREAM_BYTES
             return
         dt = (ts - st[0]) / NS
         if dt <= 0:
             return
         st[0] = ts
-        ref = p.profile.periods.get(sk) if p.profile is not None else None
+        ref = st[2]
         if ref == math.inf:  # sporadic in training (an operator's action): no period to miss
             return
         if ref is None:  # a stream training never saw: a running estimate (which an attack can drag along)
@@ -463,16 +484,15 @@ class Windower:
         b.pe_sum += e if e < PERIOD_ERROR_CAP else PERIOD_ERROR_CAP
         b.pe_n += 1
 
-    @staticmethod
-    def _writes(b: _Bucket, prof: PairProfile | None, v) -> None:
+    def _writes(self, b: _Bucket, prof: PairProfile | None, keys: tuple, writes: tuple) -> None:
         pw = prof.writes if prof is not None else None
-        if not v.writes:
-            for k in v.keys:
+        if not writes:
+            for k in keys:
                 if pw is None or k not in pw:
                     b.nwkeys.add(k)
             return
         dev = b.wv_dev
-        for k, val in v.writes:
+        for k, val in writes:
             r = pw.get(k) if pw is not None else None
             # relative to the key's training range; as written for keys without one (nan: never numeric)
             x = val if r is None or r[0] != r[0] else (val - 0.5 * (r[0] + r[1])) / r[2]

@@ -1,6 +1,14 @@
 """Modbus/TCP feature view: what the ML detector reads of one exchange (ids/detect/ml/view.py says what
-each field of the view must hold). Runs on the hot path: plain attribute reads, no allocation beyond the view."""
+each field of the view must hold). Runs on the hot path: compiled (ml.pxd), the transaction read as the tuple
+it is, key strings built once per distinct (unit, table, address) and the view built by the record builder."""
 from __future__ import annotations
+
+try:
+    import cython  # C types for the compiled path (setup.py); no-ops when this runs as Python
+except ImportError:
+    from ... import _cy as cython
+if not cython.compiled:  # compiled, the C version is cimported (ml.pxd)
+    from ..._records import new_record
 
 from ...detect.ml.view import FeatureView
 from .messages import ModbusTransaction
@@ -13,39 +21,55 @@ _WRITES = frozenset((5, 6, 15, 16, 21, 22, 23))  # as ids.protocols.modbus.const
 _BALANCE = frozenset(("unanswered_request", "unsolicited_response"))
 _MBAP = 8  # MBAP header (7 bytes) + function code
 
+#: (unit, table, address) -> ("unit:table:address",): a plant polls the same few registers over and over, so
+#: each key string (and the one-key tuple of a read) is built once and its hash computed once. Table None
+#: is the function-code form "unit:fcN" (address = the code). Emptied when full: the strings are the same.
+_KEYS: dict = {}
+_MAX_KEYS = 1 << 16
 
-def _modbus_keys(ev: ModbusTransaction) -> tuple[str, ...]:
-    fc, unit = ev.function_code, ev.unit_id
-    req = ev.request
-    table = _TABLE.get(fc)
+
+def _key(unit, table, addr) -> tuple:
+    t = (unit, table, addr)
+    k = _KEYS.get(t)
+    if k is None:
+        if len(_KEYS) >= _MAX_KEYS:
+            _KEYS.clear()
+        k = _KEYS[t] = (f"{unit}:{table}:{addr}",) if table is not None else (f"{unit}:fc{addr}",)
+    return k
+
+
+def _modbus_keys(unit: int, fc: int, req) -> tuple[str, ...]:
     if req is None:
-        return (f"{unit}:fc{fc}",)
-    if table is not None and req.address is not None:
+        return _key(unit, None, fc)
+    table = _TABLE.get(fc)
+    address = req.address
+    if table is not None and address is not None:
         if fc == 23 and req.details:
-            return (f"{unit}:hr:{req.details.get('read_address')}", f"{unit}:hr:{req.address}")
-        return (f"{unit}:{table}:{req.address}",)
+            return _key(unit, "hr", req.details.get("read_address")) + _key(unit, "hr", address)
+        return _key(unit, table, address)
     if fc == 8:
-        return (f"{unit}:diag:{req.sub_function}",)
+        return _key(unit, "diag", req.sub_function)
     if fc == 43 and req.details:
-        return (f"{unit}:mei:{req.details.get('mei_type')}",)
-    return (f"{unit}:fc{fc}",)
+        return _key(unit, "mei", req.details.get("mei_type"))
+    return _key(unit, None, fc)
 
 
-def _modbus_writes(ev: ModbusTransaction) -> tuple[tuple[str, float], ...]:
-    req = ev.request
+def _modbus_writes(unit: int, fc: int, req) -> tuple[tuple[str, float], ...]:
     if req is None or not req.values or req.address is None:
         return ()
-    table = _TABLE.get(ev.function_code, "hr")
-    unit, addr = ev.unit_id, req.address
+    table = _TABLE.get(fc, "hr")
+    addr = req.address
     # One key per register or coil: the value profile of register 20 must not mix with register 21's.
-    return tuple((f"{unit}:{table}:{addr + i}", float(v)) for i, v in enumerate(req.values))
+    out = []
+    for v in req.values:
+        out.append((_key(unit, table, addr)[0], float(v)))
+        addr += 1
+    return tuple(out)
 
 
-def _modbus_bytes(ev: ModbusTransaction) -> int:
+def _modbus_bytes(fc: int, req, resp, exc) -> int:
     """ADU bytes of request and response, from the decoded fields. The event carries no lengths; for the
     public function codes the layout fixes them (exact), for others the PDU data length stands in."""
-    fc = ev.function_code
-    req, resp = ev.request, ev.response
     n = 0
     if req is not None:
         q = req.quantity or 0
@@ -66,7 +90,7 @@ def _modbus_bytes(ev: ModbusTransaction) -> int:
         else:
             body = (req.details or {}).get("data_length", 0) if req.details else 0
         n += _MBAP + body
-    if ev.exception_code is not None:
+    if exc is not None:
         n += _MBAP + 1
     elif resp is not None:
         q = resp.quantity or 0
@@ -87,13 +111,14 @@ def _modbus_bytes(ev: ModbusTransaction) -> int:
 
 
 def modbus_view(ev: ModbusTransaction) -> FeatureView:
-    f = ev.flow
-    an = ev.anomalies
-    has_request = ev.request is not None or "unsolicited_response" not in an
-    answered = ev.response is not None or ev.exception_code is not None
-    lat = ev.response_ts - ev.ts if (answered and has_request and ev.response_ts is not None) else None
-    fc = ev.function_code
-    return FeatureView(
-        ev.ts, "modbus", f.client_ip, f.server_ip, ev.function, fc in _WRITES, ev.exception_code is not None,
-        _modbus_keys(ev), _modbus_writes(ev) if fc in _WRITES else (), answered, has_request, lat,
-        _modbus_bytes(ev), bool(an) and any(a not in _BALANCE for a in an), f)
+    if not isinstance(ev, tuple):  # (compiled, the unpack reads it as a tuple without checking)
+        raise TypeError(f"modbus_view needs a ModbusTransaction, not {type(ev).__name__}")
+    (ts, f, _tid, unit, fc, function, req, resp, exc, _exc_name, an, rts) = cython.cast(tuple, ev)
+    has_request = req is not None or "unsolicited_response" not in an
+    answered = resp is not None or exc is not None
+    lat = rts - ts if (answered and has_request and rts is not None) else None
+    is_write = fc in _WRITES
+    return new_record(FeatureView, (
+        ts, "modbus", f.client_ip, f.server_ip, function, is_write, exc is not None, _modbus_keys(unit, fc, req),
+        _modbus_writes(unit, fc, req) if is_write else (), answered, has_request, lat, _modbus_bytes(fc, req, resp, exc),
+        bool(an) and any(a not in _BALANCE for a in an), f))
