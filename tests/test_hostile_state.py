@@ -385,3 +385,26 @@ def test_forgotten_findings_say_what_they_held_back():
     for i in range(65):
         arp.fire(("r", i), 1)
     assert len(arp.findings) == 64 - 8 + 1
+
+
+def test_workers_share_the_flow_bounds():
+    """With n workers each flow table holds 1/n of the flow bounds (each held the whole bound: a flood of
+    short flows with two workers reached 658 MB where one process held 230 MB); a flood that fills one
+    worker's share evicts there, at half the flows one process would keep."""
+    cfg = Config()
+    t = Flows(cfg, 8080, 0)
+    t.table.share(2)
+    lim = cfg.limits
+    assert t.table.limits.flow_table_bytes == lim.flow_table_bytes // 2
+    assert t.table.stream_pool.limit == lim.stream_buffer_total // 2
+    assert t.table.reassembly_pool.limit == lim.reassembly_total // 2
+    assert t.table.pending_pool.limit == lim.pending_total // 2
+    assert t.table.cfg.max_flows == cfg.flow.max_flows // 2
+    small = replace(cfg, flow=replace(cfg.flow, max_flows=1000))
+    one, two = Flows(small, 502, 0), Flows(small, 502, 0)
+    two.table.share(2)
+    for t in (one, two):
+        for i in range(800):
+            t._pkt(struct.pack("!I", 0x0A000001 + i), SERVER, 30000, 502, 999, 0, 0x02)
+    assert one.table.live == 800 and not one.table.stats["flows_evicted"]
+    assert two.table.live <= 500 and two.table.stats["flows_evicted"] > 0
