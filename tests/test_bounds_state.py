@@ -197,3 +197,51 @@ def test_auth_one_client_id_from_many_addresses():
         rules.update(a.rule_id for a in det.on_event(mqtt_connect(i * NS, fl, "shared-id", rc=0)) or ())
     assert "otids.auth.mqtt.client_id_multiple_ips" in rules
     assert 56 <= len(det.mqtt_sessions["shared-id"]) <= 64
+
+
+# ---------------------------------------------------------------------------------------------- Modbus ranges
+def _counted(op):
+    def f(self, other):
+        _Addr.n += 1
+        return getattr(int(self), op)(int(other))
+    return f
+
+
+class _Addr(int):
+    """An address that counts the comparisons made with it (the work of merging intervals, not its time)."""
+    n = 0
+    __lt__, __le__, __gt__, __ge__, __eq__ = map(_counted, ("__lt__", "__le__", "__gt__", "__ge__", "__eq__"))
+    __hash__ = int.__hash__
+
+
+def test_modbus_ranges_merge_is_n_log_n():
+    """The Modbus learner's address intervals: 8,192 disjoint one-address reads in random order (a master
+    reading every other register of a table). Merging one re-sorted every interval (quadratic: ~34M
+    comparisons here, a 32,768-interval table tens of seconds); bisection does a few dozen per interval.
+    And the merge against a plain set of addresses: adjacent and overlapping ones join."""
+    import random
+    from ids.protocols.modbus.baseline import Ranges
+    rnd = random.Random(7)
+    addrs = [2 * i for i in range(8_192)]
+    rnd.shuffle(addrs)
+    r = Ranges()
+    _Addr.n = 0
+    for a in addrs:
+        r.add(_Addr(a), _Addr(a))
+    assert len(r.lo) == 8_192 and _Addr.n < 8_192 * 60, f"{_Addr.n:,} comparisons"
+    for _ in range(200):
+        r, seen = Ranges(), set()
+        for _ in range(rnd.randrange(1, 40)):
+            a = rnd.randrange(0, 300)
+            b = min(299, a + rnd.choice((0, 0, 1, 3, 20)))
+            r.add(a, b)
+            seen.update(range(a, b + 1))
+        want, run = [], None
+        for x in sorted(seen):
+            if run and x == run[1] + 1:
+                run[1] = x
+            else:
+                run = [x, x]
+                want.append(run)
+        assert list(zip(r.lo, r.hi)) == [tuple(w) for w in want]
+        assert all(r.covers(a, a) == (a in seen) for a in range(300))
