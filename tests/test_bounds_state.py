@@ -245,3 +245,128 @@ def test_modbus_ranges_merge_is_n_log_n():
                 want.append(run)
         assert list(zip(r.lo, r.hi)) == [tuple(w) for w in want]
         assert all(r.covers(a, a) == (a in seen) for a in range(300))
+
+
+# ---------------------------------------------------------------------------------------------- auth: one key's growth
+def _ua_write(ts: int, fid: int, client: str):
+    """A Write on a secure channel of SecurityPolicy None, as the OPC UA dissector emits it."""
+    from authlib import flow as aflow
+    from ids.protocols.opcua.messages import OpcuaEvent
+    fl = aflow(client=client, sport=4840, fid=fid)
+    req = {"nodes_to_write": [{"node_id": "ns=2;s=Plant.Line1.Tag1", "attribute": "Value", "value": fid}]}
+    return OpcuaEvent(ts, fl, "MSG", "Write", 1, 1, 2, 100, "http://opcfoundation.org/UA/SecurityPolicy#None",
+                      "None", False, 0, "Good", ("ns=2;s=Plant.Line1.Tag1",), None, None, None, req,
+                      {"results": [0]}, None, (), ts + 1000)
+
+
+def test_auth_pending_none_bounded_in_bytes():
+    """100,000 OPC UA channels on SecurityPolicy None within the 5 s a policy_none finding waits for its
+    session's token (each held with its event: ~300 MB before, no bound): the held findings within their
+    share of limits.auth_state_bytes, the oldest eighth alerted at once when full (nothing lost: every
+    channel alerts or is counted in a follow-up), said by a memory_cap alert naming auth.pending_none."""
+    from ids.detect.auth.detector import TABLES, AuthDetector
+    limit = 8 << 20
+    det = AuthDetector(limits=LimitsConfig(auth_state_bytes=limit))
+    share = int(limit * TABLES["pending_none"][1])
+    alerts, seen = [], [0]
+
+    def keep(out):
+        for a in out or ():
+            if a.rule_id == "otids.auth.opcua.policy_none":
+                seen[0] += a.count
+            elif a.rule_id == CAP:
+                alerts.append(a)
+    n = 100_000
+    held = _held(lambda: [keep(det.on_event(_ua_write(NS + i * 40_000, i + 1, f"10.{i >> 16}.{i >> 8 & 255}.{i & 255}")))
+                          for i in range(n)])
+    assert len(det.pending_none) <= det.caps["pending_none"].max_keys
+    # what the pending table holds (events and findings) stays within its share; the other tables (the
+    # limiter's keys, channels) within theirs
+    assert held <= limit * 1.25, f"{held:,} bytes held"
+    keep(det.flush(10 * NS))
+    assert seen[0] == n
+    early = [t for t in _tables(alerts).values() if t["pool"] == "auth.pending_none"]
+    assert early and sum(t["alerted_early"] for a in alerts if a.rule_id == CAP
+                         for t in a.extra["sensor"].get("tables", [a.extra["sensor"]])
+                         if t["pool"] == "auth.pending_none") == det.caps["pending_none"].hits > n // 2
+    assert share // det.caps["pending_none"].entry == det.caps["pending_none"].max_keys
+
+
+def test_auth_pending_none_entry_cost():
+    """What one held policy_none finding costs (its event, reason and key) against PENDING_NONE_ENTRY."""
+    from ids.detect.auth.detector import PENDING_NONE_ENTRY, AuthDetector
+    det = AuthDetector(limits=LimitsConfig(auth_state_bytes=1 << 40))
+    det.on_event(_ua_write(NS, 1, "10.1.0.0"))
+    base = len(det.pending_none)
+    held = _held(lambda: [det.on_event(_ua_write(NS + i * 1000, i + 1, f"10.1.{i >> 8 & 255}.{i & 255}"))
+                          for i in range(1, 2_000)])
+    per = held / (len(det.pending_none) - base)
+    assert len(det.pending_none) == 2_000 and 0.75 * PENDING_NONE_ENTRY <= per <= 1.25 * PENDING_NONE_ENTRY, per
+
+
+def test_auth_refusals_of_one_client_bounded():
+    """One client id refused 200,000 times within a minute (a password guesser): its refusal times were a
+    deque of every one (~8 MB); now at most 2 x REFUSAL_SLOTS + 1 entries (REFUSAL_ENTRY bytes), the
+    count in the alert exact until REFUSAL_SLOTS fall within the window, then within one step of it."""
+    from authlib import flow as aflow
+    from authlib import mqtt_connect
+    from ids.detect.auth.detector import REFUSAL_ENTRY, REFUSAL_SLOTS, REFUSAL_WINDOW, AuthDetector
+    det = AuthDetector(limits=LimitsConfig())
+    fl = aflow(client="10.7.0.1", fid=1)
+    out = []
+    for i in range(10):  # slow refusals: counted exactly
+        out.append([a for a in det.on_event(mqtt_connect(i * 5 * NS, fl, "plc", rc=5)) or ()])
+    assert det.refusals[("10.7.0.1", "plc")].n == 10
+    t0 = 100 * NS
+    n = 200_000
+    step = REFUSAL_WINDOW // 4 // n  # 200,000 in 15 s
+
+    def flood():
+        for i in range(n):
+            det.on_event(mqtt_connect(t0 + i * step, fl, "plc", rc=5))
+    held = _held(flood)
+    w = det.refusals[("10.7.0.1", "plc")]
+    assert len(w.times) <= 2 * REFUSAL_SLOTS + 1 and held <= 2 * REFUSAL_ENTRY + 60_000, f"{held:,} bytes"
+    assert w.n == n
+    # 70 s later: the first 10 s of the flood have left the window (within one step of the count)
+    last = det.on_event(mqtt_connect(t0 + 70 * NS, fl, "plc", rc=5))
+    want = n - int(10 * NS // step) + 1
+    got = det.refusals[("10.7.0.1", "plc")].n
+    assert abs(got - want) <= n * (REFUSAL_WINDOW // REFUSAL_SLOTS) / (15 * NS) + 1, (got, want)
+    assert last is None or all(a.rule_id != CAP for a in last)
+
+
+# ---------------------------------------------------------------------------------------------- rules: `both`
+def _both(count=5):
+    from test_rules import one_rule
+    return one_rule("{modbus.exception_code: {exists: true}}",
+                    extra=f"    threshold: {{type: both, count: {count}, window: 60s, group_by: [source.ip]}}\n")
+
+
+def test_rule_threshold_both_one_group_bounded():
+    """One group of a `both` threshold hit 200,000 times within its minute: its times were a deque of every
+    one (~8 MB); now at most 4 x `count` + 1 entries, within what the group is charged (GROUP_BYTES + 4 x
+    count x BOTH_BYTES), the alert once per window as before, its count exact until 2 x count matches fall
+    within the window and within one step (window / 2 x count) after."""
+    from test_rules import doc
+    from ids.detect.rules.detector import BOTH_BYTES, GROUP_BYTES
+    det = _both()
+    st = det.states["r1"]
+    d = doc(modbus__exception_code=2, modbus__function_code=3, source__ip="10.0.0.9")
+    got = []
+    for i in range(4):  # four, then the fifth alerts with all five: exact
+        got += det.on_doc(d, NS + i * NS) or []
+    got += det.on_doc(d, 5 * NS) or []
+    assert [a.count for a in got] == [5]
+    n = 200_000
+
+    def flood():
+        for i in range(n):
+            det.on_doc(d, 10 * NS + i * 200_000)  # 200,000 in 40 s
+    held = _held(flood)
+    g = st.groups[("10.0.0.9",)] if ("10.0.0.9",) in st.groups else next(iter(st.groups.values()))
+    assert len(g[0].times) <= 4 * 5 + 1
+    assert held <= GROUP_BYTES + 4 * 5 * BOTH_BYTES, f"{held:,} bytes held"
+    a = det.on_doc(d, 80 * NS)  # the next window: one alert counting what the last 60 s held
+    want = sum(1 for i in range(n) if 10 * NS + i * 200_000 >= 20 * NS) + 1
+    assert len(a) == 1 and abs(a[0].count - want) <= (60 * NS // 10) // 200_000 + 1, (a[0].count, want)
