@@ -34,7 +34,7 @@ MAX_KEYS = 50_000
 REFUSAL_WINDOW = 60 * NS
 #: refusals of one client kept exactly within the window; a faster flood is counted in 60 s / 16 steps
 REFUSAL_SLOTS = 16
-REFUSAL_ENTRY = 2_600  # a refusals key at its most (2 x REFUSAL_SLOTS + 1 entries; tracemalloc)
+REFUSAL_ENTRY = 3_600  # a refusals key at its most (2 x REFUSAL_SLOTS + 1 entries, ~3,300; tracemalloc)
 PENDING_NONE_ENTRY = 2_400  # a held policy_none finding with its OPC UA event and channel entry (tracemalloc)
 MODE_RANK = {m: i for i, m in enumerate(SECURITY_MODES)}  # None < Sign < SignAndEncrypt
 DEPRECATED_POLICIES = ("#Basic128Rsa15", "#Basic256")  # OPC 10000-7: deprecated for relying on SHA-1

@@ -37,6 +37,7 @@ MAX_GROUPS = 100_000  # threshold groups kept per rule; the oldest are forgotten
 GROUP_BYTES = 700  # a threshold group with its key, before the times and values it counts (tracemalloc)
 TIME_BYTES = 40  # a match time in a group's window
 BOTH_BYTES = 80  # a time with its count in a `both` group's window (WindowCount)
+WINDOW_BYTES = 700  # the WindowCount itself, its second deque
 VALUE_BYTES = 170  # a distinct value with its time
 
 
@@ -169,8 +170,9 @@ class ThresholdState:
         # its share of limits.rules_state_bytes at what one group can hold: `count` times, or up to 4 x
         # `count` distinct values (type `both` keeps at most 4 x `count` + 1 times with their counts in its
         # window, WindowCount: charged BOTH_BYTES each)
-        entry = GROUP_BYTES + 4 * thr.count * (VALUE_BYTES if thr.distinct is not None else
-                                               BOTH_BYTES if thr.type == "both" else TIME_BYTES)
+        both = thr.type == "both" and thr.distinct is None
+        entry = GROUP_BYTES + (WINDOW_BYTES if both else 0) + 4 * thr.count * (
+            VALUE_BYTES if thr.distinct is not None else BOTH_BYTES if both else TIME_BYTES)
         self.cap = KeyCap(f"rules.threshold {rule_id}".strip(), max_bytes, entry, MAX_GROUPS)
 
     @property
