@@ -14,7 +14,7 @@ from pathlib import Path
 from ids.config import BaselineConfig, LimitsConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_baseline_enforce import NS, connect, flow, mqtt, publish  # noqa: E402
+from test_baseline_enforce import NS, T0, connect, flow, mqtt, publish  # noqa: E402
 from test_hostile_state import _held  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -370,3 +370,40 @@ def test_rule_threshold_both_one_group_bounded():
     a = det.on_doc(d, 80 * NS)  # the next window: one alert counting what the last 60 s held
     want = sum(1 for i in range(n) if 10 * NS + i * 200_000 >= 20 * NS) + 1
     assert len(a) == 1 and abs(a[0].count - want) <= (60 * NS // 10) // 200_000 + 1, (a[0].count, want)
+
+
+# ---------------------------------------------------------------------------------------------- enforcer: new pairs
+def test_enforcer_keeps_nothing_per_unknown_pair():
+    """20,000 MQTT and 20,000 OPC UA clients the baseline does not know (spoofed sources). The MQTT and OPC UA
+    sections add an empty entry for a pair they lack, which docs/ROBUSTNESS.md listed as growing per new
+    pair: it does not, an unknown pair stops at new_asset / new_talker_pair before the sections, so their
+    entries are bounded by the baseline's talker pairs. This holds that (it passed before too)."""
+    det = _enforcer(1 << 20, hold=1)
+    mq, ua_ = det.protocols["mqtt"], det.protocols["opcua"]
+    n_mq, n_ua = len(mq.clients), len(ua_.pairs)
+    for i in range(20_000):
+        fl = flow(1000 + i, f"10.6.{i >> 8 & 255}.{i & 255}", "10.0.0.31", 1883)
+        det.on_event(mqtt(100 + i * 0.001, fl, publish("known/1")))
+        det.on_event(_ua_write(int((T0 + 100 + i * 0.001) * NS), 50_000 + i, f"10.5.{i >> 8 & 255}.{i & 255}"))
+    assert len(mq.clients) == n_mq and len(ua_.pairs) == n_ua
+    assert det.used <= 1 << 20
+
+
+def test_enforcer_verdict_cache_bounded_in_bytes():
+    """The enforcer's per-flow verdicts (cached: one per flow, ~400 bytes with a new-asset deviation) under
+    20,000 spoofed MQTT clients: at most an eighth of limits.baseline_state_bytes (65,536 flows, 26 MB,
+    before), cleared at once; a flow seen again is judged the same."""
+    from ids.detect.baseline.enforcer import VERDICT_BYTES
+    limit = 2 << 20
+    det = _enforcer(limit, hold=1)
+
+    def fill():
+        for i in range(20_000):
+            fl = flow(1000 + i, f"10.6.{i >> 8 & 255}.{i & 255}", "10.0.0.31", 1883)
+            det.on_event(mqtt(100 + i * 0.001, fl, publish("known/1")))
+    held = _held(fill)
+    assert len(det._verdicts) <= det.max_verdicts == limit // 8 // VERDICT_BYTES
+    assert held <= limit * 1.125 * 1.25, f"{held:,} bytes held"
+    # the deviations and the verdicts share no growth with the pairs: the MQTT and OPC UA sections keep
+    # entries only for talker pairs the baseline knows (an unknown pair is stopped at new_asset)
+    assert len(det.protocols["mqtt"].clients) == 1
