@@ -407,3 +407,49 @@ def test_enforcer_verdict_cache_bounded_in_bytes():
     # the deviations and the verdicts share no growth with the pairs: the MQTT and OPC UA sections keep
     # entries only for talker pairs the baseline knows (an unknown pair is stopped at new_asset)
     assert len(det.protocols["mqtt"].clients) == 1
+
+
+# ---------------------------------------------------------------------------------------------- ML alerter
+def test_ml_alerter_episode_states_bounded(tmp_path):
+    """The ML alerter's per-pair episode states (ml.max_pairs keys, one popped per new pair: quadratic, and
+    counted in no bound) under 1,000 pairs absent from training: within an eighth of ml.max_state_bytes
+    at PAIR_STATE_BYTES each, the oldest eighth forgotten at once, a memory_cap alert naming ml.alerter;
+    and a known pair's worst unreported window keeps a copy of its row, not a view pinning its batch."""
+    from dataclasses import replace
+
+    import numpy as np
+    from conftest import PCAPS, need, run_cli
+    from ids.config import Config
+    from ids.detect.ml.detector import PAIR_STATE_BYTES, Alerter
+    from ids.detect.ml.features import RowMeta
+    from ids.detect.ml.store import load
+    from ids.events import FlowContext
+    run_cli("train", str(need(PCAPS / "ml" / "modbus-train.pcap.gz")), "-o", str(tmp_path / "m"), "-q")
+    model = load(str(tmp_path / "m"))
+    keys = 100
+    al = Alerter(model, replace(Config().ml, max_state_bytes=8 * PAIR_STATE_BYTES * keys))
+    assert al.cap.max_keys == keys
+    nf = len(model.names)
+
+    def batch(t, clients, server="127.0.0.11"):
+        metas = [RowMeta(t, t - 60 * NS, c, server, "modbus",
+                         FlowContext(i, "tcp", "1:x", c, 40000, None, server, 502, None, None, False))
+                 for i, c in enumerate(clients)]
+        n = len(clients)
+        return metas, np.full((n, nf), 1e6), np.full(n, 1e9), np.zeros(n, dtype=np.int64)
+    t0 = 1_700_000_000 * NS
+    caps = []
+    for k in range(0, 1_000, 100):
+        out = al.process(*batch(t0 + k * NS, [f"10.4.{i >> 8}.{i & 255}" for i in range(k, k + 100)]))
+        caps += [a for a in out if a.rule_id == CAP]
+        assert len(al.state) <= keys
+    caps += [a for a in al.flush() if a.rule_id == CAP]
+    assert {a.extra["sensor"]["pool"] for a in caps} == {"ml.alerter"}
+    assert sum(a.extra["sensor"]["forgotten"] for a in caps) == al.cap.hits >= 900
+    assert len(al.state) in range(keys - keys // 8, keys + 1)
+    known = model.pairs[0] if hasattr(model, "pairs") else next(iter(model.pair_pos))
+    al2 = Alerter(model, Config().ml)
+    al2.process(*batch(t0, [known[0]], known[1]))
+    al2.process(*batch(t0 + 10 * NS, [known[0]], known[1]))
+    st = al2.state[tuple(known)]
+    assert st.pending == 1 and st.pend_peak[2].base is None
