@@ -178,7 +178,8 @@ def test_no_one_key_eviction_at_a_cap():
         if rel in ALLOWED:
             continue
         for n, line in enumerate(p.read_text().splitlines(), 1):
-            if re.search(r"(pop|del [\w.]+)\[?\(?next\(iter\(", line) or re.search(r"\.pop\(next\(iter\(", line):
+            # any first-key lookup: `k = next(iter(d)); d.pop(k)` is the same walk (the ML alerter did that)
+            if re.search(r"next\(iter\(", line):
                 bad.append(f"{rel}:{n}: {line.strip()}")
     assert not bad, "\n".join(bad)
 
