@@ -173,7 +173,9 @@ class Alerter:
                 out += self._abstain_once(m)
             elif i in flagged:
                 self._window(m, X[i], float(scores[i]), int(pidx[i]), bool(scores[i] >= high_thr[i]), picks)
-        return out + self._explained(picks) + (self._capped(metas[-1].end) if self.cap.hits != self.cap.reported else [])
+        if metas and self.cap.hits != self.cap.reported:
+            out += self._capped(metas[-1].end)
+        return out + self._explained(picks)
 
     def _capped(self, ts: int, force: bool = False) -> list[Alert]:
         """memory_cap naming ml.alerter (episode states forgotten), at most once a minute of capture time."""
