@@ -454,3 +454,18 @@ def test_ml_alerter_episode_states_bounded(tmp_path):
     al2.process(*batch(t0 + 10 * NS, [known[0]], known[1]))
     st = al2.state[tuple(known)]
     assert st.pending == 1 and st.pend_peak[2].base is None
+
+
+# ---------------------------------------------------------------------------------------------- Sparkplug flows
+def test_sparkplug_flow_state_small_for_plain_mqtt():
+    """Every MQTT flow gets a Sparkplug flow entry (up to MAX_FLOWS, 65,536): with an empty set of births each
+    it cost ~320 bytes (21 MB at the cap; a live flood of MQTT connections grew the sensor by it); the
+    set is now made at the first birth, ~110 bytes a flow."""
+    from authlib import flow as aflow
+    from authlib import mqtt_connect
+    from ids.protocols.mqtt.sparkplug.detector import SparkplugDetector
+    det = SparkplugDetector()
+    evs = [mqtt_connect(i * NS, aflow(client=f"10.3.{i >> 8 & 255}.{i & 255}", fid=i + 1), f"c{i}", rc=4)
+           for i in range(20_000)]
+    held = _held(lambda: [det.on_event(e) for e in evs])
+    assert len(det.flows) == 20_000 and held / 20_000 < 180, held / 20_000
