@@ -25,4 +25,8 @@ def test_every_case_runs_small_and_says_what_it_hit(tmp_path):
     assert "auth.opcua.policy_none" in rows["opcua_auth_none"]["alerts"]
     assert rows["mqtt_topics_baseline"]["alerts"]["baseline.mqtt.new_topic"] > 9_000
     assert rows["mqtt_topics_learn"]["alerts"]["learned mqtt topics"] == 10_000  # within the bound at this size
+    assert rows["modbus_ranges_learn"]["alerts"]["learned modbus intervals"] == 327
+    assert rows["mqtt_refusals"]["alerts"]["auth.mqtt.connect_refused"] == 500
+    assert rows["rule_threshold_both"]["alerts"]["bench.mqtt.publish_flood"] >= 10
+    assert rows["mqtt_clients_baseline"]["alerts"]["baseline.new_asset"] >= 900
     assert not list((tmp_path / "w").glob("*.pcap"))  # captures are removed once measured

@@ -302,6 +302,64 @@ def opcua_auth_none(out: PcapOut, channels: int) -> None:
         c.close()
 
 
+def mqtt_publish_flood(out: PcapOut, n: int) -> None:
+    """One client publishing n times to one topic within 20 s, one PUBLISH a segment (one event each)."""
+    c = Conv(out, _ip(1), SERVER, 40000, 1883, T0).handshake()
+    c.send(True, _mqtt_connect(b"flooder"))
+    c.send(False, b"\x20\x02\x00\x00")
+    body = _mqtt_str(b"plant/line1/cell1/sensor1") + b"1"
+    pub = b"\x30" + _mqtt_len(len(body)) + body
+    for _ in range(n):
+        c.send(True, pub, dt=20 * NS // max(n, 1))
+    c.close()
+
+
+def modbus_ranges(out: PcapOut, n: int) -> None:
+    """One master reading n single registers two apart (addresses 0, 2, 4, ... in random order), each
+    answered: n disjoint intervals of one table for the Modbus learner to merge (32,768 is the most a table
+    can hold)."""
+    rnd = random.Random(16)
+    addrs = [2 * k % 0x10000 for k in range(n)]
+    rnd.shuffle(addrs)
+    c = Conv(out, _ip(1), SERVER, 40000, 502, T0).handshake()
+    for b in range(0, n, 50):
+        chunk = addrs[b:b + 50]
+        c.send(True, b"".join(struct.pack(">HHHBBHH", (b + i) & 0xFFFF, 0, 6, 1, 3, a, 1)
+                              for i, a in enumerate(chunk)), dt=1_000_000)
+        c.send(False, b"".join(struct.pack(">HHHBBBH", (b + i) & 0xFFFF, 0, 5, 1, 3, 2, a & 0xFFFF)
+                               for i, a in enumerate(chunk)), dt=1_000_000)
+    c.close()
+
+
+def _mqtt_connect_user(cid: bytes, user: bytes, password: bytes) -> bytes:
+    body = _mqtt_str(b"MQTT") + b"\x04\xc2" + struct.pack("!H", 60) + _mqtt_str(cid) + _mqtt_str(user) \
+        + _mqtt_str(password)
+    return b"\x10" + _mqtt_len(len(body)) + body
+
+
+def mqtt_refusals(out: PcapOut, n: int) -> None:
+    """A password guesser: one client id from one address, n connections within 50 s, every CONNECT refused
+    (return code 4, bad user name or password)."""
+    step = 50 * NS // max(n, 1)
+    for k in range(n):
+        c = Conv(out, _ip(1), SERVER, 1024 + k % 64000, 1883, T0 + k * step).handshake()
+        c.send(True, _mqtt_connect_user(b"plc-7", b"admin", b"guess%d" % k), dt=1000)
+        c.send(False, b"\x20\x02\x00\x04", dt=1000)
+        c.close()
+
+
+def mqtt_clients(out: PcapOut, n: int) -> None:
+    """n MQTT clients from as many addresses, each a CONNECT and one PUBLISH: every one a new asset to a
+    baseline (the enforcer's per-flow verdicts)."""
+    for k in range(n):
+        c = Conv(out, _ip(k + 1), SERVER, 30000 + (k & 0x7FFF), 1883, T0 + k * 100_000).handshake()
+        c.send(True, _mqtt_connect(b"dev%d" % k), dt=1000)
+        c.send(False, b"\x20\x02\x00\x00", dt=1000)
+        body = _mqtt_str(b"plant/line1/cell1/sensor1") + b"1"
+        c.send(True, b"\x30" + _mqtt_len(len(body)) + body, dt=1000)
+        c.close()
+
+
 #: name -> (generator, full-scale size, unit, what)
 CASES: dict[str, tuple[Callable, int, str]] = {
     "syn_flood": (syn_flood, 1_000_000, "flows"),
@@ -320,10 +378,27 @@ CASES: dict[str, tuple[Callable, int, str]] = {
     "rule_threshold_keys": (mqtt_topics, 100_000, "topics"),
     "mqtt_topics_learn": (mqtt_topics, 1_000_000, "topics"),
     "mqtt_topics_baseline": (mqtt_topics, 1_000_000, "topics"),
+    "modbus_ranges_learn": (modbus_ranges, 32_768, "intervals"),
+    "mqtt_refusals": (mqtt_refusals, 50_000, "refusals"),
+    "rule_threshold_both": (mqtt_publish_flood, 1_000_000, "publishes"),
+    "mqtt_clients_baseline": (mqtt_clients, 100_000, "clients"),
 }
 # cases run through another command than a plain `otids analyze`: `otids learn` (the learner's bounds), and
 # analyze enforcing a baseline learned from the first 100 topics (every further topic a deviation)
 LEARN, BASELINE, THRESHOLDS = "mqtt_topics_learn", "mqtt_topics_baseline", "rule_threshold_keys"
+# modbus_ranges_learn through `otids learn` too; mqtt_clients_baseline under a baseline of its first 100
+# clients; rule_threshold_both: one `both` threshold over the flooding client's publishes (one group)
+LEARNS = (LEARN, "modbus_ranges_learn")
+BASELINES = (BASELINE, "mqtt_clients_baseline")
+THRESHOLD_BOTH = """rules:
+  - id: bench.mqtt.publish_flood
+    title: A flood of publishes from one client
+    description: Ten or more publishes from one client within a minute (one alert a minute at most).
+    severity: low
+    protocol: mqtt
+    match: {mqtt.types: publish}
+    threshold: {type: both, count: 10, window: 60s, group_by: [source.ip]}
+"""
 # rule_threshold_keys: one threshold rule counting publishes per topic (every topic a group)
 THRESHOLD_RULE = """rules:
   - id: bench.mqtt.topic_burst
@@ -347,6 +422,10 @@ def _learned(path: str) -> Counter:
         for line in fh:
             if line[:1].isalpha():
                 section = line.split(":", 1)[0]
+                continue
+            if section == "modbus":  # a table's intervals are one flow-style list: [0, 2, "4-9", ...]
+                if line.lstrip().startswith(("coils:", "discrete_inputs:", "holding_registers:", "input_registers:")):
+                    c["learned modbus intervals"] += line.count(",") + 1 if "[" in line and "[]" not in line else 0
                 continue
             if section != "mqtt":
                 continue
@@ -385,20 +464,20 @@ def run(cases: list[str], scale: float, workdir: str, tshark: bool, extra: list[
         gen_s = time.perf_counter() - t0
         alerts = os.path.join(workdir, f"{name}.alerts.ndjson")
         more: list[str] = []
-        if name == BASELINE:
+        if name in BASELINES:
             small = os.path.join(workdir, "baseline-topics.pcap")
             o = PcapOut(small)
             gen(o, 100)
             o.close()
-            more = ["--baseline", os.path.join(workdir, "topics.yaml")]
+            more = ["--baseline", os.path.join(workdir, f"{name}.yaml")]
             subprocess.run(otids + ["learn", small, "-q", "-o", more[1]], check=True, capture_output=True)
             os.unlink(small)
-        if name == THRESHOLDS:
+        if name in (THRESHOLDS, "rule_threshold_both"):
             rules = os.path.join(workdir, "threshold-rules.yml")
             with open(rules, "w") as fh:
-                fh.write(THRESHOLD_RULE)
+                fh.write(THRESHOLD_RULE if name == THRESHOLDS else THRESHOLD_BOTH)
             more = ["--rules", rules]
-        if name == LEARN:
+        if name in LEARNS:
             bl = os.path.join(workdir, "learned.yaml")
             secs, rss, _ = _measure(otids + ["learn", pcap, "-q", "-o", bl])
             got = _learned(bl)

@@ -10,6 +10,7 @@ tracemalloc; tests/test_bounds_state.py holds each to its measurement within 25 
 """
 from __future__ import annotations
 
+from collections import deque
 from itertools import islice
 
 NS = 1_000_000_000
@@ -59,6 +60,41 @@ def evict_oldest(d: dict, cost) -> tuple[int, int]:
     for k in list(islice(d, n)):
         freed += cost(d.pop(k))
     return n, freed
+
+
+class WindowCount:
+    """How many times something happened within the last `window` ns, in bounded memory: the first `slots`
+    times are kept exactly; past that, a time less than window / slots after the newest kept one is counted
+    with it. At most 2 x `slots` + 1 entries are held whatever the rate (a deque of every time grew with
+    the flood), and the count is exact until `slots` times fall within the window; past that it may miss
+    at most one entry's span (window / slots) at the old edge, where a merged entry leaves the window
+    with its first time."""
+
+    __slots__ = ("times", "counts", "n", "width", "slots")
+
+    def __init__(self, window: int, slots: int):
+        self.times: deque = deque()
+        self.counts: deque = deque()
+        self.n = 0
+        self.slots = slots
+        self.width = max(1, window // slots)
+
+    def add(self, ts: int, since: int) -> int:
+        """Count one at `ts`, forget what came before `since`; returns the count within the window."""
+        t = self.times
+        if len(t) >= self.slots and ts - t[-1] < self.width:
+            self.counts[-1] += 1
+        else:
+            t.append(ts)
+            self.counts.append(1)
+        self.n += 1
+        while t and t[0] < since:
+            t.popleft()
+            self.n -= self.counts.popleft()
+        return self.n
+
+    def __len__(self) -> int:
+        return self.n
 
 
 class Gate:

@@ -13,8 +13,9 @@ one-off events: the first occurrence per (rule, parties, certificate) alerts at 
 from __future__ import annotations
 
 import dataclasses
+from itertools import islice
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 
 from ...events import Alert, rfc3339
 from ...flow.budget import KeyCap, trim_oldest
@@ -26,10 +27,15 @@ from .registry import SECURITY_MODES, AuthPolicy, Registry
 from .verdicts import CertJudge, opcua_identity, tls_identity
 from .views import SeenCert, mqtt_connect, mqtt_label, opcua_certificates, tls_certificates, tls_handshake
 from ...x509 import uris_in
+from ..bounds import WindowCount
 
 NS = 1_000_000_000
 MAX_KEYS = 50_000
 REFUSAL_WINDOW = 60 * NS
+#: refusals of one client kept exactly within the window; a faster flood is counted in 60 s / 16 steps
+REFUSAL_SLOTS = 16
+REFUSAL_ENTRY = 3_600  # a refusals key at its most (2 x REFUSAL_SLOTS + 1 entries, ~3,300; tracemalloc)
+PENDING_NONE_ENTRY = 2_400  # a held policy_none finding with its OPC UA event and channel entry (tracemalloc)
 MODE_RANK = {m: i for i, m in enumerate(SECURITY_MODES)}  # None < Sign < SignAndEncrypt
 DEPRECATED_POLICIES = ("#Basic128Rsa15", "#Basic256")  # OPC 10000-7: deprecated for relying on SHA-1
 DISCOVERY = frozenset(("Hello", "OpenSecureChannel", "CloseSecureChannel", "GetEndpoints", "FindServers",
@@ -176,8 +182,11 @@ def certificate_extra(doc: dict | None, role: str | None) -> dict:
 # What one key of each table holds at most (tracemalloc; tests/test_bounds_state.py), and its share of
 # limits.auth_state_bytes: the re-alert limiter keeps the latest occurrence of a finding held back (its event
 # and certificate), the others small facts per channel, server, client id or flow.
-TABLES = {"limiter": (3_000, 0.6), "learned": (450, 0.1), "channels": (450, 0.05), "advertised": (900, 0.05),
-          "mqtt_sessions": (1_500, 0.1), "mqtt_flows": (200, 0.05), "refusals": (700, 0.05)}
+# pending_none holds policy_none findings (each its event) for up to HOLD_NS: a flood of channels within
+# those 5 s filled it without bound; at its share the oldest eighth is alerted at once, as if its hold ended.
+TABLES = {"limiter": (3_000, 0.55), "learned": (450, 0.1), "channels": (450, 0.05), "advertised": (900, 0.05),
+          "mqtt_sessions": (1_500, 0.1), "mqtt_flows": (200, 0.05), "refusals": (REFUSAL_ENTRY, 0.05),
+          "pending_none": (PENDING_NONE_ENTRY, 0.05)}
 
 
 #: findings that hold only against a site policy (security mode, authentication, CA-issued certificates);
@@ -213,7 +222,7 @@ class AuthDetector:
         self.advertised: dict[tuple, set] = {}  # (server ip, port) -> {(mode, policy uri)}
         self.mqtt_sessions: dict[str, dict] = {}  # client id -> ip -> [flow id, last ts, lifetime, ended]
         self.mqtt_flows: dict[int, str] = {}  # flow id -> client id
-        self.refusals: dict[tuple, deque] = {}
+        self.refusals: dict[tuple, WindowCount] = {}  # (client ip, client id) -> refusals in REFUSAL_WINDOW
         # flow id -> policy_none finding held for its session's token, oldest first (an OrderedDict: its front
         # is found without walking the slots released findings emptied)
         self.pending_none: OrderedDict[int, tuple] = OrderedDict()
@@ -301,6 +310,17 @@ class AuthDetector:
         if p is not None:
             rid, ev, ts, reason, kw = p
             self._fire(out, rid, ev, ts, reason, **kw)
+
+    def _hold_room(self, out: list) -> None:
+        """pending_none at its share of limits.auth_state_bytes: its oldest eighth alerted at once (said as it
+        was, without waiting for a token), counted in the memory_cap alert as alerted early."""
+        cap = self.caps["pending_none"]
+        n = len(self.pending_none) - cap.max_keys + max(1, cap.max_keys // 8)
+        if len(self.pending_none) < cap.max_keys or n <= 0:
+            return
+        cap.hits += n
+        for fid in list(islice(self.pending_none, n)):
+            self._release_none(fid, out)
 
     def _opcua(self, ev: OpcuaEvent):
         out: list = []
@@ -467,7 +487,8 @@ class AuthDetector:
             rid = "otids.auth.opcua.policy_none"
             # Held until the session's ActivateSession: an anonymous or password token over None is then one
             # alert naming this fact too (one fact, one alert); anything else releases it as it was.
-            self.pending_none.pop(f.flow_id, None)  # re-held at the end: the table stays in time order
+            if self.pending_none.pop(f.flow_id, None) is None:  # re-held at the end: the table stays in time order
+                self._hold_room(out)
             self.pending_none[f.flow_id] = (rid, ev, ev.ts, f"OPC UA session over SecurityPolicy None, {pair} "
                                                            f"({who}: {required})",
                                             dict(key=(rid, f.client_ip, f.server_ip, f.server_port),
@@ -583,11 +604,9 @@ class AuthDetector:
         key = (f.client_ip, c.client_id)
         q = self.refusals.get(key)
         if q is None:
-            q = deque()
+            q = WindowCount(REFUSAL_WINDOW, REFUSAL_SLOTS)
             self._put("refusals", self.refusals, key, q)
-        q.append(ev.ts)
-        while q and q[0] < ev.ts - REFUSAL_WINDOW:
-            q.popleft()
+        q.add(ev.ts, ev.ts - REFUSAL_WINDOW)
         rid = "otids.auth.mqtt.connect_refused"
         self._fire(out, rid, ev, ev.ts, f"MQTT CONNECT of client id '{c.client_id}' ({_user(c.username)}) from "
                                         f"{f.client_ip} refused by {f.server_ip}: {c.reason or c.return_code} "
@@ -769,6 +788,8 @@ def _cap_alerts(caps, ts: int, gate: list | None) -> list:
             c.last_notice = None
             d = c.report(ts)
             if d is not None:
+                if c.name == "auth.pending_none":  # released, not dropped: every finding still alerts
+                    d["alerted_early"] = d.pop("forgotten")
                 due.append(d)
     return [memory_cap_alert(ts, due, "auth", "shares of limits.auth_state_bytes")] if due else []
 

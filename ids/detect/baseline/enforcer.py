@@ -29,6 +29,7 @@ from .rules import RULES
 
 NS = 1_000_000_000
 MAX_ITEMS = 16  # distinct values listed per deviation
+VERDICT_BYTES = 450  # a flow's cached verdict with one new-asset deviation (tracemalloc: ~400)
 SWEEP_NS = NS  # time-based checks (stopped polling) run at most once per second of capture time
 DEV_BYTES = 800  # a deviation with its key and the event it points at, besides its texts (tracemalloc,
 #                    tests/test_bounds_state.py); limits.baseline_state_bytes counts it while it is held
@@ -110,7 +111,10 @@ class BaselineDetector:
         # (1M new MQTT topics under a baseline: 542 s, against 22 s for 100k)
         self.pending: OrderedDict[tuple, _Dev] = OrderedDict()
         self.alerted: dict[tuple, _Dev] = {}
+        # flow id -> its verdict, cached; within an eighth of baseline_state_bytes on top of the deviations
+        # (a spoofed flood makes every flow a new one: 65,536 of ~400 bytes, 26 MB, before)
         self._verdicts: dict[int, tuple] = {}
+        self.max_verdicts = max(64, min(65536, self.max_bytes // 8 // VERDICT_BYTES))
         self.epoch = 0
         self.epoch_start: int | None = None
         self.last_ts: int | None = None
@@ -208,8 +212,8 @@ class BaselineDetector:
                              "ports " + ", ".join(map(str, sorted(t[1]))), f"port {port}",
                              f"{proto} talkers {c} -> {s}", None))
         v = (blocking, tuple(devs))
-        if len(self._verdicts) >= 65536:
-            self._verdicts.clear()
+        if len(self._verdicts) >= self.max_verdicts:
+            self._verdicts.clear()  # a cache: what it forgets is worked out again, so no alert
         self._verdicts[ctx.flow_id] = v
         return v
 

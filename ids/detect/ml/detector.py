@@ -14,15 +14,19 @@ from ...lazy import lazy
 
 np = lazy("numpy")  # loaded when a model is trained, loaded or scored, not for every command
 
+from itertools import islice
+
 from ...config import MlConfig
 from ...events import Alert, rfc3339
-from ...flow.budget import trim_oldest
+from ...flow.budget import KeyCap, trim_oldest
 from ..attack import techniques
 from . import adapters  # noqa: F401  (registers the protocol adapters)
 from .features import NS, RowMeta, Windower
 from .store import Model
 from .view import ADAPTERS
 
+#: one pair's episode state with its worst unreported window (the row copied, RowMeta, key; tracemalloc)
+PAIR_STATE_BYTES = 1_500
 RULE_ID = "otids.ml.anomalous_window"
 RULE_NAME = "Anomalous traffic pattern (ML)"
 DESCRIPTION = ("The traffic between a client and a server over the last windows is unlike anything in the benign "
@@ -152,6 +156,8 @@ class Alerter:
         self.waiting: dict[tuple, _PairState] = {}  # pairs with unreported windows (checked at every hop)
         self.silenced = 0  # anomalous windows of stand-in pairs after their one alert
         self.abstained: dict[tuple, int] = {}  # pairs the ML abstains for (roles.py) -> rows not judged
+        # the episode states within an eighth of ml.max_state_bytes too (#16; bounds.py), at most ml.max_pairs
+        self.cap = KeyCap("ml.alerter", cfg.max_state_bytes // 8, PAIR_STATE_BYTES, cfg.max_pairs)
 
     def process(self, metas: list[RowMeta], X: np.ndarray, scores: np.ndarray, pidx: np.ndarray) -> list[Alert]:
         """Rows in time order (as the Windower emits them); handled hop by hop, so that how rows were
@@ -167,17 +173,28 @@ class Alerter:
                 out += self._abstain_once(m)
             elif i in flagged:
                 self._window(m, X[i], float(scores[i]), int(pidx[i]), bool(scores[i] >= high_thr[i]), picks)
+        if metas and self.cap.hits != self.cap.reported:
+            out += self._capped(metas[-1].end)
         return out + self._explained(picks)
+
+    def _capped(self, ts: int, force: bool = False) -> list[Alert]:
+        """memory_cap naming ml.alerter (episode states forgotten), at most once a minute of capture time."""
+        from ..bounds import memory_cap_alert
+        if force:
+            self.cap.last_notice = None
+        d = self.cap.report(ts)
+        return [memory_cap_alert(ts, [d], "ml", "ml.max_pairs, an eighth of ml.max_state_bytes")] if d else []
 
     def _window(self, m: RowMeta, row, sc: float, pi: int, high: bool, picks: list) -> None:
         key = (m.client, m.server, m.protocol)
         st = self.state.get(key)
         if st is None:
-            if len(self.state) >= self.max_pairs:
-                ok = next(iter(self.state))
-                old = self.state.pop(ok)
-                if old.pending:
-                    self._report(ok, old, picks, m.end)
+            if len(self.state) >= self.cap.max_keys:  # the oldest eighth at once (one a key is quadratic)
+                for ok in list(islice(self.state, max(1, self.cap.max_keys // 8))):
+                    old = self.state.pop(ok)
+                    if old.pending:
+                        self._report(ok, old, picks, m.end)
+                self.cap.hits += max(1, self.cap.max_keys // 8)
             st = self.state[key] = _PairState(not self.model.known(m))
         cont = st.ep_windows and m.end - st.ep_last <= self.gap
         if not cont:
@@ -202,7 +219,7 @@ class Alerter:
         st.pending += 1
         self.waiting[key] = st
         if st.pend_peak is None or sc > st.pend_peak[0]:
-            st.pend_peak = worst
+            st.pend_peak = (sc, m, row.copy(), pi, high)  # a copy: a view would keep its whole batch alive
 
     def _report_due(self, now: int, picks: list) -> None:
         """Pairs whose re-alert window has passed with anomalous windows unreported: one update each."""
@@ -245,7 +262,7 @@ class Alerter:
         picks: list[tuple] = []
         for key, st in list(self.waiting.items()):
             self._report(key, st, picks, st.ep_last)
-        return self._explained(picks)
+        return self._explained(picks) + self._capped(max((s.ep_last for s in self.state.values()), default=0), True)
 
     def _explained(self, picks: list) -> list[Alert]:
         if not picks:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ...errors import UserError
 from ...events import Alert
 from ...flow.budget import KeyCap
+from ..bounds import WindowCount
 from ..attack import techniques
 from .compile import MISSING, Compiler, DocView
 from .fastpath import FAST
@@ -35,6 +36,8 @@ _RULE_DATASETS = frozenset(RULE_DATASETS.values())
 MAX_GROUPS = 100_000  # threshold groups kept per rule; the oldest are forgotten first (counted)
 GROUP_BYTES = 700  # a threshold group with its key, before the times and values it counts (tracemalloc)
 TIME_BYTES = 40  # a match time in a group's window
+BOTH_BYTES = 80  # a time with its count in a `both` group's window (WindowCount)
+WINDOW_BYTES = 700  # the WindowCount itself, its second deque
 VALUE_BYTES = 170  # a distinct value with its time
 
 
@@ -165,8 +168,11 @@ class ThresholdState:
         self.window = int(thr.window_s * NS)
         self.groups: dict = {}
         # its share of limits.rules_state_bytes at what one group can hold: `count` times, or up to 4 x
-        # `count` distinct values (type `both` keeps every time in its window: counted as 4 x `count` too)
-        entry = GROUP_BYTES + 4 * thr.count * (VALUE_BYTES if thr.distinct is not None else TIME_BYTES)
+        # `count` distinct values (type `both` keeps at most 4 x `count` + 1 times with their counts in its
+        # window, WindowCount: charged BOTH_BYTES each)
+        both = thr.type == "both" and thr.distinct is None
+        entry = GROUP_BYTES + (WINDOW_BYTES if both else 0) + 4 * thr.count * (
+            VALUE_BYTES if thr.distinct is not None else BOTH_BYTES if both else TIME_BYTES)
         self.cap = KeyCap(f"rules.threshold {rule_id}".strip(), max_bytes, entry, MAX_GROUPS)
 
     @property
@@ -184,7 +190,11 @@ class ThresholdState:
         if g is None:
             if len(self.groups) >= self.cap.max_keys:
                 self.cap.make_room(self.groups)
-            g = self.groups[key] = [deque(), {}, 0, -1 << 62]  # times, distinct values, alerts, window start
+            # times (type `both`: a WindowCount, a faster flood of one group no longer holds more), distinct
+            # values, alerts, window start
+            t = self.thr
+            q0 = WindowCount(self.window, 2 * t.count) if t.type == "both" and t.distinct is None else deque()
+            g = self.groups[key] = [q0, {}, 0, -1 << 62]
         t = self.thr
         lo = ts - self.window
         q, seen = g[0], g[1]
@@ -210,6 +220,8 @@ class ThresholdState:
                 return 0
             g[3] = ts
             return n
+        elif t.type == "both":
+            n = q.add(ts, lo)
         else:
             q.append(ts)
             while q and q[0] < lo:
