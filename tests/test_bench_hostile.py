@@ -29,4 +29,5 @@ def test_every_case_runs_small_and_says_what_it_hit(tmp_path):
     assert rows["mqtt_refusals"]["alerts"]["auth.mqtt.connect_refused"] == 500
     assert rows["rule_threshold_both"]["alerts"]["bench.mqtt.publish_flood"] >= 10
     assert rows["mqtt_clients_baseline"]["alerts"]["baseline.new_asset"] >= 900
+    assert rows["tcp_random_flags"]["alerts"], rows["tcp_random_flags"]  # the flags alone are findings
     assert not list((tmp_path / "w").glob("*.pcap"))  # captures are removed once measured

@@ -361,6 +361,26 @@ def mqtt_clients(out: PcapOut, n: int) -> None:
 
 
 #: name -> (generator, full-scale size, unit, what)
+def tcp_random_flags(out: PcapOut, n: int) -> None:
+    """n TCP segments from 500 sources to 20 servers on 20 ports (dissected, identified and unknown) with
+    random flag bytes, sequence and acknowledgement numbers and short random payloads: short flows that
+    SYNs renumber while segments wait, most of them under nDPI (findings F10-F12)."""
+    rnd = random.Random(12)
+    ports = (502, 1883, 4840, 8883, 102, 20000, 44818, 80, 443, 445, 135, 3389, 21, 23, 22, 2404, 48898, 9600,
+             5007, 1089)
+    ts = T0
+    for k in range(n):
+        c, s = _ip(rnd.randint(1, 500)), _ip(0x10000 + rnd.randint(1, 20))
+        port, cport = rnd.choice(ports), rnd.randint(30000, 30050)
+        seq = rnd.getrandbits(32) if rnd.random() < 0.3 else k * 100
+        body = rnd.randbytes(rnd.choice((0, 0, 1, 12, 60)))
+        ts += rnd.choice((1, 1000, 1_000_000))
+        if rnd.random() < 0.6:
+            out.tcp(ts, c, s, cport, port, seq, rnd.getrandbits(32), rnd.getrandbits(8), body)
+        else:
+            out.tcp(ts, s, c, port, cport, seq, rnd.getrandbits(32), rnd.getrandbits(8), body)
+
+
 CASES: dict[str, tuple[Callable, int, str]] = {
     "syn_flood": (syn_flood, 1_000_000, "flows"),
     "garbage_502": (garbage(502), 200 << 20, "bytes"),
@@ -382,6 +402,7 @@ CASES: dict[str, tuple[Callable, int, str]] = {
     "mqtt_refusals": (mqtt_refusals, 50_000, "refusals"),
     "rule_threshold_both": (mqtt_publish_flood, 1_000_000, "publishes"),
     "mqtt_clients_baseline": (mqtt_clients, 100_000, "clients"),
+    "tcp_random_flags": (tcp_random_flags, 200_000, "segments"),
 }
 # cases run through another command than a plain `otids analyze`: `otids learn` (the learner's bounds), and
 # analyze enforcing a baseline learned from the first 100 topics (every further topic a deviation)
