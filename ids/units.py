@@ -8,6 +8,7 @@ import hashlib
 import ipaddress
 import struct
 from datetime import datetime, timezone
+from socket import inet_ntoa as _ntoa
 
 NS = 1_000_000_000  # capture time is an int of nanoseconds since the epoch
 
@@ -43,12 +44,14 @@ def rfc3339(ts_ns: int) -> str:
 
 
 def ip_text(raw: bytes) -> str:
-    return str(ipaddress.ip_address(raw))
+    # IPv4 through the C formatter (the same dotted quad, ~10x faster: every connection record formats two);
+    # IPv6 through ipaddress, whose RFC 5952 form is the reference (tests/test_units.py compares both)
+    return _ntoa(raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
 
 
 def mac_text(raw: bytes | None) -> str | None:
     # ECS: MAC addresses in upper case, separated by hyphens.
-    return "-".join(f"{b:02X}" for b in raw) if raw else None
+    return raw.hex("-").upper() if raw else None
 
 
 def community_id(proto: int, saddr: bytes, daddr: bytes, sport: int, dport: int, seed: int = 0) -> str:
