@@ -93,7 +93,24 @@ def _shared_identifier():
     return identifier
 
 
-_table_mod.Identifier = _shared_identifier()
+_SHARED_IDENTIFIER = _shared_identifier()
+
+
+def _scoped(fn):
+    """Run `fn` with every FlowTable it builds taking the shared, strict Identifier, and put the real one
+    back after. The module used to patch ids.flow.table at import: the test suite imports it at collection,
+    so every in-process test after that ran with strict probes and one shared Identifier, not the product."""
+    import functools
+
+    @functools.wraps(fn)
+    def scoped(*a, **k):
+        saved = _table_mod.Identifier
+        _table_mod.Identifier = _SHARED_IDENTIFIER
+        try:
+            return fn(*a, **k)
+        finally:
+            _table_mod.Identifier = saved
+    return scoped
 
 
 class Finding(Exception):
@@ -160,6 +177,7 @@ def session_head(proto: str, transport: str, midstream: bool = False, port: int 
     return (1 if midstream else 0) | (2 if transport == "udp" else 0) | (sel & 7) << 2
 
 
+@_scoped
 def run_session(proto: str, data: bytes) -> set:
     """One flow of `proto` (its spec's transport and ports), records as the input says; then every timeout
     and the flow end. Returns the protocols the connection records named (for the tests)."""
@@ -512,5 +530,5 @@ def es_bulk_answer(data: bytes) -> None:
 
 
 HARNESSES = {**SESSION_HARNESSES,
-             **{f.__name__: f for f in (capture, pipeline, x509, config_file, registry_file, baseline_file,
-                                        rules_file, model_file, es_bulk_answer)}}
+             **{f.__name__: _scoped(f) for f in (capture, pipeline, x509, config_file, registry_file,
+                                                 baseline_file, rules_file, model_file, es_bulk_answer)}}

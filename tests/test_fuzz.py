@@ -57,6 +57,17 @@ def test_past_crashes_stay_fixed(harness, path):
     HARNESSES[harness](path.read_bytes())
 
 
+def test_importing_the_harnesses_leaves_the_product_alone():
+    """The harnesses share one strict Identifier among the tables they build, only while a harness runs.
+    They used to patch ids.flow.table at import: the suite imports them at collection, so every in-process
+    test after that ran with strict probes and one Identifier shared by all tables, not the product."""
+    from fuzz import harnesses as hs
+    from ids.flow import identify, table
+    assert table.Identifier is identify.Identifier
+    hs.session_modbus(b"\x00" + hs.encode_record(False, b"\x00\x01\x00\x00\x00\x06\x01\x03\x00\x00\x00\x01"))
+    assert table.Identifier is identify.Identifier
+
+
 def test_seeds_run_clean():
     for h, fn in sorted(HARNESSES.items()):
         for p in sorted((FUZZ / "seeds" / h).iterdir()):
