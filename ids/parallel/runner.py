@@ -81,6 +81,18 @@ def run_files(run, paths: list[str], workers: int = 1, progress=None) -> None:
 
 # ------------------------------------------------------------------------------------------ worker side
 
+def _sweep(em, table, scan, i: int, ts: int) -> int:
+    """A timeout sweep at packet `i` (capture time `ts`), its events keyed before that packet's; returns the
+    time of the next one, which the reader's scan learns too. Called only when a sweep is due."""
+    em.i = i
+    em.step = 0
+    em.fid = 0
+    table.sweep_or_start(ts)
+    nsw = table.next_sweep
+    scan.set_next_sweep(nsw)
+    return nsw
+
+
 @cython.locals(router=Router, em=Emitter, scan=Scan, i=cython.longlong, me=cython.int, w=cython.int,
                mine=cython.bint)
 def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
@@ -146,12 +158,7 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
                         scan.skipped += 1
                         scan.skipped_bytes += len(data)
                         if ts >= nsw:
-                            em.i = i
-                            em.step = 0
-                            em.fid = 0
-                            table.sweep_or_start(ts)
-                            nsw = table.next_sweep
-                            scan.set_next_sweep(nsw)
+                            nsw = _sweep(em, table, scan, i, ts)
                         if len(out) >= BATCH_EVENTS or not i % BATCH_PACKETS:
                             flush(i)
                         continue
@@ -166,12 +173,7 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
                     mine = False
                 if p is not None:
                     if ts >= nsw:
-                        em.i = i
-                        em.step = 0
-                        em.fid = 0
-                        table.sweep_or_start(ts)
-                        nsw = table.next_sweep
-                        scan.set_next_sweep(nsw)
+                        nsw = _sweep(em, table, scan, i, ts)
                     if mine or router.owner(p) == me:
                         em.i = i
                         em.step = STEP_PACKET
