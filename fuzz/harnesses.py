@@ -367,6 +367,27 @@ SESSION_HARNESSES = {f"session_{n}": _session_harness(n) for n in REGISTRY}
 globals().update(SESSION_HARNESSES)  # fuzz.harnesses.session_modbus and friends, as before
 
 
+def _probe_harness(proto: str):
+    """`proto`'s content probe alone, at the rate of a function call: what an identified-only protocol adds
+    to the sensor is that probe (its flows' TCP/UDP paths are the shared machinery the session harnesses
+    and `pipeline` fuzz), so a million executions of it cost a minute, not an hour of flow set-up."""
+    def harness(data: bytes) -> None:
+        if not data:
+            return
+        spec = REGISTRY[proto]  # looked up per call, as the identifier's wrapper does
+        r = spec.probe(data[1:], bool(data[0] & 1))
+        if r not in (-1, 0, 1):
+            raise Finding(f"{proto} probe returned {r!r} (the contract: 1, 0 or -1)")
+    harness.__name__ = harness.__qualname__ = f"probe_{proto}"
+    harness.__doc__ = f"{proto}'s content probe on one payload (first byte: bit 0 = to the server)."
+    return harness
+
+
+#: probe_<name> for every protocol of the registry that has a content probe (derived, as the sessions are)
+PROBE_HARNESSES = {f"probe_{n}": _probe_harness(n) for n, s in REGISTRY.items() if s.probe is not None}
+globals().update(PROBE_HARNESSES)
+
+
 # ---------------------------------------------------------------------------------------------- captures
 def _reader(data: bytes):
     fh = io.BytesIO(data)
@@ -529,6 +550,6 @@ def es_bulk_answer(data: bytes) -> None:
             raise Finding("result not bounded")
 
 
-HARNESSES = {**SESSION_HARNESSES,
+HARNESSES = {**SESSION_HARNESSES, **PROBE_HARNESSES,
              **{f.__name__: _scoped(f) for f in (capture, pipeline, x509, config_file, registry_file,
                                                  baseline_file, rules_file, model_file, es_bulk_answer)}}

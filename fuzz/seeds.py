@@ -244,7 +244,21 @@ def es_answer_seeds() -> list[bytes]:
             bytes([1]) + json.dumps(whole).encode(), bytes([1]) + b"<html><h1>502 Bad Gateway</h1></html>"]
 
 
+def probe_seeds(proto: str, sessions: list[bytes], max_seeds: int, max_len: int) -> list[bytes]:
+    """The payloads of the protocol's session seeds (`sessions`), one per input (first byte 1: to the
+    server), as the identifier hands them to the probe."""
+    from fuzz.harnesses import records
+    out: list[bytes] = []
+    for seed in sessions or opening_seeds(proto):
+        for flags, payload, *_ in records(seed[1:]):
+            if payload:
+                out.append(bytes([0 if flags & 1 else 1]) + payload[:max_len])
+    return list(dict.fromkeys(out))[:4 * max_seeds]
+
+
 def build(harness: str, sources: list[Path], max_seeds: int = 16, max_len: int = 8192) -> list[bytes]:
+    if harness.startswith("probe_"):
+        return probe_seeds(harness[6:], session_seeds(harness[6:], sources, max_seeds, max_len), max_seeds, max_len)
     if harness.startswith("session_"):
         return session_seeds(harness[8:], sources, max_seeds, max_len) or opening_seeds(harness[8:])
     if harness in ("capture", "pipeline"):
@@ -275,11 +289,15 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     sources = [Path(s) for s in (a.sources or [str(ROOT / "pcaps")])]
     todo = a.harness or sorted(HARNESSES)
-    sessions = all_session_seeds([h[8:] for h in todo if h.startswith("session_")], sources, a.max_seeds,
-                                 a.max_len)  # one pass over the captures for every session harness
+    protos = sorted({h.split("_", 1)[1] for h in todo if h.startswith(("session_", "probe_"))})
+    sessions = all_session_seeds(protos, sources, a.max_seeds, a.max_len)  # one pass over the captures
     for h in todo:
-        seeds = (sessions[h[8:]] or opening_seeds(h[8:])) if h.startswith("session_") else \
-            build(h, sources, a.max_seeds, a.max_len)
+        if h.startswith("session_"):
+            seeds = sessions[h[8:]] or opening_seeds(h[8:])
+        elif h.startswith("probe_"):
+            seeds = probe_seeds(h[6:], sessions[h[6:]], a.max_seeds, a.max_len)
+        else:
+            seeds = build(h, sources, a.max_seeds, a.max_len)
         n = write(seeds, Path(a.out) / h)
         print(f"{h}: {n} seeds")
     return 0

@@ -93,6 +93,25 @@ def test_harness_finds_a_session_exception():
         hs.PROTOCOLS["modbus"] = orig
 
 
+def test_probe_harnesses_cover_every_probe_and_its_contract():
+    """Every protocol with a content probe has a probe_<name> harness, and a probe answering outside its
+    contract (1, 0, -1) or raising is a finding there, not the identifier's silent "not this protocol"."""
+    from fuzz import harnesses as hs
+    assert {f"probe_{n}" for n, s in REGISTRY.items() if s.probe} == {h for h in HARNESSES if h.startswith("probe_")}
+    spec = REGISTRY["dnp3"]
+    orig = spec.probe
+    try:
+        object.__setattr__(spec, "probe", lambda buf, to_server: 2)
+        with pytest.raises(hs.Finding, match="returned 2"):
+            hs.probe_dnp3(b"\x01\x05\x64")
+        object.__setattr__(spec, "probe", lambda buf, to_server: buf[99])
+        with pytest.raises(IndexError):
+            hs.probe_dnp3(b"\x01\x05\x64")
+    finally:
+        object.__setattr__(spec, "probe", orig)
+    hs.probe_dnp3(b"\x01\x05\x64\x05\xc0\x01\x00\x00\x04\xe9\x21")
+
+
 def test_probe_exception_is_a_finding():
     """The identifier turns a probe's exception into "not this protocol"; the harness must still see it."""
     from fuzz import harnesses as hs
@@ -112,9 +131,10 @@ def test_probe_exception_is_a_finding():
 
 #: The atheris smoke run: every harness but the identified-only sessions, of which one per driver (TCP or
 #: UDP by the head byte, non-IP frames): they share the driver and differ in a probe, which the seed replay
-#: above covers; one process each would add minutes to the suite.
-SMOKE = [h for h in HARNESSES if not h.startswith("session_") or h[8:] in DISSECTED] + \
-    ["session_dnp3", "session_profinet_dcp"]
+#: above covers; one process each would add minutes to the suite. Of the probe harnesses (one function
+#: call each) one, for the same reason.
+SMOKE = [h for h in HARNESSES if not h.startswith(("session_", "probe_")) or h[8:] in DISSECTED] + \
+    ["session_dnp3", "session_profinet_dcp", "probe_dnp3"]
 
 
 def test_atheris_smoke_run_of_every_harness(tmp_path):
