@@ -417,3 +417,25 @@ def test_dry_run_on_events_and_pcap(tmp_path):
 def test_rules_bench_prints_figures():
     r = run_cli("rules", "bench", "--events", "2000", "--counts", "10,1000")
     assert "events/s" in r.stdout and "1000 (all apply)" in r.stdout
+
+
+def test_located_yaml_values_are_safe_loads_and_nothing_is_retained():
+    """The located loader's fast paths (plain strings, plain decimals) give what yaml.safe_load gives, YAML
+    1.1 oddities included (010 is octal, 1_000 an int, yes a bool), and the shared scalar constructor keeps
+    no node after a value: it used to remember every scalar of every rule file for the life of the process."""
+    import yaml
+
+    from ids.detect.rules import yamlsrc
+
+    def plain(x):
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [plain(v) for v in x]
+        return x
+    for v in ("010", "0", "12", "-3", "0x1f", "1_000", "yes", "on", "2020-01-01", "1.5", ".inf", "~", "'010'",
+              "\"7\"", "[1, 010, a]", "{a: 09}", "0o17", "190:20:30"):
+        got = plain(yamlsrc.load_documents("t.yml", f"k: {v}\n")[0])["k"]
+        want = yaml.safe_load(f"k: {v}\n")["k"]
+        assert got == want and type(got) is type(want), (v, got, want)
+    assert not yamlsrc._ctor.constructed_objects

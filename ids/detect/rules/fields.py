@@ -39,13 +39,16 @@ for _p in REGISTRY.values():
         DOMAINS.update(_p.rules.domains)
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where PyYAML has it: same data, 10x faster
+
+
 @functools.lru_cache(maxsize=None)
 def shared_fields() -> dict[str, str]:
     """Fields declared in the field definition files (name -> type)."""
     out: dict[str, str] = {}
     for p in field_files():
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            data = yaml.load(p.read_text(encoding="utf-8"), Loader=_LOADER) or {}
         except (OSError, yaml.YAMLError):
             continue
         for f in data.get("fields") or ():

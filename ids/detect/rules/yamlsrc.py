@@ -44,6 +44,7 @@ def _loc(path: str, node) -> SourceLocation:
 
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ctor = yaml.SafeLoader(""); _ctor.dispose()  # scalar resolution (ints, bools, dates) as SafeLoader does
+_STR, _INT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int"
 
 
 def _convert(path: str, node):
@@ -67,10 +68,17 @@ def _convert(path: str, node):
         out.pos = _loc(path, node)
         out.ipos = [_loc(path, n) for n in node.value]
         return out
+    tag, v = node.tag, node.value
+    if tag == _STR:  # most values: the resolver's answer is the text itself
+        return v
+    if tag == _INT and v.isdigit() and (v[0] != "0" or len(v) == 1):  # plain decimal (YAML 1.1: 010 is octal)
+        return int(v)
     try:
         return _ctor.construct_object(node, deep=True)
     except yaml.YAMLError as e:
         raise YamlProblem(f"invalid value: {getattr(e, 'problem', e)}", _loc(path, node)) from None
+    finally:  # the constructor remembers every node it built (for anchors): never across values
+        _ctor.constructed_objects.clear()
 
 
 def load_documents(path: str, text: str | None = None) -> list:
