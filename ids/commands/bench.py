@@ -100,7 +100,21 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _workload(name: str, pcap: str, tshark: list[str], args, out: str) -> None:
+def _site_rules(pcap: str, n: int, out: str) -> tuple[int, str] | None:
+    """n rules of the shape a large site or an exported baseline writes (one function, one register address,
+    one host each; `otids rules bench --site` describes them), drawn from the capture's own hosts and
+    addresses and written as a rule file, for the row that measures the rules engine at site scale."""
+    if n <= 0:
+        return None
+    from ..detect.rules.bench import _sample, site_matches, site_yaml
+    path = os.path.join(out, "site-rules.yml")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(site_yaml(site_matches(n, _sample(pcap))))
+    return n, path
+
+
+def _workload(name: str, pcap: str, tshark: list[str], args, out: str,
+              site: tuple[int, str] | None = None) -> None:
     npk = _count_packets(pcap)
     size = os.path.getsize(pcap)
     me = [sys.executable, "-m", "ids.cli", "analyze", pcap, "-q", "-o", os.path.join(out, "alerts.ndjson")]
@@ -111,6 +125,8 @@ def _workload(name: str, pcap: str, tshark: list[str], args, out: str) -> None:
         "otids 1 process, as installed": (one, None),
         "otids 1 process, + every event": (one + ["--events", os.path.join(out, "events.ndjson")], None),
     }
+    if site is not None:
+        cmds[f"otids 1 process, + {site[0]:,} site rules"] = (one + ["--rules", site[1]], None)
     top = max(2, args.max_workers or _cores())
     for n in range(2, top + 1):
         cmds[f"otids --workers {n}"] = (me + ["--workers", str(n)], None)
@@ -125,6 +141,9 @@ def _workload(name: str, pcap: str, tshark: list[str], args, out: str) -> None:
     print(f"  {'command':38s} {'seconds':>8s} {'packets/s':>11s} {'vs tshark':>9s} {'CPU s':>7s} {'peak RSS':>9s}")
     for label, (t, rss, cpu) in results.items():
         print(f"  {label:38s} {t:8.2f} {npk / t:11,.0f} {ts_time / t:8.2f}x {cpu:7.2f} {rss / 1e6:7.0f}MB")
+    if site is not None:
+        rl, base = results[f"otids 1 process, + {site[0]:,} site rules"][0], results["otids 1 process, as installed"][0]
+        print(f"  {site[0]:,} site rules keep {base / rl:.0%} of the no-rules throughput (one process, same run)")
     print("  (ran: tshark -r PCAP " + " ".join(repr(a) if " " in a else a for a in tshark[3:]) + ")")
     sys.stdout.flush()
 
@@ -161,7 +180,8 @@ def cmd_bench(args) -> int:
     out = tempfile.mkdtemp(prefix="otids-bench-out-")
     try:
         _workload("reference (Modbus/TCP)", pcap,
-                  [tshark, "-r", pcap, "-Y", "modbus", "-T", "fields", "-e", "modbus.func_code"], args, out)
+                  [tshark, "-r", pcap, "-Y", "modbus", "-T", "fields", "-e", "modbus.func_code"], args, out,
+                  _site_rules(pcap, args.site_rules, out))
         if args.mixed:
             mixed = os.path.join(work, f"mixed-{args.mixed}.pcap")
             if not os.path.isfile(mixed):
@@ -186,6 +206,9 @@ def cmd_bench(args) -> int:
 
 def add_arguments(b) -> None:
     """The options beyond the reference capture's (cli.py declares those)."""
+    b.add_argument("--site-rules", type=int, default=5000, metavar="N",
+                   help="also run the reference capture with N site-shaped rules (one function, register and host "
+                   "each, as `otids rules bench --site` writes them; 0: skip)")
     b.add_argument("--max-workers", type=int, default=None, metavar="N",
                    help="measure --workers 2 .. N (default: the machine's cores, at least 2)")
     b.add_argument("--mixed", default="50,1000,1000,500", metavar="C,T,OPCUA,MQTT",
