@@ -387,8 +387,13 @@ class FlowTable:
             if hit is not None:
                 hit = (hit[0], not hit[1])
         if hit is None:
-            if self.live >= self.cfg.max_flows:
+            # the same bounds as a TCP or UDP flow, in count and in bytes: ARP, ICMP and other-protocol flows
+            # used to be left out of the byte count, while removing one took FLOW_BASE back, so an ARP flood
+            # drove the count down (100,000 ARP flows held 150 MB against the 104 MiB bound)
+            if self.live >= self.cfg.max_flows or \
+                    self.flow_bytes + self.ident.c_flows * NDPI_FLOW_BYTES >= self.limits.flow_table_bytes:
                 self._evict(ts)
+            self.flow_bytes += FLOW_BASE
             self.nflows += 1
             self.live += 1
             self.stats["flows"] += 1
