@@ -34,6 +34,7 @@ LINKTYPE_IPV6 = 229
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
 ETH_VLAN = (0x8100, 0x88A8, 0x9100)
+MAX_VLAN_TAGS = 8  # 802.1Q / 802.1ad tags decoded per frame (QinQ uses 2; Suricata takes 3, Zeek 2)
 
 TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
 ETHER = 256  # Packet.proto of a non-IP Ethernet frame (no IP protocol number is this large)
@@ -215,6 +216,9 @@ class Decoder:
             while etype in ETH_VLAN:
                 if n < off + 4:
                     st.truncated += 1
+                    return None
+                if off >= 14 + 4 * MAX_VLAN_TAGS:  # no switch stacks that deep: a crafted frame, whose every
+                    st.malformed += 1  # distinct stack was a flow key of its own (a 200-tag flood: 388 MB)
                     return None
                 tci, etype = _VLAN.unpack_from(data, off)
                 (vlan := vlan or []).append(tci & 0x0FFF)
