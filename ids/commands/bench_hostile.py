@@ -381,6 +381,61 @@ def tcp_random_flags(out: PcapOut, n: int) -> None:
             out.tcp(ts, s, c, port, cport, seq, rnd.getrandbits(32), rnd.getrandbits(8), body)
 
 
+def arp_flood(out: PcapOut, n: int) -> None:
+    """n ARP requests from n stations (distinct MAC and IPv4 address each), broadcast: one non-IP flow, host
+    and asset per station (the flow table left them out of its byte bound)."""
+    ts = T0
+    for i in range(n):
+        mac, ip = struct.pack("!IH", 0x02000000 | i >> 16, i & 0xFFFF), struct.pack("!I", 0x0A000000 | i + 2)
+        arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, ip, bytes(6), b"\x0a\x00\x00\x01")
+        ts += 10_000
+        out.raw(ts, b"\xff" * 6 + mac + b"\x08\x06" + arp)
+
+
+def vlan_stack(out: PcapOut, n: int) -> None:
+    """n Modbus/TCP SYNs inside 1 to 200 random 802.1Q tags each: every distinct stack was a flow key of its
+    own (the decoder now stops at 8 tags and counts the frame malformed)."""
+    rnd = random.Random(13)
+    ts = T0
+    for i in range(n):
+        tags = b"".join(struct.pack("!HH", rnd.getrandbits(12), 0x8100) for _ in range(rnd.randint(1, 200)))
+        seg = tcp_segment(_ip(i % 5000 + 1), SERVER, 1024 + i % 60000, 502, i, 0, 0x02, b"")
+        h = _IP.pack(0x45, 0, 20 + len(seg), 0, 0x4000, 64, 6, 0, _ip(i % 5000 + 1), SERVER)
+        h = h[:10] + struct.pack("!H", _csum_fold(_fb(h, "big"))) + h[12:]
+        ts += 10_000
+        out.raw(ts, _ETH[:12] + b"\x81\x00" + tags[:-2] + b"\x08\x00" + h + seg)
+
+
+def icmp_errors(out: PcapOut, n: int) -> None:
+    """n ICMP errors (unreachable, time exceeded, redirect, parameter problem) from 4,096 routers quoting
+    random or cut inner headers: one-way ICMP flows under the flow table's bounds."""
+    rnd = random.Random(14)
+    ts = T0
+    for i in range(n):
+        inner = _IP.pack(0x45, 0, 40, 0, 0, 64, rnd.choice((6, 17, 1)), 0, rnd.randbytes(4), rnd.randbytes(4)) + \
+            rnd.randbytes(rnd.randint(0, 20))
+        body = struct.pack("!BBHI", rnd.choice((3, 11, 5, 12)), rnd.randrange(16), 0, 0) + \
+            inner[:rnd.randint(0, len(inner))]
+        c = _csum_fold(_fb(body + b"\x00" * (len(body) & 1), "big"))
+        ts += 10_000
+        out.ip(ts, _ip(0x20000 + rnd.randrange(4096)), SERVER, 1, body[:2] + struct.pack("!H", c) + body[4:])
+
+
+def udp_ports(out: PcapOut, n: int) -> None:
+    """n UDP datagrams from 65,536 sources to 256 servers, to ICS and IT ports (DNS, SNMP, BACnet, DNP3,
+    EtherNet/IP, PROFINET, mDNS, LLMNR, NTP, TFTP) and random ones, random short payloads: short flows
+    each identified by content (the probes and nDPI)."""
+    rnd = random.Random(15)
+    ports = (53, 161, 47808, 20000, 2222, 44818, 34964, 5353, 5355, 123, 69, 514, 137, 67)
+    ts = T0
+    for i in range(n):
+        dp = rnd.choice(ports) if rnd.random() < 0.8 else rnd.randint(1, 65535)
+        data = rnd.randbytes(rnd.randint(0, 60))
+        ts += 10_000
+        out.ip(ts, _ip(0x30000 + rnd.randrange(65536)), _ip(0x40000 + rnd.randrange(256)), 17,
+               struct.pack("!HHHH", rnd.randint(1024, 65535), dp, 8 + len(data), 0) + data)
+
+
 CASES: dict[str, tuple[Callable, int, str]] = {
     "syn_flood": (syn_flood, 1_000_000, "flows"),
     "garbage_502": (garbage(502), 200 << 20, "bytes"),
@@ -403,6 +458,10 @@ CASES: dict[str, tuple[Callable, int, str]] = {
     "rule_threshold_both": (mqtt_publish_flood, 1_000_000, "publishes"),
     "mqtt_clients_baseline": (mqtt_clients, 100_000, "clients"),
     "tcp_random_flags": (tcp_random_flags, 200_000, "segments"),
+    "arp_flood": (arp_flood, 200_000, "stations"),
+    "vlan_stack": (vlan_stack, 200_000, "frames"),
+    "icmp_errors": (icmp_errors, 200_000, "messages"),
+    "udp_ports": (udp_ports, 200_000, "datagrams"),
 }
 # cases run through another command than a plain `otids analyze`: `otids learn` (the learner's bounds), and
 # analyze enforcing a baseline learned from the first 100 topics (every further topic a deviation)
