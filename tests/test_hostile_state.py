@@ -256,6 +256,25 @@ def test_asset_inventory_bounded_in_bytes():
     assert 0.75 * held <= inv.used <= 1.25 * held  # what it counts is what it holds
 
 
+def test_asset_facts_capped_per_asset():
+    """An IP claimed by 5,000 spoofed MACs, and a server answering on 3,000 ports: each asset keeps 16 MACs
+    and 1,024 services, counts the rest in `not_listed`, and the bytes it counts are what it holds (the
+    MACs were unbounded: 200,000 of them held 176 MB and made a 19 MB `otids assets` listing)."""
+    from ids.assets import MAX_MACS, MAX_SERVICES, Inventory
+    inv = Inventory()
+    held = _held(lambda: [inv.observe(_arp(i, "02-00-00-%02X-%02X-%02X" % (i >> 16, i >> 8 & 255, i & 255),
+                                           "10.0.0.5")) for i in range(5_000)])
+    a = inv.assets["10.0.0.5"]
+    assert len(a.macs) == MAX_MACS and a.not_listed == 5_000 - MAX_MACS
+    assert inv.records()[0]["not_listed"] == a.not_listed
+    assert held < 64 << 10, held
+    inv2 = Inventory()
+    for i in range(3_000):
+        inv2.observe(_answered(i, _ip(1 + i % 50), _ip(7, 172), port=1 + i))
+    s = inv2.assets[_ip(7, 172)]
+    assert len(s.services) == MAX_SERVICES and s.not_listed >= 3_000 - MAX_SERVICES
+
+
 class _Ev:
     protocol = "s7comm"
     anomalies = ()
@@ -440,3 +459,46 @@ def test_workers_share_the_flow_bounds():
             t._pkt(struct.pack("!I", 0x0A000001 + i), SERVER, 30000, 502, 999, 0, 0x02)
     assert one.table.live == 800 and not one.table.stats["flows_evicted"]
     assert two.table.live <= 500 and two.table.stats["flows_evicted"] > 0
+
+
+def _arp(i: int, mac: str, ip: str):
+    from ids.flow.conn import ArpPacket
+    return ArpPacket(T0 + i * 1000, 2, mac, ip, "FF-FF-FF-FF-FF-FF", "10.0.0.1", mac, "FF-FF-FF-FF-FF-FF", None)
+
+
+def test_arp_spoofing_flood_is_linear_and_bounded():
+    """One IP claimed by 20,000 random MACs: the ARP watch kept every MAC and compared each new one with all
+    the others (200,000 took over six CPU minutes); it keeps the 16 most recent, and the alerts beyond the
+    per-window limit fold into one that counts every claim, not the 4,096 it lists."""
+    from ids.config import NetworkConfig
+    from ids.detect.network.arp import MAX_MACS_PER_IP, ArpWatch
+    w = ArpWatch(NetworkConfig())
+    alerts = []
+    for i in range(20_000):
+        alerts += w.on_event(_arp(i, "02-%02X-%02X-%02X-00-01" % (i >> 16, i >> 8 & 255, i & 255), "10.0.0.5")) or []
+    assert len(w.ip_macs["10.0.0.5"]) == MAX_MACS_PER_IP
+    assert w.claims == sum(map(len, w.ip_macs.values())) + sum(map(len, w.mac_ips.values()))
+    alerts += w.flush(T0 + 10**12)
+    folded = [a for a in alerts if a.to_doc()["event"]["reason"].startswith("19994 more")]
+    assert len(folded) == 1 and len(alerts) == 6, [a.to_doc()["event"]["reason"][:80] for a in alerts]
+
+
+def test_arp_claims_bounded_in_bytes():
+    """MACs each claiming 64 IPs (1,500 of them: 96,000 claims on each side) stay within the ARP watch's
+    STATE_BYTES, counted at CLAIM_BYTES a claim, which tracemalloc holds within 25 %; the memory_cap alert
+    names the table."""
+    from ids.config import NetworkConfig
+    from ids.detect.network import arp
+    w = arp.ArpWatch(NetworkConfig())
+    pk = [_arp(m * 64 + i, "02-00-00-00-%02X-%02X" % (m >> 8, m & 255), "10.%d.%d.%d" % (m >> 8, m & 255, i))
+          for m in range(1500) for i in range(64)]
+    out = []
+
+    def feed():
+        for p in pk:
+            out.extend(w.on_event(p) or ())
+    held = _held(feed)
+    assert w.claims * arp.CLAIM_BYTES <= arp.STATE_BYTES
+    assert 0.75 * held <= w.claims * arp.CLAIM_BYTES <= 1.25 * held, (held, w.claims)
+    caps = [a for a in out if a.to_doc()["rule"]["id"] == "otids.anomaly.sensor.memory_cap"]
+    assert caps and "network.arp.claims" in caps[0].to_doc()["event"]["reason"]
