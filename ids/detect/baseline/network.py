@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import ipaddress
 from functools import lru_cache
 
-from ...assets import NO_MAC
+from ...assets import MAX_MACS, NO_MAC
 from ...assets.oui import mac_vendor
 from ...events import rfc3339
 from ...flow.conn import ConnRecord
@@ -185,7 +185,7 @@ class Learner:
             h.epoch = epoch
             h.seen = r.ts if h.seen is None or r.ts > h.seen or h.epoch != epoch else h.seen
             h.longest = max(h.longest, r.ts - r.start)
-            if mac and mac != NO_MAC and not is_global(ip):
+            if mac and mac != NO_MAC and len(h.macs) < MAX_MACS and not is_global(ip):  # spoofed MACs: 16 kept
                 h.macs.add(mac.upper())
             if r.vlan:
                 h.vlans.add(str(r.vlan[0]))
