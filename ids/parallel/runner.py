@@ -23,7 +23,7 @@ from ..capture import open_capture
 from ..errors import CaptureError, UserError
 from ..events import FlowNotice
 from ..protocols import DISSECTED
-from .offload import Inserted, offloaded, parent_route
+from .offload import Inserted, offloaded, parent_route, parent_views
 from .shard import END, NS, STEP_NOTICE, STEP_PACKET, STEP_WATERMARK, ShardTable
 
 try:
@@ -312,6 +312,7 @@ class Parallel:
             else:
                 for t in types:  # their anomaly checks ran in the workers
                     engine._routes[t] = parent_route(engine, det, t)
+                parent_views(engine)  # feature views the workers built for the ML detector
                 call = (ins := Inserted(det.limiter)).call
                 self.inserted = ins
                 for key, ev, alerts in merged:

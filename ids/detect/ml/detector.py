@@ -362,6 +362,12 @@ class MlDetector:
         # decided here, once per hop, rather than on every event
         self.due = _NOW if len(self.rows) >= self.batch else self.metas[0].end + self.max_delay
 
+    def worker_view(self, t: type):
+        """The adapter of event type `t`, for a worker of `--workers N` to build views with when this detector
+        is the parent's only reader of `t` (ids.parallel.offload): the view crosses to on_view instead of
+        the event. Adapters are pure functions of the event, so the view is the one on_event would build."""
+        return ADAPTERS.get(t)
+
     def on_event(self, ev):
         fn = ADAPTERS.get(type(ev))
         if fn is None:
@@ -369,6 +375,10 @@ class MlDetector:
         v = fn(ev)
         if v is None:
             return None
+        return self.on_view(v)
+
+    def on_view(self, v):
+        """A feature view (on_event's, or one a worker built)."""
         if self.windower.add(v):  # the state is over ml.max_state_bytes, or pairs were refused since _capped
             capped = self._capped(v)
             if capped is not None:
