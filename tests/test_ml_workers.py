@@ -16,7 +16,8 @@ from ids.detect.anomaly import AnomalyDetector
 from ids.detect.engine import Engine
 from ids.detect.ml.detector import MlDetector
 from ids.detect.ml.store import load
-from ids.parallel.offload import offloaded
+from ids.pipeline import analyze
+from ids.parallel.offload import offloaded, parent_views
 from ids.parallel.shard import Emitter
 from ids.protocols.modbus.messages import ModbusTransaction
 from ids.protocols.modbus.ml import modbus_view
@@ -39,18 +40,24 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 def _plan(model: Path, send_all: bool) -> tuple:
     cfg = Config()
-    engine = Engine([AnomalyDetector(cfg.anomaly), MlDetector(load(str(model)), cfg.ml)], [], [])
+    ml = MlDetector(load(str(model)), cfg.ml)
+    engine = Engine([AnomalyDetector(cfg.anomaly), ml], [], [])
     det, types = offloaded(engine)
     assert det is not None and ModbusTransaction in types
     em = Emitter()
     em.offload(engine, det, types, send_all)
+    parent_views(engine)
+    assert engine._routes[tuple] == (ml.on_view,)
     return em._plan(ModbusTransaction)
 
 
 def test_a_worker_sends_the_view_when_ml_is_the_only_reader(models):
     check, send, count, view = _plan(models["modbus"], send_all=False)
     assert check is not None and not send and count
-    assert view is modbus_view
+    _, col = analyze([str(need(ML / "modbus-test.pcap.gz"))], Config(), detectors=[])
+    ev = next(e for e in col.events if type(e) is ModbusTransaction)
+    v = view(ev)
+    assert type(v) is tuple and v == tuple(modbus_view(ev))  # a plain tuple crosses (offload.parent_views)
     # with an event sink the record itself must cross (it is written there): no view
     check, send, count, view = _plan(models["modbus"], send_all=True)
     assert send and view is None

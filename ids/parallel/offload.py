@@ -61,12 +61,12 @@ def worker_view(route: tuple, t: type):
 
 def parent_views(engine) -> None:
     """Route the feature views that workers send (worker_view) to the ML detector alone, uncounted: the
-    workers counted their events."""
+    workers counted their events. A view crosses as a plain tuple, which no event is (they are NamedTuple
+    subclasses and classes): half the pickling of the NamedTuple, whose unpickling calls its Python __new__."""
     for d in engine.detectors:
         if getattr(d, "worker_view", None) is not None:
-            from ..detect.ml.view import FeatureView
-            engine._routes[FeatureView] = (d.on_view,)
-            engine._internal[FeatureView] = True
+            engine._routes[tuple] = (d.on_view,)
+            engine._internal[tuple] = True
 
 
 class Inserted:

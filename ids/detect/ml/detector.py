@@ -23,7 +23,7 @@ from ..attack import techniques
 from . import adapters  # noqa: F401  (registers the protocol adapters)
 from .features import NS, RowMeta, Windower
 from .store import Model
-from .view import ADAPTERS
+from .view import ADAPTERS, FeatureView
 
 #: one pair's episode state with its worst unreported window (the row copied, RowMeta, key; tracemalloc)
 PAIR_STATE_BYTES = 1_500
@@ -365,8 +365,16 @@ class MlDetector:
     def worker_view(self, t: type):
         """The adapter of event type `t`, for a worker of `--workers N` to build views with when this detector
         is the parent's only reader of `t` (ids.parallel.offload): the view crosses to on_view instead of
-        the event. Adapters are pure functions of the event, so the view is the one on_event would build."""
-        return ADAPTERS.get(t)
+        the event. Adapters are pure functions of the event, so the view is the one on_event would build; it
+        crosses as a plain tuple (ids.parallel.offload.parent_views)."""
+        fn = ADAPTERS.get(t)
+        if fn is None:
+            return None
+
+        def view(ev):
+            v = fn(ev)
+            return tuple(v) if v is not None else None
+        return view
 
     def on_event(self, ev):
         fn = ADAPTERS.get(type(ev))
@@ -378,13 +386,13 @@ class MlDetector:
         return self.on_view(v)
 
     def on_view(self, v):
-        """A feature view (on_event's, or one a worker built)."""
+        """A feature view (on_event's, or one a worker built, as a plain tuple)."""
         if self.windower.add(v):  # the state is over ml.max_state_bytes, or pairs were refused since _capped
-            capped = self._capped(v)
+            capped = self._capped(FeatureView._make(v))
             if capped is not None:
                 return [capped] + (self._score() if self.rows else [])
         due = self.due
-        if due is not None and v.ts >= due:
+        if due is not None and v[0] >= due:  # (v.ts)
             return self._score()
         return None
 
