@@ -24,6 +24,8 @@ cdef class Windower:
     cdef public dict pairs, active
     cdef public object open_idx, first_idx, close_at, late, pairs_evicted, key_cap_hits, stream_cap_hits
     cdef public object max_bytes, reserve, state_bytes, pairs_refused, refused_ack, rows, nfeat
+    cdef public dict adapters
+    cdef public object slow, detector, due
 
     @cython.locals(p=_Pair, b=_Bucket, ops=dict, bkeys=set)
     cpdef add(self, v)

@@ -340,6 +340,43 @@ class Windower:
         self.refused_ack = 0  # pairs_refused when the ML detector last reported it (MlDetector._capped)
         self.rows = 0
         self.nfeat = len(spec.feature_names())
+        # The ML detector's entry (attach): adapters by event type, its part for the exchanges it must act
+        # on, and the capture time from which waiting rows are scored (None: no rows wait; -inf: a full batch)
+        self.adapters: dict = {}
+        self.slow = None
+        self.detector = None
+        self.due = None
+
+    # ------------------------------------------------------------------ the detector's entry
+    def attach(self, detector, adapters: dict, slow) -> None:
+        """Route events here for `detector` (MlDetector puts on_event/on_view on itself): `adapters` (event
+        type -> view) and `slow(v, flag)`, called only for the exchanges after which the detector must act
+        (`flag`: add's answer, the state to report; or rows due, `due`). Compiled, the common exchange then
+        runs no Python-level frame between the engine and add."""
+        self.detector = detector
+        self.adapters = adapters
+        self.slow = slow
+
+    def worker_view(self, t: type):
+        """The detector's (ids.parallel.offload finds it through the routed method's owner, this)."""
+        return self.detector.worker_view(t)
+
+    def on_event(self, ev):
+        fn = self.adapters.get(type(ev))
+        if fn is None:
+            return None
+        v = fn(ev)
+        if v is None:
+            return None
+        return self.on_view(v)
+
+    def on_view(self, v):
+        """A feature view (on_event's, or one a worker built, as a plain tuple)."""
+        flag = self.add(v)
+        due = self.due
+        if flag or (due is not None and v[0] >= due):  # (v.ts)
+            return self.slow(v, flag)
+        return None
 
     # ------------------------------------------------------------------ input
     def add(self, v) -> bool:
