@@ -46,8 +46,7 @@ def _plan(model: Path, send_all: bool) -> tuple:
     assert det is not None and ModbusTransaction in types
     em = Emitter()
     em.offload(engine, det, types, send_all)
-    parent_views(engine)
-    assert engine._routes[tuple] == (ml.on_view,)
+    assert parent_views(engine) == ml.on_view
     return em._plan(ModbusTransaction)
 
 

@@ -59,14 +59,15 @@ def worker_view(route: tuple, t: type):
     return fn(t) if fn is not None else None
 
 
-def parent_views(engine) -> None:
-    """Route the feature views that workers send (worker_view) to the ML detector alone, uncounted: the
-    workers counted their events. A view crosses as a plain tuple, which no event is (they are NamedTuple
-    subclasses and classes): half the pickling of the NamedTuple, whose unpickling calls its Python __new__."""
+def parent_views(engine):
+    """The entry for the feature views that workers send (worker_view): the ML detector's alone, uncounted
+    (the workers counted their events), called by the parent's merge loop itself; None without one. A view
+    crosses as a plain tuple, which no event is (they are NamedTuple subclasses and classes): half the
+    pickling of the NamedTuple, whose unpickling calls its Python __new__."""
     for d in engine.detectors:
         if getattr(d, "worker_view", None) is not None:
-            engine._routes[tuple] = (d.on_view,)
-            engine._internal[tuple] = True
+            return d.on_view
+    return None
 
 
 class Inserted:
