@@ -86,6 +86,7 @@ PAIR_FEATURES: tuple[Feature, ...] = (
             "new pair count as 10 robust scales: in a plant, a new talker is news)."),
 )
 
+_INF = math.inf  # (a module constant: `math.inf` is an attribute lookup per request)
 PERIOD_ALPHA = 0.2  # weight of the newest interval in the running period of a stream training never saw
 PERIOD_ERROR_CAP = 10.0
 PERIOD_RESUME = 3.0  # an interval this many periods long is a stream resuming after silence, not an error
@@ -276,6 +277,20 @@ class _Bucket:
         self.nops: set = set()
 
 
+class _Stream:
+    """One polling stream of a pair, (operation, first key): its last request time, the running period
+    estimate of a stream training never saw, and its training period (`known`; inf for a sporadic one).
+    An extension type when compiled (features.pxd): the per-request period arithmetic in C doubles."""
+
+    __slots__ = ("last", "est", "ref", "known")
+
+    def __init__(self, last: int, ref: float | None):
+        self.last = last
+        self.est = 0.0
+        self.known = ref is not None
+        self.ref = ref if ref is not None else 0.0
+
+
 class _Pair:
     __slots__ = ("key", "buckets", "last_req", "streams", "flow", "profile", "known", "newest")
 
@@ -283,7 +298,7 @@ class _Pair:
         self.key = key
         self.buckets: dict[int, _Bucket] = {}
         self.last_req: int | None = None
-        self.streams: dict[tuple, list] = {}
+        self.streams: dict[tuple, _Stream] = {}
         self.flow = None
         self.profile: PairProfile | None = profile
         self.known = profile is not None
@@ -496,25 +511,25 @@ class Windower:
             if len(p.streams) >= MAX_STREAMS or self.state_bytes > self.max_bytes:
                 self.stream_cap_hits += 1
                 return
-            # [last request time, running period estimate, training period or None]: a pair's profile never
-            # changes while it is tracked, so its period is looked up once per stream
-            p.streams[sk] = [ts, 0.0, p.profile.periods.get(sk) if p.profile is not None else None]
+            # a pair's profile never changes while it is tracked, so its period is looked up once per stream
+            p.streams[sk] = _Stream(ts, p.profile.periods.get(sk) if p.profile is not None else None)
             self.state_bytes += STREAM_BYTES
             return
-        dt = (ts - st[0]) / NS
+        dt = (ts - st.last) / NS
         if dt <= 0:
             return
-        st[0] = ts
-        ref = st[2]
-        if ref == math.inf:  # sporadic in training (an operator's action): no period to miss
-            return
-        if ref is None:  # a stream training never saw: a running estimate (which an attack can drag along)
-            ref = st[1]
+        st.last = ts
+        if st.known:
+            ref = st.ref
+            if ref == _INF:  # sporadic in training (an operator's action): no period to miss
+                return
+        else:  # a stream training never saw: a running estimate (which an attack can drag along)
+            ref = st.est
             if ref == 0.0:
-                st[1] = dt
+                st.est = dt
                 return
             if dt <= PERIOD_RESUME * ref:
-                st[1] = ref + PERIOD_ALPHA * (dt - ref)
+                st.est = ref + PERIOD_ALPHA * (dt - ref)
         if dt > PERIOD_RESUME * ref:
             return
         e = abs(dt - ref) / ref
