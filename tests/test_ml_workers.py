@@ -28,13 +28,16 @@ PROTOCOLS = ("modbus", "opcua", "mqtt")
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
-    out = {}
-    for proto in PROTOCOLS:
+    out, procs = {}, {}
+    for proto in PROTOCOLS:  # the three trainings side by side (CI has two cores)
         d = out[proto] = tmp_path_factory.mktemp("mlw") / proto
-        p = subprocess.run([sys.executable, "-m", "ids.cli", "train", str(need(ML / f"{proto}-train.pcap.gz")),
-                            "-o", str(d), "-q"], capture_output=True, text=True, cwd=ROOT,
-                           env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
-        assert p.returncode == 0, p.stderr
+        procs[proto] = subprocess.Popen([sys.executable, "-m", "ids.cli", "train",
+                                         str(need(ML / f"{proto}-train.pcap.gz")), "-o", str(d), "-q"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    for proto, p in procs.items():
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, f"{proto}: {err}"
     return out
 
 
