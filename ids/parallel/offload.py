@@ -11,7 +11,10 @@ keyed like the event they belong to and are written there (filters, counters, si
 parent's own detectors see the event, which is where the anomaly detector, first in the engine, puts them.
 
 An event then crosses only when the parent needs it: an event sink writes it, or another detector is routed
-to it (rules, baseline, ML, network detectors). Otherwise the worker only counts it for the summary.
+to it (rules, baseline, ML, network detectors). Otherwise the worker only counts it for the summary. When the
+ML detector is the parent's only reader of a type, the worker builds the event's feature view (the detector's
+adapter, a pure function of the event) and sends that instead: a few shared strings and numbers rather than
+the whole record, and the parent's windowing reads it in the same merged order (worker_view, parent_views).
 
 At the end the held-back repeats of every limiter (the workers' and the parent's, whose anomaly detector
 still handles flow notices and connection records) are written in the order one limiter would hold them:
@@ -45,6 +48,26 @@ BROKER_ROUTED = "ids.protocols.mqtt"  # ids.parallel.shard.Router routes these f
 def parent_route(engine, d, t: type) -> tuple:
     """The engine's route for `t` without `d` (its part runs in the workers)."""
     return tuple(m for m in engine._route(t) if getattr(m, "__self__", None) is not d)
+
+
+def worker_view(route: tuple, t: type):
+    """The feature view adapter a worker runs for events of type `t` when the parent's route for them is the ML
+    detector alone, else None (the event itself crosses)."""
+    if len(route) != 1:
+        return None
+    fn = getattr(getattr(route[0], "__self__", None), "worker_view", None)
+    return fn(t) if fn is not None else None
+
+
+def parent_views(engine):
+    """The entry for the feature views that workers send (worker_view): the ML detector's alone, uncounted
+    (the workers counted their events), called by the parent's merge loop itself; None without one. A view
+    crosses as a plain tuple, which no event is (they are NamedTuple subclasses and classes): half the
+    pickling of the NamedTuple, whose unpickling calls its Python __new__."""
+    for d in engine.detectors:
+        if getattr(d, "worker_view", None) is not None:
+            return d.on_view
+    return None
 
 
 class Inserted:

@@ -23,7 +23,7 @@ from ..capture import open_capture
 from ..errors import CaptureError, UserError
 from ..events import FlowNotice
 from ..protocols import DISSECTED
-from .offload import Inserted, offloaded, parent_route
+from .offload import Inserted, offloaded, parent_route, parent_views
 from .shard import END, NS, STEP_NOTICE, STEP_PACKET, STEP_WATERMARK, ShardTable
 
 try:
@@ -312,6 +312,7 @@ class Parallel:
             else:
                 for t in types:  # their anomaly checks ran in the workers
                     engine._routes[t] = parent_route(engine, det, t)
+                view = parent_views(engine)  # the ML detector's entry for the views the workers built
                 call = (ins := Inserted(det.limiter)).call
                 self.inserted = ins
                 for key, ev, alerts in merged:
@@ -319,7 +320,13 @@ class Parallel:
                         for a in alerts:
                             alert(a)
                     if ev is not None:
-                        call(on_event, ev, key)
+                        if type(ev) is tuple:  # a feature view: the ML detector's alone, uncounted (offload.py)
+                            out = view(ev)
+                            if out:
+                                for a in out:
+                                    alert(a)
+                        else:
+                            call(on_event, ev, key)
             for p in self.procs:
                 p.join()
         finally:

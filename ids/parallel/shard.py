@@ -97,11 +97,14 @@ class Emitter:
         self.lim_max = det.limiter.max_keys
 
     def _plan(self, t: type) -> tuple:
-        from .offload import parent_route
+        from .offload import parent_route, worker_view
         internal = getattr(t, "internal", False) is True
         check = self.det.on_event if t in self.types else None
         route = parent_route(self.engine, self.det, t) if check is not None else self.engine._route(t)
-        p = self.plans[t] = (check, bool(route) or (self.send_all and not internal), not internal)
+        # the ML detector the parent's only reader: its feature view crosses instead of the event (offload.py)
+        view = None if self.send_all or internal else worker_view(route, t)
+        p = self.plans[t] = (check, view is None and (bool(route) or (self.send_all and not internal)),
+                             not internal, view)
         return p
 
     def emit_plan(self, ev) -> None:
@@ -110,7 +113,7 @@ class Emitter:
         p = self.plans.get(type(ev))
         if p is None:
             p = self._plan(type(ev))
-        check, send, count = p
+        check, send, count, view = p
         alerts = None
         if check is not None:
             ent = self.lim_entries
@@ -127,6 +130,11 @@ class Emitter:
         if count:
             k = (ev.dataset, ev.label)
             self.counts[k] = self.counts.get(k, 0) + 1
+        if view is not None:
+            v = view(ev)
+            if v is not None:
+                self.out.append((key, v, alerts))
+                return
         if alerts:
             self.out.append((key, None, alerts))
 

@@ -23,7 +23,7 @@ from ..attack import techniques
 from . import adapters  # noqa: F401  (registers the protocol adapters)
 from .features import NS, RowMeta, Windower
 from .store import Model
-from .view import ADAPTERS
+from .view import ADAPTERS, FeatureView
 
 #: one pair's episode state with its worst unreported window (the row copied, RowMeta, key; tracemalloc)
 PAIR_STATE_BYTES = 1_500
@@ -314,7 +314,7 @@ def _group(feature: str, model: Model) -> str:
     return model.groups[model.names.index(feature)]
 
 
-_NOW = float("-inf")  # MlDetector.due of a full batch: scored at the next event
+_NOW = float("-inf")  # the windower's `due` for a full batch: scored at the next event
 
 
 class MlDetector:
@@ -332,7 +332,12 @@ class MlDetector:
         self.rows: list[list[float]] = []
         self.max_delay = cfg.max_delay * NS
         self.batch = cfg.batch
-        self.due = None  # while rows wait: the time from which they are scored (-inf: a full batch), else None
+        # Events go straight to the windower's entry (compiled: no Python frame per exchange); it calls _act
+        # when this detector must do something. The windower's `due`: while rows wait, the capture time from
+        # which they are scored (-inf: a full batch), else None.
+        self.windower.attach(self, ADAPTERS, self._act)
+        self.on_event = self.windower.on_event
+        self.on_view = self.windower.on_view  # a feature view (on_event's, or one a worker built, as a tuple)
         self.calls = 0
         self.windows = 0
         self.record = record  # keep every scored row (otids eval, tests)
@@ -360,21 +365,31 @@ class MlDetector:
         self.metas += metas
         self.rows += rows
         # decided here, once per hop, rather than on every event
-        self.due = _NOW if len(self.rows) >= self.batch else self.metas[0].end + self.max_delay
+        self.windower.due = _NOW if len(self.rows) >= self.batch else self.metas[0].end + self.max_delay
 
-    def on_event(self, ev):
-        fn = ADAPTERS.get(type(ev))
+    def worker_view(self, t: type):
+        """The adapter of event type `t`, for a worker of `--workers N` to build views with when this detector
+        is the parent's only reader of `t` (ids.parallel.offload): the view crosses to on_view instead of
+        the event. Adapters are pure functions of the event, so the view is the one on_event would build; it
+        crosses as a plain tuple (ids.parallel.offload.parent_views)."""
+        fn = ADAPTERS.get(t)
         if fn is None:
             return None
-        v = fn(ev)
-        if v is None:
-            return None
-        if self.windower.add(v):  # the state is over ml.max_state_bytes, or pairs were refused since _capped
-            capped = self._capped(v)
+
+        def view(ev):
+            v = fn(ev)
+            return tuple(v) if v is not None else None
+        return view
+
+    def _act(self, v, flag: bool):
+        """After the windower counted view `v` (Windower.on_view): `flag`, the state is over
+        ml.max_state_bytes or pairs were refused since _capped; or waiting rows are due."""
+        if flag:
+            capped = self._capped(FeatureView._make(v))
             if capped is not None:
                 return [capped] + (self._score() if self.rows else [])
-        due = self.due
-        if due is not None and v.ts >= due:
+        due = self.windower.due
+        if due is not None and v[0] >= due:  # (v.ts)
             return self._score()
         return None
 
@@ -402,7 +417,7 @@ class MlDetector:
 
     def _score(self) -> list[Alert]:
         metas, rows = self.metas, self.rows
-        self.metas, self.rows, self.due = [], [], None
+        self.metas, self.rows, self.windower.due = [], [], None
         X = np.array(rows, dtype=np.float64)
         pidx = self.model.pair_index(metas)
         s = self.model.scorer.score(X, pidx)

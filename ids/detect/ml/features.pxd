@@ -14,6 +14,11 @@ cdef class _Bucket:
     cdef public dict ops
     cdef public set keys, nkeys, nwkeys, nops
 
+cdef class _Stream:
+    cdef public object last
+    cdef public double est, ref
+    cdef public bint known
+
 cdef class _Pair:
     cdef public object key, last_req, flow, profile, newest
     cdef public dict buckets, streams
@@ -24,12 +29,14 @@ cdef class Windower:
     cdef public dict pairs, active
     cdef public object open_idx, first_idx, close_at, late, pairs_evicted, key_cap_hits, stream_cap_hits
     cdef public object max_bytes, reserve, state_bytes, pairs_refused, refused_ack, rows, nfeat
+    cdef public dict adapters
+    cdef public object slow, detector, due
 
     @cython.locals(p=_Pair, b=_Bucket, ops=dict, bkeys=set)
     cpdef add(self, v)
     cpdef _new_pair(self, key)
     cpdef _pair_bytes(self, _Pair p)
-    @cython.locals(st=list)
+    @cython.locals(st=_Stream, dt=cython.double, ref=cython.double, e=cython.double)
     cpdef _period(self, _Pair p, _Bucket b, op, k, ts)
     @cython.locals(val=cython.double, x=cython.double, dev=cython.double, d=cython.double)
     cpdef _writes(self, _Bucket b, prof, keys, writes)

@@ -86,6 +86,7 @@ PAIR_FEATURES: tuple[Feature, ...] = (
             "new pair count as 10 robust scales: in a plant, a new talker is news)."),
 )
 
+_INF = math.inf  # (a module constant: `math.inf` is an attribute lookup per request)
 PERIOD_ALPHA = 0.2  # weight of the newest interval in the running period of a stream training never saw
 PERIOD_ERROR_CAP = 10.0
 PERIOD_RESUME = 3.0  # an interval this many periods long is a stream resuming after silence, not an error
@@ -276,6 +277,20 @@ class _Bucket:
         self.nops: set = set()
 
 
+class _Stream:
+    """One polling stream of a pair, (operation, first key): its last request time, the running period
+    estimate of a stream training never saw, and its training period (`known`; inf for a sporadic one).
+    An extension type when compiled (features.pxd): the per-request period arithmetic in C doubles."""
+
+    __slots__ = ("last", "est", "ref", "known")
+
+    def __init__(self, last: int, ref: float | None):
+        self.last = last
+        self.est = 0.0
+        self.known = ref is not None
+        self.ref = ref if ref is not None else 0.0
+
+
 class _Pair:
     __slots__ = ("key", "buckets", "last_req", "streams", "flow", "profile", "known", "newest")
 
@@ -283,7 +298,7 @@ class _Pair:
         self.key = key
         self.buckets: dict[int, _Bucket] = {}
         self.last_req: int | None = None
-        self.streams: dict[tuple, list] = {}
+        self.streams: dict[tuple, _Stream] = {}
         self.flow = None
         self.profile: PairProfile | None = profile
         self.known = profile is not None
@@ -340,6 +355,43 @@ class Windower:
         self.refused_ack = 0  # pairs_refused when the ML detector last reported it (MlDetector._capped)
         self.rows = 0
         self.nfeat = len(spec.feature_names())
+        # The ML detector's entry (attach): adapters by event type, its part for the exchanges it must act
+        # on, and the capture time from which waiting rows are scored (None: no rows wait; -inf: a full batch)
+        self.adapters: dict = {}
+        self.slow = None
+        self.detector = None
+        self.due = None
+
+    # ------------------------------------------------------------------ the detector's entry
+    def attach(self, detector, adapters: dict, slow) -> None:
+        """Route events here for `detector` (MlDetector puts on_event/on_view on itself): `adapters` (event
+        type -> view) and `slow(v, flag)`, called only for the exchanges after which the detector must act
+        (`flag`: add's answer, the state to report; or rows due, `due`). Compiled, the common exchange then
+        runs no Python-level frame between the engine and add."""
+        self.detector = detector
+        self.adapters = adapters
+        self.slow = slow
+
+    def worker_view(self, t: type):
+        """The detector's (ids.parallel.offload finds it through the routed method's owner, this)."""
+        return self.detector.worker_view(t)
+
+    def on_event(self, ev):
+        fn = self.adapters.get(type(ev))
+        if fn is None:
+            return None
+        v = fn(ev)
+        if v is None:
+            return None
+        return self.on_view(v)
+
+    def on_view(self, v):
+        """A feature view (on_event's, or one a worker built, as a plain tuple)."""
+        flag = self.add(v)
+        due = self.due
+        if flag or (due is not None and v[0] >= due):  # (v.ts)
+            return self.slow(v, flag)
+        return None
 
     # ------------------------------------------------------------------ input
     def add(self, v) -> bool:
@@ -459,25 +511,25 @@ class Windower:
             if len(p.streams) >= MAX_STREAMS or self.state_bytes > self.max_bytes:
                 self.stream_cap_hits += 1
                 return
-            # [last request time, running period estimate, training period or None]: a pair's profile never
-            # changes while it is tracked, so its period is looked up once per stream
-            p.streams[sk] = [ts, 0.0, p.profile.periods.get(sk) if p.profile is not None else None]
+            # a pair's profile never changes while it is tracked, so its period is looked up once per stream
+            p.streams[sk] = _Stream(ts, p.profile.periods.get(sk) if p.profile is not None else None)
             self.state_bytes += STREAM_BYTES
             return
-        dt = (ts - st[0]) / NS
+        dt = (ts - st.last) / NS
         if dt <= 0:
             return
-        st[0] = ts
-        ref = st[2]
-        if ref == math.inf:  # sporadic in training (an operator's action): no period to miss
-            return
-        if ref is None:  # a stream training never saw: a running estimate (which an attack can drag along)
-            ref = st[1]
+        st.last = ts
+        if st.known:
+            ref = st.ref
+            if ref == _INF:  # sporadic in training (an operator's action): no period to miss
+                return
+        else:  # a stream training never saw: a running estimate (which an attack can drag along)
+            ref = st.est
             if ref == 0.0:
-                st[1] = dt
+                st.est = dt
                 return
             if dt <= PERIOD_RESUME * ref:
-                st[1] = ref + PERIOD_ALPHA * (dt - ref)
+                st.est = ref + PERIOD_ALPHA * (dt - ref)
         if dt > PERIOD_RESUME * ref:
             return
         e = abs(dt - ref) / ref
