@@ -160,6 +160,31 @@ def test_replay_gives_the_same_events_and_alerts_as_analyze(veth, generated, tmp
                for d in read_ndjson(s.stats) if d["event"]["action"] == "capture")
 
 
+def test_workers_writing_alerts_only_count_the_events_they_keep(veth, generated, tmp_path):
+    """--workers 2 with no event sink: a worker checks its Modbus records itself and sends the sensor only a
+    count of them (the capture-loss detector takes stats events only, so nothing else calls for them). The
+    sensor must stop cleanly with analyze's alerts, its stats must count analyze's events, and the kernel's
+    counters must match. (Adding a worker's counts once overwrote the worker's index: the sensor crashed.)"""
+    want_alerts, want_events = offline(generated, tmp_path)
+    frames = sum(1 for _ in open_capture(str(generated)).packets())
+    s = SensorProcess(veth, tmp_path, "--workers", "2", events=False)
+    try:
+        s.wait_ready()
+        base = veth.rx_counter()
+        r = veth.replay(str(generated), pps=2000)
+        s.wait_frames(r["sent"])
+        rx = veth.rx_counter() - base
+        assert s.stop() == 0, s.output
+    finally:
+        s.kill()
+    t = s.last_stats()["total"]
+    assert (rx, t["kernel_packets"], t["packets"], t["kernel_drops"]) == (frames, frames, frames, 0), s.output
+    assert canon(s.alerts) == want_alerts
+    sensor = [d["otids"]["stats"] for d in read_ndjson(s.stats) if d["event"]["action"] == "sensor"]
+    # the last record comes before the sensor's own open flows are closed (one connection record each)
+    assert sensor[-1]["events"] + sensor[-1]["flows_active"] == sum(want_events.values()) > 0, s.output
+
+
 @pytest.mark.parametrize("method", ["ring", "socket"])
 def test_drops_past_the_buffer_match_the_kernel_and_alert(veth, generated, tmp_path, method):
     """Stop the sensor (SIGSTOP) while more frames arrive than its 2 MB kernel buffer holds: the kernel
