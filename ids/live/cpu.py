@@ -45,8 +45,12 @@ def children(pid: int) -> list[int]:
 
 
 def threads(pid: int) -> dict[int, tuple[str, float, float]]:
-    """tid -> (thread name, user s, system s) for every thread of pid."""
+    """tid -> (thread name, user s, system s) for every live thread of pid, and 0 -> the whole process
+    (its threads that ended included)."""
     out = {}
+    st = _stat(f"/proc/{pid}/stat")
+    if st is not None:
+        out[0] = (st[0], st[2], st[3])
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -80,15 +84,18 @@ class Sample:
         return NotImplemented
 
     def __sub__(self, start: "Sample") -> dict:
-        """{'machine': {kind: s}, 'procs': {label: (user s, sys s, {thread name: (user, sys)})}}."""
+        """{'machine': {kind: s}, 'procs': {label: (user s, sys s, {"name/tid": (user, sys)})}}."""
         m = {k: self.machine[k] - start.machine[k] for k in _KINDS}
         procs = {}
         for label, th in self.procs.items():
             before = start.procs.get(label, {})
             per: dict[str, tuple[float, float]] = {}
+            total = (0.0, 0.0)
             for tid, (name, u, s) in th.items():
                 _n, u0, s0 = before.get(tid, (name, 0.0, 0.0))
-                pu, ps = per.get(name, (0.0, 0.0))
-                per[name] = (pu + u - u0, ps + s - s0)
-            procs[label] = (sum(u for u, _ in per.values()), sum(s for _, s in per.values()), per)
+                if tid == 0:
+                    total = (u - u0, s - s0)
+                else:
+                    per[f"{name}/{tid}"] = (u - u0, s - s0)
+            procs[label] = (*total, per)
         return {"machine": m, "procs": procs}
