@@ -31,8 +31,8 @@ def register(sub) -> None:
     p.add_argument("--stats-interval", type=int, metavar="SECONDS",
                    help="seconds between counters (default: live.stats_interval)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="processes to analyse with (default 1): the kernel divides flows among them "
-                        "(PACKET_FANOUT_HASH); see docs/PERFORMANCE.md")
+                   help="processes to analyse with (default 1): the kernel divides the traffic among them "
+                        "by host pair (PACKET_FANOUT_CBPF); see docs/PERFORMANCE.md")
     add_run_arguments(p)
     p.set_defaults(func=cmd_live)
 
