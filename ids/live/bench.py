@@ -2,6 +2,7 @@
 
   --methods          frames per CPU-second of each way to read an AF_PACKET socket, capture alone
   --rates A,B,...    the sensor at fixed replay rates: drops, and its counters against the kernel's
+                     (--workers 1,2: for each worker count; --cpu: where each step's CPU went, ids.live.cpu)
   --minutes N        replay in a loop for N minutes: RSS after the first minute against RSS at the end
 
 Prints figures; asserts nothing (benchmarks are not tests).
@@ -183,8 +184,9 @@ def methods(veth: VethPair, pcap: str, seconds: float) -> None:
 # ---------------------------------------------------------------------------------------------- rates
 
 def rates(veth: VethPair, pcap: str, pps_list: list[int], seconds: float, method: str, work: Path,
-          workers: int = 1, pps_multi: int = 1, timer: str | None = None, cpu: bool = False,
-          extra: tuple = ()) -> int | None:
+          workers: int = 1, pps_multi: int = 1, timer: str | None = None, cpu: bool = False) -> int | None:
+    """One sensor per rate; prints a row per rate (and with `cpu` where the CPU went); returns the highest
+    rate without drops whose counters matched the kernel's, or None."""
     print(f"\nsensor at fixed replay rates ({method}, --workers {workers}; alerts and stats written, not events; "
           f"{seconds:g} s per rate; tcpreplay --pps-multi={pps_multi or 'rate/2000'}{f' --timer={timer}' if timer else ''})")
     print(f"{'pps asked':>9} {'pps kern':>9} {'sent':>9} {'iface rx':>9} {'kernel q':>9} {'analysed':>9} "
@@ -193,10 +195,10 @@ def rates(veth: VethPair, pcap: str, pps_list: list[int], seconds: float, method
     for pps in pps_list:
         d = work / f"rate-{pps}-w{workers}"
         d.mkdir(exist_ok=True)
-        s = SensorProcess(veth, d, "-q", "--method", method, "--workers", str(workers), *extra, events=False)
+        s = SensorProcess(veth, d, "-q", "--method", method, "--workers", str(workers), events=False)
         try:
             s.wait_ready()
-            kids = _workers(s.proc.pid, workers - 1)
+            kids = _workers(s.proc.pid, workers - 1) if cpu else []
             soft = cpu_mod.softirq_threads() if cpu else []
             c0 = cpu_mod.Sample(s.proc.pid, kids, soft) if cpu else None
             base = veth.rx_counter()

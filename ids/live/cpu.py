@@ -80,9 +80,6 @@ class Sample:
             if th:
                 self.procs[next(iter(th.values()))[0]] = th
 
-    def __rsub__(self, other):  # pragma: no cover - only `end - start` is meant
-        return NotImplemented
-
     def __sub__(self, start: "Sample") -> dict:
         """{'machine': {kind: s}, 'procs': {label: (user s, sys s, {"name/tid": (user, sys)})}}."""
         m = {k: self.machine[k] - start.machine[k] for k in _KINDS}
