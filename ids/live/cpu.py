@@ -77,8 +77,8 @@ class Sample:
             self.procs[f"worker {k + 1}"] = threads(w)
         for p in ksoftirqd:
             th = threads(p)
-            if th:
-                self.procs[next(iter(th.values()))[0]] = th
+            if 0 in th:  # labelled by its name, ksoftirqd/N
+                self.procs[th[0][0]] = th
 
     def __sub__(self, start: "Sample") -> dict:
         """{'machine': {kind: s}, 'procs': {label: (user s, sys s, {"name/tid": (user, sys)})}}."""
