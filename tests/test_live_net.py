@@ -160,6 +160,31 @@ def test_replay_gives_the_same_events_and_alerts_as_analyze(veth, generated, tmp
                for d in read_ndjson(s.stats) if d["event"]["action"] == "capture")
 
 
+def test_workers_writing_alerts_only_count_the_events_they_keep(veth, generated, tmp_path):
+    """--workers 2 with no event sink: a worker checks its Modbus records itself and sends the sensor only a
+    count of them (the capture-loss detector takes stats events only, so nothing else calls for them). The
+    sensor must stop cleanly with analyze's alerts, its stats must count analyze's events, and the kernel's
+    counters must match. (Adding a worker's counts once overwrote the worker's index: the sensor crashed.)"""
+    want_alerts, want_events = offline(generated, tmp_path)
+    frames = sum(1 for _ in open_capture(str(generated)).packets())
+    s = SensorProcess(veth, tmp_path, "--workers", "2", events=False)
+    try:
+        s.wait_ready()
+        base = veth.rx_counter()
+        r = veth.replay(str(generated), pps=2000)
+        s.wait_frames(r["sent"])
+        rx = veth.rx_counter() - base
+        assert s.stop() == 0, s.output
+    finally:
+        s.kill()
+    t = s.last_stats()["total"]
+    assert (rx, t["kernel_packets"], t["packets"], t["kernel_drops"]) == (frames, frames, frames, 0), s.output
+    assert canon(s.alerts) == want_alerts
+    sensor = [d["otids"]["stats"] for d in read_ndjson(s.stats) if d["event"]["action"] == "sensor"]
+    # the last record comes before the sensor's own open flows are closed (one connection record each)
+    assert sensor[-1]["events"] + sensor[-1]["flows_active"] == sum(want_events.values()) > 0, s.output
+
+
 @pytest.mark.parametrize("method", ["ring", "socket"])
 def test_drops_past_the_buffer_match_the_kernel_and_alert(veth, generated, tmp_path, method):
     """Stop the sensor (SIGSTOP) while more frames arrive than its 2 MB kernel buffer holds: the kernel
@@ -343,3 +368,26 @@ def test_a_dead_live_worker_stops_the_sensor_loudly(veth, tmp_path):
     assert rc == 2, s.output
     assert f"otids: error: live worker 1 (pid {kids[0]}) died (killed by signal 9): its share of the traffic " \
            "is no longer analysed; stopping" in s.output.splitlines(), s.output
+
+
+def test_bench_live_prints_rates_counters_and_cpu(tmp_path):
+    """`otids bench-live --rates --workers 1,2 --cpu` end to end (its own namespaces): per worker count a
+    row whose counters match the kernel's, the rate the kernel counted, the CPU line naming tcpreplay and
+    every sensor process, and the summary of the highest rate without drops."""
+    if os.geteuid() != 0:
+        pytest.fail("bench-live needs root (network namespaces, AF_PACKET)")
+    need_tool("ip")
+    need_tool("tcpreplay")
+    p = run_cli("bench-live", "--pcap", str(PCAPS / "modbus-demo.pcap"), "--rates", "2000", "--workers", "1,2",
+                "--seconds", "1", "--cpu", "--workdir", str(tmp_path), timeout=120)
+    out = p.stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith("    2,000 ")]
+    assert len(rows) == 2, out
+    for r in rows:  # pps asked, pps kern, sent, iface rx, kernel q, analysed, k.drops, s.drops, match, loss
+        assert r[3] == r[4] == r[5] and r[6:10] == ["0", "0", "yes", "0"], out
+        assert 1_800 <= int(r[1].replace(",", "")) <= 2_200 and int(r[3].replace(",", "")) >= 1_800, out
+    cpu = [line for line in out.splitlines() if "CPU s over the step" in line]
+    assert len(cpu) == 2 and all("tcpreplay" in c and "sensor" in c and "machine" in c for c in cpu), out
+    assert "worker 1" in cpu[1] and "worker 1" not in cpu[0], out
+    assert "--pps-multi=rate/2000 --timer=nano" in out, out
+    assert "highest rate without drops: --workers 1: 2,000 pps; --workers 2: 2,000 pps" in out, out

@@ -276,3 +276,45 @@ def test_every_stats_field_is_declared():
                 assert name in declared or any(name.startswith(o + ".") for o in objects), name
     assert docs[0]["otids"]["stats"]["protocol"]["modbus"]["flows"] == 3
     assert docs[1]["event"]["kind"] == "metric" and docs[2]["event"]["kind"] == "event"
+
+
+# ---------------------------------------------------------------------------------------------- bench-live CPU
+
+def test_cpu_sample_charges_a_busy_process_and_its_threads():
+    """ids.live.cpu reads /proc: a child that burns 0.6 CPU-s in a thread between two samples must
+    show it under its own label and thread name, an idle sibling almost none, and the machine's total (all
+    CPUs) must cover the step's wall time."""
+    from ids.live import cpu
+    code = ("import sys, threading, time\n"
+            "def burn():\n"
+            "    end = time.thread_time() + 0.6\n"
+            "    while time.thread_time() < end: pass\n"
+            "    print('done', flush=True); sys.stdin.readline()\n"
+            "sys.stdin.readline()\n"
+            "t = threading.Thread(target=burn); t.start(); t.join()\n")
+    busy = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    idle = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.2)  # both started, blocked on stdin
+        kids = cpu.children(os.getpid())
+        assert busy.pid in kids and idle.pid in kids, kids
+        start = cpu.Sample(busy.pid, [idle.pid], cpu.softirq_threads())
+        t0 = time.monotonic()
+        busy.stdin.write("\n")
+        busy.stdin.flush()
+        assert busy.stdout.readline().strip() == "done"
+        end = cpu.Sample(busy.pid, [idle.pid], [])
+        wall = time.monotonic() - t0
+    finally:
+        for p in (busy, idle):
+            p.kill()
+            p.wait()
+    d = end - start
+    u, s, per = d["procs"]["sensor"]
+    assert 0.55 <= u + s <= 0.75, d
+    burner = [k for k, (pu, ps) in per.items() if pu + ps >= 0.55]
+    assert len(burner) == 1 and burner[0] != f"python3/{busy.pid}", per  # the thread, not the main one
+    iu, is_, _ = d["procs"]["worker 1"]
+    assert iu + is_ < 0.05, d
+    total = sum(d["machine"].values())
+    assert 0.6 <= total and abs(total - wall * os.cpu_count()) <= 0.15 * wall * os.cpu_count() + 0.05, (total, wall)

@@ -31,8 +31,8 @@ def register(sub) -> None:
     p.add_argument("--stats-interval", type=int, metavar="SECONDS",
                    help="seconds between counters (default: live.stats_interval)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="processes to analyse with (default 1): the kernel divides flows among them "
-                        "(PACKET_FANOUT_HASH); see docs/PERFORMANCE.md")
+                   help="processes to analyse with (default 1): the kernel divides the traffic among them "
+                        "by host pair (PACKET_FANOUT_CBPF); see docs/PERFORMANCE.md")
     add_run_arguments(p)
     p.set_defaults(func=cmd_live)
 
@@ -51,6 +51,12 @@ def register(sub) -> None:
     b.add_argument("--method", choices=("ring", "socket"), default="ring")
     b.add_argument("--workers", default="1", metavar="N,...",
                    help="--rates with each of these worker counts, e.g. 1,2 (default 1)")
+    b.add_argument("--pps-multi", type=int, default=0, metavar="N",
+                   help="tcpreplay sends N packets per timing slice (its --pps-multi; default: a slice per "
+                        "half millisecond, rate/2000)")
+    b.add_argument("--timer", choices=("select", "ioport", "gtod", "nano"), default="nano",
+                   help="tcpreplay's timing mode (default nano: it sleeps between slices instead of spinning)")
+    b.add_argument("--cpu", action="store_true", help="print each rate step's CPU seconds per process and thread")
     b.add_argument("--workdir", help="keep outputs here (default: a temp dir)")
     b.set_defaults(func=cmd_bench_live)
 

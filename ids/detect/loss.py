@@ -28,6 +28,12 @@ class CaptureLossDetector:
     def reload(self, config) -> None:
         self.cfg = config.live
 
+    @staticmethod
+    def accepts(t: type) -> bool:
+        """Only the sensor's stats events are routed here: with live workers an event type routed to a
+        detector crosses to the sensor, so without this every Modbus transaction was pickled for nothing."""
+        return t is SensorStats
+
     def on_event(self, ev) -> list[Alert] | None:
         if type(ev) is not SensorStats:
             return None

@@ -2,6 +2,7 @@
 
   --methods          frames per CPU-second of each way to read an AF_PACKET socket, capture alone
   --rates A,B,...    the sensor at fixed replay rates: drops, and its counters against the kernel's
+                     (--workers 1,2: for each worker count; --cpu: where each step's CPU went, ids.live.cpu)
   --minutes N        replay in a loop for N minutes: RSS after the first minute against RSS at the end
 
 Prints figures; asserts nothing (benchmarks are not tests).
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
+from . import cpu as cpu_mod
 from .netns import ROOT, SensorProcess, VethPair
 
 
@@ -65,8 +67,13 @@ def bench_live(args) -> int:
         if args.methods:
             methods(veth, pcap, args.seconds)
         if args.rates:
+            best = {}
             for w in workers:
-                rates(veth, pcap, [int(r) for r in args.rates.split(",")], args.seconds, args.method, work, w)
+                best[w] = rates(veth, pcap, [int(r) for r in args.rates.split(",")], args.seconds, args.method,
+                                work, w, pps_multi=args.pps_multi, timer=args.timer, cpu=args.cpu)
+            if len(workers) > 1:
+                print("\nhighest rate without drops: " + "; ".join(
+                    f"--workers {w}: {f'{b:,} pps' if b else 'none'}" for w, b in best.items()))
         if args.minutes:
             memory(veth, pcap, args.minutes, args.pps, args.method, work)
     return 0
@@ -177,10 +184,12 @@ def methods(veth: VethPair, pcap: str, seconds: float) -> None:
 # ---------------------------------------------------------------------------------------------- rates
 
 def rates(veth: VethPair, pcap: str, pps_list: list[int], seconds: float, method: str, work: Path,
-          workers: int = 1) -> None:
+          workers: int = 1, pps_multi: int = 1, timer: str | None = None, cpu: bool = False) -> int | None:
+    """One sensor per rate; prints a row per rate (and with `cpu` where the CPU went); returns the highest
+    rate without drops whose counters matched the kernel's, or None."""
     print(f"\nsensor at fixed replay rates ({method}, --workers {workers}; alerts and stats written, not events; "
-          f"{seconds:g} s per rate)")
-    print(f"{'pps asked':>9} {'pps sent':>9} {'sent':>9} {'iface rx':>9} {'kernel q':>9} {'analysed':>9} "
+          f"{seconds:g} s per rate; tcpreplay --pps-multi={pps_multi or 'rate/2000'}{f' --timer={timer}' if timer else ''})")
+    print(f"{'pps asked':>9} {'pps kern':>9} {'sent':>9} {'iface rx':>9} {'kernel q':>9} {'analysed':>9} "
           f"{'k.drops':>8} {'s.drops':>8} {'match':>6} {'loss alert':>10}")
     best = None
     for pps in pps_list:
@@ -189,9 +198,15 @@ def rates(veth: VethPair, pcap: str, pps_list: list[int], seconds: float, method
         s = SensorProcess(veth, d, "-q", "--method", method, "--workers", str(workers), events=False)
         try:
             s.wait_ready()
+            kids = _workers(s.proc.pid, workers - 1) if cpu else []
+            soft = cpu_mod.softirq_threads() if cpu else []
+            c0 = cpu_mod.Sample(s.proc.pid, kids, soft) if cpu else None
             base = veth.rx_counter()
-            r = veth.replay(pcap, pps=pps, loop=0, duration=seconds)
-            st = s.wait_frames(veth.rx_counter() - base, 120) or {"total": {}}
+            multi = pps_multi or max(1, pps // 2000)
+            r = veth.replay(pcap, pps=pps, loop=0, duration=seconds, pps_multi=multi, timer=timer)
+            rx = veth.rx_counter() - base
+            st = s.wait_frames(rx, 120) or {"total": {}}
+            c1 = cpu_mod.Sample(s.proc.pid, kids, soft) if cpu else None
             rx = veth.rx_counter() - base
             s.stop()
         finally:
@@ -200,14 +215,48 @@ def rates(veth: VethPair, pcap: str, pps_list: list[int], seconds: float, method
         alerts = [json.loads(x) for x in s.alerts.read_text().splitlines()]
         loss = sum(1 for a in alerts if a["rule"]["id"] == "otids.sensor.capture_loss")
         match = t["kernel_packets"] == rx and t["packets"] + t["kernel_drops"] == rx
-        print(f"{pps:>9,} {r['rate_pps']:>9,.0f} {r['sent']:>9,} {rx:>9,} {t['kernel_packets']:>9,} {t['packets']:>9,} "
+        # the rate the kernel counted on the capture interface over tcpreplay's own sending time
+        kpps = rx / r["seconds"] if r["seconds"] else 0
+        print(f"{pps:>9,} {kpps:>9,.0f} {r['sent']:>9,} {rx:>9,} {t['kernel_packets']:>9,} {t['packets']:>9,} "
               f"{t['kernel_drops']:>8,} {t['sensor_drops']:>8,} {'yes' if match else 'NO':>6} {loss:>10}")
-        if t["kernel_drops"] == 0 and t["sensor_drops"] == 0:
+        if cpu:
+            print(cpu_line(r, c1 - c0))
+        if t["kernel_drops"] == 0 and t["sensor_drops"] == 0 and match:
             best = max(best or 0, pps)
     print(f"highest rate without drops (--workers {workers}): {best:,} pps" if best else
           f"drops at every rate tried (--workers {workers})")
-    print("iface rx: the kernel's rx_packets of the capture interface; kernel q: frames the kernel queued for "
-          "the sensor (PACKET_STATISTICS, drops included); match: kernel q == iface rx == analysed + k.drops")
+    print("pps kern: iface rx over tcpreplay's sending time; iface rx: the kernel's rx_packets of the capture "
+          "interface; kernel q: frames the kernel queued for the sensor (PACKET_STATISTICS, drops included); "
+          "match: kernel q == iface rx == analysed + k.drops")
+    return best
+
+
+def _workers(pid: int, n: int, timeout: float = 10) -> list[int]:
+    """The sensor's forked live workers (its children), once all n are there."""
+    end = time.monotonic() + timeout
+    while True:
+        kids = cpu_mod.children(pid)
+        if len(kids) >= n or time.monotonic() > end:
+            return kids[:n] if n else []
+        time.sleep(0.05)
+
+
+def cpu_line(r: dict, d: dict) -> str:
+    """One step's CPU seconds: tcpreplay's (its rusage: sends, and the veth receive path run in its
+    context), every sensor process's by thread, the kernel's softirq threads, and the machine's total."""
+    parts = [f"tcpreplay {r['user']:.2f}u+{r['sys']:.2f}s"]
+    for label, (u, s, per) in d["procs"].items():
+        if label.startswith("ksoftirqd"):
+            if u + s >= 0.01:
+                parts.append(f"{label} {u + s:.2f}")
+            continue
+        busy = [f"{n} {pu:.2f}u+{ps:.2f}s" for n, (pu, ps) in per.items() if pu + ps >= 0.05]
+        parts.append(f"{label} {u:.2f}u+{s:.2f}s" + (f" ({', '.join(busy)})" if len(busy) > 1 else ""))
+    m = d["machine"]
+    total = sum(m.values())
+    parts.append(f"machine {total:.1f} CPU-s: user {m['user'] + m['nice']:.2f}, sys {m['system']:.2f}, "
+                 f"softirq {m['softirq'] + m['irq']:.2f}, idle {m['idle'] + m['iowait']:.2f}")
+    return "    CPU s over the step (replay {:.1f} s): ".format(r["wall"]) + "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------- memory

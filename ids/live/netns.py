@@ -79,8 +79,12 @@ class VethPair:
         _ip("-n", self.rx_ns, "link", "set", self.rx, state)
 
     def replay(self, pcap: str, pps: int | None = None, loop: int = 1, topspeed: bool = False,
-               duration: float | None = None) -> dict:
-        """tcpreplay into tx0; returns its counts {'sent', 'failed', 'seconds', 'rate_pps'}."""
+               duration: float | None = None, pps_multi: int = 1, timer: str | None = None) -> dict:
+        """tcpreplay into tx0; returns its counts {'sent', 'failed', 'seconds', 'rate_pps'}, the wall time
+        of the call ('wall') and tcpreplay's own CPU seconds ('user', 'sys': its rusage; with no IRQ time
+        accounting the sys part includes the veth receive path and the packet taps that run in its context).
+
+        pps_multi: packets sent per timing slice (tcpreplay --pps-multi); timer: tcpreplay --timer mode."""
         cmd = ["tcpreplay", "-i", self.tx]
         if loop != 1:
             cmd.append("--preload-pcap")
@@ -88,13 +92,23 @@ class VethPair:
             cmd.append("--topspeed")
         elif pps:
             cmd.append(f"--pps={pps}")
+            if pps_multi > 1:
+                cmd.append(f"--pps-multi={pps_multi}")
+        if timer:
+            cmd.append(f"--timer={timer}")
         if loop != 1:
             cmd.append(f"--loop={loop}")
         if duration:
             cmd.append(f"--duration={max(1, int(duration))}")
         cmd.append(pcap)
-        p = subprocess.run(self.in_tx(*cmd), capture_output=True, text=True)
-        out = p.stdout + p.stderr
+        t0 = time.monotonic()
+        # `ip netns exec` execs tcpreplay in place: the child's rusage is tcpreplay's
+        p = subprocess.Popen(self.in_tx(*cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = p.stdout.read()
+        p.stdout.close()
+        _pid, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - t0
         if p.returncode != 0:
             raise RuntimeError(f"tcpreplay failed (rc {p.returncode}): {out.strip()[-500:]}")
         def num(pat: str) -> float:
@@ -102,7 +116,8 @@ class VethPair:
             return float(m.group(1).replace(",", "")) if m else 0.0
         return {"sent": int(num(r"Successful packets:\s+([\d,]+)")), "failed": int(num(r"Failed packets:\s+([\d,]+)")),
                 "seconds": num(r"Actual: [\d,]+ packets \([\d,]+ bytes\) sent in ([\d.]+) seconds"),
-                "rate_pps": num(r"Rated: [\d.,]+ Bps, [\d.,]+ Mbps, ([\d.,]+) pps"), "output": out}
+                "rate_pps": num(r"Rated: [\d.,]+ Bps, [\d.,]+ Mbps, ([\d.,]+) pps"), "output": out,
+                "wall": wall, "user": ru.ru_utime, "sys": ru.ru_stime}
 
 
 class SensorProcess:

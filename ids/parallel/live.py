@@ -309,8 +309,8 @@ class LiveWorkers:
                 self._on_event(ev)
         if counts:
             events_seen = engine.events
-            for k, v in counts.items():
-                events_seen[k] += v
+            for key, v in counts.items():  # not k: that is the worker's index, read below
+                events_seen[key] += v
         caps = {c.name: c for c in self.caps}
         for name, now in stats.items():
             before = self.last[k][name]
