@@ -19,6 +19,10 @@ def test_ipv6_text_is_ipaddress_text():
     rnd = random.Random(6)
     cases = [bytes(16), b"\xff" * 16, bytes(10) + b"\xff\xff\x0a\x00\x00\x01", b"\xfe\x80" + bytes(13) + b"\x01"]
     cases += [bytes(rnd.choice((0, 0, rnd.getrandbits(8))) for _ in range(16)) for _ in range(5_000)]
+    # the IPv4-embedding forms (glibc writes them dotted, ipaddress does not) and zero runs of every length
+    cases += [bytes(12) + rnd.randbytes(4) for _ in range(200)] + [bytes(10) + b"\xff\xff" + rnd.randbytes(4)
+                                                                  for _ in range(200)]
+    cases += [bytes(k) + rnd.randbytes(16 - k) for k in range(17)] + [rnd.randbytes(16 - k) + bytes(k) for k in range(17)]
     for raw in cases:
         assert ip_text(raw) == str(ipaddress.ip_address(raw)), raw
 
