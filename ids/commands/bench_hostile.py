@@ -392,6 +392,34 @@ def arp_flood(out: PcapOut, n: int) -> None:
         out.raw(ts, b"\xff" * 6 + mac + b"\x08\x06" + arp)
 
 
+def arp_spoof(out: PcapOut, n: int) -> None:
+    """One IP address claimed in ARP replies by n random MACs (a spoofing flood): the ARP watch compared each
+    new MAC with every earlier one (quadratic: over six CPU minutes for 200,000) and the asset kept them all."""
+    rnd = random.Random(16)
+    ts = T0
+    for _ in range(n):
+        mac = rnd.randbytes(6)
+        arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, mac, b"\x0a\x00\x00\x05", b"\xff" * 6,
+                          b"\x0a\x00\x00\x01")
+        ts += 10_000
+        out.raw(ts, b"\xff" * 6 + mac + b"\x08\x06" + arp)
+
+
+def syn_flood6(out: PcapOut, n: int) -> None:
+    """n IPv6 SYNs from n random addresses of one /64 to a Modbus server (every address formatted twice per
+    connection record: ipaddress took a third of the time)."""
+    rnd = random.Random(17)
+    dst = bytes.fromhex("fd000000000000000000000000000001")
+    ts = T0
+    for _ in range(n):
+        src = bytes.fromhex("fd00000000000001") + rnd.randbytes(8)
+        seg = struct.pack("!HHIIBBHHH", rnd.randint(1024, 65535), 502, rnd.getrandbits(32), 0, 0x50, 0x02, 8192, 0, 0)
+        c = _csum_fold(_fb(src + dst + struct.pack("!IxxxB", len(seg), 6) + seg, "big"))
+        seg = seg[:16] + struct.pack("!H", c) + seg[18:]
+        ts += 1000
+        out.raw(ts, _ETH[:12] + b"\x86\xdd" + struct.pack("!IHBB16s16s", 0x60000000, len(seg), 6, 64, src, dst) + seg)
+
+
 def vlan_stack(out: PcapOut, n: int) -> None:
     """n Modbus/TCP SYNs inside 1 to 200 random 802.1Q tags each: every distinct stack was a flow key of its
     own (the decoder now stops at 8 tags and counts the frame malformed)."""
@@ -462,6 +490,8 @@ CASES: dict[str, tuple[Callable, int, str]] = {
     "vlan_stack": (vlan_stack, 200_000, "frames"),
     "icmp_errors": (icmp_errors, 200_000, "messages"),
     "udp_ports": (udp_ports, 200_000, "datagrams"),
+    "arp_spoof": (arp_spoof, 200_000, "MACs"),
+    "syn_flood6": (syn_flood6, 300_000, "flows"),
 }
 # cases run through another command than a plain `otids analyze`: `otids learn` (the learner's bounds), and
 # analyze enforcing a baseline learned from the first 100 topics (every further topic a deviation)
