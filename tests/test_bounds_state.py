@@ -465,7 +465,36 @@ def test_sparkplug_flow_state_small_for_plain_mqtt():
     from authlib import mqtt_connect
     from ids.protocols.mqtt.sparkplug.detector import SparkplugDetector
     det = SparkplugDetector()
+    det.flow_cap = 1 << 40  # the size of an entry here; the byte bound is the next test's
     evs = [mqtt_connect(i * NS, aflow(client=f"10.3.{i >> 8 & 255}.{i & 255}", fid=i + 1), f"c{i}", rc=4)
            for i in range(20_000)]
     held = _held(lambda: [det.on_event(e) for e in evs])
     assert len(det.flows) == 20_000 and held / 20_000 < 180, held / 20_000
+
+
+def test_sparkplug_flow_state_bounded_in_bytes():
+    """The Sparkplug detector's per-flow table was count-capped only (65,536 flows, ~13 MB with their client
+    ids under a flood of MQTT clients: bench-hostile mqtt_clients_baseline). Under 20,000 CONNECTs from as
+    many flows with a 1 MiB bound, what tracemalloc measures (the client ids included: the events are
+    gone) stays within it, the count agrees with the measurement, and a memory_cap alert names
+    sparkplug.flows with how many flows were forgotten."""
+    from authlib import flow as aflow
+    from authlib import mqtt_connect
+    from ids.protocols.mqtt.sparkplug.detector import SparkplugDetector
+    limit = 1 << 20
+    det = SparkplugDetector()
+    det.flow_cap = limit
+    alerts: list = []
+
+    def fill():
+        for i in range(20_000):
+            alerts.extend(det.on_event(mqtt_connect(i * NS // 100, aflow(client=f"10.3.{i >> 8 & 255}.{i & 255}",
+                                                                        fid=100_000 + i), f"device-{i}", rc=4)))
+    held = _held(fill)
+    alerts += det.flush(300 * NS)
+    assert held <= limit * 1.25, f"{held:,} bytes held"
+    assert abs(held - det.flow_bytes) <= det.flow_bytes * 0.25, (held, det.flow_bytes)
+    assert 2_000 < len(det.flows) < 20_000
+    caps = [a for a in alerts if a.rule_id == CAP]
+    assert caps and {a.extra["sensor"]["pool"] for a in caps} == {"sparkplug.flows"}
+    assert sum(a.extra["sensor"]["forgotten"] for a in caps) == 20_000 - len(det.flows)
