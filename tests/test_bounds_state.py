@@ -498,3 +498,26 @@ def test_sparkplug_flow_state_bounded_in_bytes():
     caps = [a for a in alerts if a.rule_id == CAP]
     assert caps and {a.extra["sensor"]["pool"] for a in caps} == {"sparkplug.flows"}
     assert sum(a.extra["sensor"]["forgotten"] for a in caps) == 20_000 - len(det.flows)
+
+
+# ---------------------------------------------------------------------------------------------- NDJSON ids
+def test_ndjson_occurrence_window_bounded_in_bytes():
+    """The NDJSON sinks' occurrence window (the digests of the last distinct documents, so identical ones get
+    distinct ids) was count-capped only: 131,072 digests in an OrderedDict, ~27 MB when a flood of distinct
+    alerts filled it. Now held within OCCURRENCES_BYTES: 200,000 distinct documents through a 2 MiB window
+    hold within it by tracemalloc, and identical documents are still numbered apart (the ids of a
+    recurring document are those of doc_id)."""
+    from ids.output.ndjson import OCCURRENCE_BYTES, Occurrences, doc_id
+    limit = 2 << 20
+    occ = Occurrences(limit)
+    ids: list = []
+
+    def fill():
+        for i in range(200_000):
+            occ.id_for('{"n":%d}' % i)
+            if i % 1_000 == 0:
+                ids.append(occ.id_for('{"same":1}'))
+    held = _held(fill)
+    assert held <= limit * 1.25, f"{held:,} bytes held"
+    assert len(occ.seen) <= limit // OCCURRENCE_BYTES
+    assert ids == [doc_id('{"same":1}', k) for k in range(1, 201)]
