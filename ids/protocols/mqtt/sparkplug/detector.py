@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 
 from ....detect.bounds import Gate, evict_oldest, text
+from ....flow import budget
 from ....flow.budget import trim_oldest
 from ....events import Alert
 from ..messages import MqttConnect, MqttExchange, MqttPublish, MqttSubscribe
@@ -186,12 +187,16 @@ class SparkplugDetector:
                             self.recon.append((m.ts, flt, ev, fl))
         if self.recon:
             self._recon(ev.ts, out)
-        if self.flow_bytes > self.flow_cap:
+        g = budget.SHARED  # limits.memory_total, shared with the other bounded tables
+        if self.flow_bytes > self.flow_cap or (g is not None and len(self.flows) > 16 and
+                                               not g.hold("sparkplug.flows", self.flow_bytes, self.flow_cap)):
             # the oldest eighth at once (F9: never one key per new key); only here, after the event, so the
             # flow this event changed is charged whole before it can be forgotten
+            over = self.flow_bytes > self.flow_cap
             n, freed = evict_oldest(self.flows, _flow_cost)
             self.flow_bytes -= freed
-            self.gate.note("sparkplug.flows", self.flow_cap, forgotten=n)
+            self.gate.note("sparkplug.flows", self.flow_cap, forgotten=n,
+                           **({} if over else {"forgotten_for_memory_total": n}))
         if self.gate.due:
             out += self.gate.alerts(ev.ts, "sparkplug", "the Sparkplug detector's FLOW_STATE_BYTES")
         return out

@@ -1,0 +1,78 @@
+"""limits.memory_total (issue #16, docs/ROBUSTNESS.md): one bound that the per-table bounds share
+(ids/flow/budget.py: Shared). A flood that fills several tables at once, each within its own bound, held
+the sum of their bounds; with the shared bound what tracemalloc measures stays within it, each table is
+left about its share, and the alert each table raises when it gives up state says memory_total."""
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+from ids.config import Config, LimitsConfig
+from ids.flow import budget
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_hostile_state import NS, SERVER, T0, Flows, _conn, _held, _ip  # noqa: E402
+
+CAP = "otids.anomaly.sensor.memory_cap"
+
+
+def _flood(total: int):
+    """5,000 half-open Modbus flows (from 2,000 addresses: the summary's host set is not one of the bounded
+    tables) through a flow table bounded at 1 MiB, and 15,000 spoofed SYN records
+    through the scan detector bounded at 512 KiB, interleaved; `total` installed as memory_total (0: none)."""
+    from ids.detect.network.scan import ScanDetector
+    budget.install(total)
+    try:
+        t = Flows.__new__(Flows)
+        t.events, t.anomalies = [], {}
+        cfg = Config().replace(limits=LimitsConfig(flow_table_bytes=1 << 20, talkers_bytes=1 << 20))
+        from ids.flow.table import FlowTable
+        from ids.protocols import DISSECTED
+        t.table = FlowTable(cfg, DISSECTED, t._emit)
+        t.port, t.ts = 502, T0
+        scan = ScanDetector(Config().network, 512 << 10)
+        alerts: list = []
+
+        def fill():
+            for i in range(15_000):
+                if i % 3 == 0:
+                    t.ts = T0 + i * 1000
+                    t._pkt(struct.pack("!I", 0x0A000001 + i % 2000), SERVER, 1024 + i % 60000, 502, 1000, 0, 0x02)
+                alerts.extend(a for a in scan.on_event(_conn(i, _ip(i), _ip(i % 1250, 172), 502, T0 + i * 1000))
+                              or () if a.rule_id == CAP)
+        held = _held(fill)
+        alerts += [a for a in scan.flush(T0 + 3600 * NS) if a.rule_id == CAP]
+        return held, t, alerts, budget.SHARED
+    finally:
+        budget.install(0)
+
+
+def test_tables_filled_at_once_share_memory_total():
+    alone, _, _, _ = _flood(0)
+    assert alone > 2 * (768 << 10), f"{alone:,}: the tables (flows 1 MiB, talkers, scan 512 KiB) are not filled"
+    total = 768 << 10
+    held, t, alerts, g = _flood(total)
+    assert held <= total * 1.25, f"{held:,} bytes held for memory_total {total:,} ({alone:,} without it)"
+    # the flow table (at its own 1 MiB without the total) gave up flows for the others
+    assert t.table.flow_bytes < 3 * g.share("flow_table"), (t.table.flow_bytes, g.share("flow_table"))
+    assert g.refused.get("flow_table") and any(k.startswith("network.scan.") for k in g.refused)
+    full = [e for e in t.events if e.action == "flow_table_full"]
+    assert full and all(e.details.get("memory_total") == total for e in full[-1:])
+    tables = [x for a in alerts for x in a.extra["sensor"].get("tables", [a.extra["sensor"]])]
+    assert any(x.get("memory_total") == total for x in tables), tables
+
+
+def test_shares_only_matter_when_the_total_is_reached():
+    """Below the total every table may grow to its own bound (a flood of one kind is not held to that
+    table's share); at the total a table over its share gives up state, one within it is let grow (the
+    one over its share gives up when it next grows)."""
+    mib = 1 << 20
+    g = budget.Shared(10 * mib)
+    assert g.hold("a", 6 * mib, 8 * mib)  # alone: all the room there is, up to its own bound
+    assert g.hold("b", 2 * mib, 4 * mib)  # shares now a 6.67, b 3.33 MiB
+    assert g.hold("a", 8 * mib, 8 * mib)  # 10 MiB together: at the total, not over it
+    assert g.hold("b", 3 * mib, 4 * mib)  # over the total, b within its share: grows
+    assert not g.hold("a", 8 * mib + 1, 8 * mib)  # over the total and over its share: gives up
+    assert g.refused == {"a": 1} and g.share("a") == 8 * mib * 10 // 12
+    assert g.hold("a", 6 * mib, 8 * mib) and g.used == 9 * mib  # what it gave up comes off the total
