@@ -521,3 +521,21 @@ def test_ndjson_occurrence_window_bounded_in_bytes():
     assert held <= limit * 1.25, f"{held:,} bytes held"
     assert len(occ.seen) <= limit // OCCURRENCE_BYTES
     assert ids == [doc_id('{"same":1}', k) for k in range(1, 201)]
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def test_alerts_by_host_bounded():
+    """The summary's alerts-by-source-host Counter kept every address (100,000 spoofed MQTT clients, each
+    alerting: ~10 MB with their texts); it keeps MAX_ALERT_HOSTS, counts the rest together, loses no alert."""
+    from types import SimpleNamespace as NSp
+
+    from ids.detect.engine import MAX_ALERT_HOSTS, OTHER_HOSTS, Engine
+    eng = Engine([], [], [])
+    n = MAX_ALERT_HOSTS + 5_000
+    for i in range(n):
+        eng._alert(NSp(severity="low", flow=NSp(client_ip=f"10.{i >> 16}.{i >> 8 & 255}.{i & 255}"), event=None,
+                       rule_id="r", rule_name="r"))
+    eng._alert(NSp(severity="low", flow=NSp(client_ip="10.0.0.0"), event=None, rule_id="r", rule_name="r"))
+    assert len(eng.alert_hosts) == MAX_ALERT_HOSTS + 1
+    assert eng.alert_hosts[OTHER_HOSTS] == 5_000 and eng.alert_hosts["10.0.0.0"] == 2
+    assert sum(eng.alert_hosts.values()) == n + 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from ..errors import UserError
+from ..flow import budget
 from ..flow.budget import trim_oldest
 
 try:  # orjson: same compact JSON as the json module below, an order of magnitude faster
@@ -60,8 +61,12 @@ class Occurrences:
         seen = self.seen
         n = seen.pop(key, 0) + 1  # moved to the end: the window forgets what has not recurred for longest
         seen[key] = n
-        if len(seen) > self.window:
-            trim_oldest(seen, self.window)
+        if n == 1:
+            if len(seen) > self.window:
+                trim_oldest(seen, self.window)
+            elif budget.SHARED is not None and len(seen) > 16 and not budget.SHARED.hold(
+                    "output.ids", len(seen) * OCCURRENCE_BYTES, self.window * OCCURRENCE_BYTES):
+                trim_oldest(seen, len(seen))  # over its share of limits.memory_total: an eighth
         return _id(digest, n)
 
 
