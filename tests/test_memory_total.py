@@ -76,3 +76,57 @@ def test_shares_only_matter_when_the_total_is_reached():
     assert not g.hold("a", 8 * mib + 1, 8 * mib)  # over the total and over its share: gives up
     assert g.refused == {"a": 1} and g.share("a") == 8 * mib * 10 // 12
     assert g.hold("a", 6 * mib, 8 * mib) and g.used == 9 * mib  # what it gave up comes off the total
+
+
+def test_mqtt_clients_under_a_baseline_within_memory_total(tmp_path):
+    """bench-hostile mqtt_clients_baseline in small (2,000 MQTT clients, a CONNECT and a PUBLISH each, under
+    a baseline of the first 100) through the analyze pipeline with its default detectors: the flood fills
+    the flow table, the talkers, the auth tables, the baseline's deviations, the Sparkplug flows and the
+    output's occurrence window at once, each within its own bound (scaled down here), and their sum past
+    what one process should hold: 339 MB at full size before memory_total. With a total a third of the
+    tables' bounds, what the run holds at its peak (tracemalloc) drops by more than the tables gave up
+    and memory_cap/table_full alerts say memory_total."""
+    import gc
+    import json
+    import tracemalloc
+
+    from ids.cli import build_parser, build_run, close_outputs
+    from ids.commands.bench_hostile import PcapOut, mqtt_clients
+    from ids.config import load_config
+    from tests.conftest import run_cli
+    cap, small = tmp_path / "clients.pcap", tmp_path / "first.pcap"
+    for path, n in ((cap, 2_000), (small, 100)):
+        o = PcapOut(str(path))
+        mqtt_clients(o, n)
+        o.close()
+    bl = tmp_path / "bl.yaml"
+    run_cli("learn", str(small), "-q", "-o", str(bl))
+    limits = ("  flow_table_bytes: 2097152\n  talkers_bytes: 262144\n  auth_state_bytes: 1048576\n"
+              "  baseline_state_bytes: 524288\n")
+
+    def peak(total: int) -> tuple[int, list]:
+        cfg = tmp_path / f"c{total}.yaml"
+        cfg.write_text(f"limits:\n{limits}  memory_total: {total}\n")
+        out = tmp_path / f"a{total}.ndjson"
+        args = build_parser().parse_args(["analyze", str(cap), "-q", "-o", str(out), "-c", str(cfg),
+                                          "--baseline", str(bl)])
+        config = load_config(str(cfg))
+        run = build_run(args, config)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            run.analyze_file(str(cap))
+            run.finish()
+            top = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            budget.install(0)
+        close_outputs(run)
+        return top, [json.loads(line) for line in out.read_text().splitlines()]
+    alone, _ = peak(0)
+    total = 1 << 20
+    held, alerts = peak(total)
+    assert alone - held > 3 << 19, f"peak {held:,} bytes with memory_total {total:,}, {alone:,} without"
+    said = [a for a in alerts if a["rule"]["id"] in ("otids.anomaly.sensor.memory_cap", "otids.anomaly.flow.table_full")
+            and "memory_total" in json.dumps(a)]
+    assert said, "no alert says memory_total"
