@@ -130,3 +130,29 @@ def test_mqtt_clients_under_a_baseline_within_memory_total(tmp_path):
     said = [a for a in alerts if a["rule"]["id"] in ("otids.anomaly.sensor.memory_cap", "otids.anomaly.flow.table_full")
             and "memory_total" in json.dumps(a)]
     assert said, "no alert says memory_total"
+
+
+def test_workers_share_memory_total_with_the_parent(tmp_path):
+    """--workers N: the parent and every worker held the whole memory_total each (a fork copies the
+    parent's bound), so three processes could hold three totals; tcp_random_flags with two workers held 346 MB
+    summed PSS. Each process now holds process_share(total, N): the further processes' own cost off first,
+    the rest split evenly; the workers' table_full alerts say that share."""
+    import json
+
+    from ids.commands.bench_hostile import PcapOut, tcp_random_flags
+    from ids.flow.budget import PROCESS_BYTES, process_share
+    from tests.conftest import run_cli
+    cap = tmp_path / "flags.pcap"
+    o = PcapOut(str(cap))
+    tcp_random_flags(o, 20_000)
+    o.close()
+    total = 2 * PROCESS_BYTES + (3 << 20)
+    share = process_share(total, 2)
+    assert share == 1 << 20
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"limits:\n  memory_total: {total}\n")
+    out = tmp_path / "a.ndjson"
+    run_cli("analyze", str(cap), "-q", "-o", str(out), "-c", str(cfg), "--workers", "2")
+    said = {json.dumps(a.get("otids", {})) for a in map(json.loads, out.read_text().splitlines())
+            if a["rule"]["id"] == "otids.anomaly.flow.table_full"}
+    assert said and all(f'"memory_total": {share}' in s for s in said), said

@@ -75,6 +75,20 @@ def install(limit: int) -> Shared | None:
     return SHARED
 
 
+#: What each further process of `--workers N` costs beside its tables (interpreter, libraries, nDPI,
+#: its own copies of what the parent had: PSS of a worker less what its tables hold, tcp_random_flags).
+PROCESS_BYTES = 30 << 20
+
+
+def process_share(total: int, workers: int) -> int:
+    """One process's part of limits.memory_total when the parent and `workers` forked workers share it: the
+    further processes' own cost comes off first, the rest is split evenly (the workers hold the flow
+    tables, the parent the detectors that see every pair)."""
+    if total <= 0 or workers <= 1:
+        return total
+    return max(1 << 20, (total - workers * PROCESS_BYTES) // (workers + 1))
+
+
 class Pool:
     __slots__ = ("name", "limit", "used", "peak", "hits", "reported", "last_notice", "quiet")
 
