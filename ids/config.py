@@ -56,6 +56,8 @@ class LimitsConfig:
     baseline_state_bytes: int = 16 << 20  # deviations held and alerted by the baseline; beyond: oldest forgotten (alert)
     auth_state_bytes: int = 32 << 20  # the auth detector's per-key tables; beyond: oldest forgotten (alert)
     rules_state_bytes: int = 16 << 20  # the rules' threshold groups, shared by the threshold rules; beyond: oldest forgotten (alert)
+    memory_total: int = 120 << 20  # what the flow table, the pools and the detectors' tables above hold together;
+    #                                beyond: a table over its share gives up state as at its own bound (ids/flow/budget.py)
 
 
 @dataclass(frozen=True)

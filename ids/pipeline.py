@@ -16,6 +16,7 @@ from .decode.frag import FragmentReassembler
 from .detect.engine import Engine
 from .errors import CaptureError
 from .events import FlowNotice
+from .flow import budget
 from .flow.table import FlowTable
 from .protocols import DISSECTED
 
@@ -36,6 +37,7 @@ class Run:
         # sight, so its full collections walk only what the traffic built.
         gc.freeze()
         self.engine = Engine(detectors, alert_sinks, event_sinks)
+        budget.install(config.limits.memory_total)  # the bound the tables of this process share
         dc = config.decode
         lim = config.limits
         self.decoder = Decoder(dc.checksums, FragmentReassembler(dc.max_fragmented_datagrams,

@@ -465,7 +465,77 @@ def test_sparkplug_flow_state_small_for_plain_mqtt():
     from authlib import mqtt_connect
     from ids.protocols.mqtt.sparkplug.detector import SparkplugDetector
     det = SparkplugDetector()
+    det.flow_cap = 1 << 40  # the size of an entry here; the byte bound is the next test's
     evs = [mqtt_connect(i * NS, aflow(client=f"10.3.{i >> 8 & 255}.{i & 255}", fid=i + 1), f"c{i}", rc=4)
            for i in range(20_000)]
     held = _held(lambda: [det.on_event(e) for e in evs])
     assert len(det.flows) == 20_000 and held / 20_000 < 180, held / 20_000
+
+
+def test_sparkplug_flow_state_bounded_in_bytes():
+    """The Sparkplug detector's per-flow table was count-capped only (65,536 flows, ~13 MB with their client
+    ids under a flood of MQTT clients: bench-hostile mqtt_clients_baseline). Under 20,000 CONNECTs from as
+    many flows with a 1 MiB bound, what tracemalloc measures (the client ids included: the events are
+    gone) stays within it, the count agrees with the measurement, and a memory_cap alert names
+    sparkplug.flows with how many flows were forgotten."""
+    from authlib import flow as aflow
+    from authlib import mqtt_connect
+    from ids.protocols.mqtt.sparkplug.detector import SparkplugDetector
+    limit = 1 << 20
+    det = SparkplugDetector()
+    det.flow_cap = limit
+    alerts: list = []
+
+    def fill():
+        for i in range(20_000):
+            alerts.extend(det.on_event(mqtt_connect(i * NS // 100, aflow(client=f"10.3.{i >> 8 & 255}.{i & 255}",
+                                                                        fid=100_000 + i), f"device-{i}", rc=4)))
+    held = _held(fill)
+    alerts += det.flush(300 * NS)
+    assert held <= limit * 1.25, f"{held:,} bytes held"
+    assert abs(held - det.flow_bytes) <= det.flow_bytes * 0.25, (held, det.flow_bytes)
+    assert 2_000 < len(det.flows) < 20_000
+    caps = [a for a in alerts if a.rule_id == CAP]
+    assert caps and {a.extra["sensor"]["pool"] for a in caps} == {"sparkplug.flows"}
+    assert sum(a.extra["sensor"]["forgotten"] for a in caps) == 20_000 - len(det.flows)
+
+
+# ---------------------------------------------------------------------------------------------- NDJSON ids
+def test_ndjson_occurrence_window_bounded_in_bytes():
+    """The NDJSON sinks' occurrence window (the digests of the last distinct documents, so identical ones get
+    distinct ids) was count-capped only: 131,072 digests in an OrderedDict, ~27 MB when a flood of distinct
+    alerts filled it. Now held within OCCURRENCES_BYTES: 200,000 distinct documents through a 2 MiB window
+    hold within it by tracemalloc, and identical documents are still numbered apart (the ids of a
+    recurring document are those of doc_id)."""
+    from ids.output.ndjson import OCCURRENCE_BYTES, Occurrences, doc_id
+    limit = 2 << 20
+    occ = Occurrences(limit)
+    ids: list = []
+
+    def fill():
+        for i in range(200_000):
+            occ.id_for('{"n":%d}' % i)
+            if i % 1_000 == 0:
+                ids.append(occ.id_for('{"same":1}'))
+    held = _held(fill)
+    assert held <= limit * 1.25, f"{held:,} bytes held"
+    assert len(occ.seen) <= limit // OCCURRENCE_BYTES
+    assert ids == [doc_id('{"same":1}', k) for k in range(1, 201)]
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def test_alerts_by_host_bounded():
+    """The summary's alerts-by-source-host Counter kept every address (100,000 spoofed MQTT clients, each
+    alerting: ~10 MB with their texts); it keeps MAX_ALERT_HOSTS, counts the rest together, loses no alert."""
+    from types import SimpleNamespace as NSp
+
+    from ids.detect.engine import MAX_ALERT_HOSTS, OTHER_HOSTS, Engine
+    eng = Engine([], [], [])
+    n = MAX_ALERT_HOSTS + 5_000
+    for i in range(n):
+        eng._alert(NSp(severity="low", flow=NSp(client_ip=f"10.{i >> 16}.{i >> 8 & 255}.{i & 255}"), event=None,
+                       rule_id="r", rule_name="r"))
+    eng._alert(NSp(severity="low", flow=NSp(client_ip="10.0.0.0"), event=None, rule_id="r", rule_name="r"))
+    assert len(eng.alert_hosts) == MAX_ALERT_HOSTS + 1
+    assert eng.alert_hosts[OTHER_HOSTS] == 5_000 and eng.alert_hosts["10.0.0.0"] == 2
+    assert sum(eng.alert_hosts.values()) == n + 1

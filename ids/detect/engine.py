@@ -21,6 +21,11 @@ except ImportError:
 
 from .api import Detector
 
+#: Source addresses the summary's alerts-by-host table keeps (a Counter of every one grew without bound under
+#: a spoofed flood: 100,000 MQTT clients each alerting held ~10 MB); later ones are counted together.
+MAX_ALERT_HOSTS = 16384
+OTHER_HOSTS = "(other hosts)"
+
 
 class Engine:
     def __init__(self, detectors: list[Detector], alert_sinks: list, event_sinks: list):
@@ -78,7 +83,12 @@ class Engine:
                 return
         self.alerts[a.severity] += 1
         fl = a.flow or getattr(a.event, "flow", None)
-        self.alert_hosts[getattr(fl, "client_ip", None) or "-"] += 1
+        h = getattr(fl, "client_ip", None) or "-"
+        hosts = self.alert_hosts
+        if h in hosts or len(hosts) < MAX_ALERT_HOSTS:
+            hosts[h] += 1
+        else:  # a spoofed flood alerts from every address: the summary's table keeps the first ones
+            hosts[OTHER_HOSTS] += 1
         self.alert_rules[(a.rule_id, a.rule_name)] += 1
         for s in self.alert_sinks:
             s.write_alert(a)

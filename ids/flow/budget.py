@@ -21,6 +21,74 @@ except ImportError:
 NS = 1_000_000_000
 
 
+class Shared:
+    """limits.memory_total: one bound over the sum of what the bounded tables hold (the flow table, the
+    stream, reassembly and pending-request pools, the detectors' per-key tables), each of which keeps its own
+    bound too. Under a flood that fills one table, that table may use all the room the others leave (up to
+    its own bound); when the tables together reach the total, a table that asks for more gives up state as
+    at its own bound if it holds more than its share (its own bound scaled so that the shares add up to the
+    total), and is let grow otherwise (another, over its share, gives up when it next grows). So a flood
+    that fills several tables at once leaves each about its share, and the alert each table raises when it
+    gives up (memory_cap, flow_table_full) says `memory_total` with how many times it gave up for it.
+
+    What a table reports is its own count (a KeyCap: its keys at their worst case), updated when it grows;
+    a table that shrinks without growing again keeps its last report until it does (counted high, never
+    low). One per process (`SHARED`, installed by the pipeline's Run): the tables read it when they grow."""
+
+    __slots__ = ("limit", "used", "held", "bounds", "total", "refused")
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+        self.held: dict[str, int] = {}  # table -> bytes it last reported
+        self.bounds: dict[str, int] = {}  # table -> its own bound
+        self.total = 0  # sum of the own bounds
+        self.refused: dict[str, int] = {}  # table -> times it gave up state for this bound
+
+    def hold(self, table: str, n: int, bound: int) -> bool:
+        """`table` (whose own bound is `bound`) now holds `n` bytes. False when the tables together are over
+        the total and this one is over its share: it gives up state as at its own bound."""
+        old = self.held.get(table)
+        if old is None:
+            old = 0
+            self.bounds[table] = bound
+            self.total += bound
+        self.held[table] = n
+        used = self.used = self.used + n - old
+        if used <= self.limit or n * self.total <= bound * self.limit:
+            return True
+        self.refused[table] = self.refused.get(table, 0) + 1
+        return False
+
+    def share(self, table: str) -> int:
+        return self.bounds[table] * self.limit // max(1, self.total)
+
+
+#: the process's Shared bound (None: only the per-table bounds), set by install()
+SHARED: Shared | None = None
+
+
+def install(limit: int) -> Shared | None:
+    """Make `limit` bytes (limits.memory_total; 0: none) the bound the tables of this process share."""
+    global SHARED
+    SHARED = Shared(limit) if limit > 0 else None
+    return SHARED
+
+
+#: What each further process of `--workers N` costs beside its tables (interpreter, libraries, nDPI,
+#: its own copies of what the parent had: PSS of a worker less what its tables hold, tcp_random_flags).
+PROCESS_BYTES = 30 << 20
+
+
+def process_share(total: int, workers: int) -> int:
+    """One process's part of limits.memory_total when the parent and `workers` forked workers share it: the
+    further processes' own cost comes off first, the rest is split evenly (the workers hold the flow
+    tables, the parent the detectors that see every pair)."""
+    if total <= 0 or workers <= 1:
+        return total
+    return max(1 << 20, (total - workers * PROCESS_BYTES) // (workers + 1))
+
+
 class Pool:
     __slots__ = ("name", "limit", "used", "peak", "hits", "reported", "last_notice", "quiet")
 
@@ -38,7 +106,8 @@ class Pool:
         """Charge `n` bytes. False when that goes over the limit: the caller must give bytes back (the
         charge stands until it releases them, so the count stays true while it does)."""
         used = self.used = self.used + n
-        if used <= self.limit:
+        g = SHARED
+        if used <= self.limit and (g is None or g.hold(self.name, used, self.limit)):
             if used > self.peak:
                 self.peak = used
             return True
@@ -51,10 +120,16 @@ class Pool:
             return None
         self.last_notice = ts
         n, self.reported = self.hits - self.reported, self.hits
-        return {"pool": self.name, "max_bytes": self.limit, "refused": n}
+        d = {"pool": self.name, "max_bytes": self.limit, "refused": n}
+        if SHARED is not None and self.name in SHARED.refused:
+            d["memory_total"] = SHARED.limit
+        return d
 
     def give(self, n: int) -> None:
         self.used -= n
+        g = SHARED
+        if g is not None and self.name in g.held:
+            g.hold(self.name, self.used, self.limit)
 
     def stats(self) -> dict:
         return {"used": self.used, "peak": self.peak, "max_bytes": self.limit, "hits": self.hits}
@@ -162,13 +237,25 @@ class KeyCap:
         self.last_notice: int | None = None
         self.quiet = quiet
 
-    def make_room(self, d: dict, held=None) -> None:
-        """Forget the oldest keys of a full `d`; `held(value)`, when given, is how many occurrences an entry
-        holds back from alerts so far: they are counted as lost and the memory_cap alert says how many."""
-        if len(d) >= self.max_keys:
-            if held is not None:
-                self.lost += sum(held(v) for v in islice(d.values(), max(0, _excess(len(d), self.max_keys))))
-            self.hits += trim_oldest(d, self.max_keys)
+    def full(self, d: dict) -> bool:
+        """Whether `d` must make room before a new key: at max_keys, or over its share of memory_total
+        when the tables together are at it (ids/flow/budget.py: Shared)."""
+        n = len(d)
+        if n >= self.max_keys:
+            return True
+        g = SHARED
+        return g is not None and n >= 16 and not g.hold(self.name, (n + 1) * self.entry, self.max_bytes)
+
+    def make_room(self, d: dict, held=None, checked: bool = False) -> None:
+        """Forget the oldest keys of a full `d` (see full(); `checked`: the caller has just asked it):
+        an eighth of what it holds. `held(value)`, when given, is how many occurrences an entry holds back
+        from alerts so far: they are counted as lost and the memory_cap alert says how many."""
+        if not checked and not self.full(d):
+            return
+        keep = min(self.max_keys, len(d))
+        if held is not None:
+            self.lost += sum(held(v) for v in islice(d.values(), max(0, _excess(len(d), keep))))
+        self.hits += trim_oldest(d, keep)
 
     def report(self, ts: int) -> dict | None:
         if self.hits == self.reported or (self.last_notice is not None and ts - self.last_notice < self.quiet):
@@ -176,6 +263,8 @@ class KeyCap:
         self.last_notice = ts
         n, self.reported = self.hits - self.reported, self.hits
         d = {"pool": self.name, "max_bytes": self.max_bytes, "max_keys": self.max_keys, "forgotten": n}
+        if SHARED is not None and self.name in SHARED.refused:
+            d["memory_total"] = SHARED.limit
         if self.lost != self.lost_reported:
             d["occurrences_lost"], self.lost_reported = self.lost - self.lost_reported, self.lost
         return d

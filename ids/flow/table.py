@@ -23,6 +23,7 @@ from .context import SessionContext
 from . import connlog
 from .conn import ArpPacket
 from .identify import NDPI_FLOW_BYTES, Identifier
+from . import budget
 from .budget import Pool, trim_oldest
 from .tcp import Stream
 
@@ -271,8 +272,10 @@ class FlowTable:
 
     def _make_flow(self, p: Packet, ts: int, client_is_src: bool, mid: bool, table: dict) -> Flow:
         """A new flow in `table` under both directions' keys, after making room under the flow cap."""
-        if self.live >= self.cfg.max_flows or \
-                self.flow_bytes + self.ident.c_flows * NDPI_FLOW_BYTES >= self.limits.flow_table_bytes:
+        held = self.flow_bytes + self.ident.c_flows * NDPI_FLOW_BYTES
+        g = budget.SHARED  # limits.memory_total, shared with the other bounded tables (ids/flow/budget.py)
+        if self.live >= self.cfg.max_flows or held >= self.limits.flow_table_bytes or \
+                (g is not None and not g.hold("flow_table", held, self.limits.flow_table_bytes)):
             self._evict(ts)
         self.flow_bytes += FLOW_BASE
         self.nflows += 1
@@ -595,7 +598,10 @@ class FlowTable:
         dropped = len(self.talkers) - len(keep)
         self.talkers = dict(keep)
         self.stats["talkers_dropped"] += dropped
-        self._notice(None, ts, "talker_table_full", {"max_bytes": self.limits.talkers_bytes, "dropped": dropped})
+        d = {"max_bytes": self.limits.talkers_bytes, "dropped": dropped}
+        if budget.SHARED is not None and "talkers" in budget.SHARED.refused:
+            d["memory_total"] = budget.SHARED.limit
+        self._notice(None, ts, "talker_table_full", d)
 
     def _remove(self, flow: Flow, ts: int, why: str) -> None:
         self._close(flow, ts)
@@ -606,7 +612,9 @@ class FlowTable:
              flow.etype if proto == ETHER else flow.client_port if proto in (1, 58) else flow.server_port)
         t = self.talkers.get(k)
         if t is None:
-            if len(self.talkers) >= self.max_talkers:
+            g = budget.SHARED
+            if len(self.talkers) >= self.max_talkers or (g is not None and len(self.talkers) >= 16 and not g.hold(
+                    "talkers", (len(self.talkers) + 1) * TALKER_ENTRY, self.limits.talkers_bytes)):
                 self._trim_talkers(ts)
             t = self.talkers[k] = [0, 0, 0]
         t[0] += 1
@@ -675,8 +683,10 @@ class FlowTable:
         for f in flows[:n]:
             self._remove(f, ts, "evicted")
         self.stats["flows_evicted"] += n
-        self._notice(None, ts, "flow_table_full", {"max_flows": self.cfg.max_flows, "evicted": n,
-                                                   "max_bytes": self.limits.flow_table_bytes})
+        d = {"max_flows": self.cfg.max_flows, "evicted": n, "max_bytes": self.limits.flow_table_bytes}
+        if budget.SHARED is not None and "flow_table" in budget.SHARED.refused:
+            d["memory_total"] = budget.SHARED.limit
+        self._notice(None, ts, "flow_table_full", d)
 
     def finish(self, ts: int) -> None:
         """End of input: close every flow so every pending exchange is emitted with its status."""

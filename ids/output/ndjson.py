@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
-
 from ..errors import UserError
+from ..flow import budget
+from ..flow.budget import trim_oldest
 
 try:  # orjson: same compact JSON as the json module below, an order of magnitude faster
     import orjson
@@ -35,21 +35,38 @@ def _id(digest: bytes, occurrence: int) -> str:
     return hashlib.sha256(digest + b"#%d" % occurrence).hexdigest()[:32]
 
 
+#: What the occurrence window may hold, in bytes (tests/test_bounds_state.py holds it to tracemalloc). It was
+#: 131,072 digests in an OrderedDict, ~27 MB when full (a flood of distinct alerts fills it): now a plain dict
+#: keyed by 128 bits of the digest (an int: 48 bytes) with a count, at OCCURRENCE_BYTES each.
+OCCURRENCES_BYTES = 8 << 20
+#: One remembered document: the int key and its slot in a dict that is also popped from (the slots the pops
+#: leave empty are reclaimed at the dict's next resize; measured at its worst, right before that).
+OCCURRENCE_BYTES = 120
+
+
 class Occurrences:
     """Numbers identical documents 1, 2, ... so that each keeps a distinct id. Identical documents (same
-    microsecond, same flow, same everything) are written close together; the last `window` distinct ones
-    are remembered, which bounds memory on a live sensor."""
+    microsecond, same flow, same everything) are written close together; the last distinct ones are
+    remembered, within `max_bytes` (the oldest eighth forgotten at once when full), which bounds memory on a
+    live sensor and under a flood of alerts. Keys are 128 bits of the document's digest: two distinct
+    documents within the window share a key with a probability of about n^2 / 2^129."""
 
-    def __init__(self, window: int = 1 << 17):
-        self.window = window
-        self.seen: OrderedDict = OrderedDict()
+    def __init__(self, max_bytes: int = OCCURRENCES_BYTES):
+        self.window = max(16, max_bytes // OCCURRENCE_BYTES)
+        self.seen: dict[int, int] = {}
 
     def id_for(self, body: str) -> str:
         digest = hashlib.sha256(body.encode()).digest()
-        n = self.seen.pop(digest, 0) + 1
-        self.seen[digest] = n
-        if len(self.seen) > self.window:
-            self.seen.popitem(last=False)
+        key = int.from_bytes(digest[:16], "little")
+        seen = self.seen
+        n = seen.pop(key, 0) + 1  # moved to the end: the window forgets what has not recurred for longest
+        seen[key] = n
+        if n == 1:
+            if len(seen) > self.window:
+                trim_oldest(seen, self.window)
+            elif budget.SHARED is not None and len(seen) > 16 and not budget.SHARED.hold(
+                    "output.ids", len(seen) * OCCURRENCE_BYTES, self.window * OCCURRENCE_BYTES):
+                trim_oldest(seen, len(seen))  # over its share of limits.memory_total: an eighth
         return _id(digest, n)
 
 

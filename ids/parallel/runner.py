@@ -22,6 +22,8 @@ from .. import x509 as _x509
 from ..capture import open_capture
 from ..errors import CaptureError, UserError
 from ..events import FlowNotice
+from ..flow import budget
+from ..flow.budget import process_share
 from ..protocols import DISSECTED
 from .offload import Inserted, offloaded, parent_route, parent_views
 from .shard import END, NS, STEP_NOTICE, STEP_PACKET, STEP_WATERMARK, ShardTable
@@ -99,6 +101,7 @@ def _work(run, paths: list[str], wid: int, n: int, conn) -> None:
     config = run.config
     table = ShardTable(config, DISSECTED, None, verify_checksums=config.decode.checksums == "on")
     table.share(n)  # the flow bounds are the run's, divided among the workers
+    budget.install(process_share(config.limits.memory_total, n))  # and limits.memory_total with the parent
     run.table = table
     det, types = offloaded(run.engine)
     if det is not None:
@@ -283,6 +286,7 @@ class Parallel:
 
     def run(self) -> None:
         run = self.run_
+        budget.install(process_share(run.config.limits.memory_total, self.n))  # the parent's detectors' share
         t0 = time.perf_counter()
         ctx = mp.get_context("fork")
         conns = []

@@ -22,6 +22,7 @@ from ...protocols.modbus.messages import ModbusTransaction
 from ...protocols.opcua.messages import OpcuaEvent
 from ...flow.conn import ConnRecord
 from ..attack import techniques as attack
+from ...flow import budget
 from ..bounds import Gate, evict_oldest, text
 from .document import Baseline
 from .protocols import BY_PROTOCOL, PROTOCOL_MODULES
@@ -274,8 +275,12 @@ class BaselineDetector:
                     self._emit_early()
                 self.pending[key] = d
                 self.used += d.cost
+                g = budget.SHARED  # limits.memory_total, shared with the other bounded tables
                 if self.used > self.max_bytes:
-                    self._make_room(ts)
+                    self._make_room(ts, self.max_bytes)
+                elif g is not None and len(self.pending) + len(self.alerted) > 16 and \
+                        not g.hold("baseline.deviations", self.used, self.max_bytes):
+                    self._make_room(ts, self.used * 7 // 8)  # over its share: an eighth of what it holds
                 if not self.hold and key in self.pending:
                     self._emit(self.pending.pop(key))
                 return
@@ -356,11 +361,12 @@ class BaselineDetector:
         self.stats["forgotten"] += n
         return n
 
-    def _make_room(self, ts: int) -> None:
-        """Over limits.baseline_state_bytes: forget alerted deviations, oldest first; when none is left,
-        alert held ones early (they then count as alerted). Said in a memory_cap alert."""
+    def _make_room(self, ts: int, goal: int) -> None:
+        """Over limits.baseline_state_bytes (or its share of limits.memory_total): down to `goal`, forget
+        alerted deviations, oldest first; when none is left, alert held ones early (they then count as
+        alerted). Said in a memory_cap alert."""
         forgotten = early = 0
-        while self.used > self.max_bytes and (self.alerted or self.pending):
+        while self.used > goal and (self.alerted or self.pending):
             if self.alerted:
                 forgotten += self._forget()
             else:

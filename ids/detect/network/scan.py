@@ -13,6 +13,7 @@ seconds; repeats are counted into a follow-up. Decoding, states and payload coun
 from __future__ import annotations
 
 from ...config import LimitsConfig, NetworkConfig
+from ...flow import budget
 from ...flow.budget import KeyCap
 from ...flow.conn import ConnRecord
 from .common import NS, Limiter, cap_alerts, flow_of, is_unicast, listed, make_alert, when
@@ -94,7 +95,8 @@ class ScanDetector:
         its sources): forget the oldest keys down to seven eighths, in one pass, and say so."""
         cap = self.caps["flood"]
         base, per = KEY_BYTES["flood"]
-        goal, keep = cap.max_bytes * 7 // 8, self.cap * 7 // 8
+        # below its own bounds when over its share of limits.memory_total: seven eighths of what it holds
+        goal, keep = min(cap.max_bytes, self.flood_bytes) * 7 // 8, min(self.cap, len(self.flood)) * 7 // 8
         drop, freed = [], 0
         for k, w in self.flood.items():
             if self.flood_bytes - freed <= goal and len(self.flood) - len(drop) <= keep:
@@ -110,7 +112,7 @@ class ScanDetector:
     def _room(self, name: str, table: dict, ts: int) -> None:
         """`table` is full: forget its oldest keys, and say so (one memory_cap alert per quiet period)."""
         cap = self.caps[name]
-        cap.make_room(table)
+        cap.make_room(table, checked=True)
         self.out += cap_alerts(self.caps.values(), ts, self.gate, self.quiet)
 
     # ------------------------------------------------------------------ counting
@@ -120,7 +122,7 @@ class ScanDetector:
         d = table.get(key)
         if d is None:
             name = "vertical" if table is self.vertical else "horizontal" if table is self.horizontal else "sweep"
-            if len(table) >= self.caps[name].max_keys:
+            if self.caps[name].full(table):
                 self._room(name, table, start)
             d = table[key] = {}
         if d.get(target, -1) < start:
@@ -139,7 +141,7 @@ class ScanDetector:
     def _try(self, lkey: tuple, ts: int) -> None:
         n = self.tries.get(lkey)
         if n is None:
-            if len(self.tries) >= self.caps["tries"].max_keys:
+            if self.caps["tries"].full(self.tries):
                 self._room("tries", self.tries, ts)
             n = 0
         self.tries[lkey] = n + 1
@@ -222,7 +224,9 @@ class ScanDetector:
         if w is None or ts - w[0] > self.flood_window:
             if w is not None:
                 self.flood_bytes -= base + per * len(w[2])
-            elif self.flood_bytes + base > self.caps["flood"].max_bytes or len(self.flood) >= self.cap:
+            elif self.flood_bytes + base > self.caps["flood"].max_bytes or len(self.flood) >= self.cap or \
+                    (budget.SHARED is not None and len(self.flood) >= 16 and
+                     not budget.SHARED.hold("network.scan.flood", self.flood_bytes + base, self.caps["flood"].max_bytes)):
                 self._forget_floods(ts)
             w = self.flood[key] = [ts, 0, set()]
             self.flood_bytes += base

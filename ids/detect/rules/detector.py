@@ -200,8 +200,8 @@ class ThresholdState:
         """Record a match; returns how many matches the alert stands for, 0 for no alert."""
         g = self.groups.get(key)
         if g is None:
-            if len(self.groups) >= self.cap.max_keys:
-                self.cap.make_room(self.groups)
+            if self.cap.full(self.groups):
+                self.cap.make_room(self.groups, checked=True)
             # times (type `both`: a WindowCount, a faster flood of one group no longer holds more), distinct
             # values, alerts, window start
             t = self.thr

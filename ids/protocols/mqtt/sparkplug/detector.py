@@ -9,12 +9,16 @@ broker from a will have no publisher copy; they are taken from the first deliver
 Host applications are the clients (address and MQTT client id) that published an online STATE for their
 host id (3.0.0 section 7.5), or that received the commanded edge node's NBIRTH as subscribers; a command from
 any other client is an alert. Bounded: at most MAX_EDGE_NODES
-edge nodes, MAX_FLOWS flows and MAX_HOSTS host ids are tracked (the oldest are forgotten first).
+edge nodes, MAX_FLOWS flows and MAX_HOSTS host ids are tracked (the oldest are forgotten first); the flows'
+state is also bounded in bytes (FLOW_STATE_BYTES, what it really holds: every MQTT flow has an entry, so a flood
+of MQTT connections fills it), and forgetting flows for that is a memory_cap alert naming `sparkplug.flows`.
 """
 from __future__ import annotations
 
 from collections import deque
 
+from ....detect.bounds import Gate, evict_oldest, text
+from ....flow import budget
 from ....flow.budget import trim_oldest
 from ....events import Alert
 from ..messages import MqttConnect, MqttExchange, MqttPublish, MqttSubscribe
@@ -26,6 +30,15 @@ MAX_EDGE_NODES = 16384
 MAX_FLOWS = 65536
 MAX_HOSTS = 1024
 NO_BIRTHS: frozenset = frozenset()
+#: The flows' state in bytes, all flows: a flood of 100,000 MQTT clients held 65,536 entries (~13 MB with their
+#: client ids) under the count cap alone. At the bound the oldest eighth of the flows is forgotten (a
+#: forgotten flow's later traffic is judged as if its CONNECT had not been seen: no data-before-birth check).
+FLOW_STATE_BYTES = 4 << 20
+#: What one flow's entry holds (tracemalloc, tests/test_bounds_state.py): the _Flow, its flow id (an int the
+#: entry keeps alive once the flow has ended) and its dict slot; its client id's text is charged apart
+#: (bounds.text), and each edge node in its births at BIRTH_BYTES (a set slot and the key tuple with its texts).
+FLOW_BYTES = 190
+BIRTH_BYTES = 260
 #: Re-alert window per (rule, key): later occurrences are counted into the next alert.
 REALERT_NS = 60 * NS
 #: NBIRTHs of one edge node within REBIRTH_WINDOW that make a storm.
@@ -138,6 +151,9 @@ class SparkplugDetector:
         self.command_senders = set(command_senders)  # (client ip, client id) learned or configured
         self.last: dict[tuple, list] = {}  # (rule, key) -> [ts of last alert, suppressed count]
         self.recon: deque = deque()  # (ts, filter, exchange, flow state) of wildcard subscriptions, oldest first
+        self.flow_bytes = 0  # what self.flows holds (FLOW_BYTES a flow, its client id, its births)
+        self.flow_cap = FLOW_STATE_BYTES
+        self.gate = Gate()  # one memory_cap alert a minute at most
 
     def accepts(self, t) -> bool:
         return t is MqttExchange
@@ -155,7 +171,11 @@ class SparkplugDetector:
                 if type(sp) is SparkplugMessage:
                     self._publish(ev, m, sp, fl, out)
             elif t is MqttConnect and m.to_server:
+                if fl.client_id is not None:
+                    self.flow_bytes -= text(fl.client_id)
                 fl.client_id = m.client_id
+                if fl.client_id is not None:
+                    self.flow_bytes += text(fl.client_id)
                 fl.connected = True
                 sp = m.decoded
                 if type(sp) is SparkplugMessage and sp.message_type == "NDEATH":
@@ -167,14 +187,27 @@ class SparkplugDetector:
                             self.recon.append((m.ts, flt, ev, fl))
         if self.recon:
             self._recon(ev.ts, out)
+        g = budget.SHARED  # limits.memory_total, shared with the other bounded tables
+        if self.flow_bytes > self.flow_cap or (g is not None and len(self.flows) > 16 and
+                                               not g.hold("sparkplug.flows", self.flow_bytes, self.flow_cap)):
+            # the oldest eighth at once (F9: never one key per new key); only here, after the event, so the
+            # flow this event changed is charged whole before it can be forgotten
+            over = self.flow_bytes > self.flow_cap
+            n, freed = evict_oldest(self.flows, _flow_cost)
+            self.flow_bytes -= freed
+            self.gate.note("sparkplug.flows", self.flow_cap, forgotten=n,
+                           **({} if over else {"forgotten_for_memory_total": n}))
+        if self.gate.due:
+            out += self.gate.alerts(ev.ts, "sparkplug", "the Sparkplug detector's FLOW_STATE_BYTES")
         return out
 
     def _flow(self, fid: int) -> _Flow:
         fl = self.flows.get(fid)
         if fl is None:
             if len(self.flows) >= MAX_FLOWS:
-                trim_oldest(self.flows, MAX_FLOWS)
+                self.flow_bytes -= evict_oldest(self.flows, _flow_cost)[1]
             fl = self.flows[fid] = _Flow()
+            self.flow_bytes += FLOW_BYTES
         return fl
 
     def _edge(self, key) -> _Edge:
@@ -204,6 +237,8 @@ class SparkplugDetector:
             if mt == "NBIRTH" and len(fl.births) < MAX_EDGE_NODES:
                 if fl.births is NO_BIRTHS:
                     fl.births = set()
+                if key not in fl.births:
+                    self.flow_bytes += BIRTH_BYTES
                 fl.births.add(key)  # a subscriber that knows this edge node's birth: how host applications work
             return
         if "unknown_alias" in sp.problems:
@@ -363,7 +398,13 @@ class SparkplugDetector:
         while self.recon:
             _, flt, ev, fl = self.recon.popleft()
             self._recon_alert(fl, ev, flt, out)
+        out += self.gate.alerts(ts, "sparkplug", "the Sparkplug detector's FLOW_STATE_BYTES", force=True)
         return out
+
+
+def _flow_cost(fl: _Flow) -> int:
+    """What a flow's entry was charged (FLOW_BYTES, its client id, its births)."""
+    return FLOW_BYTES + (text(fl.client_id) if fl.client_id is not None else 0) + BIRTH_BYTES * len(fl.births)
 
 
 # ------------------------------------------------------------------ plug-in (ids.cli ANALYZE_PLUGINS)

@@ -1,0 +1,158 @@
+"""limits.memory_total (issue #16, docs/ROBUSTNESS.md): one bound that the per-table bounds share
+(ids/flow/budget.py: Shared). A flood that fills several tables at once, each within its own bound, held
+the sum of their bounds; with the shared bound what tracemalloc measures stays within it, each table is
+left about its share, and the alert each table raises when it gives up state says memory_total."""
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+from ids.config import Config, LimitsConfig
+from ids.flow import budget
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_hostile_state import NS, SERVER, T0, Flows, _conn, _held, _ip  # noqa: E402
+
+CAP = "otids.anomaly.sensor.memory_cap"
+
+
+def _flood(total: int):
+    """5,000 half-open Modbus flows (from 2,000 addresses: the summary's host set is not one of the bounded
+    tables) through a flow table bounded at 1 MiB, and 15,000 spoofed SYN records
+    through the scan detector bounded at 512 KiB, interleaved; `total` installed as memory_total (0: none)."""
+    from ids.detect.network.scan import ScanDetector
+    budget.install(total)
+    try:
+        t = Flows.__new__(Flows)
+        t.events, t.anomalies = [], {}
+        cfg = Config().replace(limits=LimitsConfig(flow_table_bytes=1 << 20, talkers_bytes=1 << 20))
+        from ids.flow.table import FlowTable
+        from ids.protocols import DISSECTED
+        t.table = FlowTable(cfg, DISSECTED, t._emit)
+        t.port, t.ts = 502, T0
+        scan = ScanDetector(Config().network, 512 << 10)
+        alerts: list = []
+
+        def fill():
+            for i in range(15_000):
+                if i % 3 == 0:
+                    t.ts = T0 + i * 1000
+                    t._pkt(struct.pack("!I", 0x0A000001 + i % 2000), SERVER, 1024 + i % 60000, 502, 1000, 0, 0x02)
+                alerts.extend(a for a in scan.on_event(_conn(i, _ip(i), _ip(i % 1250, 172), 502, T0 + i * 1000))
+                              or () if a.rule_id == CAP)
+        held = _held(fill)
+        alerts += [a for a in scan.flush(T0 + 3600 * NS) if a.rule_id == CAP]
+        return held, t, alerts, budget.SHARED
+    finally:
+        budget.install(0)
+
+
+def test_tables_filled_at_once_share_memory_total():
+    alone, _, _, _ = _flood(0)
+    assert alone > 2 * (768 << 10), f"{alone:,}: the tables (flows 1 MiB, talkers, scan 512 KiB) are not filled"
+    total = 768 << 10
+    held, t, alerts, g = _flood(total)
+    assert held <= total * 1.25, f"{held:,} bytes held for memory_total {total:,} ({alone:,} without it)"
+    # the flow table (at its own 1 MiB without the total) gave up flows for the others
+    assert t.table.flow_bytes < 3 * g.share("flow_table"), (t.table.flow_bytes, g.share("flow_table"))
+    assert g.refused.get("flow_table") and any(k.startswith("network.scan.") for k in g.refused)
+    full = [e for e in t.events if e.action == "flow_table_full"]
+    assert full and all(e.details.get("memory_total") == total for e in full[-1:])
+    tables = [x for a in alerts for x in a.extra["sensor"].get("tables", [a.extra["sensor"]])]
+    assert any(x.get("memory_total") == total for x in tables), tables
+
+
+def test_shares_only_matter_when_the_total_is_reached():
+    """Below the total every table may grow to its own bound (a flood of one kind is not held to that
+    table's share); at the total a table over its share gives up state, one within it is let grow (the
+    one over its share gives up when it next grows)."""
+    mib = 1 << 20
+    g = budget.Shared(10 * mib)
+    assert g.hold("a", 6 * mib, 8 * mib)  # alone: all the room there is, up to its own bound
+    assert g.hold("b", 2 * mib, 4 * mib)  # shares now a 6.67, b 3.33 MiB
+    assert g.hold("a", 8 * mib, 8 * mib)  # 10 MiB together: at the total, not over it
+    assert g.hold("b", 3 * mib, 4 * mib)  # over the total, b within its share: grows
+    assert not g.hold("a", 8 * mib + 1, 8 * mib)  # over the total and over its share: gives up
+    assert g.refused == {"a": 1} and g.share("a") == 8 * mib * 10 // 12
+    assert g.hold("a", 6 * mib, 8 * mib) and g.used == 9 * mib  # what it gave up comes off the total
+
+
+def test_mqtt_clients_under_a_baseline_within_memory_total(tmp_path):
+    """bench-hostile mqtt_clients_baseline in small (2,000 MQTT clients, a CONNECT and a PUBLISH each, under
+    a baseline of the first 100) through the analyze pipeline with its default detectors: the flood fills
+    the flow table, the talkers, the auth tables, the baseline's deviations, the Sparkplug flows and the
+    output's occurrence window at once, each within its own bound (scaled down here), and their sum past
+    what one process should hold: 339 MB at full size before memory_total. With a total a third of the
+    tables' bounds, what the run holds at its peak (tracemalloc) drops by more than the tables gave up
+    and memory_cap/table_full alerts say memory_total."""
+    import gc
+    import json
+    import tracemalloc
+
+    from ids.cli import build_parser, build_run, close_outputs
+    from ids.commands.bench_hostile import PcapOut, mqtt_clients
+    from ids.config import load_config
+    from tests.conftest import run_cli
+    cap, small = tmp_path / "clients.pcap", tmp_path / "first.pcap"
+    for path, n in ((cap, 2_000), (small, 100)):
+        o = PcapOut(str(path))
+        mqtt_clients(o, n)
+        o.close()
+    bl = tmp_path / "bl.yaml"
+    run_cli("learn", str(small), "-q", "-o", str(bl))
+    limits = ("  flow_table_bytes: 2097152\n  talkers_bytes: 262144\n  auth_state_bytes: 1048576\n"
+              "  baseline_state_bytes: 524288\n")
+
+    def peak(total: int) -> tuple[int, list]:
+        cfg = tmp_path / f"c{total}.yaml"
+        cfg.write_text(f"limits:\n{limits}  memory_total: {total}\n")
+        out = tmp_path / f"a{total}.ndjson"
+        args = build_parser().parse_args(["analyze", str(cap), "-q", "-o", str(out), "-c", str(cfg),
+                                          "--baseline", str(bl)])
+        config = load_config(str(cfg))
+        run = build_run(args, config)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            run.analyze_file(str(cap))
+            run.finish()
+            top = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            budget.install(0)
+        close_outputs(run)
+        return top, [json.loads(line) for line in out.read_text().splitlines()]
+    alone, _ = peak(0)
+    total = 1 << 20
+    held, alerts = peak(total)
+    assert alone - held > 3 << 19, f"peak {held:,} bytes with memory_total {total:,}, {alone:,} without"
+    said = [a for a in alerts if a["rule"]["id"] in ("otids.anomaly.sensor.memory_cap", "otids.anomaly.flow.table_full")
+            and "memory_total" in json.dumps(a)]
+    assert said, "no alert says memory_total"
+
+
+def test_workers_share_memory_total_with_the_parent(tmp_path):
+    """--workers N: the parent and every worker held the whole memory_total each (a fork copies the
+    parent's bound), so three processes could hold three totals; tcp_random_flags with two workers held 346 MB
+    summed PSS. Each process now holds process_share(total, N): the further processes' own cost off first,
+    the rest split evenly; the workers' table_full alerts say that share."""
+    import json
+
+    from ids.commands.bench_hostile import PcapOut, tcp_random_flags
+    from ids.flow.budget import PROCESS_BYTES, process_share
+    from tests.conftest import run_cli
+    cap = tmp_path / "flags.pcap"
+    o = PcapOut(str(cap))
+    tcp_random_flags(o, 20_000)
+    o.close()
+    total = 2 * PROCESS_BYTES + (3 << 20)
+    share = process_share(total, 2)
+    assert share == 1 << 20
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"limits:\n  memory_total: {total}\n")
+    out = tmp_path / "a.ndjson"
+    run_cli("analyze", str(cap), "-q", "-o", str(out), "-c", str(cfg), "--workers", "2")
+    said = {json.dumps(a.get("otids", {})) for a in map(json.loads, out.read_text().splitlines())
+            if a["rule"]["id"] == "otids.anomaly.flow.table_full"}
+    assert said and all(f'"memory_total": {share}' in s for s in said), said
