@@ -270,13 +270,18 @@ class FlowTable:
             self.ident.start(f)
         return f, client_is_src
 
-    def _make_flow(self, p: Packet, ts: int, client_is_src: bool, mid: bool, table: dict) -> Flow:
-        """A new flow in `table` under both directions' keys, after making room under the flow cap."""
+    def _room(self, ts: int) -> None:
+        """Before a new flow (of any transport): evict at the flow cap, the byte bound or the run's share of
+        limits.memory_total (shared with the other bounded tables, ids/flow/budget.py)."""
         held = self.flow_bytes + self.ident.c_flows * NDPI_FLOW_BYTES
-        g = budget.SHARED  # limits.memory_total, shared with the other bounded tables (ids/flow/budget.py)
+        g = budget.SHARED
         if self.live >= self.cfg.max_flows or held >= self.limits.flow_table_bytes or \
                 (g is not None and not g.hold("flow_table", held, self.limits.flow_table_bytes)):
             self._evict(ts)
+
+    def _make_flow(self, p: Packet, ts: int, client_is_src: bool, mid: bool, table: dict) -> Flow:
+        """A new flow in `table` under both directions' keys, after making room under the flow cap."""
+        self._room(ts)
         self.flow_bytes += FLOW_BASE
         self.nflows += 1
         self.live += 1
@@ -393,9 +398,7 @@ class FlowTable:
             # the same bounds as a TCP or UDP flow, in count and in bytes: ARP, ICMP and other-protocol flows
             # used to be left out of the byte count, while removing one took FLOW_BASE back, so an ARP flood
             # drove the count down (100,000 ARP flows held 150 MB against the 104 MiB bound)
-            if self.live >= self.cfg.max_flows or \
-                    self.flow_bytes + self.ident.c_flows * NDPI_FLOW_BYTES >= self.limits.flow_table_bytes:
-                self._evict(ts)
+            self._room(ts)
             self.flow_bytes += FLOW_BASE
             self.nflows += 1
             self.live += 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 from itertools import islice
 
 from ...config import NetworkConfig
+from ...flow import budget
 from ...flow.budget import KeyCap, trim_oldest
 from ...flow.conn import ArpPacket
 from .common import NS, ArpView, Limiter, cap_alerts, listed, make_alert, when
@@ -64,7 +65,10 @@ class ArpWatch:
         if ip not in NO_IP and mac:
             self._burst(p, mac, ip, ts)
             self._claim(p, mac, ip, ts)
-            if self.claims * CLAIM_BYTES > STATE_BYTES:
+            held = self.claims * CLAIM_BYTES
+            g = budget.SHARED  # limits.memory_total, shared with the other bounded tables
+            if held > STATE_BYTES or (g is not None and held > (1 << 20) and
+                                      not g.hold("network.arp.claims", held, STATE_BYTES)):
                 self._forget_claims(ts)
         if self.out:
             out, self.out = self.out, []
