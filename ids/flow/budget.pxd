@@ -3,7 +3,7 @@
 # the C mapping slot instead of a Python-level __setitem__ lookup and call, and Charged calls the pool's
 # methods directly. Every field stays a Python object (no C integer overflow).
 cdef class Pool:
-    cdef public object name, limit, used, peak, hits, reported, last_notice, quiet
+    cdef public object name, limit, used, peak, hits, reported, last_notice, quiet, shown
     cpdef take(self, n)
     cpdef give(self, n)
 
