@@ -106,10 +106,16 @@ def _site_rules(pcap: str, n: int, out: str) -> tuple[int, str] | None:
     addresses and written as a rule file, for the row that measures the rules engine at site scale."""
     if n <= 0:
         return None
-    from ..detect.rules.bench import _sample, site_matches, site_yaml
     path = os.path.join(out, "site-rules.yml")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(site_yaml(site_matches(n, _sample(pcap))))
+    # in a process of its own: sampling the capture grows this one, and a child's peak RSS (wait4) starts
+    # from what its parent held when it forked (every row after would show this process's ~85 MB)
+    p = subprocess.run([sys.executable, "-c", "import sys; from ids.detect.rules.bench import _sample, site_matches, "
+                        "site_yaml; open(sys.argv[3], 'w', encoding='utf-8').write(site_yaml(site_matches("
+                        "int(sys.argv[2]), _sample(sys.argv[1]))))", pcap, str(n), path],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if p.returncode:
+        last = (p.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"{pcap}: writing {n:,} site rules from it failed (exit {p.returncode}): {last}")
     return n, path
 
 
