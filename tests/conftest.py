@@ -52,6 +52,25 @@ def run_cli(*args: str, check_rc: int | None = 0, timeout: int = 300) -> subproc
     return p
 
 
+def start_driver(driver: Path, pure: bool) -> subprocess.Popen:
+    """A pure-vs-compiled identity driver (tests/*compiled_driver.py) in a process of its own: forced pure
+    Python (OTIDS_PURE=1) or running the compiled modules; its JSON report comes from finish_driver()."""
+    from ids import _build
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    env.pop(_build.PURE_ENV, None)
+    if pure:
+        env[_build.PURE_ENV] = "1"
+    return subprocess.Popen([sys.executable, str(driver)], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def finish_driver(p: subprocess.Popen, what: str) -> dict:
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, f"{what} run failed (exit {p.returncode}):\n{err.decode(errors='replace')[-3000:]}"
+    return json.loads(out)
+
+
 def read_ndjson(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]

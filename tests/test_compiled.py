@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ids import _build  # noqa: E402
+from conftest import finish_driver, start_driver  # noqa: E402
 
 DRIVER = ROOT / "tests" / "compiled_driver.py"
 BUILD_HINT = ("build them with `python3 setup.py build_ext --inplace` (needs Cython and a C compiler; "
@@ -32,22 +33,11 @@ def _env(pure: bool) -> dict:
     return env
 
 
-def _start(pure: bool) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(DRIVER)], cwd=ROOT, env=_env(pure), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-
-
-def _finish(p: subprocess.Popen, what: str) -> dict:
-    out, err = p.communicate(timeout=600)
-    assert p.returncode == 0, f"{what} run failed (exit {p.returncode}):\n{err.decode(errors='replace')[-3000:]}"
-    return json.loads(out)
-
-
 def test_compiled_matches_pure_on_every_capture():
     corpus = ROOT.parent / "shared" / "corpus"
     assert corpus.is_dir(), f"{corpus} is missing: this test runs the corpus both ways"
-    pure_p, comp_p = _start(True), _start(False)  # side by side: two cores, half the wait
-    pure, comp = _finish(pure_p, "pure (OTIDS_PURE=1)"), _finish(comp_p, "compiled")
+    pure_p, comp_p = start_driver(DRIVER, True), start_driver(DRIVER, False)  # side by side: two cores, half the wait
+    pure, comp = finish_driver(pure_p, "pure (OTIDS_PURE=1)"), finish_driver(comp_p, "compiled")
 
     assert set(pure["modules"]) == set(_build.COMPILED)
     assert all(s == f"pure ({_build.PURE_ENV}=1)" for s in pure["modules"].values()), pure["modules"]

@@ -6,9 +6,6 @@ capture pairs of pcaps/ml, the trained model files, every window row of the test
 When the modules are not built this test fails and says how to build them, rather than compare pure with pure."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,24 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ids import _build  # noqa: E402
+from conftest import finish_driver, start_driver  # noqa: E402
 
 DRIVER = ROOT / "tests" / "ml_compiled_driver.py"
 ML_MODULES = ("ids.detect.ml.features", "ids.protocols.modbus.ml")
-
-
-def _start(pure: bool) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop(_build.PURE_ENV, None)
-    if pure:
-        env[_build.PURE_ENV] = "1"
-    return subprocess.Popen([sys.executable, str(DRIVER)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-
-
-def _finish(p: subprocess.Popen, what: str) -> dict:
-    out, err = p.communicate(timeout=600)
-    assert p.returncode == 0, f"{what} run failed (exit {p.returncode}):\n{err.decode(errors='replace')[-3000:]}"
-    return json.loads(out)
 
 
 def test_ml_modules_are_in_the_compiled_build():
@@ -45,8 +28,8 @@ def test_compiled_ml_matches_pure():
         for part in ("train", "test"):
             p = ROOT / "pcaps" / "ml" / f"{proto}-{part}.pcap.gz"
             assert p.is_file(), f"{p} is missing (pcaps/ml/make_ml_captures.py makes it)"
-    pure_p, comp_p = _start(True), _start(False)  # side by side: two cores, half the wait
-    pure, comp = _finish(pure_p, "pure (OTIDS_PURE=1)"), _finish(comp_p, "compiled")
+    pure_p, comp_p = start_driver(DRIVER, True), start_driver(DRIVER, False)  # side by side: two cores, half the wait
+    pure, comp = finish_driver(pure_p, "pure (OTIDS_PURE=1)"), finish_driver(comp_p, "compiled")
     assert all(s == f"pure ({_build.PURE_ENV}=1)" for s in pure["modules"].values()), pure["modules"]
     not_compiled = {m: s for m, s in comp["modules"].items() if s != "compiled"}
     assert not not_compiled, ("ML modules not running compiled, build them with `python3 setup.py build_ext "
