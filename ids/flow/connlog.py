@@ -198,12 +198,17 @@ def record(flow, ts: int, why: str) -> ConnRecord:
                           flow.pkts[0], flow.ipb[0], flow.pkts[1], flow.ipb[1], flow.bytes[0], flow.bytes[1],
                           "OTH", "", 0, flow.etype, tuple(sorted(notes)), flow.last_ts, None, None, None)
     if proto == 6 or proto == 17:
-        cid = flow.context.community_id
+        ctx = flow.context  # built for the flow's events, or now: its texts serve the record too
+        cid = ctx.community_id
+        cip, cmac, sip, smac = ctx.client_ip, ctx.client_mac, ctx.server_ip, ctx.server_mac
     elif proto == 1 or proto == 58:  # ports are the ICMP type and its counterpart or code; etype 1: one-way
         cid = community_id_any(proto, flow.client_ip, flow.server_ip, flow.client_port, flow.server_port,
                                flow.etype == 1)
     else:
         cid = community_id_any(proto, flow.client_ip, flow.server_ip, None, None)
+    if proto != 6 and proto != 17:
+        cip, cmac = ip_text(flow.client_ip), mac_text(flow.client_mac)
+        sip, smac = ip_text(flow.server_ip), mac_text(flow.server_mac)
     if proto == 6:
         hist, missed = "".join(flow.hist), cs.gap_bytes + ss.gap_bytes
     elif proto == 17:
@@ -212,8 +217,8 @@ def record(flow, ts: int, why: str) -> ConnRecord:
         hist, missed = "", 0
     has_ports = proto in (6, 17, 1, 58)
     return ConnRecord(ts, flow.first_ts, flow.flow_id, transport_name(proto), flow.app or None, flow.ident_by,
-                      ip_text(flow.client_ip), flow.client_port if has_ports else None, mac_text(flow.client_mac),
-                      ip_text(flow.server_ip), flow.server_port if has_ports else None, mac_text(flow.server_mac),
+                      cip, flow.client_port if has_ports else None, cmac,
+                      sip, flow.server_port if has_ports else None, smac,
                       flow.vlan, cid,
                       flow.pkts[0], flow.ipb[0], flow.pkts[1], flow.ipb[1], flow.bytes[0], flow.bytes[1],
                       conn_state(flow), hist, missed, None, tuple(sorted(notes)), flow.last_ts,
