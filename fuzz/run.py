@@ -31,7 +31,7 @@ FUZZ = ROOT / "fuzz"
 _LAZY = ("ids.x509", "ids.protocols.tls.certificates", "ids.detect.auth.certs", "ids.detect.auth.verdicts",
          "ids.detect.auth.registry", "ids.detect.baseline.document", "ids.detect.rules.loader",
          "ids.detect.rules.suricata", "ids.detect.ml.store", "ids.config",
-         "ids.output.elasticsearch.answers", "ids.output.elasticsearch.backend")
+         "ids.output.elasticsearch.answers", "ids.output.elasticsearch.backend", "ids.flow.ndpi", "ids.flow.deep")
 
 
 def _names() -> list[str]:
@@ -40,12 +40,36 @@ def _names() -> list[str]:
     return list(HARNESSES)
 
 
+def _scope(name: str, spec: str) -> list[str]:
+    """--instrument's module prefixes for harness `name` ({proto}: the harness's protocol)."""
+    proto = name.split("_", 1)[1] if name.startswith(("session_", "probe_")) else name
+    return [p.strip().replace("{proto}", proto) for p in spec.split(",") if p.strip()]
+
+
+def _within(module: str, prefixes: list[str]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def _modules() -> list[str]:
+    """Every module and package of ids and fuzz, from the files (importing them to walk would load them
+    before the instrumentation hook)."""
+    out = []
+    for top in ("ids", "fuzz"):
+        for f in (ROOT / top).rglob("*.py"):
+            parts = list(f.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            out.append(".".join(parts))
+    return out
+
+
 def child(name: str, fuzzer_args: list[str]) -> None:
     """In the fuzzing process: instrument, then hand the harness to libFuzzer (never returns)."""
     import importlib
 
     import atheris
     sys.path.insert(0, str(ROOT))
+    scope = _scope(name, os.environ.get(SCOPE_ENV, "")) or ["ids", "fuzz"]
     # An editable install of another checkout must not supply modules: atheris's import hook passes over
     # namespace packages (ids.detect has no __init__.py here) and would take that checkout's instead.
     def _name(f) -> str:  # finders are classes or instances
@@ -58,7 +82,10 @@ def child(name: str, fuzzer_args: list[str]) -> None:
     # uninstrumented; imported here, atheris's finder comes first and wraps what that finder returns.
     import ids  # noqa: F401
     before = set(sys.modules)  # ids and its loader (ids._build): not instrumented, nothing to fuzz there
-    with atheris.instrument_imports(include=["ids", "fuzz"]):
+    # atheris includes whole top-level packages and excludes exact module names: with --instrument, every
+    # module of ids and fuzz outside the scope is excluded by name (and runs compiled where it is built)
+    skip = [] if scope == ["ids", "fuzz"] else [m for m in _modules() if not _within(m, scope)]
+    with atheris.instrument_imports(include=["ids", "fuzz"], exclude=skip):
         import fuzz.harnesses as h
         for m in _LAZY:
             importlib.import_module(m)
@@ -68,25 +95,29 @@ def child(name: str, fuzzer_args: list[str]) -> None:
     if stray:
         sys.exit(f"fuzz/run.py: modules from outside {ROOT}: {stray[:3]}")
     blind = [n for n, m in list(sys.modules.items())
-             if n.startswith("ids") and str(getattr(m, "__file__", "") or "").endswith((".so", ".pyd"))]
+             if _within(n, scope) and str(getattr(m, "__file__", "") or "").endswith((".so", ".pyd"))]
     if blind:
         sys.exit(f"fuzz/run.py: compiled modules would run uninstrumented: {blind[:3]} (OTIDS_PURE=1 unset?)")
     plain = [n for n, m in list(sys.modules.items())
-             if n.startswith("ids.") and n not in before and getattr(m, "__spec__", None) is not None
+             if n.startswith("ids.") and _within(n, scope) and n not in before and getattr(m, "__spec__", None) is not None
              and m.__spec__.origin
              and m.__spec__.origin.endswith(".py") and not type(m.__spec__.loader).__name__.startswith("Atheris")]
     if plain:
         sys.exit(f"fuzz/run.py: modules loaded without atheris's instrumentation: {sorted(plain)[:5]}")
+    inst = sorted(n for n, m in list(sys.modules.items()) if n.split(".")[0] in ("ids", "fuzz")
+                  and getattr(m, "__spec__", None) is not None and type(m.__spec__.loader).__name__.startswith("Atheris"))
+    print(f"fuzz/run.py: {len(inst)} modules instrumented: {' '.join(inst)}", file=sys.stderr, flush=True)
     atheris.Setup([sys.argv[0]] + fuzzer_args, fn)
     atheris.Fuzz()
 
 
+SCOPE_ENV = "OTIDS_FUZZ_SCOPE"  # --instrument, handed to the child
 _STAT = re.compile(r"stat::(\w+):\s*(\d+)")
 _COV = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)")
 
 
 def run_one(name: str, seconds: int, runs: int, sources: list[str], work: str | None, artifacts: str | None,
-            max_len: int, log: Path | None) -> dict:
+            max_len: int, log: Path | None, scope: str = "") -> dict:
     sys.path.insert(0, str(ROOT))
     from fuzz import seeds as seedmod
     tmp = tempfile.mkdtemp(prefix=f"otids-fuzz-{name}-")
@@ -111,7 +142,11 @@ def run_one(name: str, seconds: int, runs: int, sources: list[str], work: str | 
     t0 = time.time()
     # Pure Python modules even where compiled ones are built in place: atheris instruments Python bytecode,
     # so a compiled parser would run blind (no coverage feedback from the code most exposed to the wire).
-    env = dict(os.environ, OTIDS_PURE="1")
+    # With --instrument, only the modules in scope must be pure (the child refuses compiled ones there);
+    # the rest runs as the product does, compiled where built.
+    env = dict(os.environ, OTIDS_PURE="1") if not scope else dict(os.environ, **{SCOPE_ENV: scope})
+    if scope:
+        env.pop("OTIDS_PURE", None)
     p = subprocess.run([sys.executable, __file__, "--child", name, "--", *args, *dirs], cwd=ROOT,
                        capture_output=True, text=True, env=env)
     out = p.stderr
@@ -147,6 +182,10 @@ def main(argv=None) -> int:
     ap.add_argument("--artifacts", help="write crashes here instead of fuzz/crashes/HARNESS")
     ap.add_argument("--max-len", type=int, default=16384)
     ap.add_argument("--log", help="folder for each harness's full libFuzzer output")
+    ap.add_argument("--instrument", default="",
+                    help="instrument only these module prefixes, comma-separated ({proto}: the harness's "
+                         "protocol), the rest running compiled where built; default: every ids and fuzz "
+                         "module, pure Python. E.g. ids.flow.identify,ids.flow.ndpi,ids.protocols.{proto},fuzz")
     a = ap.parse_args(argv)
     if a.list:
         print("\n".join(names))
@@ -162,7 +201,7 @@ def main(argv=None) -> int:
         log = Path(a.log) / f"{h}.log" if a.log else None
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
-        r = run_one(h, a.time, a.runs, a.sources, a.work, a.artifacts, a.max_len, log)
+        r = run_one(h, a.time, a.runs, a.sources, a.work, a.artifacts, a.max_len, log, a.instrument)
         print(f"{h:22} {r['execs']:>10} {r['cov']:>6} {r['ft']:>7} {r['corpus']:>6} {r['seconds']:>5}  "
               f"{' '.join(r['crashes']) or '-'}", flush=True)
         if r["rc"]:

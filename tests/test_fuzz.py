@@ -149,3 +149,21 @@ def test_atheris_smoke_run_of_every_harness(tmp_path):
         name, execs, cov = line.split()[:3]
         assert int(execs) > 0 and int(cov) > 0, line
     assert not list((tmp_path / "crashes").iterdir())
+
+
+def test_instrument_scope_fuzzes_only_the_named_modules(tmp_path):
+    """--instrument (the identified-only session runs, docs/ROBUSTNESS.md): exactly the modules in scope are
+    instrumented ({proto} naming the harness's protocol), the rest runs as the product does."""
+    import atheris  # noqa: F401
+    p = subprocess.run([sys.executable, str(FUZZ / "run.py"), "session_dnp3", "--time", "2", "--runs", "300",
+                        "--instrument", "ids.flow.identify,ids.flow.ndpi,ids.protocols.{proto},fuzz",
+                        "--work", str(tmp_path / "work"), "--artifacts", str(tmp_path / "crashes"),
+                        "--log", str(tmp_path / "log")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr[-3000:]
+    name, execs, cov = p.stdout.splitlines()[1].split()[:3]
+    assert name == "session_dnp3" and int(execs) > 0 and int(cov) > 0, p.stdout
+    log = (tmp_path / "log" / "session_dnp3.log").read_text()
+    listed = [ln for ln in log.splitlines() if "modules instrumented:" in ln]
+    assert listed, log[-2000:]
+    assert set(listed[0].split(": ", 2)[2].split()) == {
+        "fuzz", "fuzz.harnesses", "ids.flow.identify", "ids.flow.ndpi", "ids.protocols.dnp3"}, listed[0]
