@@ -108,6 +108,27 @@ def test_two_minute_capture_refusal_says_what_is_missing_and_the_advice_works(pl
     run_cli("train", str(two), "-o", str(tmp_path / "m"), "--hop", "5", "--windows", "5,30", "-q")
 
 
+def test_capture_out_of_time_order_is_refused_and_the_advice_works(plain_train, tmp_path):
+    """The second half of a capture put before the first (mergecap -a): the windows would mix traffic far
+    apart in time and the span came out negative ("-44772 h"); train refuses in one line, and the advice
+    (reordercap) gives a capture it trains on."""
+    first = _cut_seconds(plain_train, tmp_path / "first.pcap", 900)
+    start = subprocess.run([need_tool("capinfos"), "-a", "-T", "-r", "-S", str(plain_train)], capture_output=True,
+                           text=True, check=True).stdout.split()[1]
+    second = tmp_path / "second.pcap"
+    subprocess.run([need_tool("editcap"), "-A", f"{float(start) + 900:.6f}", str(plain_train), str(second)], check=True)
+    swapped = tmp_path / "swapped.pcap"
+    subprocess.run([need_tool("mergecap"), "-a", "-F", "pcap", "-w", str(swapped), str(second), str(first)], check=True)
+    p = run_cli("train", str(swapped), "-o", str(tmp_path / "m"), check_rc=2)
+    err = p.stderr.strip()
+    assert len(err.splitlines()) == 1 and "older than one before it" in err and "reordercap" in err, err
+    assert not (tmp_path / "m").exists()
+    fixed = tmp_path / "fixed.pcap"
+    subprocess.run([need_tool("reordercap"), str(swapped), str(fixed)], check=True, capture_output=True)
+    run_cli("train", str(fixed), "-o", str(tmp_path / "m"), "-q")
+    assert load(str(tmp_path / "m")).meta["training"]["hours"] > 0
+
+
 def test_false_alerts_per_day_sets_the_thresholds(tmp_path):
     """A larger daily budget gives lower thresholds, and train reports the expected count for it."""
     outs = {}

@@ -45,6 +45,8 @@ class ViewTap:
         self.fn = fn
         self.views = 0
         self.last_ts = 0
+        self.newest = None  # the latest exchange time so far
+        self.back = (0, 0)  # the largest step back in time (ns) and the exchange (1-based) that took it
 
     def on_event(self, ev):
         a = ADAPTERS.get(type(ev))
@@ -52,6 +54,10 @@ class ViewTap:
             v = a(ev)
             if v is not None:
                 self.views += 1
+                if self.newest is None or v.ts > self.newest:
+                    self.newest = v.ts
+                elif self.newest - v.ts > self.back[0]:
+                    self.back = (self.newest - v.ts, self.views)
                 self.fn(v)
         return None
 
@@ -122,6 +128,12 @@ def extract(paths: list[str], config: Config, spec: WindowSpec, holdout: float) 
     everything, fitted, run, tap = profiles(block, period)
     if not origin:
         raise UserError(f"{paths[0]}: no traffic the ML detector reads (Modbus/TCP, OPC UA, MQTT) in the training captures")
+    back, at = tap.back
+    if back > spec.longest * NS:
+        # merged or re-stamped captures: windows would mix traffic hours apart and the span means nothing
+        raise UserError(f"{paths[0] if len(paths) == 1 else ', '.join(paths)}: exchange {at} is {back / NS:,.0f} s "
+                        f"older than one before it; training needs one capture in time order (sort it first, "
+                        f"e.g. reordercap IN OUT)")
     span = run.last_ts - origin[0]
     adapted = False
     if span < period * block:
