@@ -35,9 +35,9 @@ class ScanDetector:
         self.window = cfg.scan_window * NS
         self.flood_window = cfg.syn_flood_window * NS
         self.cap = cfg.max_tracked
-        self.vertical: dict[tuple, dict] = {}  # (transport, src, dst) -> {port: start}
-        self.horizontal: dict[tuple, dict] = {}  # (transport, src, port) -> {dst: start}
-        self.sweep: dict[str, dict] = {}  # src -> {dst: start}
+        self.vertical: dict[tuple, dict | tuple] = {}  # (transport, src, dst) -> {port: start}, or (port, start)
+        self.horizontal: dict[tuple, dict | tuple] = {}  # (transport, src, port) -> {dst: start}, or (dst, start)
+        self.sweep: dict[str, dict | tuple] = {}  # src -> {dst: start}, or (dst, start) while there is one
         self.flood: dict[tuple, list] = {}  # (dst, port) -> [window start, attempts, sources]
         self.flood_bytes = 0  # what `flood` holds (KEY_BYTES: a key, and each source kept under it)
         self.tries: dict[tuple, int] = {}  # (rule, src) -> attempts not yet reported by an alert
@@ -124,7 +124,14 @@ class ScanDetector:
             name = "vertical" if table is self.vertical else "horizontal" if table is self.horizontal else "sweep"
             if self.caps[name].full(table):
                 self._room(name, table, start)
+            if threshold > 1:
+                # one target so far: a pair, not a dict (each source of a spoofed flood tries once; the dict
+                # per key was most of this detector's time under one)
+                table[key] = (target, start)
+                return None
             d = table[key] = {}
+        elif type(d) is tuple:
+            d = table[key] = {d[0]: d[1]}  # the key keeps its place in the table (eviction order)
         if d.get(target, -1) < start:
             d[target] = start
         if len(d) < threshold:
