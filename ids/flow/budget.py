@@ -86,10 +86,19 @@ PROCESS_BYTES = 30 << 20
 def process_share(total: int, workers: int) -> int:
     """One process's part of limits.memory_total when the parent and `workers` forked workers share it: the
     further processes' own cost comes off first, the rest is split evenly (the workers hold the flow
-    tables, the parent the detectors that see every pair)."""
-    if total <= 0 or workers <= 1:
+    tables, the parent the detectors that see every pair). `--workers 1` forks none: the whole total."""
+    if workers <= 1:
         return total
-    return max(1 << 20, (total - workers * PROCESS_BYTES) // (workers + 1))
+    return split_total(total, workers + 1)
+
+
+def split_total(total: int, processes: int) -> int:
+    """One process's part of limits.memory_total among `processes` processes, all but the first forked: each
+    further one's own cost (PROCESS_BYTES) off first, the rest split evenly. `otids live --workers N` is N
+    processes that each capture (the sensor and N-1 workers); `analyze --workers N` is N+1."""
+    if total <= 0 or processes <= 1:
+        return total
+    return max(1 << 20, (total - (processes - 1) * PROCESS_BYTES) // processes)
 
 
 class Pool:

@@ -31,6 +31,7 @@ import time
 from .. import x509 as _x509
 from ..capture.live import SOL_PACKET, LiveCapture
 from ..errors import UserError
+from ..flow import budget
 from .offload import offloaded, parent_route
 from .runner import WorkerFailed
 
@@ -250,6 +251,10 @@ class LiveWorkers:
     def start(self) -> None:
         ctx = mp.get_context("fork")
         self.run.table.share(self.n)  # the sensor and every worker each hold 1/n of the flow bounds
+        # and its part of limits.memory_total (before the fork, so every worker inherits it): each had the whole
+        g = budget.SHARED
+        if g is not None:
+            g.limit = budget.split_total(self.run.config.limits.memory_total, self.n)
         by_pair = True
         for c in self.caps:
             by_pair = join_fanout(c, os.getpid() + c.ifindex, by_pair)
