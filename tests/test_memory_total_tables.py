@@ -1,0 +1,113 @@
+"""The tables that stood outside limits.memory_total (issue #16, docs/ROBUSTNESS.md "One total over the
+tables"): the IP fragment pool, the auth re-alert limiter, the summary's host set and alerts-by-host table,
+the ML windower's state. Each reports what it really holds (held to tracemalloc here) to the shared total
+and, at the total and over its share, gives up state with an alert saying memory_total."""
+from __future__ import annotations
+
+import os
+import struct
+import tracemalloc
+
+from ids.decode.frag import FragmentReassembler
+from ids.flow import budget
+
+MIB = 1 << 20
+
+
+def _frag_key(d: int) -> tuple:
+    return (struct.pack("!I", 0x0A000000 + d), b"\xc0\xa8\x00\x01", d & 0xFFFF, 17)
+
+
+def _fill_fragments(fr: FragmentReassembler, datagrams: int, frags: int, size: int = 8, notes=None,
+                    gap: int = 2) -> list:
+    """`frags` fragments of `size` bytes to each of `datagrams` datagrams, by default a hole after each (so
+    none merges with the next: the most intervals a fragment can cost; gap=1: back to back), payloads made
+    as the decoder makes them (a new bytes object each)."""
+    notes = [] if notes is None else notes
+    blob = os.urandom(size * 2)
+    for d in range(datagrams):
+        key = _frag_key(d)
+        for k in range(frags):
+            fr.add(0, key, k * size * gap, True, blob[k & 1:(k & 1) + size], notes)
+    return notes
+
+
+def test_fragment_cost_matches_tracemalloc():
+    """What the pool counts (`held`) against what tracemalloc sees, for one-fragment datagrams (the datagram's
+    own objects dominate: counted 128 bytes where 570 were held, before DATAGRAM_OVERHEAD) and for datagrams
+    of many small fragments with holes."""
+    for datagrams, frags, gap in ((1_000, 1, 2), (100, 500, 2), (500, 20, 2), (100, 500, 1), (500, 20, 1)):
+        fr = FragmentReassembler(max_datagrams=1 << 20, max_fragments=1 << 20, max_bytes=1 << 30,
+                                 max_total_bytes=1 << 40)
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            _fill_fragments(fr, datagrams, frags, gap=gap)
+            traced = tracemalloc.get_traced_memory()[0] - base
+        finally:
+            tracemalloc.stop()
+        assert abs(fr.held - traced) <= traced * 0.25, (datagrams, frags, gap, fr.held, traced)
+
+
+def test_fragment_pool_gives_up_its_share_of_memory_total():
+    """Another table (a stream pool) fills its part of the total; then a fragment flood. Without the total
+    the pool grows to its own 4 MiB; with it, it stops about its share and its memory_cap says memory_total."""
+    g = budget.install(4 * MIB)
+    try:
+        other = budget.Pool("stream_buffer", 4 * MIB)
+        assert other.take(3 * MIB)
+        fr = FragmentReassembler(max_datagrams=4096, max_total_bytes=4 * MIB)
+        notes = _fill_fragments(fr, 4_000, 20)
+        share = g.share("ip_fragments")
+        assert share == 2 * MIB
+        assert fr.held <= share + budget.REPORT_STEP, (fr.held, share)
+        said = [n[2] for n in notes if n[1] == "memory_cap"]
+        assert said and all(d.get("memory_total") == 4 * MIB and d["pool"] == "ip_fragments" for d in said)
+        assert g.held["ip_fragments"] >= fr.held  # counted high, never low
+    finally:
+        budget.install(0)
+    fr = FragmentReassembler(max_datagrams=4096, max_total_bytes=4 * MIB)
+    _fill_fragments(fr, 4_000, 20)
+    assert fr.held > 3 * MIB  # no total: its own bound only
+
+
+def test_auth_limiter_gives_up_its_share_of_memory_total():
+    """The auth detector's re-alert limiter (its own Limiter, keys capped by a count from its KeyCap) never
+    told limits.memory_total what it held: 20,000 refused MQTT clients (a key each, 3,000 bytes a key at
+    worst) filled it to its own bound whatever the other tables held. Now, with the total reached, it keeps
+    about its share, follow-ups say what the forgotten keys held back, and its memory_cap says memory_total."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from authlib import flow as aflow
+    from authlib import mqtt_connect
+    from ids.config import LimitsConfig
+    from ids.detect.auth.detector import AuthDetector
+    cap_rule = "otids.anomaly.sensor.memory_cap"
+
+    def flood(total: int):
+        g = budget.install(total)
+        try:
+            if g is not None:
+                assert budget.Pool("stream_buffer", 16 * MIB).take(12 * MIB)  # another table holds its part
+            det = AuthDetector(limits=LimitsConfig(auth_state_bytes=16 * MIB))
+            alerts = []
+            for i in range(20_000):
+                fl = aflow(client=f"10.9.{i >> 8 & 255}.{i & 255}", fid=i + 1)
+                alerts.extend(det.on_event(mqtt_connect(i * 10**9, fl, f"c{i}", rc=5)) or ())
+            alerts.extend(det.flush(30_000 * 10**9))
+            return det, alerts, g
+        finally:
+            budget.install(0)
+    alone, _, _ = flood(0)
+    cap = alone.caps["limiter"]
+    assert len(alone.limiter.entries) == cap.max_keys  # its own bound: 3,075 keys, 8.8 MiB at worst
+    det, alerts, g = flood(16 * MIB)
+    share = g.share("auth.limiter")
+    assert len(det.limiter.entries) * cap.entry <= share + cap.entry, (len(det.limiter.entries), share)
+    assert "auth.limiter" in g.refused
+    said = [t for a in alerts if a.rule_id == cap_rule
+            for t in a.extra["sensor"].get("tables", [a.extra["sensor"]]) if t["pool"] == "auth.limiter"]
+    assert said and any(t.get("memory_total") == 16 * MIB for t in said), said
+    refused = sum(a.count for a in alerts if a.rule_id == "otids.auth.mqtt.connect_refused")
+    assert refused == 20_000  # every refusal still said, in an alert or a follow-up
