@@ -18,8 +18,8 @@ CAP = "otids.anomaly.sensor.memory_cap"
 
 
 def _flood(total: int):
-    """5,000 half-open Modbus flows (from 2,000 addresses: the summary's host set is not one of the bounded
-    tables) through a flow table bounded at 1 MiB, and 15,000 spoofed SYN records
+    """5,000 half-open Modbus flows (from 2,000 addresses: the summary's host set, in the total too, stays
+    small) through a flow table bounded at 1 MiB, and 15,000 spoofed SYN records
     through the scan detector bounded at 512 KiB, interleaved; `total` installed as memory_total (0: none)."""
     from ids.detect.network.scan import ScanDetector
     budget.install(total)
@@ -49,13 +49,14 @@ def _flood(total: int):
 
 
 def test_tables_filled_at_once_share_memory_total():
-    alone, _, _, _ = _flood(0)
+    alone, t0, _, _ = _flood(0)
     assert alone > 2 * (768 << 10), f"{alone:,}: the tables (flows 1 MiB, talkers, scan 512 KiB) are not filled"
     total = 768 << 10
     held, t, alerts, g = _flood(total)
     assert held <= total * 1.25, f"{held:,} bytes held for memory_total {total:,} ({alone:,} without it)"
-    # the flow table (at its own 1 MiB without the total) gave up flows for the others
-    assert t.table.flow_bytes < 3 * g.share("flow_table"), (t.table.flow_bytes, g.share("flow_table"))
+    # the flow table (at its own 1 MiB without the total) gave up flows for the others (its share is not the
+    # measure here: the summary's host set, in the total now, joins with its own bound of 42 MB)
+    assert t.table.flow_bytes < t0.table.flow_bytes / 4, (t.table.flow_bytes, t0.table.flow_bytes)
     assert g.refused.get("flow_table") and any(k.startswith("network.scan.") for k in g.refused)
     full = [e for e in t.events if e.action == "flow_table_full"]
     assert full and all(e.details.get("memory_total") == total for e in full[-1:])

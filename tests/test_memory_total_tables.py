@@ -111,3 +111,58 @@ def test_auth_limiter_gives_up_its_share_of_memory_total():
     assert said and any(t.get("memory_total") == 16 * MIB for t in said), said
     refused = sum(a.count for a in alerts if a.rule_id == "otids.auth.mqtt.connect_refused")
     assert refused == 20_000  # every refusal still said, in an alert or a follow-up
+
+
+def test_summary_address_costs_match_tracemalloc():
+    """What the summary's tables count per address (budget.HOST_BYTES, ALERT_HOST_BYTES) against tracemalloc
+    at several sizes (a set's cost per key swings with its load): never low, and within 25 % of the worst
+    size for IPv6 (the larger address). Addresses are made inside the traced region: once their flow or
+    alert is gone, the table is what holds them."""
+    import ipaddress
+    from collections import Counter
+    rnd = [os.urandom(16) for _ in range(100_000)]
+
+    def traced(fill) -> float:
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            table = fill()
+            return (tracemalloc.get_traced_memory()[0] - base) / len(table)
+        finally:
+            tracemalloc.stop()
+    for k in (16, 4):
+        hosts = [traced(lambda: {bytes(bytearray(r[:k])) for r in rnd[:n]}) for n in (1_000, 5_000, 100_000)]
+        by = [traced(lambda: Counter(str(ipaddress.ip_address(r[:k])) for r in rnd[:n])) for n in (1_000, 16_384)]
+        for per, counted in ((hosts, budget.HOST_BYTES), (by, budget.ALERT_HOST_BYTES)):
+            assert max(per) <= counted, (k, per, counted)
+            assert k == 4 or counted <= max(per) * 1.25, (per, counted)
+
+
+def test_summary_tables_stop_at_memory_total(tmp_path):
+    """3,000 MQTT clients (a CONNECT and a PUBLISH each, every one alerting auth.mqtt.anonymous) under a 1 MiB
+    memory_total: the summary's host set and alerts-by-host table stood outside the total (up to 42 MB and
+    2 MB of their own). Now, at the total and over their shares, they count no more addresses: the summary
+    says "or more" and counts the rest, and a memory_cap alert names each with memory_total."""
+    import json
+
+    from conftest import run_cli
+    from ids.commands.bench_hostile import PcapOut, mqtt_clients
+    cap = tmp_path / "clients.pcap"
+    o = PcapOut(str(cap))
+    mqtt_clients(o, 3_000)
+    o.close()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"limits:\n  memory_total: {MIB}\n")
+    out = tmp_path / "a.ndjson"
+    p = run_cli("analyze", str(cap), "-o", str(out), "-c", str(cfg), "--workers", "1")
+    pools = {}
+    for a in map(json.loads, out.read_text().splitlines()):
+        if a["rule"]["id"] == "otids.anomaly.sensor.memory_cap":
+            s = a["otids"].get("flow") or a["otids"]["alert"]["sensor"]  # the data path's notices, or a detector's
+            for t in s.get("tables", [s]):
+                pools.setdefault(t["pool"], t)
+    for name in ("summary.hosts", "summary.alert_hosts"):
+        assert pools.get(name, {}).get("memory_total") == MIB, (name, sorted(pools))
+    said = " ".join(p.stderr.split())  # the console folds long lines
+    assert "or more (no more are counted)" in said and "host addresses not counted" in said, p.stderr
+    assert "(other hosts)" in said, p.stderr

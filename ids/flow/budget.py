@@ -78,6 +78,34 @@ def install(limit: int) -> Shared | None:
     return SHARED
 
 
+#: What one address costs in the run summary's tables, at worst: the host set, a bytes object and its set
+#: slot (IPv6 90 to 154 bytes as the set's load varies, IPv4 70 to 142); alerts-by-host, its text and count
+#: in a Counter (IPv6 113, IPv4 88): tracemalloc, tests/test_memory_total_tables.py
+HOST_BYTES = 160
+ALERT_HOST_BYTES = 120
+#: such a table tells limits.memory_total what it holds every this many keys
+HOST_STEP = 1024
+
+
+def room(table: str, n: int, entry: int, bound: int) -> bool:
+    """Whether a summary table (count-capped at `bound` // `entry` keys, each `entry` bytes at most) holding
+    `n` keys may take one more under limits.memory_total. Told every HOST_STEP keys, counted high; once
+    refused at the total (over its share), it takes no more: it counts and never forgets, so what it would
+    give up is its count's completeness, and its owner says "or more"."""
+    g = SHARED
+    if g is None:
+        return True
+    if table in g.refused:
+        return False
+    return n % HOST_STEP != 0 or g.hold(table, (n + HOST_STEP) * entry, bound)
+
+
+def room_refused(table: str) -> dict:
+    """The details of the memory_cap notice a summary table raises when room() first refuses it."""
+    g = SHARED
+    return {"pool": table, "max_bytes": g.bounds[table], "memory_total": g.limit}
+
+
 #: What each further process of `--workers N` costs beside its tables (interpreter, libraries, nDPI,
 #: its own copies of what the parent had: PSS of a worker less what its tables hold, tcp_random_flags).
 PROCESS_BYTES = 30 << 20
