@@ -166,3 +166,66 @@ def test_summary_tables_stop_at_memory_total(tmp_path):
     said = " ".join(p.stderr.split())  # the console folds long lines
     assert "or more (no more are counted)" in said and "host addresses not counted" in said, p.stderr
     assert "(other hosts)" in said, p.stderr
+
+
+def _ml_flood(w, pairs: int, hops: int, keys: int, per_hop: int = 1) -> None:
+    """Exchanges of `pairs` client-server pairs, `per_hop` each per 10 s hop over `hops` hops, `keys` new
+    register keys a pair per hop; key strings made per exchange, as the adapters make them."""
+    from test_ml_features import view
+    clients = [f"10.1.{i >> 8}.{i & 255}" for i in range(pairs)]
+    for h in range(hops):
+        for i in range(pairs):
+            for j in range(per_hop):
+                ks = tuple(f"1:hr:{h * keys + j * keys // per_hop + x}" for x in range(keys // per_hop))
+                w.add(view(h * 10 + j * 0.001 + i * 1e-6, keys=ks, client=clients[i]))
+
+
+def test_ml_windower_state_matches_tracemalloc():
+    """The ML windower's estimate of its state (state_bytes) against tracemalloc, for pairs that talk every
+    hop with few or many keys: within 25 % (it was within constants from sys.getsizeof, never held to a
+    measurement: 1.6x over on a key-heavy window). A pair's whole window is reserved from its first exchange,
+    so a flood of one-exchange pairs is counted high (never low)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    import ids.detect.ml.adapters  # noqa: F401 - registers the views
+    from ids.detect.ml.features import Windower, WindowSpec
+    for pairs, hops, keys, per_hop, exact in ((500, 8, 0, 3, True), (500, 8, 4, 4, True), (50, 8, 200, 4, True),
+                                               (20, 3, 1000, 10, True), (2000, 1, 1, 1, False)):
+        w = Windower(WindowSpec(), None, lambda m, r: None)
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            _ml_flood(w, pairs, hops, keys, per_hop)
+            traced = tracemalloc.get_traced_memory()[0] - base
+        finally:
+            tracemalloc.stop()
+        case = (pairs, hops, keys, w.state_bytes, traced)
+        assert w.state_bytes >= traced * 0.75, case
+        assert not exact or w.state_bytes <= traced * 1.25, case
+
+
+def test_ml_windower_gives_up_pairs_at_its_share_of_memory_total():
+    """ml.max_state_bytes was the windower's only bound, outside limits.memory_total. With the total reached
+    (another table holds most of it) new pairs are refused at the windower's share, and the detector's
+    state_capped alert says memory_total."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    import ids.detect.ml.adapters  # noqa: F401
+    from ids.detect.ml.detector import MlDetector
+    from ids.detect.ml.features import TABLE, Windower, WindowSpec
+    alone = Windower(WindowSpec(), None, lambda m, r: None, max_pairs=100_000, max_bytes=16 * MIB)
+    _ml_flood(alone, 1_500, 1, 1)
+    assert alone.pairs_refused == 0 and alone.state_bytes > 8 * MIB
+    g = budget.install(8 * MIB)
+    try:
+        assert budget.Pool("stream_buffer", 16 * MIB).take(6 * MIB)
+        w = Windower(WindowSpec(), None, lambda m, r: None, max_pairs=100_000, max_bytes=16 * MIB)
+        _ml_flood(w, 1_500, 1, 1)
+        assert w.pairs_refused > 0 and TABLE in g.refused
+        assert w.state_bytes <= g.share(TABLE) + w.reserve, (w.state_bytes, g.share(TABLE))
+        assert MlDetector._total() == {"memory_total": 8 * MIB}
+    finally:
+        budget.install(0)
+    assert MlDetector._total() == {}
