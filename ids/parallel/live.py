@@ -55,6 +55,11 @@ _SKF_AD_PROTOCOL = -0x1000  # SKF_AD_OFF + SKF_AD_PROTOCOL: the frame's EtherTyp
 _SKF_NET_OFF = -0x100000  # offsets from the network header, wherever the link header ends
 
 
+def ring_bytes(caps: list[LiveCapture]) -> int:
+    """What the capture rings of `caps` hold: mapped whole (MAP_POPULATE), they are part of the RSS."""
+    return sum(len(c.ring) for c in caps if c.ring is not None)
+
+
 def _insn(code: int, k: int = 0, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k & 0xFFFFFFFF)
 
@@ -251,10 +256,11 @@ class LiveWorkers:
     def start(self) -> None:
         ctx = mp.get_context("fork")
         self.run.table.share(self.n)  # the sensor and every worker each hold 1/n of the flow bounds
-        # and its part of limits.memory_total (before the fork, so every worker inherits it): each had the whole
+        # and its part of limits.memory_total (before the fork, so every worker inherits it): each had the whole;
+        # less its capture rings (every worker maps rings of the same size)
         g = budget.SHARED
         if g is not None:
-            g.limit = budget.split_total(self.run.config.limits.memory_total, self.n)
+            g.limit = budget.live_share(self.run.config.limits.memory_total, self.n, ring_bytes(self.caps))
         by_pair = True
         for c in self.caps:
             by_pair = join_fanout(c, os.getpid() + c.ifindex, by_pair)
