@@ -229,3 +229,47 @@ def test_ml_windower_gives_up_pairs_at_its_share_of_memory_total():
     finally:
         budget.install(0)
     assert MlDetector._total() == {}
+
+
+def test_ml_alerter_states_in_memory_total(tmp_path):
+    """The ML alerter's per-pair episode states were held to their KeyCap's count only, never told to
+    limits.memory_total. With the total reached (another table holds most of it), 1,000 pairs absent from
+    training keep about the alerter's share, and its memory_cap alert says memory_total."""
+    import sys
+    from dataclasses import replace
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+
+    import numpy as np
+    from conftest import PCAPS, need, run_cli
+    from ids.config import Config
+    from ids.detect.ml.detector import PAIR_STATE_BYTES, Alerter
+    from ids.detect.ml.features import NS, RowMeta
+    from ids.detect.ml.store import load
+    from ids.events import FlowContext
+    run_cli("train", str(need(PCAPS / "ml" / "modbus-train.pcap.gz")), "-o", str(tmp_path / "m"), "-q")
+    model = load(str(tmp_path / "m"))
+    nf = len(model.names)
+    cfg = replace(Config().ml, max_state_bytes=8 * PAIR_STATE_BYTES * 1_000)  # 1,000 pairs of its own
+
+    def batch(t, clients, server="127.0.0.11"):
+        metas = [RowMeta(t, t - 60 * NS, c, server, "modbus",
+                         FlowContext(i, "tcp", "1:x", c, 40000, None, server, 502, None, None, False))
+                 for i, c in enumerate(clients)]
+        n = len(clients)
+        return metas, np.full((n, nf), 1e6), np.full(n, 1e9), np.zeros(n, dtype=np.int64)
+    g = budget.install(2 * MIB)
+    try:
+        assert budget.Pool("stream_buffer", 2 * MIB).take(2 * MIB - (256 << 10))
+        al = Alerter(model, cfg)
+        t0 = 1_700_000_000 * NS
+        caps = []
+        for k in range(0, 1_000, 100):
+            out = al.process(*batch(t0 + k * NS, [f"10.4.{i >> 8}.{i & 255}" for i in range(k, k + 100)]))
+            caps += [a for a in out if a.rule_id == "otids.anomaly.sensor.memory_cap"]
+        caps += [a for a in al.flush() if a.rule_id == "otids.anomaly.sensor.memory_cap"]
+        share = g.share("ml.alerter")
+        assert len(al.state) * PAIR_STATE_BYTES <= share + PAIR_STATE_BYTES * 16, (len(al.state), share)
+        assert caps and any(a.extra["sensor"].get("memory_total") == 2 * MIB for a in caps), caps
+    finally:
+        budget.install(0)

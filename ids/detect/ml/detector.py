@@ -190,12 +190,14 @@ class Alerter:
         key = (m.client, m.server, m.protocol)
         st = self.state.get(key)
         if st is None:
-            if len(self.state) >= self.cap.max_keys:  # the oldest eighth at once (one a key is quadratic)
-                for ok in list(islice(self.state, max(1, self.cap.max_keys // 8))):
+            # at ml.max_pairs, or over its share of limits.memory_total (full() tells it what the states hold):
+            if self.cap.full(self.state):  # the oldest eighth at once (one a key is quadratic)
+                n = max(1, min(self.cap.max_keys, len(self.state)) // 8)
+                for ok in list(islice(self.state, n)):
                     old = self.state.pop(ok)
                     if old.pending:
                         self._report(ok, old, picks, m.end)
-                self.cap.hits += max(1, self.cap.max_keys // 8)
+                self.cap.hits += n
             st = self.state[key] = _PairState(not self.model.known(m))
         cont = st.ep_windows and m.end - st.ep_last <= self.gap
         if not cont:
