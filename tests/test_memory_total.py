@@ -172,7 +172,7 @@ def test_live_workers_share_memory_total_with_the_sensor(tmp_path):
 
     from conftest import need_tool
     from ids.commands.bench_hostile import PcapOut, syn_flood
-    from ids.flow.budget import PROCESS_BYTES, split_total
+    from ids.flow.budget import PROCESS_BYTES, live_share, split_total
     from ids.live.netns import SensorProcess, VethPair
     if os.geteuid() != 0:
         pytest.fail("the live share test needs root (network namespaces, AF_PACKET)")
@@ -182,9 +182,10 @@ def test_live_workers_share_memory_total_with_the_sensor(tmp_path):
     o = PcapOut(str(cap))
     syn_flood(o, 4_000)
     o.close()
-    total = PROCESS_BYTES + (6 << 20)
+    total = PROCESS_BYTES + (10 << 20)
     share = split_total(total, 2) - (2 << 20)  # less each process's 2 MiB capture ring
-    assert share == 1 << 20
+    assert share == 3 << 20 == live_share(total, 2, 2 << 20)
+    assert live_share(120 << 20, 2, 64 << 20) == split_total(120 << 20, 2) // 2  # rings past the total: half
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"limits:\n  memory_total: {total}\nlive:\n  buffer_mb: 2\n")
     with VethPair(f"otids-m{os.getpid()}") as v:
@@ -222,7 +223,7 @@ def test_live_sensor_counts_its_capture_ring_in_memory_total(tmp_path):
     o = PcapOut(str(cap))
     syn_flood(o, 4_000)
     o.close()
-    total = 3 << 20
+    total = 6 << 20
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"limits:\n  memory_total: {total}\nlive:\n  buffer_mb: 2\n")
     with VethPair(f"otids-r{os.getpid()}") as v:
@@ -236,4 +237,4 @@ def test_live_sensor_counts_its_capture_ring_in_memory_total(tmp_path):
             s.kill()
     said = [json.dumps(a.get("otids", {})) for a in map(json.loads, s.alerts.read_text().splitlines())
             if a["rule"]["id"] == "otids.anomaly.flow.table_full"]
-    assert said and all(f'"memory_total": {1 << 20}' in x for x in said), (said, s.output)
+    assert said and all(f'"memory_total": {4 << 20}' in x for x in said), (said, s.output)  # 6 MiB less 2

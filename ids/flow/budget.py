@@ -82,10 +82,13 @@ def live_share(total: int, processes: int, fixed: int) -> int:
     """limits.memory_total for the tables of one of `processes` capturing processes of `otids live`: its
     part (split_total) less what it holds outside the tables by configuration, `fixed` bytes (its capture
     rings, mapped whole into its RSS; the evidence ring). Without this the 64 MiB default ring came on top
-    of the tables' total: 277 MiB RSS under the live floods, 196 anonymous and 81 mapped (docs/ROBUSTNESS.md)."""
+    of the tables' total: 277 MiB RSS under the live floods, 196 anonymous and 81 mapped (docs/ROBUSTNESS.md).
+    Never less than half the part: rings larger than the total (two processes with the default 64 MiB ring
+    each) must not leave tables too small to follow a quiet network."""
     if total <= 0:
         return total
-    return max(1 << 20, split_total(total, processes) - fixed)
+    part = split_total(total, processes)
+    return max(part // 2, part - fixed)
 
 
 #: What one address costs in the run summary's tables, at worst: the host set, a bytes object and its set
