@@ -65,6 +65,7 @@ def cmd_live(args) -> int:
     from ..capture.live import LiveCapture, link_offloads
     from ..cli import build_run, close_outputs
     from ..detect.loss import CaptureLossDetector
+    from ..flow import budget
     from ..output.ndjson import NdjsonSink
     from ..live.evidence import EvidenceRing
     from ..live.privs import drop_privileges
@@ -114,6 +115,10 @@ def cmd_live(args) -> int:
             from ..parallel.live import LiveWorkers
             workers = LiveWorkers(run, caps, args.workers)
             workers.start()
+        elif budget.SHARED is not None:  # the tables' total, less the rings this process holds (budget.live_share)
+            from ..parallel.live import ring_bytes
+            budget.SHARED.limit = budget.live_share(config.limits.memory_total, 1,
+                                                    ring_bytes(caps) + (lc.evidence_mb << 20))
         log(drop_privileges(args.user or lc.user, lc.keep_net_raw))
         if evidence is not None:
             evidence.check_writable()

@@ -11,8 +11,17 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-#: What one held fragment costs beyond its bytes (dict entry, int key, interval list slots), tracemalloc
-FRAG_OVERHEAD = 120
+from ..flow import budget
+
+#: What one held fragment costs beyond its bytes (its bytes object's header, dict entry, int key), each
+#: disjoint interval of what arrived (two list slots, two ints), and one datagram (its object, dict, lists,
+#: key tuple): tracemalloc, tests/test_memory_total_tables.py. Before, 120 a fragment and nothing else: a
+#: datagram of one fragment held 5x what it counted, 500 fragments with holes between them 1.2x.
+FRAG_OVERHEAD = 80
+INTERVAL_OVERHEAD = 36
+DATAGRAM_OVERHEAD = 440
+#: the pool's name in memory_cap notices and in limits.memory_total (ids/flow/budget.py: Shared)
+POOL = "ip_fragments"
 
 
 class _Datagram:
@@ -26,7 +35,7 @@ class _Datagram:
         self.overlap = False
         self.starts: list[int] = []  # the union of what arrived, as disjoint sorted intervals
         self.ends: list[int] = []
-        self.cost = 0  # bytes held, overhead included
+        self.cost = DATAGRAM_OVERHEAD  # bytes held, overhead included
 
 
 class FragmentReassembler:
@@ -39,6 +48,7 @@ class FragmentReassembler:
         self.max_total_bytes = max_total_bytes
         self.pending: dict[tuple, _Datagram] = {}
         self.held = 0  # bytes held over all pending datagrams, overhead included
+        self.shown = 0  # what limits.memory_total was last told (a multiple of budget.REPORT_STEP)
         self.completed = 0
         self.dropped = 0
 
@@ -50,6 +60,7 @@ class FragmentReassembler:
             if len(pending) >= self.max_datagrams:
                 self.expire(ts, notices, force_oldest=True)
             d = pending[key] = _Datagram(ts)
+            self.held += DATAGRAM_OVERHEAD
         end = offset + len(data)
         if offset not in d.parts:
             if len(d.parts) >= self.max_fragments:
@@ -65,17 +76,29 @@ class FragmentReassembler:
         else:
             d.overlap = True
         if data:
+            before = len(d.starts)
             self._cover(d, offset, end)
+            grew = (len(d.starts) - before) * INTERVAL_OVERHEAD  # a hole more (or fewer: a gap closed)
+            d.cost += grew
+            self.held += grew
         if not more:
             d.total = end
         if d.size > self.max_bytes:
             self._drop(key, d)
             notices.append((ts, "ip_fragment_oversize", {"bytes": d.size}))
             return None
-        if self.held > self.max_total_bytes:
-            self._shed(ts, key, notices)
+        held = self.held
+        if held > self.max_total_bytes:
+            self._shed(ts, key, notices, self.max_total_bytes)
             if key not in pending:
                 return None
+        elif budget.SHARED is not None and (held > self.shown or held + 2 * budget.REPORT_STEP < self.shown):
+            if not self._report():  # limits.memory_total reached, this pool over its share: as at its bound
+                share = budget.SHARED.share(POOL)
+                self._shed(ts, key, notices, share - share // 8, True)  # an eighth of room: not every fragment
+                self._report()
+                if key not in pending:
+                    return None
         if d.total is None or len(d.starts) != 1 or d.starts[0] != 0 or d.ends[0] < d.total:
             return None
         # Assemble in offset order, first copy wins: later bytes covering earlier ones are skipped.
@@ -118,21 +141,31 @@ class FragmentReassembler:
         if dropped:
             self.dropped += 1
 
-    def _shed(self, ts: int, keep: tuple, notices: list) -> None:
-        """Over the total: drop the oldest datagrams (the one being added last) and say so once."""
+    def _report(self) -> bool:
+        """Tell limits.memory_total what the pool holds, rounded up to a step (counted high, never low);
+        False when the tables together are over it and this pool over its share."""
+        held = self.held
+        self.shown = held + budget.REPORT_STEP - held % budget.REPORT_STEP
+        return budget.SHARED.hold(POOL, self.shown, self.max_total_bytes)
+
+    def _shed(self, ts: int, keep: tuple, notices: list, limit: int, shared: bool = False) -> None:
+        """Over `limit` (the pool's bound, or its share of limits.memory_total): drop the oldest datagrams
+        (the one being added last) and say so once."""
         n = 0
         for k in list(self.pending):
-            if self.held <= self.max_total_bytes:
+            if self.held <= limit:
                 break
             if k == keep and len(self.pending) > 1:
                 continue
             self._drop(k, self.pending[k])
             n += 1
-        if self.held > self.max_total_bytes and keep in self.pending:
+        if self.held > limit and keep in self.pending:
             self._drop(keep, self.pending[keep])
             n += 1
-        notices.append((ts, "memory_cap", {"pool": "ip_fragments", "max_bytes": self.max_total_bytes,
-                                           "refused": n}))
+        d = {"pool": POOL, "max_bytes": self.max_total_bytes, "refused": n}
+        if shared:
+            d["memory_total"] = budget.SHARED.limit
+        notices.append((ts, "memory_cap", d))
 
     def expire(self, now: int, notices: list, force_oldest: bool = False) -> None:
         # Datagrams sit in arrival order: the expired ones are at the front.

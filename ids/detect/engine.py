@@ -19,12 +19,15 @@ try:
 except ImportError:
     from .. import _cy as cython
 
+from ..flow import budget
 from .api import Detector
 
 #: Source addresses the summary's alerts-by-host table keeps (a Counter of every one grew without bound under
-#: a spoofed flood: 100,000 MQTT clients each alerting held ~10 MB); later ones are counted together.
+#: a spoofed flood: 100,000 MQTT clients each alerting held ~10 MB); later ones are counted together, as they are
+#: once limits.memory_total is reached with this table over its share (budget.room).
 MAX_ALERT_HOSTS = 16384
 OTHER_HOSTS = "(other hosts)"
+ALERT_HOSTS = "summary.alert_hosts"  # its name in limits.memory_total
 
 
 class Engine:
@@ -85,10 +88,15 @@ class Engine:
         fl = a.flow or getattr(a.event, "flow", None)
         h = getattr(fl, "client_ip", None) or "-"
         hosts = self.alert_hosts
-        if h in hosts or len(hosts) < MAX_ALERT_HOSTS:
+        if h in hosts or (len(hosts) < MAX_ALERT_HOSTS and budget.room(ALERT_HOSTS, len(hosts), budget.ALERT_HOST_BYTES,
+                                                                  MAX_ALERT_HOSTS * budget.ALERT_HOST_BYTES)):
             hosts[h] += 1
         else:  # a spoofed flood alerts from every address: the summary's table keeps the first ones
+            first = OTHER_HOSTS not in hosts
             hosts[OTHER_HOSTS] += 1
+            if first and len(hosts) <= MAX_ALERT_HOSTS:  # stopped by limits.memory_total, not its cap: say so
+                from ..events import FlowNotice
+                self.on_event(FlowNotice(a.ts, "memory_cap", None, None, budget.room_refused(ALERT_HOSTS)))
         self.alert_rules[(a.rule_id, a.rule_name)] += 1
         for s in self.alert_sinks:
             s.write_alert(a)

@@ -78,6 +78,47 @@ def install(limit: int) -> Shared | None:
     return SHARED
 
 
+def live_share(total: int, processes: int, fixed: int) -> int:
+    """limits.memory_total for the tables of one of `processes` capturing processes of `otids live`: its
+    part (split_total) less what it holds outside the tables by configuration, `fixed` bytes (its capture
+    rings, mapped whole into its RSS; the evidence ring). Without this the 64 MiB default ring came on top
+    of the tables' total: 277 MiB RSS under the live floods, 196 anonymous and 81 mapped (docs/ROBUSTNESS.md).
+    Never less than half the part: rings larger than the total (two processes with the default 64 MiB ring
+    each) must not leave tables too small to follow a quiet network."""
+    if total <= 0:
+        return total
+    part = split_total(total, processes)
+    return max(part // 2, part - fixed)
+
+
+#: What one address costs in the run summary's tables, at worst: the host set, a bytes object and its set
+#: slot (IPv6 90 to 154 bytes as the set's load varies, IPv4 70 to 142); alerts-by-host, its text and count
+#: in a Counter (IPv6 113, IPv4 88): tracemalloc, tests/test_memory_total_tables.py
+HOST_BYTES = 160
+ALERT_HOST_BYTES = 120
+#: such a table tells limits.memory_total what it holds every this many keys
+HOST_STEP = 1024
+
+
+def room(table: str, n: int, entry: int, bound: int) -> bool:
+    """Whether a summary table (count-capped at `bound` // `entry` keys, each `entry` bytes at most) holding
+    `n` keys may take one more under limits.memory_total. Told every HOST_STEP keys, counted high; once
+    refused at the total (over its share), it takes no more: it counts and never forgets, so what it would
+    give up is its count's completeness, and its owner says "or more"."""
+    g = SHARED
+    if g is None:
+        return True
+    if table in g.refused:
+        return False
+    return n % HOST_STEP != 0 or g.hold(table, (n + HOST_STEP) * entry, bound)
+
+
+def room_refused(table: str) -> dict:
+    """The details of the memory_cap notice a summary table raises when room() first refuses it."""
+    g = SHARED
+    return {"pool": table, "max_bytes": g.bounds[table], "memory_total": g.limit}
+
+
 #: What each further process of `--workers N` costs beside its tables (interpreter, libraries, nDPI,
 #: its own copies of what the parent had: PSS of a worker less what its tables hold, tcp_random_flags).
 PROCESS_BYTES = 30 << 20
@@ -86,10 +127,19 @@ PROCESS_BYTES = 30 << 20
 def process_share(total: int, workers: int) -> int:
     """One process's part of limits.memory_total when the parent and `workers` forked workers share it: the
     further processes' own cost comes off first, the rest is split evenly (the workers hold the flow
-    tables, the parent the detectors that see every pair)."""
-    if total <= 0 or workers <= 1:
+    tables, the parent the detectors that see every pair). `--workers 1` forks none: the whole total."""
+    if workers <= 1:
         return total
-    return max(1 << 20, (total - workers * PROCESS_BYTES) // (workers + 1))
+    return split_total(total, workers + 1)
+
+
+def split_total(total: int, processes: int) -> int:
+    """One process's part of limits.memory_total among `processes` processes, all but the first forked: each
+    further one's own cost (PROCESS_BYTES) off first, the rest split evenly. `otids live --workers N` is N
+    processes that each capture (the sensor and N-1 workers); `analyze --workers N` is N+1."""
+    if total <= 0 or processes <= 1:
+        return total
+    return max(1 << 20, (total - (processes - 1) * PROCESS_BYTES) // processes)
 
 
 class Pool:

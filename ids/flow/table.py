@@ -593,7 +593,12 @@ class FlowTable:
             if len(hosts) < MAX_HOSTS:
                 for ip in (flow.client_ip, flow.server_ip):
                     if ip not in hosts and connlog.is_host(ip):
-                        hosts.add(ip)
+                        if budget.room("summary.hosts", len(hosts), budget.HOST_BYTES, MAX_HOSTS * budget.HOST_BYTES):
+                            hosts.add(ip)
+                        else:  # limits.memory_total reached: counted no more ("or more" in the summary), said once
+                            n = self.stats["hosts_not_counted"] = self.stats.get("hosts_not_counted", 0) + 1
+                            if n == 1:
+                                self._notice(flow, ts, "memory_cap", budget.room_refused("summary.hosts"))
 
     def _trim_talkers(self, ts: int) -> None:
         """The talker table reached limits.talkers_bytes: keep the busier half (by packets), say so."""

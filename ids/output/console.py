@@ -10,7 +10,8 @@ from rich.table import Table
 
 SEV_ORDER = ("critical", "high", "medium", "low", "info")
 SEV_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
-DP_LABEL = {"tcp_gap_bytes": "tcp stream bytes missed"}  # otids.conn.missed_bytes, not frame bytes
+DP_LABEL = {"tcp_gap_bytes": "tcp stream bytes missed",  # otids.conn.missed_bytes, not frame bytes
+            "hosts_not_counted": "host addresses not counted (limits.memory_total)"}
 TOP = 20  # rows of the events and per-host tables; the rest are counted in one "and N more" row
 
 
@@ -82,7 +83,8 @@ def print_summary(run, console: Console | None = None) -> None:
         c.print(t)
         from ..flow.table import MAX_HOSTS
         n = len(run.table.hosts)
-        c.print(f"  hosts seen: {n:,}{' or more (no more are counted)' if n >= MAX_HOSTS else ''}")
+        more = n >= MAX_HOSTS or ft.get("hosts_not_counted")  # the cap, or limits.memory_total
+        c.print(f"  hosts seen: {n:,}{' or more (no more are counted)' if more else ''}")
 
     al = run.engine.alerts
     sup = suppressed_count(run)

@@ -31,6 +31,7 @@ import time
 from .. import x509 as _x509
 from ..capture.live import SOL_PACKET, LiveCapture
 from ..errors import UserError
+from ..flow import budget
 from .offload import offloaded, parent_route
 from .runner import WorkerFailed
 
@@ -52,6 +53,11 @@ _LD_W_ABS, _LD_H_ABS, _TAX, _XOR_X, _MUL_K, _RSH_K, _RET_A, _RET_K, _JEQ_K = \
     0x20, 0x28, 0x07, 0xAC, 0x24, 0x74, 0x16, 0x06, 0x15
 _SKF_AD_PROTOCOL = -0x1000  # SKF_AD_OFF + SKF_AD_PROTOCOL: the frame's EtherType (VLAN tag already taken off)
 _SKF_NET_OFF = -0x100000  # offsets from the network header, wherever the link header ends
+
+
+def ring_bytes(caps: list[LiveCapture]) -> int:
+    """What the capture rings of `caps` hold: mapped whole (MAP_POPULATE), they are part of the RSS."""
+    return sum(len(c.ring) for c in caps if c.ring is not None)
 
 
 def _insn(code: int, k: int = 0, jt: int = 0, jf: int = 0) -> bytes:
@@ -250,6 +256,11 @@ class LiveWorkers:
     def start(self) -> None:
         ctx = mp.get_context("fork")
         self.run.table.share(self.n)  # the sensor and every worker each hold 1/n of the flow bounds
+        # and its part of limits.memory_total (before the fork, so every worker inherits it): each had the whole;
+        # less its capture rings (every worker maps rings of the same size)
+        g = budget.SHARED
+        if g is not None:
+            g.limit = budget.live_share(self.run.config.limits.memory_total, self.n, ring_bytes(self.caps))
         by_pair = True
         for c in self.caps:
             by_pair = join_fanout(c, os.getpid() + c.ifindex, by_pair)

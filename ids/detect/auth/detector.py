@@ -701,8 +701,16 @@ class AuthDetector:
         args = (rid, ev, ts, reason, severity, cert, role, protocol, device, expected, seen, client_id, extra)
         lim = self.limiter.get(key)
         flow = ev.flow.flow_id
-        if lim is None and len(self.limiter.entries) >= self.limiter.max_keys:
-            self.caps["limiter"].hits += 1  # its oldest key goes (its held-back count in a follow-up)
+        if lim is None:
+            entries, cap = self.limiter.entries, self.caps["limiter"]
+            if len(entries) >= self.limiter.max_keys:
+                cap.hits += 1  # its oldest key goes (its held-back count in a follow-up)
+            elif cap.full(entries):  # limits.memory_total reached, the limiter over its share (it reports here)
+                for _ in range(max(1, len(entries) // 8)):  # its oldest eighth goes, held-back counts said
+                    e = entries.popitem(last=False)[1]
+                    cap.hits += 1
+                    if e.suppressed:
+                        out.append(self._repeat(e, ts))
         if lim is not None and (flow == lim.tag or (severity or RULES[rid].severity) == "info"):
             return  # the same connection is the same sighting; facts (info) are said once per key
         due = self.limiter.hit(key, ts, args, tag=flow)

@@ -18,10 +18,11 @@ from itertools import islice
 
 from ...config import MlConfig
 from ...events import Alert, rfc3339
+from ...flow import budget
 from ...flow.budget import KeyCap, trim_oldest
 from ..attack import techniques
 from . import adapters  # noqa: F401  (registers the protocol adapters)
-from .features import NS, RowMeta, Windower
+from .features import NS, TABLE, RowMeta, Windower
 from .store import Model
 from .view import ADAPTERS, FeatureView
 
@@ -189,12 +190,14 @@ class Alerter:
         key = (m.client, m.server, m.protocol)
         st = self.state.get(key)
         if st is None:
-            if len(self.state) >= self.cap.max_keys:  # the oldest eighth at once (one a key is quadratic)
-                for ok in list(islice(self.state, max(1, self.cap.max_keys // 8))):
+            # at ml.max_pairs, or over its share of limits.memory_total (full() tells it what the states hold):
+            if self.cap.full(self.state):  # the oldest eighth at once (one a key is quadratic)
+                n = max(1, min(self.cap.max_keys, len(self.state)) // 8)
+                for ok in list(islice(self.state, n)):
                     old = self.state.pop(ok)
                     if old.pending:
                         self._report(ok, old, picks, m.end)
-                self.cap.hits += max(1, self.cap.max_keys // 8)
+                self.cap.hits += n
             st = self.state[key] = _PairState(not self.model.known(m))
         cont = st.ep_windows and m.end - st.ep_last <= self.gap
         if not cont:
@@ -403,17 +406,24 @@ class MlDetector:
         d = [a - b for a, b in zip(seen, self.cap_seen)]
         self.cap_seen = seen
         w.refused_ack = seen[0]
+        total = "; limits.memory_total reached" if self._total() else ""
         return Alert(
             ts=v.ts, rule_id="otids.ml.state_capped", rule_name="ML window state full",
             description="The ML detector's windowing state reached ml.max_state_bytes: new pairs, keys and streams "
                         "are not tracked until idle pairs are forgotten.",
             severity="medium", source="ml", flow=v.flow, protocol=v.protocol,
             reason=f"ML window state full: about {w.state_bytes:,} bytes for {len(w.pairs):,} pairs "
-                   f"(ml.max_state_bytes {w.max_bytes:,}); since the last such alert {d[0]:,} new pairs not "
+                   f"(ml.max_state_bytes {w.max_bytes:,}{total}); since the last such alert {d[0]:,} new pairs not "
                    f"tracked, {d[1]:,} keys and {d[2]:,} streams not counted (pairs evicted so far "
                    f"{w.pairs_evicted:,})",
             extra={"ml": {"state_bytes": w.state_bytes, "max_state_bytes": w.max_bytes, "pairs": len(w.pairs),
-                          "pairs_refused": d[0]}})
+                          "pairs_refused": d[0], **self._total()}})
+
+    @staticmethod
+    def _total() -> dict:
+        """limits.memory_total, when the windower gave up pairs for it (ids/flow/budget.py: Shared)."""
+        g = budget.SHARED
+        return {"memory_total": g.limit} if g is not None and TABLE in g.refused else {}
 
     def _score(self) -> list[Alert]:
         metas, rows = self.metas, self.rows

@@ -23,6 +23,8 @@ try:
 except ImportError:
     from ... import _cy as cython
 
+from ...flow import budget
+
 NS = 1_000_000_000
 
 #: Bumped whenever a feature's definition changes: models built for another version refuse to load.
@@ -92,9 +94,13 @@ PERIOD_ERROR_CAP = 10.0
 PERIOD_RESUME = 3.0  # an interval this many periods long is a stream resuming after silence, not an error
 SPORADIC_IQR = 0.5  # training intervals with (q75 - q25) / median above this: a sporadic stream, no period
 MAX_PROFILE_INTERVALS = 4096  # intervals per stream kept in training to take the median of
-# Estimated bytes of the windowing state (CPython 3.11, measured with sys.getsizeof and tracemalloc): a pair's
-# object, key and dicts; a bucket with its empty sets; one key string held in a bucket's sets; one stream.
-PAIR_BYTES, BUCKET_BYTES, KEY_BYTES, STREAM_BYTES = 500, 1200, 100, 250
+# Bytes of the windowing state (CPython 3.11, tracemalloc fitted over pair, bucket, key and stream counts,
+# compiled and pure alike: tests/test_memory_total_tables.py): a pair's object, key and dicts; a bucket with
+# its empty sets; one key in one of a bucket's sets (its string counted once over two); one stream. Before,
+# constants from sys.getsizeof (500, 1,200, 100, 250) put a key-heavy window 1.6x over what it held.
+PAIR_BYTES, BUCKET_BYTES, KEY_BYTES, STREAM_BYTES = 660, 1340, 70, 135
+#: the windower's name in limits.memory_total (ids/flow/budget.py: Shared)
+TABLE = "ml.windower"
 MAX_BUCKET_KEYS = 1024  # distinct keys remembered per pair per hop (more are counted as a cap hit)
 MAX_STREAMS = 256  # polling streams tracked per pair for the period error
 MAX_PROFILE_KEYS = 4096  # keys remembered per pair in a training profile
@@ -478,7 +484,7 @@ class Windower:
         return self.state_bytes > self.max_bytes or self.pairs_refused != self.refused_ack
 
     def _new_pair(self, key) -> _Pair | None:
-        if len(self.pairs) >= self.max_pairs or self.state_bytes + self.reserve > self.max_bytes:
+        if len(self.pairs) >= self.max_pairs or self._full():
             # Forget the least recently active idle pair (its stream periods restart if it returns).
             for k, q in self.pairs.items():
                 if k not in self.active:
@@ -486,7 +492,7 @@ class Windower:
                     self.pairs_evicted += 1
                     self.state_bytes -= self._pair_bytes(q)
                     break
-            if self.state_bytes + self.reserve > self.max_bytes:
+            if self._full():
                 self.pairs_refused += 1  # every pair is busy and the state is full: this one is not tracked
                 return None
         prof = self.profiles.get(key)
@@ -496,6 +502,15 @@ class Windower:
         p = self.pairs[key] = _Pair(key, prof)
         self.state_bytes += self.reserve
         return p
+
+    def _full(self) -> bool:
+        """No room for a new pair's reserve: over ml.max_state_bytes, or limits.memory_total reached with the
+        windower over its share (told what it holds here and at every hop boundary)."""
+        n = self.state_bytes + self.reserve
+        if n > self.max_bytes:
+            return True
+        g = budget.SHARED
+        return g is not None and not g.hold(TABLE, n, self.max_bytes)
 
     def _pair_bytes(self, p: _Pair) -> int:
         """A pair's estimated bytes, at least the reserve taken when it was admitted (its buckets to come)."""
@@ -601,6 +616,9 @@ class Windower:
             for i in [i for i in p.buckets if i <= k + 1 - nb_max]:  # not needed by the next row
                 del p.buckets[i]
         self.state_bytes = sum(self._pair_bytes(p) for p in self.pairs.values())
+        g = budget.SHARED
+        if g is not None:
+            g.hold(TABLE, self.state_bytes, self.max_bytes)
         if rows:
             self.rows += len(rows)
             self.emit(metas, rows)
