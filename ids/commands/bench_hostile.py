@@ -449,6 +449,21 @@ def icmp_errors(out: PcapOut, n: int) -> None:
         out.ip(ts, _ip(0x20000 + rnd.randrange(4096)), SERVER, 1, body[:2] + struct.pack("!H", c) + body[4:])
 
 
+def tls_small_records(out: PcapOut, n: int) -> None:
+    """n TLS connections, each a 60 KB ClientHello cut into 4-byte handshake records (legal TLS, 15,000
+    records per message), sent in 1,400-byte segments."""
+    body = b"\x03\x03" + bytes(32) + b"\x00\x00\x02\x13\x01\x01\x00"
+    ext = b"\xff\xce" + (60_000).to_bytes(2, "big") + bytes(60_000)
+    body += len(ext).to_bytes(2, "big") + ext
+    msg = b"\x01" + len(body).to_bytes(3, "big") + body
+    recs = b"".join(b"\x16\x03\x01\x00" + bytes([len(msg[i:i + 4])]) + msg[i:i + 4] for i in range(0, len(msg), 4))
+    for k in range(n):
+        c = Conv(out, _ip(k + 1), SERVER, 40000 + k % 20000, 443, T0 + k * 10_000_000).handshake()
+        for i in range(0, len(recs), 1400):
+            c.send(True, recs[i:i + 1400])
+        c.close()
+
+
 def udp_ports(out: PcapOut, n: int) -> None:
     """n UDP datagrams from 65,536 sources to 256 servers, to ICS and IT ports (DNS, SNMP, BACnet, DNP3,
     EtherNet/IP, PROFINET, mDNS, LLMNR, NTP, TFTP) and random ones, random short payloads: short flows
@@ -492,6 +507,7 @@ CASES: dict[str, tuple[Callable, int, str]] = {
     "udp_ports": (udp_ports, 200_000, "datagrams"),
     "arp_spoof": (arp_spoof, 200_000, "MACs"),
     "syn_flood6": (syn_flood6, 300_000, "flows"),
+    "tls_small_records": (tls_small_records, 50, "handshakes"),  # tshark: ~3 s a handshake
 }
 # cases run through another command than a plain `otids analyze`: `otids learn` (the learner's bounds), and
 # analyze enforcing a baseline learned from the first 100 topics (every further topic a deviation)
