@@ -98,6 +98,8 @@ class BaselineConfig:
     capture_gap: int = 60  # seconds without any event: a capture or sensor gap; periods restart after it
     max_tracked: int = 100_000  # deviations remembered (held and alerted); the oldest are forgotten first
     network_new_hosts: int = 5  # new hosts reported one by one per peer and hold window; more fold into one alert
+    max_new_per_pair: int = 10  # new deviations of one kind between one client and server alerted one by one per
+    #                             hold window; more fold into one alert listing them (0: no folding)
     network_silent_after: int = 3600  # seconds a baseline host may be silent while others talk before "host silent"
 
 

@@ -3,6 +3,7 @@ band limits, range borders, hold window, re-alert, period tolerance, capture gap
 from __future__ import annotations
 
 import dataclasses
+import json
 import pytest
 
 from ids.config import BaselineConfig
@@ -448,3 +449,37 @@ def test_opcua_learn_and_enforce():
     by = {a.rule_id: a for a in alerts}
     assert by["otids.baseline.asset_identity_changed"].extra["baseline"]["seen"] == "opcua_application_uri urn:evil"
     assert by["otids.baseline.opcua.new_node_written"].extra["baseline"]["seen"] == "write to ns=2;s=Line1.MotorEnable"
+
+
+def test_new_deviations_of_one_pair_fold_past_max_new_per_pair(tmp_path):
+    """One MQTT client publishing to 3,000 new topics under a baseline of its first 100 (bench-hostile
+    mqtt_topics_baseline): each new topic and subtree was an alert of its own (1M topics: 2M alerts, 132 s).
+    Now the first baseline.max_new_per_pair of a hold window alert one by one and the rest fold into one
+    alert per rule that counts them and lists some; with 0 every one alerts as before."""
+    from conftest import run_cli
+    from ids.commands.bench_hostile import PcapOut, mqtt_topics
+
+    def capture(path, n):
+        out = PcapOut(str(path))
+        mqtt_topics(out, n)
+        out.close()
+        return str(path)
+
+    base, flood = capture(tmp_path / "base.pcap", 100), capture(tmp_path / "flood.pcap", 3000)
+    run_cli("learn", base, "-q", "-o", str(tmp_path / "b.yaml"))
+
+    def alerts(*extra):
+        out = tmp_path / "a.ndjson"
+        run_cli("analyze", flood, "-q", "--workers", "1", "--baseline", str(tmp_path / "b.yaml"), "-o", str(out),
+                *extra)
+        docs = [json.loads(line) for line in out.read_text().splitlines()]
+        return [d for d in docs if d["rule"]["id"] == "otids.baseline.mqtt.new_topic"]
+
+    folded = alerts()
+    listed = [d for d in folded if "folded:" in d["event"]["reason"]]
+    assert len(folded) == 11 and len(listed) == 1, [d["event"]["reason"][:120] for d in folded]
+    assert listed[0]["otids"]["alert"]["count"] == 2900 - 10, listed[0]["otids"]["alert"]
+    assert "more than 10 new within 30 s" in listed[0]["event"]["reason"]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("baseline:\n  max_new_per_pair: 0\n")
+    assert len(alerts("-c", str(cfg))) == 2900

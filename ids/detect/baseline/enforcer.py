@@ -24,6 +24,7 @@ from ...flow.conn import ConnRecord
 from ..attack import techniques as attack
 from ...flow import budget
 from ..bounds import Gate, evict_oldest, text
+from ...flow.budget import trim_oldest
 from .document import Baseline
 from .protocols import BY_PROTOCOL, PROTOCOL_MODULES
 from .rules import RULES
@@ -32,6 +33,8 @@ NS = 1_000_000_000
 MAX_ITEMS = 16  # distinct values listed per deviation
 VERDICT_BYTES = 450  # a flow's cached verdict with one new-asset deviation (tracemalloc: ~400)
 SWEEP_NS = NS  # time-based checks (stopped polling) run at most once per second of capture time
+NETWORK_RULES = "otids.baseline.network."  # the network section folds its own (network_new_hosts)
+FOLD_BYTES = 200  # one (rule, pair) window of the fold count, key and list included
 DEV_BYTES = 800  # a deviation with its key and the event it points at, besides its texts (tracemalloc,
 #                    tests/test_bounds_state.py); limits.baseline_state_bytes counts it while it is held
 
@@ -121,7 +124,12 @@ class BaselineDetector:
         self.last_ts: int | None = None
         self.next_sweep: int | None = None
         self.out: list = []
-        self.stats = {"deviations": 0, "alerts": 0, "forgotten": 0, "early": 0}
+        self.stats = {"deviations": 0, "alerts": 0, "forgotten": 0, "early": 0, "folded": 0}
+        # (rule, client, server) -> [hold window start, new deviations in it]: past max_new_per_pair, the rest of
+        # the window folds into one deviation listing them (a client publishing to 1M new topics was 2M alerts)
+        self.max_new = getattr(cfg, "max_new_per_pair", 0)
+        self.windows: dict[tuple, list] = {}
+        self.max_windows = max(64, min(cfg.max_tracked, self.max_bytes // 16 // FOLD_BYTES))
 
     # ------------------------------------------------------------------ events
     def on_event(self, ev):
@@ -265,6 +273,16 @@ class BaselineDetector:
         d = self.pending.get(key)
         if d is None:
             d = self.alerted.get(key)
+            if d is None and item is None and self.max_new and not rule.startswith(NETWORK_RULES):
+                many = self._many(rule, ev, flow, entry, ts)
+                if many is not None:  # past max_new_per_pair in this window: counted in the pair's fold
+                    self.stats["folded"] += 1
+                    key, item, item_fmt = many, seen, self._listed
+                    d = self.pending.get(key)
+                    if d is not None:  # the fold is held: counted as any held deviation
+                        self._count(d, ts, item)
+                        return
+                    d = self.alerted.get(key)
             if d is None:
                 self.stats["deviations"] += 1
                 d = _Dev(rule, key, ts, ev, expected, seen, entry, techniques, flow, protocol)
@@ -292,11 +310,38 @@ class BaselineDetector:
             if self.realert and ts - d.alert_ts >= self.realert:
                 self._emit(d, follow_up=True)
             return
+        self._count(d, ts, item)
+
+    @staticmethod
+    def _count(d: _Dev, ts: int, item) -> None:
         d.count += 1
         if ts > d.last_ts:
             d.last_ts = ts
         if item is not None and item not in d.items and len(d.items) < MAX_ITEMS:
             d.items.append(item)
+
+    def _many(self, rule: str, ev, flow, entry, ts: int) -> tuple | None:
+        """Count a new deviation of `rule` for its client and server in the current hold window; past
+        max_new_per_pair, the key of the window's fold deviation (its occurrences and the things they named
+        are counted and listed there, and it alerts like any deviation: after its hold, with follow-ups)."""
+        fl = flow if flow is not None else getattr(ev, "flow", None)
+        pivot = (fl.client_ip, fl.server_ip) if fl is not None else entry
+        span = max(self.hold, NS)
+        k = (rule, pivot)
+        w = self.windows.get(k)
+        if w is None or ts - w[0] >= span:
+            if w is None and len(self.windows) >= self.max_windows:
+                trim_oldest(self.windows, self.max_windows)
+            w = self.windows[k] = [ts, 0]
+        w[1] += 1
+        if w[1] <= self.max_new:
+            return None
+        return (rule, "many", pivot, w[0])
+
+    def _listed(self, items: list) -> str:
+        more = " ..." if len(items) >= MAX_ITEMS else ""
+        return (f"more than {self.max_new} new within {max(self.hold, NS) // NS} s, folded: "
+                f"{'; '.join(map(str, items))}{more}")
 
     def _release(self, now: int) -> None:
         hold = self.hold
