@@ -315,3 +315,23 @@ def test_diff_by_identity():
     d = got[("changed", "modbus 10.0.0.2 -> 10.0.0.10 unit 1")]
     assert "status: learned -> approved" in d
     assert "reads.holding_registers: +0-19 -0-9" in d
+
+
+def test_scalars_that_resolve_to_unconstructible_ints_are_quoted():
+    """'0x_' and '0b_' are ints to YAML's resolver that do not construct: the writer's check raised
+    ValueError on them, so a topic or client id of that name ended `otids learn`. Now quoted, and any
+    string written plain reads back as itself (the writer no longer parses each string to decide: a
+    64,000-topic baseline spent 41 s there)."""
+    import random
+    import string
+    for s in ("0x_", "0b_", "+0b_", "...", "... a"):
+        assert yamlio.scalar(s).startswith('"') and yaml.safe_load(yamlio.scalar(s)) == s
+    rnd = random.Random(11)
+    alphabet = string.ascii_letters + string.digits + " -_./:#@!?&*|>%\\'\"{}[],=~+`." + "éü€"
+    for _ in range(20_000):
+        s = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 6)))
+        assert yaml.safe_load(yamlio.scalar(s)) == s, s
+    b = Baseline()
+    b.section("mqtt")["10.0.0.5|10.0.0.9"] = {"client": "10.0.0.5", "broker": "10.0.0.9", "status": "learned",
+                                              "publishes": {"0x_": {"qos": [0]}, "0b_": {"qos": [1]}}}
+    assert parse(b.dump(), "x.yaml").entries["mqtt"] == b.entries["mqtt"]

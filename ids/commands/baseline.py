@@ -222,7 +222,7 @@ def build(args, config):
     from ..detect.baseline.enforcer import BaselineDetector, LearnThenEnforce
     cfg = config.baseline
     if path and os.path.exists(path):
-        return [BaselineDetector(document.load(path), cfg, path, config.limits)], [], []
+        return [BaselineDetector(document.load(path, shared=True), cfg, path, config.limits)], [], []
     if learn:
         return [LearnThenEnforce(dataclasses.replace(cfg), learn, path, limits=config.limits)], [], []
     raise UserError(f"{path}: no such baseline file (make one with `otids learn`, or add --baseline-learn SECONDS)")

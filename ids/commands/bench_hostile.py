@@ -605,6 +605,9 @@ def run(cases: list[str], scale: float, workdir: str, tshark: bool, extra: list[
             more = ["--rules", rules]
         if name in LEARNS:
             bl = os.path.join(workdir, "learned.yaml")
+            for f in (bl, bl + ".bak"):  # learn merges into a file that exists: each case learns afresh
+                if os.path.exists(f):
+                    os.unlink(f)
             secs, rss, _ = _measure(otids + ["learn", pcap, "-q", "-o", bl])
             got = _learned(bl)
         else:

@@ -7,6 +7,8 @@ modules (modbus.py, opcua.py, mqtt.py), which validate and compile their own sec
 """
 from __future__ import annotations
 
+import os
+
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -97,8 +99,23 @@ class Baseline:
     path: str | None = None
     learned: dict = field(default_factory=dict)
     entries: dict[str, dict[str, dict]] = field(default_factory=dict)
-    marks: dict[tuple, tuple[int, int]] = field(default_factory=dict)
     text: str | None = None
+    mark_cache: dict | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def marks(self) -> dict[tuple, tuple[int, int]]:
+        """Semantic path -> (line, col), worked out from the text when an error first needs one: kept for
+        every item of a large baseline it was ~130 MB (64,000 topics: 630,000 paths) that nothing read."""
+        if self.mark_cache is None:
+            self.mark_cache = {}
+            if self.text:
+                try:
+                    node, data = _node_and_data(self.text)
+                except yaml.YAMLError:
+                    node = None
+                if node is not None:
+                    _marks(node, data, (), self.mark_cache)
+        return self.mark_cache
 
     def section(self, name: str) -> dict[str, dict]:
         return self.entries.setdefault(name, {})
@@ -165,9 +182,27 @@ def _sorted(spec: SectionSpec, entries) -> list:
 
 # ---------------------------------------------------------------------------------------------- loading
 
-def load(path: str) -> Baseline:
+_READ: dict = {}  # the last file load(shared=True) read: (path, inode, size, mtime) -> Baseline
+
+
+def load(path: str, shared: bool = False) -> Baseline:
     """Read and check a baseline file. Errors name file:line:col; the protocol modules check their own
-    sections' fields when the enforcer compiles them (compile_sections)."""
+    sections' fields when the enforcer compiles them (compile_sections). `shared`: callers that only read
+    it (the baseline enforcer and the Sparkplug plug-in of one `analyze`) get the one Baseline parsed from
+    the file as it is now, not a parse each (a 64,000-topic baseline: 5 s and ~150 MB a parse)."""
+    if shared:
+        try:
+            st = os.stat(path)
+            key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None
+        if key is not None and key in _READ:
+            return _READ[key]
+        b = load(path)
+        _READ.clear()
+        if key is not None:
+            _READ[key] = b
+        return b
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
@@ -178,18 +213,36 @@ def load(path: str) -> Baseline:
     return parse(text, path)
 
 
+#: libyaml where PyYAML has it (the same nodes, marks and data): a baseline of 64,000 MQTT topics (4.6 MB)
+#: took 40 s and ~800 MB to compose and load with the pure-Python parser, parsed twice (nodes, then data)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _node_and_data(text: str, loader_class=_LOADER):
+    """Parse once: the node tree (for the marks errors name) and the data constructed from it. What
+    libyaml refuses goes to the pure-Python parser, the reference: the writer escapes strings (lone
+    surrogates as \\ud800) that only it reads back, and its error is the one reported."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    except yaml.YAMLError:
+        if loader_class is yaml.SafeLoader:
+            raise
+    finally:
+        loader.dispose()
+    return _node_and_data(text, yaml.SafeLoader)
+
+
 def parse(text: str, path: str = "<baseline>") -> Baseline:
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        node, data = _node_and_data(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise BaselineError(f"invalid YAML: {getattr(e, 'problem', None) or e}",
                             SourceLocation(path, mark.line + 1 if mark else None,
                                            mark.column + 1 if mark else None)) from None
     b = Baseline(path=path, text=text)
-    if node is not None:
-        _marks(node, data, (), b.marks)
     if data is None:
         return b
     if not isinstance(data, dict):

@@ -426,7 +426,7 @@ def baseline_senders(path: str | None, require_approved: bool) -> frozenset:
     from ....detect.baseline import document as model
     from ....errors import UserError
     try:
-        b = model.load(path)
+        b = model.load(path, shared=True)
     except UserError:
         return frozenset()
     usable = ("approved",) if require_approved else ("approved", "learned")
