@@ -79,3 +79,26 @@ def read_ndjson(path: Path) -> list[dict]:
 @pytest.fixture
 def corpus() -> Path:
     return need(CORPUS)
+
+
+def ml_score_batch(nf: int, t: int, clients, server: str = "127.0.0.11"):
+    """One batch for the ML Alerter: a far-out row (every feature 1e6, score 1e9) per client of `server` at
+    `t`, as the windower hands them over (metas, rows, scores, pair indexes): the alerter's state tests."""
+    import numpy as np
+
+    from ids.detect.ml.features import NS, RowMeta
+    from ids.events import FlowContext
+    metas = [RowMeta(t, t - 60 * NS, c, server, "modbus",
+                     FlowContext(i, "tcp", "1:x", c, 40000, None, server, 502, None, None, False))
+             for i, c in enumerate(clients)]
+    n = len(clients)
+    return metas, np.full((n, nf), 1e6), np.full(n, 1e9), np.zeros(n, dtype=np.int64)
+
+
+def flood_capture(path, gen, n: int):
+    """A bench-hostile case's capture (ids.commands.bench_hostile: `gen(out, n)`) written to `path`."""
+    from ids.commands.bench_hostile import PcapOut
+    out = PcapOut(str(path))
+    gen(out, n)
+    out.close()
+    return path

@@ -421,13 +421,10 @@ def test_ml_alerter_episode_states_bounded(tmp_path):
     and a known pair's worst unreported window keeps a copy of its row, not a view pinning its batch."""
     from dataclasses import replace
 
-    import numpy as np
-    from conftest import PCAPS, need, run_cli
+    from conftest import PCAPS, ml_score_batch, need, run_cli
     from ids.config import Config
     from ids.detect.ml.detector import PAIR_STATE_BYTES, Alerter
-    from ids.detect.ml.features import RowMeta
     from ids.detect.ml.store import load
-    from ids.events import FlowContext
     run_cli("train", str(need(PCAPS / "ml" / "modbus-train.pcap.gz")), "-o", str(tmp_path / "m"), "-q")
     model = load(str(tmp_path / "m"))
     keys = 100
@@ -436,11 +433,7 @@ def test_ml_alerter_episode_states_bounded(tmp_path):
     nf = len(model.names)
 
     def batch(t, clients, server="127.0.0.11"):
-        metas = [RowMeta(t, t - 60 * NS, c, server, "modbus",
-                         FlowContext(i, "tcp", "1:x", c, 40000, None, server, 502, None, None, False))
-                 for i, c in enumerate(clients)]
-        n = len(clients)
-        return metas, np.full((n, nf), 1e6), np.full(n, 1e9), np.zeros(n, dtype=np.int64)
+        return ml_score_batch(nf, t, clients, server)
     t0 = 1_700_000_000 * NS
     caps = []
     for k in range(0, 1_000, 100):

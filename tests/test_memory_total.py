@@ -159,37 +159,26 @@ def test_workers_share_memory_total_with_the_parent(tmp_path):
     assert said and all(f'"memory_total": {share}' in s for s in said), said
 
 
-def test_live_workers_share_memory_total_with_the_sensor(tmp_path):
-    """`otids live --workers N`: the sensor set each worker's flow bounds to 1/N but left limits.memory_total
-    whole in every process (the fork copied it), so N processes could hold N totals. Each of the N capturing
-    processes now holds split_total(total, N), less its capture ring (budget.live_share); a SYN flood over the
-    veth pair fills the flow tables past that share, and their table_full alerts say it. (Without the share, 4,000 flows are far within the total:
-    no table_full at all.) Needs root, iproute2 and tcpreplay, like the other live tests."""
+def _live_syn_flood(tmp_path, total: int, tag: str, *args: str) -> list[str]:
+    """4,000 SYNs over a veth pair into `otids live` with limits.memory_total `total` and 2 MiB rings; the
+    details of its table_full alerts. Needs root, iproute2 and tcpreplay, like the other live tests."""
     import json
     import os
 
     import pytest
 
-    from conftest import need_tool
-    from ids.commands.bench_hostile import PcapOut, syn_flood
-    from ids.flow.budget import PROCESS_BYTES, live_share, split_total
+    from conftest import flood_capture, need_tool
+    from ids.commands.bench_hostile import syn_flood
     from ids.live.netns import SensorProcess, VethPair
     if os.geteuid() != 0:
-        pytest.fail("the live share test needs root (network namespaces, AF_PACKET)")
+        pytest.fail("the live memory_total tests need root (network namespaces, AF_PACKET)")
     need_tool("ip")
     need_tool("tcpreplay")
-    cap = tmp_path / "syn.pcap"
-    o = PcapOut(str(cap))
-    syn_flood(o, 4_000)
-    o.close()
-    total = PROCESS_BYTES + (10 << 20)
-    share = split_total(total, 2) - (2 << 20)  # less each process's 2 MiB capture ring
-    assert share == 3 << 20 == live_share(total, 2, 2 << 20)
-    assert live_share(120 << 20, 2, 64 << 20) == split_total(120 << 20, 2) // 2  # rings past the total: half
+    cap = flood_capture(tmp_path / "syn.pcap", syn_flood, 4_000)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"limits:\n  memory_total: {total}\nlive:\n  buffer_mb: 2\n")
-    with VethPair(f"otids-m{os.getpid()}") as v:
-        s = SensorProcess(v, tmp_path, "-c", str(cfg), "--workers", "2", "-q", events=False)
+    with VethPair(f"otids-{tag}{os.getpid()}") as v:
+        s = SensorProcess(v, tmp_path, "-c", str(cfg), *args, "-q", events=False)
         try:
             s.wait_ready()
             r = v.replay(str(cap), pps=4000)
@@ -199,7 +188,23 @@ def test_live_workers_share_memory_total_with_the_sensor(tmp_path):
             s.kill()
     said = [json.dumps(a.get("otids", {})) for a in map(json.loads, s.alerts.read_text().splitlines())
             if a["rule"]["id"] == "otids.anomaly.flow.table_full"]
-    assert said and all(f'"memory_total": {share}' in x for x in said), (said, s.output)
+    assert said, s.output
+    return said
+
+
+def test_live_workers_share_memory_total_with_the_sensor(tmp_path):
+    """`otids live --workers N`: the sensor set each worker's flow bounds to 1/N but left limits.memory_total
+    whole in every process (the fork copied it), so N processes could hold N totals. Each of the N capturing
+    processes now holds split_total(total, N), less its capture ring (budget.live_share); a SYN flood over the
+    veth pair fills the flow tables past that share, and their table_full alerts say it. (Without the share,
+    4,000 flows are far within the total: no table_full at all.)"""
+    from ids.flow.budget import PROCESS_BYTES, live_share, split_total
+    total = PROCESS_BYTES + (10 << 20)
+    share = split_total(total, 2) - (2 << 20)  # less each process's 2 MiB capture ring
+    assert share == 3 << 20 == live_share(total, 2, 2 << 20)
+    assert live_share(120 << 20, 2, 64 << 20) == split_total(120 << 20, 2) // 2  # rings past the total: half
+    said = _live_syn_flood(tmp_path, total, "m", "--workers", "2")
+    assert all(f'"memory_total": {share}' in x for x in said), said
 
 
 def test_live_sensor_counts_its_capture_ring_in_memory_total(tmp_path):
@@ -207,34 +212,5 @@ def test_live_sensor_counts_its_capture_ring_in_memory_total(tmp_path):
     floods 81 MiB of its 277 MiB were mapped (ring and libraries), on top of the tables' 120 MiB total. The
     sensor's tables now hold memory_total less its ring (budget.live_share): a SYN flood fills the flow table
     past that, and its table_full alerts say it. (Without it, they said the whole total.)"""
-    import json
-    import os
-
-    import pytest
-
-    from conftest import need_tool
-    from ids.commands.bench_hostile import PcapOut, syn_flood
-    from ids.live.netns import SensorProcess, VethPair
-    if os.geteuid() != 0:
-        pytest.fail("the live ring test needs root (network namespaces, AF_PACKET)")
-    need_tool("ip")
-    need_tool("tcpreplay")
-    cap = tmp_path / "syn.pcap"
-    o = PcapOut(str(cap))
-    syn_flood(o, 4_000)
-    o.close()
-    total = 6 << 20
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"limits:\n  memory_total: {total}\nlive:\n  buffer_mb: 2\n")
-    with VethPair(f"otids-r{os.getpid()}") as v:
-        s = SensorProcess(v, tmp_path, "-c", str(cfg), "-q", "--method", "ring", events=False)
-        try:
-            s.wait_ready()
-            r = v.replay(str(cap), pps=4000)
-            s.wait_frames(r["sent"])
-            assert s.stop() == 0, s.output
-        finally:
-            s.kill()
-    said = [json.dumps(a.get("otids", {})) for a in map(json.loads, s.alerts.read_text().splitlines())
-            if a["rule"]["id"] == "otids.anomaly.flow.table_full"]
-    assert said and all(f'"memory_total": {4 << 20}' in x for x in said), (said, s.output)  # 6 MiB less 2
+    said = _live_syn_flood(tmp_path, 6 << 20, "r", "--method", "ring")
+    assert all(f'"memory_total": {4 << 20}' in x for x in said), said  # 6 MiB less 2

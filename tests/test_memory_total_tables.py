@@ -145,12 +145,9 @@ def test_summary_tables_stop_at_memory_total(tmp_path):
     says "or more" and counts the rest, and a memory_cap alert names each with memory_total."""
     import json
 
-    from conftest import run_cli
-    from ids.commands.bench_hostile import PcapOut, mqtt_clients
-    cap = tmp_path / "clients.pcap"
-    o = PcapOut(str(cap))
-    mqtt_clients(o, 3_000)
-    o.close()
+    from conftest import flood_capture, run_cli
+    from ids.commands.bench_hostile import mqtt_clients
+    cap = flood_capture(tmp_path / "clients.pcap", mqtt_clients, 3_000)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"limits:\n  memory_total: {MIB}\n")
     out = tmp_path / "a.ndjson"
@@ -240,24 +237,18 @@ def test_ml_alerter_states_in_memory_total(tmp_path):
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).parent))
 
-    import numpy as np
-    from conftest import PCAPS, need, run_cli
+    from conftest import PCAPS, ml_score_batch, need, run_cli
     from ids.config import Config
     from ids.detect.ml.detector import PAIR_STATE_BYTES, Alerter
-    from ids.detect.ml.features import NS, RowMeta
+    from ids.detect.ml.features import NS
     from ids.detect.ml.store import load
-    from ids.events import FlowContext
     run_cli("train", str(need(PCAPS / "ml" / "modbus-train.pcap.gz")), "-o", str(tmp_path / "m"), "-q")
     model = load(str(tmp_path / "m"))
     nf = len(model.names)
     cfg = replace(Config().ml, max_state_bytes=8 * PAIR_STATE_BYTES * 1_000)  # 1,000 pairs of its own
 
     def batch(t, clients, server="127.0.0.11"):
-        metas = [RowMeta(t, t - 60 * NS, c, server, "modbus",
-                         FlowContext(i, "tcp", "1:x", c, 40000, None, server, 502, None, None, False))
-                 for i, c in enumerate(clients)]
-        n = len(clients)
-        return metas, np.full((n, nf), 1e6), np.full(n, 1e9), np.zeros(n, dtype=np.int64)
+        return ml_score_batch(nf, t, clients, server)
     g = budget.install(2 * MIB)
     try:
         assert budget.Pool("stream_buffer", 2 * MIB).take(2 * MIB - (256 << 10))
