@@ -35,6 +35,8 @@ VERDICT_BYTES = 450  # a flow's cached verdict with one new-asset deviation (tra
 SWEEP_NS = NS  # time-based checks (stopped polling) run at most once per second of capture time
 NETWORK_RULES = "otids.baseline.network."  # the network section folds its own (network_new_hosts)
 FOLD_BYTES = 200  # one (rule, pair) window of the fold count, key and list included
+ITEM_CHARS = 160  # a folded deviation's listed things are cut to this; each counted at ITEM_BYTES
+ITEM_BYTES = ITEM_CHARS + 90
 DEV_BYTES = 800  # a deviation with its key and the event it points at, besides its texts (tracemalloc,
 #                    tests/test_bounds_state.py); limits.baseline_state_bytes counts it while it is held
 
@@ -277,7 +279,9 @@ class BaselineDetector:
                 many = self._many(rule, ev, flow, entry, ts)
                 if many is not None:  # past max_new_per_pair in this window: counted in the pair's fold
                     self.stats["folded"] += 1
-                    key, item, item_fmt = many, seen, self._listed
+                    # listed cut to ITEM_CHARS: a fold lists up to MAX_ITEMS of what could be 64 KB topics
+                    item = seen if len(seen) <= ITEM_CHARS else seen[:ITEM_CHARS - 3] + "..."
+                    key, item_fmt = many, self._listed
                     d = self.pending.get(key)
                     if d is not None:  # the fold is held: counted as any held deviation
                         self._count(d, ts, item)
@@ -286,6 +290,8 @@ class BaselineDetector:
             if d is None:
                 self.stats["deviations"] += 1
                 d = _Dev(rule, key, ts, ev, expected, seen, entry, techniques, flow, protocol)
+                if item_fmt == self._listed:  # what its list may hold, counted from the start
+                    d.cost += MAX_ITEMS * ITEM_BYTES
                 d.item_fmt = item_fmt
                 if item is not None:
                     d.items.append(item)
