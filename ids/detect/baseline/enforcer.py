@@ -24,7 +24,6 @@ from ...flow.conn import ConnRecord
 from ..attack import techniques as attack
 from ...flow import budget
 from ..bounds import Gate, evict_oldest, text
-from ...flow.budget import trim_oldest
 from .document import Baseline
 from .protocols import BY_PROTOCOL, PROTOCOL_MODULES
 from .rules import RULES
@@ -337,7 +336,7 @@ class BaselineDetector:
         w = self.windows.get(k)
         if w is None or ts - w[0] >= span:
             if w is None and len(self.windows) >= self.max_windows:
-                trim_oldest(self.windows, self.max_windows)
+                budget.trim_oldest(self.windows, self.max_windows)
             w = self.windows[k] = [ts, 0]
         w[1] += 1
         if w[1] <= self.max_new:
