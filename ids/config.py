@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from .errors import ConfigError, SourceLocation
+from .yamlload import SafeLoader as _SafeLoader
 from .protocols import DISSECTED, REGISTRY
 
 
@@ -276,7 +277,7 @@ Config = dataclasses.make_dataclass(
 Config.__module__ = __name__
 
 
-class _LineLoader(yaml.SafeLoader):
+class _LineLoader(_SafeLoader):
     """SafeLoader that remembers where each mapping key stands, for error messages."""
 
 

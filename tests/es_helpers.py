@@ -205,6 +205,7 @@ class Recorder:
         self.body_limit = 0  # bytes; 0 = no proxy limit
         self.objects: dict[str, dict] = {}  # path -> stored body
         self.bulk_raw: list = []  # per bulk request, before bulk_script: a raw answer (RawAnswer) to send as is
+        self.kibana_raw: list = []  # per Kibana API request (/api/...): the same
         rec = self
 
         class H(BaseHTTPRequestHandler):
@@ -222,8 +223,10 @@ class Recorder:
                     rec.requests[-1]["status"] = 413
                     self._send(413, NGINX_413, "text/html", product=False)
                     return
-                if self.path.startswith("/_bulk") and rec.bulk_raw:
-                    raw = rec.bulk_raw.pop(0)
+                raws = rec.bulk_raw if self.path.startswith("/_bulk") else \
+                    rec.kibana_raw if self.path.startswith("/api/") else None
+                if raws:
+                    raw = raws.pop(0)
                     rec.requests[-1]["status"] = raw.status
                     raw.send(self)
                     return

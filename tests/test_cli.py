@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import pytest
+
 from conftest import PCAPS, ROOT, read_ndjson, run_cli
 
 DEMO = str(PCAPS / "modbus-demo.pcap")
@@ -193,3 +195,33 @@ def test_readme_demo_command_raises_the_expected_alerts(tmp_path):
         "otids.modbus.diagnostics": 1, "otids.modbus.function_code_scan": 1}
     assert {a["source"]["ip"] for a in alerts} == {"127.0.0.20"}
     assert all(a["event"]["kind"] == "alert" and a["threat"]["technique"]["id"] for a in alerts)
+
+
+@pytest.mark.parametrize("value,why", [
+    ("2026-02-30", "day is out of range"),            # a timestamp PyYAML resolves, then cannot build
+    ("2026-01-01 10:00:00 +99:00", "offset"),          # a UTC offset over 24 h
+    ("9" * 5000, "4300 digits"),                        # Python's limit on int from text
+], ids=["impossible-date", "offset-over-24h", "int-5000-digits"])
+def test_values_yaml_cannot_build_are_errors_at_their_place(tmp_path, value, why):
+    """F21 (fuzzing, rules_file): PyYAML raises ValueError, not a YAML error, for these; each of the four
+    user-edited YAML files (config, registry, baseline, rules) ended otids with a traceback."""
+    files = {
+        "config": ("c.yaml", f"flow:\n  max_flows: {value}\n", ["analyze", DEMO, "-q", "-c"]),
+        "registry": ("r.yaml", f"devices:\n  - name: a\n    expires: {value}\n", ["analyze", DEMO, "-q", "--registry"]),
+        "baseline": ("b.yaml", f"version: 1\nlearned:\n  first: {value}\n", ["analyze", DEMO, "-q", "--baseline"]),
+    }
+    for name, (fname, text, argv) in files.items():
+        f = tmp_path / fname
+        f.write_text(text)
+        p = run_cli(*argv, str(f), check_rc=2)
+        line = 3 if name != "config" else 2
+        assert re.fullmatch(rf"otids: error: {re.escape(str(f))}:{line}:\d+: invalid YAML: cannot read the value .*\n",
+                            p.stderr), (name, p.stderr)
+        assert why in p.stderr, (name, p.stderr)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "s.yaml").write_text(f"suppressions:\n  - rule: otids.modbus.diagnostics\n    match: {{source.ip: 10.0.0.1}}\n"
+                                  f"    expires: {value}\n    reason: x\n")
+    p = run_cli("rules", "lint", str(rules), check_rc=None)
+    assert p.returncode != 0 and "Traceback" not in p.stderr + p.stdout
+    assert re.search(r"s\.yaml:4:\d+: error: invalid value: cannot read the value", p.stdout + p.stderr)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import PCAPS, ROOT, read_ndjson, run_cli
-from es_helpers import Osmem, PlainJsonNode, Recorder, es_config, file_view, free_port
+from es_helpers import Osmem, PlainJsonNode, RawAnswer, Recorder, es_config, file_view, free_port
 
 from ids.output import esgen
 from ids.output.elasticsearch import (AlertSink, EventSink, OsBackend, Shipper, credentials, install)
@@ -285,6 +286,19 @@ def test_setup_requests_recorded(recorder, tmp_path):
     assert (ROOT / "deploy/kibana/otids.ndjson").read_bytes() in imp[0]["body"]
     n = len((ROOT / "deploy/kibana/otids.ndjson").read_text().splitlines())
     assert f"imported {n} saved objects into {recorder.url}" in p.stdout
+
+
+@pytest.mark.parametrize("body", [b"<html><body>502 Bad Gateway</body></html>", b'["success"]',
+                                  b'{"successCount": ' + b"9" * 5000 + b"}", b'{"success": tr'],
+                         ids=["proxy-html", "not-an-object", "int-5000-digits", "cut"])
+def test_setup_refuses_a_kibana_answer_that_is_not_json_in_one_line(recorder, tmp_path, body):
+    """A proxy's page or a cut answer from Kibana's import API with status 200: one line naming Kibana and
+    the API (a JSONDecodeError traceback before), exit 2."""
+    recorder.kibana_raw = [RawAnswer(200, body, ctype="text/html", product=False)]
+    p = _cli_env({}, "es", "setup", "--es", recorder.url, "--kibana", recorder.url, "-c", cfg_file(tmp_path))
+    assert p.returncode == 2, p.stderr
+    assert re.fullmatch(rf"otids: error: {re.escape(recorder.url)}/?: /api/saved_objects/_import answered with "
+                        r"something that is not JSON: .*\n", p.stderr), p.stderr
 
 
 def test_setup_opensearch_recorded(tmp_path):

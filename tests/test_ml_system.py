@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -260,6 +261,7 @@ def test_model_for_another_feature_set_is_refused(model_dir, tmp_path):
     ("arrays", "not a readable array file"),
     ("array_value", "does not match its hash"),
     ("json", "not valid JSON"),
+    ("json_int", "not valid JSON (Exceeds the limit (4300 digits)"),  # ValueError, not JSONDecodeError: a traceback
     ("missing", "no such model directory"),
 ])
 def test_damaged_models_fail_in_one_line(model_dir, tmp_path, damage, message):
@@ -280,7 +282,9 @@ def test_damaged_models_fail_in_one_line(model_dir, tmp_path, damage, message):
             np.savez(fh, **arrays)
     elif damage == "json":
         (d / "model.json").write_text("{not json")
-    with pytest.raises(UserError, match=message):
+    elif damage == "json_int":
+        (d / "model.json").write_text('{"format": ' + "9" * 5000 + "}")
+    with pytest.raises(UserError, match=re.escape(message)):
         load(str(d))
     p = run_cli("eval", str(TEST), "--labels", str(LABELS), "--model", str(d), check_rc=2)
     assert len(p.stderr.strip().splitlines()) == 1 and message in p.stderr

@@ -65,6 +65,9 @@ def test_a_capture_given_for_a_text_file_is_one_line_not_a_traceback(tmp_path):
     assert p.stderr.strip() == f"otids: error: {nd}:1: not a JSON document (not UTF-8 text, byte 0 of the line)"
     p = run_cli("es", "validate", str(nd), check_rc=1)
     assert p.stdout.startswith(f"{nd}:1: not UTF-8 text (byte 0 of the line)\n")
+    nd.write_text('{"event": {"kind": "event"}, "n": ' + "9" * 5000 + "}\n")  # json: ValueError, not JSONDecodeError
+    p = run_cli("rules", "dry-run", str(ROOT / "rules"), str(nd), check_rc=2)
+    assert p.stderr.startswith(f"otids: error: {nd}:1: not JSON (Exceeds the limit (4300 digits)")
 
 
 def test_truncated_gzip_capture_gives_its_packets_before_the_cut(tmp_path):

@@ -226,7 +226,14 @@ def kibana_import(cfg, creds: dict, flavor: str, api: str, filename: str, payloa
     while True:
         try:
             with urllib.request.urlopen(req, timeout=cfg.timeout, context=ctx) as r:
-                return json.loads(r.read() or b"{}")
+                answer = r.read()
+            doc = json.loads(answer or b"{}")
+            if not isinstance(doc, dict):
+                raise ValueError("not an object")
+            return doc
+        except ValueError:  # a proxy's HTML page, a cut answer: say what came back instead of a traceback
+            raise UserError(f"{display_url(cfg.kibana_url)}: {api.split('?')[0]} answered with something that is "
+                            f"not JSON: {answer[:80]!r}") from None
         except urllib.error.HTTPError as e:
             text = e.read().decode("utf-8", "replace")[:300]
             if e.code == 503 and time.monotonic() < deadline:  # Kibana still starting

@@ -287,8 +287,8 @@ def cmd_dry_run(args) -> int:
                         doc = json.loads(line.decode("utf-8"))
                     except UnicodeDecodeError:
                         raise UserError(f"{inp}:{ln}: not JSON (not UTF-8 text)") from None
-                    except json.JSONDecodeError as e:
-                        raise UserError(f"{inp}:{ln}: not JSON ({e.msg})") from None
+                    except ValueError as e:  # JSONDecodeError, or an integer of over 4,300 digits
+                        raise UserError(f"{inp}:{ln}: not JSON ({getattr(e, 'msg', None) or str(e).split(';')[0]})") from None
                     if not isinstance(doc, dict) or (doc.get("event") or {}).get("kind") == "alert":
                         continue
                     n_events += 1

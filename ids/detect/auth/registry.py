@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from ...errors import ConfigError, SourceLocation
+from ...yamlload import SafeLoader as _SafeLoader
 from .certs import CheckPolicy
 
 SECURITY_MODES = ("None", "Sign", "SignAndEncrypt")
@@ -79,7 +80,7 @@ class Registry:
 
 # ---------------------------------------------------------------------------------------------- loading
 
-class _Loader(yaml.SafeLoader):
+class _Loader(_SafeLoader):
     pass
 
 

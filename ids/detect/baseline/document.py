@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from ...errors import SourceLocation, UserError
+from ...yamlload import FastLoader, SafeLoader
 from . import yamlio
 from .section import SectionSpec
 
@@ -215,7 +216,7 @@ def load(path: str, shared: bool = False) -> Baseline:
 
 #: libyaml where PyYAML has it (the same nodes, marks and data): a baseline of 64,000 MQTT topics (4.6 MB)
 #: took 40 s and ~800 MB to compose and load with the pure-Python parser, parsed twice (nodes, then data)
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LOADER = FastLoader
 
 
 def _node_and_data(text: str, loader_class=_LOADER):
@@ -227,11 +228,11 @@ def _node_and_data(text: str, loader_class=_LOADER):
         node = loader.get_single_node()
         return node, (loader.construct_document(node) if node is not None else None)
     except yaml.YAMLError:
-        if loader_class is yaml.SafeLoader:
+        if loader_class is SafeLoader:
             raise
     finally:
         loader.dispose()
-    return _node_and_data(text, yaml.SafeLoader)
+    return _node_and_data(text, SafeLoader)
 
 
 def parse(text: str, path: str = "<baseline>") -> Baseline:

@@ -18,6 +18,8 @@ from typing import Callable
 
 import yaml
 
+from ...yamlload import FastLoader, SafeLoader
+
 Path = tuple[str, ...]
 #: (path of a sequence, item, index) -> the item's identity within that sequence
 ItemId = Callable[[Path, object, int], str]
@@ -221,7 +223,7 @@ def read_comments(text: str, item_id: ItemId, header: list[str] | None = None) -
     try:  # libyaml first (a 64,000-topic baseline: 90 s with the pure-Python scanner and parser)
         covered, content_end, starts = _positions(text, lines, item_id, _FAST)
     except yaml.YAMLError:  # what only the pure-Python parser reads back (lone surrogates escaped)
-        covered, content_end, starts = _positions(text, lines, item_id, yaml.SafeLoader)
+        covered, content_end, starts = _positions(text, lines, item_id, SafeLoader)
     out = Comments()
     pending: list[str] = []
     header_set = set(header or ())
@@ -254,7 +256,7 @@ def read_comments(text: str, item_id: ItemId, header: list[str] | None = None) -
     return out
 
 
-_FAST = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FAST = FastLoader
 
 
 def _positions(text: str, lines: list[str], item_id: ItemId, loader_class) -> tuple[list, list, dict]:

@@ -186,8 +186,9 @@ def load(directory: str) -> Model:
         raise UserError(f"{mpath}: missing (not a model directory; make one with `otids train`)") from None
     except OSError as e:
         raise UserError(f"{mpath}: cannot read: {e.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{mpath}:{getattr(e, 'lineno', 1)}: not valid JSON") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, and an integer of over 4,300 digits
+        raise UserError(f"{mpath}:{getattr(e, 'lineno', 1)}: not valid JSON"
+                        f"{'' if isinstance(e, (json.JSONDecodeError, UnicodeDecodeError)) else ' (' + str(e).split(';')[0] + ')'}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else None
         raise UserError(f"{mpath}: format {got!r} is not an otids ML model this version reads ({FORMAT})")

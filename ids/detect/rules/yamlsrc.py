@@ -9,6 +9,7 @@ from __future__ import annotations
 import yaml
 
 from ...errors import SourceLocation
+from ...yamlload import SafeLoader
 
 
 class LMap(dict):
@@ -43,7 +44,7 @@ def _loc(path: str, node) -> SourceLocation:
 
 
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_ctor = yaml.SafeLoader(""); _ctor.dispose()  # scalar resolution (ints, bools, dates) as SafeLoader does
+_ctor = SafeLoader(""); _ctor.dispose()  # scalar resolution (ints, bools, dates) as SafeLoader does
 _STR, _INT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int"
 
 
@@ -71,7 +72,8 @@ def _convert(path: str, node):
     tag, v = node.tag, node.value
     if tag == _STR:  # most values: the resolver's answer is the text itself
         return v
-    if tag == _INT and v.isdigit() and (v[0] != "0" or len(v) == 1):  # plain decimal (YAML 1.1: 010 is octal)
+    if tag == _INT and v.isdigit() and (v[0] != "0" or len(v) == 1) and len(v) < 100:  # plain decimal (YAML 1.1:
+        # 010 is octal; longer ones go to the guarded constructor: int() refuses more than 4,300 digits)
         return int(v)
     try:
         return _ctor.construct_object(node, deep=True)
