@@ -147,9 +147,11 @@ def run_one(name: str, seconds: int, runs: int, sources: list[str], work: str | 
     env = dict(os.environ, OTIDS_PURE="1") if not scope else dict(os.environ, **{SCOPE_ENV: scope})
     if scope:
         env.pop("OTIDS_PURE", None)
+    # atheris prints an uncaught exception's traceback on stdout, libFuzzer its report on stderr: one stream,
+    # so the log and the failure tail hold the traceback (CI once showed only "fuzz target exited")
     p = subprocess.run([sys.executable, __file__, "--child", name, "--", *args, *dirs], cwd=ROOT,
-                       capture_output=True, text=True, env=env)
-    out = p.stderr
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    out = p.stdout
     if log is not None:
         log.write_text(out)
     stats = {k: int(v) for k, v in _STAT.findall(out)}
@@ -159,7 +161,16 @@ def run_one(name: str, seconds: int, runs: int, sources: list[str], work: str | 
             "execs": stats.get("number_of_executed_units", int(cov[-1][0]) if cov else 0),
             "cov": int(cov[-1][1]) if cov else 0, "ft": int(cov[-1][2]) if cov else 0,
             "corpus": int(cov[-1][3]) if cov else 0, "crashes": crashes,
-            "tail": "\n".join(out.splitlines()[-30:]) if p.returncode else ""}
+            "tail": _tail(out) if p.returncode else ""}
+
+
+def _tail(out: str) -> str:
+    """What a failed run shows: the Python exception with its traceback where there is one, and libFuzzer's
+    last lines (where the crashing input was written)."""
+    lines = out.splitlines()
+    at = next((i for i, ln in enumerate(lines) if "Uncaught Python exception" in ln), None)
+    head = lines[at:at + 60] if at is not None else []
+    return "\n".join(head + ["..."] + lines[-12:] if head else lines[-30:])
 
 
 def main(argv=None) -> int:

@@ -137,12 +137,21 @@ SMOKE = [h for h in HARNESSES if not h.startswith(("session_", "probe_")) or h[8
     ["session_dnp3", "session_profinet_dcp", "probe_dnp3"]
 
 
+def _found(d) -> str:
+    """The inputs a failed smoke run wrote, in the failure message: CI's temporary folder is gone after the
+    run, and the base64 here is what to put in fuzz/crashes/HARNESS to reproduce and keep the case."""
+    import base64
+    files = sorted(d.iterdir()) if d.is_dir() else []
+    return "".join(f"\n{f.name} ({f.stat().st_size} bytes), base64:\n{base64.b64encode(f.read_bytes()[:8192]).decode()}"
+                   for f in files[:3])
+
+
 def test_atheris_smoke_run_of_every_harness(tmp_path):
     import atheris  # noqa: F401  - a test dependency (pyproject.toml): missing, this fails
     p = subprocess.run([sys.executable, str(FUZZ / "run.py"), *SMOKE, "--time", "2", "--runs", "300",
                         "--work", str(tmp_path / "work"), "--artifacts", str(tmp_path / "crashes")],
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stdout + p.stderr[-3000:]
+    assert p.returncode == 0, p.stdout + p.stderr[-6000:] + _found(tmp_path / "crashes")
     lines = p.stdout.splitlines()[1:]
     assert len(lines) == len(SMOKE)
     for line in lines:
@@ -167,3 +176,16 @@ def test_instrument_scope_fuzzes_only_the_named_modules(tmp_path):
     assert listed, log[-2000:]
     assert set(listed[0].split(": ", 2)[2].split()) == {
         "fuzz", "fuzz.harnesses", "ids.flow.identify", "ids.flow.ndpi", "ids.protocols.dnp3"}, listed[0]
+
+
+def test_a_failed_run_shows_the_python_traceback():
+    """atheris writes the uncaught exception on stdout and libFuzzer its report on stderr: the runner keeps
+    one stream, and its failure tail leads with the exception (CI once showed only "fuzz target exited")."""
+    from fuzz.run import _tail
+    out = "\n".join(["INFO: Instrumenting ids.x"] * 50 + [" === Uncaught Python exception: ===", "ValueError: day is out",
+                    "Traceback (most recent call last):", '  File "ids/detect/rules/yamlsrc.py", line 77'] +
+                    [f"#{i} NEW cov: 1" for i in range(40)] + ["==1== ERROR: libFuzzer: fuzz target exited",
+                                                                  "Test unit written to /tmp/crash-1"])
+    t = _tail(out)
+    assert "ValueError: day is out" in t and "yamlsrc.py" in t and "Test unit written to /tmp/crash-1" in t
+    assert "Instrumenting" not in t
