@@ -113,6 +113,7 @@ def child(name: str, fuzzer_args: list[str]) -> None:
 
 SCOPE_ENV = "OTIDS_FUZZ_SCOPE"  # --instrument, handed to the child
 _STAT = re.compile(r"stat::(\w+):\s*(\d+)")
+_WRITTEN = re.compile(r"Test unit written to (\S+)")
 _COV = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)")
 
 
@@ -125,7 +126,6 @@ def run_one(name: str, seconds: int, runs: int, sources: list[str], work: str | 
     work_dir.mkdir(parents=True, exist_ok=True)
     art = Path(artifacts) if artifacts else FUZZ / "crashes" / name
     art.mkdir(parents=True, exist_ok=True)
-    before = set(os.listdir(art))
     dirs = [str(work_dir)]
     for d in (FUZZ / "seeds" / name, FUZZ / "crashes" / name):
         if d.is_dir() and any(d.iterdir()):
@@ -156,7 +156,8 @@ def run_one(name: str, seconds: int, runs: int, sources: list[str], work: str | 
         log.write_text(out)
     stats = {k: int(v) for k, v in _STAT.findall(out)}
     cov = _COV.findall(out)
-    crashes = sorted(set(os.listdir(art)) - before)
+    # the files this run wrote, from libFuzzer's report (harnesses run at once share the artifacts folder)
+    crashes = sorted({os.path.basename(m) for m in _WRITTEN.findall(out)})
     return {"harness": name, "rc": p.returncode, "seconds": round(time.time() - t0),
             "execs": stats.get("number_of_executed_units", int(cov[-1][0]) if cov else 0),
             "cov": int(cov[-1][1]) if cov else 0, "ft": int(cov[-1][2]) if cov else 0,
@@ -197,6 +198,8 @@ def main(argv=None) -> int:
                     help="instrument only these module prefixes, comma-separated ({proto}: the harness's "
                          "protocol), the rest running compiled where built; default: every ids and fuzz "
                          "module, pure Python. E.g. ids.flow.identify,ids.flow.ndpi,ids.protocols.{proto},fuzz")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="harnesses fuzzed at once, one process each (default 1; the test suite's smoke run uses 2)")
     a = ap.parse_args(argv)
     if a.list:
         print("\n".join(names))
@@ -208,16 +211,21 @@ def main(argv=None) -> int:
         return 2
     status = 0
     print(f"{'harness':22} {'execs':>10} {'cov':>6} {'ft':>7} {'corpus':>6} {'secs':>5}  crashes")
-    for h in todo:
+    def one(h: str) -> dict:
         log = Path(a.log) / f"{h}.log" if a.log else None
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
-        r = run_one(h, a.time, a.runs, a.sources, a.work, a.artifacts, a.max_len, log, a.instrument)
-        print(f"{h:22} {r['execs']:>10} {r['cov']:>6} {r['ft']:>7} {r['corpus']:>6} {r['seconds']:>5}  "
-              f"{' '.join(r['crashes']) or '-'}", flush=True)
-        if r["rc"]:
-            status = 1
-            print(r["tail"], file=sys.stderr)
+        return run_one(h, a.time, a.runs, a.sources, a.work, a.artifacts, a.max_len, log, a.instrument)
+
+    from concurrent.futures import ThreadPoolExecutor  # threads only wait: each harness fuzzes in its own process
+    with ThreadPoolExecutor(max(1, a.jobs)) as pool:
+        results = pool.map(one, todo)  # in the order given, each as soon as it and those before it are done
+        for h, r in zip(todo, results):
+            print(f"{h:22} {r['execs']:>10} {r['cov']:>6} {r['ft']:>7} {r['corpus']:>6} {r['seconds']:>5}  "
+                  f"{' '.join(r['crashes']) or '-'}", flush=True)
+            if r["rc"]:
+                status = 1
+                print(r["tail"], file=sys.stderr)
     return status
 
 

@@ -264,12 +264,12 @@ def _ua_write(ts: int, fid: int, client: str):
 
 
 def test_auth_pending_none_bounded_in_bytes():
-    """100,000 OPC UA channels on SecurityPolicy None within the 5 s a policy_none finding waits for its
-    session's token (each held with its event: ~300 MB before, no bound): the held findings within their
+    """25,000 OPC UA channels on SecurityPolicy None within the 5 s a policy_none finding waits for its
+    session's token (each held with its event: ~75 MB before, no bound): the held findings within their
     share of limits.auth_state_bytes, the oldest eighth alerted at once when full (nothing lost: every
     channel alerts or is counted in a follow-up), said by a memory_cap alert naming auth.pending_none."""
     from ids.detect.auth.detector import TABLES, AuthDetector
-    limit = 8 << 20
+    limit = 2 << 20
     det = AuthDetector(limits=LimitsConfig(auth_state_bytes=limit))
     share = int(limit * TABLES["pending_none"][1])
     alerts, seen = [], [0]
@@ -280,8 +280,8 @@ def test_auth_pending_none_bounded_in_bytes():
                 seen[0] += a.count
             elif a.rule_id == CAP:
                 alerts.append(a)
-    n = 100_000
-    held = _held(lambda: [keep(det.on_event(_ua_write(NS + i * 40_000, i + 1, f"10.{i >> 16}.{i >> 8 & 255}.{i & 255}")))
+    n = 25_000
+    held = _held(lambda: [keep(det.on_event(_ua_write(NS + i * 160_000, i + 1, f"10.{i >> 16}.{i >> 8 & 255}.{i & 255}")))
                           for i in range(n)])
     assert len(det.pending_none) <= det.caps["pending_none"].max_keys
     # what the pending table holds (events and findings) stays within its share; the other tables (the
@@ -309,8 +309,8 @@ def test_auth_pending_none_entry_cost():
 
 
 def test_auth_refusals_of_one_client_bounded():
-    """One client id refused 200,000 times within a minute (a password guesser): its refusal times were a
-    deque of every one (~8 MB); now at most 2 x REFUSAL_SLOTS + 1 entries (REFUSAL_ENTRY bytes), the
+    """One client id refused 50,000 times within a minute (a password guesser): its refusal times were a
+    deque of every one (~2 MB); now at most 2 x REFUSAL_SLOTS + 1 entries (REFUSAL_ENTRY bytes), the
     count in the alert exact until REFUSAL_SLOTS fall within the window, then within one step of it."""
     from authlib import flow as aflow
     from authlib import mqtt_connect
@@ -322,8 +322,8 @@ def test_auth_refusals_of_one_client_bounded():
         out.append([a for a in det.on_event(mqtt_connect(i * 5 * NS, fl, "plc", rc=5)) or ()])
     assert det.refusals[("10.7.0.1", "plc")].n == 10
     t0 = 100 * NS
-    n = 200_000
-    step = REFUSAL_WINDOW // 4 // n  # 200,000 in 15 s
+    n = 50_000
+    step = REFUSAL_WINDOW // 4 // n  # 50,000 in 15 s
 
     def flood():
         for i in range(n):

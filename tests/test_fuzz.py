@@ -148,7 +148,7 @@ def _found(d) -> str:
 
 def test_atheris_smoke_run_of_every_harness(tmp_path):
     import atheris  # noqa: F401  - a test dependency (pyproject.toml): missing, this fails
-    p = subprocess.run([sys.executable, str(FUZZ / "run.py"), *SMOKE, "--time", "2", "--runs", "300",
+    p = subprocess.run([sys.executable, str(FUZZ / "run.py"), *SMOKE, "--time", "2", "--runs", "300", "--jobs", "2",
                         "--work", str(tmp_path / "work"), "--artifacts", str(tmp_path / "crashes")],
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr[-6000:] + _found(tmp_path / "crashes")

@@ -198,7 +198,7 @@ def test_scan_detector_flood_still_found_under_the_bound():
 
 
 def test_flag_detector_state_bounded_in_bytes():
-    """TCP flag probes from 40,000 spoofed sources to 64 hosts and ports each: bounded by its share of
+    """TCP flag probes from 12,000 spoofed sources to 3 hosts and ports each: bounded by its share of
     limits.network_state_bytes, with a memory_cap alert."""
     from ids.detect.network.flags import FlagDetector
     limit = 2 << 20
@@ -206,7 +206,7 @@ def test_flag_detector_state_bounded_in_bytes():
     alerts = []
 
     def fill():
-        for i in range(40_000):
+        for i in range(12_000):
             for k in range(3):
                 r = _conn(i, _ip(i), _ip(k, 172), 1000 + k, T0 + i * 1000 + k, notes=("tcp_flags_null",))
                 alerts.extend(a for a in d.on_event(r) or () if a.source != "network" or "sensor" in a.extra)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import CORPUS, PCAPS, need, read_ndjson, run_cli
@@ -70,15 +71,20 @@ def test_corpus_captures_stay_within_one_network_alert_per_10000_packets(tmp_pat
     files = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".pcap", ".pcapng", ".cap"))
     assert len(files) > 50, f"corpus not found at {CORPUS}"
     packets, alerts, conn = 0, Counter(), 0
-    for f in files:
-        ev, al = tmp_path / "e.ndjson", tmp_path / "a.ndjson"
+
+    def one(i_f):  # two at a time (CI has two cores): each capture its own output files
+        i, f = i_f
+        ev, al = tmp_path / f"e{i}.ndjson", tmp_path / f"a{i}.ndjson"
         run_cli("analyze", str(f), "-q", "-o", str(al), "--events", str(ev), check_rc=None)
-        conn += sum(1 for d in read_ndjson(ev) if d["event"]["dataset"] == "otids.conn")
-        for a in read_ndjson(al):
-            if a["rule"]["category"] == "network":
-                alerts[(f.name, a["rule"]["id"])] += 1
         out = subprocess.run(["capinfos", "-c", "-M", str(f)], capture_output=True, text=True).stdout.split()
-        packets += int(out[-1]) if out and out[-1].isdigit() else 0
+        return f, read_ndjson(ev), read_ndjson(al), int(out[-1]) if out and out[-1].isdigit() else 0
+    with ThreadPoolExecutor(2) as pool:
+        for f, evs, als, n in pool.map(one, enumerate(files)):
+            conn += sum(1 for d in evs if d["event"]["dataset"] == "otids.conn")
+            for a in als:
+                if a["rule"]["category"] == "network":
+                    alerts[(f.name, a["rule"]["id"])] += 1
+            packets += n
     if not conn:
         pytest.fail("no connection records (otids.conn) from any corpus capture: the data path does not produce "
                     "ids.flow.conn.ConnRecord yet (issue #21 part 1)")
