@@ -25,7 +25,7 @@ def test_live_sensor_survives_floods_reports_drops_and_memory(tmp_path):
     need_tool("tcpreplay")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.run([sys.executable, "-m", "ids.cli", "bench-hostile", "--live", "syn_flood", "garbage_502",
-                        "--minutes", "0.35", "--pps", "5000", "--netns", f"bounds-{os.getpid()}",
+                        "--minutes", "0.25", "--pps", "5000", "--netns", f"bounds-{os.getpid()}",
                         "--workdir", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out
