@@ -62,10 +62,9 @@ CASES = {
         RawAnswer(200, _j({"_seq_no": 0, "_primary_term": 1, "policy": {"description": 5}}))]}, None),
     # Kibana's saved-objects import
     "kibana_count_string": (None, {"kibana": [RawAnswer(200, _j({"success": True, "successCount": "abc"}))]},
-                            "/api/saved_objects/_import answered successCount the string 'abc', not a count"
-                            .replace("the string 'abc'", "abc")),
+                            "/api/saved_objects/_import answered successCount the string 'abc', not a count"),
     "kibana_count_null": (None, {"kibana": [RawAnswer(200, _j({"success": True, "successCount": None}))]},
-                          "answered successCount a JSON NoneType: None, not a count"),
+                          "answered successCount null, not a count"),
     "kibana_count_infinite": (None, {"kibana": [RawAnswer(200, b'{"success": true, "successCount": 1e400}')]},
                               "answered successCount a JSON float: inf, not a count"),
     "kibana_count_list": (None, {"kibana": [RawAnswer(200, _j({"success": True, "successCount": [1]}))]},
@@ -91,7 +90,7 @@ CASES = {
     # the detection-rules import
     "rules_count_string": (None, {"kibana": [OK_OBJECTS, RawAnswer(200, _j({"success": True, "success_count": "7",
                                                                             "errors": []}))]},
-                           "/api/detection_engine/rules/_import answered success_count 7, not a count"),
+                           "/api/detection_engine/rules/_import answered success_count the string '7', not a count"),
     "rules_errors_number": (None, {"kibana": [OK_OBJECTS, RawAnswer(200, _j({"success": False, "errors": 5}))]},
                             "detection rules import reported 1 error(s): 5"),
     "rules_errors_object": (None, {"kibana": [OK_OBJECTS, RawAnswer(200, _j({"success": True, "errors": {"a": 1}}))]},

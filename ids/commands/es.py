@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -228,9 +229,11 @@ def _import_errors(answer: dict, names: tuple, detail: str) -> tuple[list, str]:
 
 def _import_count(cfg, api: str, answer: dict, key: str, default: int) -> int:
     """The count an import API answered: a non-negative integer, as documented, or one line saying what came."""
+    from ..output.elasticsearch.answers import what
+
     n = answer.get(key, default)
     if type(n) is not int or n < 0:
-        raise UserError(f"{display_url(cfg.kibana_url)}: {api} answered {key} {_describe(n)}, not a count")
+        raise UserError(f"{display_url(cfg.kibana_url)}: {api} answered {key} {what(n)}, not a count")
     return n
 
 
@@ -382,6 +385,28 @@ def cmd_validate(args) -> int:
     return 1 if bad else 0
 
 
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT")
+
+
+def _load_shape(doc: dict) -> str | None:
+    """What makes a parsed line unfit to ship (said in a few words), or None. The `_id`, the data stream and,
+    in index mode, the index's month come from these fields: a value of another type would fail the whole
+    bulk request (retried and spooled for ever, never dead-lettered) or stop the sender."""
+    from ..output.elasticsearch.answers import what
+
+    ev, ts = doc["event"], doc["@timestamp"]
+    if not isinstance(ev, dict):
+        return f"event is {what(ev)}, not an object"
+    if not isinstance(ts, str) or not _RFC3339.match(ts):
+        return f"@timestamp is {what(ts)}, not an RFC 3339 time"
+    for key in ("id", "kind", "dataset"):
+        if key in ev and not isinstance(ev[key], str):
+            return f"event.{key} is {what(ev[key])}, not a string"
+    if "rule" in doc and not isinstance(doc["rule"], dict):
+        return f"rule is {what(doc['rule'])}, not an object"
+    return None
+
+
 def cmd_load(args) -> int:
     from ..output.elasticsearch.shipper import Shipper
     from ..output.elasticsearch.sinks import cluster_fields
@@ -416,8 +441,11 @@ def cmd_load(args) -> int:
                         doc = json.loads(line)
                         ev = doc["event"]
                         ts = doc["@timestamp"]
-                    except (ValueError, KeyError, TypeError):
+                    except (ValueError, KeyError, TypeError, RecursionError):
                         raise UserError(f"{path}:{lineno}: not an otids document") from None
+                    wrong = _load_shape(doc)
+                    if wrong:  # before, an AttributeError here, or an _id no cluster takes poisoning the spool
+                        raise UserError(f"{path}:{lineno}: not an otids document ({wrong})")
                     did = ev.get("id") or doc_id(line)
                     alert = ev.get("kind") == "alert"
                     dataset = "otids.alert" if alert else ev.get("dataset", "otids.unknown")

@@ -10,7 +10,7 @@ from dataclasses import replace
 from ...errors import UserError
 from ..esgen import Layout, cluster_objects
 from .settings import auth_header, split_urls, tls_options
-from .answers import cut, describe
+from .answers import cut, describe, what
 
 log = logging.getLogger("otids.es")
 
@@ -341,10 +341,7 @@ def _obj(v, what: str) -> dict:
 
 
 def _what(v) -> str:
-    """A value that came in an answer, said in a few words."""
-    if v is None:
-        return "missing (or null)"
-    return f"the string {cut(v, 80)!r}" if isinstance(v, str) else describe(v)
+    return "missing (or null)" if v is None else what(v)  # a key .get() did not find is None too
 
 
 def _installed(obj, cur) -> tuple[bool, object]:

@@ -1,0 +1,66 @@
+"""Files from users that parse but hold the wrong type at some level (issue #16, the one-line-error rule):
+valid JSON or YAML whose values are of another type than the command reads. Each must end with one line
+naming the file and the place and exit 2, never "internal error" (a traceback kept in a file) and never a
+silent success that ships or writes something broken. The answers of a cluster or Kibana are in
+test_es_setup_answers.py and test_es_hostile.py."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from es_helpers import Recorder
+
+from ids.cli import main
+
+T = "2026-12-05T00:00:00.000000Z"
+
+
+def run(capsys, *argv) -> tuple[int, str]:
+    rc = main(list(argv))
+    return rc, capsys.readouterr().err
+
+
+def one_line_exit_2(rc: int, err: str) -> None:
+    assert rc == 2, err
+    assert "internal error" not in err and err.startswith("otids: error: ") and err.count("\n") == 1, err
+
+
+# ---------------------------------------------------------------------------------------------- es load
+
+LOAD_CASES = {
+    # an AttributeError before (event.get on a string, rule.get on a string)
+    "event_string": ({"event": "x", "@timestamp": T}, "event is the string 'x', not an object"),
+    "event_list": ({"event": [1], "@timestamp": T}, "event is a JSON list: [1], not an object"),
+    "event_null": ({"event": None, "@timestamp": T}, "event is null, not an object"),
+    "rule_string": ({"event": {"kind": "alert"}, "@timestamp": T, "rule": "x"}, "rule is the string 'x', not an object"),
+    # shipped before, where they fail the whole bulk request (an _id that is not a string: retried, then
+    # spooled, and the spool replays it for ever) or stop the sender (index mode takes the month from it)
+    "id_list": ({"event": {"id": [1]}, "@timestamp": T}, "event.id is a JSON list: [1], not a string"),
+    "id_object": ({"event": {"id": {"a": 1}}, "@timestamp": T}, "event.id is a JSON dict: {\"a\":1}, not a string"),
+    "dataset_number": ({"event": {"dataset": 5}, "@timestamp": T}, "event.dataset is a JSON int: 5, not a string"),
+    "kind_list": ({"event": {"kind": ["alert"]}, "@timestamp": T}, "event.kind is a JSON list: [\"alert\"], not a string"),
+    "timestamp_number": ({"event": {}, "@timestamp": 5}, "@timestamp is a JSON int: 5, not an RFC 3339 time"),
+    "timestamp_null": ({"event": {}, "@timestamp": None}, "@timestamp is null, not an RFC 3339 time"),
+    "timestamp_text": ({"event": {}, "@timestamp": "yesterday"}, "@timestamp is the string 'yesterday', not an RFC 3339 time"),
+    # a RecursionError before
+    "deep": ("[" * 100_000 + "]" * 100_000, None),
+}
+
+
+@pytest.mark.parametrize("mode", ["data_stream", "index"])
+@pytest.mark.parametrize("case", sorted(LOAD_CASES))
+def test_es_load_refuses_wrong_shapes_in_one_line(case, mode, tmp_path, capsys):
+    doc, says = LOAD_CASES[case]
+    good = {"event": {"kind": "alert", "id": "a1"}, "@timestamp": T, "rule": {"name": "r"}}
+    f = tmp_path / "alerts.ndjson"
+    f.write_text(json.dumps(good) + "\n" + (doc if isinstance(doc, str) else json.dumps(doc)) + "\n")
+    cfg = tmp_path / "otids.yaml"
+    cfg.write_text(f"elasticsearch:\n  spool_dir: {tmp_path / 'spool'}\n  mode: {mode}\n  shutdown_timeout: 5\n"
+                   f"  flush_interval_ms: 50\n")
+    rec = Recorder()
+    try:
+        rc, err = run(capsys, "es", "load", "--es", rec.url, "-c", str(cfg), str(f))
+    finally:
+        rec.close()
+    one_line_exit_2(rc, err)
+    assert err == f"otids: error: {f}:2: not an otids document" + (f" ({says})" if says else "") + "\n", err
