@@ -6,8 +6,10 @@ test_es_setup_answers.py and test_es_hostile.py."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from conftest import PCAPS as ROOT_PCAPS
 from es_helpers import Recorder
 
 from ids.cli import main
@@ -64,3 +66,39 @@ def test_es_load_refuses_wrong_shapes_in_one_line(case, mode, tmp_path, capsys):
         rec.close()
     one_line_exit_2(rc, err)
     assert err == f"otids: error: {f}:2: not an otids document" + (f" ({says})" if says else "") + "\n", err
+
+
+# ---------------------------------------------------------------------------------------------- YAML files
+
+def _yaml_with(tmp_path, src: str, name: str, change) -> str:
+    import yaml
+    from conftest import ROOT
+
+    doc = yaml.safe_load((ROOT / src).read_text())
+    change(doc)
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(p)
+
+
+@pytest.mark.parametrize("value", [["modbus"], {"name": "modbus"}])
+def test_rule_protocol_of_another_type_is_a_lint_error(value, tmp_path, capsys):
+    """A list or mapping as a rule's protocol: a TypeError (unhashable) out of the loader before."""
+    path = _yaml_with(tmp_path, "rules/modbus.yml", "r.yml", lambda d: d["rules"][0].__setitem__("protocol", value))
+    rc = main(["rules", "lint", path])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "internal error" not in err, err
+    assert re.search(rf"^{re.escape(path)}:23:\d+: error: 'protocol' must be one of modbus, opcua, mqtt \(got ", out, re.M), out
+
+
+@pytest.mark.parametrize("key,value", [("application_uri", ["urn:plc"]), ("issuer", {"cn": "ca"}),
+                                       ("application_uri", 5)])
+def test_registry_identity_of_another_type_is_one_line(key, value, tmp_path, capsys):
+    """A list as a device's OPC UA application URI: a TypeError (unhashable) when the registry indexed it;
+    a mapping as its issuer was taken and never matched."""
+    path = _yaml_with(tmp_path, "deploy/registry.example.yaml", "reg.yaml",
+                      lambda d: d["devices"][0]["opcua"].__setitem__(key, value))
+    rc, err = run(capsys, "analyze", "-q", "--registry", path, "-o", str(tmp_path / "o.ndjson"),
+                  str(ROOT_PCAPS / "auth-mqtt-anonymous.pcap"))
+    one_line_exit_2(rc, err)
+    assert err.startswith(f"otids: error: {path}:") and err.endswith(f": {key}: must be a string\n"), err

@@ -128,7 +128,8 @@ def register(sub) -> None:
     b.set_defaults(func=cmd_bench)
 
 
-def _print_issues(issues, out=sys.stdout) -> None:
+def _print_issues(issues, out=None) -> None:
+    out = out or sys.stdout  # looked up when called: a default bound at import misses a redirected stdout
     for i in sorted(issues, key=lambda i: (i.source.path, i.source.line or 0, i.source.col or 0)):
         print(str(i), file=out)
 
