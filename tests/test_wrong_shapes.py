@@ -102,3 +102,71 @@ def test_registry_identity_of_another_type_is_one_line(key, value, tmp_path, cap
                   str(ROOT_PCAPS / "auth-mqtt-anonymous.pcap"))
     one_line_exit_2(rc, err)
     assert err.startswith(f"otids: error: {path}:") and err.endswith(f": {key}: must be a string\n"), err
+
+
+# ---------------------------------------------------------------------------------------------- labels CSV
+
+BIG = "a" * 200_000  # past the csv module's field limit (131,072)
+
+
+@pytest.mark.parametrize("text,says", [
+    ("start,end,src,dst,attack\ninf,inf,*,*,scan\n", ":2: bad time (cannot convert float infinity to integer)"),
+    ("start,end,src,dst,attack\n1e400,1e401,*,*,scan\n", ":2: bad time (cannot convert float infinity to integer)"),
+    (f"start,end,src,dst,attack\n1,2,*,*,{BIG}\n", ":2: not a labels CSV file (field larger than field limit"),
+    (f"frame,attack\n1,{BIG}\n", ":2: not a labels CSV file (field larger than field limit"),
+], ids=["inf", "1e400", "huge-field-ranges", "huge-field-frames"])
+def test_eval_labels_that_parse_but_do_not_fit_are_one_line(text, says, tmp_path, capsys):
+    """An OverflowError (float infinity to ns) or a csv.Error out of `otids eval` before. The labels are
+    read before any model is loaded or trained, so an empty model directory is enough here."""
+    f = tmp_path / "labels.csv"
+    f.write_text(text)
+    rc, err = run(capsys, "eval", "--labels", str(f), "--model", str(tmp_path), str(ROOT_PCAPS / "modbus-udp.pcap"))
+    one_line_exit_2(rc, err)
+    assert err.startswith(f"otids: error: {f}{says}"), err
+
+
+# ---------------------------------------------------------------------------------------------- baseline
+
+BASELINE_CASES = {
+    # a TypeError (unhashable dict) before
+    "modbus_functions_objects": (lambda b: _first(b, "modbus").__setitem__("functions", [{}]),
+                                 "functions must map function codes (0-127) to names"),
+    # a TypeError ('int' object is not iterable) before
+    "mqtt_qos_number": (lambda b: next(iter(_first(b, "mqtt")["publishes"].values())).__setitem__("qos", 5),
+                        "'lab/probe' must be {qos: [...]}, a list of QoS levels"),
+    # an AttributeError ('str' object has no attribute 'get') before
+    "mqtt_subscribe_string": (lambda b: _first(b, "mqtt").__setitem__("subscribes", {"plant/#": "x"}),
+                              "'plant/#' must be {qos: [...]}, a list of QoS levels"),
+    # a ValueError (could not convert string to float) before
+    "mqtt_jitter_string": (lambda b: next(iter(_first(b, "mqtt")["publishes"].values())).update(period=5, jitter="x"),
+                           "jitter must be a number of seconds"),
+}
+
+
+def _first(b: dict, section: str) -> dict:
+    return b[section][0]
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory) -> str:
+    """A baseline learned from two committed captures (a Modbus pair, an MQTT client with one topic)."""
+    out = tmp_path_factory.mktemp("baseline") / "baseline.yaml"
+    assert main(["learn", "-q", "-o", str(out), str(ROOT_PCAPS / "modbus-demo.pcap"),
+                 str(ROOT_PCAPS / "auth-mqtt-anonymous.pcap")]) == 0
+    return out.read_text()
+
+
+@pytest.mark.parametrize("case", sorted(BASELINE_CASES))
+def test_baseline_values_of_another_type_are_one_line(case, learned, tmp_path, capsys):
+    import yaml
+    change, says = BASELINE_CASES[case]
+    b = yaml.safe_load(learned)
+    change(b)
+    f = tmp_path / "baseline.yaml"
+    f.write_text(yaml.safe_dump(b, sort_keys=False))
+    for argv in (["baseline", "check", str(f)],
+                 ["analyze", "-q", "--baseline", str(f), "-o", str(tmp_path / "o.ndjson"),
+                  str(ROOT_PCAPS / "modbus-udp.pcap")]):
+        rc, err = run(capsys, *argv)
+        one_line_exit_2(rc, err)
+        assert re.match(rf"otids: error: {re.escape(str(f))}:\d+:\d+: {re.escape(says)}", err), err
