@@ -170,3 +170,120 @@ def test_baseline_values_of_another_type_are_one_line(case, learned, tmp_path, c
         rc, err = run(capsys, *argv)
         one_line_exit_2(rc, err)
         assert re.match(rf"otids: error: {re.escape(str(f))}:\d+:\d+: {re.escape(says)}", err), err
+
+
+# ---------------------------------------------------------------------------------------------- nesting
+
+DEEP_FLOW = "a: " + "[" * 60_000 + "]" * 60_000 + "\n"  # libyaml's composer recursed in C: SIGSEGV
+DEEP_BLOCK = "a:\n" + "".join("  " * i + "b:\n" for i in range(1, 400))  # PyYAML: RecursionError
+
+
+@pytest.mark.parametrize("text,where", [(DEEP_FLOW, ":1:103:"), (DEEP_BLOCK, ":101:201:")], ids=["flow", "block"])
+@pytest.mark.parametrize("command", ["config", "rules", "lists", "baseline", "registry"])
+def test_yaml_nested_past_the_limit_is_one_line(command, text, where, tmp_path):
+    """Every YAML file users give, nested 60,000 levels deep (flow) or 400 (block): before, the process died
+    of SIGSEGV (libyaml: rules, lists, baseline) or ended with a RecursionError (config, registry).
+    Subprocesses: a segmentation fault must be seen as one."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    f = tmp_path / "deep.yaml"
+    f.write_text(text)
+    pcap = str(ROOT_PCAPS / "modbus-udp.pcap")
+    argv = {"config": ["analyze", "-q", "-c", str(f), "-o", str(tmp_path / "o.ndjson"), pcap],
+            "rules": ["rules", "lint", str(f)],
+            "lists": ["rules", "lint", "--lists", str(f), str(ROOT / "rules")],
+            "baseline": ["baseline", "check", str(f)],
+            "registry": ["analyze", "-q", "--registry", str(f), "-o", str(tmp_path / "o.ndjson"), pcap]}[command]
+    p = subprocess.run([sys.executable, "-m", "ids.cli", *argv], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    said = p.stdout + p.stderr
+    assert p.returncode in (1, 2), (p.returncode, said[-500:])  # rules lint: 1, "found something"
+    assert "internal error" not in said, said
+    assert f"{f}{where} " in said and "invalid YAML: nested deeper than 100 levels" in said, said
+
+
+@pytest.mark.parametrize("command", ["es validate", "rules dry-run", "es load"])
+def test_json_nested_past_the_parser_is_one_line(command, tmp_path, capsys):
+    """A line of 100,000 nested arrays: json's decoder raised RecursionError, not ValueError."""
+    f = tmp_path / "deep.ndjson"
+    f.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    if command == "es validate":
+        rc = main(["es", "validate", str(f)])
+        out, err = capsys.readouterr()
+        assert rc == 1 and out == f"{f}:1: not JSON: nested too deep to read\n", out + err
+        return
+    if command == "rules dry-run":
+        rc, err = run(capsys, "rules", "dry-run", "rules", str(f))
+        one_line_exit_2(rc, err)
+        assert err == f"otids: error: {f}:1: not JSON (nested too deep to read)\n", err
+        return
+    rec = Recorder()
+    try:
+        rc, err = run(capsys, "es", "load", "--es", rec.url, str(f))
+    finally:
+        rec.close()
+    one_line_exit_2(rc, err)
+    assert err == f"otids: error: {f}:1: not an otids document\n", err
+
+
+# ---------------------------------------------------------------------------------------------- NDJSON in
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory) -> tuple[list[dict], list[dict]]:
+    """Alerts and events of a committed capture, as `otids analyze` writes them."""
+    d = tmp_path_factory.mktemp("out")
+    assert main(["analyze", "-q", "-o", str(d / "a.ndjson"), "--events", str(d / "e.ndjson"),
+                 str(ROOT_PCAPS / "modbus-alert-storm.pcap")]) == 0
+    read = lambda p: [json.loads(x) for x in p.read_text().splitlines() if x.strip()]  # noqa: E731
+    return read(d / "a.ndjson")[:3], read(d / "e.ndjson")[:3]
+
+
+def _set(doc: dict, dotted: str, value) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        doc = doc.setdefault(k, {})
+    doc[keys[-1]] = value
+
+
+REPORT_CASES = {  # field, value, what the line says (each an internal error before: the report model)
+    "timestamp_text": ("@timestamp", "x", "@timestamp: date: expected an RFC 3339 date, got 'x'"),
+    "timestamp_number": ("@timestamp", 5, "@timestamp: date: expected an RFC 3339 date, got 5"),
+    "count_text": ("otids.alert.count", "x", "otids.alert.count: long: expected an integer, got 'x'"),
+    "severity_text": ("event.severity", "x", "event.severity: long: expected an integer, got 'x'"),
+    "technique_string": ("threat.technique", "x", "threat.technique: expected an object, got 'x'"),
+    "technique_id_number": ("threat.technique.id", 5, "threat.technique.id: keyword: expected a string, got 5"),
+    "network_string": ("network", "x", "network: expected an object, got 'x'"),
+    "source_ip_list": ("source.ip", [], "TypeError: unhashable type: 'list'"),
+    "rule_name_list": ("rule.name", ["x"], "TypeError: unhashable type: 'list'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REPORT_CASES))
+def test_report_from_documents_of_the_wrong_shape_names_the_line(case, outputs, tmp_path, capsys):
+    field, value, says = REPORT_CASES[case]
+    alerts = json.loads(json.dumps(outputs[0]))
+    _set(alerts[1], field, value)
+    f = tmp_path / "alerts.ndjson"
+    f.write_text("".join(json.dumps(d) + "\n" for d in alerts))
+    rc, err = run(capsys, "report", "--from", str(f), "-o", str(tmp_path / "r.html"))
+    one_line_exit_2(rc, err)
+    assert err == f"otids: error: {f}:2: not an otids document ({says})\n", err
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("field,value,says", [
+    ("event", "x", "event: expected an object, got 'x'"),
+    ("event.dataset", [], "TypeError: unhashable type: 'list'"),
+    ("source.ip", {}, "source.ip: ip: expected a value, got an object {}"),
+], ids=["event-string", "dataset-list", "source-ip-object"])
+def test_rules_dry_run_on_events_of_the_wrong_shape_names_the_line(field, value, says, outputs, tmp_path, capsys):
+    """An AttributeError or TypeError out of the rules detector before."""
+    events = json.loads(json.dumps(outputs[1]))
+    _set(events[1], field, value)
+    f = tmp_path / "events.ndjson"
+    f.write_text("".join(json.dumps(d) + "\n" for d in events))
+    rc, err = run(capsys, "rules", "dry-run", "rules", str(f))
+    one_line_exit_2(rc, err)
+    assert err == f"otids: error: {f}:2: not an otids event ({says})\n", err

@@ -377,6 +377,10 @@ def cmd_validate(args) -> int:
                     print(f"{path}:{n}: not JSON: {e}")
                     bad += 1
                     continue
+                except RecursionError:  # json's decoder recurses per level of nesting
+                    print(f"{path}:{n}: not JSON: nested too deep to read")
+                    bad += 1
+                    continue
                 issues = fs.validate(doc)
                 bad += bool(issues)
                 for i in issues:
