@@ -51,23 +51,23 @@ def _shallow(text: str) -> bool:
     return text.count("[") + text.count("{") < MAX_DEPTH // 2 and not _DEEP_BLOCK.search(text)
 
 
+#: nodes that aliases may add beyond those written: each `*name` stands for the whole tree its anchor names,
+#: and twelve lines of ten aliases each stand for 10^12 nodes ("billion laughs"), which the loaders' walks
+#: (rules, baseline) followed for ever
+MAX_ALIAS_NODES = 1_000_000
+
+
 def check_depth(text) -> None:
-    """Raise a MarkedYAMLError at the first collection of `text` nested deeper than MAX_DEPTH. A syntax
-    error is left to the loader, which words and places it as before. A small file that surely nests less
-    is let through at once; otherwise one parse of events decides (~10 % of a libyaml load: 0.47 of 4.7 CPU
-    s for `baseline check` of a 4 MB baseline of 64,000 MQTT topics)."""
-    if isinstance(text, str) and _shallow(text):
+    """Raise a MarkedYAMLError at the first collection of `text` nested deeper than MAX_DEPTH, or at the
+    alias that makes aliases stand for more than MAX_ALIAS_NODES nodes. A syntax error is left to the loader,
+    which words and places it as before. A small file without anchors that surely nests less is let through
+    at once; otherwise one parse of events decides (~10 % of a libyaml load: 0.4 of 4.2 CPU s for `baseline
+    check` of a 4 MB baseline of 64,000 MQTT topics, measured with /usr/bin/time)."""
+    if isinstance(text, str) and "&" not in text and _shallow(text):
         return
     for events in (_EVENTS, yaml.SafeLoader):  # what libyaml refuses, PyYAML's own parser may read
-        depth = 0
         try:
-            for ev in yaml.parse(text, Loader=events):
-                if isinstance(ev, _OPEN):
-                    depth += 1
-                    if depth > MAX_DEPTH:
-                        raise TooDeep(None, None, f"nested deeper than {MAX_DEPTH} levels", ev.start_mark)
-                elif isinstance(ev, _CLOSE):
-                    depth -= 1
+            _walk_events(yaml.parse(text, Loader=events))
             return
         except TooDeep:
             raise
@@ -75,8 +75,35 @@ def check_depth(text) -> None:
             continue
 
 
+def _walk_events(events) -> None:
+    stack: list[list] = [[None, 0]]  # per open collection: its anchor, the nodes it stands for
+    sizes: dict = {}  # anchor -> nodes its tree stands for
+    extra = 0  # nodes aliases add
+    for ev in events:
+        if isinstance(ev, _OPEN):
+            if len(stack) > MAX_DEPTH:
+                raise TooDeep(None, None, f"nested deeper than {MAX_DEPTH} levels", ev.start_mark)
+            stack.append([ev.anchor, 1])
+        elif isinstance(ev, _CLOSE):
+            anchor, n = stack.pop()
+            if anchor is not None:
+                sizes[anchor] = n
+            stack[-1][1] += n
+        elif isinstance(ev, yaml.ScalarEvent):
+            if ev.anchor is not None:
+                sizes[ev.anchor] = 1
+            stack[-1][1] += 1
+        elif isinstance(ev, yaml.AliasEvent):
+            n = sizes.get(ev.anchor, 1)
+            extra += n - 1
+            if extra > MAX_ALIAS_NODES:
+                raise TooDeep(None, None, f"aliases stand for more than {MAX_ALIAS_NODES:,} nodes", ev.start_mark)
+            stack[-1][1] += n
+
+
 class TooDeep(MarkedYAMLError):
-    """Collections nested deeper than MAX_DEPTH (a YAML error at the first one past it)."""
+    """Collections nested deeper than MAX_DEPTH, or aliases standing for too many nodes (a YAML error at
+    the first event past the limit)."""
 
 
 def harden(cls):

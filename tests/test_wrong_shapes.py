@@ -178,12 +178,20 @@ DEEP_FLOW = "a: " + "[" * 60_000 + "]" * 60_000 + "\n"  # libyaml's composer rec
 DEEP_BLOCK = "a:\n" + "".join("  " * i + "b:\n" for i in range(1, 400))  # PyYAML: RecursionError
 
 
-@pytest.mark.parametrize("text,where", [(DEEP_FLOW, ":1:103:"), (DEEP_BLOCK, ":101:201:")], ids=["flow", "block"])
+LAUGHS = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n" for i in range(1, 12))  # 12 lines: 10^12 nodes
+
+
+@pytest.mark.parametrize("text,where,says", [
+    (DEEP_FLOW, ":1:103:", "nested deeper than 100 levels"), (DEEP_BLOCK, ":101:201:", "nested deeper than 100 levels"),
+    (LAUGHS, ":6:45:", "aliases stand for more than 1,000,000 nodes")], ids=["flow", "block", "aliases"])
 @pytest.mark.parametrize("command", ["config", "rules", "lists", "baseline", "registry"])
-def test_yaml_nested_past_the_limit_is_one_line(command, text, where, tmp_path):
+def test_yaml_nested_past_the_limit_is_one_line(command, text, where, says, tmp_path):
     """Every YAML file users give, nested 60,000 levels deep (flow) or 400 (block): before, the process died
-    of SIGSEGV (libyaml: rules, lists, baseline) or ended with a RecursionError (config, registry).
-    Subprocesses: a segmentation fault must be seen as one."""
+    of SIGSEGV (libyaml: rules, lists, baseline) or ended with a RecursionError (config, registry). Twelve
+    lines of aliases standing for 10^12 nodes: rules lint and baseline check walked them for ever (config
+    and registry refused the unknown keys; now the aliases first). Subprocesses: a segmentation fault must be seen as one,
+    a hang ends at the timeout."""
     import subprocess
     import sys
 
@@ -197,11 +205,11 @@ def test_yaml_nested_past_the_limit_is_one_line(command, text, where, tmp_path):
             "lists": ["rules", "lint", "--lists", str(f), str(ROOT / "rules")],
             "baseline": ["baseline", "check", str(f)],
             "registry": ["analyze", "-q", "--registry", str(f), "-o", str(tmp_path / "o.ndjson"), pcap]}[command]
-    p = subprocess.run([sys.executable, "-m", "ids.cli", *argv], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    p = subprocess.run([sys.executable, "-m", "ids.cli", *argv], capture_output=True, text=True, cwd=ROOT, timeout=60)
     said = p.stdout + p.stderr
     assert p.returncode in (1, 2), (p.returncode, said[-500:])  # rules lint: 1, "found something"
     assert "internal error" not in said, said
-    assert f"{f}{where} " in said and "invalid YAML: nested deeper than 100 levels" in said, said
+    assert f"{f}{where} " in said and f"invalid YAML: {says}" in said, said
 
 
 @pytest.mark.parametrize("command", ["es validate", "rules dry-run", "es load"])
@@ -287,3 +295,26 @@ def test_rules_dry_run_on_events_of_the_wrong_shape_names_the_line(field, value,
     rc, err = run(capsys, "rules", "dry-run", "rules", str(f))
     one_line_exit_2(rc, err)
     assert err == f"otids: error: {f}:2: not an otids event ({says})\n", err
+
+
+@pytest.mark.parametrize("what", ["segment-directory", "alerts-file"])
+def test_spool_of_the_wrong_shape_is_one_line(what, tmp_path, capsys):
+    """A directory under a spool segment's name, a file where the alerts/ directory belongs (a spool edited
+    by hand, a restore gone wrong): an IsADirectoryError, a FileExistsError out of `otids es load` before."""
+    seg = tmp_path / "spool" / "alerts" / "000000000001.tsv"
+    if what == "segment-directory":
+        seg.mkdir(parents=True)
+        says = f"{seg}: cannot read spool segment: Is a directory"
+    else:
+        seg.parent.parent.mkdir()
+        seg.parent.write_text("x")
+        says = f"{seg.parent}: cannot use as a spool directory: File exists"
+    cfg = tmp_path / "otids.yaml"
+    cfg.write_text(f"elasticsearch:\n  spool_dir: {tmp_path / 'spool'}\n  shutdown_timeout: 2\n")
+    rec = Recorder()
+    try:
+        rc, err = run(capsys, "es", "load", "--es", rec.url, "-c", str(cfg))
+    finally:
+        rec.close()
+    one_line_exit_2(rc, err)
+    assert err == f"otids: error: {says}\n", err
