@@ -146,12 +146,18 @@ class RawAnswer:
     (a truncated body), `drip` sends the body `drip` bytes at a time `pause` seconds apart."""
 
     def __init__(self, status: int, body: bytes, ctype: str = "application/json", headers: dict | None = None,
-                 length: int | None = None, drip: int = 0, pause: float = 0.0, product: bool = True):
+                 length: int | None = None, drip: int = 0, pause: float = 0.0, product: bool = True,
+                 wire: bytes | None = None):
         self.status, self.body, self.ctype, self.headers = status, body, ctype, headers or {}
         self.length = len(body) if length is None else length
         self.drip, self.pause, self.product = drip, pause, product
+        self.wire = wire  # bytes written instead of any HTTP answer (not HTTP at all), then the connection closed
 
     def send(self, h) -> None:
+        if self.wire is not None:
+            h.wfile.write(self.wire)
+            h.close_connection = True
+            return
         h.send_response(self.status)
         h.send_header("Content-Type", self.ctype)
         if self.product:
@@ -206,10 +212,15 @@ class Recorder:
         self.objects: dict[str, dict] = {}  # path -> stored body
         self.bulk_raw: list = []  # per bulk request, before bulk_script: a raw answer (RawAnswer) to send as is
         self.kibana_raw: list = []  # per Kibana API request (/api/...): the same
+        self.path_raw: dict[str, list] = {}  # per request whose "METHOD path" or path (query cut) is the
+        #                                      key: the same, so GET / and setup's GETs and PUTs can answer anything
         rec = self
 
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: with Nagle on, the body waited for the client's delayed
+            # ACK, 40 ms a request (most of an `es setup` test's time)
+            disable_nagle_algorithm = True
 
             def log_message(self, *a):
                 pass
@@ -225,6 +236,10 @@ class Recorder:
                     return
                 raws = rec.bulk_raw if self.path.startswith("/_bulk") else \
                     rec.kibana_raw if self.path.startswith("/api/") else None
+                base = self.path.split("?")[0]
+                for key in (f"{self.command} {base}", base):
+                    if not raws and rec.path_raw.get(key):
+                        raws = rec.path_raw[key]
                 if raws:
                     raw = raws.pop(0)
                     rec.requests[-1]["status"] = raw.status
@@ -250,7 +265,8 @@ class Recorder:
         if tls is not None:  # an ssl.SSLContext (server side): HTTPS, client certificates if it asks for them
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.url = f"{'https' if tls is not None else 'http'}://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # close() waits for the serving loop to notice: 0.05 s, not the default 0.5 s a test
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property

@@ -150,3 +150,49 @@ def test_bulk_items_cuts_and_keeps_shape():
                                 {"create": {"status": "500"}}]}, 2)
     assert out[0]["status"] == 429 and len(out[0]["error"]["type"]) <= 100 and len(out[0]["error"]["reason"]) <= MAX_REASON
     assert out[1]["status"] is None and "not an integer" in out[1]["error"]
+
+
+# The sender's other reads: GET / when it connects (and after every outage), and with elasticsearch.setup
+# the GETs of the objects it installs. Before, a GET / whose `version` was not an object, JSON nested past
+# the parser, or a template/policy GET of another shape raised out of the sender thread: "sender stopped by
+# an internal error", every later document spooled for the rest of the run.
+DEEP = b"[" * 100_000 + b"]" * 100_000
+CONNECT_CASES = {
+    "root_version_string": ("GET /", RawAnswer(200, _j({"name": "x", "version": "9.1.0"}))),
+    "root_version_null": ("GET /", RawAnswer(200, _j({"version": None, "tagline": "You Know, for Search"}))),
+    "root_version_list": ("GET /", RawAnswer(200, _j({"version": ["9.1.0"]}))),
+    "root_deep": ("GET /", RawAnswer(200, DEEP)),
+    "ilm_list": ("GET /_ilm/policy/otids-alerts", RawAnswer(200, b"[1, 2]")),
+    "ilm_policy_string": ("GET /_ilm/policy/otids-alerts", RawAnswer(200, _j({"otids-alerts": {"policy": "x"}}))),
+    "pipeline_string": ("GET /_ingest/pipeline/otids@ingest", RawAnswer(200, _j({"otids@ingest": "x"}))),
+    "template_entry_string": ("GET /_index_template/logs-otids.alert", RawAnswer(200, _j({"index_templates": ["x"]}))),
+    "template_no_body": ("GET /_index_template/logs-otids.alert",
+                         RawAnswer(200, _j({"index_templates": [{"name": "logs-otids.alert"}]}))),
+    "template_deep": ("GET /_index_template/logs-otids.alert", RawAnswer(200, DEEP)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONNECT_CASES))
+def test_hostile_connect_and_setup_answers_never_stop_the_sender(case, alerts, tmp_path, caplog):
+    """The first answer to GET / (or to one of setup's GETs) is of the wrong shape, the later ones real: the
+    cluster counts as down for that moment (or, for setup, the templates are left to `otids es setup` with
+    a warning), the sender keeps going and every document is delivered."""
+    rec = Recorder()
+    try:
+        key, raw = CONNECT_CASES[case]
+        rec.path_raw = {key: [raw]}
+        sh = Shipper(rec.url, es_config(tmp_path, flavor="elasticsearch", setup=True, retries=3, batch_size=N))
+        sink = AlertSink(sh, "default")
+        caplog.set_level(logging.WARNING, logger="otids.es")
+        for a in alerts:
+            sink.write_alert(a)
+        sink.close()
+        c = sh.counters()
+        assert [r for r in rec.requests if r.get("status") == raw.status and r["path"].split("?")[0] == key.split()[1]]
+        assert "internal error" not in (sh.last_error or ""), sh.last_error
+        # a GET / refused: spooled while "down", then replayed; a setup GET refused: shipped straight away
+        assert (c["sent"], c["rejected"], c["dropped"], c["replayed"]) == (N, 0, 0, c["spooled"]), c
+        assert "unexpected answer" in caplog.text, caplog.text
+        assert all(len(r.getMessage()) < 1000 for r in caplog.records), [len(r.getMessage()) for r in caplog.records]
+    finally:
+        rec.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -176,13 +177,15 @@ def import_saved_objects(cfg, creds: dict, flavor: str, deadline: float = 0.0) -
     from ..output.fields import load_fields
 
     objs = kibana.saved_objects(load_fields(), "kibana" if flavor == "elasticsearch" else "opensearch")
-    answer = kibana_import(cfg, creds, flavor, "/api/saved_objects/_import?overwrite=true", "otids.ndjson",
+    api = "/api/saved_objects/_import"
+    answer = kibana_import(cfg, creds, flavor, api + "?overwrite=true", "otids.ndjson",
                            kibana.ndjson(objs).encode(), deadline)
-    if not answer.get("success", False):
-        errs = answer.get("errors") or []
-        first = "; ".join(f"{x.get('type')} {x.get('id')}: {x.get('error', {}).get('type')}" for x in errs[:3])
-        raise UserError(f"{display_url(cfg.kibana_url)}: saved objects import reported {len(errs)} error(s): {first}")
-    return int(answer.get("successCount", len(objs)))
+    if answer.get("success", False) is not True:
+        errs, first = _import_errors(answer, ("type", "id"), "type")
+        raise UserError(f"{display_url(cfg.kibana_url)}: saved objects import reported {len(errs)} error(s): {first}"
+                        if errs else f"{display_url(cfg.kibana_url)}: {api} did not report success: "
+                                     f"{_describe(answer)}")
+    return _import_count(cfg, api, answer, "successCount", len(objs))
 
 
 def import_detection_rules(cfg, creds: dict, deadline: float = 0.0) -> int:
@@ -190,18 +193,54 @@ def import_detection_rules(cfg, creds: dict, deadline: float = 0.0) -> int:
     from ..output import secrules
 
     rules = secrules.detection_rules()
-    answer = kibana_import(cfg, creds, "elasticsearch", "/api/detection_engine/rules/_import?overwrite=true",
+    api = "/api/detection_engine/rules/_import"
+    answer = kibana_import(cfg, creds, "elasticsearch", api + "?overwrite=true",
                            "otids-rules.ndjson", secrules.ndjson(rules).encode(), deadline)
+    errs, first = _import_errors(answer, ("rule_id",), "message")
+    if errs or answer.get("success", False) is not True:
+        raise UserError(f"{display_url(cfg.kibana_url)}: detection rules import reported {len(errs)} error(s): {first}"
+                        if errs else f"{display_url(cfg.kibana_url)}: {api} did not report success: "
+                                     f"{_describe(answer)}")
+    return _import_count(cfg, api, answer, "success_count", len(rules))
+
+
+def _describe(v) -> str:
+    from ..output.elasticsearch.answers import describe
+    return describe(v)
+
+
+def _import_errors(answer: dict, names: tuple, detail: str) -> tuple[list, str]:
+    """The `errors` of an import API's answer and the first three in one line, whatever their shape (a list
+    of objects is documented; anything else is said as it came, cut)."""
+    from ..output.elasticsearch.answers import cut
+
     errs = answer.get("errors") or []
-    if errs or not answer.get("success", False):
-        first = "; ".join(f"{x.get('rule_id')}: {x.get('error', {}).get('message')}" for x in errs[:3])
-        raise UserError(f"{display_url(cfg.kibana_url)}: detection rules import reported {len(errs)} error(s): {first}")
-    return int(answer.get("success_count", len(rules)))
+    if not isinstance(errs, list):
+        errs = [errs]
+
+    def one(x) -> str:
+        if not isinstance(x, dict):
+            return cut(x, 200)
+        err = x.get("error")
+        why = err.get(detail) if isinstance(err, dict) else err
+        return cut(" ".join(str(x.get(k)) for k in names) + f": {cut(why, 200)}", 300)
+    return errs, "; ".join(one(x) for x in errs[:3])
+
+
+def _import_count(cfg, api: str, answer: dict, key: str, default: int) -> int:
+    """The count an import API answered: a non-negative integer, as documented, or one line saying what came."""
+    from ..output.elasticsearch.answers import what
+
+    n = answer.get(key, default)
+    if type(n) is not int or n < 0:
+        raise UserError(f"{display_url(cfg.kibana_url)}: {api} answered {key} {what(n)}, not a count")
+    return n
 
 
 def kibana_import(cfg, creds: dict, flavor: str, api: str, filename: str, payload: bytes,
                   deadline: float = 0.0) -> dict:
     """POST `payload` as the multipart `file` field to Kibana's `api` (in elasticsearch.kibana_space)."""
+    import http.client
     import ssl
     import urllib.error
     import urllib.request
@@ -223,28 +262,41 @@ def kibana_import(cfg, creds: dict, flavor: str, api: str, filename: str, payloa
         if not cfg.verify_certs:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
+    name = api.split("?")[0]
     while True:
         try:
             with urllib.request.urlopen(req, timeout=cfg.timeout, context=ctx) as r:
                 answer = r.read()
-            doc = json.loads(answer or b"{}")
-            if not isinstance(doc, dict):
-                raise ValueError("not an object")
-            return doc
-        except ValueError:  # a proxy's HTML page, a cut answer: say what came back instead of a traceback
-            raise UserError(f"{display_url(cfg.kibana_url)}: {api.split('?')[0]} answered with something that is "
-                            f"not JSON: {answer[:80]!r}") from None
+            break
         except urllib.error.HTTPError as e:
-            text = e.read().decode("utf-8", "replace")[:300]
+            try:
+                text = e.read(_ERROR_PEEK).decode("utf-8", "replace")
+            except (OSError, http.client.HTTPException):  # the error page itself cut short
+                text = "(the error body was cut short)"
             if e.code == 503 and time.monotonic() < deadline:  # Kibana still starting
                 time.sleep(2)
                 continue
-            raise UserError(f"{display_url(cfg.kibana_url)}: {api.split('?')[0]} failed: HTTP {e.code} {text}") from None
-        except (urllib.error.URLError, OSError) as e:
+            text = " ".join(text.split())[:300]
+            raise UserError(f"{display_url(cfg.kibana_url)}: {name} failed: HTTP {e.code} {text}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            # HTTPException: a body shorter than its Content-Length (IncompleteRead), a status line that is
+            # not HTTP, a header line past http.client's limit: the answer was not read, as if none came
             if time.monotonic() < deadline:
                 time.sleep(2)
                 continue
-            raise UserError(f"{display_url(cfg.kibana_url)}: {getattr(e, 'reason', e)}") from None
+            why = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
+            raise UserError(f"{display_url(cfg.kibana_url)}: {name}: {' '.join(str(why).split())[:300]}") from None
+    try:
+        doc = json.loads(answer or b"{}")
+    except (ValueError, RecursionError):  # a proxy's HTML page, a cut answer, JSON nested past the parser
+        doc = None  # (said as the not-an-object answers are: what came back, quoted)
+    if not isinstance(doc, dict):
+        raise UserError(f"{display_url(cfg.kibana_url)}: {name} answered with something that is not JSON: "
+                        f"{answer[:80]!r}")
+    return doc
+
+
+_ERROR_PEEK = 65536  # bytes of an error answer read to quote its start
 
 
 def cmd_package(args) -> int:
@@ -325,12 +377,38 @@ def cmd_validate(args) -> int:
                     print(f"{path}:{n}: not JSON: {e}")
                     bad += 1
                     continue
+                except RecursionError:  # json's decoder recurses per level of nesting
+                    print(f"{path}:{n}: not JSON: nested too deep to read")
+                    bad += 1
+                    continue
                 issues = fs.validate(doc)
                 bad += bool(issues)
                 for i in issues:
                     print(f"{path}:{n}: {i}")
     print(f"otids: {docs} document(s), {bad} with problems", file=sys.stderr)
     return 1 if bad else 0
+
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT")
+
+
+def _load_shape(doc: dict) -> str | None:
+    """What makes a parsed line unfit to ship (said in a few words), or None. The `_id`, the data stream and,
+    in index mode, the index's month come from these fields: a value of another type would fail the whole
+    bulk request (retried and spooled for ever, never dead-lettered) or stop the sender."""
+    from ..output.elasticsearch.answers import what
+
+    ev, ts = doc["event"], doc["@timestamp"]
+    if not isinstance(ev, dict):
+        return f"event is {what(ev)}, not an object"
+    if not isinstance(ts, str) or not _RFC3339.match(ts):
+        return f"@timestamp is {what(ts)}, not an RFC 3339 time"
+    for key in ("id", "kind", "dataset"):
+        if key in ev and not isinstance(ev[key], str):
+            return f"event.{key} is {what(ev[key])}, not a string"
+    if "rule" in doc and not isinstance(doc["rule"], dict):
+        return f"rule is {what(doc['rule'])}, not an object"
+    return None
 
 
 def cmd_load(args) -> int:
@@ -367,8 +445,11 @@ def cmd_load(args) -> int:
                         doc = json.loads(line)
                         ev = doc["event"]
                         ts = doc["@timestamp"]
-                    except (ValueError, KeyError, TypeError):
+                    except (ValueError, KeyError, TypeError, RecursionError):
                         raise UserError(f"{path}:{lineno}: not an otids document") from None
+                    wrong = _load_shape(doc)
+                    if wrong:  # before, an AttributeError here, or an _id no cluster takes poisoning the spool
+                        raise UserError(f"{path}:{lineno}: not an otids document ({wrong})")
                     did = ev.get("id") or doc_id(line)
                     alert = ev.get("kind") == "alert"
                     dataset = "otids.alert" if alert else ev.get("dataset", "otids.unknown")

@@ -126,6 +126,8 @@ def cmd_eval(args) -> int:
     config = load_config(args.config)
     if not args.labels and not args.bench:
         raise UserError("--labels FILE is needed (or --bench for throughput alone)")
+    # a bad labels file is said before models are loaded or trained (minutes), not after
+    labels = load_labels(args.labels, args.pcaps) if args.labels else []
     if args.model:
         models = [load(d) for d in args.model]
     else:
@@ -136,7 +138,6 @@ def cmd_eval(args) -> int:
                                      args.guard_weight, args.false_alerts_per_day)
         print(f"trained {', '.join(algos)} on {', '.join(os.path.basename(p) for p in args.train)} "
               f"in {time.perf_counter() - t0:.1f} s")
-    labels = load_labels(args.labels, args.pcaps) if args.labels else []
     name = ", ".join(os.path.basename(p) for p in args.pcaps)
     groups: dict[tuple, list[Model]] = {}
     for m in models:  # models that compute the same rows share one pass over the captures

@@ -33,8 +33,9 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
-def read_ndjson(path: str):
-    """Documents of an NDJSON file, one per line; a bad line is an error naming the file and line."""
+def read_ndjson(path: str, numbered: bool = False):
+    """Documents of an NDJSON file, one per line (with `numbered`, (line, document) pairs); a bad line is an
+    error naming the file and line."""
     import orjson
     try:
         fh = open(path, "rb")
@@ -53,7 +54,51 @@ def read_ndjson(path: str):
                 raise UserError(f"{path}:{n}: not a JSON document ({e})") from None
             if not isinstance(doc, dict):
                 raise UserError(f"{path}:{n}: not a JSON object")
-            yield doc
+            yield (n, doc) if numbered else doc
+
+
+#: what reading a document of the wrong shape raises in the report model (a string where an object
+#: belongs, a list as an address, text as a count): found by mutating each field of otids output
+SHAPE_ERRORS = (TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError, RecursionError)
+
+
+def wrong_document(sources: list[str], e: Exception) -> str:
+    """One line for documents the report model could not take, naming the first one that breaks it: the
+    smallest prefix of the documents that fails, found by bisection (log n rebuilds, only once something
+    failed, so that reading files that fit costs nothing), and what of it does not fit its field definition
+    (ids/data/fields), else the error itself."""
+    from ..output.fields import load_fields
+    from ..report.model import ReportModel
+
+    docs = [(path, n, doc) for path in sources for n, doc in read_ndjson(path, numbered=True)]
+
+    def fails(k: int):
+        model = ReportModel()
+        try:
+            for _, _, doc in docs[:k]:
+                if (doc.get("event") or {}).get("kind") == "alert":
+                    model.add_alert(doc)
+                else:
+                    model.add_event(doc)
+            model.build()
+        except SHAPE_ERRORS as err:
+            return err
+        return None
+
+    lo, hi = 0, len(docs)  # the first lo documents build; all of them do not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fails(mid):
+            hi = mid
+        else:
+            lo = mid
+    if not docs or not fails(hi):  # pragma: no cover - not reproducible from the files: say it as it came
+        return f"{', '.join(sources)}: a document the report cannot read ({type(e).__name__}: {str(e)[:200]})"
+    path, n, doc = docs[hi - 1]
+    issues = [i for i in load_fields().validate(doc) if i.problem != "unknown field"]
+    err = fails(hi)
+    why = f"{issues[0].path}: {issues[0].detail}" if issues else f"{type(err).__name__}: {str(err)[:200]}"
+    return f"{path}:{n}: not an otids document ({why})"
 
 
 class ReportSink:
@@ -154,12 +199,16 @@ def cmd_report(args) -> int:
             raise UserError("give capture files or --from, not both")
         sources = [args.from_alerts, *args.events]
         check_output(args.output, sources)
-        for path in sources:  # each document by its kind, whichever file it is in
-            for doc in read_ndjson(path):
-                if (doc.get("event") or {}).get("kind") == "alert":
-                    model.add_alert(doc)
-                else:
-                    model.add_event(doc)
+        try:
+            for path in sources:  # each document by its kind, whichever file it is in
+                for doc in read_ndjson(path):
+                    if (doc.get("event") or {}).get("kind") == "alert":
+                        model.add_alert(doc)
+                    else:
+                        model.add_event(doc)
+            built = model.build()
+        except SHAPE_ERRORS as e:  # a field of the wrong type (a string as `event`, text as a count)
+            raise UserError(wrong_document(sources, e)) from None
     else:
         if not args.pcaps:
             raise UserError("give capture files, or --from ALERTS --events EVENTS")
@@ -175,7 +224,7 @@ def cmd_report(args) -> int:
             print(f"otids: error: nothing analysed (no packet read); {args.output} {left}", file=sys.stderr)
             return 2
     t1 = time.perf_counter()
-    doc = model.build()
+    doc = built if args.from_alerts else model.build()
     size = write_report(doc, args.output, sources)
     t2 = time.perf_counter()
     o = doc["overview"]

@@ -14,6 +14,7 @@ import sys
 import time
 
 from ..errors import RuleError, UserError
+from .report import SHAPE_ERRORS
 from typing import TYPE_CHECKING
 
 from ..lazy import lazy
@@ -128,7 +129,16 @@ def register(sub) -> None:
     b.set_defaults(func=cmd_bench)
 
 
-def _print_issues(issues, out=sys.stdout) -> None:
+def _shape_problem(doc, e: Exception) -> str:
+    """What of `doc` does not fit its field definition (ids/data/fields), else the error `e` raised."""
+    from ..output.fields import load_fields
+
+    issues = [i for i in load_fields().validate(doc) if i.problem != "unknown field"]
+    return f"{issues[0].path}: {issues[0].detail}" if issues else f"{type(e).__name__}: {str(e)[:200]}"
+
+
+def _print_issues(issues, out=None) -> None:
+    out = out or sys.stdout  # looked up when called: a default bound at import misses a redirected stdout
     for i in sorted(issues, key=lambda i: (i.source.path, i.source.line or 0, i.source.col or 0)):
         print(str(i), file=out)
 
@@ -289,15 +299,20 @@ def cmd_dry_run(args) -> int:
                         raise UserError(f"{inp}:{ln}: not JSON (not UTF-8 text)") from None
                     except ValueError as e:  # JSONDecodeError, or an integer of over 4,300 digits
                         raise UserError(f"{inp}:{ln}: not JSON ({getattr(e, 'msg', None) or str(e).split(';')[0]})") from None
-                    if not isinstance(doc, dict) or (doc.get("event") or {}).get("kind") == "alert":
-                        continue
-                    n_events += 1
-                    from ..detect.rules.detector import _doc_ts
-                    ts = _doc_ts(doc)
-                    first = ts if first is None else min(first, ts)
-                    last = ts if last is None else max(last, ts)
-                    for a in det.on_doc(doc, ts) or ():
-                        counts[a.rule_id] = counts.get(a.rule_id, 0) + 1
+                    except RecursionError:
+                        raise UserError(f"{inp}:{ln}: not JSON (nested too deep to read)") from None
+                    try:
+                        if not isinstance(doc, dict) or (doc.get("event") or {}).get("kind") == "alert":
+                            continue
+                        n_events += 1
+                        from ..detect.rules.detector import _doc_ts
+                        ts = _doc_ts(doc)
+                        first = ts if first is None else min(first, ts)
+                        last = ts if last is None else max(last, ts)
+                        for a in det.on_doc(doc, ts) or ():
+                            counts[a.rule_id] = counts.get(a.rule_id, 0) + 1
+                    except SHAPE_ERRORS as e:  # a field of another type than otids writes (a list as an address)
+                        raise UserError(f"{inp}:{ln}: not an otids event ({_shape_problem(doc, e)})") from None
         else:
             from ..pipeline import Collector, Run
             from ..config import Config

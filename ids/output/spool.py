@@ -63,12 +63,21 @@ class Spool:
                             f"(give each sensor its own elasticsearch.spool_dir)") from None
         self.queues = {k: _Queue(os.path.join(root, k)) for k in KINDS}
         for q in self.queues.values():
-            os.makedirs(q.directory, mode=0o700, exist_ok=True)
-            names = sorted(n for n in os.listdir(q.directory) if n.endswith(".tsv") and n[:-4].isdigit())
+            try:
+                os.makedirs(q.directory, mode=0o700, exist_ok=True)
+                names = sorted(n for n in os.listdir(q.directory)
+                               if n.endswith(".tsv") and n[:-4].isascii() and n[:-4].isdigit())  # int("²") fails
+            except OSError as e:  # a file where the alerts/ or events/ directory belongs
+                self._lockfile.close()
+                raise UserError(f"{q.directory}: cannot use as a spool directory: {e.strerror}") from None
             for n in names:
                 p = os.path.join(q.directory, n)
-                with open(p, "rb") as fh:
-                    data = fh.read()
+                try:  # a directory or an unreadable file under a segment's name: say which, not a traceback
+                    with open(p, "rb") as fh:
+                        data = fh.read()
+                except OSError as e:
+                    self._lockfile.close()
+                    raise UserError(f"{p}: cannot read spool segment: {e.strerror}") from None
                 q.segments.append(Segment(p, len(data), data.count(b"\n")))
                 self.used += len(data)
                 q.next_seq = int(n[:-4]) + 1

@@ -197,6 +197,9 @@ class _Parser:
         self.keys(op, {"application_uri", "certificate_sha256", "issuer", "min_security_mode"}, "opcua")
         if op.get("min_security_mode") not in (None, *SECURITY_MODES):
             self.fail(op, "min_security_mode", f"must be one of {', '.join(SECURITY_MODES)}")
+        for k in ("application_uri", "issuer"):  # compared with what the wire carries, and a lookup key
+            if op.get(k) is not None and not isinstance(op[k], str):
+                self.fail(op, k, "must be a string")
         pins = tuple(x.lower().replace(":", "") for x in self.strs(op, "certificate_sha256"))
         for pin in pins:
             if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):

@@ -55,13 +55,17 @@ def parse_time(text: str) -> int:
 
 
 def load_labels(path: str, pcaps: list[str]) -> list[Label]:
+    reader = None
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
+            reader = csv.reader(fh)
+            rows = list(reader)
     except OSError as e:
         raise UserError(f"{path}: cannot read labels: {e.strerror}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a UTF-8 CSV file") from None
+    except csv.Error as e:  # a field past the csv module's limit (128 KiB)
+        raise UserError(f"{path}:{reader.line_num if reader else 1}: not a labels CSV file ({e})") from None
     if not rows:
         raise UserError(f"{path}:1: empty labels file (expected a header: start,end,src,dst,attack or frame,attack)")
     head = [h.strip().lower() for h in rows[0]]
@@ -90,7 +94,7 @@ def _ranges(path: str, head: list[str], rows: list[list[str]]) -> list[Label]:
             return r[i].strip() if i is not None and i < len(r) else default
         try:
             start, end = parse_time(get("start")), parse_time(get("end"))
-        except ValueError as e:
+        except (ValueError, OverflowError) as e:  # OverflowError: inf, 1e400 seconds
             raise UserError(f"{path}:{n}: bad time ({e}); use RFC 3339 or epoch seconds") from None
         if end < start:
             raise UserError(f"{path}:{n}: end before start")

@@ -158,7 +158,7 @@ def parse_rule(m, pos: SourceLocation, issues: list, test_lists=None) -> Rule | 
     if "severity" in m and sev not in SEVERITIES:
         cx.err("value", f"'severity' must be one of {', '.join(SEVERITIES)} (got {sev!r})", m.value_at("severity"))
     proto = m.get("protocol")
-    if proto not in RULE_DATASETS:
+    if not isinstance(proto, str) or proto not in RULE_DATASETS:  # a list or mapping is unhashable
         cx.err("value", f"'protocol' must be one of {', '.join(RULE_DATASETS)} (got {proto!r})", m.value_at("protocol"))
         return None
     match = m.get("match")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import yaml
 
 from ...errors import SourceLocation
-from ...yamlload import SafeLoader
+from ...yamlload import FastLoader, SafeLoader
 
 
 class LMap(dict):
@@ -43,7 +43,7 @@ def _loc(path: str, node) -> SourceLocation:
     return SourceLocation(path, m.line + 1, m.column + 1)
 
 
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FAST_LOADER = FastLoader  # libyaml where PyYAML has it; both loaders check the nesting depth first
 _ctor = SafeLoader(""); _ctor.dispose()  # scalar resolution (ints, bools, dates) as SafeLoader does
 _STR, _INT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int"
 
@@ -99,7 +99,7 @@ def load_documents(path: str, text: str | None = None) -> list:
         try:  # libyaml's parser where PyYAML has it (half the time on 50,000 rules; same nodes and marks)
             nodes = list(yaml.compose_all(text, Loader=_FAST_LOADER))
         except yaml.YAMLError:  # the error as the Python parser words and places it
-            nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+            nodes = list(yaml.compose_all(text, Loader=SafeLoader))
     except yaml.MarkedYAMLError as e:
         m = e.problem_mark or e.context_mark
         raise YamlProblem(f"invalid YAML: {e.problem or e.context}",

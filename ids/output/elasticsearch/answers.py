@@ -62,6 +62,15 @@ def describe(body) -> str:
     return f"a JSON {type(body).__name__}: " + cut(body, 120)
 
 
+def what(v) -> str:
+    """A value that came in an answer or a file where another type belongs, in a few words."""
+    if v is None:
+        return "null"
+    if isinstance(v, str):
+        return f"the string {cut(v, 80)!r}"
+    return describe(v)
+
+
 def bulk_items(body, n: int) -> list[dict]:
     """The `n` per-document results of a `_bulk` answer, each {"status": int, "error"?: small}, or
     {"status": None, "error": why} for an item whose status is not an integer (retried)."""

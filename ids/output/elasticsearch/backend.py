@@ -10,7 +10,7 @@ from dataclasses import replace
 from ...errors import UserError
 from ..esgen import Layout, cluster_objects
 from .settings import auth_header, split_urls, tls_options
-from .answers import cut
+from .answers import cut, describe, what
 
 log = logging.getLogger("otids.es")
 
@@ -22,6 +22,11 @@ class ClusterError(Exception):
         super().__init__(f"{status}: {reason}")
         self.status = status
         self.reason = reason
+
+
+#: ClusterError status of an answer whose JSON is not of the shape the API documents (issue #16): the cluster,
+#: or a proxy in front of it, answered something else; `otids es setup` says so in one line, the sink retries.
+BAD_ANSWER = "unexpected answer"
 
 
 class Unreachable(Exception):
@@ -145,6 +150,8 @@ class EsBackend(Backend):
             except TransportError as e:
                 if not left:
                     raise Unreachable(_reason(e)) from None
+            except RecursionError:  # the client's JSON decoder catches ValueError only
+                raise ClusterError(BAD_ANSWER, "GET / answered JSON nested too deep to read") from None
         if meta.status != 200 or not isinstance(body, dict):
             raise ClusterError(meta.status, _error_reason(body))
         return body
@@ -175,6 +182,8 @@ class EsBackend(Backend):
             raise ClusterError(e.status_code, _error_reason(e.body)) from None
         except TransportError as e:
             raise Unreachable(_reason(e)) from None
+        except RecursionError:  # the client's JSON decoder catches ValueError only
+            raise ClusterError(BAD_ANSWER, f"{method} {path} answered JSON nested too deep to read") from None
         return r.body
 
 
@@ -215,7 +224,7 @@ class OsBackend(Backend):
         return r
 
     def _request1(self, method, path, body=None):
-        from opensearchpy.exceptions import ConnectionError as OsConnectionError, TransportError
+        from opensearchpy.exceptions import ConnectionError as OsConnectionError, SerializationError, TransportError
 
         try:
             return self.client.transport.perform_request(method, path, body=body)
@@ -223,6 +232,11 @@ class OsBackend(Backend):
             raise Unreachable(_reason(e)) from None
         except TransportError as e:
             raise ClusterError(e.status_code, _error_reason(e.info)) from None
+        except SerializationError as e:  # a 200 that is not JSON (a proxy's page): not a TransportError here
+            raise ClusterError(BAD_ANSWER, f"{method} {path} answered something that is not JSON: "
+                                           f"{describe(e.args[0] if e.args else '')}") from None
+        except RecursionError:
+            raise ClusterError(BAD_ANSWER, f"{method} {path} answered JSON nested too deep to read") from None
 
 
 def _reason(e: Exception) -> str:
@@ -253,9 +267,20 @@ OS_MAJORS = (2, 3)
 
 def cluster_major(info: dict) -> int | None:
     try:
-        return int(str(info.get("version", {}).get("number", "")).split(".")[0])
+        return int(str(_version(info).get("number", "")).split(".")[0])
     except ValueError:
         return None
+
+
+def _version(info) -> dict:
+    """The `version` object of a GET / answer, or ClusterError: anything else is not Elasticsearch or
+    OpenSearch (a proxy, another service on the port)."""
+    v = info.get("version") if isinstance(info, dict) else None
+    if not isinstance(v, dict):
+        raise ClusterError(BAD_ANSWER, "GET / has no version object (not Elasticsearch or OpenSearch?): "
+                                       + (f"version is {_what(v)}" if isinstance(info, dict) and "version" in info
+                                          else describe(info)))
+    return v
 
 
 def connect(url: str, cfg, creds: dict, node_class=None) -> tuple[Backend, dict]:
@@ -269,9 +294,9 @@ def connect(url: str, cfg, creds: dict, node_class=None) -> tuple[Backend, dict]
     else:
         probe = EsBackend(url, cfg, creds, node_class)
         info = probe.probe()
-        number = str(info.get("version", {}).get("number", "?"))
+        number = cut(_version(info).get("number", "?"), 40)
         major = cluster_major(info)
-        if info.get("version", {}).get("distribution") == "opensearch":
+        if _version(info).get("distribution") == "opensearch":
             # flavor elasticsearch forced on an OpenSearch cluster: the caller's node class decides the headers
             b = OsBackend(url, cfg, creds) if cfg.flavor == "auto" else probe
         elif major is None or major < ES_MAJORS[0]:
@@ -280,7 +305,7 @@ def connect(url: str, cfg, creds: dict, node_class=None) -> tuple[Backend, dict]
         else:
             # A newer major accepts the previous one's compatible-with; 9 is the newest the client knows.
             b = EsBackend(url, cfg, creds, node_class, major=min(major, ES_MAJORS[-1]))
-    b.version = str(info.get("version", {}).get("number", "?"))
+    b.version = cut(_version(info).get("number", "?"), 40)
     return b, info
 
 
@@ -298,26 +323,52 @@ def installed_version(backend: Backend, obj) -> tuple[bool, int | None, dict]:
         if e.status == 404:
             return False, None, {}
         raise
-    v = None
-    if obj.kind == "index_template":
-        items = [t["index_template"] for t in cur.get("index_templates", []) if t.get("name") == obj.name]
-        v = items[0].get("version") if items else None
-        present = bool(items)
-    elif obj.kind == "component_template":
-        items = [t["component_template"] for t in cur.get("component_templates", []) if t.get("name") == obj.name]
-        v = items[0].get("version") if items else None
-        present = bool(items)
-    elif obj.kind == "pipeline":
-        present = obj.name in cur
-        v = cur.get(obj.name, {}).get("version")
-    elif obj.kind == "ilm":
-        present = obj.name in cur
-        v = cur.get(obj.name, {}).get("policy", {}).get("_meta", {}).get("otids_version")
-    else:  # ism: the version is the description's " vN" suffix
-        present = "policy" in cur
-        m = re.search(r" v(\d+)$", cur.get("policy", {}).get("description", ""))
-        v = int(m.group(1)) if m else None
-    return present, v if isinstance(v, int) else None, cur
+    try:
+        present, v = _installed(obj, cur)
+    except _Shape as e:
+        raise ClusterError(BAD_ANSWER, f"GET {obj.path}: {e}, not the {obj.kind} API's answer") from None
+    return present, v if type(v) is int else None, cur
+
+
+class _Shape(Exception):
+    """A GET answer of another shape than its API documents."""
+
+
+def _obj(v, what: str) -> dict:
+    if not isinstance(v, dict):
+        raise _Shape(f"{what} is {_what(v)}")
+    return v
+
+
+def _what(v) -> str:
+    return "missing (or null)" if v is None else what(v)  # a key .get() did not find is None too
+
+
+def _installed(obj, cur) -> tuple[bool, object]:
+    """(present, version as found) of `obj` in the GET answer `cur`, read in each API's documented shape."""
+    cur = _obj(cur, "the answer")
+    if obj.kind in ("index_template", "component_template"):
+        key = obj.kind + "s"
+        entries = cur.get(key, [])
+        if not isinstance(entries, list):
+            raise _Shape(f"{key} is {_what(entries)}")
+        items = [_obj(_obj(t, f"an entry of {key}").get(obj.kind), f"{obj.kind} of an entry")
+                 for t in entries if _obj(t, f"an entry of {key}").get("name") == obj.name]
+        return bool(items), items[0].get("version") if items else None
+    if obj.kind == "pipeline":
+        return obj.name in cur, _obj(cur.get(obj.name, {}), obj.name).get("version")
+    if obj.kind == "ilm":
+        policy = _obj(_obj(cur.get(obj.name, {}), obj.name).get("policy", {}), f"{obj.name}.policy")
+        return obj.name in cur, _obj(policy.get("_meta", {}), f"{obj.name}.policy._meta").get("otids_version")
+    # ism: the version is the description's " vN" suffix; overwriting needs the sequence number and term
+    if "policy" not in cur:
+        return False, None
+    desc = _obj(cur["policy"], "policy").get("description", "")
+    for k in ("_seq_no", "_primary_term"):
+        if type(cur.get(k)) is not int:
+            raise _Shape(f"{k} is {_what(cur.get(k))}")
+    m = re.search(r" v(\d{1,9})$", desc) if isinstance(desc, str) else None
+    return True, int(m.group(1)) if m else None
 
 
 def install(backend: Backend, layout: Layout, fs=None, force: bool = False) -> list[str]:

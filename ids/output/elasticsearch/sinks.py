@@ -36,7 +36,8 @@ def cluster_fields(doc: dict, dataset: str, namespace: str, identity: dict | Non
         doc["host"] = dict(identity["host"])
     ev = doc.get("event", {})
     if ev.get("kind") == "alert" and "message" not in doc:
-        rule = doc.get("rule", {}).get("name") or "otids alert"
+        rule = doc.get("rule")
+        rule = (rule.get("name") if isinstance(rule, dict) else None) or "otids alert"
         doc["message"] = f"{rule}: {ev['reason']}" if ev.get("reason") else rule
     return doc
 

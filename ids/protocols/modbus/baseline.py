@@ -262,8 +262,8 @@ def _compile(b: Baseline, eid: str, e: dict, cfg) -> _Compiled:
     c.label = f"{e['master']} -> {e['slave']} unit {e['unit']}"
     where = ("modbus", eid)
     fns = e.get("functions") or {}
-    if isinstance(fns, list):
-        fns = {f: None for f in fns}
+    if isinstance(fns, list):  # a list of codes; anything unhashable in it fails the check below
+        fns = {f: None for f in fns} if all(isinstance(f, int) for f in fns) else None
     if not isinstance(fns, dict) or not all(isinstance(f, int) and 0 <= f < 128 for f in fns):
         raise b.error("functions must map function codes (0-127) to names, e.g. `3: read_holding_registers`",
                       *where, "functions")

@@ -141,6 +141,18 @@ class _Compiled:
     __slots__ = ("label", "status", "ids", "users", "topics", "subs", "periods")
 
 
+def _qos(b: Baseline, d, *where) -> frozenset:
+    """The `qos` list of a topic's entry ({qos: [0, 1]}; an empty or missing entry: none seen)."""
+    if d is None:
+        return frozenset()
+    q = d.get("qos") if isinstance(d, dict) else d
+    if q is None:
+        return frozenset()
+    if not isinstance(d, dict) or not isinstance(q, list) or not all(type(x) is int for x in q):
+        raise b.error(f"{where[-1]!r} must be {{qos: [...]}}, a list of QoS levels", *where)  # as learned, even 3
+    return frozenset(q)
+
+
 class Enforcer:
     section = "mqtt"
 
@@ -161,14 +173,16 @@ class Enforcer:
             c.topics, c.periods = {}, {}
             for topic, d in pubs.items():
                 d = d if isinstance(d, dict) else {}
-                c.topics[str(topic)] = frozenset(d.get("qos") or ())
+                c.topics[str(topic)] = _qos(b, d, "mqtt", eid, "publishes", topic)
                 if isinstance(d.get("period"), (int, float)) and d["period"] > 0:
-                    c.periods[str(topic)] = PeriodTracker(float(d["period"]), float(d.get("jitter") or 0),
-                                                          cfg.poll_window)
+                    jitter = d.get("jitter") or 0
+                    if not isinstance(jitter, (int, float)) or jitter < 0:
+                        raise b.error("jitter must be a number of seconds", "mqtt", eid, "publishes", topic, "jitter")
+                    c.periods[str(topic)] = PeriodTracker(float(d["period"]), float(jitter), cfg.poll_window)
             subs = e.get("subscribes") or {}
             if not isinstance(subs, dict):
                 raise b.error("subscribes must map topic filters to {qos: [...]}", "mqtt", eid, "subscribes")
-            c.subs = {str(k): frozenset((v or {}).get("qos") or ()) for k, v in subs.items()}
+            c.subs = {str(k): _qos(b, v, "mqtt", eid, "subscribes", k) for k, v in subs.items()}
             if c.status in usable_status:
                 self.clients[(str(e["client"]), str(e["broker"]))] = c
 
