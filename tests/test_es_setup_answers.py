@@ -146,3 +146,19 @@ def test_wrong_answer_to_setup_is_one_line_exit_2(case, cfg, capsys):
     assert re.match(rf"otids: error: {re.escape(rec.url)}/?: ", err), err
     assert says in err, err
     assert len(err) < 600, len(err)
+
+
+def test_a_kibana_answer_past_the_cap_is_refused_unread(cfg, capsys, monkeypatch):
+    """Kibana's import answer is read up to a cap (16 MiB; 4 KB here), not whole: a proxy or a hostile
+    server streaming gigabytes with status 200 is one line, exit 2, with the memory of the cap."""
+    import ids.commands.es as es
+    monkeypatch.setattr(es, "_ANSWER_MAX", 4096)
+    rec = Recorder()
+    try:
+        rec.kibana_raw = [RawAnswer(200, b'{"success": true, "errors": [' + b'{"id": "x"},' * 2000 + b'{}]}')]
+        rc = main(["es", "setup", "--es", rec.url, "--kibana", rec.url, "-c", cfg])
+        err = capsys.readouterr().err
+    finally:
+        rec.close()
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "/api/saved_objects/_import answered with more than 4,096 bytes (an import answer is a few" in err, err

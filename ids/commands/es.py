@@ -266,7 +266,9 @@ def kibana_import(cfg, creds: dict, flavor: str, api: str, filename: str, payloa
     while True:
         try:
             with urllib.request.urlopen(req, timeout=cfg.timeout, context=ctx) as r:
-                answer = r.read()
+                answer = r.read(_ANSWER_MAX + 1)  # an import answer is kilobytes: never a whole stream
+                if len(answer) <= _ANSWER_MAX and r.length:  # read by size, a cut body comes back short
+                    raise http.client.IncompleteRead(answer, r.length)  # without a word: say it as read() does
             break
         except urllib.error.HTTPError as e:
             try:
@@ -286,6 +288,9 @@ def kibana_import(cfg, creds: dict, flavor: str, api: str, filename: str, payloa
                 continue
             why = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
             raise UserError(f"{display_url(cfg.kibana_url)}: {name}: {' '.join(str(why).split())[:300]}") from None
+    if len(answer) > _ANSWER_MAX:
+        raise UserError(f"{display_url(cfg.kibana_url)}: {name} answered with more than {_ANSWER_MAX:,} bytes "
+                        f"(an import answer is a few kilobytes): {answer[:80]!r}")
     try:
         doc = json.loads(answer or b"{}")
     except (ValueError, RecursionError):  # a proxy's HTML page, a cut answer, JSON nested past the parser
@@ -297,6 +302,7 @@ def kibana_import(cfg, creds: dict, flavor: str, api: str, filename: str, payloa
 
 
 _ERROR_PEEK = 65536  # bytes of an error answer read to quote its start
+_ANSWER_MAX = 16 << 20  # bytes of a Kibana import answer read at most (it lists one result per object sent)
 
 
 def cmd_package(args) -> int:
