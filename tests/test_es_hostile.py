@@ -66,6 +66,18 @@ CASES = {
 }
 
 
+def _ship(rec, alerts, caplog, cfg):
+    """Every alert through a sink to `rec`, closed; the shipper and its counters (no internal error)."""
+    sh = Shipper(rec.url, cfg)
+    sink = AlertSink(sh, "default")
+    caplog.set_level(logging.WARNING, logger="otids.es")
+    for a in alerts:
+        sink.write_alert(a)
+    sink.close()
+    assert "internal error" not in (sh.last_error or ""), sh.last_error
+    return sh, sh.counters()
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_hostile_bulk_answer_never_stops_the_sender(case, alerts, tmp_path, caplog):
     """The first bulk request gets the hostile answer, the later ones real answers: every document is
@@ -73,14 +85,8 @@ def test_hostile_bulk_answer_never_stops_the_sender(case, alerts, tmp_path, capl
     rec = Recorder()
     try:
         rec.bulk_raw = [CASES[case]]
-        sh = Shipper(rec.url, es_config(tmp_path, flavor="elasticsearch", retries=3, batch_size=N, timeout=5))
-        sink = AlertSink(sh, "default")
-        caplog.set_level(logging.WARNING, logger="otids.es")
-        for a in alerts:
-            sink.write_alert(a)
-        sink.close()
-        c = sh.counters()
-        assert "internal error" not in sh.last_error, sh.last_error
+        sh, c = _ship(rec, alerts, caplog, es_config(tmp_path, flavor="elasticsearch", retries=3, batch_size=N,
+                                                     timeout=5))
         assert (c["sent"], c["rejected"], c["dropped"], c.get("lost", 0)) == (N, 0, 0, 0), c
         if case != "slow_drip":  # a slow but valid answer is a success
             assert c["retried"] >= 1, c  # the hostile answer was noticed, not taken for a success
@@ -181,15 +187,9 @@ def test_hostile_connect_and_setup_answers_never_stop_the_sender(case, alerts, t
     try:
         key, raw = CONNECT_CASES[case]
         rec.path_raw = {key: [raw]}
-        sh = Shipper(rec.url, es_config(tmp_path, flavor="elasticsearch", setup=True, retries=3, batch_size=N))
-        sink = AlertSink(sh, "default")
-        caplog.set_level(logging.WARNING, logger="otids.es")
-        for a in alerts:
-            sink.write_alert(a)
-        sink.close()
-        c = sh.counters()
+        sh, c = _ship(rec, alerts, caplog, es_config(tmp_path, flavor="elasticsearch", setup=True, retries=3,
+                                                     batch_size=N))
         assert [r for r in rec.requests if r.get("status") == raw.status and r["path"].split("?")[0] == key.split()[1]]
-        assert "internal error" not in (sh.last_error or ""), sh.last_error
         # a GET / refused: spooled while "down", then replayed; a setup GET refused: shipped straight away
         assert (c["sent"], c["rejected"], c["dropped"], c["replayed"]) == (N, 0, 0, c["spooled"]), c
         assert "unexpected answer" in caplog.text, caplog.text
