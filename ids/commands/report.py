@@ -67,7 +67,6 @@ def wrong_document(sources: list[str], e: Exception) -> str:
     smallest prefix of the documents that fails, found by bisection (log n rebuilds, only once something
     failed, so that reading files that fit costs nothing), and what of it does not fit its field definition
     (ids/data/fields), else the error itself."""
-    from ..output.fields import load_fields
     from ..report.model import ReportModel
 
     docs = [(path, n, doc) for path in sources for n, doc in read_ndjson(path, numbered=True)]
@@ -95,10 +94,15 @@ def wrong_document(sources: list[str], e: Exception) -> str:
     if not docs or not fails(hi):  # pragma: no cover - not reproducible from the files: say it as it came
         return f"{', '.join(sources)}: a document the report cannot read ({type(e).__name__}: {str(e)[:200]})"
     path, n, doc = docs[hi - 1]
+    return f"{path}:{n}: not an otids document ({shape_problem(doc, fails(hi))})"
+
+
+def shape_problem(doc, e: Exception) -> str:
+    """What of `doc` does not fit its field definition (ids/data/fields), else the error `e` raised."""
+    from ..output.fields import load_fields
+
     issues = [i for i in load_fields().validate(doc) if i.problem != "unknown field"]
-    err = fails(hi)
-    why = f"{issues[0].path}: {issues[0].detail}" if issues else f"{type(err).__name__}: {str(err)[:200]}"
-    return f"{path}:{n}: not an otids document ({why})"
+    return f"{issues[0].path}: {issues[0].detail}" if issues else f"{type(e).__name__}: {str(e)[:200]}"
 
 
 class ReportSink:

@@ -14,7 +14,7 @@ import sys
 import time
 
 from ..errors import RuleError, UserError
-from .report import SHAPE_ERRORS
+from .report import SHAPE_ERRORS, shape_problem
 from typing import TYPE_CHECKING
 
 from ..lazy import lazy
@@ -127,14 +127,6 @@ def register(sub) -> None:
     b.add_argument("--runs", type=int, default=2, help="with --pipeline: runs of each (the fastest is shown)")
     b.add_argument("--pcap", default=None, help="capture whose Modbus events are replayed (default pcaps/modbus-demo.pcap)")
     b.set_defaults(func=cmd_bench)
-
-
-def _shape_problem(doc, e: Exception) -> str:
-    """What of `doc` does not fit its field definition (ids/data/fields), else the error `e` raised."""
-    from ..output.fields import load_fields
-
-    issues = [i for i in load_fields().validate(doc) if i.problem != "unknown field"]
-    return f"{issues[0].path}: {issues[0].detail}" if issues else f"{type(e).__name__}: {str(e)[:200]}"
 
 
 def _print_issues(issues, out=None) -> None:
@@ -312,7 +304,7 @@ def cmd_dry_run(args) -> int:
                         for a in det.on_doc(doc, ts) or ():
                             counts[a.rule_id] = counts.get(a.rule_id, 0) + 1
                     except SHAPE_ERRORS as e:  # a field of another type than otids writes (a list as an address)
-                        raise UserError(f"{inp}:{ln}: not an otids event ({_shape_problem(doc, e)})") from None
+                        raise UserError(f"{inp}:{ln}: not an otids event ({shape_problem(doc, e)})") from None
         else:
             from ..pipeline import Collector, Run
             from ..config import Config
