@@ -263,8 +263,10 @@ REPORT_CASES = {  # field, value, what the line says (each an internal error bef
     "technique_string": ("threat.technique", "x", "threat.technique: expected an object, got 'x'"),
     "technique_id_number": ("threat.technique.id", 5, "threat.technique.id: keyword: expected a string, got 5"),
     "network_string": ("network", "x", "network: expected an object, got 'x'"),
-    "source_ip_list": ("source.ip", [], "TypeError: unhashable type: 'list'"),
-    "rule_name_list": ("rule.name", ["x"], "TypeError: unhashable type: 'list'"),
+    "source_ip_list": ("source.ip", [], "source.ip: expected one value, got a list []"),
+    "rule_name_list": ("rule.name", ["x"], "rule.name: expected one value, got a list ['x']"),
+    "source_ip_two": ("source.ip", ["10.0.0.1", "10.0.0.2"],
+                      "source.ip: expected one value, got a list ['10.0.0.1', '10.0.0.2']"),
 }
 
 
@@ -283,7 +285,7 @@ def test_report_from_documents_of_the_wrong_shape_names_the_line(case, outputs, 
 
 @pytest.mark.parametrize("field,value,says", [
     ("event", "x", "event: expected an object, got 'x'"),
-    ("event.dataset", [], "TypeError: unhashable type: 'list'"),
+    ("event.dataset", [], "event.dataset: expected one value, got a list []"),
     ("source.ip", {}, "source.ip: ip: expected a value, got an object {}"),
 ], ids=["event-string", "dataset-list", "source-ip-object"])
 def test_rules_dry_run_on_events_of_the_wrong_shape_names_the_line(field, value, says, outputs, tmp_path, capsys):

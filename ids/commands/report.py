@@ -94,15 +94,66 @@ def wrong_document(sources: list[str], e: Exception) -> str:
     if not docs or not fails(hi):  # pragma: no cover - not reproducible from the files: say it as it came
         return f"{', '.join(sources)}: a document the report cannot read ({type(e).__name__}: {str(e)[:200]})"
     path, n, doc = docs[hi - 1]
-    return f"{path}:{n}: not an otids document ({shape_problem(doc, fails(hi))})"
+
+    def retry(changed: dict):
+        docs[hi - 1] = (path, n, changed)
+        try:
+            return fails(hi)
+        finally:
+            docs[hi - 1] = (path, n, doc)
+
+    return f"{path}:{n}: not an otids document ({shape_problem(doc, fails(hi), retry)})"
 
 
-def shape_problem(doc, e: Exception) -> str:
-    """What of `doc` does not fit its field definition (ids/data/fields), else the error `e` raised."""
+def shape_problem(doc, e: Exception, retry=None) -> str:
+    """What of `doc` does not fit its field definition (ids/data/fields), else the error `e` raised.
+
+    The definitions do not say which fields may hold a list (ECS lets any field be one), so a list where the
+    reader needs one value passes them and fails as "unhashable type". With `retry` (a document -> the error
+    reading it raises, or None), each list-valued field of `doc` is tried as one value: the first whose
+    change makes that error go is named."""
     from ..output.fields import load_fields
 
-    issues = [i for i in load_fields().validate(doc) if i.problem != "unknown field"]
-    return f"{issues[0].path}: {issues[0].detail}" if issues else f"{type(e).__name__}: {str(e)[:200]}"
+    fs = load_fields()
+    issues = [i for i in fs.validate(doc) if i.problem != "unknown field"]
+    if issues:
+        return f"{issues[0].path}: {issues[0].detail}"
+    if retry is not None and isinstance(doc, dict):
+        for path, value in _list_leaves(doc, "", fs):
+            if retry(_one_value(doc, path.split("."), value)) is None:
+                from ..output.fields import _preview
+                return f"{path}: expected one value, got a list {_preview(value)}"
+    return f"{type(e).__name__}: {str(e)[:200]}"
+
+
+_NOT_ONE_VALUE = ("object", "nested", "flattened")  # field types whose value is an object, not one value
+
+
+def _list_leaves(obj: dict, prefix: str, fs):
+    """(path, list) of each field of `obj` declared as a value (not an object) that holds a list."""
+    for key, value in obj.items():
+        name = prefix + str(key)
+        if isinstance(value, dict):
+            yield from _list_leaves(value, name + ".", fs)
+        elif isinstance(value, list) and name in fs.fields and fs.fields[name].type not in _NOT_ONE_VALUE:
+            yield name, value
+
+
+def _one_value(doc: dict, keys: list[str], value: list) -> dict:
+    """A copy of `doc` (copied along `keys` only) with the list at `keys` as its first element, or without
+    the field when the list is empty."""
+    out = dict(doc)
+    node = out
+    for k in keys[:-1]:
+        node[k] = dict(node[k])
+        node = node[k]
+    if value:
+        node[keys[-1]] = value[0]
+    else:
+        del node[keys[-1]]
+    return out
+
+
 
 
 class ReportSink:

@@ -260,6 +260,16 @@ def cmd_test(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- dry run
 
+def _dry_run_error(compiled, doc: dict):
+    """What a fresh detector raises on `doc` alone, or None (for naming the field of a wrong-shaped event)."""
+    from ..detect.rules.detector import _doc_ts
+    try:
+        _detector.RulesDetector(compiled).on_doc(doc, _doc_ts(doc))
+    except SHAPE_ERRORS as e:
+        return e
+    return None
+
+
 def cmd_dry_run(args) -> int:
     paths = [p for p in args.rules.split(",") if p]
     lists = args.lists or _detector.default_lists(paths)
@@ -304,7 +314,8 @@ def cmd_dry_run(args) -> int:
                         for a in det.on_doc(doc, ts) or ():
                             counts[a.rule_id] = counts.get(a.rule_id, 0) + 1
                     except SHAPE_ERRORS as e:  # a field of another type than otids writes (a list as an address)
-                        raise UserError(f"{inp}:{ln}: not an otids event ({shape_problem(doc, e)})") from None
+                        raise UserError(f"{inp}:{ln}: not an otids event "
+                                        f"({shape_problem(doc, e, lambda d: _dry_run_error(c, d))})") from None
         else:
             from ..pipeline import Collector, Run
             from ..config import Config
