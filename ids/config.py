@@ -231,7 +231,7 @@ class LiveConfig:
     bpf: str | None = None  # kernel capture filter (tcpdump syntax); --bpf overrides
     promiscuous: bool = True
     method: str = "ring"  # ring (TPACKET_V3 mmap ring) | socket (recvmsg per frame)
-    buffer_mb: int = 64  # kernel buffer per interface: ring size, or socket receive buffer
+    buffer_mb: int = 64  # kernel buffer per interface: ring size, or socket receive buffer (--workers N: 1/N each)
     snaplen: int = 65535  # longer frames are cut and counted as sensor drops (socket method)
     block_timeout_ms: int = 20  # ring: a partly filled block is handed over after this long
     stats_interval: int = 60  # seconds between stats events (and console lines)

@@ -159,9 +159,9 @@ def test_workers_share_memory_total_with_the_parent(tmp_path):
     assert said and all(f'"memory_total": {share}' in s for s in said), said
 
 
-def _live_syn_flood(tmp_path, total: int, tag: str, *args: str) -> list[str]:
-    """4,000 SYNs over a veth pair into `otids live` with limits.memory_total `total` and 2 MiB rings; the
-    details of its table_full alerts. Needs root, iproute2 and tcpreplay, like the other live tests."""
+def _live_syn_flood(tmp_path, total: int, tag: str, *args: str, buffer_mb: int = 2, flows: int = 4_000) -> list[str]:
+    """`flows` SYNs over a veth pair into `otids live` with limits.memory_total `total` and live.buffer_mb
+    `buffer_mb`; the details of its table_full alerts. Needs root, iproute2 and tcpreplay, like the other live tests."""
     import json
     import os
 
@@ -174,9 +174,9 @@ def _live_syn_flood(tmp_path, total: int, tag: str, *args: str) -> list[str]:
         pytest.fail("the live memory_total tests need root (network namespaces, AF_PACKET)")
     need_tool("ip")
     need_tool("tcpreplay")
-    cap = flood_capture(tmp_path / "syn.pcap", syn_flood, 4_000)
+    cap = flood_capture(tmp_path / "syn.pcap", syn_flood, flows)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"limits:\n  memory_total: {total}\nlive:\n  buffer_mb: 2\n")
+    cfg.write_text(f"limits:\n  memory_total: {total}\nlive:\n  buffer_mb: {buffer_mb}\n")
     with VethPair(f"otids-{tag}{os.getpid()}") as v:
         s = SensorProcess(v, tmp_path, "-c", str(cfg), *args, "-q", events=False)
         try:
@@ -204,6 +204,20 @@ def test_live_workers_share_memory_total_with_the_sensor(tmp_path):
     assert share == 3 << 20 == live_share(total, 2, 2 << 20)
     assert live_share(120 << 20, 2, 64 << 20) == split_total(120 << 20, 2) // 2  # rings past the total: half
     said = _live_syn_flood(tmp_path, total, "m", "--workers", "2")
+    assert all(f'"memory_total": {share}' in x for x in said), said
+
+
+def test_live_workers_split_the_capture_buffer(tmp_path):
+    """live.buffer_mb is the sensor's buffer per interface: with --workers N each of the N processes in the
+    fanout group (which gets about 1/N of the frames) maps 1/N of it. Each mapped the whole before, so the
+    processes' rings together were N times the buffer (2 x 64 MiB by default, more than the tables' 120 MiB
+    total) and each process's tables kept only the floor, half its part. Here 8 MiB over two processes: 4 MiB
+    each, so each table share is its part less 4 MiB (before: the floor, half its part)."""
+    from ids.flow.budget import PROCESS_BYTES, live_share, split_total
+    total = PROCESS_BYTES + (24 << 20)
+    share = split_total(total, 2) - (4 << 20)
+    assert share == live_share(total, 2, 4 << 20) != live_share(total, 2, 8 << 20)
+    said = _live_syn_flood(tmp_path, total, "b", "--workers", "2", buffer_mb=8, flows=8_000)
     assert all(f'"memory_total": {share}' in x for x in said), said
 
 

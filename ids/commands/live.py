@@ -84,10 +84,14 @@ def cmd_live(args) -> int:
     if args.workers > 1 and lc.evidence_mb:
         raise UserError("live.evidence_mb (the evidence ring) works with one process only: use --workers 1")
     caps: list[LiveCapture] = []
+    # live.buffer_mb is the sensor's buffer per interface: with N processes in one fanout group each receives
+    # about 1/N of the frames and maps 1/N of it (each mapped whole into its RSS; N full rings came to more
+    # than limits.memory_total before)
+    ring_mb = max(2, -(-lc.buffer_mb // args.workers))
     try:
         for name in ifaces:
             caps.append(LiveCapture(name, bpf=bpf or None, promisc=lc.promiscuous, method=args.method or lc.method,
-                                    buffer_mb=lc.buffer_mb, snaplen=lc.snaplen, block_timeout_ms=lc.block_timeout_ms))
+                                    buffer_mb=ring_mb, snaplen=lc.snaplen, block_timeout_ms=lc.block_timeout_ms))
         run = build_run(args, config)
     except BaseException:
         for c in caps:
@@ -128,8 +132,10 @@ def cmd_live(args) -> int:
         if workers is not None:
             sensor.extra.update(workers.fds())
             sensor.before_finish.append(workers.drain)
-        rc = sensor.serve(f"capturing on {', '.join(c.name for c in caps)} ({caps[0].method}, {lc.buffer_mb} MB "
-                          f"per interface{', filter ' + repr(bpf) if bpf else ''}"
+        per = f"{lc.buffer_mb} MB per interface" + (f" ({ring_mb} MB in each of {args.workers} processes)"
+                                                     if args.workers > 1 else "")
+        rc = sensor.serve(f"capturing on {', '.join(c.name for c in caps)} ({caps[0].method}, {per}"
+                          f"{', filter ' + repr(bpf) if bpf else ''}"
                           f"{', promiscuous' if lc.promiscuous else ''})")
     finally:
         if workers is not None:
