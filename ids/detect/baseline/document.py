@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from ...errors import SourceLocation, UserError
-from ...yamlload import FastLoader, SafeLoader
+from ...yamlload import FastLoader, SafeLoader, NotPlain, load_plain
 from . import yamlio
 from .section import SectionSpec
 
@@ -235,9 +235,19 @@ def _node_and_data(text: str, loader_class=_LOADER):
     return _node_and_data(text, SafeLoader)
 
 
+def _data(text: str):
+    """The data of a baseline text: built from libyaml's events (yamlload.load_plain: no node tree, a
+    fifth of the peak for a large baseline); a text that needs the node tree, or has an error (whose report
+    is then the node tree's, the same as before), as _node_and_data builds it."""
+    try:
+        return load_plain(text, _LOADER)
+    except (NotPlain, yaml.YAMLError):  # an error: the node tree's (it parses all before it builds anything)
+        return _node_and_data(text)[1]
+
+
 def parse(text: str, path: str = "<baseline>") -> Baseline:
     try:
-        node, data = _node_and_data(text)
+        data = _data(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise BaselineError(f"invalid YAML: {getattr(e, 'problem', None) or e}",
