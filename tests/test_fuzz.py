@@ -3,6 +3,7 @@ inputs) replayed through its harness in-process, then a short coverage-guided ru
 atheris (seconds each) through fuzz/run.py, the runner the long runs use (docs/ROBUSTNESS.md)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -164,11 +165,15 @@ def test_instrument_scope_fuzzes_only_the_named_modules(tmp_path):
     """--instrument (the identified-only session runs, docs/ROBUSTNESS.md): exactly the modules in scope are
     instrumented ({proto} naming the harness's protocol), the rest runs as the product does."""
     import atheris  # noqa: F401
+    tmp = tmp_path / "tmp"  # the runner's own temporary folder goes with the run (one was left per run)
+    tmp.mkdir()
     p = subprocess.run([sys.executable, str(FUZZ / "run.py"), "session_dnp3", "--time", "2", "--runs", "300",
                         "--instrument", "ids.flow.identify,ids.flow.ndpi,ids.protocols.{proto},fuzz",
-                        "--work", str(tmp_path / "work"), "--artifacts", str(tmp_path / "crashes"),
-                        "--log", str(tmp_path / "log")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "--from", "pcaps", "--work", str(tmp_path / "work"), "--artifacts", str(tmp_path / "crashes"),
+                        "--log", str(tmp_path / "log")], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, TMPDIR=str(tmp)))
     assert p.returncode == 0, p.stdout + p.stderr[-3000:]
+    assert not list(tmp.iterdir()), list(tmp.iterdir())
     name, execs, cov = p.stdout.splitlines()[1].split()[:3]
     assert name == "session_dnp3" and int(execs) > 0 and int(cov) > 0, p.stdout
     log = (tmp_path / "log" / "session_dnp3.log").read_text()
