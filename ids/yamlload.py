@@ -130,13 +130,17 @@ class NotPlain(Exception):
 _MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
-def load_plain(text: str, loader_class):
+def load_plain(text: str, loader_class, watch=None):
     """The data of a one-document YAML text as `loader_class(text).get_single_data()` builds it, built from
     the parser's events without composing the node tree first. PyYAML composes every node (each with two
     marks) before it constructs anything: a 4.4 MB baseline of 64,000 MQTT topics peaked at 243 MB (traced)
     to hold 36 MB of data, and glibc kept the peak as the process's RSS for the rest of the run. Each scalar
     still goes through the loader's resolver and constructors (the guarded ones included), so values and
-    errors are the same; a document using anything else (NotPlain) is left to the node tree."""
+    errors are the same; a document using anything else (NotPlain) is left to the node tree.
+
+    `watch` (optional) sees where each value starts and what it is: `watch.start(ev, top)` at a value's first
+    event and `watch.end(value, top)` when it is built, before it is placed; `top` is its collection's
+    [container, key being read or NO_KEY (a mapping's next value is a key)], None for the root."""
     loader = loader_class(text)
     constructors = loader.yaml_constructors
     ScalarNode = yaml.ScalarNode
@@ -145,11 +149,13 @@ def load_plain(text: str, loader_class):
         if loader.check_event(yaml.StreamEndEvent):
             return None
         loader.get_event()  # DocumentStart
-        stack: list = []  # open collections: [container, pending key or _NO_KEY]
+        stack: list = []  # open collections: [container, pending key or NO_KEY]
         root = None
         while True:
             ev = loader.get_event()
             cls = type(ev)
+            if watch is not None and cls is not yaml.MappingEndEvent and cls is not yaml.SequenceEndEvent:
+                watch.start(ev, stack[-1] if stack else None)
             if cls is yaml.ScalarEvent:
                 if ev.anchor is not None:
                     raise NotPlain
@@ -164,12 +170,14 @@ def load_plain(text: str, loader_class):
                 if ev.anchor is not None or ev.tag not in (None, "!", _MAP_TAG if cls is yaml.MappingStartEvent
                                                            else _SEQ_TAG):
                     raise NotPlain
-                stack.append([{} if cls is yaml.MappingStartEvent else [], _NO_KEY])
+                stack.append([{} if cls is yaml.MappingStartEvent else [], NO_KEY])
                 continue
             elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
                 value = stack.pop()[0]
             else:  # an alias
                 raise NotPlain
+            if watch is not None:
+                watch.end(value, stack[-1] if stack else None)
             if not stack:
                 root = value
                 break
@@ -177,7 +185,7 @@ def load_plain(text: str, loader_class):
             c = top[0]
             if type(c) is list:
                 c.append(value)
-            elif top[1] is _NO_KEY:
+            elif top[1] is NO_KEY:
                 try:
                     hash(value)
                 except TypeError:
@@ -185,7 +193,7 @@ def load_plain(text: str, loader_class):
                 top[1] = value
             else:
                 c[top[1]] = value
-                top[1] = _NO_KEY
+                top[1] = NO_KEY
         loader.get_event()  # DocumentEnd
         if not loader.check_event(yaml.StreamEndEvent):
             raise NotPlain  # several documents: the node tree's error says so
@@ -194,7 +202,7 @@ def load_plain(text: str, loader_class):
         loader.dispose()
 
 
-_NO_KEY = object()
+NO_KEY = object()  # (a mapping whose next value is a key)
 
 
 @harden
