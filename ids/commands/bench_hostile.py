@@ -479,6 +479,28 @@ def udp_ports(out: PcapOut, n: int) -> None:
                struct.pack("!HHHH", rnd.randint(1024, 65535), dp, 8 + len(data), 0) + data)
 
 
+def sparkplug_births(out: PcapOut, n: int) -> None:
+    """n Sparkplug B NBIRTHs of 15,000 metrics each (named, aliased), one edge node each, on one connection:
+    each metric ~25 bytes on the wire, ~200 held in the alias tables (and 300 in the event while it lives)."""
+    from ..protocols.mqtt.sparkplug import sparkplug_b_pb2 as pb
+    c = Conv(out, _ip(1), SERVER, 40000, 1883, T0).handshake()
+    c.send(True, _mqtt_connect(b"edge"))
+    c.send(False, b"\x20\x02\x00\x00")
+    for k in range(n):
+        p = pb.Payload()
+        p.seq, p.timestamp = 0, 1
+        for i in range(15_000):
+            m = p.metrics.add()
+            m.name, m.alias, m.datatype, m.int_value = "line%d/cell%d/m%d" % (k, i % 50, i), i, 3, i
+        bd = p.metrics.add()
+        bd.name, bd.datatype, bd.long_value = "bdSeq", 8, 0
+        body = _mqtt_str(b"spBv1.0/plant/NBIRTH/edge%d" % k) + p.SerializeToString()
+        msg = b"\x30" + _mqtt_len(len(body)) + body
+        for o in range(0, len(msg), 1400):
+            c.send(True, msg[o:o + 1400], dt=1000)
+    c.close()
+
+
 CASES: dict[str, tuple[Callable, int, str]] = {
     "syn_flood": (syn_flood, 1_000_000, "flows"),
     "garbage_502": (garbage(502), 200 << 20, "bytes"),
@@ -508,6 +530,7 @@ CASES: dict[str, tuple[Callable, int, str]] = {
     "arp_spoof": (arp_spoof, 200_000, "MACs"),
     "syn_flood6": (syn_flood6, 300_000, "flows"),
     "tls_small_records": (tls_small_records, 50, "handshakes"),  # tshark: ~3 s a handshake
+    "sparkplug_births": (sparkplug_births, 200, "births"),
 }
 # cases run through another command than a plain `otids analyze`: `otids learn` (the learner's bounds), and
 # analyze enforcing a baseline learned from the first 100 topics (every further topic a deviation)

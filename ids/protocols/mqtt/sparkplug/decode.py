@@ -102,7 +102,7 @@ def decode_payload(head: SparkplugMessage, payload: bytes, births=None) -> Spark
             break
         met = _metric(m, table, problems, 0)
         if table is not None and mtype in ("NBIRTH", "DBIRTH"):
-            table.learn(met, head.device_id)
+            births.learn(table, met)
         if met.name == "bdSeq" and mtype in ("NBIRTH", "NDEATH") and type(met.value) is int:
             bdseq = met.value
         metrics.append(met)
@@ -126,7 +126,7 @@ def _metric(m, table, problems: list, depth: int) -> SparkplugMetric:
                 name, from_alias = known[0], True
             if dtype is None:
                 dtype, from_birth = known[1], True
-        elif name is None and alias is not None:
+        elif name is None and alias is not None and not table.incomplete:  # (not all its birth was kept)
             problems.append("unknown_alias")
     is_null = m.is_null if m.HasField("is_null") else False
     kind = m.WhichOneof("value")

@@ -38,7 +38,10 @@ def _annotate(session, msg, payload: bytes):
             return msg
         births = births_for(session.sc.run_key)
         births.broker = session.ctx.server_ip
-        return msg._replace(decoded=decode_payload(head, payload, births))
+        out = msg._replace(decoded=decode_payload(head, payload, births))
+        if births.pool.hits != births.pool.reported:  # BIRTHS_BYTES reached: a memory_cap notice (and alert)
+            session.sc.memory_cap(msg.ts, births.pool)
+        return out
     from ..pubsub.decode import decode_pubsub
     from ..pubsub.metadata import table_for
     ps = decode_pubsub(topic, payload)
