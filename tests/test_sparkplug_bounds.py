@@ -136,3 +136,43 @@ def test_workers_send_large_events_in_small_batches(tmp_path):
     rc, kb = map(int, p.stdout.split())
     assert rc == 0, p.stderr
     assert kb < 130_000, f"peak RSS {kb / 1024:.0f} MB"
+
+
+# ------------------------------------------------------------------ OPC UA PubSub metadata (the same class)
+def _meta(writer: int, names: int):
+    from ids.protocols.mqtt.pubsub.decode import PubSubDataSet, PubSubMessage
+    return PubSubMessage("json", "ua-metadata", "pub1", datasets=(PubSubDataSet(writer_id=writer),),
+                         metadata_fields=tuple((f"f{writer}.{i}", "Int32") for i in range(names)))
+
+
+def _uadp(writer: int):
+    from ids.protocols.mqtt.pubsub.decode import PubSubDataSet, PubSubMessage
+    return PubSubMessage("uadp", "ua-data", "pub1",
+                         datasets=(PubSubDataSet(writer_id=writer, fields=(("0", 1, "Int32"),)),))
+
+
+def test_pubsub_metadata_counts_what_it_holds_and_is_bounded():
+    """The writers' field names (UADP fields are named from ua-metadata): counted as tracemalloc sees them,
+    bounded in bytes (before: 4,096 writers by count only, ~245 MB of one-letter names), the least recently
+    described forgotten first (their fields stay numbered), and the pool says it refused."""
+    from ids.protocols.mqtt.pubsub.metadata import MetaTable
+    gc.collect()
+    tracemalloc.start()
+    try:
+        t = MetaTable()
+        before = tracemalloc.get_traced_memory()[0]
+        for w in range(40):  # each message made and dropped as the session does: the names live on in t
+            t.apply("10.0.0.1", _meta(w, 500))
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(t.names) == 40 and 0.9 * held <= t.pool.used <= 1.3 * held, (t.pool.used, held)
+    small = MetaTable(limit=256 << 10)
+    for w in range(40):
+        small.apply("10.0.0.1", _meta(w, 500))
+    assert small.pool.used <= 256 << 10 and small.pool.hits > 0 and 1 < len(small.names) < 40
+    assert list(small.names)[-1] == ("10.0.0.1", "pub1", 39)
+    named = small.apply("10.0.0.1", _uadp(39)).datasets[0]
+    assert named.named and named.fields[0][0] == "f39.0"
+    assert not small.apply("10.0.0.1", _uadp(0)).datasets[0].named  # forgotten: numbered, as before its metadata

@@ -24,7 +24,7 @@ BIRTHS_BYTES = 32 << 20
 #: its text), a learned alias (its slot, the (name, datatype) tuple, the int), an empty table (the object,
 #: its two dicts, its key in Births.tables)
 NAME_BYTES = 60
-ALIAS_BYTES = 130
+ALIAS_BYTES = 100
 TABLE_BYTES = 600
 
 

@@ -47,7 +47,11 @@ def _annotate(session, msg, payload: bytes):
     ps = decode_pubsub(topic, payload)
     if ps is None:
         return msg
-    return msg._replace(decoded=table_for(session.sc.run_key).apply(session.ctx.server_ip, ps))
+    meta = table_for(session.sc.run_key)
+    out = msg._replace(decoded=meta.apply(session.ctx.server_ip, ps))
+    if meta.pool.hits != meta.pool.reported:  # METADATA_BYTES reached: a memory_cap notice (and alert)
+        session.sc.memory_cap(msg.ts, meta.pool)
+    return out
 
 
 def annotate_will(session, msg):
