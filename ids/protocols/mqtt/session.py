@@ -30,10 +30,17 @@ NS = 1_000_000_000
 
 def _pending_cost(p) -> int:
     """Bytes an open exchange holds (_Pending, its message and the payload head that message keeps, at
-    most mqtt.string_log_limit): 620 for a small PUBLISH, 1,700 with a 1 kB head (tracemalloc,
-    tests/test_hostile_state.py)."""
-    head = getattr(p.msgs[0], "payload", None)
-    return 600 + (len(head) if head else 0)
+    most mqtt.string_log_limit, or a SUBSCRIBE's filters): 620 for a small PUBLISH, 1,700 with a 1 kB head
+    (tracemalloc, tests/test_hostile_state.py); a filter ~110 bytes besides its text."""
+    m = p.msgs[0]
+    head = getattr(m, "payload", None)
+    n = 600 + (len(head) if head else 0)
+    topics = getattr(m, "topics", None)  # SUBSCRIBE (filter, qos) or UNSUBSCRIBE filter: up to MAX_FILTERS
+    if topics:
+        for t in topics:
+            f = t[0] if type(t) is tuple else t
+            n += 110 + (len(f) if f else 0)
+    return n
 #: Topic aliases remembered per direction (the peer may allow up to 65535; more are not stored).
 MAX_TOPIC_ALIASES = 4096
 #: What one remembered alias holds besides its topic's text (the str object, the dict slot, the int): every

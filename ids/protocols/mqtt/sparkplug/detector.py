@@ -181,10 +181,14 @@ class SparkplugDetector:
                 if type(sp) is SparkplugMessage and sp.message_type == "NDEATH":
                     fl.will_bdseq, fl.will_edge = sp.bdseq, sp.edge_key
             elif t is MqttSubscribe and m.to_server:
-                for flt, _ in m.topics:
+                for flt, opts in m.topics:
                     if flt in RECON_FILTERS:
                         if len(self.recon) < MAX_FLOWS:
-                            self.recon.append((m.ts, flt, ev, fl))
+                            # held HOST_GRACE for its alert: the exchange with this filter alone, not the
+                            # SUBSCRIBE's up to 1,024 others (2,000 such packets in 10 s held ~240 MB)
+                            one = ev._replace(messages=tuple(x._replace(topics=((flt, opts),)) if x is m else x
+                                                             for x in ev.messages))
+                            self.recon.append((m.ts, flt, one, fl))
         if self.recon:
             self._recon(ev.ts, out)
         g = budget.SHARED  # limits.memory_total, shared with the other bounded tables
