@@ -50,10 +50,10 @@ _MQTT = (
      "be legitimate (firmware, images) or an attempt to hide content from inspection.", ()),
     ("unknown_topic_alias", "MQTT unknown topic alias", "low",
      "An MQTT 5 PUBLISH uses a topic alias never defined on this connection.", ()),
-    ("too_many_filters", "MQTT SUBSCRIBE or UNSUBSCRIBE with too many topic filters", "low",
-     "A SUBSCRIBE or UNSUBSCRIBE carried more than 1,024 topic filters: the first 1,024 were kept, the rest "
-     "not inspected. Clients subscribe to a few filters at a time; thousands in one packet are a scan of "
-     "the broker's topic tree or an attempt to exhaust the broker (or the sensor).", ("T0814",)),
+    ("too_many_entries", "MQTT packet with too many topic filters or user properties", "low",
+     "A SUBSCRIBE or UNSUBSCRIBE carried more than 1,024 topic filters, or a packet more than 1,024 user "
+     "properties: the first 1,024 were kept, the rest not inspected. Clients send a few at a time; thousands "
+     "in one packet scan the broker's topic tree or try to exhaust the broker (or the sensor).", ("T0814",)),
 )
 
 RULES = tuple(RuleInfo(f"otids.anomaly.mqtt.{n}", title, sev, desc, att) for n, title, sev, desc, att in _MQTT)

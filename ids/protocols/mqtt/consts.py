@@ -156,7 +156,7 @@ INVALID_FLAGS = "invalid_flags"  # fixed-header flags other than the spec requir
 UNKNOWN_PROTOCOL = "unknown_protocol"  # CONNECT with a protocol name/level that is neither 3.1, 3.1.1 nor 5.0
 MESSAGE_TOO_LARGE = "message_too_large"  # over mqtt.max_message_length: only its head was parsed
 UNKNOWN_TOPIC_ALIAS = "unknown_topic_alias"  # v5 PUBLISH with an alias never defined in this direction
-TOO_MANY_FILTERS = "too_many_filters"  # SUBSCRIBE/UNSUBSCRIBE with more than MAX_FILTERS topic filters: the rest not kept
+TOO_MANY_ENTRIES = "too_many_entries"  # over 1,024 topic filters or user properties in a packet: the rest not kept
 
 SURICATA_ANOMALIES = (MISSING_CONNECT, MISSING_PUBLISH, MISSING_SUBSCRIBE, MISSING_UNSUBSCRIBE, DOUBLE_CONNECT,
                       UNINTRODUCED_MESSAGE, INVALID_QOS_LEVEL, MISSING_MSG_ID, UNASSIGNED_MSG_TYPE,

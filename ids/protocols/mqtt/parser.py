@@ -10,14 +10,15 @@ import struct
 
 from .messages import MqttAck, MqttBare, MqttConnack, MqttConnect, MqttDisconnect, MqttPublish, MqttSuback, MqttSubscribe, MqttUnsuback, MqttUnsubscribe
 from .consts import (BIN, BYTE, INVALID_FLAGS, INVALID_QOS_LEVEL, MALFORMED_TRAFFIC, PROP_NAMES, PROP_TYPES,
-                     PROTOCOL_NAMES, REQUIRED_FLAGS, STR, TOO_MANY_FILTERS, TYPE_NAMES, U16, U32, UNKNOWN_PROTOCOL,
+                     PROTOCOL_NAMES, REQUIRED_FLAGS, STR, TOO_MANY_ENTRIES, TYPE_NAMES, U16, U32, UNKNOWN_PROTOCOL,
                      VARINT)
 
 _U32 = struct.Struct(">I").unpack_from
 MALFORMED = (MALFORMED_TRAFFIC,)
-TOO_MANY = (TOO_MANY_FILTERS,)
-#: topic filters kept of one SUBSCRIBE or UNSUBSCRIBE: 150,000 one-byte filters in a 750 kB packet were
-#: 150,000 tuples held while it awaited its SUBACK (100 such packets, a 79 MB capture: 2 GB)
+TOO_MANY = (TOO_MANY_ENTRIES,)
+#: topic filters kept of one SUBSCRIBE or UNSUBSCRIBE, and user properties of one packet: 150,000 one-byte
+#: filters in a 750 kB packet were 150,000 tuples held while it awaited its SUBACK (100 such packets, a 79 MB
+#: capture: 2 GB); 80,000 user properties of a QoS 1 PUBLISH held 7 MB until its PUBACK (60 of them: 452 MB)
 MAX_FILTERS = 1024
 
 
@@ -84,8 +85,9 @@ def _u16(buf: bytes, off: int, end: int) -> int:
     return (buf[off] << 8) | buf[off + 1]
 
 
-def parse_properties(buf: bytes, off: int, end: int) -> tuple[dict | None, int, bool]:
-    """A v5 property block (section 2.2.2) -> (properties or None, offset after the block, ok).
+def parse_properties(buf: bytes, off: int, end: int) -> tuple[dict | None, int, bool | None]:
+    """A v5 property block (section 2.2.2) -> (properties or None, offset after the block, ok): ok is None
+    when the block held more than MAX_FILTERS user properties (the first kept, the rest not read).
 
     The block's length is known up front, so an unknown identifier or a bad value spoils only the
     properties after it (ok False), not the rest of the packet. Raises _Bad if the length itself does
@@ -97,6 +99,7 @@ def parse_properties(buf: bytes, off: int, end: int) -> tuple[dict | None, int, 
     if n == 0:
         return None, stop, True
     props: dict = {}
+    users = 0
     try:
         while off < stop:
             pid, off = read_varint(buf, off, stop)
@@ -123,6 +126,9 @@ def parse_properties(buf: bytes, off: int, end: int) -> tuple[dict | None, int, 
             elif kind == BIN:
                 val, off = _bin(buf, off, stop)
             else:  # PAIR: a user property, written under its own key (as Suricata's EVE does)
+                if users >= MAX_FILTERS:  # the rest not kept: ~200 bytes held each for 6 on the wire
+                    return props, stop, None
+                users += 1
                 key, off = _str(buf, off, stop)
                 val, off = _str(buf, off, stop)
                 _put(props, key, val)
@@ -182,14 +188,14 @@ def parse_connect(buf, off, end, ts, to_server, flags, length, limit):
         v5 = level == 5
         if v5:
             props, p, ok = parse_properties(buf, p, end)
-            if not ok:
-                an += (MALFORMED_TRAFFIC,)
+            if ok is not True:
+                an += (MALFORMED_TRAFFIC,) if ok is False else TOO_MANY
         client_id, p = _str(buf, p, end)
         if cflags & 0x04:
             if v5:
                 will_props, p, ok = parse_properties(buf, p, end)
-                if not ok:
-                    an += (MALFORMED_TRAFFIC,)
+                if ok is not True:
+                    an += (MALFORMED_TRAFFIC,) if ok is False else TOO_MANY
             will_topic, p = _str(buf, p, end)
             raw, p = _bin(buf, p, end)
             will_len = len(raw)
@@ -226,8 +232,8 @@ def parse_connack(buf, off, end, ts, to_server, flags, length, version):
             an = (MALFORMED_TRAFFIC,)
         if version == 5:
             props, p, ok = parse_properties(buf, p, end)
-            if not ok:
-                an += (MALFORMED_TRAFFIC,)
+            if ok is not True:
+                an += (MALFORMED_TRAFFIC,) if ok is False else TOO_MANY
         if p != end:
             an += (MALFORMED_TRAFFIC,)
     except _Bad:
@@ -256,8 +262,8 @@ def parse_publish(buf, off, end, msg_end, ts, to_server, flags, length, version,
             p += 2
         if version == 5:
             props, p, ok = parse_properties(buf, p, end)
-            if not ok:
-                an = MALFORMED
+            if ok is not True:
+                an = MALFORMED if ok is False else an or TOO_MANY
         plen = msg_end - p
         if end == msg_end:
             payload = buf[p:p + limit] if plen > limit else buf[p:end]
@@ -286,8 +292,8 @@ def parse_ack(ptype, buf, off, end, ts, to_server, flags, length, version):
                 p += 1
                 if p < end:
                     props, p, ok = parse_properties(buf, p, end)
-                    if not ok:
-                        an = MALFORMED
+                    if ok is not True:
+                        an = MALFORMED if ok is False else an or TOO_MANY
         if p != end:
             an = MALFORMED
     except _Bad:
@@ -305,8 +311,8 @@ def parse_subscribe(buf, off, end, ts, to_server, flags, length, version):
         p = off + 2
         if version == 5:
             props, p, ok = parse_properties(buf, p, end)
-            if not ok:
-                an = MALFORMED
+            if ok is not True:
+                an = MALFORMED if ok is False else an or TOO_MANY
         while p < end:
             if len(topics) >= MAX_FILTERS:  # the rest not kept (each ~115 bytes held for 4 on the wire)
                 an = an or TOO_MANY
@@ -333,8 +339,8 @@ def parse_suback(buf, off, end, ts, to_server, flags, length, version):
         p = off + 2
         if version == 5:
             props, p, ok = parse_properties(buf, p, end)
-            if not ok:
-                an = MALFORMED
+            if ok is not True:
+                an = MALFORMED if ok is False else an or TOO_MANY
         codes = tuple(buf[p:end])
     except _Bad:
         an = MALFORMED
@@ -351,8 +357,8 @@ def parse_unsubscribe(buf, off, end, ts, to_server, flags, length, version):
         p = off + 2
         if version == 5:
             props, p, ok = parse_properties(buf, p, end)
-            if not ok:
-                an = MALFORMED
+            if ok is not True:
+                an = MALFORMED if ok is False else an or TOO_MANY
         while p < end:
             if len(topics) >= MAX_FILTERS:
                 an = an or TOO_MANY
@@ -376,8 +382,8 @@ def parse_unsuback(buf, off, end, ts, to_server, flags, length, version):
         p = off + 2
         if version == 5:
             props, p, ok = parse_properties(buf, p, end)
-            if not ok:
-                an = MALFORMED
+            if ok is not True:
+                an = MALFORMED if ok is False else an or TOO_MANY
             codes = tuple(buf[p:end])
         elif p != end:
             an = MALFORMED
@@ -399,8 +405,8 @@ def parse_disconnect(ptype, buf, off, end, ts, to_server, flags, length, version
                 p = off + 1
                 if p < end:
                     props, p, ok = parse_properties(buf, p, end)
-                    if not ok:
-                        an = MALFORMED
+                    if ok is not True:
+                        an = MALFORMED if ok is False else an or TOO_MANY
                 if p != end:
                     an = MALFORMED
         elif off != end:

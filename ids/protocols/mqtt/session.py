@@ -40,6 +40,15 @@ def _pending_cost(p) -> int:
         for t in topics:
             f = t[0] if type(t) is tuple else t
             n += 110 + (len(f) if f else 0)
+    props = getattr(m, "properties", None)  # v5: up to MAX_FILTERS user properties besides the rest
+    if props:
+        for k, v in props.items():
+            n += 150 + len(k)
+            if type(v) is str:
+                n += len(v)
+            elif type(v) is list:  # a user property repeated under one key
+                for x in v:
+                    n += 60 + (len(x) if type(x) is str else 8)
     return n
 #: Topic aliases remembered per direction (the peer may allow up to 65535; more are not stored).
 MAX_TOPIC_ALIASES = 4096
