@@ -495,9 +495,53 @@ def sparkplug_births(out: PcapOut, n: int) -> None:
         bd = p.metrics.add()
         bd.name, bd.datatype, bd.long_value = "bdSeq", 8, 0
         body = _mqtt_str(b"spBv1.0/plant/NBIRTH/edge%d" % k) + p.SerializeToString()
-        msg = b"\x30" + _mqtt_len(len(body)) + body
-        for o in range(0, len(msg), 1400):
-            c.send(True, msg[o:o + 1400], dt=1000)
+        _send_whole(c, b"\x30" + _mqtt_len(len(body)) + body)
+    c.close()
+
+
+def _v5(c: "Conv", cid: bytes) -> None:
+    body = _mqtt_str(b"MQTT") + b"\x05\x02" + struct.pack("!H", 60) + b"\x00" + _mqtt_str(cid)
+    c.send(True, b"\x10" + _mqtt_len(len(body)) + body)
+    c.send(False, b"\x20\x03\x00\x00\x00")
+
+
+def _send_whole(c: "Conv", msg: bytes) -> None:
+    for o in range(0, len(msg), 1400):
+        c.send(True, msg[o:o + 1400], dt=1000)
+
+
+def mqtt_topic_aliases(out: PcapOut, n: int) -> None:
+    """MQTT 5 clients defining n topic aliases in all (4,000 a connection), each a 30 kB topic."""
+    for f in range((n + 3999) // 4000):
+        c = Conv(out, _ip(f + 1), SERVER, 40000 + f, 1883, T0 + f * 1000).handshake()
+        _v5(c, b"c%d" % f)
+        for a in range(1, min(4000, n - f * 4000) + 1):
+            props = b"\x23" + struct.pack("!H", a)
+            body = _mqtt_str((b"t%d/%d/" % (f, a)).ljust(30_000, b"x")) + _mqtt_len(len(props)) + props + b"1"
+            _send_whole(c, b"\x30" + _mqtt_len(len(body)) + body)
+        c.close()
+
+
+def mqtt_subscribe_filters(out: PcapOut, n: int) -> None:
+    """n unanswered SUBSCRIBEs of 150,000 one-byte topic filters each (`#` first)."""
+    c = Conv(out, _ip(1), SERVER, 40000, 1883, T0).handshake()
+    c.send(True, _mqtt_connect(b"sub"))
+    c.send(False, b"\x20\x02\x00\x00")
+    filters = _mqtt_str(b"#") + b"\x00" + b"".join(_mqtt_str(b"%d" % (i % 10)) + b"\x00" for i in range(149_999))
+    for k in range(n):
+        body = struct.pack("!H", k + 1) + filters
+        _send_whole(c, b"\x82" + _mqtt_len(len(body)) + body)
+    c.close()
+
+
+def mqtt_user_properties(out: PcapOut, n: int) -> None:
+    """n unanswered MQTT 5 QoS 1 PUBLISHes of 80,000 user properties each."""
+    c = Conv(out, _ip(1), SERVER, 40000, 1883, T0).handshake()
+    _v5(c, b"p")
+    props = b"".join(b"\x26" + _mqtt_str(b"k%d" % i) + _mqtt_str(b"v") for i in range(80_000))
+    for k in range(n):
+        body = _mqtt_str(b"t/x") + struct.pack("!H", k + 1) + _mqtt_len(len(props)) + props + b"1"
+        _send_whole(c, b"\x32" + _mqtt_len(len(body)) + body)
     c.close()
 
 
@@ -531,6 +575,9 @@ CASES: dict[str, tuple[Callable, int, str]] = {
     "syn_flood6": (syn_flood6, 300_000, "flows"),
     "tls_small_records": (tls_small_records, 50, "handshakes"),  # tshark: ~3 s a handshake
     "sparkplug_births": (sparkplug_births, 200, "births"),
+    "mqtt_topic_aliases": (mqtt_topic_aliases, 8_000, "aliases"),
+    "mqtt_subscribe_filters": (mqtt_subscribe_filters, 100, "subscribes"),
+    "mqtt_user_properties": (mqtt_user_properties, 60, "publishes"),
 }
 # cases run through another command than a plain `otids analyze`: `otids learn` (the learner's bounds), and
 # analyze enforcing a baseline learned from the first 100 topics (every further topic a deviation)
