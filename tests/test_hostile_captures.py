@@ -116,3 +116,26 @@ def test_identical_retransmission_is_no_conflict(tmp_path):
     tx, notes, alerts = run(tmp_path, conv.frames)
     assert [t.transaction_id for t in tx] == [1, 2]
     assert not [n for n in notes if "overlap" in n.action] and not alerts
+
+
+# ---------------------------------------------------------------------------------------------- IPv6 header chains
+def test_ipv6_extension_header_chain_of_any_length_is_walked(tmp_path):
+    """Modbus over IPv6 behind 40 destination-options headers (a stack walks the whole chain). Before: a
+    chain of more than 16 headers was dropped as malformed, the exchange never analysed."""
+    from craft import ip6, ipv6
+    c, s = ip6("fd00::1"), ip6("fd00::2")
+    frames, ts, cseq, sseq = [], 1_700_000_000 * 10**9, 1000, 5000
+
+    def seg(src, dst, sport, dport, seq, ack, flags, payload=b"", depth=40):
+        chain = b"".join(bytes([60 if i < depth - 1 else 6, 0]) + b"\x01\x04\0\0\0\0" for i in range(depth))
+        frames.append((ts + len(frames) * 1000, eth(ipv6(src, dst, 60, chain + tcp(src, dst, sport, dport, seq, ack,
+                                                                                    flags, payload)), etype=0x86DD)))
+    seg(c, s, 40000, 502, cseq - 1, 0, "S")
+    seg(s, c, 502, 40000, sseq - 1, cseq, "SA")
+    for i in range(3):
+        seg(c, s, 40000, 502, cseq, sseq, "PA", mbap(i, 1, READ))
+        cseq += 12
+        seg(s, c, 502, 40000, sseq, cseq, "PA", mbap(i, 1, RESP))
+        sseq += 13
+    tx, _, _ = run(tmp_path, frames)
+    assert [(t.transaction_id, t.outcome) for t in tx] == [(0, "success"), (1, "success"), (2, "success")]
