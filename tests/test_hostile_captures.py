@@ -139,3 +139,36 @@ def test_ipv6_extension_header_chain_of_any_length_is_walked(tmp_path):
         sseq += 13
     tx, _, _ = run(tmp_path, frames)
     assert [(t.transaction_id, t.outcome) for t in tx] == [(0, "success"), (1, "success"), (2, "success")]
+
+
+def test_partly_overlapping_segments_with_different_bytes_alert(tmp_path):
+    """Two out-of-order segments where the second starts inside the first with other bytes (the classic
+    partial overlap, whose winner depends on the device's stack). Before: trimmed without a comparison."""
+    conv = TcpConv().handshake()
+    hole = mbap(1, 1, READ)
+    at = conv.cseq + len(hole)
+    second = mbap(2, 1, READ)
+    conv.send(True, second, seq=at, advance=False)
+    conv.send(True, b"\xff" * 6 + mbap(3, 1, READ), seq=at + 6, advance=False)  # bytes 6-11 of `second` differ
+    conv.send(True, hole)
+    conv.cseq += len(second) + 12
+    conv.send(False, mbap(1, 1, RESP)).send(False, mbap(2, 1, RESP)).send(False, mbap(3, 1, RESP))
+    tx, notes, alerts = run(tmp_path, conv.frames)
+    assert [t.transaction_id for t in tx] == [1, 2, 3]
+    assert [n.action for n in notes if "overlap" in n.action] == ["tcp_overlap_conflict"]
+    assert [a.rule_id for a in alerts] == ["otids.anomaly.flow.tcp_overlap_conflict"]
+
+
+def test_partly_overlapping_segments_with_the_same_bytes_are_no_conflict(tmp_path):
+    conv = TcpConv().handshake()
+    hole = mbap(1, 1, READ)
+    at = conv.cseq + len(hole)
+    data = mbap(2, 1, READ) + mbap(3, 1, READ)
+    conv.send(True, data[:12], seq=at, advance=False)
+    conv.send(True, data[6:], seq=at + 6, advance=False)
+    conv.send(True, hole)
+    conv.cseq += len(data)
+    conv.send(False, mbap(1, 1, RESP)).send(False, mbap(2, 1, RESP)).send(False, mbap(3, 1, RESP))
+    tx, notes, alerts = run(tmp_path, conv.frames)
+    assert [t.transaction_id for t in tx] == [1, 2, 3]
+    assert not [n for n in notes if "overlap" in n.action] and not alerts

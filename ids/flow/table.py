@@ -304,9 +304,7 @@ class FlowTable:
         """Two copies of the same stream bytes disagreed (the first was kept, as for IP fragments): which copy
         the receiver keeps depends on its stack, so an attacker can show the sensor one command and the
         device another (Ptacek and Newsham). Counted in Stream.overlaps before and said nowhere; now noted on
-        the connection record and said once per flow (`tcp_overlap_conflict`)."""
-        st = self.stats
-        st["tcp_overlap_conflicts"] = st.get("tcp_overlap_conflicts", 0) + 1
+        the connection record and said once per flow (`tcp_overlap_conflict`), counted when the flow ends."""
         if "overlap_conflict" not in flow.cnotes:
             flow.cnotes.add("overlap_conflict")
             self._notice(flow, ts, "tcp_overlap_conflict", {"direction": "to_server" if to_server else "to_client"})
@@ -649,6 +647,10 @@ class FlowTable:
             self._garbage(flow, ts)
             del self.violated[flow]
         self.stats["retransmissions"] += flow.to_server.retrans + flow.to_client.retrans
+        ov = flow.to_server.overlaps + flow.to_client.overlaps
+        if ov:  # conflicts the last drains found (a hole given up on at the end, an acknowledged gap)
+            self.stats["tcp_overlap_conflicts"] = self.stats.get("tcp_overlap_conflicts", 0) + ov
+            self._overlap(flow, ts, bool(flow.to_server.overlaps))
         proto = flow.proto
         if proto != ETHER:
             hosts = self.hosts

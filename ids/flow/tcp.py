@@ -127,6 +127,8 @@ class Stream:
         wins where several overlap) or dropped when nothing of them is new."""
         segs, heap = self.segs, self.heap
         anchor = self.anchor
+        prev = None  # the bytes this drain delivered last, from position prev_at: a later segment that
+        prev_at = 0  # overlaps them is compared (a partial overlap with other bytes is a conflict too)
         while heap:
             cur = (self.next_seq - anchor) & M32
             if cur >= HALF:  # next_seq moved back behind the anchor (a SYN renumbered the stream)
@@ -137,10 +139,17 @@ class Stream:
                 return
             key, data = self._pop()
             behind = cur - key
+            if prev is not None and behind and key < cur:
+                o = key - prev_at
+                if o >= 0:
+                    n = min(len(prev) - o, len(data), behind)
+                    if n > 0 and prev[o:o + n] != data[:n]:
+                        self.overlaps += 1
             if behind >= len(data):
                 continue
             if behind:
                 data = data[behind:]
+            prev, prev_at = data, cur
             self.next_seq = (self.next_seq + len(data)) & M32
             self.bytes += len(data)
             out.append(data)
