@@ -97,11 +97,11 @@ def ipv6_frag_in_routing(p, n):
 def teardrop(p, n):
     """overlapping IPv4 fragments, each rewriting the TCP header of the first (ports, flags)."""
     for i in range(n):
-        seg = tcp_segment(A, B, 40000 + i, 502, 1, 0, SYN, b"")
-        evil = tcp_segment(A, B, 40000 + i, 22, 1, 0, SYN, b"")
+        seg = tcp_segment(A, B, 40000 + i % 20000, 502, 1, 0, SYN, b"")
+        evil = tcp_segment(A, B, 40000 + i % 20000, 22, 1, 0, SYN, b"")
         src = _ip(i)
         p.raw(T0 + i * 1000, ETH + b"\x08\x00" + ip4(src, B, 6, seg + b"x" * 16, ident=i, frag=0x2000))
-        p.raw(T0 + i * 1000, ETH + b"\x08\x00" + ip4(src, B, 6, evil[8:] + b"y" * 40, ident=i, frag=1))  # offset 8
+        p.raw(T0 + i * 1000, ETH + b"\x08\x00" + ip4(src, B, 6, evil[8:] + b"y" * 40, ident=i, frag=1))  # offset 8, last: rewrites seq to flags
         p.raw(T0 + i * 1000, ETH + b"\x08\x00" + ip4(src, B, 6, b"z" * 8, ident=i, frag=0x0000 | 7))  # offset 56, last
 
 def seq_wrap(p, n):
