@@ -172,3 +172,28 @@ def test_partly_overlapping_segments_with_the_same_bytes_are_no_conflict(tmp_pat
     tx, notes, alerts = run(tmp_path, conv.frames)
     assert [t.transaction_id for t in tx] == [1, 2, 3]
     assert not [n for n in notes if "overlap" in n.action] and not alerts
+
+
+def test_retransmission_of_delivered_bytes_with_other_bytes_alerts(tmp_path):
+    """A request delivered in order, then "retransmitted" at the same place and length as a write (the
+    device may take either, depending on whether it saw the first). Before: counted as a retransmission."""
+    conv = TcpConv().handshake()
+    conv.send(True, mbap(1, 1, READ))
+    conv.send(True, mbap(1, 1, WRITE), seq=conv.cseq - 12, advance=False)
+    conv.send(True, mbap(1, 1, READ), seq=conv.cseq - 12, advance=False)  # an honest retransmission too
+    conv.send(False, mbap(1, 1, RESP))
+    tx, notes, alerts = run(tmp_path, conv.frames)
+    assert [(t.transaction_id, t.function_code) for t in tx] == [(1, 3)]
+    assert [n.action for n in notes if "overlap" in n.action] == ["tcp_overlap_conflict"]
+    assert [a.rule_id for a in alerts] == ["otids.anomaly.flow.tcp_overlap_conflict"]
+
+
+def test_honest_retransmissions_of_delivered_bytes_are_no_conflict(tmp_path):
+    conv = TcpConv().handshake()
+    for i in range(20):
+        conv.send(True, mbap(i, 1, READ))
+        conv.send(True, mbap(i, 1, READ), seq=conv.cseq - 12, advance=False)
+        conv.send(False, mbap(i, 1, RESP))
+        conv.send(False, mbap(i, 1, RESP), seq=conv.sseq - 13, advance=False)
+    tx, notes, alerts = run(tmp_path, conv.frames)
+    assert len(tx) == 20 and not [n for n in notes if "overlap" in n.action] and not alerts

@@ -231,6 +231,8 @@ class FlowTable:
             # In order with nothing waiting (nearly every packet): straight to the session.
             stream.next_seq = (seq + len(payload)) & 0xFFFFFFFF
             stream.bytes += len(payload)
+            stream.last_at, stream.last_end = seq, stream.next_seq  # a retransmission of it with other
+            stream.last_sum = hash(payload)  # bytes: Stream.add says so
             try:
                 sess.data(to_server, payload, ts)
             except Exception as e:  # noqa: BLE001 - hostile bytes never end the run (see session_error)
