@@ -130,7 +130,7 @@ class FlowTable:
         self.garbage: dict[tuple, int] = {}  # (server ip, port, protocol) -> bytes sent after violations
         self.stats = {"flows": 0, "flows_evicted": 0, "flows_timed_out": 0, "tcp_gaps": 0, "tcp_gap_bytes": 0,
                       "stream_cap_hits": 0, "retransmissions": 0, "packets_no_flow": 0, "session_errors": 0,
-                      "talkers_dropped": 0}
+                      "talkers_dropped": 0, "tcp_overlap_conflicts": 0, "tcp_control_ignored": 0}
 
     def share(self, n: int) -> None:
         """This table is one of `n` (workers dividing the traffic by host pair): it holds 1/n of the bounds on
@@ -280,7 +280,7 @@ class FlowTable:
         the connection record: a capture that lost bytes before a real one looks the same, so it is said
         when payload follows it (after a FIN: in its own direction), which no real one allows."""
         st = self.stats
-        st["tcp_control_ignored"] = st.get("tcp_control_ignored", 0) + 1
+        st["tcp_control_ignored"] += 1
         note = f"{kind}_ignored" if kind != "fin" else ("fin_ignored_client" if to_server else "fin_ignored_server")
         notes = flow.cnotes
         if kind == "syn" and note not in notes:
@@ -651,7 +651,7 @@ class FlowTable:
         self.stats["retransmissions"] += flow.to_server.retrans + flow.to_client.retrans
         ov = flow.to_server.overlaps + flow.to_client.overlaps
         if ov:  # conflicts the last drains found (a hole given up on at the end, an acknowledged gap)
-            self.stats["tcp_overlap_conflicts"] = self.stats.get("tcp_overlap_conflicts", 0) + ov
+            self.stats["tcp_overlap_conflicts"] += ov
             self._overlap(flow, ts, bool(flow.to_server.overlaps))
         proto = flow.proto
         if proto != ETHER:
