@@ -34,7 +34,9 @@ NOTICE_RULES = {"stream_buffer_cap": "otids.anomaly.flow.stream_buffer_cap",
                 "sustained_garbage": "otids.anomaly.flow.sustained_garbage",
                 "ip_fragment_too_many": "otids.anomaly.ip.fragment_flood",
                 "ip_fragment_table_full": "otids.anomaly.ip.fragment_flood",
-                "oversized_pdu": "otids.anomaly.flow.oversized_pdu"}
+                "oversized_pdu": "otids.anomaly.flow.oversized_pdu",
+                "tcp_control_ignored": "otids.anomaly.flow.tcp_control_ignored",
+                "tcp_overlap_conflict": "otids.anomaly.flow.tcp_overlap_conflict"}
 _NOTICE = (
     RuleInfo("otids.anomaly.flow.stream_buffer_cap", "TCP reassembly buffer cap reached", "low",
              "Out-of-order data for one stream exceeded the reassembly buffer; a gap was declared. Heavy loss "
@@ -63,6 +65,16 @@ _NOTICE = (
              "length over mqtt.max_message_length, up to 268 MB): raised when the header is seen, once per "
              "flow, whether or not the bytes ever come. A slow-drip resource exhaustion attempt against the "
              "broker or the sensor, or a broken client."),
+    RuleInfo("otids.anomaly.flow.tcp_control_ignored", "TCP reset, FIN or SYN outside the connection's sequence",
+             "medium",
+             "A RST or FIN far from the next byte of its direction, or a SYN renumbering a direction that had "
+             "carried data: no receiver takes it, so it was not honoured (the flow is still dissected). Forged "
+             "control segments tear down an IDS's view of a connection while the device's stays up (TCB "
+             "teardown evasion); a capture that lost over a megabyte just before a reset looks the same."),
+    RuleInfo("otids.anomaly.flow.tcp_overlap_conflict", "TCP segments overlap with different data", "medium",
+             "Two copies of the same stream bytes carried different data; the first was kept. Which copy a "
+             "device keeps depends on its TCP stack: a classic way to show the sensor one command and the "
+             "device another."),
     RuleInfo("otids.anomaly.ip.fragment_flood", "IP fragment flood", "medium",
              "A datagram in more fragments than limits.max_fragments, or more datagrams in reassembly than "
              "decode.max_fragmented_datagrams: tiny-fragment evasion or a flood against reassembly."),

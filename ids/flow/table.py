@@ -42,6 +42,9 @@ SESSION_COST = {"modbus": 300, "opcua": 1600, "mqtt": 1050, "tls": 700}
 SESSION_COST_OTHER = 1000
 #: the history bit of each (flags & 0x3F) | 64-if-payload value (FlowTable._tcp, connlog.tcp_history)
 _HBIT = tuple(1 << i for i in range(128))
+#: How far from the next expected byte of its direction a RST or FIN may lie and still end the flow
+#: (FlowTable._control_ok): a window's worth of bytes the capture may have missed or that are in flight.
+CONTROL_WINDOW = 1 << 16
 
 
 class Flow:
@@ -127,7 +130,7 @@ class FlowTable:
         self.garbage: dict[tuple, int] = {}  # (server ip, port, protocol) -> bytes sent after violations
         self.stats = {"flows": 0, "flows_evicted": 0, "flows_timed_out": 0, "tcp_gaps": 0, "tcp_gap_bytes": 0,
                       "stream_cap_hits": 0, "retransmissions": 0, "packets_no_flow": 0, "session_errors": 0,
-                      "talkers_dropped": 0}
+                      "talkers_dropped": 0, "tcp_overlap_conflicts": 0, "tcp_control_ignored": 0}
 
     def share(self, n: int) -> None:
         """This table is one of `n` (workers dividing the traffic by host pair): it holds 1/n of the bounds on
@@ -204,6 +207,12 @@ class FlowTable:
             stream, other = flow.to_server, flow.to_client
         else:
             stream, other = flow.to_client, flow.to_server
+        if n and flow.cnotes:
+            self._after_ignored(flow, ts, to_server)
+        if flags & SYN and stream.next_seq is not None and ((pseq + 1) & 0xFFFFFFFF) != stream.next_seq \
+                and (stream.bytes or stream.gaps or stream.segs):
+            self._ignored(flow, ts, "syn", to_server, pseq, stream.next_seq)
+            return
         if flags & SYN:
             stream.renumber((pseq + 1) & 0xFFFFFFFF)
             if flags & ACK:
@@ -222,6 +231,8 @@ class FlowTable:
             # In order with nothing waiting (nearly every packet): straight to the session.
             stream.next_seq = (seq + len(payload)) & 0xFFFFFFFF
             stream.bytes += len(payload)
+            stream.last_at, stream.last_end = seq, stream.next_seq  # a retransmission of it with other
+            stream.last_sum = hash(payload)  # bytes: Stream.add says so
             try:
                 sess.data(to_server, payload, ts)
             except Exception as e:  # noqa: BLE001 - hostile bytes never end the run (see session_error)
@@ -231,7 +242,10 @@ class FlowTable:
                     self.ident.data(flow, to_server, payload, ts)
         elif payload and (sess is not None or flow.probing):
             out = []
+            ov = stream.overlaps
             st = stream.add(seq, payload, self.cfg.max_stream_buffer, out)
+            if stream.overlaps != ov:
+                self._overlap(flow, ts, to_server)
             if st == 1:
                 self.stats["stream_cap_hits"] += 1
                 self._notice(flow, ts, "stream_buffer_cap", {"max_bytes": self.cfg.max_stream_buffer,
@@ -242,12 +256,60 @@ class FlowTable:
             if out:
                 self._deliver(flow, to_server, out, ts)
         if flags & (FIN | RST):
+            nxt = stream.next_seq
+            if nxt is not None and (flow.established or flow.bytes[0] + flow.bytes[1]) and \
+                    ((pseq - nxt + CONTROL_WINDOW) & 0xFFFFFFFF) > 2 * CONTROL_WINDOW:
+                self._ignored(flow, ts, "rst" if flags & RST else "fin", to_server, pseq, nxt)
+                return
             if flags & RST:
                 flow.fin = 3
             else:
                 flow.fin |= 1 if to_server else 2
             if flow.fin == 3:
                 self._close(flow, ts)
+
+    def _ignored(self, flow: Flow, ts: int, kind: str, to_server: bool, seq: int, expected: int) -> None:
+        """A SYN, RST or FIN inside a connection that no receiver would take: not honoured. A forged one must
+        not change what the sensor sees (Ptacek and Newsham's TCB teardown): one RST, or a FIN each way, at
+        any sequence number closed the flow and nothing after it was dissected; a SYN renumbered a direction
+        that had carried data, so the real bytes after it were dropped as retransmissions. A RST or FIN
+        counts only within CONTROL_WINDOW of the next byte of its direction (a receiver drops it outside its
+        window, RFC 793 and RFC 5961; the payload it carries is still delivered); a SYN renumbers a direction
+        only before it carried data or with the number it had (a retransmitted SYN). A SYN not honoured is
+        said at once (`tcp_control_ignored`; it is dropped with its payload). A RST or FIN is only noted on
+        the connection record: a capture that lost bytes before a real one looks the same, so it is said
+        when payload follows it (after a FIN: in its own direction), which no real one allows."""
+        st = self.stats
+        st["tcp_control_ignored"] += 1
+        note = f"{kind}_ignored" if kind != "fin" else ("fin_ignored_client" if to_server else "fin_ignored_server")
+        notes = flow.cnotes
+        if kind == "syn" and note not in notes:
+            self._notice(flow, ts, "tcp_control_ignored", {
+                "flag": "SYN", "direction": "to_server" if to_server else "to_client", "seq": seq,
+                "expected_seq": expected})
+        notes.add(note)
+
+    def _after_ignored(self, flow: Flow, ts: int, to_server: bool) -> None:
+        """Payload after a RST (either way) or a FIN (its own way) that was not honoured: say so once."""
+        notes = flow.cnotes
+        if "data_after_ignored_control" in notes:
+            return
+        kind = "RST" if "rst_ignored" in notes else \
+            "FIN" if ("fin_ignored_client" if to_server else "fin_ignored_server") in notes else None
+        if kind is not None:
+            notes.add("data_after_ignored_control")
+            self._notice(flow, ts, "tcp_control_ignored", {
+                "flag": kind, "direction": "to_server" if to_server else "to_client",
+                "then": "payload followed it"})
+
+    def _overlap(self, flow: Flow, ts: int, to_server: bool) -> None:
+        """Two copies of the same stream bytes disagreed (the first was kept, as for IP fragments): which copy
+        the receiver keeps depends on its stack, so an attacker can show the sensor one command and the
+        device another (Ptacek and Newsham). Counted in Stream.overlaps before and said nowhere; now noted on
+        the connection record and said once per flow (`tcp_overlap_conflict`), counted when the flow ends."""
+        if "overlap_conflict" not in flow.cnotes:
+            flow.cnotes.add("overlap_conflict")
+            self._notice(flow, ts, "tcp_overlap_conflict", {"direction": "to_server" if to_server else "to_client"})
 
     def _new_tcp(self, p: Packet, key: tuple, ts: int) -> tuple[Flow, bool]:
         flags = p.flags
@@ -587,6 +649,10 @@ class FlowTable:
             self._garbage(flow, ts)
             del self.violated[flow]
         self.stats["retransmissions"] += flow.to_server.retrans + flow.to_client.retrans
+        ov = flow.to_server.overlaps + flow.to_client.overlaps
+        if ov:  # conflicts the last drains found (a hole given up on at the end, an acknowledged gap)
+            self.stats["tcp_overlap_conflicts"] += ov
+            self._overlap(flow, ts, bool(flow.to_server.overlaps))
         proto = flow.proto
         if proto != ETHER:
             hosts = self.hosts

@@ -26,7 +26,7 @@ class Stream:
     when it started buffering), so keys order correctly across sequence-number wrap."""
 
     __slots__ = ("next_seq", "segs", "heap", "anchor", "buffered", "fin_seq", "bytes", "gaps", "gap_bytes",
-                 "overlaps", "retrans", "closed", "pool")
+                 "overlaps", "retrans", "closed", "pool", "last_at", "last_end", "last_sum")
 
     def __init__(self, pool=None):
         self.next_seq: int | None = None  # sequence number of the next byte to deliver
@@ -42,6 +42,12 @@ class Stream:
         self.retrans = 0
         self.closed = False
         self.pool = pool  # the global bound shared by every stream (ids.flow.budget.Pool), or None
+        # The last segment delivered in order: where it started and ended, and hash(bytes) (a C integer when
+        # compiled: nothing allocated per packet). A retransmission of exactly it with other bytes is an
+        # overlap conflict (delivered bytes are not kept to compare).
+        self.last_at: int | None = None
+        self.last_end: int | None = None
+        self.last_sum = 0
 
     def add(self, seq: int, data: bytes, max_buffer: int, out: list) -> int:
         """Accept a segment. Appends deliverable chunks (bytes, or an int: a gap of that many bytes) to `out`.
@@ -55,12 +61,16 @@ class Stream:
         if diff == 0 and not self.segs:  # the common case: in order, nothing waiting
             self.next_seq = (nxt + len(data)) & M32
             self.bytes += len(data)
+            self.last_at, self.last_end, self.last_sum = seq, self.next_seq, hash(data)
             out.append(data)
             return 0
         if diff >= HALF:  # starts before next_seq: retransmission, maybe with new bytes at its end
             behind = (nxt - seq) & M32
             if behind >= len(data):
                 self.retrans += 1
+                if self.last_at == seq and self.last_end == nxt and self.last_sum != hash(data) \
+                        and (seq + len(data)) & M32 == nxt:
+                    self.overlaps += 1
                 return 0
             data = data[behind:]
             seq = nxt
@@ -127,6 +137,8 @@ class Stream:
         wins where several overlap) or dropped when nothing of them is new."""
         segs, heap = self.segs, self.heap
         anchor = self.anchor
+        prev = None  # the bytes this drain delivered last, from position prev_at: a later segment that
+        prev_at = 0  # overlaps them is compared (a partial overlap with other bytes is a conflict too)
         while heap:
             cur = (self.next_seq - anchor) & M32
             if cur >= HALF:  # next_seq moved back behind the anchor (a SYN renumbered the stream)
@@ -137,10 +149,17 @@ class Stream:
                 return
             key, data = self._pop()
             behind = cur - key
+            if prev is not None and behind and key < cur:
+                o = key - prev_at
+                if o >= 0:
+                    n = min(len(prev) - o, len(data), behind)
+                    if n > 0 and prev[o:o + n] != data[:n]:
+                        self.overlaps += 1
             if behind >= len(data):
                 continue
             if behind:
                 data = data[behind:]
+            prev, prev_at = data, cur
             self.next_seq = (self.next_seq + len(data)) & M32
             self.bytes += len(data)
             out.append(data)
