@@ -52,6 +52,18 @@ def run_cli(*args: str, check_rc: int | None = 0, timeout: int = 300) -> subproc
     return p
 
 
+def cli_peak_rss_kb(*args: str, timeout: int = 300) -> int:
+    """Run `python -m ids.cli ARGS` (exit 0 required) and return the peak RSS in KiB of its process tree
+    (workers included): measured from a child that runs it, whose RUSAGE_CHILDREN is that run's alone."""
+    code = ("import resource, subprocess, sys; p = subprocess.run([sys.executable, '-m', 'ids.cli', *sys.argv[1:]]); "
+            "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
+                       timeout=timeout)
+    rc, kb = map(int, p.stdout.split())
+    assert rc == 0, p.stderr
+    return kb
+
+
 def start_driver(driver: Path, pure: bool) -> subprocess.Popen:
     """A pure-vs-compiled identity driver (tests/*compiled_driver.py) in a process of its own: forced pure
     Python (OTIDS_PURE=1) or running the compiled modules; its JSON report comes from finish_driver()."""

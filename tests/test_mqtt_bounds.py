@@ -8,7 +8,7 @@ import json
 import struct
 
 from ids.cli import main
-from ids.commands.bench_hostile import Conv, PcapOut, SERVER, T0, _ip, _mqtt_len, _mqtt_str
+from ids.commands.bench_hostile import PcapOut, T0, _mqtt_len, _mqtt_str, _send_whole, mqtt_client
 
 NS = 1_000_000_000
 
@@ -21,14 +21,9 @@ def _publish(topic: bytes, alias: int) -> bytes:
 
 def _flow(out: PcapOut, k: int, ts: int, define: int, use: int) -> None:
     """A v5 client defining `define` aliases of 30 kB topics, then publishing once by alias `use` alone."""
-    c = Conv(out, _ip(k), SERVER, 40000 + k, 1883, ts).handshake()
-    body = _mqtt_str(b"MQTT") + b"\x05\x02" + struct.pack("!H", 60) + b"\x00" + _mqtt_str(b"c%d" % k)
-    c.send(True, b"\x10" + _mqtt_len(len(body)) + body)
-    c.send(False, b"\x20\x03\x00\x00\x00")
+    c = mqtt_client(out, b"c%d" % k, k, 40000 + k, ts, v5=True)
     for a in range(1, define + 1):
-        msg = _publish((b"plant/%d/%d/" % (k, a)).ljust(30_000, b"x"), a)
-        for o in range(0, len(msg), 1400):
-            c.send(True, msg[o:o + 1400], dt=1000)
+        _send_whole(c, _publish((b"plant/%d/%d/" % (k, a)).ljust(30_000, b"x"), a))
     c.send(True, _publish(b"", use))
     c.close()
 
@@ -84,29 +79,17 @@ def test_unanswered_subscribes_of_many_filters_stay_small(tmp_path):
     """20 SUBSCRIBEs of 50,000 one-byte filters (the first `#`), never answered: each was 50,000 tuples
     held until its exchange timed out (and the Sparkplug detector held the whole exchange 10 s for its
     wildcard alert). Peak RSS of the run, in a child process."""
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-    from ids.commands.bench_hostile import _mqtt_connect
+    from conftest import cli_peak_rss_kb
+    from ids.commands.bench_hostile import _send_whole, mqtt_client
     path = tmp_path / "subs.pcap"
     out = PcapOut(str(path))
-    c = Conv(out, _ip(1), SERVER, 40000, 1883, T0).handshake()
-    c.send(True, _mqtt_connect(b"sub"))
-    c.send(False, b"\x20\x02\x00\x00")
+    c = mqtt_client(out, b"sub")
     for k in range(20):
-        msg = _subscribe(k + 1, [b"#"] + [b"%d" % (i % 10) for i in range(49_999)])
-        for o in range(0, len(msg), 1400):
-            c.send(True, msg[o:o + 1400], dt=1000)
+        _send_whole(c, _subscribe(k + 1, [b"#"] + [b"%d" % (i % 10) for i in range(49_999)]))
     c.close()
     out.close()
     alerts = tmp_path / "a.ndjson"
-    code = ("import resource, subprocess, sys; p = subprocess.run([sys.executable, '-m', 'ids.cli', 'analyze', "
-            f"{str(path)!r}, '-q', '--workers', '1', '-o', {str(alerts)!r}]); "
-            "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    rc, kb = map(int, p.stdout.split())
-    assert rc == 0, p.stderr
+    kb = cli_peak_rss_kb("analyze", str(path), "-q", "--workers", "1", "-o", str(alerts))
     rules = [json.loads(x)["rule"]["id"] for x in alerts.read_text().splitlines()]
     assert "otids.anomaly.mqtt.too_many_entries" in rules and "otids.sparkplug.wildcard_subscription" in rules
     assert kb < 70_000, f"peak RSS {kb / 1024:.0f} MB"  # 108 MB before, 40 MB now

@@ -483,9 +483,7 @@ def sparkplug_births(out: PcapOut, n: int) -> None:
     """n Sparkplug B NBIRTHs of 15,000 metrics each (named, aliased), one edge node each, on one connection:
     each metric ~25 bytes on the wire, ~200 held in the alias tables (and 300 in the event while it lives)."""
     from ..protocols.mqtt.sparkplug import sparkplug_b_pb2 as pb
-    c = Conv(out, _ip(1), SERVER, 40000, 1883, T0).handshake()
-    c.send(True, _mqtt_connect(b"edge"))
-    c.send(False, b"\x20\x02\x00\x00")
+    c = mqtt_client(out, b"edge")
     for k in range(n):
         p = pb.Payload()
         p.seq, p.timestamp = 0, 1
@@ -499,10 +497,17 @@ def sparkplug_births(out: PcapOut, n: int) -> None:
     c.close()
 
 
-def _v5(c: "Conv", cid: bytes) -> None:
-    body = _mqtt_str(b"MQTT") + b"\x05\x02" + struct.pack("!H", 60) + b"\x00" + _mqtt_str(cid)
-    c.send(True, b"\x10" + _mqtt_len(len(body)) + body)
-    c.send(False, b"\x20\x03\x00\x00\x00")
+def mqtt_client(out: PcapOut, cid: bytes, ip: int = 1, port: int = 40000, ts: int = T0, v5: bool = False) -> Conv:
+    """A client's connection to the broker, through CONNECT (MQTT 3.1.1, or 5) and its CONNACK."""
+    c = Conv(out, _ip(ip), SERVER, port, 1883, ts).handshake()
+    if v5:
+        body = _mqtt_str(b"MQTT") + b"\x05\x02" + struct.pack("!H", 60) + b"\x00" + _mqtt_str(cid)
+        c.send(True, b"\x10" + _mqtt_len(len(body)) + body)
+        c.send(False, b"\x20\x03\x00\x00\x00")
+    else:
+        c.send(True, _mqtt_connect(cid))
+        c.send(False, b"\x20\x02\x00\x00")
+    return c
 
 
 def _send_whole(c: "Conv", msg: bytes) -> None:
@@ -513,8 +518,7 @@ def _send_whole(c: "Conv", msg: bytes) -> None:
 def mqtt_topic_aliases(out: PcapOut, n: int) -> None:
     """MQTT 5 clients defining n topic aliases in all (4,000 a connection), each a 30 kB topic."""
     for f in range((n + 3999) // 4000):
-        c = Conv(out, _ip(f + 1), SERVER, 40000 + f, 1883, T0 + f * 1000).handshake()
-        _v5(c, b"c%d" % f)
+        c = mqtt_client(out, b"c%d" % f, f + 1, 40000 + f, T0 + f * 1000, v5=True)
         for a in range(1, min(4000, n - f * 4000) + 1):
             props = b"\x23" + struct.pack("!H", a)
             body = _mqtt_str((b"t%d/%d/" % (f, a)).ljust(30_000, b"x")) + _mqtt_len(len(props)) + props + b"1"
@@ -524,9 +528,7 @@ def mqtt_topic_aliases(out: PcapOut, n: int) -> None:
 
 def mqtt_subscribe_filters(out: PcapOut, n: int) -> None:
     """n unanswered SUBSCRIBEs of 150,000 one-byte topic filters each (`#` first)."""
-    c = Conv(out, _ip(1), SERVER, 40000, 1883, T0).handshake()
-    c.send(True, _mqtt_connect(b"sub"))
-    c.send(False, b"\x20\x02\x00\x00")
+    c = mqtt_client(out, b"sub")
     filters = _mqtt_str(b"#") + b"\x00" + b"".join(_mqtt_str(b"%d" % (i % 10)) + b"\x00" for i in range(149_999))
     for k in range(n):
         body = struct.pack("!H", k + 1) + filters
@@ -536,8 +538,7 @@ def mqtt_subscribe_filters(out: PcapOut, n: int) -> None:
 
 def mqtt_user_properties(out: PcapOut, n: int) -> None:
     """n unanswered MQTT 5 QoS 1 PUBLISHes of 80,000 user properties each."""
-    c = Conv(out, _ip(1), SERVER, 40000, 1883, T0).handshake()
-    _v5(c, b"p")
+    c = mqtt_client(out, b"p", v5=True)
     props = b"".join(b"\x26" + _mqtt_str(b"k%d" % i) + _mqtt_str(b"v") for i in range(80_000))
     for k in range(n):
         body = _mqtt_str(b"t/x") + struct.pack("!H", k + 1) + _mqtt_len(len(props)) + props + b"1"
